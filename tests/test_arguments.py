@@ -1,0 +1,124 @@
+"""Bad input gets a clear error naming the function and the argument at fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import tiercache
+from tiercache import tiered_cache
+from tiercache._config import Settings
+
+
+def f(a: int) -> int:
+    return a
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "pattern"),
+    [
+        ({"ttl_l1": 0}, ValueError, r"tiered_cache\(\): ttl_l1 must be a finite number > 0.*None to turn"),
+        ({"ttl_l1": -5}, ValueError, r"ttl_l1"),
+        ({"ttl_l2": float("inf")}, ValueError, r"ttl_l2 must be a finite number"),
+        ({"ttl_l2": "60"}, TypeError, r"ttl_l2 must be a number of seconds or None, not str"),
+        ({"ttl_l1": True}, TypeError, r"ttl_l1 must be a number"),
+        ({"ttl_l1": None, "ttl_l2": None}, ValueError, r"both None"),
+        ({"max_entries": 0}, ValueError, r"max_entries must be >= 1"),
+        ({"max_entries": 1.5}, TypeError, r"max_entries must be an int, not float"),
+        ({"namespace": ""}, ValueError, r"namespace must be non-empty"),
+        ({"namespace": "a b"}, ValueError, r"namespace .* without whitespace"),
+        ({"namespace": 3}, TypeError, r"namespace must be a str, not int"),
+        ({"key": "a"}, TypeError, r"key must be a callable, not str"),
+        ({"ignore": 3}, TypeError, r"ignore must be a parameter name or names, not int"),
+        ({"ignore": [3]}, TypeError, r"ignore must hold parameter names"),
+        ({"key": str, "ignore": "a"}, ValueError, r"key= or ignore=, not both"),
+        ({"version": 1.5}, TypeError, r"version must be a str or an int, not float"),
+        ({"name": ""}, ValueError, r"name must be a non-empty str"),
+        ({"enabled": "yes"}, TypeError, r"enabled must be a bool, not str"),
+        ({"redis_url": "http://x"}, ValueError, r"redis_url 'http://x' must start with one of redis://"),
+        ({"redis_url": "redis://:pw@h:notaport/0"}, ValueError, r"redis_url .* is invalid"),
+        ({"clock": 5}, TypeError, r"clock must be a callable"),
+    ],
+)
+def test_bad_decorator_arguments(options: dict[str, Any], error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        tiered_cache(**options)(f)
+
+
+def test_ignore_of_an_unknown_parameter_names_the_function_and_its_parameters() -> None:
+    with pytest.raises(ValueError, match=r"'f'.*ignore names \['b'\].*its parameters: \['a'\]"):
+        tiered_cache(ignore=("b",))(f)
+
+
+def test_decorating_a_non_callable() -> None:
+    with pytest.raises(TypeError, match=r"tiered_cache\(\) must decorate a function, not int"):
+        tiered_cache()(3)
+
+
+def test_bad_redis_url_does_not_leak_its_password() -> None:
+    with pytest.raises(ValueError) as caught:
+        tiered_cache(redis_url="http://user:hunter2@example.com")(f)
+    assert "hunter2" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "pattern"),
+    [
+        ({"redis_url": "mysql://x"}, ValueError, r"tiercache.configure\(\): redis_url"),
+        ({"namespace": ""}, ValueError, r"tiercache.configure\(\): namespace"),
+        ({"timeout": 0}, ValueError, r"tiercache.configure\(\): timeout must be a finite number > 0"),
+        ({"connect_timeout": "1"}, TypeError, r"connect_timeout must be a number of seconds"),
+        ({"enabled": 1}, TypeError, r"enabled must be a bool, not int"),
+        ({"l2": None}, TypeError, r"l2 must be a bool"),
+    ],
+)
+def test_bad_configure_arguments(options: dict[str, Any], error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        tiercache.configure(**options)
+
+
+@pytest.mark.parametrize(
+    ("environ", "pattern"),
+    [
+        ({"TIERCACHE_REDIS_URL": "nope"}, r"tiercache environment: redis_url 'nope'"),
+        ({"TIERCACHE_TIMEOUT": "fast"}, r"TIERCACHE_TIMEOUT='fast' is not a number"),
+        ({"TIERCACHE_ENABLED": "maybe"}, r"TIERCACHE_ENABLED='maybe' is not one of"),
+    ],
+)
+def test_bad_environment_variables(environ: dict[str, str], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        Settings.from_environment(environ)
+
+
+def test_environment_variables_set_the_defaults() -> None:
+    settings = Settings.from_environment(
+        {
+            "TIERCACHE_REDIS_URL": "redis://cache:6380/2",
+            "TIERCACHE_NAMESPACE": "svc",
+            "TIERCACHE_TIMEOUT": "0.05",
+            "TIERCACHE_CONNECT_TIMEOUT": "1",
+            "TIERCACHE_ENABLED": "off",
+            "TIERCACHE_L2": "yes",
+        }
+    )
+    assert settings == Settings(
+        redis_url="redis://cache:6380/2",
+        namespace="svc",
+        timeout=0.05,
+        connect_timeout=1.0,
+        enabled=False,
+        l2=True,
+    )
+
+
+def test_settings_repr_hides_the_password() -> None:
+    settings = Settings(redis_url="redis://app:hunter2@cache:6379/0")
+    assert "hunter2" not in repr(settings)
+    assert "redis://app:***@cache:6379/0" in repr(settings)
+
+
+def test_configure_redis_url_none_returns_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIERCACHE_REDIS_URL", "redis://from-env:6379/0")
+    assert tiercache.configure(redis_url=None).redis_url == "redis://from-env:6379/0"

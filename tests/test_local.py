@@ -1,0 +1,132 @@
+"""L1: an exact LRU with per-entry expiry, checked against a model; a fake clock, no sleeping."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tiercache._local import MISSING, LocalCache
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LRUModel(RuleBasedStateMachine):
+    """LocalCache against an OrderedDict model: same hits, same evictions, same expiries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.cache = LocalCache(max_entries=4, ttl=10.0, clock=self.clock)
+        self.model: OrderedDict[int, tuple[Any, float]] = OrderedDict()
+
+    keys = st.integers(min_value=0, max_value=7)
+
+    @rule(key=keys, value=st.integers(), ttl=st.one_of(st.none(), st.floats(min_value=0.5, max_value=20)))
+    def set(self, key: int, value: int, ttl: float | None) -> None:
+        self.cache.set(key, value, ttl)
+        lifetime = 10.0 if ttl is None else min(ttl, 10.0)
+        self.model.pop(key, None)
+        self.model[key] = (value, self.clock.now + lifetime)
+        while len(self.model) > 4:
+            self.model.popitem(last=False)
+
+    @rule(key=keys)
+    def get(self, key: int) -> None:
+        expected = MISSING
+        entry = self.model.pop(key, None)
+        if entry is not None and entry[1] > self.clock.now:
+            self.model[key] = entry
+            expected = entry[0]
+        got = self.cache.get(key)
+        if expected is MISSING:
+            assert got is MISSING
+        else:
+            assert got == expected
+
+    @rule(key=keys)
+    def delete(self, key: int) -> None:
+        assert self.cache.delete(key) == (self.model.pop(key, None) is not None)
+
+    @rule(seconds=st.floats(min_value=0, max_value=8))
+    def tick(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule()
+    def purge(self) -> None:
+        dead = [k for k, (_, expires) in self.model.items() if expires <= self.clock.now]
+        for k in dead:
+            del self.model[k]
+        assert self.cache.purge_expired() == len(dead)
+
+    @rule()
+    def clear(self) -> None:
+        self.cache.clear()
+        self.model.clear()
+
+    @invariant()
+    def same_keys_in_the_same_order(self) -> None:
+        assert list(self.cache.data) == list(self.model)
+        assert len(self.cache) <= 4
+
+
+TestLRUModel = LRUModel.TestCase
+TestLRUModel.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+
+
+def test_expiry_is_measured_from_the_write() -> None:
+    clock = FakeClock()
+    cache = LocalCache(max_entries=10, ttl=5.0, clock=clock)
+    cache.set("k", "v")
+    clock.now += 4.9
+    assert cache.get("k") == "v"  # a hit does not extend the lifetime
+    clock.now += 0.2
+    assert cache.get("k") is MISSING
+    assert len(cache) == 0
+
+
+def test_zero_entries_stores_nothing() -> None:
+    cache = LocalCache(max_entries=0, ttl=5.0)
+    cache.set("k", "v")
+    assert cache.get("k") is MISSING
+
+
+def test_none_is_a_value() -> None:
+    cache = LocalCache(max_entries=2, ttl=5.0)
+    cache.set("k", None)
+    assert cache.get("k") is None
+
+
+def test_concurrent_readers_and_writers_keep_the_bound_and_raise_nothing() -> None:
+    cache = LocalCache(max_entries=50, ttl=60.0)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(20_000):
+                key = (seed * 7919 + i) % 200
+                if i % 3:
+                    cache.get(key)
+                else:
+                    cache.set(key, i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(cache) <= 50

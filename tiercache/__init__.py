@@ -1,0 +1,21 @@
+"""tiercache: memoize slow lookups in an in-process L1 and a shared Redis L2."""
+
+from ._codec import register_type
+from ._config import Settings, configure
+from ._decorator import AsyncCachedFunction, CachedFunction, CacheInfo, tiered_cache
+from ._keys import UnkeyableArgumentError
+from ._registry import stats
+from ._stats import CacheStats
+
+__all__ = [
+    "AsyncCachedFunction",
+    "CacheInfo",
+    "CacheStats",
+    "CachedFunction",
+    "Settings",
+    "UnkeyableArgumentError",
+    "configure",
+    "register_type",
+    "stats",
+    "tiered_cache",
+]

@@ -1,0 +1,256 @@
+"""L2 payloads: msgpack with our own closed set of extension types, inside a small envelope.
+
+The only module that imports msgpack. Decoding never imports, evaluates or unpickles anything a
+payload names: an extension code or registered type name we do not know is a decode error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import threading
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+import msgpack
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DecodeError",
+    "Envelope",
+    "UnencodableError",
+    "decode_value",
+    "encode_value",
+    "open_envelope",
+    "register_type",
+    "seal",
+]
+
+FORMAT_VERSION: Final = 1
+_MAGIC: Final = b"tc"
+# magic, format version, flags, fresh-until (unix ms), generation length
+_HEADER: Final = struct.Struct(">2sBBqB")
+
+
+class DecodeError(ValueError):
+    """A payload is not one we wrote: foreign bytes, truncated, or from a newer format."""
+
+
+class UnencodableError(TypeError):
+    """A value holds a type the codec cannot represent; it may still live in L1."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(f"values of type {type_name} cannot be stored in L2")
+        self.type_name = type_name
+
+
+# Extension codes. Never renumber: they are on the wire in every L2 entry.
+_TUPLE, _SET, _FROZENSET, _BIGINT = 1, 2, 3, 4
+_DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _REGISTERED = 5, 6, 7, 8, 9, 10, 11
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+@dataclass(frozen=True)
+class _Registration:
+    cls: type
+    name: str
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+_registered_by_type: dict[type, _Registration] = {}
+_registered_by_name: dict[str, _Registration] = {}
+_registry_lock = threading.Lock()
+
+
+def register_type(
+    cls: type,
+    encode: Callable[[Any], Any],
+    decode: Callable[[Any], Any],
+    *,
+    name: str | None = None,
+) -> None:
+    """Let values of ``cls`` be stored in L2.
+
+    ``encode(obj)`` must return a value the codec already supports (which may contain other
+    registered types); ``decode(that_value)`` must rebuild an equal ``cls`` instance. The type is
+    recorded on the wire by ``name`` (default ``"module.QualName"``), so every process that reads
+    these values must register the same name; an unknown name reads as a miss, never an import.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"register_type(): cls must be a class, not {cls!r}")
+    if not callable(encode) or not callable(decode):
+        raise TypeError("register_type(): encode and decode must be callables")
+    name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
+    registration = _Registration(cls, name, encode, decode)
+    with _registry_lock:
+        _registered_by_type[cls] = registration
+        _registered_by_name[name] = registration
+
+
+def _tz_spec(tz: dt.tzinfo | None) -> Any:
+    if tz is None:
+        return None
+    if type(tz) is dt.timezone:
+        offset = tz.utcoffset(None)
+        name = tz.tzname(None)
+        default_name = dt.timezone(offset).tzname(None)
+        return [offset.days, offset.seconds, offset.microseconds, None if name == default_name else name]
+    if type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
+        return tz.key
+    raise UnencodableError(f"tzinfo {type(tz).__module__}.{type(tz).__qualname__}")
+
+
+def _tz_from_spec(spec: Any) -> dt.tzinfo | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return zoneinfo.ZoneInfo(spec)
+    days, seconds, microseconds, name = spec
+    offset = dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    return dt.timezone(offset) if name is None else dt.timezone(offset, name)
+
+
+def _pack_inner(value: Any) -> bytes:
+    packed: bytes = msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+    return packed
+
+
+def _unpack_inner(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def _ext(code: int, inner: Callable[[Any], Any]) -> Callable[[Any], msgpack.ExtType]:
+    return lambda obj: msgpack.ExtType(code, _pack_inner(inner(obj)))
+
+
+def _encode_datetime(obj: dt.datetime) -> list[Any]:
+    fields = [obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second, obj.microsecond]
+    return [*fields, obj.fold, _tz_spec(obj.tzinfo)]
+
+
+def _encode_time(obj: dt.time) -> list[Any]:
+    return [obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold, _tz_spec(obj.tzinfo)]
+
+
+def _decode_datetime(fields: list[Any]) -> dt.datetime:
+    year, month, day, hour, minute, second, microsecond, fold, tz = fields
+    tzinfo = _tz_from_spec(tz)
+    return dt.datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tzinfo, fold=fold)
+
+
+def _decode_time(fields: list[Any]) -> dt.time:
+    hour, minute, second, microsecond, fold, tz = fields
+    return dt.time(hour, minute, second, microsecond, tzinfo=_tz_from_spec(tz), fold=fold)
+
+
+def _decode_registered(fields: list[Any]) -> Any:
+    name, encoded = fields
+    registration = _registered_by_name.get(name)
+    if registration is None:
+        raise DecodeError(f"registered type {name!r} is not registered in this process")
+    return registration.decode(encoded)
+
+
+# By exact type (strict types: a subclass is foreign unless registered itself).
+_EXT_ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
+    tuple: _ext(_TUPLE, list),
+    set: _ext(_SET, list),
+    frozenset: _ext(_FROZENSET, list),
+    # Only ints outside msgpack's 64-bit range get here.
+    int: lambda obj: msgpack.ExtType(_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "big", signed=True)),
+    dt.datetime: _ext(_DATETIME, _encode_datetime),
+    dt.date: _ext(_DATE, dt.date.toordinal),
+    dt.time: _ext(_TIME, _encode_time),
+    dt.timedelta: _ext(_TIMEDELTA, lambda obj: [obj.days, obj.seconds, obj.microseconds]),
+    Decimal: lambda obj: msgpack.ExtType(_DECIMAL, str(obj).encode("ascii")),
+    uuid.UUID: lambda obj: msgpack.ExtType(_UUID, obj.bytes),
+}
+
+# By extension code: raw bytes for the few that keep them, a msgpack value for the rest.
+_EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    _TUPLE: lambda data: tuple(_unpack_inner(data)),
+    _SET: lambda data: set(_unpack_inner(data)),
+    _FROZENSET: lambda data: frozenset(_unpack_inner(data)),
+    _BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
+    _DATETIME: lambda data: _decode_datetime(_unpack_inner(data)),
+    _DATE: lambda data: dt.date.fromordinal(_unpack_inner(data)),
+    _TIME: lambda data: _decode_time(_unpack_inner(data)),
+    _TIMEDELTA: lambda data: dt.timedelta(*_unpack_inner(data)),
+    _DECIMAL: lambda data: Decimal(data.decode("ascii")),
+    _UUID: lambda data: uuid.UUID(bytes=data),
+    _REGISTERED: lambda data: _decode_registered(_unpack_inner(data)),
+}
+
+
+def _default(obj: Any) -> msgpack.ExtType:
+    """Encode what msgpack does not know natively, or refuse it."""
+    encoder = _EXT_ENCODERS.get(type(obj))
+    if encoder is not None:
+        return encoder(obj)
+    registration = _registered_by_type.get(type(obj))
+    if registration is not None:
+        return msgpack.ExtType(_REGISTERED, _pack_inner([registration.name, registration.encode(obj)]))
+    raise UnencodableError(f"{type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    decoder = _EXT_DECODERS.get(code)
+    if decoder is None:
+        raise DecodeError(f"unknown extension code {code}")
+    return decoder(data)
+
+
+def encode_value(value: Any) -> bytes:
+    """Return the msgpack encoding of ``value``; raise UnencodableError naming a foreign type."""
+    try:
+        return _pack_inner(value)
+    except UnencodableError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnencodableError(type(value).__qualname__) from exc
+
+
+def decode_value(body: bytes) -> Any:
+    """Return the value encoded in ``body``; raise DecodeError for anything else."""
+    try:
+        return _unpack_inner(body)
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack, UnicodeDecodeError, hashing errors, bad ext payloads
+        raise DecodeError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What an L2 entry says besides its value."""
+
+    generation: bytes
+    fresh_until_ms: int
+    body: bytes
+
+
+def seal(body: bytes, generation: bytes, fresh_until_ms: int) -> bytes:
+    """Wrap an encoded value for L2 with its function's generation and its freshness deadline."""
+    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, fresh_until_ms, len(generation))
+    return header + generation + body
+
+
+def open_envelope(payload: bytes) -> Envelope:
+    """Split an L2 payload into its parts; raise DecodeError if it is not ours or is damaged."""
+    if len(payload) < _HEADER.size:
+        raise DecodeError("payload shorter than the envelope header")
+    magic, version, _flags, fresh_until_ms, generation_length = _HEADER.unpack_from(payload)
+    if magic != _MAGIC:
+        raise DecodeError("payload does not start with the tiercache magic bytes")
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"payload format version {version}, this process reads {FORMAT_VERSION}")
+    start = _HEADER.size + generation_length
+    if len(payload) < start:
+        raise DecodeError("payload truncated inside its generation token")
+    return Envelope(bytes(payload[_HEADER.size : start]), fresh_until_ms, bytes(payload[start:]))

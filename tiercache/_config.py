@@ -1,0 +1,207 @@
+"""Process-wide defaults: where L2 lives, the namespace, timeouts; and one Endpoint per server."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._remote import Endpoint, check_url, redact_url
+
+__all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "version"]
+
+DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def check_namespace(namespace: object, owner: str) -> str:
+    """Return ``namespace`` if it can prefix Redis keys; else raise naming ``owner``."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"{owner}: namespace must be a str, not {type(namespace).__name__}")
+    if not namespace or any(ch.isspace() for ch in namespace):
+        raise ValueError(f"{owner}: namespace must be non-empty and without whitespace, not {namespace!r}")
+    return namespace
+
+
+def check_seconds(value: object, name: str, owner: str, *, optional: bool = False) -> float | None:
+    """Return ``value`` as a positive number of seconds (or None where allowed); else raise."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        allowed = "a number of seconds or None" if optional else "a number of seconds"
+        raise TypeError(f"{owner}: {name} must be {allowed}, not {type(value).__name__}")
+    if not value > 0 or value == float("inf"):
+        hint = " (use None to turn this tier off)" if optional else ""
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The process-wide defaults every ``@tiered_cache`` function falls back on."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    namespace: str = "tiercache"
+    timeout: float = 0.1
+    connect_timeout: float = 0.25
+    enabled: bool = True
+    l2: bool = True
+    #: Client objects the application built; when set they are L2, and ``redis_url`` is unused.
+    redis_client: Any = dataclasses.field(default=None, compare=False)
+    async_redis_client: Any = dataclasses.field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["redis_url"] = redact_url(self.redis_url)
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        return f"Settings({fields})"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        """Return the defaults, overridden by any ``TIERCACHE_*`` variables in ``environ``."""
+        owner = "tiercache environment"
+        found: dict[str, Any] = {}
+        if url := environ.get("TIERCACHE_REDIS_URL"):
+            found["redis_url"] = check_url(url, owner)
+        if namespace := environ.get("TIERCACHE_NAMESPACE"):
+            found["namespace"] = check_namespace(namespace, owner)
+        for name in ("timeout", "connect_timeout"):
+            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
+                found[name] = check_seconds(_number(raw, name, owner), name, owner)
+        for name in ("enabled", "l2"):
+            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
+                found[name] = _flag(raw, name, owner)
+        return cls(**found)
+
+
+def _number(raw: str, name: str, owner: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{owner}: TIERCACHE_{name.upper()}={raw!r} is not a number") from None
+
+
+def _flag(raw: str, name: str, owner: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE or lowered in _FALSE:
+        return lowered in _TRUE
+    raise ValueError(
+        f"{owner}: TIERCACHE_{name.upper()}={raw!r} is not one of 1/0, true/false, yes/no, on/off"
+    )
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_version = 0
+_endpoints: dict[tuple[Any, ...], Endpoint] = {}
+_hooks: list[Callable[[Settings], None]] = []
+
+
+def on_change(hook: Callable[[Settings], None]) -> None:
+    """Call ``hook(settings)`` after every change of the settings."""
+    _hooks.append(hook)
+
+
+def current() -> Settings:
+    """Return the settings in force, reading ``TIERCACHE_*`` variables the first time."""
+    global _settings
+    if _settings is None:
+        with _lock:
+            if _settings is None:
+                _settings = Settings.from_environment(os.environ)
+    return _settings
+
+
+def version() -> int:
+    """Return a number that changes whenever the settings do (functions re-resolve on change)."""
+    return _version
+
+
+_UNSET: Final = object()
+
+
+def configure(
+    redis_url: str | object | None = _UNSET,
+    *,
+    namespace: str | object = _UNSET,
+    timeout: float | object = _UNSET,
+    connect_timeout: float | object = _UNSET,
+    enabled: bool | object = _UNSET,
+    l2: bool | object = _UNSET,
+    redis_client: Any = _UNSET,
+    async_redis_client: Any = _UNSET,
+) -> Settings:
+    """Set process-wide defaults; arguments left out keep their value. Return the new settings.
+
+    ``redis_url=None`` goes back to ``TIERCACHE_REDIS_URL`` or ``redis://localhost:6379/0``;
+    ``l2=False`` keeps every function in L1 only; ``enabled=False`` bypasses caching entirely.
+    ``redis_client`` (a ``redis.Redis``) and ``async_redis_client`` (a ``redis.asyncio.Redis``,
+    or a zero-argument factory of one, called once per event loop) make L2 clients you built
+    yourself the default; pass None to go back to ``redis_url``.
+    """
+    global _settings, _version
+    owner = "tiercache.configure()"
+    changes: dict[str, object] = {}
+    if redis_url is None:
+        changes["redis_url"] = Settings.from_environment(os.environ).redis_url
+    elif redis_url is not _UNSET:
+        changes["redis_url"] = check_url(redis_url, owner)  # type: ignore[arg-type]
+    if namespace is not _UNSET:
+        changes["namespace"] = check_namespace(namespace, owner)
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if value is not _UNSET:
+            changes[name] = check_seconds(value, name, owner)
+    clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
+    changes.update({name: client for name, client in clients.items() if client is not _UNSET})
+    for name, value in (("enabled", enabled), ("l2", l2)):
+        if value is not _UNSET:
+            if not isinstance(value, bool):
+                raise TypeError(f"{owner}: {name} must be a bool, not {type(value).__name__}")
+            changes[name] = value
+    with _lock:
+        settings = _settings = dataclasses.replace(current_unlocked(), **changes)  # type: ignore[arg-type]
+        _version += 1
+    for hook in _hooks:
+        hook(settings)
+    return settings
+
+
+def current_unlocked() -> Settings:
+    """Return the settings without taking the lock (callers hold it)."""
+    return _settings if _settings is not None else Settings.from_environment(os.environ)
+
+
+def reset() -> None:
+    """Forget every ``configure()`` call: the next use reads the environment again."""
+    global _settings, _version
+    with _lock:
+        _settings = None
+        _version += 1
+
+
+def endpoint_for(settings: Settings, url: str | None = None) -> Endpoint:
+    """Return the one Endpoint for ``url`` (else the settings' clients or URL), made on first use."""
+    clients = url is None and (settings.redis_client is not None or settings.async_redis_client is not None)
+    target = url or settings.redis_url
+    key: tuple[Any, ...] = (
+        ("clients", id(settings.redis_client), id(settings.async_redis_client))
+        if clients
+        else ("url", target, settings.timeout, settings.connect_timeout)
+    )
+    endpoint = _endpoints.get(key)
+    if endpoint is None:
+        with _lock:
+            endpoint = _endpoints.get(key)
+            if endpoint is None:
+                endpoint = _endpoints[key] = (
+                    Endpoint.from_clients(settings.redis_client, settings.async_redis_client)
+                    if clients
+                    else Endpoint.from_url(
+                        target, timeout=settings.timeout, connect_timeout=settings.connect_timeout
+                    )
+                )
+    return endpoint

@@ -1,0 +1,391 @@
+"""``@tiered_cache``: check its arguments, build the function's cache and fast path.
+
+The wrapper also gets its ``cache_*`` methods (awaitable twins for async functions).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+
+from . import _flow, _registry
+from ._config import check_namespace, check_seconds
+from ._fastpath import EntryPoints, generate
+from ._function import Call, FunctionCache
+from ._local import MISSING, Clock
+from ._remote import check_url
+from ._shells import run_async, run_sync
+from ._stats import CacheStats
+
+__all__ = ["AsyncCachedFunction", "CacheInfo", "CachedFunction", "tiered_cache"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_OWNER = "tiered_cache()"
+
+
+class CacheInfo(NamedTuple):
+    """``functools``-style summary: hits (either tier), misses, L1 bound and L1 size."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class CachedFunction(Protocol[P, R]):
+    """A sync function wrapped by ``@tiered_cache``."""
+
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+
+
+class AsyncCachedFunction(Protocol[P, R]):
+    """An async function wrapped by ``@tiered_cache``; invalidation and clearing are awaitable."""
+
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    async def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    async def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # async first: a coroutine function is also a Callable
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __call__(self, function: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
+@overload
+def tiered_cache(  # type: ignore[overload-overlap]  # async first: a coroutine function is also a Callable
+    ttl_l1: Callable[P, Coroutine[Any, Any, R]],
+) -> AsyncCachedFunction[P, R]: ...
+@overload
+def tiered_cache(ttl_l1: Callable[P, R]) -> CachedFunction[P, R]: ...
+@overload
+def tiered_cache(
+    ttl_l1: float | None = 600,
+    ttl_l2: float | None = 86400,
+    *,
+    max_entries: int = 1000,
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: str | Iterable[str] = (),
+    version: str | int | None = None,
+    name: str | None = None,
+    enabled: bool = True,
+    redis_url: str | None = None,
+    clock: Clock | None = None,
+) -> _Decorator: ...
+def tiered_cache(
+    ttl_l1: Any = 600,
+    ttl_l2: float | None = 86400,
+    *,
+    max_entries: int = 1000,
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: str | Iterable[str] = (),
+    version: str | int | None = None,
+    name: str | None = None,
+    enabled: bool = True,
+    redis_url: str | None = None,
+    clock: Clock | None = None,
+) -> Any:
+    """Memoize a sync or async function in L1 (in-process LRU) and L2 (Redis).
+
+    Args:
+        ttl_l1: seconds an entry lives in L1; None keeps the function out of L1.
+        ttl_l2: seconds an entry lives in Redis; None keeps the function in L1 only.
+        max_entries: the L1 bound; the least recently used entry goes first.
+        namespace: first part of every Redis key (default: ``configure(namespace=...)``).
+        key: build the key yourself: called with the function's arguments, returns a value of
+            a keyable type (it replaces the arguments in the key).
+        ignore: names of parameters to leave out of the key (``"self"``, a client, a logger).
+        version: part of the Redis key; change it when the function's results change meaning.
+        name: the function's name in Redis keys and stats (default ``module.qualname``).
+        enabled: False calls straight through (the ``cache_*`` methods still work).
+        redis_url: this function's L2 (default: ``configure(redis_url=...)``).
+        clock: seconds source for L1 expiry (tests pass a fake one instead of sleeping).
+
+    Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
+
+    """
+    if callable(ttl_l1):
+        return tiered_cache()(ttl_l1)
+    options = _Options.check(
+        ttl_l1=ttl_l1,
+        ttl_l2=ttl_l2,
+        max_entries=max_entries,
+        namespace=namespace,
+        key=key,
+        ignore=ignore,
+        version=version,
+        name=name,
+        enabled=enabled,
+        redis_url=redis_url,
+        clock=clock,
+    )
+    return functools.partial(_decorate, options=options)
+
+
+class _Options(NamedTuple):
+    ttl_l1: float | None
+    ttl_l2: float | None
+    max_entries: int
+    namespace: str | None
+    key: Callable[..., Any] | None
+    ignore: frozenset[str]
+    version: str | None
+    name: str | None
+    enabled: bool
+    redis_url: str | None
+    clock: Clock | None
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        ttl_l1: Any,
+        ttl_l2: Any,
+        max_entries: Any,
+        namespace: Any,
+        key: Any,
+        ignore: Any,
+        version: Any,
+        name: Any,
+        enabled: Any,
+        redis_url: Any,
+        clock: Any,
+    ) -> _Options:
+        """Validate the decorator's arguments, each error naming the argument at fault."""
+        ttl_l1 = check_seconds(ttl_l1, "ttl_l1", _OWNER, optional=True)
+        ttl_l2 = check_seconds(ttl_l2, "ttl_l2", _OWNER, optional=True)
+        if ttl_l1 is None and ttl_l2 is None:
+            raise ValueError(f"{_OWNER}: ttl_l1 and ttl_l2 are both None, so nothing would be cached")
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+            raise TypeError(f"{_OWNER}: max_entries must be an int, not {type(max_entries).__name__}")
+        if max_entries < 1:
+            raise ValueError(
+                f"{_OWNER}: max_entries must be >= 1, not {max_entries} (use ttl_l1=None for no L1)"
+            )
+        if namespace is not None:
+            check_namespace(namespace, _OWNER)
+        if key is not None and not callable(key):
+            raise TypeError(f"{_OWNER}: key must be a callable, not {type(key).__name__}")
+        ignored = _check_ignore(ignore)
+        if key is not None and ignored:
+            raise ValueError(f"{_OWNER}: pass key= or ignore=, not both (a key function sees every argument)")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+            raise TypeError(f"{_OWNER}: version must be a str or an int, not {type(version).__name__}")
+        if name is not None and (not isinstance(name, str) or not name or any(c.isspace() for c in name)):
+            raise ValueError(f"{_OWNER}: name must be a non-empty str without whitespace, not {name!r}")
+        if not isinstance(enabled, bool):
+            raise TypeError(f"{_OWNER}: enabled must be a bool, not {type(enabled).__name__}")
+        if redis_url is not None:
+            check_url(redis_url, _OWNER)
+        if clock is not None and not callable(clock):
+            raise TypeError(
+                f"{_OWNER}: clock must be a callable returning seconds, not {type(clock).__name__}"
+            )
+        text_version = None if version is None else str(version)
+        return cls(
+            ttl_l1,
+            ttl_l2,
+            max_entries,
+            namespace,
+            key,
+            ignored,
+            text_version,
+            name,
+            enabled,
+            redis_url,
+            clock,
+        )
+
+
+def _check_ignore(ignore: Any) -> frozenset[str]:
+    names = (ignore,) if isinstance(ignore, str) else ignore
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(
+            f"{_OWNER}: ignore must be a parameter name or names, not {type(ignore).__name__}"
+        ) from None
+    for item in names:
+        if not isinstance(item, str):
+            raise TypeError(f"{_OWNER}: ignore must hold parameter names, not {item!r}")
+    return frozenset(names)
+
+
+def _decorate(function: Any, *, options: _Options) -> Any:
+    if isinstance(function, (classmethod, staticmethod)):
+        # @tiered_cache above @classmethod/@staticmethod: cache the function, keep the binding.
+        return type(function)(_decorate(function.__func__, options=options))
+    label = f"{_OWNER} on {getattr(function, '__qualname__', function)!r}"
+    if not callable(function):
+        raise TypeError(f"{_OWNER} must decorate a function, not {type(function).__name__}")
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(f"{label}: cannot cache a generator function (it returns a new iterator each call)")
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{label}: cannot read the function's signature ({exc}); wrap it in a def") from None
+    unknown = options.ignore - set(signature.parameters)
+    if unknown:
+        raise ValueError(
+            f"{label}: ignore names {sorted(unknown)} that are not parameters of the function "
+            f"(its parameters: {list(signature.parameters)})"
+        )
+    name = options.name or _qualified_name(function, label)
+    is_async = inspect.iscoroutinefunction(function)
+    key_names = (
+        ("key(...)",)
+        if options.key is not None
+        else tuple(p for p in signature.parameters if p not in options.ignore)
+    )
+    cache = FunctionCache(
+        function,
+        name=name,
+        key_names=key_names,
+        ttl_l1=options.ttl_l1,
+        ttl_l2=options.ttl_l2,
+        max_entries=options.max_entries,
+        namespace=options.namespace,
+        version=options.version,
+        enabled=options.enabled,
+        redis_url=options.redis_url,
+        clock=options.clock or time.monotonic,
+    )
+    fast = generate(
+        function,
+        signature,
+        label=name,
+        key_names=key_names,
+        key_function=options.key,
+        is_async=is_async,
+        local=cache.local,
+        entry=_entry_points(cache, is_async),
+    )
+    cache.stats.ticks = fast.ticks
+    cache.refill = fast.refill
+    wrapper = fast.wrapper
+    functools.update_wrapper(wrapper, function)
+    fast.bind.__qualname__ = getattr(function, "__qualname__", name)  # binding errors read as the function's
+    _attach_methods(wrapper, cache, fast.bind, is_async, options)
+    _registry.register(cache)
+    return wrapper
+
+
+def _qualified_name(function: Any, label: str) -> str:
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    if not module or not qualname:
+        raise TypeError(f"{label}: the callable has no __module__/__qualname__; pass name=")
+    return f"{module}.{qualname}"
+
+
+def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
+    run = run_async if is_async else run_sync
+
+    def start(call: Call) -> Any:
+        return run(_flow.serve(cache, call), cache)
+
+    def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        return start(Call(l1_key, key_values, args, kwargs, fast=True))
+
+    def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        value = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs)
+
+    async def async_sample(
+        l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        value = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs)
+
+    def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        l1_key, canonical = cache.l1_key(key_values)
+        return start(Call(l1_key, key_values, args, kwargs, fast=False, canonical=canonical))
+
+    return EntryPoints(miss, async_sample if is_async else sample, slow)
+
+
+def _attach_methods(
+    wrapper: Any,
+    cache: FunctionCache,
+    bind: Callable[..., tuple[Any, ...]],
+    is_async: bool,
+    options: _Options,
+) -> None:
+    def cache_stats(*, reset: bool = False) -> CacheStats:
+        """Return this function's stats; with ``reset=True`` also zero them."""
+        return cache.snapshot(reset=reset)
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        """Return the Redis key the call with these arguments uses."""
+        return cache.redis_key_for(bind(*args, **kwargs))
+
+    def cache_info() -> CacheInfo:
+        """Return hits (either tier), misses, the L1 bound and the L1 size, as functools does."""
+        stats = cache.snapshot()
+        return CacheInfo(stats.l1_hits + stats.l2_hits, stats.misses, options.max_entries, len(cache.local))
+
+    def cache_parameters() -> dict[str, Any]:
+        """Return the options this function was decorated with."""
+        return {
+            "ttl_l1": options.ttl_l1,
+            "ttl_l2": options.ttl_l2,
+            "max_entries": options.max_entries,
+            "namespace": options.namespace,
+            "version": options.version,
+            "name": cache.name,
+            "enabled": options.enabled,
+            "ignore": sorted(options.ignore),
+        }
+
+    if is_async:
+
+        async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
+            """Drop the entry of the call with these arguments from L1 and L2."""
+            await run_async(_flow.invalidate(cache, bind(*args, **kwargs)), cache)
+
+        async def cache_clear() -> None:
+            """Drop every entry of this function from L1 and L2."""
+            await run_async(_flow.clear(cache), cache)
+
+        wrapper.cache_invalidate = cache_invalidate
+        wrapper.cache_clear = cache_clear
+    else:
+
+        def sync_invalidate(*args: Any, **kwargs: Any) -> None:
+            """Drop the entry of the call with these arguments from L1 and L2."""
+            run_sync(_flow.invalidate(cache, bind(*args, **kwargs)), cache)
+
+        def sync_clear() -> None:
+            """Drop every entry of this function from L1 and L2."""
+            run_sync(_flow.clear(cache), cache)
+
+        wrapper.cache_invalidate = sync_invalidate
+        wrapper.cache_clear = sync_clear
+    wrapper.cache_stats = cache_stats
+    wrapper.cache_key = cache_key
+    wrapper.cache_info = cache_info
+    wrapper.cache_parameters = cache_parameters
+    wrapper.__tiercache__ = cache

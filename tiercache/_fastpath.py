@@ -1,0 +1,235 @@
+"""The per-function fast path: a generated wrapper with the cached function's own signature.
+
+CPython binds each call's arguments in C (defaults, keywords, positional-only) as for any call,
+so the wrapper starts with its parameters in place: no ``inspect.Signature.bind`` per call. When
+every key value is of an exact type (str, int, bytes, None) their tuple is the L1 key as it is,
+and an L1 hit costs a dict pop and re-insert (the LRU bump), one clock read and one countdown
+tick; anything else goes to the slow path, which builds a canonical key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import linecache
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._keys import EXACT_TYPES
+from ._local import LocalCache
+
+__all__ = ["EntryPoints", "FastPath", "generate"]
+
+_P = inspect.Parameter
+
+
+@dataclass(frozen=True)
+class EntryPoints:
+    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always."""
+
+    miss: Callable[..., Any]
+    sample: Callable[..., Any]
+    slow: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The generated functions of one cached function."""
+
+    wrapper: Callable[..., Any]
+    bind: Callable[..., tuple[Any, ...]]
+    ticks: Callable[[], int]
+    refill: Callable[[int], None]
+
+
+def _prefix_for(names: set[str]) -> str:
+    prefix = "_tc_"
+    while any(name.startswith(prefix) for name in names):
+        prefix = "_" + prefix
+    return prefix
+
+
+@dataclass
+class _Calling:
+    """How the generated functions take and pass on the cached function's arguments."""
+
+    params: list[inspect.Parameter]
+    prefix: str  # of every name of ours in the generated source, clear of the parameters'
+    namespace: dict[str, Any]  # the generated module's globals: builtins we use, defaults
+    positional: list[str]  # expressions passed positionally, in order
+    keywords: list[tuple[str, str]]  # (name, expression); name "" for **kwargs
+
+    @classmethod
+    def of(cls, signature: inspect.Signature) -> _Calling:
+        params = list(signature.parameters.values())
+        p = _prefix_for({param.name for param in params})
+        namespace: dict[str, Any] = {f"{p}type": type, f"{p}str": str, f"{p}int": int, f"{p}bytes": bytes}
+        positional: list[str] = []
+        keywords: list[tuple[str, str]] = []
+        for index, param in enumerate(params):
+            if param.default is not _P.empty:
+                namespace[f"{p}d{index}"] = param.default
+            if param.kind is _P.VAR_POSITIONAL:
+                positional.append(f"*{param.name}")
+            elif param.kind is _P.VAR_KEYWORD:
+                keywords.append(("", f"**{param.name}"))
+            elif param.kind is _P.KEYWORD_ONLY:
+                keywords.append((param.name, param.name))
+            else:
+                positional.append(param.name)
+        return cls(params, p, namespace, positional, keywords)
+
+    @property
+    def handoff(self) -> str:
+        """The ``args, kwargs`` the slow path calls the function with."""
+        pos = "(" + "".join(f"{expr}, " for expr in self.positional) + ")"
+        if not self.keywords:
+            return f"{pos}, None"
+        return f"{pos}, {{" + ", ".join(f"{n!r}: {e}" if n else e for n, e in self.keywords) + "}"
+
+    @property
+    def arguments(self) -> str:
+        """The arguments as a call passes them on (to a key function)."""
+        return ", ".join([*self.positional, *(f"{n}={e}" if n else e for n, e in self.keywords)])
+
+
+def generate(
+    function: Callable[..., Any],
+    signature: inspect.Signature,
+    *,
+    label: str,
+    key_names: tuple[str, ...],
+    key_function: Callable[..., Any] | None,
+    is_async: bool,
+    local: LocalCache | None,
+    entry: EntryPoints,
+    count_hits: bool = True,
+) -> FastPath:
+    """Compile the wrapper, the key binder and the countdown accessors for ``function``.
+
+    The key is ``key_names`` (parameters, in order) or, when given, ``key_function``'s result.
+    ``count_hits=False`` leaves fast-path hits uncounted and untimed; only the benchmark that
+    measures what counting costs uses it.
+    """
+    calling = _Calling.of(signature)
+    p = calling.prefix
+    if key_function is not None:
+        calling.namespace[f"{p}key"] = key_function
+        setup, values = [f"{p}kv = {p}key({calling.arguments})"], [f"{p}kv"]
+    else:
+        setup, values = [], list(key_names)
+    by_name = {param.name: param for param in calling.params}
+    variadic = any(by_name[v].kind in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD) for v in values if v in by_name)
+    fast = local is not None and local.max_entries > 0 and not variadic
+    body = _wrapper_body(calling, setup, values, fast=fast, count_hits=count_hits, is_async=is_async)
+    own_name = getattr(function, "__name__", "")
+    name = own_name if _usable_name(own_name, by_name) else f"{p}wrapper"
+    source = _source(calling, name, body, setup, values, is_async=is_async)
+    # Named after the function and kept in linecache, so tracebacks show the generated lines.
+    filename = f"<tiercache fast path of {label}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), calling.namespace)  # noqa: S102 - our own generated source
+    data = local.data if local is not None else {}
+    clock = local.clock if local is not None else float
+    wrapper, bind, ticks, refill = calling.namespace[f"{p}factory"](
+        data, data.pop, clock, EXACT_TYPES, entry.miss, entry.sample, entry.slow
+    )
+    return FastPath(wrapper, bind, ticks, refill)
+
+
+def _key_values(values: list[str]) -> str:
+    return "(" + "".join(f"{v}, " for v in values) + ")"
+
+
+def _wrapper_body(
+    calling: _Calling, setup: list[str], values: list[str], *, fast: bool, count_hits: bool, is_async: bool
+) -> list[str]:
+    """Return the wrapper's lines: L1 lookup (with countdown), else a hand-off to the slow path."""
+    p = calling.prefix
+    by_name = {param.name: param for param in calling.params}
+    wait = "await " if is_async else ""
+    handoff = f"{_key_values(values)}, {calling.handoff}"
+    condition = " and ".join(_exact_check(v, by_name.get(v), p) for v in values) or "True"
+    raw_key = values[0] if len(values) == 1 else _key_values(values)
+    lookup = [
+        f"{p}e = {p}pop({p}k, None)",
+        f"if {p}e is not None and {p}e[1] > {p}clock():",
+        f"    {p}data[{p}k] = {p}e",
+        f"    return {p}e[0]",
+        f"return {wait}{p}miss({p}k, {handoff})",
+    ]
+    body = list(setup)
+    if fast and count_hits:
+        body = [f"nonlocal {p}left", *setup, f"if {condition}:", f"    {p}k = {raw_key}", f"    {p}left -= 1"]
+        body += [f"    if {p}left:", *(f"        {line}" for line in lookup)]
+        body += [f"    return {wait}{p}sample({p}k, {handoff})"]
+    elif fast:
+        body += [f"if {condition}:", f"    {p}k = {raw_key}", *(f"    {line}" for line in lookup)]
+    body.append(f"return {wait}{p}slow({handoff})")
+    return body
+
+
+def _source(
+    calling: _Calling, name: str, body: list[str], setup: list[str], values: list[str], *, is_async: bool
+) -> str:
+    """Return the module source: a factory making the wrapper, the key binder and the countdown."""
+    p = calling.prefix
+    parameters = ", ".join(_render(calling.params, p))
+    return "\n".join(
+        [
+            f"def {p}factory({p}data, {p}pop, {p}clock, {p}exact, {p}miss, {p}sample, {p}slow):",
+            f"    {p}left = 1",
+            f"    {p}added = 1",
+            f"    {'async ' if is_async else ''}def {name}({parameters}):",
+            *(f"        {line}" for line in body),
+            f"    def {p}bind({parameters}):",
+            *(f"        {line}" for line in setup),
+            f"        return {_key_values(values)}",
+            f"    def {p}ticks():",
+            f"        return {p}added - {p}left",
+            f"    def {p}refill(n):",
+            f"        nonlocal {p}added, {p}left",
+            f"        {p}added += n",
+            f"        {p}left += n",
+            f"    return {name}, {p}bind, {p}ticks, {p}refill",
+            "",
+        ]
+    )
+
+
+_HINTS = {str: "str", "str": "str", int: "int", "int": "int", bytes: "bytes", "bytes": "bytes"}
+
+
+def _exact_check(value: str, param: inspect.Parameter | None, p: str) -> str:
+    # Builtins go by prefixed names: a parameter may well be called ``type`` or ``str``.
+    check = f"{p}type({value}) in {p}exact"
+    # An exact-type annotation is only a hint to test that type first; the set test still decides.
+    hint = (
+        _HINTS.get(param.annotation)
+        if param is not None and isinstance(param.annotation, (type, str))
+        else None
+    )
+    return f"({p}type({value}) is {p}{hint} or {check})" if hint else check
+
+
+def _render(params: list[inspect.Parameter], p: str) -> list[str]:
+    """Render the parameter list, with ``/`` and a bare ``*`` where the signature has them."""
+    out: list[str] = []
+    kinds = [param.kind for param in params]
+    for index, param in enumerate(params):
+        if param.kind is _P.KEYWORD_ONLY and _P.VAR_POSITIONAL not in kinds and "*" not in out:
+            out.append("*")
+        star = "*" if param.kind is _P.VAR_POSITIONAL else "**" if param.kind is _P.VAR_KEYWORD else ""
+        default = f"={p}d{index}" if param.default is not _P.empty else ""
+        out.append(f"{star}{param.name}{default}")
+        last_positional_only = param.kind is _P.POSITIONAL_ONLY and (
+            index + 1 == len(params) or kinds[index + 1] is not _P.POSITIONAL_ONLY
+        )
+        if last_positional_only:
+            out.append("/")
+    return out
+
+
+def _usable_name(name: str, parameters: dict[str, inspect.Parameter]) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in parameters

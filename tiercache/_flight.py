@@ -1,0 +1,118 @@
+"""Single flight: concurrent misses on one key share one run of the function.
+
+One table serves threads and coroutines alike; only the signal a follower waits on differs
+(``threading.Event`` or ``asyncio.Event``), and the shells do the waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = ["Flight", "Flights", "Settled"]
+
+
+class _Signal(Protocol):
+    def set(self) -> None: ...
+
+
+SignalT = TypeVar("SignalT", bound=_Signal)
+
+
+class Settled:
+    """How a flight ended: its value, or the exception the function raised."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+
+    def unwrap(self) -> Any:
+        """Return the value, or raise the flight's exception."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+#: A flight whose leader went away without a result (interrupted, cancelled): its followers
+#: run the function themselves rather than inherit an interruption that was not theirs.
+ABANDONED = Settled(None, None)
+
+
+class Flight(Generic[SignalT]):
+    """One run of the function for one key, and the signal its followers wait on."""
+
+    __slots__ = ("done", "settled", "settled_at")
+
+    def __init__(self, done: SignalT) -> None:
+        self.done = done
+        self.settled: Settled | None = None
+        self.settled_at = 0.0
+
+
+class Flights(Generic[SignalT]):
+    """The flights of one function (per event loop, for coroutines).
+
+    A settled flight may linger for ``linger`` seconds: a caller whose L2 read was already on
+    its way when the leader wrote L2 then finds the result here instead of running the
+    function again. With L1 on, the leader's L1 write closes that gap and linger is 0.
+    """
+
+    def __init__(
+        self, signal: Callable[[], SignalT], linger: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._signal = signal
+        self._linger = linger
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._flying: dict[Hashable, Flight[SignalT]] = {}
+        self._landed: dict[Hashable, Flight[SignalT]] = {}
+
+    def join(self, key: Hashable) -> tuple[Flight[SignalT], bool]:
+        """Return the flight for ``key`` and whether the caller leads it (runs the function)."""
+        with self._lock:
+            flight = self._flying.get(key)
+            if flight is not None:
+                return flight, False
+            self._prune()
+            flight = self._landed.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flying[key] = Flight(self._signal())
+            return flight, True
+
+    def settle(
+        self, key: Hashable, flight: Flight[SignalT], settled: Settled, *, linger: bool = False
+    ) -> None:
+        """End ``flight`` with ``settled`` and wake its followers; keep it around if ``linger``."""
+        with self._lock:
+            flight.settled = settled
+            flight.settled_at = self._clock()
+            if self._flying.get(key) is flight:
+                del self._flying[key]
+                if linger and self._linger > 0:
+                    self._landed.pop(key, None)
+                    self._landed[key] = flight
+        flight.done.set()
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the landed result for ``key`` (it was invalidated)."""
+        with self._lock:
+            self._landed.pop(key, None)
+
+    def forget_all(self) -> None:
+        """Drop every landed result (the function's cache was cleared)."""
+        with self._lock:
+            self._landed.clear()
+
+    def _prune(self) -> None:
+        deadline = self._clock() - self._linger
+        landed = self._landed
+        while landed:
+            key = next(iter(landed))
+            if landed[key].settled_at > deadline:
+                return
+            del landed[key]

@@ -1,0 +1,292 @@
+"""What one decorated function's cache knows: its tiers, keys, generation, stats and flights.
+
+The flows in ``_flow`` decide; this object answers their questions (where is L2, what is the
+key, is this payload ours and current) and holds the state those answers need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, Final
+
+from . import _config
+from ._codec import DecodeError, UnencodableError, decode_value, encode_value, open_envelope, seal
+from ._flight import Flights
+from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
+from ._local import MISSING, Clock, LocalCache
+from ._remote import Endpoint, RemoteError
+from ._stats import CacheStats, StatsRecorder
+
+__all__ = ["Call", "FunctionCache"]
+
+logger = logging.getLogger("tiercache")
+
+#: How long a process trusts the generation it last read before reading it again with the next
+#: L2 look-up. Bounds how late another process's ``cache_clear()`` is seen (without coherence).
+GENERATION_RECHECK: Final = 0.5
+#: Calls timed one by one before sampling starts, so small call counts report exact latency.
+EXACT_WARMUP: Final = 1024
+#: Past warm-up, one fast-path hit in this many is timed, standing for the others: timing and
+#: keeping the sample cost well under 1 µs, a few ns per hit on average.
+SAMPLE_EVERY: Final = 128
+#: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
+LINGER: Final = 0.1
+
+
+class Call:
+    """One call on its way through the slow path."""
+
+    __slots__ = ("args", "canonical", "fast", "key_values", "kwargs", "l1_key", "started_ns", "weight")
+
+    def __init__(
+        self,
+        l1_key: Hashable,
+        key_values: tuple[Any, ...],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        *,
+        fast: bool,
+        weight: int = 1,
+        canonical: bytes | None = None,
+    ) -> None:
+        self.started_ns = time.perf_counter_ns()
+        self.l1_key = l1_key
+        self.key_values = key_values
+        self.args = args
+        self.kwargs = kwargs
+        self.fast = fast
+        self.weight = weight
+        self.canonical = canonical
+
+
+class FunctionCache:
+    """The cache state of one decorated function, shared by its sync or async shell."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        name: str,
+        key_names: tuple[str, ...],
+        ttl_l1: float | None,
+        ttl_l2: float | None,
+        max_entries: int,
+        namespace: str | None,
+        version: str | None,
+        enabled: bool,
+        redis_url: str | None,
+        clock: Clock,
+    ) -> None:
+        self.function = function
+        self.name = name
+        self.label = name if version is None else f"{name}@{version}"
+        self.key_names = key_names
+        self.ttl_l1 = ttl_l1
+        self.ttl_l2 = ttl_l2
+        self.ttl_l2_ms = round(ttl_l2 * 1000) if ttl_l2 is not None else 0
+        self.local = LocalCache(max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock)
+        self.stats = StatsRecorder(self.label)
+        self.namespace = namespace
+        self.redis_url = redis_url
+        self.epoch = 0
+        self._enabled_here = enabled
+        self._digest_prefix = f"{KEY_FORMAT}|{self.label}|{','.join(key_names)}|".encode()
+        # Resolved from the process settings, again whenever they change.
+        self._resolved = -1
+        self._enabled = enabled
+        self._endpoint: Endpoint | None = None
+        self.prefix = ""
+        self.generation_key = ""
+        # The generation this process believes current, per endpoint, and when to re-read it.
+        self._generation: bytes | None = None
+        self._generation_endpoint: Endpoint | None = None
+        self._generation_due = 0.0
+        # Single flights: one table for threads, one per event loop for coroutines. Without an L1
+        # to catch a run that just ended, its result lingers briefly in the table instead.
+        self.linger = 0.0 if self.local.max_entries > 0 else LINGER
+        self.thread_flights: Flights[threading.Event] = Flights(threading.Event, linger=self.linger)
+        self._loop_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._logged: set[str] = set()
+        # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
+        self.window = 1
+        self.refill: Callable[[int], None] = lambda n: None
+
+    # -- settings -------------------------------------------------------------------------
+
+    def _resolve(self) -> None:
+        settings = _config.current()
+        namespace = self.namespace if self.namespace is not None else settings.namespace
+        self.prefix = f"{namespace}:{self.label}"
+        self.generation_key = f"{self.prefix}:gen"
+        self._enabled = self._enabled_here and settings.enabled
+        use_l2 = self.ttl_l2 is not None and settings.l2
+        self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
+        self._resolved = _config.version()
+
+    def enabled(self) -> bool:
+        """Whether caching is on for this function (its own flag and the process setting)."""
+        if self._resolved != _config.version():
+            self._resolve()
+        return self._enabled
+
+    def endpoint(self) -> Endpoint | None:
+        """Return the L2 endpoint this function uses now, or None when it keeps to L1."""
+        if self._resolved != _config.version():
+            self._resolve()
+        return self._endpoint
+
+    def loop_flights(self) -> Flights[asyncio.Event]:
+        """Return the single-flight table of the running event loop."""
+        loop = asyncio.get_running_loop()
+        flights = self._loop_flights.get(loop)
+        if flights is None:
+            flights = self._loop_flights.setdefault(loop, Flights(asyncio.Event, linger=self.linger))
+        return flights
+
+    def forget_flight(self, l1_key: Hashable | None) -> None:
+        """Drop lingering results for one key (or all, for None) in every flight table."""
+        tables: list[Flights[Any]] = [self.thread_flights, *self._loop_flights.values()]
+        for flights in tables:
+            if l1_key is None:
+                flights.forget_all()
+            else:
+                flights.forget(l1_key)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def l1_key(self, key_values: tuple[Any, ...]) -> tuple[Hashable, bytes | None]:
+        """Return a call's L1 key as the generated fast path builds it, and its encoding.
+
+        The canonical encoding is None when the key did not need one (all exact types).
+        """
+        if all(type(value) in EXACT_TYPES for value in key_values):
+            return (key_values[0] if len(key_values) == 1 else key_values), None
+        canonical = self.canonical(key_values)
+        # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
+        # compare equal to those, so canonical keys cannot collide with raw ones.
+        return ((canonical,) if len(key_values) == 1 else canonical), canonical
+
+    def canonical(self, key_values: tuple[Any, ...]) -> bytes:
+        """Return the canonical encoding of a call's key values (raises for unkeyable ones)."""
+        return canonical_bytes(key_values, self.key_names, self.name)
+
+    def redis_key_for(self, key_values: tuple[Any, ...], canonical: bytes | None = None) -> str:
+        """Return the Redis key of the call with these key values."""
+        if self._resolved != _config.version():
+            self._resolve()
+        if canonical is None:
+            canonical = self.canonical(key_values)
+        return f"{self.prefix}:{digest(canonical, self._digest_prefix)}"
+
+    def redis_key(self, call: Call) -> str:
+        """Return the Redis key of ``call``, encoding its arguments at most once."""
+        if call.canonical is None:
+            call.canonical = self.canonical(call.key_values)
+        return self.redis_key_for(call.key_values, call.canonical)
+
+    # -- generations and payloads ---------------------------------------------------------
+
+    def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
+        """Return the generation key when the generation should be read with the next look-up."""
+        if self._generation_endpoint is not endpoint or time.monotonic() >= self._generation_due:
+            return self.generation_key
+        return None
+
+    def learn_generation(self, endpoint: Endpoint, token: bytes | None) -> None:
+        """Remember ``endpoint``'s current generation (None: never cleared, the empty token)."""
+        self._generation = token or b""
+        self._generation_endpoint = endpoint
+        self._generation_due = time.monotonic() + GENERATION_RECHECK
+
+    def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
+        """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
+
+        A payload that is not ours, damaged or from a newer format is a miss (counted, logged
+        once); the value computed next overwrites it. One from an older generation is a miss.
+        """
+        if payload is None:
+            return MISSING
+        try:
+            envelope = open_envelope(payload)
+            if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
+                return MISSING
+            value = decode_value(envelope.body)
+        except DecodeError as exc:
+            self.stats.count("l2_corrupt")
+            self.log_once(
+                "corrupt", logging.WARNING, "%s: unreadable L2 entry treated as a miss: %s", self.label, exc
+            )
+            return MISSING
+        fresh_for = envelope.fresh_until_ms / 1000 - time.time()
+        return value, fresh_for if fresh_for > 0 else 0.0
+
+    def seal_value(self, endpoint: Endpoint, value: Any) -> bytes | None:
+        """Return the L2 payload for ``value``, or None when it can only live in L1."""
+        if self._generation_endpoint is not endpoint or self._generation is None:
+            return None
+        try:
+            body = encode_value(value)
+        except UnencodableError as exc:
+            self.stats.count("unencodable")
+            self.log_once(
+                f"unencodable:{exc.type_name}",
+                logging.WARNING,
+                "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
+                self.label,
+                exc.type_name,
+            )
+            return None
+        fresh_until_ms = round((time.time() + (self.ttl_l2 or 0.0)) * 1000)
+        return seal(body, self._generation, fresh_until_ms)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def finish(self, call: Call, outcome: str, *, error: bool = False) -> None:
+        """Record how ``call`` ended and how long it took."""
+        elapsed = time.perf_counter_ns() - call.started_ns
+        self.stats.finish(outcome, elapsed, call.weight, error=error, fast=call.fast)
+
+    def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
+        """Count a failed L2 operation; the call carries on without L2."""
+        self.stats.count("l2_errors")
+        self.log_once(
+            f"remote:{type(exc).__name__}",
+            logging.WARNING,
+            "%s: L2 at %s failed, serving without it: %s",
+            self.label,
+            endpoint.name,
+            exc,
+        )
+
+    def log_once(self, tag: str, level: int, message: str, *args: Any) -> None:
+        """Log ``message`` the first time ``tag`` is seen for this function."""
+        if tag not in self._logged:
+            self._logged.add(tag)
+            logger.log(level, message, *args)
+
+    def timed_l1_hit(self, l1_key: Hashable) -> Any:
+        """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
+
+        The sampled call closes its window: a hit is recorded with the window's weight, standing
+        for the window's untimed hits; a miss leaves it to the slow path, recorded alone.
+        """
+        weight = self.window
+        if weight == 1 and self.stats.ticks() >= EXACT_WARMUP:
+            self.window = SAMPLE_EVERY
+        self.refill(self.window)
+        started = time.perf_counter_ns()
+        value = self.local.get(l1_key)
+        if value is not MISSING:
+            self.stats.sampled_hit(time.perf_counter_ns() - started, weight)
+        return value
+
+    def snapshot(self, *, reset: bool = False) -> CacheStats:
+        """Return this function's stats (and zero them with ``reset``)."""
+        return self.stats.snapshot(degraded=False, l1_size=len(self.local), reset=reset)

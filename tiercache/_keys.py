@@ -1,0 +1,262 @@
+"""Canonical, process-independent encoding of call arguments, and the digests built from it.
+
+Pure: knows nothing of caches, tiers or Redis. The same arguments give the same bytes in every
+process, on every machine and under every ``PYTHONHASHSEED``; Python's ``hash()`` is never used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import math
+import pathlib
+import struct
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["EXACT_TYPES", "KEY_FORMAT", "UnkeyableArgumentError", "canonical_bytes", "digest"]
+
+#: Bumped whenever the byte layout below changes, so old L2 entries are simply never found again.
+KEY_FORMAT = 1
+
+#: Types whose values may serve as an L1 key as they are: no two values of distinct types among
+#: these compare equal, so a raw tuple of them is as "typed" as the canonical bytes would be.
+#: bool and float are left out on purpose: ``1 == True == 1.0`` in Python.
+EXACT_TYPES: frozenset[type] = frozenset({str, int, bytes, type(None)})
+
+_MAX_DEPTH = 64
+_Encoder = Callable[[Any, bytearray, int], None]
+
+
+class UnkeyableArgumentError(TypeError):
+    """An argument has no canonical encoding, so no cache key can be built for the call."""
+
+
+class _Unkeyable(Exception):
+    """Raised deep inside the encoder; turned into an UnkeyableArgumentError with context."""
+
+    def __init__(self, value: Any, reason: str = "") -> None:
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+        self.path = ""
+
+    def at(self, segment: str) -> _Unkeyable:
+        """Return self, located one step further out (``[0]``, ``['k']``, ...)."""
+        self.path = segment + self.path
+        return self
+
+
+def _length(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def _none(value: Any, out: bytearray, depth: int) -> None:
+    out += b"N"
+
+
+def _bool(value: bool, out: bytearray, depth: int) -> None:
+    out += b"T" if value else b"F"
+
+
+def _int(value: int, out: bytearray, depth: int) -> None:
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+    out += b"i" + _length(len(raw)) + raw
+
+
+def _float(value: float, out: bytearray, depth: int) -> None:
+    # Every NaN is one key: NaN payload bits are an accident of how the NaN was produced.
+    out += b"f" + struct.pack(">d", math.nan if math.isnan(value) else value)
+
+
+def _str(value: str, out: bytearray, depth: int) -> None:
+    raw = value.encode("utf-8", "surrogatepass")
+    out += b"s" + _length(len(raw)) + raw
+
+
+def _bytes(value: bytes, out: bytearray, depth: int) -> None:
+    out += b"b" + _length(len(value)) + value
+
+
+def _bytearray(value: bytearray, out: bytearray, depth: int) -> None:
+    out += b"y" + _length(len(value)) + value
+
+
+def _sequence(tag: bytes) -> _Encoder:
+    def encode(value: Any, out: bytearray, depth: int) -> None:
+        out += tag + _length(len(value))
+        for index, item in enumerate(value):
+            try:
+                _encode(item, out, depth + 1)
+            except _Unkeyable as exc:
+                raise exc.at(f"[{index}]") from None
+
+    return encode
+
+
+def _unordered(tag: bytes) -> _Encoder:
+    def encode(value: Any, out: bytearray, depth: int) -> None:
+        # Sorted by encoding, so the key does not depend on hash-seeded iteration order.
+        try:
+            items = sorted(_encoded(item, depth + 1) for item in value)
+        except _Unkeyable as exc:
+            raise exc.at("{…}") from None
+        out += tag + _length(len(items)) + b"".join(items)
+
+    return encode
+
+
+def _dict(value: dict[Any, Any], out: bytearray, depth: int) -> None:
+    # Equal dicts in any insertion order are one key: pairs sorted by the key's encoding.
+    pairs = []
+    for k, v in value.items():
+        try:
+            pairs.append((_encoded(k, depth + 1), _encoded(v, depth + 1)))
+        except _Unkeyable as exc:
+            raise exc.at(f"[{k!r}]") from None
+    pairs.sort()
+    out += b"d" + _length(len(pairs))
+    for encoded_key, encoded_value in pairs:
+        out += encoded_key + encoded_value
+
+
+def _text(tag: bytes, render: Callable[[Any], str]) -> _Encoder:
+    def encode(value: Any, out: bytearray, depth: int) -> None:
+        raw = render(value).encode("utf-8")
+        out += tag + _length(len(raw)) + raw
+
+    return encode
+
+
+def _timezone_name(value: dt.datetime | dt.time) -> str:
+    tz = value.tzinfo
+    if tz is None:
+        return ""
+    zone_key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo and friends name their zone
+    return f"{type(tz).__qualname__}:{zone_key if zone_key is not None else tz!r}"
+
+
+def _clock_text(value: dt.datetime | dt.time) -> str:
+    return f"{value.isoformat()}|{value.fold}|{_timezone_name(value)}"
+
+
+def _timedelta(value: dt.timedelta, out: bytearray, depth: int) -> None:
+    out += b"R" + struct.pack(">qqq", value.days, value.seconds, value.microseconds)
+
+
+def _uuid(value: uuid.UUID, out: bytearray, depth: int) -> None:
+    out += b"U" + value.bytes
+
+
+def _complex(value: complex, out: bytearray, depth: int) -> None:
+    out += b"c"
+    _float(value.real, out, depth)
+    _float(value.imag, out, depth)
+
+
+_ENCODERS: dict[type, _Encoder] = {
+    type(None): _none,
+    bool: _bool,
+    int: _int,
+    float: _float,
+    complex: _complex,
+    str: _str,
+    bytes: _bytes,
+    bytearray: _bytearray,
+    list: _sequence(b"l"),
+    tuple: _sequence(b"t"),
+    dict: _dict,
+    set: _unordered(b"S"),
+    frozenset: _unordered(b"Z"),
+    dt.datetime: _text(b"D", _clock_text),
+    dt.date: _text(b"A", dt.date.isoformat),
+    dt.time: _text(b"H", _clock_text),
+    dt.timedelta: _timedelta,
+    Decimal: _text(b"M", str),
+    uuid.UUID: _uuid,
+}
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _named(tag: bytes, cls: type, out: bytearray) -> None:
+    raw = _type_name(cls).encode("utf-8")
+    out += tag + _length(len(raw)) + raw
+
+
+def _encode_other(value: Any, out: bytearray, depth: int) -> None:
+    """Encode what the exact-type table does not know: hooks, enums, classes and subclasses."""
+    cls = type(value)
+    hook = getattr(cls, "__cache_key__", None)
+    if hook is not None and not isinstance(value, type):
+        _named(b"o", cls, out)
+        try:
+            _encode(hook(value), out, depth + 1)
+        except _Unkeyable as exc:
+            raise exc.at(".__cache_key__()") from None
+    elif isinstance(value, enum.Enum):
+        _named(b"e", cls, out)
+        _str(value.name, out, depth + 1)
+    elif isinstance(value, type):
+        _named(b"k", value, out)
+    elif isinstance(value, pathlib.PurePath):
+        _named(b"p", cls, out)
+        _str(str(value), out, depth)
+    else:
+        base = next((b for b in cls.__mro__[1:] if b in _ENCODERS), None)
+        if base is None:
+            raise _Unkeyable(value)
+        # A subclass of a known type (a str-based id, an OrderedDict) keys as its base value,
+        # tagged with its own type so that distinct types stay distinct keys.
+        _named(b"x", cls, out)
+        _ENCODERS[base](value, out, depth + 1)
+
+
+def _encode(value: Any, out: bytearray, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise _Unkeyable(value, f"nested deeper than {_MAX_DEPTH} levels (a cycle?)")
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        encoder(value, out, depth)
+    else:
+        _encode_other(value, out, depth)
+
+
+def _encoded(value: Any, depth: int) -> bytes:
+    out = bytearray()
+    _encode(value, out, depth)
+    return bytes(out)
+
+
+def canonical_bytes(values: tuple[Any, ...], names: tuple[str, ...], function: str) -> bytes:
+    """Return the canonical encoding of a call's key values, one per name in ``names``."""
+    out = bytearray()
+    for name, value in zip(names, values, strict=True):
+        try:
+            _encode(value, out, 0)
+        except _Unkeyable as exc:
+            raise _explain(exc, name, function) from None
+    return bytes(out)
+
+
+def _explain(exc: _Unkeyable, name: str, function: str) -> UnkeyableArgumentError:
+    path = exc.path if len(exc.path) <= 60 else exc.path[:59] + "…"
+    where = f"argument {name!r}" + (f" (at {name}{path})" if path else "")
+    what = exc.reason or f"a {_type_name(type(exc.value))} has no canonical encoding"
+    return UnkeyableArgumentError(
+        f"tiered_cache: cannot build a cache key for {function}(): {where}: {what}. "
+        f"Pass key=... to build the key yourself, ignore=({name!r},) to leave it out of the key, "
+        f"or give the type a __cache_key__() method returning a keyable value."
+    )
+
+
+def digest(canonical: bytes, prefix: bytes, secret: bytes | None = None) -> str:
+    """Return the hex digest naming a call in Redis; keyed by ``secret`` when one is given."""
+    hasher = hashlib.blake2b(prefix, digest_size=16, key=secret or b"")
+    hasher.update(canonical)
+    return hasher.hexdigest()

@@ -1,0 +1,123 @@
+"""Throwaway redis-server processes on free loopback ports, for the demo, benchmarks and tests.
+
+Started with nothing persisted, and stopped, killed, paused or resumed only by the pid we
+started, so they never touch a server someone else runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+__all__ = ["RedisProcess", "free_port", "redis_server_binary"]
+
+
+def redis_server_binary() -> str | None:
+    """Return the path of redis-server on PATH, or None."""
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisProcess:
+    """One redis-server child process on 127.0.0.1."""
+
+    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
+        binary = redis_server_binary()
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.directory = directory
+        self.port = port or free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's redis:// URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        """The server process's pid (only after start())."""
+        if self.process is None:
+            raise RuntimeError("redis-server was not started")
+        return self.process.pid
+
+    def start(self, timeout: float = 10.0) -> RedisProcess:
+        """Start the server and wait until it answers PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.directory), *self.extra]
+        with open(self.directory / f"redis-{self.port}.log", "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited with {self.process.returncode}")
+            if self.ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout}s")
+
+    def ping(self) -> bool:
+        """Return whether the server answers PING right now."""
+        client = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def client(self) -> redis.Redis:
+        """Return a plain client of this server (for inspecting what tiercache wrote)."""
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def stop(self) -> None:
+        """Terminate the server (by its pid) and wait for it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.resume()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL the server: no goodbye to its clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
+
+    def restart(self) -> RedisProcess:
+        """Start again on the same port (after kill() or stop())."""
+        self.stop()
+        return self.start()

@@ -1,0 +1,63 @@
+"""Every live cached function in the process, for ``tiercache.stats()`` and process-wide switches."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+from . import _config
+
+if TYPE_CHECKING:
+    from ._function import FunctionCache
+    from ._stats import CacheStats
+
+__all__ = ["all_caches", "register", "stats"]
+
+logger = logging.getLogger("tiercache")
+_lock = threading.Lock()
+_caches: weakref.WeakSet[FunctionCache] = weakref.WeakSet()
+
+
+def register(cache: FunctionCache) -> None:
+    """Track ``cache``; warn when another live function would share its Redis keys."""
+    with _lock:
+        twins = [
+            other for other in _caches if other.label == cache.label and other.namespace == cache.namespace
+        ]
+        _caches.add(cache)
+    if twins:
+        logger.warning(
+            "%s is cached by two live functions that share one Redis key prefix; give one of them "
+            "name=, version= or namespace= unless they really compute the same thing",
+            cache.label,
+        )
+
+
+def all_caches() -> list[FunctionCache]:
+    """Return the live cached functions, oldest first."""
+    with _lock:
+        return sorted(_caches, key=id)
+
+
+def stats(*, reset: bool = False) -> dict[str, CacheStats]:
+    """Return a stats snapshot of every live cached function, by qualified name."""
+    snapshots: dict[str, CacheStats] = {}
+    for cache in all_caches():
+        name, n = cache.label, 1
+        while name in snapshots:
+            n += 1
+            name = f"{cache.label}#{n}"
+        snapshots[name] = cache.snapshot(reset=reset)
+    return snapshots
+
+
+def _on_settings_changed(settings: _config.Settings) -> None:
+    # Disabling must take effect on the fast path too, which only ever reads L1.
+    if not settings.enabled:
+        for cache in all_caches():
+            cache.local.clear()
+
+
+_config.on_change(_on_settings_changed)

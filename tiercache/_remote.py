@@ -1,0 +1,286 @@
+"""L2: Redis behind the few calls the tiers make, in sync and async twins; the only redis import.
+
+Every failure leaves here as one of two exceptions of ours: ``RemoteUnavailable`` when the
+endpoint could not be reached or did not answer in time (the circuit breaker counts these), and
+``RemoteRejected`` when Redis answered with an error about one command (a key of another type,
+out of memory, no permission), which says nothing about the endpoint's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import urllib.parse
+import weakref
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "AsyncStore",
+    "Endpoint",
+    "RemoteError",
+    "RemoteRejected",
+    "RemoteUnavailable",
+    "SyncStore",
+    "check_url",
+    "redact_url",
+]
+
+
+class RemoteError(Exception):
+    """An L2 operation failed."""
+
+
+class RemoteUnavailable(RemoteError):
+    """Redis could not be reached, or did not answer within the timeout."""
+
+
+class RemoteRejected(RemoteError):
+    """Redis answered one command with an error; the endpoint itself is fine."""
+
+
+def _translate(exc: BaseException) -> RemoteError:
+    if isinstance(exc, redis.ResponseError):
+        return RemoteRejected(str(exc))
+    return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+# Errors the client raises for a dead, slow or confused connection (and the server's replies).
+_FAILURES: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_url(url: str, owner: str) -> str:
+    """Return ``url`` if it is a Redis URL redis-py can connect with; else raise ValueError."""
+    if not isinstance(url, str):
+        raise TypeError(f"{owner}: redis_url must be a str, not {type(url).__name__}")
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"{owner}: redis_url {redact_url(url)!r} must start with one of "
+            + ", ".join(f"{s}://" for s in _SCHEMES)
+        )
+    try:
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    except ValueError as exc:
+        raise ValueError(f"{owner}: redis_url {redact_url(url)!r} is invalid: {exc}") from None
+    return url
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, for logs and reprs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+
+
+class _Translated:
+    """``with TRANSLATED:`` turns a client failure into a RemoteError (stateless, reusable)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, _FAILURES):
+            raise _translate(exc) from exc
+
+
+_TRANSLATED = _Translated()
+
+
+AsyncClientSource = Callable[[], "redis.asyncio.Redis"]
+
+
+class Endpoint:
+    """One Redis deployment, shared by every function and adapter that uses it.
+
+    Holds the sync store (its client is thread-safe and pooled) and one async store per event
+    loop: an asyncio connection belongs to the loop that opened it and is never used from
+    another. Built from a URL, or from client objects the application made itself.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        make_sync: Callable[[], redis.Redis],
+        make_async: AsyncClientSource,
+        *,
+        async_per_loop: bool = True,
+    ) -> None:
+        self.name = name
+        self._make_sync = make_sync
+        self._make_async = make_async
+        self._async_per_loop = async_per_loop
+        self._lock = threading.Lock()
+        self._sync: SyncStore | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._shared_async: AsyncStore | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float, connect_timeout: float) -> Endpoint:
+        """Return an endpoint whose clients connect to ``url`` with these timeouts."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            # One attempt per operation: the timeout bounds a call, and the breaker decides
+            # when to try again, not redis-py's own retry loop.
+            "retry_on_error": [],
+        }
+        return cls(
+            redact_url(url),
+            lambda: redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options),
+            lambda: redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options),
+        )
+
+    @classmethod
+    def from_clients(
+        cls,
+        sync_client: redis.Redis | None,
+        async_client: redis.asyncio.Redis | AsyncClientSource | None,
+    ) -> Endpoint:
+        """Return an endpoint over clients the application built (for sync and/or async use).
+
+        ``async_client`` may be a client, used from whichever loop calls (the application
+        then keeps to one loop), or a zero-argument factory called once per event loop.
+        """
+
+        def missing() -> Any:
+            raise RemoteUnavailable("this endpoint was configured without a client for this kind of caller")
+
+        make_async: AsyncClientSource
+        if async_client is None:
+            make_async, per_loop = missing, False
+        elif isinstance(async_client, redis.asyncio.Redis):
+            make_async, per_loop = (lambda: async_client), False
+        else:
+            make_async, per_loop = async_client, True
+        make_sync = missing if sync_client is None else (lambda: sync_client)
+        kind = type(sync_client if sync_client is not None else async_client).__qualname__
+        return cls(f"client {kind}", make_sync, make_async, async_per_loop=per_loop)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name!r})"
+
+    def sync_store(self) -> SyncStore:
+        """Return the store for sync callers."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = SyncStore(self._make_sync())
+        return self._sync
+
+    def async_store(self) -> AsyncStore:
+        """Return the store for coroutines running on the current event loop."""
+        if not self._async_per_loop:
+            if self._shared_async is None:
+                self._shared_async = AsyncStore(self._make_async())
+            return self._shared_async
+        loop = asyncio.get_running_loop()
+        store = self._async.get(loop)
+        if store is None:
+            store = self._async[loop] = AsyncStore(self._make_async())
+            store.close_with_loop(lambda: self._async.pop(loop, None))
+        return store
+
+    def close(self) -> None:
+        """Drop the sync client's connections (async ones close with their loops)."""
+        if self._sync is not None:
+            self._sync.client.close()
+
+
+class SyncStore:
+    """The L2 calls the tiers make, for sync callers."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
+        """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
+        with _TRANSLATED:
+            if generation_key is None:
+                return None, cast("bytes | None", self.client.get(key))
+            generation, payload = cast("list[bytes | None]", self.client.mget(generation_key, key))
+            return generation, payload
+
+    def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+        with _TRANSLATED:
+            self.client.set(key, payload, px=ttl_ms)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``."""
+        with _TRANSLATED:
+            self.client.delete(*keys)
+
+    def set_generation(self, generation_key: str, token: bytes) -> None:
+        """Start a new generation: every entry written under another one is now stale."""
+        with _TRANSLATED:
+            self.client.set(generation_key, token)
+
+
+class AsyncStore:
+    """The L2 calls the tiers make, for coroutines on one event loop."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._closer: AsyncGenerator[None, None] | None = None
+
+    def close_with_loop(self, forget: Callable[[], object]) -> None:
+        """Close the client when its event loop shuts down, then call ``forget``.
+
+        A client's connections hold their loop, so the loop never dies while we hold the
+        client, and nothing would ever close them. ``asyncio.run``, ``asyncio.Runner`` and
+        pytest-asyncio all close a loop's async generators before closing the loop itself: an
+        async generator suspended inside ``try`` here gets that call, while the loop still runs.
+        """
+
+        async def closer() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                forget()
+                await self.client.aclose()
+
+        self._closer = closer()
+        with contextlib.suppress(StopIteration):
+            # Start it (registering it with the running loop) and leave it at its ``yield``.
+            self._closer.__anext__().send(None)
+
+    async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
+        """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
+        with _TRANSLATED:
+            if generation_key is None:
+                return None, cast("bytes | None", await self.client.get(key))
+            generation, payload = cast("list[bytes | None]", await self.client.mget(generation_key, key))
+            return generation, payload
+
+    async def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+        with _TRANSLATED:
+            await self.client.set(key, payload, px=ttl_ms)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``."""
+        with _TRANSLATED:
+            await self.client.delete(*keys)
+
+    async def set_generation(self, generation_key: str, token: bytes) -> None:
+        """Start a new generation: every entry written under another one is now stale."""
+        with _TRANSLATED:
+            await self.client.set(generation_key, token)
