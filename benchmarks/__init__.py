@@ -1,0 +1,1 @@
+"""tiercache against its peers, in one process run per scenario (``python -m nox -s bench``)."""

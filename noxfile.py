@@ -1,0 +1,54 @@
+"""Sessions: tests, lint, typecheck, bench, demo (``python -m nox -s <name>``)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install_groups(session: nox.Session, *groups: str) -> None:
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (it starts its own redis-server processes)."""
+    session.install("-e", ".")
+    install_groups(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    install_groups(session, "lint")
+    session.run("ruff", "check", "tiercache", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy --strict."""
+    session.install("-e", ".")
+    install_groups(session, "typecheck")
+    session.run("mypy", "tiercache")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Measure tiercache against its peers in one run (ratios, medians)."""
+    session.install("-e", ".[hiredis]")
+    install_groups(session, "bench")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the demo: cached slow lookups under a skewed request stream."""
+    session.install(".")
+    session.run("python", "-m", "tiercache", "demo", *session.posargs)
