@@ -27,8 +27,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     install_groups(session, "lint")
-    session.run("ruff", "check", "tiercache", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
+    session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
 
 
 @nox.session

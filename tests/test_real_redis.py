@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import redis
 
 import tiercache
-from tiercache import tiered_cache
+from tiercache import _config, tiered_cache
 from tiercache._redis_process import RedisProcess
 
 
@@ -79,3 +84,93 @@ def test_namespace_comes_from_configure_at_call_time(real_l2: str, redis_server:
     f(1)
     assert f.cache_key(1).startswith("late-ns:")
     assert redis_server.client().exists(f.cache_key(1))
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A server that needs a password and also listens on a unix socket."""
+    directory = Path(tmp_path_factory.mktemp("guarded"))
+    server = RedisProcess(
+        directory, None, "--requirepass", "s3cret", "--unixsocket", str(directory / "r.sock")
+    )
+    yield server.start()
+    server.stop()
+
+
+def test_password_and_database_from_the_url(guarded_server: RedisProcess) -> None:
+    tiercache.configure(redis_url=f"redis://:s3cret@127.0.0.1:{guarded_server.port}/3")
+    runs = []
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        runs.append(x)
+        return x
+
+    f(1)
+    f(1)
+    assert runs == [1]
+    client = redis.Redis(port=guarded_server.port, password="s3cret", db=3)  # noqa: S106 - the test server's
+    assert client.exists(f.cache_key(1))
+
+
+def test_unix_socket_url(guarded_server: RedisProcess) -> None:
+    socket_path = guarded_server.directory / "r.sock"
+    tiercache.configure(redis_url=f"unix://:s3cret@{socket_path}?db=2")
+    runs = []
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        runs.append(x)
+        return x
+
+    f(1)
+    f(1)
+    assert runs == [1]
+    assert f.cache_stats().l2_hits == 1
+
+
+def test_wrong_password_degrades_and_never_logs_the_password(
+    guarded_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    tiercache.configure(redis_url=f"redis://:wrong-hunter2@127.0.0.1:{guarded_server.port}/0")
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    assert f.cache_stats().l2_errors >= 1
+    assert caplog.records and all("hunter2" not in r.getMessage() for r in caplog.records)
+
+
+def test_environment_variable_points_functions_at_their_l2(
+    redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIERCACHE_REDIS_URL", redis_server.url)
+    _config.reset()
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        return x
+
+    f(7)
+    assert redis_server.client().exists(f.cache_key(7))
+
+
+def test_each_event_loop_gets_its_own_connections_and_closes_them(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    @tiered_cache(ttl_l1=None)
+    async def g(x: int) -> int:
+        return x
+
+    async def burst(start: int) -> list[int]:
+        return await asyncio.gather(*(g(start + i) for i in range(10)))
+
+    client = redis_server.client()
+    before = len(client.client_list())
+    for round_ in range(5):
+        assert asyncio.run(burst(round_ * 10)) == list(range(round_ * 10, round_ * 10 + 10))
+    assert asyncio.run(burst(0)) == list(range(10))  # served from L2 on yet another loop
+    assert g.cache_stats().l2_hits == 10
+    assert len(client.client_list()) <= before + 1  # nothing left open by the finished loops

@@ -79,6 +79,8 @@ class RedisProcess:
         client = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
         try:
             return bool(client.ping())
+        except (redis.ResponseError, redis.AuthenticationError):
+            return True  # it answered (NOAUTH, say): it is up
         except (redis.RedisError, OSError):
             return False
         finally:
