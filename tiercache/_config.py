@@ -176,11 +176,15 @@ def current_unlocked() -> Settings:
 
 
 def reset() -> None:
-    """Forget every ``configure()`` call: the next use reads the environment again."""
+    """Forget every ``configure()`` call and endpoint: the next use reads the environment again."""
     global _settings, _version
     with _lock:
         _settings = None
         _version += 1
+        endpoints = list(_endpoints.values())
+        _endpoints.clear()
+    for endpoint in endpoints:
+        endpoint.close()
 
 
 def endpoint_for(settings: Settings, url: str | None = None) -> Endpoint:

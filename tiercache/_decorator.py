@@ -25,6 +25,8 @@ __all__ = ["AsyncCachedFunction", "CacheInfo", "CachedFunction", "tiered_cache"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _OWNER = "tiered_cache()"
+#: ``lock=True``: how long the computing process holds a cold key, and others wait for it.
+DEFAULT_LOCK_SECONDS = 2.0
 
 
 class CacheInfo(NamedTuple):
@@ -84,6 +86,8 @@ def tiered_cache(
     ttl_l1: float | None = 600,
     ttl_l2: float | None = 86400,
     *,
+    stale_ttl: float | None = None,
+    lock: bool | float = False,
     max_entries: int = 1000,
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
@@ -98,6 +102,8 @@ def tiered_cache(
     ttl_l1: Any = 600,
     ttl_l2: float | None = 86400,
     *,
+    stale_ttl: float | None = None,
+    lock: bool | float = False,
     max_entries: int = 1000,
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
@@ -113,6 +119,10 @@ def tiered_cache(
     Args:
         ttl_l1: seconds an entry lives in L1; None keeps the function out of L1.
         ttl_l2: seconds an entry lives in Redis; None keeps the function in L1 only.
+        stale_ttl: seconds past its TTL an entry may still be served: at once, while one
+            background refresh recomputes it, or instead of an exception the function raised.
+        lock: across processes, let only one compute a cold key while the others wait up to
+            this many seconds (True: 2) for it to appear in Redis, then compute themselves.
         max_entries: the L1 bound; the least recently used entry goes first.
         namespace: first part of every Redis key (default: ``configure(namespace=...)``).
         key: build the key yourself: called with the function's arguments, returns a value of
@@ -132,6 +142,8 @@ def tiered_cache(
     options = _Options.check(
         ttl_l1=ttl_l1,
         ttl_l2=ttl_l2,
+        stale_ttl=stale_ttl,
+        lock=lock,
         max_entries=max_entries,
         namespace=namespace,
         key=key,
@@ -148,6 +160,8 @@ def tiered_cache(
 class _Options(NamedTuple):
     ttl_l1: float | None
     ttl_l2: float | None
+    stale_ttl: float | None
+    lock: float | None
     max_entries: int
     namespace: str | None
     key: Callable[..., Any] | None
@@ -164,6 +178,8 @@ class _Options(NamedTuple):
         *,
         ttl_l1: Any,
         ttl_l2: Any,
+        stale_ttl: Any,
+        lock: Any,
         max_entries: Any,
         namespace: Any,
         key: Any,
@@ -179,6 +195,8 @@ class _Options(NamedTuple):
         ttl_l2 = check_seconds(ttl_l2, "ttl_l2", _OWNER, optional=True)
         if ttl_l1 is None and ttl_l2 is None:
             raise ValueError(f"{_OWNER}: ttl_l1 and ttl_l2 are both None, so nothing would be cached")
+        stale_ttl = check_seconds(stale_ttl, "stale_ttl", _OWNER, optional=True)
+        lock_seconds = _check_lock(lock, ttl_l2)
         if isinstance(max_entries, bool) or not isinstance(max_entries, int):
             raise TypeError(f"{_OWNER}: max_entries must be an int, not {type(max_entries).__name__}")
         if max_entries < 1:
@@ -206,18 +224,31 @@ class _Options(NamedTuple):
             )
         text_version = None if version is None else str(version)
         return cls(
-            ttl_l1,
-            ttl_l2,
-            max_entries,
-            namespace,
-            key,
-            ignored,
-            text_version,
-            name,
-            enabled,
-            redis_url,
-            clock,
+            ttl_l1=ttl_l1,
+            ttl_l2=ttl_l2,
+            stale_ttl=stale_ttl,
+            lock=lock_seconds,
+            max_entries=max_entries,
+            namespace=namespace,
+            key=key,
+            ignore=ignored,
+            version=text_version,
+            name=name,
+            enabled=enabled,
+            redis_url=redis_url,
+            clock=clock,
         )
+
+
+def _check_lock(lock: Any, ttl_l2: float | None) -> float | None:
+    if lock is False or lock is None:
+        return None
+    if lock is True:
+        lock = DEFAULT_LOCK_SECONDS
+    seconds = check_seconds(lock, "lock", _OWNER)
+    if ttl_l2 is None:
+        raise ValueError(f"{_OWNER}: lock needs L2 (processes coordinate through Redis), but ttl_l2 is None")
+    return seconds
 
 
 def _check_ignore(ignore: Any) -> frozenset[str]:
@@ -266,6 +297,8 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         key_names=key_names,
         ttl_l1=options.ttl_l1,
         ttl_l2=options.ttl_l2,
+        stale_ttl=options.stale_ttl,
+        lock=options.lock,
         max_entries=options.max_entries,
         namespace=options.namespace,
         version=options.version,
@@ -307,18 +340,20 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     def start(call: Call) -> Any:
         return run(_flow.serve(cache, call), cache)
 
-    def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        return start(Call(l1_key, key_values, args, kwargs, fast=True))
+    def miss(
+        l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any, expired: Any
+    ) -> Any:
+        return start(Call(l1_key, key_values, args, kwargs, fast=True, expired=expired))
 
     def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        value = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs)
+        value, stale = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs, stale)
 
     async def async_sample(
         l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        value = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs)
+        value, stale = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs, stale)
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)
@@ -352,6 +387,8 @@ def _attach_methods(
         return {
             "ttl_l1": options.ttl_l1,
             "ttl_l2": options.ttl_l2,
+            "stale_ttl": options.stale_ttl,
+            "lock": options.lock,
             "max_entries": options.max_entries,
             "namespace": options.namespace,
             "version": options.version,

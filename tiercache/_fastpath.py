@@ -26,7 +26,10 @@ _P = inspect.Parameter
 
 @dataclass(frozen=True)
 class EntryPoints:
-    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always."""
+    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always.
+
+    ``miss`` also gets the entry the wrapper found expired (or None), for stale serving.
+    """
 
     miss: Callable[..., Any]
     sample: Callable[..., Any]
@@ -157,7 +160,7 @@ def _wrapper_body(
         f"if {p}e is not None and {p}e[1] > {p}clock():",
         f"    {p}data[{p}k] = {p}e",
         f"    return {p}e[0]",
-        f"return {wait}{p}miss({p}k, {handoff})",
+        f"return {wait}{p}miss({p}k, {handoff}, {p}e)",
     ]
     body = list(setup)
     if fast and count_hits:

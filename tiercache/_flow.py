@@ -9,19 +9,20 @@ be tested by sending values in.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._flight import Settled
+from ._function import Call
 from ._local import MISSING
-from ._remote import Endpoint, RemoteError
+from ._remote import Endpoint, RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ._function import FunctionCache
 
-from ._function import Call
-
 __all__ = [
+    "AcquireLock",
     "Compute",
     "Delete",
     "Join",
@@ -29,6 +30,9 @@ __all__ = [
     "NewGeneration",
     "Op",
     "Read",
+    "ReleaseLock",
+    "Sleep",
+    "Spawn",
     "Write",
     "clear",
     "invalidate",
@@ -68,6 +72,23 @@ class NewGeneration(NamedTuple):
     token: bytes
 
 
+class AcquireLock(NamedTuple):
+    """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
+
+    endpoint: Endpoint
+    key: str
+    token: bytes
+    ttl_ms: int
+
+
+class ReleaseLock(NamedTuple):
+    """Give ``key`` back if it still holds our ``token``."""
+
+    endpoint: Endpoint
+    key: str
+    token: bytes
+
+
 class Join(NamedTuple):
     """Join the single flight for ``key``: sent None to lead it, or how another run settled."""
 
@@ -92,36 +113,46 @@ class Compute(NamedTuple):
     call: Call
 
 
-Op = Read | Write | Delete | NewGeneration | Join | Land | Compute
+class Sleep(NamedTuple):
+    """Wait ``seconds`` (while another process fills L2)."""
+
+    seconds: float
+
+
+class Spawn(NamedTuple):
+    """Run ``flow`` in the background; the caller does not wait for it."""
+
+    flow: Generator[Any, Any, Any]
+
+
+Op = Read | Write | Delete | NewGeneration | AcquireLock | ReleaseLock | Join | Land | Compute | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
 
-def serve(cache: FunctionCache, call: Call) -> Flow:
+def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit per tier that can answer
     """Answer a call the fast path could not: from L1, else L2, else one run per key."""
-    value = cache.local.get(call.l1_key)
+    value, stale = cache.local.lookup(call.l1_key)
     if value is not MISSING:
         cache.finish(call, "l1_hits")
         return value
+    if stale is None and call.expired is not None:
+        stale = cache.local.within_grace(call.expired)  # the fast path took it out for us
     if not cache.enabled():
-        return (yield from _run(cache, call, None, leading=False))
+        return (yield from _run(cache, call, None, stale, leading=False))
     endpoint = cache.endpoint()
     if endpoint is not None:
-        cache.stats.count("l2_lookups")
-        generation_key = cache.generation_key_if_due(endpoint)
-        try:
-            generation, payload = yield Read(endpoint, cache.redis_key(call), generation_key)
-        except RemoteError as exc:
-            cache.remote_failed(endpoint, exc)
-            endpoint = None  # one failed operation per call at most
-        else:
-            if generation_key is not None:
-                cache.learn_generation(endpoint, generation)
-            found = cache.open_payload(endpoint, payload)
-            if found is not MISSING:
-                value, fresh_for = found
-                cache.local.set(call.l1_key, value, fresh_for)
+        endpoint = yield from _read(cache, call, endpoint)
+        if call.found is not MISSING:
+            value, fresh_for = call.found
+            if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
+                cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
                 cache.finish(call, "l2_hits")
                 return value
+            # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
+            return (yield from _serve_stale(cache, call, value, endpoint))
+    if stale is not None and cache.endpoint() is None:
+        cache.local.restore(call.l1_key, stale)  # L1 is the only tier: it keeps the stale copy
+        return (yield from _serve_stale(cache, call, stale[0], None))
     settled: Settled | None = yield Join(call.l1_key)
     if settled is not None:
         cache.finish(call, "coalesced", error=settled.error is not None)
@@ -133,48 +164,198 @@ def serve(cache: FunctionCache, call: Call) -> Flow:
         yield Land(call.l1_key, Settled(value, None), linger=False)
         cache.finish(call, "l1_hits")
         return value
-    return (yield from _run(cache, call, endpoint, leading=True))
+    return (yield from _run(cache, call, endpoint, stale, leading=True))
 
 
-def _run(cache: FunctionCache, call: Call, endpoint: Endpoint | None, *, leading: bool) -> Flow:
+def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, Endpoint | None]:
+    """Look ``call`` up in L2, leaving what it found in ``call.found``.
+
+    Return the endpoint to keep using for this call, or None once it could not be reached
+    (one failed operation per call at most).
+    """
+    if not (endpoint.breaker.allow() and (yield from _repair(cache, endpoint))):
+        return None
+    cache.stats.count("l2_lookups")
+    generation_key = cache.generation_key_if_due(endpoint)
+    ok, reply = yield from _l2(cache, endpoint, Read(endpoint, cache.redis_key(call), generation_key))
+    if not ok:
+        return endpoint if not isinstance(reply, RemoteUnavailable) else None
+    generation, payload = reply
+    if generation_key is not None:
+        cache.learn_generation(endpoint, generation)
+    call.found = cache.open_payload(endpoint, payload)
+    return endpoint
+
+
+def _run(
+    cache: FunctionCache,
+    call: Call,
+    endpoint: Endpoint | None,
+    stale: tuple[Any, float] | None,
+    *,
+    leading: bool,
+) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
+    token = None
+    if leading and endpoint is not None and cache.lock_ttl_ms:
+        token = yield from _lock_or_wait(cache, call, endpoint)
+        if call.found is not MISSING:  # another process filled L2 while we waited
+            value, fresh_for = call.found
+            cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
+            yield Land(call.l1_key, Settled(value, None), linger=False)
+            cache.finish(call, "l2_hits")
+            return value
     epoch = cache.epoch
     try:
         value = yield Compute(call)
     except Exception as exc:
+        if token is not None and endpoint is not None:
+            yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+        if stale is not None:  # fail-safe: a stale value beats an exception
+            cache.local.restore(call.l1_key, stale)
+            cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
+            if leading:
+                yield Land(call.l1_key, Settled(stale[0], None), linger=False)
+            cache.finish(call, "stale_served")
+            return stale[0]
         if leading:
             yield Land(call.l1_key, Settled(None, exc), linger=False)
         cache.finish(call, "misses", error=True)
         raise
-    stored = False
-    # An invalidation while we computed means the value may predate it: return it, keep it out.
-    if cache.enabled() and cache.epoch == epoch:
-        cache.local.set(call.l1_key, value)
-        payload = cache.seal_value(endpoint, value) if endpoint is not None else None
-        if endpoint is not None and payload is not None:
-            try:
-                yield Write(endpoint, cache.redis_key(call), payload, cache.ttl_l2_ms)
-                stored = True
-            except RemoteError as exc:
-                cache.remote_failed(endpoint, exc)
+    stored = yield from _store(cache, call, endpoint, value, epoch)
+    if token is not None and endpoint is not None:
+        yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.finish(call, "misses")
     return value
 
 
+def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any, epoch: int) -> Flow:
+    """Write a computed value to L1 and L2; return whether it reached L2."""
+    # An invalidation while we computed means the value may predate it: return it, keep it out.
+    if not cache.enabled() or cache.epoch != epoch:
+        return False
+    cache.local.set(call.l1_key, value)
+    if endpoint is None or not endpoint.breaker.allow():
+        return False
+    payload = cache.seal_value(endpoint, value)
+    if payload is None:
+        return False
+    ok, _ = yield from _l2(cache, endpoint, Write(endpoint, cache.redis_key(call), payload, cache.l2_ttl_ms))
+    return bool(ok)
+
+
+def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
+    """Return a stale value at once; start one background refresh of it (per key, per process)."""
+    if cache.claim_refresh(call.l1_key):
+        yield Spawn(refresh(cache, call, endpoint))
+    cache.finish(call, "stale_served")
+    return value
+
+
+def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow:
+    """Recompute a stale entry in the background; on failure keep serving the stale value."""
+    try:
+        token = None
+        if endpoint is not None and cache.lock_ttl_ms:
+            token = os.urandom(8)
+            lock = AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
+            ok, acquired = yield from _l2(cache, endpoint, lock)
+            if ok and not acquired:
+                return  # another process is refreshing it
+            if not ok:
+                token = None
+        epoch = cache.epoch
+        try:
+            value = yield Compute(call)
+        except Exception as exc:
+            cache.stats.count("refresh_errors")
+            cache.log_once(
+                "refresh", "%s: refreshing a stale value raised %r; still serving it", cache.label, exc
+            )
+            return
+        yield from _store(cache, call, endpoint, value, epoch)
+        if token is not None and endpoint is not None:
+            yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+    finally:
+        cache.release_refresh(call.l1_key)
+
+
+def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, bytes | None]:
+    """Take the key's cross-process lock, or wait for its holder to fill L2 (into ``call.found``).
+
+    Return our lock token, or None when we did not get the lock (another process had it, or
+    Redis failed); a holder too slow for ``lock`` seconds is not waited for any longer.
+    """
+    token = os.urandom(8)
+    ok, acquired = yield from _l2(
+        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
+    )
+    if not ok:
+        return None  # no coordination without Redis: compute ourselves
+    if acquired:
+        return token
+    deadline = time.monotonic() + cache.lock_ttl_ms / 1000
+    pause = 0.005
+    while (left := deadline - time.monotonic()) > 0:
+        yield Sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+        ok, reply = yield from _l2(cache, endpoint, Read(endpoint, cache.redis_key(call), None))
+        if not ok:
+            return None
+        call.found = cache.open_payload(endpoint, reply[1])
+        if call.found is not MISSING:
+            return None
+    return None
+
+
+def _l2(cache: FunctionCache, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[bool, Any]]:
+    """Perform one L2 operation; return ``(True, reply)`` or ``(False, the RemoteError)``.
+
+    Every L2 operation goes through here, so the breaker and the stats learn of each outcome.
+    """
+    try:
+        reply = yield op
+    except RemoteError as exc:
+        cache.remote_failed(endpoint, exc)
+        return False, exc
+    endpoint.breaker.success()
+    return True, reply
+
+
+def _repair(cache: FunctionCache, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
+    generation, keys = cache.pending_repairs()
+    if generation is not None:
+        ok, _ = yield from _l2(cache, endpoint, NewGeneration(endpoint, cache.generation_key, generation))
+        if not ok:
+            return False
+        cache.repaired(generation=generation)
+    if keys:
+        ok, _ = yield from _l2(cache, endpoint, Delete(endpoint, keys))
+        if not ok:
+            return False
+        cache.repaired(keys=keys)
+    return True
+
+
 def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
-    """Drop one call's entry from L1, from any lingering flight, and from L2."""
+    """Drop one call's entry from L1, from any lingering flight, and from L2 (now or later)."""
     l1_key, canonical = cache.l1_key(key_values)
     cache.epoch += 1
     cache.local.delete(l1_key)
     cache.forget_flight(l1_key)
     endpoint = cache.endpoint()
-    if endpoint is not None:
-        try:
-            yield Delete(endpoint, (cache.redis_key_for(key_values, canonical),))
-        except RemoteError as exc:
-            cache.remote_failed(endpoint, exc)
+    if endpoint is None:
+        return
+    key = cache.redis_key_for(key_values, canonical)
+    if not endpoint.breaker.allow():
+        cache.defer(keys=(key,))
+        return
+    ok, reply = yield from _l2(cache, endpoint, Delete(endpoint, (key,)))
+    if not ok and isinstance(reply, RemoteUnavailable):
+        cache.defer(keys=(key,))
 
 
 def clear(cache: FunctionCache) -> Flow:
@@ -183,11 +364,15 @@ def clear(cache: FunctionCache) -> Flow:
     cache.local.clear()
     cache.forget_flight(None)
     endpoint = cache.endpoint()
-    if endpoint is not None:
-        token = os.urandom(8)
-        try:
-            yield NewGeneration(endpoint, cache.generation_key, token)
-        except RemoteError as exc:
-            cache.remote_failed(endpoint, exc)
-        else:
-            cache.learn_generation(endpoint, token)
+    if endpoint is None:
+        return
+    token = os.urandom(8)
+    # From now on this process writes and accepts only the new generation, even before Redis
+    # has it: a clear that cannot reach Redis yet is replayed before the next L2 operation.
+    cache.learn_generation(endpoint, token)
+    if not endpoint.breaker.allow():
+        cache.defer(generation=token)
+        return
+    ok, reply = yield from _l2(cache, endpoint, NewGeneration(endpoint, cache.generation_key, token))
+    if not ok and isinstance(reply, RemoteUnavailable):
+        cache.defer(generation=token)

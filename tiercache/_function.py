@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import weakref
@@ -18,8 +19,8 @@ from . import _config
 from ._codec import DecodeError, UnencodableError, decode_value, encode_value, open_envelope, seal
 from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
-from ._local import MISSING, Clock, LocalCache
-from ._remote import Endpoint, RemoteError
+from ._local import MISSING, Clock, Entry, LocalCache
+from ._remote import Endpoint, RemoteError, RemoteUnavailable
 from ._stats import CacheStats, StatsRecorder
 
 __all__ = ["Call", "FunctionCache"]
@@ -36,12 +37,25 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
+#: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
+MAX_PENDING_KEYS: Final = 10_000
 
 
 class Call:
     """One call on its way through the slow path."""
 
-    __slots__ = ("args", "canonical", "fast", "key_values", "kwargs", "l1_key", "started_ns", "weight")
+    __slots__ = (
+        "args",
+        "canonical",
+        "expired",
+        "fast",
+        "found",
+        "key_values",
+        "kwargs",
+        "l1_key",
+        "started_ns",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -53,6 +67,7 @@ class Call:
         fast: bool,
         weight: int = 1,
         canonical: bytes | None = None,
+        expired: Entry | None = None,
     ) -> None:
         self.started_ns = time.perf_counter_ns()
         self.l1_key = l1_key
@@ -62,6 +77,8 @@ class Call:
         self.fast = fast
         self.weight = weight
         self.canonical = canonical
+        self.expired = expired  # the L1 entry the fast path found expired, if any
+        self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
 
 
 class FunctionCache:
@@ -75,6 +92,8 @@ class FunctionCache:
         key_names: tuple[str, ...],
         ttl_l1: float | None,
         ttl_l2: float | None,
+        stale_ttl: float | None,
+        lock: float | None,
         max_entries: int,
         namespace: str | None,
         version: str | None,
@@ -88,8 +107,13 @@ class FunctionCache:
         self.key_names = key_names
         self.ttl_l1 = ttl_l1
         self.ttl_l2 = ttl_l2
-        self.ttl_l2_ms = round(ttl_l2 * 1000) if ttl_l2 is not None else 0
-        self.local = LocalCache(max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock)
+        self.stale_ttl = stale_ttl or 0.0
+        # An entry stays in Redis for its stale period too; its envelope says when it went stale.
+        self.l2_ttl_ms = round(((ttl_l2 or 0.0) + self.stale_ttl) * 1000)
+        self.lock_ttl_ms = round(lock * 1000) if lock else 0
+        self.local = LocalCache(
+            max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, self.stale_ttl
+        )
         self.stats = StatsRecorder(self.label)
         self.namespace = namespace
         self.redis_url = redis_url
@@ -114,9 +138,23 @@ class FunctionCache:
             weakref.WeakKeyDictionary()
         )
         self._logged: set[str] = set()
+        self._lock = threading.Lock()
+        self._refreshing: set[Hashable] = set()
+        # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
+        self._pending_keys: set[str] = set()
+        self._pending_generation: bytes | None = None
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
+
+    def after_fork(self) -> None:
+        """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
+        self._lock = threading.Lock()
+        self._refreshing.clear()
+        self.local.after_fork()
+        self.stats.after_fork()
+        self.thread_flights = Flights(threading.Event, linger=self.linger)
+        self._loop_flights = weakref.WeakKeyDictionary()
 
     # -- settings -------------------------------------------------------------------------
 
@@ -208,6 +246,8 @@ class FunctionCache:
     def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
         """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
 
+        The seconds are negative for an entry past its ``ttl_l2`` (kept for ``stale_ttl``).
+
         A payload that is not ours, damaged or from a newer format is a miss (counted, logged
         once); the value computed next overwrites it. One from an older generation is a miss.
         """
@@ -220,12 +260,9 @@ class FunctionCache:
             value = decode_value(envelope.body)
         except DecodeError as exc:
             self.stats.count("l2_corrupt")
-            self.log_once(
-                "corrupt", logging.WARNING, "%s: unreadable L2 entry treated as a miss: %s", self.label, exc
-            )
+            self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
             return MISSING
-        fresh_for = envelope.fresh_until_ms / 1000 - time.time()
-        return value, fresh_for if fresh_for > 0 else 0.0
+        return value, envelope.fresh_until_ms / 1000 - time.time()
 
     def seal_value(self, endpoint: Endpoint, value: Any) -> bytes | None:
         """Return the L2 payload for ``value``, or None when it can only live in L1."""
@@ -237,7 +274,6 @@ class FunctionCache:
             self.stats.count("unencodable")
             self.log_once(
                 f"unencodable:{exc.type_name}",
-                logging.WARNING,
                 "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
                 self.label,
                 exc.type_name,
@@ -245,6 +281,49 @@ class FunctionCache:
             return None
         fresh_until_ms = round((time.time() + (self.ttl_l2 or 0.0)) * 1000)
         return seal(body, self._generation, fresh_until_ms)
+
+    def lock_key(self, call: Call) -> str:
+        """Return the Redis key of the cross-process lock for ``call``'s entry."""
+        return self.redis_key(call) + ":lock"
+
+    def claim_refresh(self, l1_key: Hashable) -> bool:
+        """Return True (once) if no background refresh of this key runs in this process yet."""
+        with self._lock:
+            if l1_key in self._refreshing:
+                return False
+            self._refreshing.add(l1_key)
+            return True
+
+    def release_refresh(self, l1_key: Hashable) -> None:
+        """Mark the background refresh of this key as finished."""
+        with self._lock:
+            self._refreshing.discard(l1_key)
+
+    # -- invalidations that could not reach L2 --------------------------------------------
+
+    def defer(self, *, keys: tuple[str, ...] = (), generation: bytes | None = None) -> None:
+        """Remember deletions (or a new generation) to replay once L2 can be reached again."""
+        with self._lock:
+            if generation is None and len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
+                generation = os.urandom(8)  # too many to keep: a clear covers them all
+                self._generation = generation
+            if generation is not None:
+                self._pending_generation = generation
+                self._pending_keys.clear()  # a new generation stales those entries anyway
+            else:
+                self._pending_keys.update(keys)
+
+    def pending_repairs(self) -> tuple[bytes | None, tuple[str, ...]]:
+        """Return the generation and the keys still to be written to L2."""
+        with self._lock:
+            return self._pending_generation, tuple(self._pending_keys)
+
+    def repaired(self, *, generation: bytes | None = None, keys: tuple[str, ...] = ()) -> None:
+        """Forget repairs that reached L2."""
+        with self._lock:
+            if generation is not None and generation == self._pending_generation:
+                self._pending_generation = None
+            self._pending_keys.difference_update(keys)
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -254,25 +333,26 @@ class FunctionCache:
         self.stats.finish(outcome, elapsed, call.weight, error=error, fast=call.fast)
 
     def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
-        """Count a failed L2 operation; the call carries on without L2."""
+        """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable."""
         self.stats.count("l2_errors")
+        if isinstance(exc, RemoteUnavailable):
+            endpoint.breaker.failure(exc)  # the breaker logs the outage, once
+            return
+        endpoint.breaker.success()  # Redis answered, if only to refuse this one command
         self.log_once(
-            f"remote:{type(exc).__name__}",
-            logging.WARNING,
-            "%s: L2 at %s failed, serving without it: %s",
-            self.label,
-            endpoint.name,
-            exc,
+            f"rejected:{exc}", "%s: L2 at %s refused an operation: %s", self.label, endpoint.name, exc
         )
 
-    def log_once(self, tag: str, level: int, message: str, *args: Any) -> None:
+    def log_once(self, tag: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
         """Log ``message`` the first time ``tag`` is seen for this function."""
         if tag not in self._logged:
             self._logged.add(tag)
             logger.log(level, message, *args)
 
-    def timed_l1_hit(self, l1_key: Hashable) -> Any:
+    def timed_l1_hit(self, l1_key: Hashable) -> tuple[Any, Entry | None]:
         """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
+
+        Returns ``(value, None)`` or ``(MISSING, a stale entry within grace or None)``.
 
         The sampled call closes its window: a hit is recorded with the window's weight, standing
         for the window's untimed hits; a miss leaves it to the slow path, recorded alone.
@@ -282,11 +362,18 @@ class FunctionCache:
             self.window = SAMPLE_EVERY
         self.refill(self.window)
         started = time.perf_counter_ns()
-        value = self.local.get(l1_key)
+        value, stale = self.local.lookup(l1_key)
         if value is not MISSING:
             self.stats.sampled_hit(time.perf_counter_ns() - started, weight)
-        return value
+        return value, stale
 
     def snapshot(self, *, reset: bool = False) -> CacheStats:
         """Return this function's stats (and zero them with ``reset``)."""
-        return self.stats.snapshot(degraded=False, l1_size=len(self.local), reset=reset)
+        endpoint = self.endpoint()
+        breaker = endpoint.breaker if endpoint is not None else None
+        return self.stats.snapshot(
+            degraded=breaker is not None and breaker.is_open,
+            degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
+            l1_size=len(self.local),
+            reset=reset,
+        )

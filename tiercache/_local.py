@@ -10,6 +10,7 @@ from typing import Any, Final
 __all__ = ["MISSING", "Clock", "LocalCache"]
 
 Clock = Callable[[], float]
+Entry = tuple[Any, float]  # (value, fresh until, on the cache's clock)
 
 
 class _Missing:
@@ -30,19 +31,29 @@ class LocalCache:
     renewed on every hit by taking the entry out and putting it back at the end. Reads take no
     lock (each dict operation is atomic); writes take one so that eviction sees a stable dict.
     The generated fast path of a decorated function reads ``data`` the same way ``get`` does.
+
+    An expired entry is dropped when next looked at. With a ``grace`` (a function's
+    ``stale_ttl``) ``lookup`` hands it over instead, for a caller to serve stale or fall back on.
     """
 
-    __slots__ = ("_lock", "clock", "data", "max_entries", "ttl")
+    __slots__ = ("_lock", "clock", "data", "grace", "max_entries", "ttl")
 
-    def __init__(self, max_entries: int, ttl: float, clock: Clock = time.monotonic) -> None:
-        self.data: dict[Hashable, tuple[Any, float]] = {}
+    def __init__(
+        self, max_entries: int, ttl: float, clock: Clock = time.monotonic, grace: float = 0.0
+    ) -> None:
+        self.data: dict[Hashable, Entry] = {}
         self.max_entries = max_entries
         self.ttl = ttl
         self.clock = clock
+        self.grace = grace
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def after_fork(self) -> None:
+        """Replace the lock, which a thread of the parent may have held when it forked."""
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
         """Return the live value for ``key`` and mark it most recently used, else MISSING."""
@@ -52,11 +63,37 @@ class LocalCache:
         self.data[key] = entry
         return entry[0]
 
+    def lookup(self, key: Hashable) -> tuple[Any, Entry | None]:
+        """Return ``(value, None)`` for a live entry, else ``(MISSING, the entry if within grace)``.
+
+        An expired entry is taken out either way; ``restore`` puts a stale one back.
+        """
+        entry = self.data.pop(key, None)
+        if entry is None:
+            return MISSING, None
+        if entry[1] > self.clock():
+            self.data[key] = entry
+            return entry[0], None
+        return MISSING, self.within_grace(entry)
+
+    def within_grace(self, entry: Entry) -> Entry | None:
+        """Return an expired ``entry`` if it is still within the grace period, else None."""
+        return entry if self.grace and entry[1] + self.grace > self.clock() else None
+
+    def restore(self, key: Hashable, entry: Entry) -> None:
+        """Put back an entry taken out by ``lookup`` (as it was, expiry included)."""
+        with self._lock:
+            if key not in self.data and self.max_entries > 0:
+                self.data[key] = entry
+                while len(self.data) > self.max_entries:
+                    self._evict_oldest()
+
     def set(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` for ``ttl`` seconds (the cache's own TTL by default), evicting LRU."""
-        if self.max_entries <= 0:
+        lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
+        if self.max_entries <= 0 or lifetime <= 0:
             return
-        expires_at = self.clock() + (self.ttl if ttl is None else min(ttl, self.ttl))
+        expires_at = self.clock() + lifetime
         data = self.data
         with self._lock:
             data.pop(key, None)

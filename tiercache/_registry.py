@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -60,4 +61,12 @@ def _on_settings_changed(settings: _config.Settings) -> None:
             cache.local.clear()
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for cache in list(_caches):
+        cache.after_fork()
+
+
 _config.on_change(_on_settings_changed)
+os.register_at_fork(after_in_child=_after_fork_in_child)

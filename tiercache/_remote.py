@@ -22,6 +22,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ._breaker import CircuitBreaker
+
 __all__ = [
     "AsyncStore",
     "Endpoint",
@@ -120,11 +122,16 @@ class Endpoint:
         make_async: AsyncClientSource,
         *,
         async_per_loop: bool = True,
+        probe: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self._make_sync = make_sync
         self._make_async = make_async
         self._async_per_loop = async_per_loop
+        self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
+        # Bumped whenever the breaker opens: pooled connections may all be dead now (a Redis
+        # restart kills every one of them), so each store drops its pool before its next use.
+        self.epoch = 0
         self._lock = threading.Lock()
         self._sync: SyncStore | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
@@ -142,10 +149,25 @@ class Endpoint:
             # when to try again, not redis-py's own retry loop.
             "retry_on_error": [],
         }
+
+        def make_sync() -> redis.Redis:
+            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+
+        def probe() -> bool:
+            # A connection of its own: the pool's may be the dead ones that failed.
+            client = make_sync()
+            try:
+                return bool(client.ping())
+            except _FAILURES:
+                return False
+            finally:
+                client.close()
+
         return cls(
             redact_url(url),
-            lambda: redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options),
+            make_sync,
             lambda: redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options),
+            probe=probe,
         )
 
     @classmethod
@@ -172,46 +194,81 @@ class Endpoint:
             make_async, per_loop = async_client, True
         make_sync = missing if sync_client is None else (lambda: sync_client)
         kind = type(sync_client if sync_client is not None else async_client).__qualname__
-        return cls(f"client {kind}", make_sync, make_async, async_per_loop=per_loop)
+
+        def probe() -> bool:
+            try:
+                return bool(sync_client is not None and sync_client.ping())
+            except _FAILURES:
+                return False
+
+        # Without a sync client nothing can probe from a thread: calls probe, one at a time.
+        return cls(
+            f"client {kind}",
+            make_sync,
+            make_async,
+            async_per_loop=per_loop,
+            probe=probe if sync_client is not None else None,
+        )
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r})"
+
+    def _connections_went_bad(self) -> None:
+        self.epoch += 1
 
     def sync_store(self) -> SyncStore:
         """Return the store for sync callers."""
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = SyncStore(self._make_sync())
+                    self._sync = SyncStore(self._make_sync(), self)
         return self._sync
 
     def async_store(self) -> AsyncStore:
         """Return the store for coroutines running on the current event loop."""
         if not self._async_per_loop:
             if self._shared_async is None:
-                self._shared_async = AsyncStore(self._make_async())
+                self._shared_async = AsyncStore(self._make_async(), self)
             return self._shared_async
         loop = asyncio.get_running_loop()
         store = self._async.get(loop)
         if store is None:
-            store = self._async[loop] = AsyncStore(self._make_async())
+            store = self._async[loop] = AsyncStore(self._make_async(), self)
             store.close_with_loop(lambda: self._async.pop(loop, None))
         return store
 
     def close(self) -> None:
-        """Drop the sync client's connections (async ones close with their loops)."""
+        """Stop probing and drop the sync client's connections (async ones close with their loops)."""
+        self.breaker.stop()
         if self._sync is not None:
             self._sync.client.close()
+
+
+# Delete the lock only if it still holds our token: never release another holder's lock.
+_RELEASE_LOCK = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+)
 
 
 class SyncStore:
     """The L2 calls the tiers make, for sync callers."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, endpoint: Endpoint) -> None:
         self.client = client
+        self._endpoint = endpoint
+        self._epoch = endpoint.epoch
+        self._release = client.register_script(_RELEASE_LOCK)
+
+    def _fresh_connections(self) -> None:
+        if self._epoch != self._endpoint.epoch:
+            self._epoch = self._endpoint.epoch
+            pool = getattr(self.client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
+        self._fresh_connections()
         with _TRANSLATED:
             if generation_key is None:
                 return None, cast("bytes | None", self.client.get(key))
@@ -220,26 +277,51 @@ class SyncStore:
 
     def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+        self._fresh_connections()
         with _TRANSLATED:
             self.client.set(key, payload, px=ttl_ms)
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
+        self._fresh_connections()
         with _TRANSLATED:
             self.client.delete(*keys)
 
     def set_generation(self, generation_key: str, token: bytes) -> None:
         """Start a new generation: every entry written under another one is now stale."""
+        self._fresh_connections()
         with _TRANSLATED:
             self.client.set(generation_key, token)
+
+    def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
+        """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
+        self._fresh_connections()
+        with _TRANSLATED:
+            return bool(self.client.set(key, token, nx=True, px=ttl_ms))
+
+    def release_lock(self, key: str, token: bytes) -> None:
+        """Release the lock ``key`` if we still hold it (``token``)."""
+        self._fresh_connections()
+        with _TRANSLATED:
+            self._release(keys=[key], args=[token])
 
 
 class AsyncStore:
     """The L2 calls the tiers make, for coroutines on one event loop."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis, endpoint: Endpoint) -> None:
         self.client = client
+        self._endpoint = endpoint
+        self._epoch = endpoint.epoch
+        self._release = client.register_script(_RELEASE_LOCK)
         self._closer: AsyncGenerator[None, None] | None = None
+
+    async def _fresh_connections(self) -> None:
+        if self._epoch != self._endpoint.epoch:
+            self._epoch = self._endpoint.epoch
+            pool = getattr(self.client, "connection_pool", None)
+            if pool is not None:
+                await pool.disconnect()
 
     def close_with_loop(self, forget: Callable[[], object]) -> None:
         """Close the client when its event loop shuts down, then call ``forget``.
@@ -264,6 +346,7 @@ class AsyncStore:
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
+        await self._fresh_connections()
         with _TRANSLATED:
             if generation_key is None:
                 return None, cast("bytes | None", await self.client.get(key))
@@ -272,15 +355,30 @@ class AsyncStore:
 
     async def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+        await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(key, payload, px=ttl_ms)
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
+        await self._fresh_connections()
         with _TRANSLATED:
             await self.client.delete(*keys)
 
     async def set_generation(self, generation_key: str, token: bytes) -> None:
         """Start a new generation: every entry written under another one is now stale."""
+        await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(generation_key, token)
+
+    async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
+        """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
+        await self._fresh_connections()
+        with _TRANSLATED:
+            return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
+
+    async def release_lock(self, key: str, token: bytes) -> None:
+        """Release the lock ``key`` if we still hold it (``token``)."""
+        await self._fresh_connections()
+        with _TRANSLATED:
+            await self._release(keys=[key], args=[token])

@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from . import _background
 from ._flight import ABANDONED, Flight, Flights, Settled
-from ._flow import Compute, Delete, Flow, Join, Land, NewGeneration, Op, Read, Write
+from ._flow import (
+    AcquireLock,
+    Compute,
+    Delete,
+    Flow,
+    Join,
+    Land,
+    NewGeneration,
+    Op,
+    Read,
+    ReleaseLock,
+    Sleep,
+    Spawn,
+    Write,
+)
 
 if TYPE_CHECKING:
     from ._function import FunctionCache
@@ -68,7 +84,7 @@ def _join_sync(
             return None, flight.settled
 
 
-def _perform_sync(op: Op, cache: FunctionCache) -> Any:
+def _perform_sync(op: Op, cache: FunctionCache) -> Any:  # noqa: PLR0911 - one per operation; a table would lose mypy's narrowing
     if isinstance(op, Read):
         return op.endpoint.sync_store().read(op.key, op.generation_key)
     if isinstance(op, Compute):
@@ -82,6 +98,15 @@ def _perform_sync(op: Op, cache: FunctionCache) -> Any:
         return op.endpoint.sync_store().delete(op.keys)
     if isinstance(op, NewGeneration):
         return op.endpoint.sync_store().set_generation(op.generation_key, op.token)
+    if isinstance(op, AcquireLock):
+        return op.endpoint.sync_store().acquire_lock(op.key, op.token, op.ttl_ms)
+    if isinstance(op, ReleaseLock):
+        return op.endpoint.sync_store().release_lock(op.key, op.token)
+    if isinstance(op, Sleep):
+        return time.sleep(op.seconds)
+    if isinstance(op, Spawn):
+        flow = op.flow
+        return _background.submit(lambda: run_sync(flow, cache))
     raise AssertionError(f"unknown flow operation {op!r}")
 
 
@@ -131,7 +156,7 @@ async def _join_async(
             return None, flight.settled
 
 
-async def _perform_async(op: Op, cache: FunctionCache) -> Any:
+async def _perform_async(op: Op, cache: FunctionCache) -> Any:  # noqa: PLR0911 - as _perform_sync
     if isinstance(op, Read):
         return await op.endpoint.async_store().read(op.key, op.generation_key)
     if isinstance(op, Compute):
@@ -145,7 +170,21 @@ async def _perform_async(op: Op, cache: FunctionCache) -> Any:
         return await op.endpoint.async_store().delete(op.keys)
     if isinstance(op, NewGeneration):
         return await op.endpoint.async_store().set_generation(op.generation_key, op.token)
+    if isinstance(op, AcquireLock):
+        return await op.endpoint.async_store().acquire_lock(op.key, op.token, op.ttl_ms)
+    if isinstance(op, ReleaseLock):
+        return await op.endpoint.async_store().release_lock(op.key, op.token)
+    if isinstance(op, Sleep):
+        return await asyncio.sleep(op.seconds)
+    if isinstance(op, Spawn):
+        task = asyncio.ensure_future(run_async(op.flow, cache))
+        _background_tasks.add(task)  # the loop keeps only a weak reference to its tasks
+        task.add_done_callback(_background_tasks.discard)
+        return None
     raise AssertionError(f"unknown flow operation {op!r}")
+
+
+_background_tasks: set[asyncio.Future[Any]] = set()
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:

@@ -92,7 +92,10 @@ class CacheStats:
     Every call has exactly one outcome: ``l1_hits``, ``l2_hits``, ``misses`` (this call ran the
     function), ``coalesced`` (it shared a concurrent call's run) or ``stale_served``. ``errors``
     counts the calls, among those, that raised the function's exception. ``l2_lookups`` counts
-    the calls that asked L2; ``l2_errors`` counts failed L2 operations of any kind.
+    the calls that asked L2; ``l2_errors`` counts failed L2 operations of any kind;
+    ``refresh_errors`` background refreshes of stale values that raised. ``degraded`` says
+    whether the function's Redis is being skipped right now (its circuit breaker is open), and
+    ``degraded_seconds`` how long it has been skipped in all.
     """
 
     function: str
@@ -107,7 +110,9 @@ class CacheStats:
     l2_errors: int
     l2_corrupt: int
     unencodable: int
+    refresh_errors: int
     degraded: bool
+    degraded_seconds: float
     l1_size: int
     avg_latency_ms: float
     p50_ms: float
@@ -150,6 +155,7 @@ _COUNTERS = (
     "l2_errors",
     "l2_corrupt",
     "unencodable",
+    "refresh_errors",
     "fast_path_entries",
 )
 
@@ -172,6 +178,10 @@ class StatsRecorder:
         self._ticks_at_reset = 0
         self._latency = LatencyHistogram()
         self._samples: list[tuple[int, int]] = []
+
+    def after_fork(self) -> None:
+        """Replace the lock, which a thread of the parent may have held when it forked."""
+        self._lock = threading.Lock()
 
     def sampled_hit(self, elapsed_ns: int, weight: int) -> None:
         """Keep the latency of a sampled fast-path hit (already counted by its tick).
@@ -210,7 +220,9 @@ class StatsRecorder:
                 self._counts["fast_path_entries"] += 1
             self._latency.record(elapsed_ns, weight)
 
-    def snapshot(self, *, degraded: bool = False, l1_size: int = 0, reset: bool = False) -> CacheStats:
+    def snapshot(
+        self, *, degraded: bool = False, degraded_seconds: float = 0.0, l1_size: int = 0, reset: bool = False
+    ) -> CacheStats:
         """Return the counters so far; with ``reset``, also start them again from zero."""
         with self._lock:
             self._fold()
@@ -237,7 +249,9 @@ class StatsRecorder:
             l2_errors=counts["l2_errors"],
             l2_corrupt=counts["l2_corrupt"],
             unencodable=counts["unencodable"],
+            refresh_errors=counts["refresh_errors"],
             degraded=degraded,
+            degraded_seconds=degraded_seconds,
             l1_size=l1_size,
             avg_latency_ms=latency.mean() / 1e6,
             p50_ms=latency.quantile(0.50) / 1e6,

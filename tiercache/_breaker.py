@@ -1,0 +1,173 @@
+"""The circuit breaker in front of one Redis endpoint.
+
+Closed: operations go through. After ``threshold`` consecutive failures it opens: operations
+are skipped at once, so no caller waits on a Redis that just failed. While open, a background
+thread probes the endpoint (a PING on a fresh connection) after a backoff that doubles up to
+``max_backoff``; the first success closes the breaker. No caller ever pays for a probe, and the
+breaker closes even when no call comes. An endpoint that cannot be probed from a thread (an
+async-only client) instead lets one operation through as the probe after each backoff
+(half-open). Only transitions are logged, once each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["CircuitBreaker"]
+
+logger = logging.getLogger("tiercache")
+
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half-open"
+
+_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+class CircuitBreaker:
+    """Decide whether an L2 operation may go to the endpoint now, and learn from the outcome."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        probe: Callable[[], bool] | None = None,
+        threshold: int = 1,
+        first_backoff: float = 0.1,
+        max_backoff: float = 1.0,
+        probe_timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.probe_timeout = probe_timeout
+        self._probe = probe
+        self._clock = clock
+        self._on_open = on_open
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self.state = CLOSED
+        self.failures = 0  # consecutive
+        self.opened = 0  # how many times it has opened
+        self._backoff = first_backoff
+        self._retry_at = 0.0  # half-open probing: when to let the next probe through
+        self._opened_at = 0.0
+        self._degraded = 0.0  # seconds spent not closed, before the current outage
+        _breakers.add(self)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether L2 is being skipped (open, or half-open waiting on its probe)."""
+        return self.state != CLOSED
+
+    def degraded_seconds(self) -> float:
+        """Return the total time spent not closed, the current outage included."""
+        current = self._clock() - self._opened_at if self.state != CLOSED else 0.0
+        return self._degraded + current
+
+    def allow(self) -> bool:
+        """Return whether an operation may go to the endpoint now."""
+        if self.state == CLOSED:
+            return True
+        if self._probe is not None:
+            return False  # the background prober closes it
+        with self._lock:
+            now = self._clock()
+            if now < self._retry_at:
+                return False
+            # Half-open: this operation is the probe. One that never reports back (its caller
+            # was cancelled) is replaced after probe_timeout.
+            self.state = HALF_OPEN
+            self._retry_at = now + self.probe_timeout
+            return True
+
+    def success(self) -> None:
+        """Record an operation that reached the endpoint (an answer, even an error reply)."""
+        if self.state == CLOSED:
+            self.failures = 0
+            return
+        with self._lock:
+            if self.state == CLOSED:
+                return
+            outage = self._clock() - self._opened_at
+            self._degraded += outage
+            self.state = CLOSED
+            self.failures = 0
+            self._backoff = self.first_backoff
+        logger.warning("tiercache: L2 at %s is back after %.1f s; using it again", self.name, outage)
+
+    def failure(self, error: BaseException) -> None:
+        """Record an operation that could not reach the endpoint or timed out."""
+        with self._lock:
+            self.failures += 1
+            now = self._clock()
+            if self.state == HALF_OPEN:
+                self._backoff = min(self._backoff * 2, self.max_backoff)
+                self.state = OPEN
+                self._retry_at = now + _jittered(self._backoff)
+                return
+            if self.state == OPEN or self.failures < self.threshold:
+                return
+            self.state = OPEN
+            self.opened += 1
+            self._opened_at = now
+            self._retry_at = now + _jittered(self._backoff)
+        logger.warning(
+            "tiercache: L2 at %s is unavailable (%s); serving from L1 and the functions themselves, "
+            "trying it again in %.2f s",
+            self.name,
+            error,
+            self._backoff,
+        )
+        self._on_open()
+        if self._probe is not None:
+            threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True).start()
+
+    def _probe_until_back(self) -> None:
+        backoff = self.first_backoff
+        while self.state != CLOSED and not self._stopped.wait(_jittered(backoff)):
+            if self.state == CLOSED:
+                return
+            try:
+                answered = self._probe is not None and self._probe()
+            except Exception:  # a probe must never kill the prober
+                answered = False
+            if answered:
+                self.success()
+                return
+            backoff = min(backoff * 2, self.max_backoff)
+            self._backoff = backoff
+
+    def stop(self) -> None:
+        """Stop probing (the endpoint is being closed)."""
+        self._stopped.set()
+
+    def _reset_after_fork(self) -> None:
+        # The child has no prober thread; it learns about an outage again on its first call.
+        self._lock = threading.Lock()
+        self.state = CLOSED
+        self.failures = 0
+        self._backoff = self.first_backoff
+
+
+def _jittered(seconds: float) -> float:
+    # +-20%: processes that lost Redis together should not all probe it in the same instant.
+    return seconds * random.uniform(0.8, 1.2)
+
+
+def _reset_all_after_fork() -> None:
+    for breaker in list(_breakers):
+        breaker._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_all_after_fork)
