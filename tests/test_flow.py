@@ -11,33 +11,56 @@ import pytest
 from tiercache import _flow, tiered_cache
 from tiercache._codec import encode_value, seal
 from tiercache._flight import Settled
-from tiercache._flow import Compute, Join, Land, Read, Write
+from tiercache._flow import (
+    AcquireLock,
+    Compute,
+    Delete,
+    Join,
+    Land,
+    NewGeneration,
+    Read,
+    ReleaseLock,
+    Sleep,
+    Spawn,
+    Write,
+)
 from tiercache._function import Call, FunctionCache
 from tiercache._remote import RemoteRejected, RemoteUnavailable
 
+Flow = Generator[Any, Any, Any]
 
-@pytest.fixture
-def cache() -> FunctionCache:
-    @tiered_cache(name="flow.f")
+
+def make_cache(**options: Any) -> FunctionCache:
+    @tiered_cache(name="flow.f", **options)
     def f(x: str) -> str:
         return x
 
     return f.__tiercache__  # type: ignore[attr-defined, no-any-return]
 
 
-def call(cache: FunctionCache, key: str = "k") -> Call:
+@pytest.fixture
+def cache() -> FunctionCache:
+    return make_cache()
+
+
+def call(cache: FunctionCache, key: str = "k", expired: Any = None) -> Call:
     l1_key, canonical = cache.l1_key((key,))
-    return Call(l1_key, (key,), (key,), None, fast=False, canonical=canonical)
+    return Call(l1_key, (key,), (key,), None, fast=False, canonical=canonical, expired=expired)
 
 
 def payload(value: Any, generation: bytes = b"", fresh_for: float = 60) -> bytes:
     return seal(encode_value(value), generation, round((time.time() + fresh_for) * 1000))
 
 
-def finish(flow: Generator[Any, Any, Any], reply: Any) -> Any:
+def finish(flow: Flow, reply: Any = None) -> Any:
     with pytest.raises(StopIteration) as stop:
         flow.send(reply)
     return stop.value.value
+
+
+def start(cache: FunctionCache, the_call: Call | None = None) -> tuple[Flow, Any]:
+    flow = _flow.serve(cache, the_call or call(cache))
+    return flow, next(flow)
 
 
 def test_l1_hit_needs_no_io(cache: FunctionCache) -> None:
@@ -50,8 +73,7 @@ def test_l1_hit_needs_no_io(cache: FunctionCache) -> None:
 
 
 def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    read = next(flow)
+    flow, read = start(cache)
     assert (
         isinstance(read, Read) and read.key == cache.redis_key_for(("k",)) and read.generation_key is not None
     )
@@ -62,65 +84,76 @@ def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> N
     land = flow.send(None)
     assert isinstance(land, Land) and land.settled.value == "computed"
     assert land.linger  # in L2 now: callers whose read raced the write may take it from the flight
-    assert finish(flow, None) == "computed"
+    assert finish(flow) == "computed"
     assert cache.local.get("k") == "computed"
     stats = cache.snapshot()
     assert (stats.misses, stats.l2_lookups, stats.l2_hits) == (1, 1, 0)
 
 
 def test_l2_hit_fills_l1_and_skips_the_function(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     assert finish(flow, (None, payload({"v": 1}))) == {"v": 1}
     assert cache.local.get("k") == {"v": 1}
     assert cache.snapshot().l2_hits == 1
 
 
 def test_entry_of_another_generation_is_a_miss(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     assert isinstance(flow.send((b"new-generation", payload("old", generation=b""))), Join)
 
 
 def test_unreadable_payload_is_a_counted_miss_and_gets_overwritten(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     assert isinstance(flow.send((None, b"\x80\x04pickle?")), Join)
     flow.send(None)
     assert isinstance(flow.send("fresh"), Write)
     assert cache.snapshot().l2_corrupt == 1
 
 
-def test_failed_read_skips_l2_for_the_rest_of_the_call(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
+    """WRONGTYPE (another program's list under our key): a miss, and our SET replaces it."""
+    endpoint = cache.endpoint()
+    assert endpoint is not None
+    cache.learn_generation(endpoint, b"")  # a plain GET, then (an MGET of a list reads as nil)
+    flow, read = start(cache)
+    assert read.generation_key is None
+    assert isinstance(flow.throw(RemoteRejected("WRONGTYPE")), Join)
+    flow.send(None)
+    assert isinstance(flow.send("value"), Write)
+    assert not endpoint.breaker.is_open
+
+
+def test_unreachable_read_opens_the_breaker_and_skips_l2_for_the_rest_of_the_call(
+    cache: FunctionCache,
+) -> None:
+    flow, _ = start(cache)
     assert isinstance(flow.throw(RemoteUnavailable("down")), Join)
     assert isinstance(flow.send(None), Compute)
     land = flow.send("value")  # no Write after a failed read
     assert isinstance(land, Land) and not land.linger
-    assert finish(flow, None) == "value"
-    assert cache.snapshot().l2_errors == 1
+    assert finish(flow) == "value"
+    stats = cache.snapshot()
+    assert stats.l2_errors == 1 and stats.degraded
+    # While the breaker is open the next call does not even try L2.
+    assert isinstance(start(cache, call(cache, "other"))[1], Join)
 
 
 def test_failed_write_still_returns_the_value(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
     flow.send("value")
     land = flow.throw(RemoteRejected("OOM command not allowed"))
     assert isinstance(land, Land) and not land.linger
-    assert finish(flow, None) == "value"
+    assert finish(flow) == "value"
     assert cache.snapshot().l2_errors == 1
 
 
 def test_follower_gets_the_leaders_value_or_exception(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     flow.send((None, None))
     assert finish(flow, Settled("shared", None)) == "shared"
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     flow.send((None, None))
     with pytest.raises(KeyError):
         flow.send(Settled(None, KeyError("x")))
@@ -128,9 +161,8 @@ def test_follower_gets_the_leaders_value_or_exception(cache: FunctionCache) -> N
     assert (stats.coalesced, stats.errors) == (2, 1)
 
 
-def test_function_exception_is_recorded_and_not_cached(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+def test_function_exception_is_recorded_shared_and_not_cached(cache: FunctionCache) -> None:
+    flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
     error = ValueError("boom")
@@ -143,25 +175,146 @@ def test_function_exception_is_recorded_and_not_cached(cache: FunctionCache) -> 
 
 
 def test_value_computed_across_an_invalidation_is_returned_but_not_stored(cache: FunctionCache) -> None:
-    flow = _flow.serve(cache, call(cache))
-    next(flow)
+    flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
     cache.epoch += 1  # an invalidation happened while the function ran
     land = flow.send("maybe-stale")
     assert isinstance(land, Land) and not land.linger
-    assert finish(flow, None) == "maybe-stale"
+    assert finish(flow) == "maybe-stale"
     assert len(cache.local) == 0
 
 
-def test_invalidate_and_clear_flows(cache: FunctionCache) -> None:
+def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     cache.local.set("k", "v")
     flow = _flow.invalidate(cache, ("k",))
     delete = next(flow)
-    assert delete.keys == (cache.redis_key_for(("k",)),) and len(cache.local) == 0
-    with pytest.raises(StopIteration):
-        flow.throw(RemoteUnavailable("down"))  # a failed delete is counted, not raised
-    assert cache.snapshot().l2_errors == 1
+    assert isinstance(delete, Delete) and delete.keys == (cache.redis_key_for(("k",)),)
+    assert len(cache.local) == 0
+    finish(flow)
     flow = _flow.clear(cache)
     new_generation = next(flow)
-    assert new_generation.generation_key == cache.generation_key and len(new_generation.token) == 8
+    assert isinstance(new_generation, NewGeneration) and len(new_generation.token) == 8
+    finish(flow)
+    assert cache.pending_repairs() == (None, ())
+
+
+def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(cache: FunctionCache) -> None:
+    flow = _flow.invalidate(cache, ("a",))
+    next(flow)
+    with pytest.raises(StopIteration):
+        flow.throw(RemoteUnavailable("down"))  # counted and deferred, never raised
+    flow = _flow.invalidate(cache, ("b",))
+    with pytest.raises(StopIteration):
+        next(flow)  # breaker open: not even tried
+    flow = _flow.clear(cache)
+    with pytest.raises(StopIteration):
+        next(flow)
+    generation, keys = cache.pending_repairs()
+    assert generation is not None and keys == ()  # the clear covers the deletions
+    endpoint = cache.endpoint()
+    assert endpoint is not None
+    endpoint.breaker.success()  # what the background prober does once Redis answers again
+    flow, replay = start(cache)
+    assert isinstance(replay, NewGeneration) and replay.token == generation
+    assert isinstance(flow.send(None), Read)
+    assert cache.pending_repairs() == (None, ())
+
+
+def test_stale_l2_value_is_served_at_once_and_refreshed_in_the_background() -> None:
+    cache = make_cache(stale_ttl=30)
+    flow, _ = start(cache)
+    spawn = flow.send((None, payload("old", fresh_for=-5)))  # 5 s past ttl_l2, within stale_ttl
+    assert isinstance(spawn, Spawn)
+    assert finish(flow) == "old"
+    assert cache.snapshot().stale_served == 1
+    refresh = spawn.flow
+    assert isinstance(next(refresh), Compute)
+    assert isinstance(refresh.send("new"), Write)
+    finish(refresh)
+    assert cache.local.get("k") == "new"
+    # Only one refresh per key at a time.
+    cache.local.clear()
+    flow, _ = start(cache)
+    assert isinstance(flow.send((None, payload("old", fresh_for=-5))), Spawn)
+    finish(flow)
+    second, _ = start(cache)
+    assert finish(second, (None, payload("old", fresh_for=-5))) == "old"  # no Spawn: one is running
+
+
+def test_a_failing_refresh_keeps_serving_the_stale_value() -> None:
+    cache = make_cache(stale_ttl=30)
+    flow, _ = start(cache)
+    refresh = flow.send((None, payload("old", fresh_for=-5))).flow
+    next(refresh)
+    with pytest.raises(StopIteration):
+        refresh.throw(ConnectionError("backend down"))
+    assert cache.snapshot().refresh_errors == 1
+    assert cache.claim_refresh(call(cache).l1_key)  # released for the next attempt
+
+
+def test_fail_safe_serves_the_expired_l1_copy_when_the_function_raises() -> None:
+    cache = make_cache(stale_ttl=30)
+    expired = ("last good", time.monotonic() - 1)  # expired a second ago, within stale_ttl
+    flow, _ = start(cache, call(cache, expired=expired))
+    flow.send((None, None))  # L2 lost it
+    flow.send(None)
+    land = flow.throw(ConnectionError("backend down"))
+    assert land.settled.value == "last good"  # followers get it too
+    assert finish(flow) == "last good"
+    assert cache.snapshot().stale_served == 1
+
+
+def test_without_a_stale_copy_the_exception_is_raised() -> None:
+    cache = make_cache(stale_ttl=30)
+    expired = ("too old", time.monotonic() - 60)
+    flow, _ = start(cache, call(cache, expired=expired))
+    flow.send((None, None))
+    flow.send(None)
+    flow.throw(ConnectionError("backend down"))
+    with pytest.raises(ConnectionError):
+        flow.send(None)
+
+
+def test_lock_holder_computes_and_releases() -> None:
+    cache = make_cache(lock=1.5)
+    flow, _ = start(cache)
+    flow.send((None, None))
+    acquire = flow.send(None)
+    assert isinstance(acquire, AcquireLock) and acquire.ttl_ms == 1500 and acquire.key.endswith(":lock")
+    assert isinstance(flow.send(True), Compute)
+    assert isinstance(flow.send("v"), Write)
+    release = flow.send(None)
+    assert isinstance(release, ReleaseLock) and release.token == acquire.token
+    assert isinstance(flow.send(None), Land)
+    assert finish(flow) == "v"
+
+
+def test_lock_waiter_takes_the_holders_value_from_l2() -> None:
+    cache = make_cache(lock=1.5)
+    flow, _ = start(cache)
+    flow.send((None, None))
+    flow.send(None)
+    assert isinstance(flow.send(False), Sleep)  # another process holds the lock
+    assert isinstance(flow.send(None), Read)
+    assert isinstance(flow.send((None, None)), Sleep)  # not there yet
+    flow.send(None)
+    land = flow.send((None, payload("theirs")))
+    assert isinstance(land, Land) and land.settled.value == "theirs"
+    assert finish(flow) == "theirs"
+    assert cache.snapshot().l2_hits == 1
+
+
+def test_lock_waiter_computes_itself_when_the_holder_is_too_slow() -> None:
+    cache = make_cache(lock=0.05)
+    flow, _ = start(cache)
+    flow.send((None, None))
+    flow.send(None)
+    op = flow.send(False)
+    while not isinstance(op, Compute):
+        if isinstance(op, Sleep):
+            time.sleep(op.seconds)
+            op = flow.send(None)
+        else:
+            op = flow.send((None, None))
+    assert isinstance(flow.send("mine"), Write)

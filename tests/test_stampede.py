@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -158,3 +160,28 @@ async def test_distinct_keys_do_not_wait_for_each_other() -> None:
     started = time.perf_counter()
     assert await asyncio.gather(*(slow(str(i)) for i in range(20))) == [str(i) for i in range(20)]
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+def test_a_child_forked_during_a_flight_does_not_wait_for_it() -> None:
+    """The parent thread leading the flight does not exist in the child."""
+    release = threading.Event()
+
+    @tiered_cache(ttl_l2=None)
+    def slow(key: str) -> str:
+        release.wait(5)
+        return key
+
+    leader = threading.Thread(target=slow, args=("k",))
+    leader.start()
+    time.sleep(0.05)  # the flight for "k" is in progress
+    pid = os.fork()
+    if pid == 0:  # the child: must compute "k" itself rather than wait for a ghost
+        signal.alarm(5)  # a child stuck waiting dies, and the test fails instead of hanging
+        release.set()
+        os._exit(0 if slow("k") == "k" else 1)
+    release.set()
+    leader.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
