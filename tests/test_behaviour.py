@@ -10,7 +10,7 @@ import pytest
 
 import tiercache
 from tests.support.subjects import Subject, make_subject
-from tiercache import _function
+from tiercache import _tiers
 
 SETUPS = [
     pytest.param(("l1", None), id="l1"),
@@ -153,7 +153,7 @@ async def test_clear_reaches_another_process_within_the_generation_recheck(
 ) -> None:
     if not uses_l2(tiers):
         pytest.skip("L1 is private to a process")
-    monkeypatch.setattr(_function, "GENERATION_RECHECK", 0.0)
+    monkeypatch.setattr(_tiers, "GENERATION_RECHECK", 0.0)
     one, two = other_process(mode, tiers, clock), other_process(mode, tiers, clock)
     await one("a")
     assert (await two("a"))["run"] == 1

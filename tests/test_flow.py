@@ -11,7 +11,7 @@ import pytest
 from tiercache import _flow, tiered_cache
 from tiercache._codec import encode_value, seal
 from tiercache._flight import Settled
-from tiercache._flow import (
+from tiercache._ops import (
     AcquireLock,
     Compute,
     Delete,

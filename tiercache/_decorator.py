@@ -338,7 +338,7 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     run = run_async if is_async else run_sync
 
     def start(call: Call) -> Any:
-        return run(_flow.serve(cache, call), cache)
+        return run(_flow.serve(cache, call))
 
     def miss(
         l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any, expired: Any
@@ -401,11 +401,11 @@ def _attach_methods(
 
         async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
             """Drop the entry of the call with these arguments from L1 and L2."""
-            await run_async(_flow.invalidate(cache, bind(*args, **kwargs)), cache)
+            await run_async(_flow.invalidate(cache, bind(*args, **kwargs)))
 
         async def cache_clear() -> None:
             """Drop every entry of this function from L1 and L2."""
-            await run_async(_flow.clear(cache), cache)
+            await run_async(_flow.clear(cache))
 
         wrapper.cache_invalidate = cache_invalidate
         wrapper.cache_clear = cache_clear
@@ -413,11 +413,11 @@ def _attach_methods(
 
         def sync_invalidate(*args: Any, **kwargs: Any) -> None:
             """Drop the entry of the call with these arguments from L1 and L2."""
-            run_sync(_flow.invalidate(cache, bind(*args, **kwargs)), cache)
+            run_sync(_flow.invalidate(cache, bind(*args, **kwargs)))
 
         def sync_clear() -> None:
             """Drop every entry of this function from L1 and L2."""
-            run_sync(_flow.clear(cache), cache)
+            run_sync(_flow.clear(cache))
 
         wrapper.cache_invalidate = sync_invalidate
         wrapper.cache_clear = sync_clear

@@ -1,4 +1,4 @@
-"""The tier routing, written once.
+"""The tier routing of a decorated function, written once.
 
 Each flow is a generator that decides, records and yields the I/O it wants done; it is sent the
 results (or has the I/O's exception thrown into it). ``_shells`` drives flows for sync and async
@@ -10,123 +10,35 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Generator, Hashable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from ._flight import Settled
 from ._function import Call
 from ._local import MISSING
-from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._ops import (
+    AcquireLock,
+    Compute,
+    Delete,
+    Flow,
+    Join,
+    Land,
+    NewGeneration,
+    Op,
+    Read,
+    ReleaseLock,
+    Sleep,
+    Spawn,
+    Write,
+    l2_op,
+    replay_repairs,
+)
+from ._remote import Endpoint, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ._function import FunctionCache
 
-__all__ = [
-    "AcquireLock",
-    "Compute",
-    "Delete",
-    "Join",
-    "Land",
-    "NewGeneration",
-    "Op",
-    "Read",
-    "ReleaseLock",
-    "Sleep",
-    "Spawn",
-    "Write",
-    "clear",
-    "invalidate",
-    "serve",
-]
-
-
-class Read(NamedTuple):
-    """Fetch ``key`` (and the function's generation, when ``generation_key`` is set)."""
-
-    endpoint: Endpoint
-    key: str
-    generation_key: str | None
-
-
-class Write(NamedTuple):
-    """Store ``payload`` under ``key`` for ``ttl_ms``."""
-
-    endpoint: Endpoint
-    key: str
-    payload: bytes
-    ttl_ms: int
-
-
-class Delete(NamedTuple):
-    """Delete ``keys``."""
-
-    endpoint: Endpoint
-    keys: tuple[str, ...]
-
-
-class NewGeneration(NamedTuple):
-    """Set the function's generation to ``token``, staling every entry written before."""
-
-    endpoint: Endpoint
-    generation_key: str
-    token: bytes
-
-
-class AcquireLock(NamedTuple):
-    """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
-
-    endpoint: Endpoint
-    key: str
-    token: bytes
-    ttl_ms: int
-
-
-class ReleaseLock(NamedTuple):
-    """Give ``key`` back if it still holds our ``token``."""
-
-    endpoint: Endpoint
-    key: str
-    token: bytes
-
-
-class Join(NamedTuple):
-    """Join the single flight for ``key``: sent None to lead it, or how another run settled."""
-
-    key: Hashable
-
-
-class Land(NamedTuple):
-    """End the single flight this call leads: wake its followers with ``settled``.
-
-    ``linger``: keep the result briefly for callers whose L2 read raced our L2 write; only
-    sound once the value is in L2, where they would have found it a moment later.
-    """
-
-    key: Hashable
-    settled: Settled
-    linger: bool
-
-
-class Compute(NamedTuple):
-    """Run the function with ``call``'s arguments; sent its value or thrown its exception."""
-
-    call: Call
-
-
-class Sleep(NamedTuple):
-    """Wait ``seconds`` (while another process fills L2)."""
-
-    seconds: float
-
-
-class Spawn(NamedTuple):
-    """Run ``flow`` in the background; the caller does not wait for it."""
-
-    flow: Generator[Any, Any, Any]
-
-
-Op = Read | Write | Delete | NewGeneration | AcquireLock | ReleaseLock | Join | Land | Compute | Sleep | Spawn
-Flow = Generator[Op, Any, Any]
+__all__ = ["clear", "invalidate", "refresh", "serve"]
 
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit per tier that can answer
@@ -153,7 +65,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit
     if stale is not None and cache.endpoint() is None:
         cache.local.restore(call.l1_key, stale)  # L1 is the only tier: it keeps the stale copy
         return (yield from _serve_stale(cache, call, stale[0], None))
-    settled: Settled | None = yield Join(call.l1_key)
+    settled: Settled | None = yield Join(call.l1_key, cache)
     if settled is not None:
         cache.finish(call, "coalesced", error=settled.error is not None)
         return settled.unwrap()
@@ -173,11 +85,11 @@ def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op,
     Return the endpoint to keep using for this call, or None once it could not be reached
     (one failed operation per call at most).
     """
-    if not (endpoint.breaker.allow() and (yield from _repair(cache, endpoint))):
+    if not (endpoint.breaker.allow() and (yield from replay_repairs(cache, endpoint))):
         return None
     cache.stats.count("l2_lookups")
     generation_key = cache.generation_key_if_due(endpoint)
-    ok, reply = yield from _l2(cache, endpoint, Read(endpoint, cache.redis_key(call), generation_key))
+    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, cache.redis_key(call), generation_key))
     if not ok:
         return endpoint if not isinstance(reply, RemoteUnavailable) else None
     generation, payload = reply
@@ -207,10 +119,10 @@ def _run(
             return value
     epoch = cache.epoch
     try:
-        value = yield Compute(call)
+        value = yield Compute(cache.function, call)
     except Exception as exc:
         if token is not None and endpoint is not None:
-            yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
         if stale is not None:  # fail-safe: a stale value beats an exception
             cache.local.restore(call.l1_key, stale)
             cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
@@ -224,7 +136,7 @@ def _run(
         raise
     stored = yield from _store(cache, call, endpoint, value, epoch)
     if token is not None and endpoint is not None:
-        yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.finish(call, "misses")
@@ -242,7 +154,9 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     payload = cache.seal_value(endpoint, value)
     if payload is None:
         return False
-    ok, _ = yield from _l2(cache, endpoint, Write(endpoint, cache.redis_key(call), payload, cache.l2_ttl_ms))
+    ok, _ = yield from l2_op(
+        cache, endpoint, Write(endpoint, cache.redis_key(call), payload, cache.l2_ttl_ms)
+    )
     return bool(ok)
 
 
@@ -261,14 +175,14 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
         if endpoint is not None and cache.lock_ttl_ms:
             token = os.urandom(8)
             lock = AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
-            ok, acquired = yield from _l2(cache, endpoint, lock)
+            ok, acquired = yield from l2_op(cache, endpoint, lock)
             if ok and not acquired:
                 return  # another process is refreshing it
             if not ok:
                 token = None
         epoch = cache.epoch
         try:
-            value = yield Compute(call)
+            value = yield Compute(cache.function, call)
         except Exception as exc:
             cache.stats.count("refresh_errors")
             cache.log_once(
@@ -277,7 +191,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
             return
         yield from _store(cache, call, endpoint, value, epoch)
         if token is not None and endpoint is not None:
-            yield from _l2(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
     finally:
         cache.release_refresh(call.l1_key)
 
@@ -289,7 +203,7 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     Redis failed); a holder too slow for ``lock`` seconds is not waited for any longer.
     """
     token = os.urandom(8)
-    ok, acquired = yield from _l2(
+    ok, acquired = yield from l2_op(
         cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
     )
     if not ok:
@@ -301,43 +215,13 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     while (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
-        ok, reply = yield from _l2(cache, endpoint, Read(endpoint, cache.redis_key(call), None))
+        ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, cache.redis_key(call), None))
         if not ok:
             return None
         call.found = cache.open_payload(endpoint, reply[1])
         if call.found is not MISSING:
             return None
     return None
-
-
-def _l2(cache: FunctionCache, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[bool, Any]]:
-    """Perform one L2 operation; return ``(True, reply)`` or ``(False, the RemoteError)``.
-
-    Every L2 operation goes through here, so the breaker and the stats learn of each outcome.
-    """
-    try:
-        reply = yield op
-    except RemoteError as exc:
-        cache.remote_failed(endpoint, exc)
-        return False, exc
-    endpoint.breaker.success()
-    return True, reply
-
-
-def _repair(cache: FunctionCache, endpoint: Endpoint) -> Generator[Op, Any, bool]:
-    """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
-    generation, keys = cache.pending_repairs()
-    if generation is not None:
-        ok, _ = yield from _l2(cache, endpoint, NewGeneration(endpoint, cache.generation_key, generation))
-        if not ok:
-            return False
-        cache.repaired(generation=generation)
-    if keys:
-        ok, _ = yield from _l2(cache, endpoint, Delete(endpoint, keys))
-        if not ok:
-            return False
-        cache.repaired(keys=keys)
-    return True
 
 
 def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
@@ -353,7 +237,7 @@ def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
     if not endpoint.breaker.allow():
         cache.defer(keys=(key,))
         return
-    ok, reply = yield from _l2(cache, endpoint, Delete(endpoint, (key,)))
+    ok, reply = yield from l2_op(cache, endpoint, Delete(endpoint, (key,)))
     if not ok and isinstance(reply, RemoteUnavailable):
         cache.defer(keys=(key,))
 
@@ -373,6 +257,6 @@ def clear(cache: FunctionCache) -> Flow:
     if not endpoint.breaker.allow():
         cache.defer(generation=token)
         return
-    ok, reply = yield from _l2(cache, endpoint, NewGeneration(endpoint, cache.generation_key, token))
+    ok, reply = yield from l2_op(cache, endpoint, NewGeneration(endpoint, cache.generation_key, token))
     if not ok and isinstance(reply, RemoteUnavailable):
         cache.defer(generation=token)

@@ -1,14 +1,12 @@
-"""What one decorated function's cache knows: its tiers, keys, generation, stats and flights.
+"""What one decorated function's cache knows beyond its tiers: keys, flights, refreshes, sampling.
 
-The flows in ``_flow`` decide; this object answers their questions (where is L2, what is the
-key, is this payload ours and current) and holds the state those answers need.
+The flows in ``_flow`` decide; this object answers their questions (what is the key, where is
+L2 for this function now) and holds the state those answers need.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import threading
 import time
 import weakref
@@ -16,20 +14,14 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from . import _config
-from ._codec import DecodeError, UnencodableError, decode_value, encode_value, open_envelope, seal
 from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, Entry, LocalCache
-from ._remote import Endpoint, RemoteError, RemoteUnavailable
-from ._stats import CacheStats, StatsRecorder
+from ._remote import Endpoint
+from ._tiers import Tiers
 
 __all__ = ["Call", "FunctionCache"]
 
-logger = logging.getLogger("tiercache")
-
-#: How long a process trusts the generation it last read before reading it again with the next
-#: L2 look-up. Bounds how late another process's ``cache_clear()`` is seen (without coherence).
-GENERATION_RECHECK: Final = 0.5
 #: Calls timed one by one before sampling starts, so small call counts report exact latency.
 EXACT_WARMUP: Final = 1024
 #: Past warm-up, one fast-path hit in this many is timed, standing for the others: timing and
@@ -37,8 +29,6 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
-#: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
-MAX_PENDING_KEYS: Final = 10_000
 
 
 class Call:
@@ -81,7 +71,7 @@ class Call:
         self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
 
 
-class FunctionCache:
+class FunctionCache(Tiers):
     """The cache state of one decorated function, shared by its sync or async shell."""
 
     def __init__(
@@ -101,20 +91,15 @@ class FunctionCache:
         redis_url: str | None,
         clock: Clock,
     ) -> None:
+        local = LocalCache(max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, stale_ttl or 0.0)
+        super().__init__(
+            name if version is None else f"{name}@{version}", local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0
+        )
         self.function = function
         self.name = name
-        self.label = name if version is None else f"{name}@{version}"
         self.key_names = key_names
         self.ttl_l1 = ttl_l1
-        self.ttl_l2 = ttl_l2
-        self.stale_ttl = stale_ttl or 0.0
-        # An entry stays in Redis for its stale period too; its envelope says when it went stale.
-        self.l2_ttl_ms = round(((ttl_l2 or 0.0) + self.stale_ttl) * 1000)
         self.lock_ttl_ms = round(lock * 1000) if lock else 0
-        self.local = LocalCache(
-            max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, self.stale_ttl
-        )
-        self.stats = StatsRecorder(self.label)
         self.namespace = namespace
         self.redis_url = redis_url
         self.epoch = 0
@@ -126,10 +111,6 @@ class FunctionCache:
         self._endpoint: Endpoint | None = None
         self.prefix = ""
         self.generation_key = ""
-        # The generation this process believes current, per endpoint, and when to re-read it.
-        self._generation: bytes | None = None
-        self._generation_endpoint: Endpoint | None = None
-        self._generation_due = 0.0
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
         # to catch a run that just ended, its result lingers briefly in the table instead.
         self.linger = 0.0 if self.local.max_entries > 0 else LINGER
@@ -137,22 +118,15 @@ class FunctionCache:
         self._loop_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
             weakref.WeakKeyDictionary()
         )
-        self._logged: set[str] = set()
-        self._lock = threading.Lock()
         self._refreshing: set[Hashable] = set()
-        # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
-        self._pending_keys: set[str] = set()
-        self._pending_generation: bytes | None = None
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
 
     def after_fork(self) -> None:
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
-        self._lock = threading.Lock()
+        super().after_fork()
         self._refreshing.clear()
-        self.local.after_fork()
-        self.stats.after_fork()
         self.thread_flights = Flights(threading.Event, linger=self.linger)
         self._loop_flights = weakref.WeakKeyDictionary()
 
@@ -229,59 +203,6 @@ class FunctionCache:
             call.canonical = self.canonical(call.key_values)
         return self.redis_key_for(call.key_values, call.canonical)
 
-    # -- generations and payloads ---------------------------------------------------------
-
-    def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
-        """Return the generation key when the generation should be read with the next look-up."""
-        if self._generation_endpoint is not endpoint or time.monotonic() >= self._generation_due:
-            return self.generation_key
-        return None
-
-    def learn_generation(self, endpoint: Endpoint, token: bytes | None) -> None:
-        """Remember ``endpoint``'s current generation (None: never cleared, the empty token)."""
-        self._generation = token or b""
-        self._generation_endpoint = endpoint
-        self._generation_due = time.monotonic() + GENERATION_RECHECK
-
-    def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
-        """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
-
-        The seconds are negative for an entry past its ``ttl_l2`` (kept for ``stale_ttl``).
-
-        A payload that is not ours, damaged or from a newer format is a miss (counted, logged
-        once); the value computed next overwrites it. One from an older generation is a miss.
-        """
-        if payload is None:
-            return MISSING
-        try:
-            envelope = open_envelope(payload)
-            if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
-                return MISSING
-            value = decode_value(envelope.body)
-        except DecodeError as exc:
-            self.stats.count("l2_corrupt")
-            self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
-            return MISSING
-        return value, envelope.fresh_until_ms / 1000 - time.time()
-
-    def seal_value(self, endpoint: Endpoint, value: Any) -> bytes | None:
-        """Return the L2 payload for ``value``, or None when it can only live in L1."""
-        if self._generation_endpoint is not endpoint or self._generation is None:
-            return None
-        try:
-            body = encode_value(value)
-        except UnencodableError as exc:
-            self.stats.count("unencodable")
-            self.log_once(
-                f"unencodable:{exc.type_name}",
-                "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
-                self.label,
-                exc.type_name,
-            )
-            return None
-        fresh_until_ms = round((time.time() + (self.ttl_l2 or 0.0)) * 1000)
-        return seal(body, self._generation, fresh_until_ms)
-
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
         return self.redis_key(call) + ":lock"
@@ -299,55 +220,12 @@ class FunctionCache:
         with self._lock:
             self._refreshing.discard(l1_key)
 
-    # -- invalidations that could not reach L2 --------------------------------------------
-
-    def defer(self, *, keys: tuple[str, ...] = (), generation: bytes | None = None) -> None:
-        """Remember deletions (or a new generation) to replay once L2 can be reached again."""
-        with self._lock:
-            if generation is None and len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
-                generation = os.urandom(8)  # too many to keep: a clear covers them all
-                self._generation = generation
-            if generation is not None:
-                self._pending_generation = generation
-                self._pending_keys.clear()  # a new generation stales those entries anyway
-            else:
-                self._pending_keys.update(keys)
-
-    def pending_repairs(self) -> tuple[bytes | None, tuple[str, ...]]:
-        """Return the generation and the keys still to be written to L2."""
-        with self._lock:
-            return self._pending_generation, tuple(self._pending_keys)
-
-    def repaired(self, *, generation: bytes | None = None, keys: tuple[str, ...] = ()) -> None:
-        """Forget repairs that reached L2."""
-        with self._lock:
-            if generation is not None and generation == self._pending_generation:
-                self._pending_generation = None
-            self._pending_keys.difference_update(keys)
-
     # -- outcomes -------------------------------------------------------------------------
 
     def finish(self, call: Call, outcome: str, *, error: bool = False) -> None:
         """Record how ``call`` ended and how long it took."""
         elapsed = time.perf_counter_ns() - call.started_ns
         self.stats.finish(outcome, elapsed, call.weight, error=error, fast=call.fast)
-
-    def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
-        """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable."""
-        self.stats.count("l2_errors")
-        if isinstance(exc, RemoteUnavailable):
-            endpoint.breaker.failure(exc)  # the breaker logs the outage, once
-            return
-        endpoint.breaker.success()  # Redis answered, if only to refuse this one command
-        self.log_once(
-            f"rejected:{exc}", "%s: L2 at %s refused an operation: %s", self.label, endpoint.name, exc
-        )
-
-    def log_once(self, tag: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
-        """Log ``message`` the first time ``tag`` is seen for this function."""
-        if tag not in self._logged:
-            self._logged.add(tag)
-            logger.log(level, message, *args)
 
     def timed_l1_hit(self, l1_key: Hashable) -> tuple[Any, Entry | None]:
         """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
@@ -366,14 +244,3 @@ class FunctionCache:
         if value is not MISSING:
             self.stats.sampled_hit(time.perf_counter_ns() - started, weight)
         return value, stale
-
-    def snapshot(self, *, reset: bool = False) -> CacheStats:
-        """Return this function's stats (and zero them with ``reset``)."""
-        endpoint = self.endpoint()
-        breaker = endpoint.breaker if endpoint is not None else None
-        return self.stats.snapshot(
-            degraded=breaker is not None and breaker.is_open,
-            degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
-            l1_size=len(self.local),
-            reset=reset,
-        )

@@ -275,11 +275,36 @@ class SyncStore:
             generation, payload = cast("list[bytes | None]", self.client.mget(generation_key, key))
             return generation, payload
 
+    def read_many(
+        self, keys: tuple[str, ...], generation_key: str | None
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
+        self._fresh_connections()
+        names = (generation_key, *keys) if generation_key is not None else keys
+        with _TRANSLATED:
+            found = cast("list[bytes | None]", self.client.mget(names)) if names else []
+        return (found[0], found[1:]) if generation_key is not None else (None, found)
+
     def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
         self._fresh_connections()
         with _TRANSLATED:
             self.client.set(key, payload, px=ttl_ms)
+
+    def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
+        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
+        self._fresh_connections()
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key, payload, ttl_ms in items:
+                pipeline.set(key, payload, px=ttl_ms)
+            pipeline.execute()
+
+    def ping(self) -> bool:
+        """Return True if the endpoint answers PING."""
+        self._fresh_connections()
+        with _TRANSLATED:
+            return bool(self.client.ping())
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
@@ -306,8 +331,48 @@ class SyncStore:
             self._release(keys=[key], args=[token])
 
 
+class _ReadBatch:
+    """Reads that arrived while another was in flight, to be sent together as one MGET."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.names: list[str] = []
+        self._slots: dict[str, int] = {}
+        self._waiters: list[tuple[asyncio.Future[Any], int | None, int]] = []
+
+    def _slot(self, name: str) -> int:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = len(self.names)
+            self.names.append(name)
+        return slot
+
+    def add(self, key: str, generation_key: str | None) -> asyncio.Future[Any]:
+        """Return a future for ``(generation, payload)`` of ``key``, answered with the batch."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        generation = self._slot(generation_key) if generation_key is not None else None
+        self._waiters.append((future, generation, self._slot(key)))
+        return future
+
+    def resolve(self, values: list[bytes | None]) -> None:
+        for future, generation, key in self._waiters:
+            if not future.done():  # a waiter may have been cancelled
+                future.set_result((values[generation] if generation is not None else None, values[key]))
+
+    def fail(self, error: BaseException) -> None:
+        for future, _, _ in self._waiters:
+            if not future.done():
+                future.set_exception(error)
+
+
 class AsyncStore:
-    """The L2 calls the tiers make, for coroutines on one event loop."""
+    """The L2 calls the tiers make, for coroutines on one event loop.
+
+    Reads coalesce: one that finds no other read in flight goes out at once (no added latency
+    for a lone caller); reads that arrive while one is in flight join a batch, sent as a single
+    MGET on the next turn of the loop. A hundred concurrent look-ups cost two round trips and,
+    if Redis stalls, one timeout each, not a hundred connections.
+    """
 
     def __init__(self, client: redis.asyncio.Redis, endpoint: Endpoint) -> None:
         self.client = client
@@ -315,6 +380,9 @@ class AsyncStore:
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
         self._closer: AsyncGenerator[None, None] | None = None
+        self._in_flight = 0
+        self._batch: _ReadBatch | None = None
+        self._senders: set[asyncio.Future[Any]] = set()
 
     async def _fresh_connections(self) -> None:
         if self._epoch != self._endpoint.epoch:
@@ -347,17 +415,72 @@ class AsyncStore:
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
         await self._fresh_connections()
+        if self._in_flight:
+            batch = self._batch
+            if batch is None:
+                batch = self._batch = _ReadBatch(asyncio.get_running_loop())
+                # Sent on the next turn of the loop, when every read made ready now has joined.
+                sender = asyncio.ensure_future(self._send(batch))
+                self._senders.add(sender)
+                sender.add_done_callback(self._senders.discard)
+            result: tuple[bytes | None, bytes | None] = await batch.add(key, generation_key)
+            return result
+        self._in_flight += 1
+        try:
+            with _TRANSLATED:
+                if generation_key is None:
+                    return None, cast("bytes | None", await self.client.get(key))
+                generation, payload = cast("list[bytes | None]", await self.client.mget(generation_key, key))
+                return generation, payload
+        finally:
+            self._in_flight -= 1
+
+    async def _send(self, batch: _ReadBatch) -> None:
+        self._batch = None  # reads from now on start the next batch
+        self._in_flight += 1
+        try:
+            with _TRANSLATED:
+                values = cast("list[bytes | None]", await self.client.mget(batch.names))
+        except RemoteError as exc:
+            batch.fail(exc)
+        except BaseException:  # cancelled (the loop is closing): nobody may wait forever
+            batch.fail(RemoteUnavailable("the read was cancelled"))
+            raise
+        else:
+            batch.resolve(values)
+        finally:
+            self._in_flight -= 1
+
+    async def read_many(
+        self, keys: tuple[str, ...], generation_key: str | None
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
+        await self._fresh_connections()
+        names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
-            if generation_key is None:
-                return None, cast("bytes | None", await self.client.get(key))
-            generation, payload = cast("list[bytes | None]", await self.client.mget(generation_key, key))
-            return generation, payload
+            found = cast("list[bytes | None]", await self.client.mget(names)) if names else []
+        return (found[0], found[1:]) if generation_key is not None else (None, found)
 
     async def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
         await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(key, payload, px=ttl_ms)
+
+    async def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
+        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
+        await self._fresh_connections()
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key, payload, ttl_ms in items:
+                pipeline.set(key, payload, px=ttl_ms)
+            await pipeline.execute()
+
+    async def ping(self) -> bool:
+        """Return True if the endpoint answers PING."""
+        await self._fresh_connections()
+        with _TRANSLATED:
+            return bool(await self.client.ping())
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""

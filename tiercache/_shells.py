@@ -1,7 +1,8 @@
-"""The two thin loops that drive ``_flow`` generators: one blocks, one awaits.
+"""The two thin loops that drive flows: one blocks, one awaits.
 
-They only perform the I/O a flow yields and wait on single flights; every decision (which tier,
-what to record, what to write back) stays in the flow. Keep the two side by side and alike.
+They only perform the operations a flow yields (``_ops``) and wait on single flights; every
+decision (which tier, what to record, what to write back) stays in the flows. Keep the two side
+by side and alike.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _background
 from ._flight import ABANDONED, Flight, Flights, Settled
-from ._flow import (
+from ._ops import (
     AcquireLock,
     Compute,
     Delete,
@@ -23,29 +24,29 @@ from ._flow import (
     Land,
     NewGeneration,
     Op,
+    Ping,
     Read,
+    ReadMany,
     ReleaseLock,
     Sleep,
     Spawn,
     Write,
+    WriteMany,
 )
-
-if TYPE_CHECKING:
-    from ._function import FunctionCache
 
 __all__ = ["run_async", "run_sync"]
 
 
-def _abandon(flights: Flights[Any], key: Hashable, flight: Flight[Any] | None) -> None:
+def _abandon(flights: Flights[Any] | None, key: Hashable, flight: Flight[Any] | None) -> None:
     # The flow stopped before it landed its flight (KeyboardInterrupt, a cancelled task, a bug):
     # such an interruption belongs to the caller it hit, so followers run the function themselves.
-    if flight is not None and flight.settled is None:
+    if flights is not None and flight is not None and flight.settled is None:
         flights.settle(key, flight, ABANDONED)
 
 
-def run_sync(flow: Flow, cache: FunctionCache) -> Any:
+def run_sync(flow: Flow) -> Any:
     """Drive ``flow`` to its end in the calling thread and return its result."""
-    flights = cache.thread_flights
+    flights: Flights[threading.Event] | None = None
     flight: Flight[threading.Event] | None = None
     key: Hashable = None
     reply: Any = None
@@ -55,15 +56,15 @@ def run_sync(flow: Flow, cache: FunctionCache) -> Any:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
             if isinstance(op, Join):
-                key = op.key
+                flights, key = op.owner.thread_flights, op.key
                 flight, reply = _join_sync(flights, key)
                 continue
             if isinstance(op, Land):
-                if flight is not None:
+                if flights is not None and flight is not None:
                     flights.settle(op.key, flight, op.settled, linger=op.linger)
                 continue
             try:
-                reply = _perform_sync(op, cache)
+                reply = _perform_sync(op)
             except Exception as exc:
                 error = exc
     except StopIteration as stop:
@@ -84,37 +85,46 @@ def _join_sync(
             return None, flight.settled
 
 
-def _perform_sync(op: Op, cache: FunctionCache) -> Any:  # noqa: PLR0911 - one per operation; a table would lose mypy's narrowing
-    if isinstance(op, Read):
-        return op.endpoint.sync_store().read(op.key, op.generation_key)
+def _perform_sync(op: Op) -> Any:  # noqa: PLR0911 - one per operation; a table would lose mypy's narrowing
     if isinstance(op, Compute):
         call = op.call
-        if call.kwargs is None:
-            return cache.function(*call.args)
-        return cache.function(*call.args, **call.kwargs)
-    if isinstance(op, Write):
-        return op.endpoint.sync_store().write(op.key, op.payload, op.ttl_ms)
-    if isinstance(op, Delete):
-        return op.endpoint.sync_store().delete(op.keys)
-    if isinstance(op, NewGeneration):
-        return op.endpoint.sync_store().set_generation(op.generation_key, op.token)
-    if isinstance(op, AcquireLock):
-        return op.endpoint.sync_store().acquire_lock(op.key, op.token, op.ttl_ms)
-    if isinstance(op, ReleaseLock):
-        return op.endpoint.sync_store().release_lock(op.key, op.token)
+        return op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
     if isinstance(op, Sleep):
         return time.sleep(op.seconds)
     if isinstance(op, Spawn):
         flow = op.flow
-        return _background.submit(lambda: run_sync(flow, cache))
+        return _background.submit(lambda: run_sync(flow))
+    if isinstance(op, (Join, Land)):
+        raise AssertionError(f"{op!r} belongs to the loop, not to _perform_sync")
+    store = op.endpoint.sync_store()
+    if isinstance(op, Read):
+        return store.read(op.key, op.generation_key)
+    if isinstance(op, ReadMany):
+        return store.read_many(op.keys, op.generation_key)
+    if isinstance(op, Write):
+        return store.write(op.key, op.payload, op.ttl_ms)
+    if isinstance(op, WriteMany):
+        return store.write_many(op.items)
+    if isinstance(op, Delete):
+        return store.delete(op.keys)
+    if isinstance(op, NewGeneration):
+        return store.set_generation(op.generation_key, op.token)
+    if isinstance(op, Ping):
+        return store.ping()
+    if isinstance(op, AcquireLock):
+        return store.acquire_lock(op.key, op.token, op.ttl_ms)
+    if isinstance(op, ReleaseLock):
+        return store.release_lock(op.key, op.token)
     raise AssertionError(f"unknown flow operation {op!r}")
 
 
 async def run_async(
-    flow: Flow, cache: FunctionCache, flight: Flight[asyncio.Event] | None = None, key: Hashable = None
+    flow: Flow,
+    flights: Flights[asyncio.Event] | None = None,
+    flight: Flight[asyncio.Event] | None = None,
+    key: Hashable = None,
 ) -> Any:
     """Drive ``flow`` to its end on the running loop and return its result."""
-    flights = cache.loop_flights()
     reply: Any = None
     error: Exception | None = None
     try:
@@ -122,20 +132,21 @@ async def run_async(
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
             if isinstance(op, Join):
-                led, reply = await _join_async(flights, op.key)
+                table = op.owner.loop_flights()
+                led, reply = await _join_async(table, op.key)
                 if led is None:
                     continue
                 # Lead from a task of its own: cancelling this caller must not cancel the run
                 # that its followers are waiting for.
-                task = asyncio.ensure_future(run_async(flow, cache, led, op.key))
+                task = asyncio.ensure_future(run_async(flow, table, led, op.key))
                 task.add_done_callback(_retrieve_exception)
                 return await asyncio.shield(task)
             if isinstance(op, Land):
-                if flight is not None:
+                if flights is not None and flight is not None:
                     flights.settle(op.key, flight, op.settled, linger=op.linger)
                 continue
             try:
-                reply = await _perform_async(op, cache)
+                reply = await _perform_async(op)
             except Exception as exc:
                 error = exc
     except StopIteration as stop:
@@ -156,31 +167,40 @@ async def _join_async(
             return None, flight.settled
 
 
-async def _perform_async(op: Op, cache: FunctionCache) -> Any:  # noqa: PLR0911 - as _perform_sync
-    if isinstance(op, Read):
-        return await op.endpoint.async_store().read(op.key, op.generation_key)
+async def _perform_async(op: Op) -> Any:  # noqa: PLR0911 - as _perform_sync
     if isinstance(op, Compute):
         call = op.call
         if call.kwargs is None:
-            return await cache.function(*call.args)
-        return await cache.function(*call.args, **call.kwargs)
-    if isinstance(op, Write):
-        return await op.endpoint.async_store().write(op.key, op.payload, op.ttl_ms)
-    if isinstance(op, Delete):
-        return await op.endpoint.async_store().delete(op.keys)
-    if isinstance(op, NewGeneration):
-        return await op.endpoint.async_store().set_generation(op.generation_key, op.token)
-    if isinstance(op, AcquireLock):
-        return await op.endpoint.async_store().acquire_lock(op.key, op.token, op.ttl_ms)
-    if isinstance(op, ReleaseLock):
-        return await op.endpoint.async_store().release_lock(op.key, op.token)
+            return await op.function(*call.args)
+        return await op.function(*call.args, **call.kwargs)
     if isinstance(op, Sleep):
         return await asyncio.sleep(op.seconds)
     if isinstance(op, Spawn):
-        task = asyncio.ensure_future(run_async(op.flow, cache))
+        task = asyncio.ensure_future(run_async(op.flow))
         _background_tasks.add(task)  # the loop keeps only a weak reference to its tasks
         task.add_done_callback(_background_tasks.discard)
         return None
+    if isinstance(op, (Join, Land)):
+        raise AssertionError(f"{op!r} belongs to the loop, not to _perform_async")
+    store = op.endpoint.async_store()
+    if isinstance(op, Read):
+        return await store.read(op.key, op.generation_key)
+    if isinstance(op, ReadMany):
+        return await store.read_many(op.keys, op.generation_key)
+    if isinstance(op, Write):
+        return await store.write(op.key, op.payload, op.ttl_ms)
+    if isinstance(op, WriteMany):
+        return await store.write_many(op.items)
+    if isinstance(op, Delete):
+        return await store.delete(op.keys)
+    if isinstance(op, NewGeneration):
+        return await store.set_generation(op.generation_key, op.token)
+    if isinstance(op, Ping):
+        return await store.ping()
+    if isinstance(op, AcquireLock):
+        return await store.acquire_lock(op.key, op.token, op.ttl_ms)
+    if isinstance(op, ReleaseLock):
+        return await store.release_lock(op.key, op.token)
     raise AssertionError(f"unknown flow operation {op!r}")
 
 

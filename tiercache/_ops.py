@@ -1,0 +1,196 @@
+"""The I/O a flow can ask for, and the two steps every flow's L2 work shares.
+
+A flow yields these operations; a shell (``_shells``) performs them and sends back the result,
+or throws the operation's exception into the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Hashable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._flight import Settled
+from ._remote import Endpoint, RemoteError
+
+if TYPE_CHECKING:
+    from ._function import Call, FunctionCache
+    from ._tiers import Tiers
+
+__all__ = [
+    "AcquireLock",
+    "Compute",
+    "Delete",
+    "Flow",
+    "Join",
+    "Land",
+    "NewGeneration",
+    "Op",
+    "Ping",
+    "Read",
+    "ReadMany",
+    "ReleaseLock",
+    "Sleep",
+    "Spawn",
+    "Write",
+    "WriteMany",
+    "l2_op",
+    "replay_repairs",
+]
+
+
+class Read(NamedTuple):
+    """Fetch ``key`` (and the generation, when ``generation_key`` is set): sent (gen, payload)."""
+
+    endpoint: Endpoint
+    key: str
+    generation_key: str | None
+
+
+class ReadMany(NamedTuple):
+    """Fetch ``keys`` in one round trip: sent (generation or None, [payload or None, ...])."""
+
+    endpoint: Endpoint
+    keys: tuple[str, ...]
+    generation_key: str | None
+
+
+class Write(NamedTuple):
+    """Store ``payload`` under ``key`` for ``ttl_ms``."""
+
+    endpoint: Endpoint
+    key: str
+    payload: bytes
+    ttl_ms: int
+
+
+class WriteMany(NamedTuple):
+    """Store ``(key, payload, ttl_ms)`` items in one round trip."""
+
+    endpoint: Endpoint
+    items: tuple[tuple[str, bytes, int], ...]
+
+
+class Delete(NamedTuple):
+    """Delete ``keys``."""
+
+    endpoint: Endpoint
+    keys: tuple[str, ...]
+
+
+class NewGeneration(NamedTuple):
+    """Set a generation to ``token``, staling every entry written under another one."""
+
+    endpoint: Endpoint
+    generation_key: str
+    token: bytes
+
+
+class Ping(NamedTuple):
+    """Check that the endpoint answers."""
+
+    endpoint: Endpoint
+
+
+class AcquireLock(NamedTuple):
+    """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
+
+    endpoint: Endpoint
+    key: str
+    token: bytes
+    ttl_ms: int
+
+
+class ReleaseLock(NamedTuple):
+    """Give ``key`` back if it still holds our ``token``."""
+
+    endpoint: Endpoint
+    key: str
+    token: bytes
+
+
+class Join(NamedTuple):
+    """Join the single flight for ``key`` among ``owner``'s: sent None to lead it, or how
+    another run settled. (Threads and each event loop have their own flights.)"""
+
+    key: Hashable
+    owner: FunctionCache
+
+
+class Land(NamedTuple):
+    """End the single flight this call leads: wake its followers with ``settled``.
+
+    ``linger``: keep the result briefly for callers whose L2 read raced our L2 write; only
+    sound once the value is in L2, where they would have found it a moment later.
+    """
+
+    key: Hashable
+    settled: Settled
+    linger: bool
+
+
+class Compute(NamedTuple):
+    """Run ``function`` with ``call``'s arguments; sent its value or thrown its exception."""
+
+    function: Callable[..., Any]
+    call: Call
+
+
+class Sleep(NamedTuple):
+    """Wait ``seconds`` (while another process fills L2)."""
+
+    seconds: float
+
+
+class Spawn(NamedTuple):
+    """Run ``flow`` in the background; the caller does not wait for it."""
+
+    flow: Generator[Any, Any, Any]
+
+
+Op = (
+    Read
+    | ReadMany
+    | Write
+    | WriteMany
+    | Delete
+    | NewGeneration
+    | Ping
+    | AcquireLock
+    | ReleaseLock
+    | Join
+    | Land
+    | Compute
+    | Sleep
+    | Spawn
+)
+Flow = Generator[Op, Any, Any]
+
+
+def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[bool, Any]]:
+    """Perform one L2 operation; return ``(True, reply)`` or ``(False, the RemoteError)``.
+
+    Every L2 operation goes through here, so the breaker and the stats learn of each outcome.
+    """
+    try:
+        reply = yield op
+    except RemoteError as exc:
+        tiers.remote_failed(endpoint, exc)
+        return False, exc
+    endpoint.breaker.success()
+    return True, reply
+
+
+def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
+    generation, keys = tiers.pending_repairs()
+    if generation is not None:
+        ok, _ = yield from l2_op(tiers, endpoint, NewGeneration(endpoint, tiers.generation_key, generation))
+        if not ok:
+            return False
+        tiers.repaired(generation=generation)
+    if keys:
+        ok, _ = yield from l2_op(tiers, endpoint, Delete(endpoint, keys))
+        if not ok:
+            return False
+        tiers.repaired(keys=keys)
+    return True

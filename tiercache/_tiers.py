@@ -1,0 +1,176 @@
+"""One cache's two tiers: its L1, its L2 endpoint and generation, its stats, its pending repairs.
+
+Shared by the decorator's per-function caches and the adapters: the flows decide, and ask this
+object where L2 is, whether a payload is ours and current, and what to record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Final
+
+from ._codec import DecodeError, UnencodableError, decode_value, encode_value, open_envelope, seal
+from ._local import MISSING, LocalCache
+from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._stats import CacheStats, StatsRecorder
+
+__all__ = ["GENERATION_RECHECK", "MAX_PENDING_KEYS", "Tiers"]
+
+logger = logging.getLogger("tiercache")
+
+#: How long a process trusts the generation it last read before reading it again with the next
+#: L2 look-up. Bounds how late another process's clear is seen (without coherence).
+GENERATION_RECHECK: Final = 0.5
+#: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
+MAX_PENDING_KEYS: Final = 10_000
+
+
+class Tiers:
+    """The state behind one cache's L1 and L2, and the answers the flows need from it."""
+
+    #: Redis key of this cache's generation (set by subclasses, which know their namespace).
+    generation_key: str
+
+    def __init__(self, label: str, local: LocalCache, *, ttl_l2: float | None, stale_ttl: float) -> None:
+        self.label = label
+        self.local = local
+        self.stats = StatsRecorder(label)
+        self.ttl_l2 = ttl_l2
+        self.stale_ttl = stale_ttl
+        # An entry stays in Redis for its stale period too; its envelope says when it went stale.
+        self.l2_ttl_ms = round(((ttl_l2 or 0.0) + stale_ttl) * 1000)
+        self._lock = threading.Lock()
+        self._logged: set[str] = set()
+        # The generation this process believes current, per endpoint, and when to re-read it.
+        self._generation: bytes | None = None
+        self._generation_endpoint: Endpoint | None = None
+        self._generation_due = 0.0
+        # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
+        self._pending_keys: set[str] = set()
+        self._pending_generation: bytes | None = None
+
+    def enabled(self) -> bool:
+        """Whether caching is on at all."""
+        return True
+
+    def endpoint(self) -> Endpoint | None:
+        """Return the L2 endpoint in use now, or None when this cache keeps to L1."""
+        raise NotImplementedError
+
+    def after_fork(self) -> None:
+        """Replace locks a thread of the parent may have held when it forked."""
+        self._lock = threading.Lock()
+        self.local.after_fork()
+        self.stats.after_fork()
+
+    # -- generations and payloads ---------------------------------------------------------
+
+    def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
+        """Return the generation key when the generation should be read with the next look-up."""
+        if self._generation_endpoint is not endpoint or time.monotonic() >= self._generation_due:
+            return self.generation_key
+        return None
+
+    def learn_generation(self, endpoint: Endpoint, token: bytes | None) -> None:
+        """Remember ``endpoint``'s current generation (None: never cleared, the empty token)."""
+        self._generation = token or b""
+        self._generation_endpoint = endpoint
+        self._generation_due = time.monotonic() + GENERATION_RECHECK
+
+    def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
+        """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
+
+        The seconds are negative for an entry past its TTL (kept for ``stale_ttl``). A payload
+        that is not ours, damaged or from a newer format is a miss (counted, logged once); the
+        value written next overwrites it. One from an older generation is a miss.
+        """
+        if payload is None:
+            return MISSING
+        try:
+            envelope = open_envelope(payload)
+            if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
+                return MISSING
+            value = decode_value(envelope.body)
+        except DecodeError as exc:
+            self.stats.count("l2_corrupt")
+            self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
+            return MISSING
+        return value, envelope.fresh_until_ms / 1000 - time.time()
+
+    def seal_value(self, endpoint: Endpoint, value: Any, ttl: float | None = None) -> bytes | None:
+        """Return the L2 payload for ``value`` (fresh for ``ttl``, else ``ttl_l2``), or None
+        when it can only live in L1."""
+        if self._generation_endpoint is not endpoint or self._generation is None:
+            return None
+        try:
+            body = encode_value(value)
+        except UnencodableError as exc:
+            self.stats.count("unencodable")
+            self.log_once(
+                f"unencodable:{exc.type_name}",
+                "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
+                self.label,
+                exc.type_name,
+            )
+            return None
+        fresh_for = ttl if ttl is not None else (self.ttl_l2 or 0.0)
+        return seal(body, self._generation, round((time.time() + fresh_for) * 1000))
+
+    # -- invalidations that could not reach L2 --------------------------------------------
+
+    def defer(self, *, keys: tuple[str, ...] = (), generation: bytes | None = None) -> None:
+        """Remember deletions (or a new generation) to replay once L2 can be reached again."""
+        with self._lock:
+            if generation is None and len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
+                generation = os.urandom(8)  # too many to keep: a clear covers them all
+                self._generation = generation
+            if generation is not None:
+                self._pending_generation = generation
+                self._pending_keys.clear()  # a new generation stales those entries anyway
+            else:
+                self._pending_keys.update(keys)
+
+    def pending_repairs(self) -> tuple[bytes | None, tuple[str, ...]]:
+        """Return the generation and the keys still to be written to L2."""
+        with self._lock:
+            return self._pending_generation, tuple(self._pending_keys)
+
+    def repaired(self, *, generation: bytes | None = None, keys: tuple[str, ...] = ()) -> None:
+        """Forget repairs that reached L2."""
+        with self._lock:
+            if generation is not None and generation == self._pending_generation:
+                self._pending_generation = None
+            self._pending_keys.difference_update(keys)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
+        """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable."""
+        self.stats.count("l2_errors")
+        if isinstance(exc, RemoteUnavailable):
+            endpoint.breaker.failure(exc)  # the breaker logs the outage, once
+            return
+        endpoint.breaker.success()  # Redis answered, if only to refuse this one command
+        self.log_once(
+            f"rejected:{exc}", "%s: L2 at %s refused an operation: %s", self.label, endpoint.name, exc
+        )
+
+    def log_once(self, tag: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+        """Log ``message`` the first time ``tag`` is seen for this cache."""
+        if tag not in self._logged:
+            self._logged.add(tag)
+            logger.log(level, message, *args)
+
+    def snapshot(self, *, reset: bool = False) -> CacheStats:
+        """Return this cache's stats (and zero them with ``reset``)."""
+        endpoint = self.endpoint()
+        breaker = endpoint.breaker if endpoint is not None else None
+        return self.stats.snapshot(
+            degraded=breaker is not None and breaker.is_open,
+            degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
+            l1_size=len(self.local),
+            reset=reset,
+        )
