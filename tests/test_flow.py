@@ -11,6 +11,7 @@ import pytest
 from tiercache import _flow, tiered_cache
 from tiercache._codec import encode_value, seal
 from tiercache._flight import Settled
+from tiercache._function import Call, FunctionCache
 from tiercache._ops import (
     AcquireLock,
     Compute,
@@ -24,7 +25,6 @@ from tiercache._ops import (
     Spawn,
     Write,
 )
-from tiercache._function import Call, FunctionCache
 from tiercache._remote import RemoteRejected, RemoteUnavailable
 
 Flow = Generator[Any, Any, Any]

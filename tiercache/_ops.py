@@ -29,6 +29,7 @@ __all__ = [
     "Read",
     "ReadMany",
     "ReleaseLock",
+    "RemoteOp",
     "Sleep",
     "Spawn",
     "Write",
@@ -109,8 +110,11 @@ class ReleaseLock(NamedTuple):
 
 
 class Join(NamedTuple):
-    """Join the single flight for ``key`` among ``owner``'s: sent None to lead it, or how
-    another run settled. (Threads and each event loop have their own flights.)"""
+    """Join the single flight for ``key`` among ``owner``'s.
+
+    Sent None to lead it, or how another run settled. (Threads and each event loop have
+    flights of their own.)
+    """
 
     key: Hashable
     owner: FunctionCache
@@ -147,22 +151,8 @@ class Spawn(NamedTuple):
     flow: Generator[Any, Any, Any]
 
 
-Op = (
-    Read
-    | ReadMany
-    | Write
-    | WriteMany
-    | Delete
-    | NewGeneration
-    | Ping
-    | AcquireLock
-    | ReleaseLock
-    | Join
-    | Land
-    | Compute
-    | Sleep
-    | Spawn
-)
+RemoteOp = Read | ReadMany | Write | WriteMany | Delete | NewGeneration | Ping | AcquireLock | ReleaseLock
+Op = RemoteOp | Join | Land | Compute | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
 

@@ -27,12 +27,13 @@ from ._ops import (
     Ping,
     Read,
     ReadMany,
-    ReleaseLock,
+    RemoteOp,
     Sleep,
     Spawn,
     Write,
     WriteMany,
 )
+from ._remote import AsyncStore, SyncStore
 
 __all__ = ["run_async", "run_sync"]
 
@@ -85,7 +86,7 @@ def _join_sync(
             return None, flight.settled
 
 
-def _perform_sync(op: Op) -> Any:  # noqa: PLR0911 - one per operation; a table would lose mypy's narrowing
+def _perform_sync(op: Op) -> Any:
     if isinstance(op, Compute):
         call = op.call
         return op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
@@ -95,8 +96,11 @@ def _perform_sync(op: Op) -> Any:  # noqa: PLR0911 - one per operation; a table 
         flow = op.flow
         return _background.submit(lambda: run_sync(flow))
     if isinstance(op, (Join, Land)):
-        raise AssertionError(f"{op!r} belongs to the loop, not to _perform_sync")
-    store = op.endpoint.sync_store()
+        raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
+    return _remote_sync(op, op.endpoint.sync_store())
+
+
+def _remote_sync(op: RemoteOp, store: SyncStore) -> Any:  # noqa: PLR0911 - one per operation
     if isinstance(op, Read):
         return store.read(op.key, op.generation_key)
     if isinstance(op, ReadMany):
@@ -113,9 +117,7 @@ def _perform_sync(op: Op) -> Any:  # noqa: PLR0911 - one per operation; a table 
         return store.ping()
     if isinstance(op, AcquireLock):
         return store.acquire_lock(op.key, op.token, op.ttl_ms)
-    if isinstance(op, ReleaseLock):
-        return store.release_lock(op.key, op.token)
-    raise AssertionError(f"unknown flow operation {op!r}")
+    return store.release_lock(op.key, op.token)
 
 
 async def run_async(
@@ -167,7 +169,7 @@ async def _join_async(
             return None, flight.settled
 
 
-async def _perform_async(op: Op) -> Any:  # noqa: PLR0911 - as _perform_sync
+async def _perform_async(op: Op) -> Any:
     if isinstance(op, Compute):
         call = op.call
         if call.kwargs is None:
@@ -181,8 +183,11 @@ async def _perform_async(op: Op) -> Any:  # noqa: PLR0911 - as _perform_sync
         task.add_done_callback(_background_tasks.discard)
         return None
     if isinstance(op, (Join, Land)):
-        raise AssertionError(f"{op!r} belongs to the loop, not to _perform_async")
-    store = op.endpoint.async_store()
+        raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
+    return await _remote_async(op, op.endpoint.async_store())
+
+
+async def _remote_async(op: RemoteOp, store: AsyncStore) -> Any:  # noqa: PLR0911 - as _remote_sync
     if isinstance(op, Read):
         return await store.read(op.key, op.generation_key)
     if isinstance(op, ReadMany):
@@ -199,9 +204,7 @@ async def _perform_async(op: Op) -> Any:  # noqa: PLR0911 - as _perform_sync
         return await store.ping()
     if isinstance(op, AcquireLock):
         return await store.acquire_lock(op.key, op.token, op.ttl_ms)
-    if isinstance(op, ReleaseLock):
-        return await store.release_lock(op.key, op.token)
-    raise AssertionError(f"unknown flow operation {op!r}")
+    return await store.release_lock(op.key, op.token)
 
 
 _background_tasks: set[asyncio.Future[Any]] = set()

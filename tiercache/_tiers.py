@@ -101,8 +101,10 @@ class Tiers:
         return value, envelope.fresh_until_ms / 1000 - time.time()
 
     def seal_value(self, endpoint: Endpoint, value: Any, ttl: float | None = None) -> bytes | None:
-        """Return the L2 payload for ``value`` (fresh for ``ttl``, else ``ttl_l2``), or None
-        when it can only live in L1."""
+        """Return the L2 payload for ``value``, or None when it can only live in L1.
+
+        It stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``.
+        """
         if self._generation_endpoint is not endpoint or self._generation is None:
             return None
         try:
