@@ -26,7 +26,10 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.delenv(name, raising=False)
     _config.reset()
     namespace = f"test-{uuid.uuid4().hex[:12]}"
-    tiercache.configure(redis_url=f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    # Adapters built with their default settings read the environment: point them nowhere too.
+    monkeypatch.setenv("TIERCACHE_REDIS_URL", nowhere)
+    tiercache.configure(redis_url=nowhere, namespace=namespace)
     yield namespace
     _config.reset()
 

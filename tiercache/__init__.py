@@ -1,5 +1,7 @@
 """tiercache: memoize slow lookups in an in-process L1 and a shared Redis L2."""
 
+from ._adapter import MemoryCache, MemoryCacheAdapter, MultiTierCache, MultiTierCacheAdapter
+from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._codec import register_type
 from ._config import Settings, configure
 from ._decorator import AsyncCachedFunction, CachedFunction, CacheInfo, tiered_cache
@@ -12,6 +14,12 @@ __all__ = [
     "CacheInfo",
     "CacheStats",
     "CachedFunction",
+    "MemoryCache",
+    "MemoryCacheAdapter",
+    "MemoryCacheSettings",
+    "MultiTierCache",
+    "MultiTierCacheAdapter",
+    "MultiTierCacheSettings",
     "Settings",
     "UnkeyableArgumentError",
     "configure",

@@ -19,18 +19,18 @@ from ._local import MISSING
 from ._ops import (
     AcquireLock,
     Compute,
-    Delete,
     Flow,
     Join,
     Land,
-    NewGeneration,
     Op,
     Read,
     ReleaseLock,
     Sleep,
     Spawn,
     Write,
+    drop_keys,
     l2_op,
+    new_generation,
     replay_repairs,
 )
 from ._remote import Endpoint, RemoteUnavailable
@@ -231,15 +231,8 @@ def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
     cache.local.delete(l1_key)
     cache.forget_flight(l1_key)
     endpoint = cache.endpoint()
-    if endpoint is None:
-        return
-    key = cache.redis_key_for(key_values, canonical)
-    if not endpoint.breaker.allow():
-        cache.defer(keys=(key,))
-        return
-    ok, reply = yield from l2_op(cache, endpoint, Delete(endpoint, (key,)))
-    if not ok and isinstance(reply, RemoteUnavailable):
-        cache.defer(keys=(key,))
+    if endpoint is not None:
+        yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),))
 
 
 def clear(cache: FunctionCache) -> Flow:
@@ -248,15 +241,5 @@ def clear(cache: FunctionCache) -> Flow:
     cache.local.clear()
     cache.forget_flight(None)
     endpoint = cache.endpoint()
-    if endpoint is None:
-        return
-    token = os.urandom(8)
-    # From now on this process writes and accepts only the new generation, even before Redis
-    # has it: a clear that cannot reach Redis yet is replayed before the next L2 operation.
-    cache.learn_generation(endpoint, token)
-    if not endpoint.breaker.allow():
-        cache.defer(generation=token)
-        return
-    ok, reply = yield from l2_op(cache, endpoint, NewGeneration(endpoint, cache.generation_key, token))
-    if not ok and isinstance(reply, RemoteUnavailable):
-        cache.defer(generation=token)
+    if endpoint is not None:
+        yield from new_generation(cache, endpoint)

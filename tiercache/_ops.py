@@ -6,11 +6,12 @@ or throws the operation's exception into the flow.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._flight import Settled
-from ._remote import Endpoint, RemoteError
+from ._remote import Endpoint, RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ._function import Call, FunctionCache
@@ -34,7 +35,9 @@ __all__ = [
     "Spawn",
     "Write",
     "WriteMany",
+    "drop_keys",
     "l2_op",
+    "new_generation",
     "replay_repairs",
 ]
 
@@ -168,6 +171,32 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
         return False, exc
     endpoint.breaker.success()
     return True, reply
+
+
+def drop_keys(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...]) -> Generator[Op, Any, None]:
+    """Delete ``keys`` from L2 now, or remember to once it can be reached again."""
+    if not endpoint.breaker.allow():
+        tiers.defer(keys=keys)
+        return
+    ok, reply = yield from l2_op(tiers, endpoint, Delete(endpoint, keys))
+    if not ok and isinstance(reply, RemoteUnavailable):
+        tiers.defer(keys=keys)
+
+
+def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]:
+    """Stale every L2 entry of ``tiers`` by starting a new generation, now or once L2 is back.
+
+    From now on this process writes and accepts only the new generation, even before Redis
+    has it: a clear that cannot reach Redis yet is replayed before the next L2 operation.
+    """
+    token = os.urandom(8)
+    tiers.learn_generation(endpoint, token)
+    if not endpoint.breaker.allow():
+        tiers.defer(generation=token)
+        return
+    ok, reply = yield from l2_op(tiers, endpoint, NewGeneration(endpoint, tiers.generation_key, token))
+    if not ok and isinstance(reply, RemoteUnavailable):
+        tiers.defer(generation=token)
 
 
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:

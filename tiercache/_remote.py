@@ -243,6 +243,17 @@ class Endpoint:
         if self._sync is not None:
             self._sync.client.close()
 
+    async def aclose(self) -> None:
+        """Like close(), and close the running loop's async connections now too."""
+        self.close()
+        store = (
+            self._shared_async
+            if not self._async_per_loop
+            else self._async.pop(asyncio.get_running_loop(), None)
+        )
+        if store is not None:
+            await store.client.aclose()
+
 
 # Delete the lock only if it still holds our token: never release another holder's lock.
 _RELEASE_LOCK = (

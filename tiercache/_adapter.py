@@ -1,0 +1,291 @@
+"""The design note's cache adapter: explicit get/set/delete/clear over the same two tiers.
+
+``MultiTierCacheAdapter`` (async, the design note's) and ``MultiTierCache`` (its sync twin) are
+thin shells over the flows in ``_adapter_flows``; ``MemoryCacheAdapter`` and ``MemoryCache`` are
+the same with L2 off, so swapping one for the other is a one-line change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from . import _adapter_flows as flows
+from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
+from ._local import Clock, LocalCache
+from ._remote import Endpoint
+from ._shells import run_async, run_sync
+from ._tiers import Tiers
+
+__all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
+
+
+class AdapterTiers(Tiers):
+    """An adapter's tiers: its own L1, and its own connections to its Redis."""
+
+    def __init__(self, settings: MultiTierCacheSettings, label: str, clock: Clock) -> None:
+        local = LocalCache(
+            settings.l1_max_entries if settings.l1_enabled else 0, settings.l1_ttl_seconds, clock
+        )
+        ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
+        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0)
+        self.settings = settings
+        self.prefix = settings.namespace
+        self.generation_key = f"{settings.namespace}:gen"
+        self.sets = 0
+        self.deletes = 0
+        self._endpoint = (
+            Endpoint.from_url(
+                settings.redis_url(), timeout=settings.l2_timeout, connect_timeout=settings.l2_connect_timeout
+            )
+            if settings.l2_enabled
+            else None
+        )
+
+    def endpoint(self) -> Endpoint | None:
+        """Return this adapter's L2 endpoint, or None with L2 off."""
+        return self._endpoint
+
+    def key(self, key: str) -> str:
+        """Return the Redis key of the adapter key ``key``."""
+        return f"{self.prefix}:k:{key}"
+
+    def record(self, started_ns: int, outcome: str) -> None:
+        """Record one get's outcome and latency (unless metrics are off)."""
+        if self.settings.enable_metrics:
+            self.stats.finish(outcome, time.perf_counter_ns() - started_ns)
+
+    def metrics(self) -> dict[str, Any]:
+        """Return the design note's metrics, with the decorator's rate definitions."""
+        stats = self.snapshot()
+        return {
+            "gets": stats.calls,
+            "sets": self.sets,
+            "deletes": self.deletes,
+            "l1_hits": stats.l1_hits,
+            "l2_hits": stats.l2_hits,
+            "misses": stats.misses,
+            "l1_hit_rate": stats.l1_hit_rate,
+            "l2_hit_rate": stats.l2_hit_rate,
+            "combined_hit_rate": stats.combined_hit_rate,
+            "avg_latency_ms": stats.avg_latency_ms,
+            "p50_latency_ms": stats.p50_ms,
+            "p99_latency_ms": stats.p99_ms,
+            "l1_size": stats.l1_size,
+            "l1_max_entries": self.local.max_entries,
+            "l2_lookups": stats.l2_lookups,
+            "l2_errors": stats.l2_errors,
+            "l2_corrupt": stats.l2_corrupt,
+            "unencodable": stats.unencodable,
+            "degraded": stats.degraded,
+            "degraded_seconds": stats.degraded_seconds,
+        }
+
+    def reset_metrics(self) -> None:
+        """Start every counter again from zero."""
+        self.snapshot(reset=True)
+        self.sets = self.deletes = 0
+
+
+class _Base:
+    """What both twins share: settings, checks, and everything that needs no I/O."""
+
+    def __init__(self, settings: MultiTierCacheSettings | None = None, *, clock: Clock | None = None) -> None:
+        """Use ``settings`` (default: the defaults, overridden by ``TIERCACHE_*`` variables).
+
+        ``clock`` is the seconds source for L1 expiry; tests pass a fake one instead of sleeping.
+        """
+        owner = f"{type(self).__name__}()"
+        if settings is not None and not isinstance(settings, MultiTierCacheSettings):
+            raise TypeError(
+                f"{owner}: settings must be a MultiTierCacheSettings, not {type(settings).__name__}"
+            )
+        if clock is not None and not callable(clock):
+            raise TypeError(f"{type(self).__name__}(): clock must be a callable returning seconds")
+        self.settings = settings if settings is not None else MultiTierCacheSettings.from_env()
+        label = f"{type(self).__name__}({self.settings.namespace})"
+        self._tiers = AdapterTiers(self.settings, label, clock or time.monotonic)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
+
+    def _key(self, method: str, key: object) -> str:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__}.{method}(): the cache is closed")
+        if not isinstance(key, str):
+            raise TypeError(f"{type(self).__name__}.{method}(): key must be a str, not {type(key).__name__}")
+        return key
+
+    def _keys(self, method: str, keys: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(keys, str):
+            raise TypeError(f"{type(self).__name__}.{method}(): keys must be an iterable of str, not one str")
+        return tuple(self._key(method, key) for key in keys)
+
+    def _ttl(self, method: str, ttl: object) -> float | None:
+        if ttl is None:
+            return None
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < float("inf"):
+            raise ValueError(
+                f"{type(self).__name__}.{method}(): ttl must be a number of seconds > 0, not {ttl!r}"
+            )
+        return float(ttl)
+
+    def _items(self, method: str, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(mapping, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.{method}(): expected a mapping, not {type(mapping).__name__}"
+            )
+        return {self._key(method, key): value for key, value in mapping.items()}
+
+    def invalidate_l1(self) -> None:
+        """Drop every L1 entry: the next gets go to L2 (for data changed behind L2's back)."""
+        self._tiers.local.clear()
+
+
+class MultiTierCacheAdapter(_Base):
+    """An async two-tier cache of explicit keys: L1 in-process, L2 in Redis.
+
+    ``get`` looks in L1, then L2 (filling L1), else returns None; ``set`` writes through to
+    both; ``delete`` and ``clear`` drop from both. A Redis that is down, slow or returns garbage
+    never raises here: the adapter works from L1 and recovers by itself.
+    """
+
+    async def init(self) -> None:
+        """Connect to L2 now rather than on first use; an unreachable Redis is logged, not raised."""
+        await run_async(flows.ping(self._tiers))
+
+    async def get(self, key: str) -> Any:
+        """Return the value of ``key`` from L1, else L2 (filling L1), else None."""
+        found = await run_async(flows.get_many(self._tiers, (self._key("get", key),)))
+        return found.get(key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
+        return dict(await run_async(flows.get_many(self._tiers, self._keys("get_many", keys))))
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
+        items = {self._key("set", key): value}
+        await run_async(flows.set_many(self._tiers, items, self._ttl("set", ttl)))
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
+        items = self._items("set_many", mapping)
+        await run_async(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)))
+
+    async def delete(self, key: str) -> None:
+        """Drop ``key`` from both tiers."""
+        await run_async(flows.delete(self._tiers, (self._key("delete", key),)))
+
+    async def clear(self) -> None:
+        """Drop every entry of this adapter's namespace from both tiers (no key scan)."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__}.clear(): the cache is closed")
+        await run_async(flows.clear(self._tiers))
+
+    async def get_metrics(self) -> dict[str, Any]:
+        """Return hit counts and rates per tier, latency, L1 size and L2 health."""
+        return self._tiers.metrics()
+
+    async def reset_metrics(self) -> None:
+        """Start every counter again from zero."""
+        self._tiers.reset_metrics()
+
+    async def close(self) -> None:
+        """Close this adapter's Redis connections; it cannot be used afterwards."""
+        self._closed = True
+        endpoint = self._tiers.endpoint()
+        if endpoint is not None:
+            await endpoint.aclose()
+
+    async def __aenter__(self) -> MultiTierCacheAdapter:
+        await self.init()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class MultiTierCache(_Base):
+    """The sync twin of MultiTierCacheAdapter: the same methods, called without ``await``."""
+
+    def init(self) -> None:
+        """Connect to L2 now rather than on first use; an unreachable Redis is logged, not raised."""
+        run_sync(flows.ping(self._tiers))
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key`` from L1, else L2 (filling L1), else None."""
+        return run_sync(flows.get_many(self._tiers, (self._key("get", key),))).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
+        return dict(run_sync(flows.get_many(self._tiers, self._keys("get_many", keys))))
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
+        run_sync(flows.set_many(self._tiers, {self._key("set", key): value}, self._ttl("set", ttl)))
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
+        run_sync(flows.set_many(self._tiers, self._items("set_many", mapping), self._ttl("set_many", ttl)))
+
+    def delete(self, key: str) -> None:
+        """Drop ``key`` from both tiers."""
+        run_sync(flows.delete(self._tiers, (self._key("delete", key),)))
+
+    def clear(self) -> None:
+        """Drop every entry of this cache's namespace from both tiers (no key scan)."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__}.clear(): the cache is closed")
+        run_sync(flows.clear(self._tiers))
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Return hit counts and rates per tier, latency, L1 size and L2 health."""
+        return self._tiers.metrics()
+
+    def reset_metrics(self) -> None:
+        """Start every counter again from zero."""
+        self._tiers.reset_metrics()
+
+    def close(self) -> None:
+        """Close this cache's Redis connections; it cannot be used afterwards."""
+        self._closed = True
+        endpoint = self._tiers.endpoint()
+        if endpoint is not None:
+            endpoint.close()
+
+    def __enter__(self) -> MultiTierCache:
+        self.init()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _memory_settings(owner: str, settings: MemoryCacheSettings | None) -> MultiTierCacheSettings:
+    if settings is not None and not isinstance(settings, MemoryCacheSettings):
+        raise TypeError(f"{owner}(): settings must be a MemoryCacheSettings, not {type(settings).__name__}")
+    return (settings if settings is not None else MemoryCacheSettings.from_env()).as_multi_tier()
+
+
+class MemoryCacheAdapter(MultiTierCacheAdapter):
+    """MultiTierCacheAdapter's interface over L1 alone (no Redis)."""
+
+    def __init__(self, settings: MemoryCacheSettings | None = None, *, clock: Clock | None = None) -> None:
+        """Use ``settings`` (default: the defaults, overridden by ``TIERCACHE_*`` variables)."""
+        super().__init__(_memory_settings(type(self).__name__, settings), clock=clock)
+
+
+class MemoryCache(MultiTierCache):
+    """MultiTierCache's interface over L1 alone (no Redis)."""
+
+    def __init__(self, settings: MemoryCacheSettings | None = None, *, clock: Clock | None = None) -> None:
+        """Use ``settings`` (default: the defaults, overridden by ``TIERCACHE_*`` variables)."""
+        super().__init__(_memory_settings(type(self).__name__, settings), clock=clock)

@@ -1,0 +1,138 @@
+"""What the adapters do, written once: get, set, delete and clear over the two tiers.
+
+Flows like ``_flow``'s, driven by the same shells: ``MultiTierCacheAdapter`` awaits them and
+``MultiTierCache`` runs them in the calling thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._local import MISSING
+from ._ops import (
+    Flow,
+    Op,
+    Ping,
+    ReadMany,
+    Write,
+    WriteMany,
+    drop_keys,
+    l2_op,
+    new_generation,
+    replay_repairs,
+)
+from ._remote import Endpoint
+
+if TYPE_CHECKING:
+    from ._adapter import AdapterTiers
+
+__all__ = ["clear", "delete", "get_many", "ping", "set_many"]
+
+
+def _usable(tiers: AdapterTiers) -> Generator[Op, Any, Endpoint | None]:
+    """Return the endpoint if L2 may be used now (breaker closed, old repairs replayed)."""
+    endpoint = tiers.endpoint()
+    if endpoint is None or not endpoint.breaker.allow():
+        return None
+    return endpoint if (yield from replay_repairs(tiers, endpoint)) else None
+
+
+def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
+    """Return ``{key: value}`` for the keys found: L1 first, the rest in one MGET."""
+    started = time.perf_counter_ns()
+    found: dict[str, Any] = {}
+    wanted: list[str] = []
+    for key in keys:
+        value = tiers.local.get(key)
+        if value is MISSING:
+            wanted.append(key)
+        else:
+            found[key] = value
+            tiers.record(started, "l1_hits")
+    endpoint = (yield from _usable(tiers)) if wanted else None
+    if endpoint is not None:
+        tiers.stats.count("l2_lookups", len(wanted))
+        generation_key = tiers.generation_key_if_due(endpoint)
+        read = ReadMany(endpoint, tuple(tiers.key(k) for k in wanted), generation_key)
+        ok, reply = yield from l2_op(tiers, endpoint, read)
+        if ok:
+            generation, payloads = reply
+            if generation_key is not None:
+                tiers.learn_generation(endpoint, generation)
+            for key, payload in zip(wanted, payloads, strict=True):
+                hit = tiers.open_payload(endpoint, payload)
+                if hit is not MISSING:
+                    found[key], fresh_for = hit
+                    if tiers.settings.write_back_l1_on_l2_hit:
+                        tiers.local.set(key, found[key], max(fresh_for, 0.0))
+                    tiers.record(started, "l2_hits")
+    for key in wanted:
+        if key not in found:
+            tiers.record(started, "misses")
+    return found
+
+
+def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -> Flow:
+    """Write ``items`` to L2 in one round trip, and to L1 as the settings say."""
+    tiers.sets += len(items)
+    stored: set[str] = set()
+    endpoint = yield from _usable(tiers)
+    if endpoint is not None and (yield from _know_generation(tiers, endpoint)):
+        ttl_ms = round((ttl or tiers.settings.l2_ttl_seconds) * 1000)
+        payloads = {
+            key: tiers.seal_value(endpoint, value, ttl or tiers.settings.l2_ttl_seconds)
+            for key, value in items.items()
+        }
+        writes = tuple(
+            (tiers.key(key), payload, ttl_ms) for key, payload in payloads.items() if payload is not None
+        )
+        op = Write(endpoint, *writes[0]) if len(writes) == 1 else WriteMany(endpoint, writes)
+        ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
+        if ok:
+            stored = {key for key, payload in payloads.items() if payload is not None}
+    for key, value in items.items():
+        # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
+        if tiers.settings.write_through or key not in stored:
+            tiers.local.set(key, value, ttl)
+        else:
+            tiers.local.delete(key)
+
+
+def _know_generation(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Make sure the generation is known before sealing payloads; False if L2 failed."""
+    generation_key = tiers.generation_key_if_due(endpoint)
+    if generation_key is None:
+        return True
+    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key))
+    if ok:
+        tiers.learn_generation(endpoint, reply[0])
+    return bool(ok)
+
+
+def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
+    """Drop ``keys`` from L1 and L2 (now, or once L2 can be reached again)."""
+    tiers.deletes += len(keys)
+    for key in keys:
+        tiers.local.delete(key)
+    endpoint = tiers.endpoint()
+    if endpoint is not None:
+        yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys))
+
+
+def clear(tiers: AdapterTiers) -> Flow:
+    """Drop every entry of this adapter's namespace: L1 at once, L2 by a new generation."""
+    tiers.local.clear()
+    endpoint = tiers.endpoint()
+    if endpoint is not None:
+        yield from new_generation(tiers, endpoint)
+
+
+def ping(tiers: AdapterTiers) -> Flow:
+    """Return whether L2 answers (an unreachable one opens the breaker, never raises)."""
+    endpoint = tiers.endpoint()
+    if endpoint is None or not endpoint.breaker.allow():
+        return False
+    ok, _ = yield from l2_op(tiers, endpoint, Ping(endpoint))
+    return bool(ok)

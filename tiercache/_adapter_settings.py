@@ -1,0 +1,186 @@
+"""Settings of the cache adapters: the seed's fields and defaults, checked when constructed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ._config import check_namespace
+from ._remote import check_url, redact_url
+
+__all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _check_field(owner: str, name: str, value: Any, kind: str) -> None:
+    """Check one field against its kind; raise naming the settings class and the field."""
+    where = f"{owner}: {name}"
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be a bool, not {type(value).__name__}")
+    elif kind in ("count", "port", "db"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where} must be an int, not {type(value).__name__}")
+        low, high = {"count": (1, 2**31), "port": (1, 65535), "db": (0, 2**31)}[kind]
+        if not low <= value <= high:
+            raise ValueError(f"{where} must be between {low} and {high}, not {value}")
+    elif kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} must be a number of seconds, not {type(value).__name__}")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"{where} must be a finite number of seconds > 0, not {value!r}")
+    elif (kind == "text" or (kind == "optional text" and value is not None)) and (
+        not isinstance(value, str) or not value
+    ):
+        raise TypeError(f"{where} must be a non-empty str, not {value!r}")
+
+
+def _from_text(owner: str, name: str, raw: str, kind: str) -> Any:
+    """Parse an environment variable's text as ``kind``."""
+    variable = f"TIERCACHE_{name.upper()}"
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError(f"{owner}: {variable}={raw!r} is not one of 1/0, true/false, yes/no, on/off")
+        return lowered in _TRUE
+    try:
+        if kind in ("count", "port", "db"):
+            return int(raw)
+        if kind == "seconds":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{owner}: {variable}={raw!r} is not a number") from None
+    return raw
+
+
+class _Checked:
+    """Validate every field at construction; read overrides from ``TIERCACHE_*`` variables."""
+
+    _kinds: ClassVar[dict[str, str]]
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name, kind in self._kinds.items():
+            _check_field(owner, name, getattr(self, name), kind)
+        self._check()
+
+    def _check(self) -> None:
+        """Check what depends on several fields."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+        """Return settings from ``TIERCACHE_<FIELD>`` variables, then ``overrides``, else defaults."""
+        environ = os.environ if environ is None else environ
+        found: dict[str, Any] = {}
+        for name, kind in cls._kinds.items():
+            raw = environ.get(f"TIERCACHE_{name.upper()}")
+            if raw is not None and raw != "":
+                found[name] = _from_text(cls.__name__, name, raw, kind)
+        return cls(**{**cls._environment_aliases(environ), **found, **overrides})
+
+    @classmethod
+    def _environment_aliases(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class MultiTierCacheSettings(_Checked):
+    """How a MultiTierCacheAdapter (or MultiTierCache) uses its two tiers.
+
+    The fields and defaults are the design note's; ``l2_url`` (``redis://``, ``rediss://`` or
+    ``unix://``) takes precedence over host, port, db and password. Invalid values raise at
+    construction, naming the field.
+    """
+
+    l1_enabled: bool = True
+    l1_max_entries: int = 1000
+    l1_ttl_seconds: float = 600
+    l2_enabled: bool = True
+    l2_host: str = "localhost"
+    l2_port: int = 6379
+    l2_db: int = 0
+    l2_ttl_seconds: float = 86400
+    l2_password: str | None = field(default=None, repr=False)
+    write_through: bool = True
+    write_back_l1_on_l2_hit: bool = True
+    enable_metrics: bool = True
+    l2_url: str | None = field(default=None, repr=False)
+    namespace: str = "tiercache-adapter"
+    l2_timeout: float = 0.1
+    l2_connect_timeout: float = 0.25
+
+    _kinds: ClassVar[dict[str, str]] = {
+        "l1_enabled": "bool",
+        "l1_max_entries": "count",
+        "l1_ttl_seconds": "seconds",
+        "l2_enabled": "bool",
+        "l2_host": "text",
+        "l2_port": "port",
+        "l2_db": "db",
+        "l2_ttl_seconds": "seconds",
+        "l2_password": "optional text",
+        "write_through": "bool",
+        "write_back_l1_on_l2_hit": "bool",
+        "enable_metrics": "bool",
+        "l2_url": "optional text",
+        "namespace": "text",
+        "l2_timeout": "seconds",
+        "l2_connect_timeout": "seconds",
+    }
+
+    def _check(self) -> None:
+        owner = type(self).__name__
+        if self.l2_url is not None:
+            check_url(self.l2_url, owner)
+        check_namespace(self.namespace, owner)
+
+    @classmethod
+    def _environment_aliases(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        # One variable can point both the decorator and the adapters at Redis.
+        url = environ.get("TIERCACHE_REDIS_URL")
+        return {"l2_url": url} if url else {}
+
+    def redis_url(self) -> str:
+        """Return the URL of L2: ``l2_url``, else one built from host, port, db and password."""
+        if self.l2_url is not None:
+            return self.l2_url
+        password = f":{urllib.parse.quote(self.l2_password, safe='')}@" if self.l2_password else ""
+        host = f"[{self.l2_host}]" if ":" in self.l2_host else self.l2_host
+        return f"redis://{password}{host}:{self.l2_port}/{self.l2_db}"
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "l2_password"}
+        shown["l2_url"] = redact_url(self.l2_url) if self.l2_url else None
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        password = ", l2_password='***'" if self.l2_password else ""
+        return f"MultiTierCacheSettings({fields}{password})"
+
+
+@dataclass(frozen=True)
+class MemoryCacheSettings(_Checked):
+    """How a MemoryCacheAdapter (or MemoryCache) uses its single, in-process tier."""
+
+    max_entries: int = 1000
+    ttl_seconds: float = 600
+    enable_metrics: bool = True
+
+    _kinds: ClassVar[dict[str, str]] = {
+        "max_entries": "count",
+        "ttl_seconds": "seconds",
+        "enable_metrics": "bool",
+    }
+
+    def as_multi_tier(self) -> MultiTierCacheSettings:
+        """Return the equivalent two-tier settings with L2 off."""
+        return MultiTierCacheSettings(
+            l1_max_entries=self.max_entries,
+            l1_ttl_seconds=self.ttl_seconds,
+            l2_enabled=False,
+            enable_metrics=self.enable_metrics,
+        )
