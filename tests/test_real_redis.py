@@ -176,3 +176,21 @@ def test_each_event_loop_gets_its_own_connections_and_closes_them(
     assert asyncio.run(burst(0)) == list(range(10))  # served from L2 on yet another loop
     assert g.cache_stats().l2_hits == 10
     assert len(client.client_list()) <= before + 1  # nothing left open by the finished loops
+
+
+class ClosedUnderfoot(redis.Redis):
+    """A client whose connection was closed by another thread mid-command."""
+
+    def execute_command(self, *args: object, **options: object) -> object:
+        raise ValueError("I/O operation on closed file.")
+
+
+def test_any_exception_from_the_client_is_an_l2_failure_not_a_callers_problem() -> None:
+    tiercache.configure(redis_client=ClosedUnderfoot())
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        return x + 1
+
+    assert [f(1), f(1)] == [2, 2]
+    assert f.cache_stats().l2_errors == 1  # and the breaker opened

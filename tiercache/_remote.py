@@ -54,9 +54,6 @@ def _translate(exc: BaseException) -> RemoteError:
     return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
 
 
-# Errors the client raises for a dead, slow or confused connection (and the server's replies).
-_FAILURES: tuple[type[BaseException], ...] = (redis.RedisError, OSError, asyncio.TimeoutError)
-
 _SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -97,7 +94,10 @@ class _Translated:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and isinstance(exc, _FAILURES):
+        # Anything the client raises is an L2 failure to us, not only RedisError and OSError: a
+        # connection closed under a command surfaces as ValueError, and must not reach a caller
+        # either. (Interruptions, BaseException, pass through.)
+        if isinstance(exc, Exception) and not isinstance(exc, RemoteError):
             raise _translate(exc) from exc
 
 
@@ -158,7 +158,7 @@ class Endpoint:
             client = make_sync()
             try:
                 return bool(client.ping())
-            except _FAILURES:
+            except Exception:  # any failure means "not back yet"
                 return False
             finally:
                 client.close()
@@ -198,7 +198,7 @@ class Endpoint:
         def probe() -> bool:
             try:
                 return bool(sync_client is not None and sync_client.ping())
-            except _FAILURES:
+            except Exception:  # any failure means "not back yet"
                 return False
 
         # Without a sync client nothing can probe from a thread: calls probe, one at a time.
@@ -275,7 +275,9 @@ class SyncStore:
             self._epoch = self._endpoint.epoch
             pool = getattr(self.client, "connection_pool", None)
             if pool is not None:
-                pool.disconnect()
+                # Idle connections only: one in use belongs to another thread's command; if it
+                # is dead, that command fails and redis-py drops it.
+                pool.disconnect(inuse_connections=False)
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
@@ -400,7 +402,7 @@ class AsyncStore:
             self._epoch = self._endpoint.epoch
             pool = getattr(self.client, "connection_pool", None)
             if pool is not None:
-                await pool.disconnect()
+                await pool.disconnect(inuse_connections=False)
 
     def close_with_loop(self, forget: Callable[[], object]) -> None:
         """Close the client when its event loop shuts down, then call ``forget``.
