@@ -37,6 +37,16 @@ class Scenario:
     repeats: int = 15
     unit: str = "ns/op"
     target: str = ""
+    ours: str = "tiercache"  # the label of tiercache's row
+    limit: float | None = None  # the target: ours / reference must not exceed it
+
+    @property
+    def our_ratio(self) -> float:
+        return self.ratio(self.ours)
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.limit is None else self.our_ratio <= self.limit
 
     def run(self) -> Scenario:
         for subject in self.subjects:  # warm-up, and the first call of each cold cache

@@ -47,6 +47,7 @@ def stats_cost_scenario() -> Scenario:
         subjects,
         operations=200_000,
         target="a few %",
+        ours="tiercache (stats on)",
     )
 
 

@@ -26,6 +26,7 @@ def f(a: int) -> int:
         ({"ttl_l1": None, "ttl_l2": None}, ValueError, r"both None"),
         ({"max_entries": 0}, ValueError, r"max_entries must be >= 1"),
         ({"max_entries": 1.5}, TypeError, r"max_entries must be an int, not float"),
+        ({"l1_policy": "lfu"}, ValueError, r"l1_policy must be one of \['lru', 'tinylfu'\], not 'lfu'"),
         ({"namespace": ""}, ValueError, r"namespace must be non-empty"),
         ({"namespace": "a b"}, ValueError, r"namespace .* without whitespace"),
         ({"namespace": 3}, TypeError, r"namespace must be a str, not int"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import OrderedDict
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -130,3 +131,48 @@ def test_concurrent_readers_and_writers_keep_the_bound_and_raise_nothing() -> No
         thread.join()
     assert errors == []
     assert len(cache) <= 50
+
+
+def test_tinylfu_keeps_popular_entries_that_one_hit_wonders_would_push_out() -> None:
+    lru = LocalCache(max_entries=10, ttl=60.0)
+    tiny = LocalCache(max_entries=10, ttl=60.0, policy="tinylfu")
+    for cache in (lru, tiny):
+        for _ in range(5):  # ten popular keys, missed (and so counted) a few times each
+            for key in range(10):
+                cache.delete(key)
+                cache.set(key, key)
+        for stranger in range(100, 200):  # a scan of keys seen once
+            cache.set(stranger, stranger)
+    assert sum(lru.get(k) is not MISSING for k in range(10)) == 0  # LRU lost them all
+    assert sum(tiny.get(k) is not MISSING for k in range(10)) == 10  # TinyLFU kept them
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), max_size=300))
+def test_tinylfu_respects_the_bound_and_serves_only_what_was_set(ops: list[tuple[int, bool]]) -> None:
+    cache = LocalCache(max_entries=8, ttl=60.0, policy="tinylfu")
+    written: dict[int, int] = {}
+    for step, (key, write) in enumerate(ops):
+        if write:
+            cache.set(key, step)
+            written[key] = step
+        else:
+            got = cache.get(key)
+            assert got is MISSING or got == written[key]
+        assert len(cache) <= 8
+
+
+def test_tinylfu_beats_lru_on_a_skewed_stream() -> None:
+    rng = random.Random(7)
+    keys = [int(rng.paretovariate(1.0)) for _ in range(30_000)]
+    rates = {}
+    for policy in ("lru", "tinylfu"):
+        cache = LocalCache(max_entries=100, ttl=1e9, policy=policy)
+        hits = 0
+        for key in keys:
+            if cache.get(key) is MISSING:
+                cache.set(key, key)
+            else:
+                hits += 1
+        rates[policy] = hits / len(keys)
+    assert rates["tinylfu"] > rates["lru"]

@@ -27,7 +27,10 @@ class AdapterTiers(Tiers):
 
     def __init__(self, settings: MultiTierCacheSettings, label: str, clock: Clock) -> None:
         local = LocalCache(
-            settings.l1_max_entries if settings.l1_enabled else 0, settings.l1_ttl_seconds, clock
+            settings.l1_max_entries if settings.l1_enabled else 0,
+            settings.l1_ttl_seconds,
+            clock,
+            policy=settings.l1_policy,
         )
         ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
         super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0)

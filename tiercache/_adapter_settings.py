@@ -35,6 +35,8 @@ def _check_field(owner: str, name: str, value: Any, kind: str) -> None:
             raise TypeError(f"{where} must be a number of seconds, not {type(value).__name__}")
         if not 0 < value < float("inf"):
             raise ValueError(f"{where} must be a finite number of seconds > 0, not {value!r}")
+    elif kind == "policy" and value not in ("lru", "tinylfu"):
+        raise ValueError(f"{where} must be 'lru' or 'tinylfu', not {value!r}")
     elif (kind == "text" or (kind == "optional text" and value is not None)) and (
         not isinstance(value, str) or not value
     ):
@@ -114,6 +116,7 @@ class MultiTierCacheSettings(_Checked):
     namespace: str = "tiercache-adapter"
     l2_timeout: float = 0.1
     l2_connect_timeout: float = 0.25
+    l1_policy: str = "lru"
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -132,6 +135,7 @@ class MultiTierCacheSettings(_Checked):
         "namespace": "text",
         "l2_timeout": "seconds",
         "l2_connect_timeout": "seconds",
+        "l1_policy": "policy",
     }
 
     def _check(self) -> None:

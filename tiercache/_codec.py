@@ -14,7 +14,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -25,6 +25,8 @@ __all__ = [
     "UnencodableError",
     "decode_value",
     "encode_value",
+    "envelope_prefix",
+    "open_current",
     "open_envelope",
     "register_type",
     "seal",
@@ -32,8 +34,10 @@ __all__ = [
 
 FORMAT_VERSION: Final = 1
 _MAGIC: Final = b"tc"
-# magic, format version, flags, fresh-until (unix ms), generation length
-_HEADER: Final = struct.Struct(">2sBBqB")
+# magic, format version, flags, generation length; then the generation, then _STAMP
+_HEADER: Final = struct.Struct(">2sBBB")
+# fresh until (unix ms); then the msgpack body
+_STAMP: Final = struct.Struct(">q")
 
 
 class DecodeError(ValueError):
@@ -121,7 +125,7 @@ def _pack_inner(value: Any) -> bytes:
     return packed
 
 
-def _unpack_inner(data: bytes) -> Any:
+def _unpack_inner(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
@@ -216,7 +220,7 @@ def encode_value(value: Any) -> bytes:
         raise UnencodableError(type(value).__qualname__) from exc
 
 
-def decode_value(body: bytes) -> Any:
+def decode_value(body: bytes | memoryview) -> Any:
     """Return the value encoded in ``body``; raise DecodeError for anything else."""
     try:
         return _unpack_inner(body)
@@ -226,31 +230,50 @@ def decode_value(body: bytes) -> Any:
         raise DecodeError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What an L2 entry says besides its value."""
+class Envelope(NamedTuple):
+    """What an L2 entry says besides its value, and the value's encoding."""
 
     generation: bytes
     fresh_until_ms: int
-    body: bytes
+    body: memoryview
+
+
+def envelope_prefix(generation: bytes) -> bytes:
+    """Return the bytes every current payload of ``generation`` starts with.
+
+    Magic, format version, flags and generation come first, so that one ``startswith`` tells a
+    payload of the current generation from anything else (an older generation, a newer
+    format, someone else's bytes), and only the rest need a full look with ``open_envelope``.
+    """
+    return _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, len(generation)) + generation
 
 
 def seal(body: bytes, generation: bytes, fresh_until_ms: int) -> bytes:
-    """Wrap an encoded value for L2 with its function's generation and its freshness deadline."""
-    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, fresh_until_ms, len(generation))
-    return header + generation + body
+    """Wrap an encoded value for L2 with its generation and its freshness deadline."""
+    return envelope_prefix(generation) + _STAMP.pack(fresh_until_ms) + body
+
+
+def open_current(payload: bytes, prefix: bytes) -> tuple[int, memoryview] | None:
+    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None."""
+    end = len(prefix) + _STAMP.size
+    if not payload.startswith(prefix) or len(payload) < end:
+        return None
+    view = memoryview(payload)  # the body is decoded in place, not copied out first
+    return _STAMP.unpack_from(payload, len(prefix))[0], view[end:]
 
 
 def open_envelope(payload: bytes) -> Envelope:
     """Split an L2 payload into its parts; raise DecodeError if it is not ours or is damaged."""
     if len(payload) < _HEADER.size:
         raise DecodeError("payload shorter than the envelope header")
-    magic, version, _flags, fresh_until_ms, generation_length = _HEADER.unpack_from(payload)
+    magic, version, _flags, generation_length = _HEADER.unpack_from(payload)
     if magic != _MAGIC:
         raise DecodeError("payload does not start with the tiercache magic bytes")
     if version != FORMAT_VERSION:
         raise DecodeError(f"payload format version {version}, this process reads {FORMAT_VERSION}")
     start = _HEADER.size + generation_length
-    if len(payload) < start:
-        raise DecodeError("payload truncated inside its generation token")
-    return Envelope(bytes(payload[_HEADER.size : start]), fresh_until_ms, bytes(payload[start:]))
+    if len(payload) < start + _STAMP.size:
+        raise DecodeError("payload truncated inside its header")
+    view = memoryview(payload)
+    (fresh_until_ms,) = _STAMP.unpack_from(payload, start)
+    return Envelope(bytes(view[_HEADER.size : start]), fresh_until_ms, view[start + _STAMP.size :])

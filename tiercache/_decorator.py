@@ -25,6 +25,8 @@ __all__ = ["AsyncCachedFunction", "CacheInfo", "CachedFunction", "tiered_cache"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _OWNER = "tiered_cache()"
+#: What L1 can do when it is full (see LocalCache).
+L1_POLICIES = frozenset({"lru", "tinylfu"})
 #: ``lock=True``: how long the computing process holds a cold key, and others wait for it.
 DEFAULT_LOCK_SECONDS = 2.0
 
@@ -89,6 +91,7 @@ def tiered_cache(
     stale_ttl: float | None = None,
     lock: bool | float = False,
     max_entries: int = 1000,
+    l1_policy: str = "lru",
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
     ignore: str | Iterable[str] = (),
@@ -105,6 +108,7 @@ def tiered_cache(
     stale_ttl: float | None = None,
     lock: bool | float = False,
     max_entries: int = 1000,
+    l1_policy: str = "lru",
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
     ignore: str | Iterable[str] = (),
@@ -124,6 +128,8 @@ def tiered_cache(
         lock: across processes, let only one compute a cold key while the others wait up to
             this many seconds (True: 2) for it to appear in Redis, then compute themselves.
         max_entries: the L1 bound; the least recently used entry goes first.
+        l1_policy: ``"lru"``, or ``"tinylfu"`` to let a full L1 admit a new entry only if it
+            was missed more often lately than the one it would evict (better on skewed keys).
         namespace: first part of every Redis key (default: ``configure(namespace=...)``).
         key: build the key yourself: called with the function's arguments, returns a value of
             a keyable type (it replaces the arguments in the key).
@@ -145,6 +151,7 @@ def tiered_cache(
         stale_ttl=stale_ttl,
         lock=lock,
         max_entries=max_entries,
+        l1_policy=l1_policy,
         namespace=namespace,
         key=key,
         ignore=ignore,
@@ -163,6 +170,7 @@ class _Options(NamedTuple):
     stale_ttl: float | None
     lock: float | None
     max_entries: int
+    l1_policy: str
     namespace: str | None
     key: Callable[..., Any] | None
     ignore: frozenset[str]
@@ -181,6 +189,7 @@ class _Options(NamedTuple):
         stale_ttl: Any,
         lock: Any,
         max_entries: Any,
+        l1_policy: Any,
         namespace: Any,
         key: Any,
         ignore: Any,
@@ -203,6 +212,8 @@ class _Options(NamedTuple):
             raise ValueError(
                 f"{_OWNER}: max_entries must be >= 1, not {max_entries} (use ttl_l1=None for no L1)"
             )
+        if l1_policy not in L1_POLICIES:
+            raise ValueError(f"{_OWNER}: l1_policy must be one of {sorted(L1_POLICIES)}, not {l1_policy!r}")
         if namespace is not None:
             check_namespace(namespace, _OWNER)
         if key is not None and not callable(key):
@@ -229,6 +240,7 @@ class _Options(NamedTuple):
             stale_ttl=stale_ttl,
             lock=lock_seconds,
             max_entries=max_entries,
+            l1_policy=l1_policy,
             namespace=namespace,
             key=key,
             ignore=ignored,
@@ -300,6 +312,7 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         stale_ttl=options.stale_ttl,
         lock=options.lock,
         max_entries=options.max_entries,
+        l1_policy=options.l1_policy,
         namespace=options.namespace,
         version=options.version,
         enabled=options.enabled,
@@ -343,7 +356,7 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     def miss(
         l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any, expired: Any
     ) -> Any:
-        return start(Call(l1_key, key_values, args, kwargs, fast=True, expired=expired))
+        return start(Call(l1_key, key_values, args, kwargs, True, 1, None, expired))
 
     def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         value, stale = cache.timed_l1_hit(l1_key)
@@ -357,7 +370,7 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)
-        return start(Call(l1_key, key_values, args, kwargs, fast=False, canonical=canonical))
+        return start(Call(l1_key, key_values, args, kwargs, False, 1, canonical))
 
     return EntryPoints(miss, async_sample if is_async else sample, slow)
 
@@ -390,6 +403,7 @@ def _attach_methods(
             "stale_ttl": options.stale_ttl,
             "lock": options.lock,
             "max_entries": options.max_entries,
+            "l1_policy": options.l1_policy,
             "namespace": options.namespace,
             "version": options.version,
             "name": cache.name,

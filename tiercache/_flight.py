@@ -43,12 +43,16 @@ ABANDONED = Settled(None, None)
 
 
 class Flight(Generic[SignalT]):
-    """One run of the function for one key, and the signal its followers wait on."""
+    """One run of the function for one key, and the signal its followers wait on.
+
+    The signal is made by the first follower: most flights have none, and an Event costs more
+    than the rest of the flight's bookkeeping together.
+    """
 
     __slots__ = ("done", "settled", "settled_at")
 
-    def __init__(self, done: SignalT) -> None:
-        self.done = done
+    def __init__(self) -> None:
+        self.done: SignalT | None = None
         self.settled: Settled | None = None
         self.settled_at = 0.0
 
@@ -76,12 +80,14 @@ class Flights(Generic[SignalT]):
         with self._lock:
             flight = self._flying.get(key)
             if flight is not None:
+                if flight.done is None:
+                    flight.done = self._signal()
                 return flight, False
             self._prune()
             flight = self._landed.get(key)
             if flight is not None:
-                return flight, False
-            flight = self._flying[key] = Flight(self._signal())
+                return flight, False  # settled already: nothing to wait for
+            flight = self._flying[key] = Flight()
             return flight, True
 
     def settle(
@@ -96,7 +102,9 @@ class Flights(Generic[SignalT]):
                 if linger and self._linger > 0:
                     self._landed.pop(key, None)
                     self._landed[key] = flight
-        flight.done.set()
+            done = flight.done  # a follower that joins from now on finds the flight settled
+        if done is not None:
+            done.set()
 
     def forget(self, key: Hashable) -> None:
         """Drop the landed result for ``key`` (it was invalidated)."""

@@ -85,9 +85,11 @@ def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op,
     Return the endpoint to keep using for this call, or None once it could not be reached
     (one failed operation per call at most).
     """
-    if not (endpoint.breaker.allow() and (yield from replay_repairs(cache, endpoint))):
+    if not endpoint.breaker.allow():
         return None
-    cache.stats.count("l2_lookups")
+    if cache.has_repairs() and not (yield from replay_repairs(cache, endpoint)):
+        return None
+    call.looked_up = True
     generation_key = cache.generation_key_if_due(endpoint)
     ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, cache.redis_key(call), generation_key))
     if not ok:

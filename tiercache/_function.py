@@ -18,6 +18,7 @@ from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, Entry, LocalCache
 from ._remote import Endpoint
+from ._stats import ERROR, FAST, LOOKED_UP
 from ._tiers import Tiers
 
 __all__ = ["Call", "FunctionCache"]
@@ -29,6 +30,8 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
+#: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
+REDIS_KEY_MEMO: Final = 1024
 
 
 class Call:
@@ -43,17 +46,17 @@ class Call:
         "key_values",
         "kwargs",
         "l1_key",
+        "looked_up",
         "started_ns",
         "weight",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - made on every L1 miss: positional arguments pass faster
         self,
         l1_key: Hashable,
         key_values: tuple[Any, ...],
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
-        *,
         fast: bool,
         weight: int = 1,
         canonical: bytes | None = None,
@@ -69,6 +72,7 @@ class Call:
         self.canonical = canonical
         self.expired = expired  # the L1 entry the fast path found expired, if any
         self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
+        self.looked_up = False  # whether the call asked L2
 
 
 class FunctionCache(Tiers):
@@ -85,13 +89,16 @@ class FunctionCache(Tiers):
         stale_ttl: float | None,
         lock: float | None,
         max_entries: int,
+        l1_policy: str,
         namespace: str | None,
         version: str | None,
         enabled: bool,
         redis_url: str | None,
         clock: Clock,
     ) -> None:
-        local = LocalCache(max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, stale_ttl or 0.0)
+        local = LocalCache(
+            max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, stale_ttl or 0.0, l1_policy
+        )
         super().__init__(
             name if version is None else f"{name}@{version}", local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0
         )
@@ -119,6 +126,7 @@ class FunctionCache(Tiers):
             weakref.WeakKeyDictionary()
         )
         self._refreshing: set[Hashable] = set()
+        self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
@@ -133,6 +141,7 @@ class FunctionCache(Tiers):
     # -- settings -------------------------------------------------------------------------
 
     def _resolve(self) -> None:
+        self._redis_keys.clear()  # the namespace may have changed
         settings = _config.current()
         namespace = self.namespace if self.namespace is not None else settings.namespace
         self.prefix = f"{namespace}:{self.label}"
@@ -178,7 +187,10 @@ class FunctionCache(Tiers):
 
         The canonical encoding is None when the key did not need one (all exact types).
         """
-        if all(type(value) in EXACT_TYPES for value in key_values):
+        for value in key_values:
+            if type(value) not in EXACT_TYPES:
+                break
+        else:
             return (key_values[0] if len(key_values) == 1 else key_values), None
         canonical = self.canonical(key_values)
         # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
@@ -198,10 +210,22 @@ class FunctionCache(Tiers):
         return f"{self.prefix}:{digest(canonical, self._digest_prefix)}"
 
     def redis_key(self, call: Call) -> str:
-        """Return the Redis key of ``call``, encoding its arguments at most once."""
-        if call.canonical is None:
-            call.canonical = self.canonical(call.key_values)
-        return self.redis_key_for(call.key_values, call.canonical)
+        """Return the Redis key of ``call``, encoding and hashing its arguments at most once.
+
+        Keys are remembered by L1 key (a faithful stand-in: equal L1 keys have equal canonical
+        encodings), so a miss or an L1-less function skips encoding and BLAKE2b next time.
+        """
+        if self._resolved != _config.version():
+            self._resolve()
+        key = self._redis_keys.get(call.l1_key)
+        if key is None:
+            if call.canonical is None:
+                call.canonical = self.canonical(call.key_values)
+            key = f"{self.prefix}:{digest(call.canonical, self._digest_prefix)}"
+            if len(self._redis_keys) >= REDIS_KEY_MEMO:
+                self._redis_keys.clear()
+            self._redis_keys[call.l1_key] = key
+        return key
 
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
@@ -224,8 +248,8 @@ class FunctionCache(Tiers):
 
     def finish(self, call: Call, outcome: str, *, error: bool = False) -> None:
         """Record how ``call`` ended and how long it took."""
-        elapsed = time.perf_counter_ns() - call.started_ns
-        self.stats.finish(outcome, elapsed, call.weight, error=error, fast=call.fast)
+        flags = (ERROR if error else 0) | (FAST if call.fast else 0) | (LOOKED_UP if call.looked_up else 0)
+        self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, call.weight, flags)
 
     def timed_l1_hit(self, l1_key: Hashable) -> tuple[Any, Entry | None]:
         """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.

@@ -50,8 +50,8 @@ class _Unkeyable(Exception):
         return self
 
 
-def _length(n: int) -> bytes:
-    return struct.pack(">I", n)
+_length = struct.Struct(">I").pack  # every variable-length part is prefixed with its length
+_pack_double = struct.Struct(">d").pack
 
 
 def _none(value: Any, out: bytearray, depth: int) -> None:
@@ -69,12 +69,14 @@ def _int(value: int, out: bytearray, depth: int) -> None:
 
 def _float(value: float, out: bytearray, depth: int) -> None:
     # Every NaN is one key: NaN payload bits are an accident of how the NaN was produced.
-    out += b"f" + struct.pack(">d", math.nan if math.isnan(value) else value)
+    out += b"f" + _pack_double(math.nan if math.isnan(value) else value)
 
 
 def _str(value: str, out: bytearray, depth: int) -> None:
     raw = value.encode("utf-8", "surrogatepass")
-    out += b"s" + _length(len(raw)) + raw
+    out += b"s"
+    out += _length(len(raw))
+    out += raw
 
 
 def _bytes(value: bytes, out: bytearray, depth: int) -> None:

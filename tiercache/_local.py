@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
+from ._admission import FrequencySketch
+
 __all__ = ["MISSING", "Clock", "LocalCache"]
 
 Clock = Callable[[], float]
@@ -34,18 +36,26 @@ class LocalCache:
 
     An expired entry is dropped when next looked at. With a ``grace`` (a function's
     ``stale_ttl``) ``lookup`` hands it over instead, for a caller to serve stale or fall back on.
+    With ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often
+    lately than the entry it would evict (see ``_admission``); hits cost the same either way.
     """
 
-    __slots__ = ("_lock", "clock", "data", "grace", "max_entries", "ttl")
+    __slots__ = ("_lock", "clock", "data", "grace", "max_entries", "sketch", "ttl")
 
     def __init__(
-        self, max_entries: int, ttl: float, clock: Clock = time.monotonic, grace: float = 0.0
+        self,
+        max_entries: int,
+        ttl: float,
+        clock: Clock = time.monotonic,
+        grace: float = 0.0,
+        policy: str = "lru",
     ) -> None:
         self.data: dict[Hashable, Entry] = {}
         self.max_entries = max_entries
         self.ttl = ttl
         self.clock = clock
         self.grace = grace
+        self.sketch = FrequencySketch(max_entries) if policy == "tinylfu" and max_entries > 0 else None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -93,13 +103,25 @@ class LocalCache:
         lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
         if self.max_entries <= 0 or lifetime <= 0:
             return
-        expires_at = self.clock() + lifetime
+        now = self.clock()
         data = self.data
         with self._lock:
+            if self.sketch is not None and key not in data and not self._admits(self.sketch, key, now):
+                return
             data.pop(key, None)
-            data[key] = (value, expires_at)
+            data[key] = (value, now + lifetime)
             while len(data) > self.max_entries:
                 self._evict_oldest()
+
+    def _admits(self, sketch: FrequencySketch, key: Hashable, now: float) -> bool:
+        # With the lock held, for a key not in the cache: an L1 miss, counted as one.
+        sketch.add(key)
+        victim = next(iter(self.data), None) if len(self.data) >= self.max_entries else None
+        if victim is None:
+            return True
+        entry = self.data.get(victim)
+        expired = entry is None or entry[1] <= now
+        return expired or sketch.estimate(key) > sketch.estimate(victim)
 
     def _evict_oldest(self) -> None:
         # Lock-free readers may reorder the dict while we look for its first key; try again then.

@@ -1,4 +1,4 @@
-"""The I/O a flow can ask for, and the two steps every flow's L2 work shares.
+"""The I/O a flow can ask for, and the steps every flow's L2 work shares.
 
 A flow yields these operations; a shell (``_shells``) performs them and sends back the result,
 or throws the operation's exception into the flow.
@@ -7,17 +7,20 @@ or throws the operation's exception into the flow.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Hashable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Awaitable, Callable, Generator, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ._flight import Settled
 from ._remote import Endpoint, RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ._function import Call, FunctionCache
+    from ._remote import AsyncStore, SyncStore
     from ._tiers import Tiers
 
 __all__ = [
+    "REMOTE_OPS",
     "AcquireLock",
     "Compute",
     "Delete",
@@ -42,23 +45,42 @@ __all__ = [
 ]
 
 
-class Read(NamedTuple):
+@dataclass(slots=True)
+class Read:
     """Fetch ``key`` (and the generation, when ``generation_key`` is set): sent (gen, payload)."""
 
     endpoint: Endpoint
     key: str
     generation_key: str | None
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.read(self.key, self.generation_key)
 
-class ReadMany(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.read(self.key, self.generation_key)
+
+
+@dataclass(slots=True)
+class ReadMany:
     """Fetch ``keys`` in one round trip: sent (generation or None, [payload or None, ...])."""
 
     endpoint: Endpoint
     keys: tuple[str, ...]
     generation_key: str | None
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.read_many(self.keys, self.generation_key)
 
-class Write(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.read_many(self.keys, self.generation_key)
+
+
+@dataclass(slots=True)
+class Write:
     """Store ``payload`` under ``key`` for ``ttl_ms``."""
 
     endpoint: Endpoint
@@ -66,36 +88,81 @@ class Write(NamedTuple):
     payload: bytes
     ttl_ms: int
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.write(self.key, self.payload, self.ttl_ms)
 
-class WriteMany(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.write(self.key, self.payload, self.ttl_ms)
+
+
+@dataclass(slots=True)
+class WriteMany:
     """Store ``(key, payload, ttl_ms)`` items in one round trip."""
 
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int], ...]
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.write_many(self.items)
 
-class Delete(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.write_many(self.items)
+
+
+@dataclass(slots=True)
+class Delete:
     """Delete ``keys``."""
 
     endpoint: Endpoint
     keys: tuple[str, ...]
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.delete(self.keys)
 
-class NewGeneration(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.delete(self.keys)
+
+
+@dataclass(slots=True)
+class NewGeneration:
     """Set a generation to ``token``, staling every entry written under another one."""
 
     endpoint: Endpoint
     generation_key: str
     token: bytes
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.set_generation(self.generation_key, self.token)
 
-class Ping(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.set_generation(self.generation_key, self.token)
+
+
+@dataclass(slots=True)
+class Ping:
     """Check that the endpoint answers."""
 
     endpoint: Endpoint
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.ping()
 
-class AcquireLock(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.ping()
+
+
+@dataclass(slots=True)
+class AcquireLock:
     """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
 
     endpoint: Endpoint
@@ -103,16 +170,34 @@ class AcquireLock(NamedTuple):
     token: bytes
     ttl_ms: int
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.acquire_lock(self.key, self.token, self.ttl_ms)
 
-class ReleaseLock(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.acquire_lock(self.key, self.token, self.ttl_ms)
+
+
+@dataclass(slots=True)
+class ReleaseLock:
     """Give ``key`` back if it still holds our ``token``."""
 
     endpoint: Endpoint
     key: str
     token: bytes
 
+    def perform(self, store: SyncStore) -> Any:
+        """Do it with a sync store."""
+        return store.release_lock(self.key, self.token)
 
-class Join(NamedTuple):
+    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
+        """Do it with an async store (return the store call's awaitable)."""
+        return store.release_lock(self.key, self.token)
+
+
+@dataclass(slots=True)
+class Join:
     """Join the single flight for ``key`` among ``owner``'s.
 
     Sent None to lead it, or how another run settled. (Threads and each event loop have
@@ -123,7 +208,8 @@ class Join(NamedTuple):
     owner: FunctionCache
 
 
-class Land(NamedTuple):
+@dataclass(slots=True)
+class Land:
     """End the single flight this call leads: wake its followers with ``settled``.
 
     ``linger``: keep the result briefly for callers whose L2 read raced our L2 write; only
@@ -135,25 +221,30 @@ class Land(NamedTuple):
     linger: bool
 
 
-class Compute(NamedTuple):
+@dataclass(slots=True)
+class Compute:
     """Run ``function`` with ``call``'s arguments; sent its value or thrown its exception."""
 
     function: Callable[..., Any]
     call: Call
 
 
-class Sleep(NamedTuple):
+@dataclass(slots=True)
+class Sleep:
     """Wait ``seconds`` (while another process fills L2)."""
 
     seconds: float
 
 
-class Spawn(NamedTuple):
+@dataclass(slots=True)
+class Spawn:
     """Run ``flow`` in the background; the caller does not wait for it."""
 
     flow: Generator[Any, Any, Any]
 
 
+#: The operations on L2; each performs itself on a store (``perform`` / ``aperform``).
+REMOTE_OPS = (Read, ReadMany, Write, WriteMany, Delete, NewGeneration, Ping, AcquireLock, ReleaseLock)
 RemoteOp = Read | ReadMany | Write | WriteMany | Delete | NewGeneration | Ping | AcquireLock | ReleaseLock
 Op = RemoteOp | Join | Land | Compute | Sleep | Spawn
 Flow = Generator[Op, Any, Any]

@@ -138,6 +138,8 @@ class Endpoint:
             weakref.WeakKeyDictionary()
         )
         self._shared_async: AsyncStore | None = None
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_store: AsyncStore | None = None
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float, connect_timeout: float) -> Endpoint:
@@ -231,11 +233,19 @@ class Endpoint:
                 self._shared_async = AsyncStore(self._make_async(), self)
             return self._shared_async
         loop = asyncio.get_running_loop()
+        if loop is self._last_loop and self._last_store is not None:
+            return self._last_store  # the common case, without a weakref lookup
         store = self._async.get(loop)
         if store is None:
             store = self._async[loop] = AsyncStore(self._make_async(), self)
-            store.close_with_loop(lambda: self._async.pop(loop, None))
+            store.close_with_loop(lambda: self._forget_loop(loop))
+        self._last_loop, self._last_store = loop, store
         return store
+
+    def _forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._async.pop(loop, None)
+        if self._last_loop is loop:
+            self._last_loop, self._last_store = None, None
 
     def close(self) -> None:
         """Stop probing and drop the sync client's connections (async ones close with their loops)."""
@@ -246,11 +256,9 @@ class Endpoint:
     async def aclose(self) -> None:
         """Like close(), and close the running loop's async connections now too."""
         self.close()
-        store = (
-            self._shared_async
-            if not self._async_per_loop
-            else self._async.pop(asyncio.get_running_loop(), None)
-        )
+        loop = asyncio.get_running_loop()
+        store = self._shared_async if not self._async_per_loop else self._async.get(loop)
+        self._forget_loop(loop)
         if store is not None:
             await store.client.aclose()
 
@@ -271,6 +279,7 @@ class SyncStore:
         self._release = client.register_script(_RELEASE_LOCK)
 
     def _fresh_connections(self) -> None:
+        """Drop pooled connections made before the breaker last opened (call when epochs differ)."""
         if self._epoch != self._endpoint.epoch:
             self._epoch = self._endpoint.epoch
             pool = getattr(self.client, "connection_pool", None)
@@ -281,18 +290,24 @@ class SyncStore:
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
-        self._fresh_connections()
-        with _TRANSLATED:
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
+        # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
+        try:
             if generation_key is None:
-                return None, cast("bytes | None", self.client.get(key))
-            generation, payload = cast("list[bytes | None]", self.client.mget(generation_key, key))
-            return generation, payload
+                payload: Any = self.client.get(key)
+                return None, payload
+            both: Any = self.client.mget(generation_key, key)
+            return both[0], both[1]
+        except Exception as exc:  # as in _Translated: any client failure is an L2 failure
+            raise _translate(exc) from exc
 
     def read_many(
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
             found = cast("list[bytes | None]", self.client.mget(names)) if names else []
@@ -300,13 +315,15 @@ class SyncStore:
 
     def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             self.client.set(key, payload, px=ttl_ms)
 
     def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
@@ -315,31 +332,36 @@ class SyncStore:
 
     def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             return bool(self.client.ping())
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             self.client.delete(*keys)
 
     def set_generation(self, generation_key: str, token: bytes) -> None:
         """Start a new generation: every entry written under another one is now stale."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             self.client.set(generation_key, token)
 
     def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             return bool(self.client.set(key, token, nx=True, px=ttl_ms))
 
     def release_lock(self, key: str, token: bytes) -> None:
         """Release the lock ``key`` if we still hold it (``token``)."""
-        self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
         with _TRANSLATED:
             self._release(keys=[key], args=[token])
 
@@ -427,7 +449,8 @@ class AsyncStore:
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         if self._in_flight:
             batch = self._batch
             if batch is None:
@@ -440,11 +463,13 @@ class AsyncStore:
             return result
         self._in_flight += 1
         try:
-            with _TRANSLATED:
-                if generation_key is None:
-                    return None, cast("bytes | None", await self.client.get(key))
-                generation, payload = cast("list[bytes | None]", await self.client.mget(generation_key, key))
-                return generation, payload
+            if generation_key is None:
+                payload: Any = await self.client.get(key)
+                return None, payload
+            both: Any = await self.client.mget(generation_key, key)
+            return both[0], both[1]
+        except Exception as exc:  # as in _Translated: any client failure is an L2 failure
+            raise _translate(exc) from exc
         finally:
             self._in_flight -= 1
 
@@ -468,7 +493,8 @@ class AsyncStore:
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
             found = cast("list[bytes | None]", await self.client.mget(names)) if names else []
@@ -476,13 +502,15 @@ class AsyncStore:
 
     async def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
         """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(key, payload, px=ttl_ms)
 
     async def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
@@ -491,30 +519,35 @@ class AsyncStore:
 
     async def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             return bool(await self.client.ping())
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             await self.client.delete(*keys)
 
     async def set_generation(self, generation_key: str, token: bytes) -> None:
         """Start a new generation: every entry written under another one is now stale."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(generation_key, token)
 
     async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
 
     async def release_lock(self, key: str, token: bytes) -> None:
         """Release the lock ``key`` if we still hold it (``token``)."""
-        await self._fresh_connections()
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
         with _TRANSLATED:
             await self._release(keys=[key], args=[token])

@@ -15,25 +15,7 @@ from typing import Any
 
 from . import _background
 from ._flight import ABANDONED, Flight, Flights, Settled
-from ._ops import (
-    AcquireLock,
-    Compute,
-    Delete,
-    Flow,
-    Join,
-    Land,
-    NewGeneration,
-    Op,
-    Ping,
-    Read,
-    ReadMany,
-    RemoteOp,
-    Sleep,
-    Spawn,
-    Write,
-    WriteMany,
-)
-from ._remote import AsyncStore, SyncStore
+from ._ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Sleep, Spawn
 
 __all__ = ["run_async", "run_sync"]
 
@@ -56,6 +38,12 @@ def run_sync(flow: Flow) -> Any:
         while True:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
+            if isinstance(op, REMOTE_OPS):  # the common case first: L2 work
+                try:
+                    reply = op.perform(op.endpoint.sync_store())
+                except Exception as exc:
+                    error = exc
+                continue
             if isinstance(op, Join):
                 flights, key = op.owner.thread_flights, op.key
                 flight, reply = _join_sync(flights, key)
@@ -81,12 +69,15 @@ def _join_sync(
         flight, leader = flights.join(key)
         if leader:
             return flight, None
-        flight.done.wait()
+        if flight.settled is None and flight.done is not None:
+            flight.done.wait()
         if flight.settled is not ABANDONED:
             return None, flight.settled
 
 
 def _perform_sync(op: Op) -> Any:
+    if isinstance(op, REMOTE_OPS):
+        return op.perform(op.endpoint.sync_store())
     if isinstance(op, Compute):
         call = op.call
         return op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
@@ -95,29 +86,7 @@ def _perform_sync(op: Op) -> Any:
     if isinstance(op, Spawn):
         flow = op.flow
         return _background.submit(lambda: run_sync(flow))
-    if isinstance(op, (Join, Land)):
-        raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
-    return _remote_sync(op, op.endpoint.sync_store())
-
-
-def _remote_sync(op: RemoteOp, store: SyncStore) -> Any:  # noqa: PLR0911 - one per operation
-    if isinstance(op, Read):
-        return store.read(op.key, op.generation_key)
-    if isinstance(op, ReadMany):
-        return store.read_many(op.keys, op.generation_key)
-    if isinstance(op, Write):
-        return store.write(op.key, op.payload, op.ttl_ms)
-    if isinstance(op, WriteMany):
-        return store.write_many(op.items)
-    if isinstance(op, Delete):
-        return store.delete(op.keys)
-    if isinstance(op, NewGeneration):
-        return store.set_generation(op.generation_key, op.token)
-    if isinstance(op, Ping):
-        return store.ping()
-    if isinstance(op, AcquireLock):
-        return store.acquire_lock(op.key, op.token, op.ttl_ms)
-    return store.release_lock(op.key, op.token)
+    raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
 
 
 async def run_async(
@@ -133,6 +102,12 @@ async def run_async(
         while True:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
+            if isinstance(op, REMOTE_OPS):  # the common case first: L2 work
+                try:
+                    reply = await op.aperform(op.endpoint.async_store())
+                except Exception as exc:
+                    error = exc
+                continue
             if isinstance(op, Join):
                 table = op.owner.loop_flights()
                 led, reply = await _join_async(table, op.key)
@@ -164,12 +139,15 @@ async def _join_async(
         flight, leader = flights.join(key)
         if leader:
             return flight, None
-        await flight.done.wait()
+        if flight.settled is None and flight.done is not None:
+            await flight.done.wait()
         if flight.settled is not ABANDONED:
             return None, flight.settled
 
 
 async def _perform_async(op: Op) -> Any:
+    if isinstance(op, REMOTE_OPS):
+        return await op.aperform(op.endpoint.async_store())
     if isinstance(op, Compute):
         call = op.call
         if call.kwargs is None:
@@ -182,29 +160,7 @@ async def _perform_async(op: Op) -> Any:
         _background_tasks.add(task)  # the loop keeps only a weak reference to its tasks
         task.add_done_callback(_background_tasks.discard)
         return None
-    if isinstance(op, (Join, Land)):
-        raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
-    return await _remote_async(op, op.endpoint.async_store())
-
-
-async def _remote_async(op: RemoteOp, store: AsyncStore) -> Any:  # noqa: PLR0911 - as _remote_sync
-    if isinstance(op, Read):
-        return await store.read(op.key, op.generation_key)
-    if isinstance(op, ReadMany):
-        return await store.read_many(op.keys, op.generation_key)
-    if isinstance(op, Write):
-        return await store.write(op.key, op.payload, op.ttl_ms)
-    if isinstance(op, WriteMany):
-        return await store.write_many(op.items)
-    if isinstance(op, Delete):
-        return await store.delete(op.keys)
-    if isinstance(op, NewGeneration):
-        return await store.set_generation(op.generation_key, op.token)
-    if isinstance(op, Ping):
-        return await store.ping()
-    if isinstance(op, AcquireLock):
-        return await store.acquire_lock(op.key, op.token, op.ttl_ms)
-    return await store.release_lock(op.key, op.token)
+    raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
 
 
 _background_tasks: set[asyncio.Future[Any]] = set()

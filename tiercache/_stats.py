@@ -160,6 +160,11 @@ _COUNTERS = (
 )
 
 
+_BATCH = 256
+#: Flags of a recorded call: it raised; it came through the fast path; it asked L2.
+ERROR, FAST, LOOKED_UP = 1, 2, 4
+
+
 class StatsRecorder:
     """Counts what the slow path sees; the fast path's L1 hits are derived from its ticks.
 
@@ -177,27 +182,42 @@ class StatsRecorder:
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._ticks_at_reset = 0
         self._latency = LatencyHistogram()
-        self._samples: list[tuple[int, int]] = []
+        # Outcomes and latencies wait here, appended without a lock (list.append is atomic),
+        # until a snapshot or a full batch folds them into the counters under the lock.
+        self._pending: list[tuple[str | None, int, int, int]] = []
 
     def after_fork(self) -> None:
         """Replace the lock, which a thread of the parent may have held when it forked."""
         self._lock = threading.Lock()
 
     def sampled_hit(self, elapsed_ns: int, weight: int) -> None:
-        """Keep the latency of a sampled fast-path hit (already counted by its tick).
+        """Keep the latency of a sampled fast-path hit (already counted by its tick)."""
+        self.add(None, elapsed_ns, weight, 0)
 
-        No lock here: list.append is atomic, and samples join the histogram in batches.
+    def add(self, outcome: str | None, elapsed_ns: int, weight: int, flags: int) -> None:
+        """Record one call: outcome (None: latency only), latency, weight, ERROR/FAST/LOOKED_UP flags.
+
+        See ``finish`` for the meaning of each.
         """
-        samples = self._samples
-        samples.append((elapsed_ns, weight))
-        if len(samples) >= 256:
+        pending = self._pending
+        pending.append((outcome, elapsed_ns, weight, flags))
+        if len(pending) >= _BATCH:
             with self._lock:
                 self._fold()
 
     def _fold(self) -> None:
-        samples, self._samples = self._samples, []
-        for elapsed_ns, weight in samples:
-            self._latency.record(elapsed_ns, weight)
+        pending, self._pending = self._pending, []
+        counts, latency = self._counts, self._latency
+        for outcome, elapsed_ns, weight, flags in pending:
+            if outcome is not None:
+                counts[outcome] += 1
+                if flags & ERROR:
+                    counts["errors"] += 1
+                if flags & FAST:
+                    counts["fast_path_entries"] += 1
+                if flags & LOOKED_UP:
+                    counts["l2_lookups"] += 1
+            latency.record(elapsed_ns, weight)
 
     def count(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to one counter."""
@@ -205,20 +225,22 @@ class StatsRecorder:
             self._counts[counter] += n
 
     def finish(
-        self, outcome: str, elapsed_ns: int, weight: int = 1, *, error: bool = False, fast: bool = False
+        self,
+        outcome: str,
+        elapsed_ns: int,
+        weight: int = 1,
+        *,
+        error: bool = False,
+        fast: bool = False,
+        looked_up: bool = False,
     ) -> None:
         """Record a call's outcome and latency.
 
-        ``fast``: the call came through the fast path (it ticked there); ``weight`` > 1 only
-        for the sampled fast-path hit that stands for its whole window.
+        ``fast``: the call came through the fast path (it ticked there); ``looked_up``: it asked
+        L2; ``weight`` > 1 only for the sampled fast-path hit that stands for its whole window.
         """
-        with self._lock:
-            self._counts[outcome] += 1
-            if error:
-                self._counts["errors"] += 1
-            if fast:
-                self._counts["fast_path_entries"] += 1
-            self._latency.record(elapsed_ns, weight)
+        flags = (ERROR if error else 0) | (FAST if fast else 0) | (LOOKED_UP if looked_up else 0)
+        self.add(outcome, elapsed_ns, weight, flags)
 
     def snapshot(
         self, *, degraded: bool = False, degraded_seconds: float = 0.0, l1_size: int = 0, reset: bool = False

@@ -12,7 +12,16 @@ import threading
 import time
 from typing import Any, Final
 
-from ._codec import DecodeError, UnencodableError, decode_value, encode_value, open_envelope, seal
+from ._codec import (
+    DecodeError,
+    UnencodableError,
+    decode_value,
+    encode_value,
+    envelope_prefix,
+    open_current,
+    open_envelope,
+    seal,
+)
 from ._local import MISSING, LocalCache
 from ._remote import Endpoint, RemoteError, RemoteUnavailable
 from ._stats import CacheStats, StatsRecorder
@@ -46,6 +55,7 @@ class Tiers:
         self._logged: set[str] = set()
         # The generation this process believes current, per endpoint, and when to re-read it.
         self._generation: bytes | None = None
+        self._prefix = b""  # what payloads of the current generation start with
         self._generation_endpoint: Endpoint | None = None
         self._generation_due = 0.0
         # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
@@ -76,9 +86,13 @@ class Tiers:
 
     def learn_generation(self, endpoint: Endpoint, token: bytes | None) -> None:
         """Remember ``endpoint``'s current generation (None: never cleared, the empty token)."""
-        self._generation = token or b""
+        self._set_generation(token or b"")
         self._generation_endpoint = endpoint
         self._generation_due = time.monotonic() + GENERATION_RECHECK
+
+    def _set_generation(self, token: bytes) -> None:
+        self._generation = token
+        self._prefix = envelope_prefix(token)
 
     def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
         """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
@@ -90,15 +104,17 @@ class Tiers:
         if payload is None:
             return MISSING
         try:
-            envelope = open_envelope(payload)
-            if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
+            current = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
+            if current is None:
+                open_envelope(payload)  # raises if it is not ours; else it is another generation's
                 return MISSING
-            value = decode_value(envelope.body)
+            fresh_until_ms, body = current
+            value = decode_value(body)
         except DecodeError as exc:
             self.stats.count("l2_corrupt")
             self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
             return MISSING
-        return value, envelope.fresh_until_ms / 1000 - time.time()
+        return value, fresh_until_ms / 1000 - time.time()
 
     def seal_value(self, endpoint: Endpoint, value: Any, ttl: float | None = None) -> bytes | None:
         """Return the L2 payload for ``value``, or None when it can only live in L1.
@@ -128,12 +144,16 @@ class Tiers:
         with self._lock:
             if generation is None and len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
                 generation = os.urandom(8)  # too many to keep: a clear covers them all
-                self._generation = generation
+                self._set_generation(generation)
             if generation is not None:
                 self._pending_generation = generation
                 self._pending_keys.clear()  # a new generation stales those entries anyway
             else:
                 self._pending_keys.update(keys)
+
+    def has_repairs(self) -> bool:
+        """Return whether invalidations wait to be replayed (no lock: a hint for the hot path)."""
+        return bool(self._pending_keys) or self._pending_generation is not None
 
     def pending_repairs(self) -> tuple[bytes | None, tuple[str, ...]]:
         """Return the generation and the keys still to be written to L2."""
