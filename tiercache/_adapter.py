@@ -17,6 +17,7 @@ from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._local import Clock, LocalCache
 from ._remote import Endpoint
 from ._shells import run_async, run_sync
+from ._signing import Signer, signing_keys
 from ._tiers import Tiers
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
@@ -41,11 +42,16 @@ class AdapterTiers(Tiers):
         self.deletes = 0
         self._endpoint = (
             Endpoint.from_url(
-                settings.redis_url(), timeout=settings.l2_timeout, connect_timeout=settings.l2_connect_timeout
+                settings.redis_url(),
+                timeout=settings.l2_timeout,
+                connect_timeout=settings.l2_connect_timeout,
+                tls=settings.tls_options(),
             )
             if settings.l2_enabled
             else None
         )
+        keys = signing_keys(settings.signing_key, label) if settings.signing_key else ()
+        self.set_signing(Signer(keys) if keys else None, settings.max_value_bytes)
 
     def endpoint(self) -> Endpoint | None:
         """Return this adapter's L2 endpoint, or None with L2 off."""
@@ -82,6 +88,8 @@ class AdapterTiers(Tiers):
             "l2_errors": stats.l2_errors,
             "l2_corrupt": stats.l2_corrupt,
             "unencodable": stats.unencodable,
+            "oversized": stats.oversized,
+            "l2_rejected": stats.l2_rejected,
             "degraded": stats.degraded,
             "degraded_seconds": stats.degraded_seconds,
         }

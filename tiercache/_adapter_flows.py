@@ -62,7 +62,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
             if generation_key is not None:
                 tiers.learn_generation(endpoint, generation)
             for key, payload in zip(wanted, payloads, strict=True):
-                hit = tiers.open_payload(endpoint, payload)
+                hit = tiers.open_payload(endpoint, payload, tiers.key(key))
                 if hit is not MISSING:
                     found[key], fresh_for = hit
                     if tiers.settings.write_back_l1_on_l2_hit:
@@ -82,7 +82,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     if endpoint is not None and (yield from _know_generation(tiers, endpoint)):
         ttl_ms = round((ttl or tiers.settings.l2_ttl_seconds) * 1000)
         payloads = {
-            key: tiers.seal_value(endpoint, value, ttl or tiers.settings.l2_ttl_seconds)
+            key: tiers.seal_value(endpoint, value, tiers.key(key), ttl or tiers.settings.l2_ttl_seconds)
             for key, value in items.items()
         }
         writes = tuple(

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from ._config import check_namespace
 from ._remote import check_url, redact_url
+from ._signing import signing_keys
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
 
@@ -117,6 +118,13 @@ class MultiTierCacheSettings(_Checked):
     l2_timeout: float = 0.1
     l2_connect_timeout: float = 0.25
     l1_policy: str = "lru"
+    l2_username: str | None = None
+    l2_ssl: bool = False
+    l2_ssl_ca_certs: str | None = None
+    l2_ssl_certfile: str | None = None
+    l2_ssl_keyfile: str | None = field(default=None, repr=False)
+    signing_key: str | None = field(default=None, repr=False)
+    max_value_bytes: int = 8 * 1024 * 1024
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -136,6 +144,13 @@ class MultiTierCacheSettings(_Checked):
         "l2_timeout": "seconds",
         "l2_connect_timeout": "seconds",
         "l1_policy": "policy",
+        "l2_username": "optional text",
+        "l2_ssl": "bool",
+        "l2_ssl_ca_certs": "optional text",
+        "l2_ssl_certfile": "optional text",
+        "l2_ssl_keyfile": "optional text",
+        "signing_key": "optional text",
+        "max_value_bytes": "count",
     }
 
     def _check(self) -> None:
@@ -143,6 +158,12 @@ class MultiTierCacheSettings(_Checked):
         if self.l2_url is not None:
             check_url(self.l2_url, owner)
         check_namespace(self.namespace, owner)
+        if self.signing_key is not None:
+            signing_keys(self.signing_key, owner)
+        for name in ("l2_ssl_ca_certs", "l2_ssl_certfile", "l2_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{owner}: {name} {path!r} is not a readable file")
 
     @classmethod
     def _environment_aliases(cls, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -151,19 +172,34 @@ class MultiTierCacheSettings(_Checked):
         return {"l2_url": url} if url else {}
 
     def redis_url(self) -> str:
-        """Return the URL of L2: ``l2_url``, else one built from host, port, db and password."""
+        """Return the URL of L2: ``l2_url``, else one built from host, port, db and credentials."""
         if self.l2_url is not None:
             return self.l2_url
-        password = f":{urllib.parse.quote(self.l2_password, safe='')}@" if self.l2_password else ""
+        user = urllib.parse.quote(self.l2_username, safe="") if self.l2_username else ""
+        password = f":{urllib.parse.quote(self.l2_password, safe='')}" if self.l2_password else ""
+        credentials = f"{user}{password}@" if user or password else ""
         host = f"[{self.l2_host}]" if ":" in self.l2_host else self.l2_host
-        return f"redis://{password}{host}:{self.l2_port}/{self.l2_db}"
+        scheme = "rediss" if self.l2_ssl else "redis"
+        return f"{scheme}://{credentials}{host}:{self.l2_port}/{self.l2_db}"
+
+    def tls_options(self) -> dict[str, str]:
+        """Return redis-py's TLS keyword arguments for the certificate files given."""
+        names = {
+            "l2_ssl_ca_certs": "ssl_ca_certs",
+            "l2_ssl_certfile": "ssl_certfile",
+            "l2_ssl_keyfile": "ssl_keyfile",
+        }
+        return {
+            option: getattr(self, name) for name, option in names.items() if getattr(self, name) is not None
+        }
 
     def __repr__(self) -> str:
-        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "l2_password"}
+        secret = {"l2_password", "signing_key", "l2_ssl_keyfile"}
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in secret}
         shown["l2_url"] = redact_url(self.l2_url) if self.l2_url else None
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
-        password = ", l2_password='***'" if self.l2_password else ""
-        return f"MultiTierCacheSettings({fields}{password})"
+        hidden = "".join(f", {name}='***'" for name in sorted(secret) if getattr(self, name))
+        return f"MultiTierCacheSettings({fields}{hidden})"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,11 @@ from typing import Any, Final, NamedTuple
 
 import msgpack
 
+from ._signing import MAC_SIZE
+
 __all__ = [
     "FORMAT_VERSION",
+    "SIGNED",
     "DecodeError",
     "Envelope",
     "UnencodableError",
@@ -120,17 +123,22 @@ def _tz_from_spec(spec: Any) -> dt.tzinfo | None:
     return dt.timezone(offset) if name is None else dt.timezone(offset, name)
 
 
-def _pack_inner(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+# Extension values nest (a tuple in a tuple...) and each level re-enters msgpack from a hook:
+# past this depth a payload is refused, before it can exhaust the C stack.
+MAX_NESTING: Final = 64
+
+
+def _pack_inner(value: Any, depth: int = 0) -> bytes:
+    packed: bytes = msgpack.packb(value, default=_DEFAULTS[depth], strict_types=True, use_bin_type=True)
     return packed
 
 
-def _unpack_inner(data: bytes | memoryview) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+def _unpack_inner(data: bytes | memoryview, depth: int = 0) -> Any:
+    return msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False, strict_map_key=False)
 
 
-def _ext(code: int, inner: Callable[[Any], Any]) -> Callable[[Any], msgpack.ExtType]:
-    return lambda obj: msgpack.ExtType(code, _pack_inner(inner(obj)))
+def _ext(code: int, inner: Callable[[Any], Any]) -> Callable[[Any, int], msgpack.ExtType]:
+    return lambda obj, depth: msgpack.ExtType(code, _pack_inner(inner(obj), depth))
 
 
 def _encode_datetime(obj: dt.datetime) -> list[Any]:
@@ -161,53 +169,71 @@ def _decode_registered(fields: list[Any]) -> Any:
     return registration.decode(encoded)
 
 
-# By exact type (strict types: a subclass is foreign unless registered itself).
-_EXT_ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
+# By exact type (strict types: a subclass is foreign unless registered itself). Each takes the
+# nesting depth its own contents are packed at.
+_EXT_ENCODERS: dict[type, Callable[[Any, int], msgpack.ExtType]] = {
     tuple: _ext(_TUPLE, list),
     set: _ext(_SET, list),
     frozenset: _ext(_FROZENSET, list),
     # Only ints outside msgpack's 64-bit range get here.
-    int: lambda obj: msgpack.ExtType(_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "big", signed=True)),
+    int: lambda obj, _: msgpack.ExtType(_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "big", signed=True)),
     dt.datetime: _ext(_DATETIME, _encode_datetime),
     dt.date: _ext(_DATE, dt.date.toordinal),
     dt.time: _ext(_TIME, _encode_time),
     dt.timedelta: _ext(_TIMEDELTA, lambda obj: [obj.days, obj.seconds, obj.microseconds]),
-    Decimal: lambda obj: msgpack.ExtType(_DECIMAL, str(obj).encode("ascii")),
-    uuid.UUID: lambda obj: msgpack.ExtType(_UUID, obj.bytes),
+    Decimal: lambda obj, _: msgpack.ExtType(_DECIMAL, str(obj).encode("ascii")),
+    uuid.UUID: lambda obj, _: msgpack.ExtType(_UUID, obj.bytes),
 }
 
-# By extension code: raw bytes for the few that keep them, a msgpack value for the rest.
-_EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    _TUPLE: lambda data: tuple(_unpack_inner(data)),
-    _SET: lambda data: set(_unpack_inner(data)),
-    _FROZENSET: lambda data: frozenset(_unpack_inner(data)),
-    _BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
-    _DATETIME: lambda data: _decode_datetime(_unpack_inner(data)),
-    _DATE: lambda data: dt.date.fromordinal(_unpack_inner(data)),
-    _TIME: lambda data: _decode_time(_unpack_inner(data)),
-    _TIMEDELTA: lambda data: dt.timedelta(*_unpack_inner(data)),
-    _DECIMAL: lambda data: Decimal(data.decode("ascii")),
-    _UUID: lambda data: uuid.UUID(bytes=data),
-    _REGISTERED: lambda data: _decode_registered(_unpack_inner(data)),
+# By extension code: raw bytes for the few that keep them, a msgpack value (unpacked at the
+# given depth) for the rest.
+_EXT_DECODERS: dict[int, Callable[[bytes, int], Any]] = {
+    _TUPLE: lambda data, depth: tuple(_unpack_inner(data, depth)),
+    _SET: lambda data, depth: set(_unpack_inner(data, depth)),
+    _FROZENSET: lambda data, depth: frozenset(_unpack_inner(data, depth)),
+    _BIGINT: lambda data, _: int.from_bytes(data, "big", signed=True),
+    _DATETIME: lambda data, depth: _decode_datetime(_unpack_inner(data, depth)),
+    _DATE: lambda data, depth: dt.date.fromordinal(_unpack_inner(data, depth)),
+    _TIME: lambda data, depth: _decode_time(_unpack_inner(data, depth)),
+    _TIMEDELTA: lambda data, depth: dt.timedelta(*_unpack_inner(data, depth)),
+    _DECIMAL: lambda data, _: Decimal(data.decode("ascii")),
+    _UUID: lambda data, _: uuid.UUID(bytes=data),
+    _REGISTERED: lambda data, depth: _decode_registered(_unpack_inner(data, depth)),
 }
 
 
-def _default(obj: Any) -> msgpack.ExtType:
-    """Encode what msgpack does not know natively, or refuse it."""
-    encoder = _EXT_ENCODERS.get(type(obj))
-    if encoder is not None:
-        return encoder(obj)
-    registration = _registered_by_type.get(type(obj))
-    if registration is not None:
-        return msgpack.ExtType(_REGISTERED, _pack_inner([registration.name, registration.encode(obj)]))
-    raise UnencodableError(f"{type(obj).__module__}.{type(obj).__qualname__}")
+def _default_at(depth: int) -> Callable[[Any], msgpack.ExtType]:
+    def default(obj: Any) -> msgpack.ExtType:
+        """Encode what msgpack does not know natively, or refuse it."""
+        if depth >= MAX_NESTING:
+            raise UnencodableError(f"values nested more than {MAX_NESTING} deep")
+        encoder = _EXT_ENCODERS.get(type(obj))
+        if encoder is not None:
+            return encoder(obj, depth + 1)
+        registration = _registered_by_type.get(type(obj))
+        if registration is not None:
+            return msgpack.ExtType(
+                _REGISTERED, _pack_inner([registration.name, registration.encode(obj)], depth + 1)
+            )
+        raise UnencodableError(f"{type(obj).__module__}.{type(obj).__qualname__}")
+
+    return default
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    decoder = _EXT_DECODERS.get(code)
-    if decoder is None:
-        raise DecodeError(f"unknown extension code {code}")
-    return decoder(data)
+def _hook_at(depth: int) -> Callable[[int, bytes], Any]:
+    def hook(code: int, data: bytes) -> Any:
+        decoder = _EXT_DECODERS.get(code)
+        if decoder is None:
+            raise DecodeError(f"unknown extension code {code}")
+        if depth >= MAX_NESTING:
+            raise DecodeError(f"extension values nested more than {MAX_NESTING} deep")
+        return decoder(data, depth + 1)
+
+    return hook
+
+
+_DEFAULTS = [_default_at(depth) for depth in range(MAX_NESTING + 1)]
+_HOOKS = [_hook_at(depth) for depth in range(MAX_NESTING + 1)]
 
 
 def encode_value(value: Any) -> bytes:
@@ -230,31 +256,43 @@ def decode_value(body: bytes | memoryview) -> Any:
         raise DecodeError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
 
 
+#: Envelope flag: the payload ends with a MAC (see ``_signing``).
+SIGNED: Final = 1
+
+
 class Envelope(NamedTuple):
-    """What an L2 entry says besides its value, and the value's encoding."""
+    """What an L2 entry says besides its value, and the value's encoding (without a MAC)."""
 
     generation: bytes
     fresh_until_ms: int
     body: memoryview
+    signed: bool
 
 
-def envelope_prefix(generation: bytes) -> bytes:
+def envelope_prefix(generation: bytes, *, signed: bool = False) -> bytes:
     """Return the bytes every current payload of ``generation`` starts with.
 
     Magic, format version, flags and generation come first, so that one ``startswith`` tells a
     payload of the current generation from anything else (an older generation, a newer
-    format, someone else's bytes), and only the rest need a full look with ``open_envelope``.
+    format, another signing mode, someone else's bytes); only those need ``open_envelope``.
     """
-    return _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, len(generation)) + generation
+    flags = SIGNED if signed else 0
+    return _HEADER.pack(_MAGIC, FORMAT_VERSION, flags, len(generation)) + generation
 
 
-def seal(body: bytes, generation: bytes, fresh_until_ms: int) -> bytes:
-    """Wrap an encoded value for L2 with its generation and its freshness deadline."""
-    return envelope_prefix(generation) + _STAMP.pack(fresh_until_ms) + body
+def seal(body: bytes, generation: bytes, fresh_until_ms: int, *, signed: bool = False) -> bytes:
+    """Wrap an encoded value for L2 with its generation and freshness deadline.
+
+    With ``signed`` the flag is set and the caller appends the MAC.
+    """
+    return envelope_prefix(generation, signed=signed) + _STAMP.pack(fresh_until_ms) + body
 
 
 def open_current(payload: bytes, prefix: bytes) -> tuple[int, memoryview] | None:
-    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None."""
+    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None.
+
+    For a signed payload the body still ends with its MAC.
+    """
     end = len(prefix) + _STAMP.size
     if not payload.startswith(prefix) or len(payload) < end:
         return None
@@ -266,7 +304,7 @@ def open_envelope(payload: bytes) -> Envelope:
     """Split an L2 payload into its parts; raise DecodeError if it is not ours or is damaged."""
     if len(payload) < _HEADER.size:
         raise DecodeError("payload shorter than the envelope header")
-    magic, version, _flags, generation_length = _HEADER.unpack_from(payload)
+    magic, version, flags, generation_length = _HEADER.unpack_from(payload)
     if magic != _MAGIC:
         raise DecodeError("payload does not start with the tiercache magic bytes")
     if version != FORMAT_VERSION:
@@ -274,6 +312,10 @@ def open_envelope(payload: bytes) -> Envelope:
     start = _HEADER.size + generation_length
     if len(payload) < start + _STAMP.size:
         raise DecodeError("payload truncated inside its header")
+    signed = bool(flags & SIGNED)
+    if signed and len(payload) < start + _STAMP.size + MAC_SIZE:
+        raise DecodeError("signed payload too short to hold its MAC")
     view = memoryview(payload)
     (fresh_until_ms,) = _STAMP.unpack_from(payload, start)
-    return Envelope(bytes(view[_HEADER.size : start]), fresh_until_ms, view[start + _STAMP.size :])
+    body = view[start + _STAMP.size : len(payload) - MAC_SIZE if signed else None]
+    return Envelope(bytes(view[_HEADER.size : start]), fresh_until_ms, body, signed)

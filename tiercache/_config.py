@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._remote import Endpoint, check_url, redact_url
+from ._signing import signing_keys
 
 __all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "version"]
 
@@ -53,10 +54,14 @@ class Settings:
     #: Client objects the application built; when set they are L2, and ``redis_url`` is unused.
     redis_client: Any = dataclasses.field(default=None, compare=False)
     async_redis_client: Any = dataclasses.field(default=None, compare=False)
+    #: Keys (newest first) signing and checking every L2 value, as bytes; () signs nothing.
+    signing_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
+    max_value_bytes: int = 8 * 1024 * 1024
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["redis_url"] = redact_url(self.redis_url)
+        shown["signing_keys"] = f"<{len(self.signing_keys)} key(s)>"
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"Settings({fields})"
 
@@ -75,7 +80,24 @@ class Settings:
         for name in ("enabled", "l2"):
             if raw := environ.get(f"TIERCACHE_{name.upper()}"):
                 found[name] = _flag(raw, name, owner)
+        if raw := environ.get("TIERCACHE_SIGNING_KEY"):
+            found["signing_keys"] = signing_keys(raw, owner)
+        if raw := environ.get("TIERCACHE_MAX_VALUE_BYTES"):
+            found["max_value_bytes"] = check_size(
+                _number(raw, "max_value_bytes", owner), "max_value_bytes", owner
+            )
         return cls(**found)
+
+
+def check_size(value: object, name: str, owner: str) -> int:
+    """Return ``value`` as a positive whole number of bytes; else raise naming ``owner``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be a whole number of bytes, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be at least 1, not {value}")
+    return value
 
 
 def _number(raw: str, name: str, owner: str) -> float:
@@ -134,6 +156,8 @@ def configure(
     l2: bool | object = _UNSET,
     redis_client: Any = _UNSET,
     async_redis_client: Any = _UNSET,
+    signing_key: Any = _UNSET,
+    max_value_bytes: int | object = _UNSET,
 ) -> Settings:
     """Set process-wide defaults; arguments left out keep their value. Return the new settings.
 
@@ -141,7 +165,9 @@ def configure(
     ``l2=False`` keeps every function in L1 only; ``enabled=False`` bypasses caching entirely.
     ``redis_client`` (a ``redis.Redis``) and ``async_redis_client`` (a ``redis.asyncio.Redis``,
     or a zero-argument factory of one, called once per event loop) make L2 clients you built
-    yourself the default; pass None to go back to ``redis_url``.
+    yourself the default; pass None to go back to ``redis_url``. ``signing_key`` (a key of 16
+    bytes or more, or a list of them, newest first) signs every L2 value and makes unsigned or
+    forged ones misses (None: no signing); ``max_value_bytes`` keeps larger values in L1 only.
     """
     global _settings, _version
     owner = "tiercache.configure()"
@@ -155,6 +181,10 @@ def configure(
     for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
         if value is not _UNSET:
             changes[name] = check_seconds(value, name, owner)
+    if signing_key is not _UNSET:
+        changes["signing_keys"] = () if signing_key is None else signing_keys(signing_key, owner)
+    if max_value_bytes is not _UNSET:
+        changes["max_value_bytes"] = check_size(max_value_bytes, "max_value_bytes", owner)
     clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
     changes.update({name: client for name, client in clients.items() if client is not _UNSET})
     for name, value in (("enabled", enabled), ("l2", l2)):

@@ -8,16 +8,17 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _flow, _registry
-from ._config import check_namespace, check_seconds
+from ._config import check_namespace, check_seconds, check_size
 from ._fastpath import EntryPoints, generate
 from ._function import Call, FunctionCache
 from ._local import MISSING, Clock
 from ._remote import check_url
 from ._shells import run_async, run_sync
+from ._signing import signing_keys
 from ._stats import CacheStats
 
 __all__ = ["AsyncCachedFunction", "CacheInfo", "CachedFunction", "tiered_cache"]
@@ -99,6 +100,8 @@ def tiered_cache(
     name: str | None = None,
     enabled: bool = True,
     redis_url: str | None = None,
+    signing_key: str | bytes | Sequence[str | bytes] | None = None,
+    max_value_bytes: int | None = None,
     clock: Clock | None = None,
 ) -> _Decorator: ...
 def tiered_cache(
@@ -116,6 +119,8 @@ def tiered_cache(
     name: str | None = None,
     enabled: bool = True,
     redis_url: str | None = None,
+    signing_key: str | bytes | Sequence[str | bytes] | None = None,
+    max_value_bytes: int | None = None,
     clock: Clock | None = None,
 ) -> Any:
     """Memoize a sync or async function in L1 (in-process LRU) and L2 (Redis).
@@ -138,6 +143,9 @@ def tiered_cache(
         name: the function's name in Redis keys and stats (default ``module.qualname``).
         enabled: False calls straight through (the ``cache_*`` methods still work).
         redis_url: this function's L2 (default: ``configure(redis_url=...)``).
+        signing_key: sign this function's L2 values with this key (16 bytes or more), or keys
+            newest first, and treat unsigned or forged ones as misses (default: configure()).
+        max_value_bytes: values larger than this stay in L1 only (default: configure(), 8 MiB).
         clock: seconds source for L1 expiry (tests pass a fake one instead of sleeping).
 
     Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
@@ -159,9 +167,20 @@ def tiered_cache(
         name=name,
         enabled=enabled,
         redis_url=redis_url,
+        signing_key=signing_key,
+        max_value_bytes=max_value_bytes,
         clock=clock,
     )
     return functools.partial(_decorate, options=options)
+
+
+def _check_l1_bound(max_entries: Any, l1_policy: Any) -> None:
+    if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+        raise TypeError(f"{_OWNER}: max_entries must be an int, not {type(max_entries).__name__}")
+    if max_entries < 1:
+        raise ValueError(f"{_OWNER}: max_entries must be >= 1, not {max_entries} (use ttl_l1=None for no L1)")
+    if l1_policy not in L1_POLICIES:
+        raise ValueError(f"{_OWNER}: l1_policy must be one of {sorted(L1_POLICIES)}, not {l1_policy!r}")
 
 
 class _Options(NamedTuple):
@@ -178,6 +197,8 @@ class _Options(NamedTuple):
     name: str | None
     enabled: bool
     redis_url: str | None
+    signing_keys: tuple[bytes, ...] | None
+    max_value_bytes: int | None
     clock: Clock | None
 
     @classmethod
@@ -197,6 +218,8 @@ class _Options(NamedTuple):
         name: Any,
         enabled: Any,
         redis_url: Any,
+        signing_key: Any,
+        max_value_bytes: Any,
         clock: Any,
     ) -> _Options:
         """Validate the decorator's arguments, each error naming the argument at fault."""
@@ -206,14 +229,7 @@ class _Options(NamedTuple):
             raise ValueError(f"{_OWNER}: ttl_l1 and ttl_l2 are both None, so nothing would be cached")
         stale_ttl = check_seconds(stale_ttl, "stale_ttl", _OWNER, optional=True)
         lock_seconds = _check_lock(lock, ttl_l2)
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-            raise TypeError(f"{_OWNER}: max_entries must be an int, not {type(max_entries).__name__}")
-        if max_entries < 1:
-            raise ValueError(
-                f"{_OWNER}: max_entries must be >= 1, not {max_entries} (use ttl_l1=None for no L1)"
-            )
-        if l1_policy not in L1_POLICIES:
-            raise ValueError(f"{_OWNER}: l1_policy must be one of {sorted(L1_POLICIES)}, not {l1_policy!r}")
+        _check_l1_bound(max_entries, l1_policy)
         if namespace is not None:
             check_namespace(namespace, _OWNER)
         if key is not None and not callable(key):
@@ -229,6 +245,9 @@ class _Options(NamedTuple):
             raise TypeError(f"{_OWNER}: enabled must be a bool, not {type(enabled).__name__}")
         if redis_url is not None:
             check_url(redis_url, _OWNER)
+        keys = signing_keys(signing_key, _OWNER) if signing_key is not None else None
+        if max_value_bytes is not None:
+            max_value_bytes = check_size(max_value_bytes, "max_value_bytes", _OWNER)
         if clock is not None and not callable(clock):
             raise TypeError(
                 f"{_OWNER}: clock must be a callable returning seconds, not {type(clock).__name__}"
@@ -248,6 +267,8 @@ class _Options(NamedTuple):
             name=name,
             enabled=enabled,
             redis_url=redis_url,
+            signing_keys=keys,
+            max_value_bytes=max_value_bytes,
             clock=clock,
         )
 
@@ -317,6 +338,8 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         version=options.version,
         enabled=options.enabled,
         redis_url=options.redis_url,
+        signing_keys=options.signing_keys,
+        max_value_bytes=options.max_value_bytes,
         clock=options.clock or time.monotonic,
     )
     fast = generate(

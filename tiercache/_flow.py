@@ -91,13 +91,14 @@ def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op,
         return None
     call.looked_up = True
     generation_key = cache.generation_key_if_due(endpoint)
-    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, cache.redis_key(call), generation_key))
+    key = cache.redis_key(call)
+    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, generation_key))
     if not ok:
         return endpoint if not isinstance(reply, RemoteUnavailable) else None
     generation, payload = reply
     if generation_key is not None:
         cache.learn_generation(endpoint, generation)
-    call.found = cache.open_payload(endpoint, payload)
+    call.found = cache.open_payload(endpoint, payload, key)
     return endpoint
 
 
@@ -153,12 +154,11 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     cache.local.set(call.l1_key, value)
     if endpoint is None or not endpoint.breaker.allow():
         return False
-    payload = cache.seal_value(endpoint, value)
+    key = cache.redis_key(call)
+    payload = cache.seal_value(endpoint, value, key)
     if payload is None:
         return False
-    ok, _ = yield from l2_op(
-        cache, endpoint, Write(endpoint, cache.redis_key(call), payload, cache.l2_ttl_ms)
-    )
+    ok, _ = yield from l2_op(cache, endpoint, Write(endpoint, key, payload, cache.l2_ttl_ms))
     return bool(ok)
 
 
@@ -217,10 +217,11 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     while (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
-        ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, cache.redis_key(call), None))
+        key = cache.redis_key(call)
+        ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, None))
         if not ok:
             return None
-        call.found = cache.open_payload(endpoint, reply[1])
+        call.found = cache.open_payload(endpoint, reply[1], key)
         if call.found is not MISSING:
             return None
     return None

@@ -18,6 +18,7 @@ from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, Entry, LocalCache
 from ._remote import Endpoint
+from ._signing import Signer
 from ._stats import ERROR, FAST, LOOKED_UP
 from ._tiers import Tiers
 
@@ -94,6 +95,8 @@ class FunctionCache(Tiers):
         version: str | None,
         enabled: bool,
         redis_url: str | None,
+        signing_keys: tuple[bytes, ...] | None,
+        max_value_bytes: int | None,
         clock: Clock,
     ) -> None:
         local = LocalCache(
@@ -109,6 +112,8 @@ class FunctionCache(Tiers):
         self.lock_ttl_ms = round(lock * 1000) if lock else 0
         self.namespace = namespace
         self.redis_url = redis_url
+        self._signing_keys = signing_keys  # None: the process setting
+        self._max_value_bytes = max_value_bytes
         self.epoch = 0
         self._enabled_here = enabled
         self._digest_prefix = f"{KEY_FORMAT}|{self.label}|{','.join(key_names)}|".encode()
@@ -149,6 +154,9 @@ class FunctionCache(Tiers):
         self._enabled = self._enabled_here and settings.enabled
         use_l2 = self.ttl_l2 is not None and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
+        keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
+        size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
+        self.set_signing(Signer(keys) if keys else None, size)
         self._resolved = _config.version()
 
     def enabled(self) -> bool:
@@ -207,7 +215,11 @@ class FunctionCache(Tiers):
             self._resolve()
         if canonical is None:
             canonical = self.canonical(key_values)
-        return f"{self.prefix}:{digest(canonical, self._digest_prefix)}"
+        return f"{self.prefix}:{digest(canonical, self._digest_prefix, self._naming_secret())}"
+
+    def _naming_secret(self) -> bytes | None:
+        # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
+        return self.signer.naming_secret if self.signer is not None else None
 
     def redis_key(self, call: Call) -> str:
         """Return the Redis key of ``call``, encoding and hashing its arguments at most once.
@@ -221,7 +233,7 @@ class FunctionCache(Tiers):
         if key is None:
             if call.canonical is None:
                 call.canonical = self.canonical(call.key_values)
-            key = f"{self.prefix}:{digest(call.canonical, self._digest_prefix)}"
+            key = f"{self.prefix}:{digest(call.canonical, self._digest_prefix, self._naming_secret())}"
             if len(self._redis_keys) >= REDIS_KEY_MEMO:
                 self._redis_keys.clear()
             self._redis_keys[call.l1_key] = key

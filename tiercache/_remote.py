@@ -142,14 +142,21 @@ class Endpoint:
         self._last_store: AsyncStore | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float, connect_timeout: float) -> Endpoint:
-        """Return an endpoint whose clients connect to ``url`` with these timeouts."""
+    def from_url(
+        cls, url: str, *, timeout: float, connect_timeout: float, tls: dict[str, str] | None = None
+    ) -> Endpoint:
+        """Return an endpoint whose clients connect to ``url`` with these timeouts.
+
+        ``tls`` adds redis-py's TLS options (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``)
+        for a ``rediss://`` URL; the URL's query may carry them as well.
+        """
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
             # One attempt per operation: the timeout bounds a call, and the breaker decides
             # when to try again, not redis-py's own retry loop.
             "retry_on_error": [],
+            **(tls or {}),
         }
 
         def make_sync() -> redis.Redis:

@@ -93,6 +93,9 @@ class CacheStats:
     function), ``coalesced`` (it shared a concurrent call's run) or ``stale_served``. ``errors``
     counts the calls, among those, that raised the function's exception. ``l2_lookups`` counts
     the calls that asked L2; ``l2_errors`` counts failed L2 operations of any kind;
+    ``l2_corrupt`` entries that were not ours or damaged; ``l2_rejected`` entries refused for a
+    missing or wrong signature or their size; ``unencodable`` and ``oversized`` values kept out
+    of L2 for their type or size;
     ``refresh_errors`` background refreshes of stale values that raised. ``degraded`` says
     whether the function's Redis is being skipped right now (its circuit breaker is open), and
     ``degraded_seconds`` how long it has been skipped in all.
@@ -110,6 +113,8 @@ class CacheStats:
     l2_errors: int
     l2_corrupt: int
     unencodable: int
+    oversized: int
+    l2_rejected: int
     refresh_errors: int
     degraded: bool
     degraded_seconds: float
@@ -155,6 +160,8 @@ _COUNTERS = (
     "l2_errors",
     "l2_corrupt",
     "unencodable",
+    "oversized",
+    "l2_rejected",
     "refresh_errors",
     "fast_path_entries",
 )
@@ -271,6 +278,8 @@ class StatsRecorder:
             l2_errors=counts["l2_errors"],
             l2_corrupt=counts["l2_corrupt"],
             unencodable=counts["unencodable"],
+            oversized=counts["oversized"],
+            l2_rejected=counts["l2_rejected"],
             refresh_errors=counts["refresh_errors"],
             degraded=degraded,
             degraded_seconds=degraded_seconds,

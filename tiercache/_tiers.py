@@ -24,9 +24,10 @@ from ._codec import (
 )
 from ._local import MISSING, LocalCache
 from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._signing import MAC_SIZE, Signer
 from ._stats import CacheStats, StatsRecorder
 
-__all__ = ["GENERATION_RECHECK", "MAX_PENDING_KEYS", "Tiers"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "GENERATION_RECHECK", "MAX_PENDING_KEYS", "Tiers"]
 
 logger = logging.getLogger("tiercache")
 
@@ -35,6 +36,10 @@ logger = logging.getLogger("tiercache")
 GENERATION_RECHECK: Final = 0.5
 #: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
 MAX_PENDING_KEYS: Final = 10_000
+#: Values larger than this (encoded) stay in L1; payloads larger are refused before decoding.
+DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
+# The envelope around a value: header, generation token, timestamp, MAC.
+_ENVELOPE_ROOM: Final = 512
 
 
 class Tiers:
@@ -61,6 +66,8 @@ class Tiers:
         # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
         self._pending_keys: set[str] = set()
         self._pending_generation: bytes | None = None
+        self.signer: Signer | None = None
+        self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -92,23 +99,36 @@ class Tiers:
 
     def _set_generation(self, token: bytes) -> None:
         self._generation = token
-        self._prefix = envelope_prefix(token)
+        self._prefix = envelope_prefix(token, signed=self.signer is not None)
 
-    def open_payload(self, endpoint: Endpoint, payload: bytes | None) -> Any:
-        """Return ``(value, seconds it stays fresh)`` from an L2 payload, or MISSING.
+    def set_signing(self, signer: Signer | None, max_value_bytes: int) -> None:
+        """Sign (and require signatures) with ``signer``, or neither; bound values at a size."""
+        self.signer = signer
+        self.max_value_bytes = max_value_bytes
+        if self._generation is not None:
+            self._set_generation(self._generation)
+
+    def open_payload(self, endpoint: Endpoint, payload: bytes | None, key: str) -> Any:
+        """Return ``(value, seconds it stays fresh)`` from the L2 payload under ``key``, or MISSING.
 
         The seconds are negative for an entry past its TTL (kept for ``stale_ttl``). A payload
-        that is not ours, damaged or from a newer format is a miss (counted, logged once); the
-        value written next overwrites it. One from an older generation is a miss.
+        that is not ours, damaged, from a newer format, too large, or (with signing) without a
+        valid MAC is a miss (counted, logged once); the value written next overwrites it. One
+        from an older generation is a miss.
         """
         if payload is None:
             return MISSING
+        if len(payload) > self.max_value_bytes + _ENVELOPE_ROOM:
+            return self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
         try:
             current = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
             if current is None:
-                open_envelope(payload)  # raises if it is not ours; else it is another generation's
-                return MISSING
+                return self._open_other(endpoint, payload, key)
             fresh_until_ms, body = current
+            if self.signer is not None:
+                if not self.signer.verify(key, payload):
+                    return self._reject("a value whose signature does not verify")
+                body = body[:-MAC_SIZE]
             value = decode_value(body)
         except DecodeError as exc:
             self.stats.count("l2_corrupt")
@@ -116,10 +136,26 @@ class Tiers:
             return MISSING
         return value, fresh_until_ms / 1000 - time.time()
 
-    def seal_value(self, endpoint: Endpoint, value: Any, ttl: float | None = None) -> bytes | None:
-        """Return the L2 payload for ``value``, or None when it can only live in L1.
+    def _open_other(self, endpoint: Endpoint, payload: bytes, key: str) -> Any:
+        # Not a payload of the current generation in our signing mode: find out what it is.
+        envelope = open_envelope(payload)  # raises DecodeError if it is not ours at all
+        if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
+            return MISSING  # cleared since it was written
+        if self.signer is not None:
+            return self._reject("an unsigned value where signing is required")
+        # We check no signatures: a value signed by a process that does is as good as any.
+        return decode_value(envelope.body), envelope.fresh_until_ms / 1000 - time.time()
 
-        It stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``.
+    def _reject(self, what: str) -> Any:
+        self.stats.count("l2_rejected")
+        self.log_once(f"rejected:{what[:24]}", "%s: L2 held %s; treated as a miss", self.label, what)
+        return MISSING
+
+    def seal_value(self, endpoint: Endpoint, value: Any, key: str, ttl: float | None = None) -> bytes | None:
+        """Return the L2 payload for ``value`` under ``key``, or None when it can only live in L1.
+
+        It stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is signed when
+        the cache has signing keys, and refused beyond ``max_value_bytes``.
         """
         if self._generation_endpoint is not endpoint or self._generation is None:
             return None
@@ -134,8 +170,19 @@ class Tiers:
                 exc.type_name,
             )
             return None
+        if len(body) > self.max_value_bytes:
+            self.stats.count("oversized")
+            self.log_once(
+                "oversized",
+                "%s: a value of %d bytes is kept in L1 only (max_value_bytes)",
+                self.label,
+                len(body),
+            )
+            return None
         fresh_for = ttl if ttl is not None else (self.ttl_l2 or 0.0)
-        return seal(body, self._generation, round((time.time() + fresh_for) * 1000))
+        fresh_until_ms = round((time.time() + fresh_for) * 1000)
+        payload = seal(body, self._generation, fresh_until_ms, signed=self.signer is not None)
+        return payload if self.signer is None else payload + self.signer.sign(key, payload)
 
     # -- invalidations that could not reach L2 --------------------------------------------
 
