@@ -52,6 +52,8 @@ class AdapterTiers(Tiers):
         )
         keys = signing_keys(settings.signing_key, label) if settings.signing_key else ()
         self.set_signing(Signer(keys) if keys else None, settings.max_value_bytes)
+        self.coherent = settings.coherent
+        self.follow(self._endpoint, settings.namespace)
 
     def endpoint(self) -> Endpoint | None:
         """Return this adapter's L2 endpoint, or None with L2 off."""

@@ -52,6 +52,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
             found[key] = value
             tiers.record(started, "l1_hits")
     endpoint = (yield from _usable(tiers)) if wanted else None
+    epoch = tiers.epoch
     if endpoint is not None:
         tiers.stats.count("l2_lookups", len(wanted))
         generation_key = tiers.generation_key_if_due(endpoint)
@@ -65,7 +66,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
                 hit = tiers.open_payload(endpoint, payload, tiers.key(key))
                 if hit is not MISSING:
                     found[key], fresh_for = hit
-                    if tiers.settings.write_back_l1_on_l2_hit:
+                    if tiers.settings.write_back_l1_on_l2_hit and tiers.epoch == epoch:
                         tiers.local.set(key, found[key], max(fresh_for, 0.0))
                     tiers.record(started, "l2_hits")
     for key in wanted:
@@ -88,7 +89,12 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         writes = tuple(
             (tiers.key(key), payload, ttl_ms) for key, payload in payloads.items() if payload is not None
         )
-        op = Write(endpoint, *writes[0]) if len(writes) == 1 else WriteMany(endpoint, writes)
+        announce = tiers.announce(tuple(items))
+        op = (
+            Write(endpoint, *writes[0], announce)
+            if len(writes) == 1
+            else WriteMany(endpoint, writes, announce)
+        )
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
         if ok:
             stored = {key for key, payload in payloads.items() if payload is not None}
@@ -114,15 +120,17 @@ def _know_generation(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, A
 def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     """Drop ``keys`` from L1 and L2 (now, or once L2 can be reached again)."""
     tiers.deletes += len(keys)
+    tiers.epoch += 1
     for key in keys:
         tiers.local.delete(key)
     endpoint = tiers.endpoint()
     if endpoint is not None:
-        yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys))
+        yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys), keys)
 
 
 def clear(tiers: AdapterTiers) -> Flow:
     """Drop every entry of this adapter's namespace: L1 at once, L2 by a new generation."""
+    tiers.epoch += 1
     tiers.local.clear()
     endpoint = tiers.endpoint()
     if endpoint is not None:

@@ -125,6 +125,7 @@ class MultiTierCacheSettings(_Checked):
     l2_ssl_keyfile: str | None = field(default=None, repr=False)
     signing_key: str | None = field(default=None, repr=False)
     max_value_bytes: int = 8 * 1024 * 1024
+    coherent: bool = True
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -151,6 +152,7 @@ class MultiTierCacheSettings(_Checked):
         "l2_ssl_keyfile": "optional text",
         "signing_key": "optional text",
         "max_value_bytes": "count",
+        "coherent": "bool",
     }
 
     def _check(self) -> None:

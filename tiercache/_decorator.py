@@ -99,6 +99,7 @@ def tiered_cache(
     version: str | int | None = None,
     name: str | None = None,
     enabled: bool = True,
+    coherent: bool = True,
     redis_url: str | None = None,
     signing_key: str | bytes | Sequence[str | bytes] | None = None,
     max_value_bytes: int | None = None,
@@ -118,6 +119,7 @@ def tiered_cache(
     version: str | int | None = None,
     name: str | None = None,
     enabled: bool = True,
+    coherent: bool = True,
     redis_url: str | None = None,
     signing_key: str | bytes | Sequence[str | bytes] | None = None,
     max_value_bytes: int | None = None,
@@ -142,6 +144,9 @@ def tiered_cache(
         version: part of the Redis key; change it when the function's results change meaning.
         name: the function's name in Redis keys and stats (default ``module.qualname``).
         enabled: False calls straight through (the ``cache_*`` methods still work).
+        coherent: announce this function's invalidations and clears to other processes on
+            the same Redis and follow theirs, so their L1s drop changed entries within
+            milliseconds; False leaves each L1 to ``ttl_l1`` (for data that never changes).
         redis_url: this function's L2 (default: ``configure(redis_url=...)``).
         signing_key: sign this function's L2 values with this key (16 bytes or more), or keys
             newest first, and treat unsigned or forged ones as misses (default: configure()).
@@ -166,6 +171,7 @@ def tiered_cache(
         version=version,
         name=name,
         enabled=enabled,
+        coherent=coherent,
         redis_url=redis_url,
         signing_key=signing_key,
         max_value_bytes=max_value_bytes,
@@ -196,6 +202,7 @@ class _Options(NamedTuple):
     version: str | None
     name: str | None
     enabled: bool
+    coherent: bool
     redis_url: str | None
     signing_keys: tuple[bytes, ...] | None
     max_value_bytes: int | None
@@ -217,6 +224,7 @@ class _Options(NamedTuple):
         version: Any,
         name: Any,
         enabled: Any,
+        coherent: Any,
         redis_url: Any,
         signing_key: Any,
         max_value_bytes: Any,
@@ -241,8 +249,9 @@ class _Options(NamedTuple):
             raise TypeError(f"{_OWNER}: version must be a str or an int, not {type(version).__name__}")
         if name is not None and (not isinstance(name, str) or not name or any(c.isspace() for c in name)):
             raise ValueError(f"{_OWNER}: name must be a non-empty str without whitespace, not {name!r}")
-        if not isinstance(enabled, bool):
-            raise TypeError(f"{_OWNER}: enabled must be a bool, not {type(enabled).__name__}")
+        for flag, given in (("enabled", enabled), ("coherent", coherent)):
+            if not isinstance(given, bool):
+                raise TypeError(f"{_OWNER}: {flag} must be a bool, not {type(given).__name__}")
         if redis_url is not None:
             check_url(redis_url, _OWNER)
         keys = signing_keys(signing_key, _OWNER) if signing_key is not None else None
@@ -266,6 +275,7 @@ class _Options(NamedTuple):
             version=text_version,
             name=name,
             enabled=enabled,
+            coherent=coherent,
             redis_url=redis_url,
             signing_keys=keys,
             max_value_bytes=max_value_bytes,
@@ -342,6 +352,7 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         max_value_bytes=options.max_value_bytes,
         clock=options.clock or time.monotonic,
     )
+    cache.coherent = options.coherent
     fast = generate(
         function,
         signature,
@@ -431,6 +442,7 @@ def _attach_methods(
             "version": options.version,
             "name": cache.name,
             "enabled": options.enabled,
+            "coherent": options.coherent,
             "ignore": sorted(options.ignore),
         }
 

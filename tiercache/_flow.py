@@ -53,11 +53,13 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit
         return (yield from _run(cache, call, None, stale, leading=False))
     endpoint = cache.endpoint()
     if endpoint is not None:
+        epoch = cache.epoch
         endpoint = yield from _read(cache, call, endpoint)
         if call.found is not MISSING:
             value, fresh_for = call.found
             if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
-                cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
+                if cache.epoch == epoch:  # else an invalidation crossed our read: keep it out of L1
+                    cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
                 cache.finish(call, "l2_hits")
                 return value
             # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
@@ -235,7 +237,7 @@ def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
     cache.forget_flight(l1_key)
     endpoint = cache.endpoint()
     if endpoint is not None:
-        yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),))
+        yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),), (l1_key,))
 
 
 def clear(cache: FunctionCache) -> Flow:

@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 from . import _config
@@ -114,14 +114,12 @@ class FunctionCache(Tiers):
         self.redis_url = redis_url
         self._signing_keys = signing_keys  # None: the process setting
         self._max_value_bytes = max_value_bytes
-        self.epoch = 0
         self._enabled_here = enabled
         self._digest_prefix = f"{KEY_FORMAT}|{self.label}|{','.join(key_names)}|".encode()
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
         self._enabled = enabled
         self._endpoint: Endpoint | None = None
-        self.prefix = ""
         self.generation_key = ""
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
         # to catch a run that just ended, its result lingers briefly in the table instead.
@@ -143,6 +141,15 @@ class FunctionCache(Tiers):
         self.thread_flights = Flights(threading.Event, linger=self.linger)
         self._loop_flights = weakref.WeakKeyDictionary()
 
+    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
+        """Drop ``keys`` (None: all) from L1 and from lingering flights: another process changed them."""
+        super().drop_local(keys, keep_stale=keep_stale)
+        if keys is None:
+            self.forget_flight(None)
+        else:
+            for key in keys:
+                self.forget_flight(key)
+
     # -- settings -------------------------------------------------------------------------
 
     def _resolve(self) -> None:
@@ -154,6 +161,7 @@ class FunctionCache(Tiers):
         self._enabled = self._enabled_here and settings.enabled
         use_l2 = self.ttl_l2 is not None and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
+        self.follow(self._endpoint, namespace)
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_signing(Signer(keys) if keys else None, size)

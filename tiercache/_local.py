@@ -144,6 +144,17 @@ class LocalCache:
         with self._lock:
             self.data.clear()
 
+    def expire_all(self) -> None:
+        """Make every entry stale now: never served as fresh again, kept for its grace period."""
+        if not self.grace:
+            self.clear()
+            return
+        now = self.clock()
+        with self._lock:
+            for key, (value, expires_at) in list(self.data.items()):
+                if expires_at > now:
+                    self.data[key] = (value, now)
+
     def purge_expired(self) -> int:
         """Drop every expired entry now, rather than when next looked up; return how many."""
         now = self.clock()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._flight import Settled
-from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._remote import Announce, Endpoint, RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ._function import Call, FunctionCache
@@ -87,14 +87,15 @@ class Write:
     key: str
     payload: bytes
     ttl_ms: int
+    announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.write(self.key, self.payload, self.ttl_ms)
+        return store.write(self.key, self.payload, self.ttl_ms, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.write(self.key, self.payload, self.ttl_ms)
+        return store.write(self.key, self.payload, self.ttl_ms, self.announce)
 
 
 @dataclass(slots=True)
@@ -103,14 +104,15 @@ class WriteMany:
 
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int], ...]
+    announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.write_many(self.items)
+        return store.write_many(self.items, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.write_many(self.items)
+        return store.write_many(self.items, self.announce)
 
 
 @dataclass(slots=True)
@@ -119,14 +121,15 @@ class Delete:
 
     endpoint: Endpoint
     keys: tuple[str, ...]
+    announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.delete(self.keys)
+        return store.delete(self.keys, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.delete(self.keys)
+        return store.delete(self.keys, self.announce)
 
 
 @dataclass(slots=True)
@@ -136,14 +139,15 @@ class NewGeneration:
     endpoint: Endpoint
     generation_key: str
     token: bytes
+    announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.set_generation(self.generation_key, self.token)
+        return store.set_generation(self.generation_key, self.token, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.set_generation(self.generation_key, self.token)
+        return store.set_generation(self.generation_key, self.token, self.announce)
 
 
 @dataclass(slots=True)
@@ -264,12 +268,17 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
     return True, reply
 
 
-def drop_keys(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...]) -> Generator[Op, Any, None]:
-    """Delete ``keys`` from L2 now, or remember to once it can be reached again."""
+def drop_keys(
+    tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], local_keys: tuple[Hashable, ...]
+) -> Generator[Op, Any, None]:
+    """Delete ``keys`` from L2 now, or remember to once it can be reached again.
+
+    Other processes are told to drop ``local_keys`` (the same entries, as their L1s know them).
+    """
     if not endpoint.breaker.allow():
         tiers.defer(keys=keys)
         return
-    ok, reply = yield from l2_op(tiers, endpoint, Delete(endpoint, keys))
+    ok, reply = yield from l2_op(tiers, endpoint, Delete(endpoint, keys, tiers.announce(local_keys)))
     if not ok and isinstance(reply, RemoteUnavailable):
         tiers.defer(keys=keys)
 
@@ -285,7 +294,8 @@ def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]
     if not endpoint.breaker.allow():
         tiers.defer(generation=token)
         return
-    ok, reply = yield from l2_op(tiers, endpoint, NewGeneration(endpoint, tiers.generation_key, token))
+    op = NewGeneration(endpoint, tiers.generation_key, token, tiers.announce(None))
+    ok, reply = yield from l2_op(tiers, endpoint, op)
     if not ok and isinstance(reply, RemoteUnavailable):
         tiers.defer(generation=token)
 
@@ -293,13 +303,17 @@ def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
     generation, keys = tiers.pending_repairs()
+    # Which L1 keys those were is not kept: other processes are told to drop everything.
+    announce = tiers.announce(None)
     if generation is not None:
-        ok, _ = yield from l2_op(tiers, endpoint, NewGeneration(endpoint, tiers.generation_key, generation))
+        op = NewGeneration(endpoint, tiers.generation_key, generation, announce)
+        ok, _ = yield from l2_op(tiers, endpoint, op)
         if not ok:
             return False
         tiers.repaired(generation=generation)
+        announce = None
     if keys:
-        ok, _ = yield from l2_op(tiers, endpoint, Delete(endpoint, keys))
+        ok, _ = yield from l2_op(tiers, endpoint, Delete(endpoint, keys, announce))
         if not ok:
             return False
         tiers.repaired(keys=keys)

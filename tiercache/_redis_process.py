@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import redis
+import redis.cluster
 
 __all__ = ["RedisProcess", "free_port", "redis_server_binary"]
 
@@ -123,3 +124,72 @@ class RedisProcess:
         """Start again on the same port (after kill() or stop())."""
         self.stop()
         return self.start()
+
+
+class RedisClusterProcesses:
+    """A Redis Cluster of ``primaries`` redis-server children on 127.0.0.1, no replicas.
+
+    Nodes give up on a dead peer after ``node_timeout_ms``, and keep serving the slots they hold
+    meanwhile (``cluster-require-full-coverage no``), as a cache's cluster should be set up.
+    """
+
+    def __init__(self, directory: Path, primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+        cluster_options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        cluster_options += ["--cluster-node-timeout", str(node_timeout_ms)]
+        cluster_options += ["--cluster-require-full-coverage", "no"]
+        # Each node's cluster bus gets a free port of its own (the default, port + 10000, may not exist).
+        self.nodes = [
+            RedisProcess(directory / f"node{i}", None, *cluster_options, "--cluster-port", str(free_port()))
+            for i in range(primaries)
+        ]
+
+    @property
+    def url(self) -> str:
+        """The ``redis+cluster://`` URL of the first node (any node leads to the rest)."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout: float = 20.0) -> RedisClusterProcesses:
+        """Start every node, join them into one cluster, and wait until it reports ok."""
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(  # noqa: S603
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 20.0) -> None:
+        """Wait until every node says the cluster is ok and knows every node."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                infos = [node.client().cluster("info") for node in self.nodes]
+                if all(info.get("cluster_state") == "ok" for info in infos) and all(
+                    int(info.get("cluster_known_nodes", 0)) == len(self.nodes) for info in infos
+                ):
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"the cluster did not become ok within {timeout}s")
+
+    def primary_of(self, key: str) -> RedisProcess:
+        """Return the node holding ``key``'s slot."""
+        client = redis.cluster.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+        try:
+            port = client.get_node_from_key(key).port  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        return next(node for node in self.nodes if node.port == port)
+
+    def stop(self) -> None:
+        """Terminate every node."""
+        for node in self.nodes:
+            node.stop()

@@ -18,11 +18,14 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._breaker import CircuitBreaker
+from ._coherence import LOST_AFTER, Bus
 
 __all__ = [
     "AsyncStore",
@@ -54,7 +57,14 @@ def _translate(exc: BaseException) -> RemoteError:
     return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
 
 
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+_CLUSTER_SUFFIX = "+cluster"
+
+
+def _cluster_url(url: str) -> str | None:
+    """Return the plain URL redis-py's cluster client takes, if ``url`` names a cluster."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.removesuffix(_CLUSTER_SUFFIX)}{sep}{rest}" if scheme.endswith(_CLUSTER_SUFFIX) else None
 
 
 def check_url(url: str, owner: str) -> str:
@@ -68,7 +78,7 @@ def check_url(url: str, owner: str) -> str:
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        redis.connection.parse_url(_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
     except ValueError as exc:
         raise ValueError(f"{owner}: redis_url {redact_url(url)!r} is invalid: {exc}") from None
     return url
@@ -104,7 +114,9 @@ class _Translated:
 _TRANSLATED = _Translated()
 
 
-AsyncClientSource = Callable[[], "redis.asyncio.Redis"]
+AsyncClientSource = Callable[[], "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]
+#: ``(channel, message)`` to publish after a change (see ``_coherence``), or None.
+Announce = tuple[str, bytes] | None
 
 
 class Endpoint:
@@ -112,22 +124,28 @@ class Endpoint:
 
     Holds the sync store (its client is thread-safe and pooled) and one async store per event
     loop: an asyncio connection belongs to the loop that opened it and is never used from
-    another. Built from a URL, or from client objects the application made itself.
+    another. Built from a URL, or from client objects the application made itself. A Redis
+    Cluster is the same to the tiers: its stores split multi-key commands by slot.
     """
 
     def __init__(
         self,
         name: str,
-        make_sync: Callable[[], redis.Redis],
+        make_sync: Callable[[], Any],
         make_async: AsyncClientSource,
         *,
         async_per_loop: bool = True,
         probe: Callable[[], bool] | None = None,
+        subscribe: Callable[[int], Any] | None = None,
+        cluster: bool = False,
     ) -> None:
         self.name = name
         self._make_sync = make_sync
         self._make_async = make_async
         self._async_per_loop = async_per_loop
+        self.cluster = cluster
+        # Cross-process invalidations; None when no sync connection can be made to listen on.
+        self.bus = Bus(name, subscribe) if subscribe is not None else None
         self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
         # Bumped whenever the breaker opens: pooled connections may all be dead now (a Redis
         # restart kills every one of them), so each store drops its pool before its next use.
@@ -158,6 +176,9 @@ class Endpoint:
             "retry_on_error": [],
             **(tls or {}),
         }
+        cluster_url = _cluster_url(url)
+        if cluster_url is not None:
+            return cls._cluster_from_url(url, cluster_url, options)
 
         def make_sync() -> redis.Redis:
             return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
@@ -172,18 +193,62 @@ class Endpoint:
             finally:
                 client.close()
 
+        def subscribe(_attempt: int) -> Any:
+            # Its own client: a subscribed connection can do nothing else, and waits longer.
+            listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
+            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+
         return cls(
             redact_url(url),
             make_sync,
             lambda: redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options),
             probe=probe,
+            subscribe=subscribe,
         )
+
+    @classmethod
+    def _cluster_from_url(cls, url: str, cluster_url: str, options: dict[str, Any]) -> Endpoint:
+        # The cluster client follows MOVED/ASK and refreshes its slot map itself; with no retries
+        # of ours, a dead primary costs one timeout per operation until the breaker opens.
+        options = {key: value for key, value in options.items() if key != "retry_on_error"}
+        endpoint: Endpoint
+
+        def make_sync() -> redis.cluster.RedisCluster:
+            return redis.cluster.RedisCluster.from_url(cluster_url, retry=Retry(NoBackoff(), 0), **options)
+
+        def make_async() -> redis.asyncio.cluster.RedisCluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                cluster_url, retry=AsyncRetry(NoBackoff(), 0), **options
+            )
+
+        def probe() -> bool:
+            client = make_sync()
+            try:
+                return bool(client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES))
+            except Exception:  # any failure (a primary still down) means "not back yet"
+                return False
+            finally:
+                client.close()
+
+        def subscribe(attempt: int) -> Any:
+            # PUBLISH reaches every node of a cluster: listen on any reachable one, the next
+            # one after each failure.
+            nodes = [(node.host, node.port) for node in endpoint.sync_store().client.get_nodes()]
+            parts = urllib.parse.urlsplit(cluster_url)
+            host, port = nodes[attempt % len(nodes)] if nodes else (parts.hostname, parts.port or 6379)
+            netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+            node_url = urllib.parse.urlunsplit(parts._replace(netloc=f"{netloc}{host}:{port}"))
+            listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
+            return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+
+        endpoint = cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, cluster=True)
+        return endpoint
 
     @classmethod
     def from_clients(
         cls,
-        sync_client: redis.Redis | None,
-        async_client: redis.asyncio.Redis | AsyncClientSource | None,
+        sync_client: redis.Redis | redis.cluster.RedisCluster | None,
+        async_client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | AsyncClientSource | None,
     ) -> Endpoint:
         """Return an endpoint over clients the application built (for sync and/or async use).
 
@@ -197,12 +262,15 @@ class Endpoint:
         make_async: AsyncClientSource
         if async_client is None:
             make_async, per_loop = missing, False
-        elif isinstance(async_client, redis.asyncio.Redis):
+        elif isinstance(async_client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
             make_async, per_loop = (lambda: async_client), False
         else:
             make_async, per_loop = async_client, True
         make_sync = missing if sync_client is None else (lambda: sync_client)
         kind = type(sync_client if sync_client is not None else async_client).__qualname__
+        cluster = isinstance(sync_client, redis.cluster.RedisCluster) or isinstance(
+            async_client, redis.asyncio.cluster.RedisCluster
+        )
 
         def probe() -> bool:
             try:
@@ -210,13 +278,22 @@ class Endpoint:
             except Exception:  # any failure means "not back yet"
                 return False
 
-        # Without a sync client nothing can probe from a thread: calls probe, one at a time.
+        def subscribe(attempt: int) -> Any:
+            if isinstance(sync_client, redis.cluster.RedisCluster):
+                nodes = sync_client.get_nodes()  # type: ignore[no-untyped-call]
+                return nodes[attempt % len(nodes)].redis_connection.pubsub()
+            return cast("redis.Redis", sync_client).pubsub()  # type: ignore[no-untyped-call]
+
+        # Without a sync client nothing can probe or listen from a thread: calls probe, one at a
+        # time, and L1s follow TTLs only.
         return cls(
             f"client {kind}",
             make_sync,
             make_async,
             async_per_loop=per_loop,
             probe=probe if sync_client is not None else None,
+            subscribe=subscribe if sync_client is not None else None,
+            cluster=cluster,
         )
 
     def __repr__(self) -> str:
@@ -255,8 +332,10 @@ class Endpoint:
             self._last_loop, self._last_store = None, None
 
     def close(self) -> None:
-        """Stop probing and drop the sync client's connections (async ones close with their loops)."""
+        """Stop probing and listening; drop the sync client's connections (async ones go with their loops)."""
         self.breaker.stop()
+        if self.bus is not None:
+            self.bus.stop()
         if self._sync is not None:
             self._sync.client.close()
 
@@ -279,11 +358,14 @@ _RELEASE_LOCK = (
 class SyncStore:
     """The L2 calls the tiers make, for sync callers."""
 
-    def __init__(self, client: redis.Redis, endpoint: Endpoint) -> None:
+    def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self.client = client
         self._endpoint = endpoint
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
+        # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
+        # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
+        self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
 
     def _fresh_connections(self) -> None:
         """Drop pooled connections made before the breaker last opened (call when epochs differ)."""
@@ -304,7 +386,7 @@ class SyncStore:
             if generation_key is None:
                 payload: Any = self.client.get(key)
                 return None, payload
-            both: Any = self.client.mget(generation_key, key)
+            both: Any = self._mget([generation_key, key])
             return both[0], both[1]
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _translate(exc) from exc
@@ -317,18 +399,20 @@ class SyncStore:
             self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
-            found = cast("list[bytes | None]", self.client.mget(names)) if names else []
+            found = cast("list[bytes | None]", self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
-    def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+    def write(self, key: str, payload: bytes, ttl_ms: int, announce: Announce = None) -> None:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds (then announce the change)."""
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
         with _TRANSLATED:
             self.client.set(key, payload, px=ttl_ms)
+            if announce is not None:
+                self.client.publish(*announce)
 
-    def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
-        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
+    def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
+        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
         with _TRANSLATED:
@@ -336,6 +420,8 @@ class SyncStore:
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
             pipeline.execute()
+            if announce is not None:
+                self.client.publish(*announce)
 
     def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
@@ -344,19 +430,23 @@ class SyncStore:
         with _TRANSLATED:
             return bool(self.client.ping())
 
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete ``keys``."""
+    def delete(self, keys: Sequence[str], announce: Announce = None) -> None:
+        """Delete ``keys`` (a cluster client splits them by slot), then announce the change."""
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
         with _TRANSLATED:
             self.client.delete(*keys)
+            if announce is not None:
+                self.client.publish(*announce)
 
-    def set_generation(self, generation_key: str, token: bytes) -> None:
+    def set_generation(self, generation_key: str, token: bytes, announce: Announce = None) -> None:
         """Start a new generation: every entry written under another one is now stale."""
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
         with _TRANSLATED:
             self.client.set(generation_key, token)
+            if announce is not None:
+                self.client.publish(*announce)
 
     def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
@@ -416,11 +506,12 @@ class AsyncStore:
     if Redis stalls, one timeout each, not a hundred connections.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, endpoint: Endpoint) -> None:
+    def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self.client = client
         self._endpoint = endpoint
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
+        self._mget = client.mget_nonatomic if endpoint.cluster else client.mget  # as in SyncStore
         self._closer: AsyncGenerator[None, None] | None = None
         self._in_flight = 0
         self._batch: _ReadBatch | None = None
@@ -473,7 +564,7 @@ class AsyncStore:
             if generation_key is None:
                 payload: Any = await self.client.get(key)
                 return None, payload
-            both: Any = await self.client.mget(generation_key, key)
+            both: Any = await self._mget([generation_key, key])
             return both[0], both[1]
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _translate(exc) from exc
@@ -485,7 +576,7 @@ class AsyncStore:
         self._in_flight += 1
         try:
             with _TRANSLATED:
-                values = cast("list[bytes | None]", await self.client.mget(batch.names))
+                values = cast("list[bytes | None]", await self._mget(batch.names))
         except RemoteError as exc:
             batch.fail(exc)
         except BaseException:  # cancelled (the loop is closing): nobody may wait forever
@@ -504,18 +595,20 @@ class AsyncStore:
             await self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
-            found = cast("list[bytes | None]", await self.client.mget(names)) if names else []
+            found = cast("list[bytes | None]", await self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
-    async def write(self, key: str, payload: bytes, ttl_ms: int) -> None:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds."""
+    async def write(self, key: str, payload: bytes, ttl_ms: int, announce: Announce = None) -> None:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds (then announce the change)."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(key, payload, px=ttl_ms)
+            if announce is not None:
+                await self.client.publish(*announce)
 
-    async def write_many(self, items: tuple[tuple[str, bytes, int], ...]) -> None:
-        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip."""
+    async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
+        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
         with _TRANSLATED:
@@ -523,6 +616,8 @@ class AsyncStore:
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
             await pipeline.execute()
+            if announce is not None:
+                await self.client.publish(*announce)
 
     async def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
@@ -531,19 +626,23 @@ class AsyncStore:
         with _TRANSLATED:
             return bool(await self.client.ping())
 
-    async def delete(self, keys: Sequence[str]) -> None:
-        """Delete ``keys``."""
+    async def delete(self, keys: Sequence[str], announce: Announce = None) -> None:
+        """Delete ``keys`` (a cluster client splits them by slot), then announce the change."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
         with _TRANSLATED:
             await self.client.delete(*keys)
+            if announce is not None:
+                await self.client.publish(*announce)
 
-    async def set_generation(self, generation_key: str, token: bytes) -> None:
+    async def set_generation(self, generation_key: str, token: bytes, announce: Announce = None) -> None:
         """Start a new generation: every entry written under another one is now stale."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
         with _TRANSLATED:
             await self.client.set(generation_key, token)
+            if announce is not None:
+                await self.client.publish(*announce)
 
     async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
 from ._codec import (
@@ -22,6 +23,7 @@ from ._codec import (
     open_envelope,
     seal,
 )
+from ._coherence import announcement, channel_for
 from ._local import MISSING, LocalCache
 from ._remote import Endpoint, RemoteError, RemoteUnavailable
 from ._signing import MAC_SIZE, Signer
@@ -68,6 +70,15 @@ class Tiers:
         self._pending_generation: bytes | None = None
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+        # Cross-process coherence (see _coherence): where our changes are announced (None: they
+        # are not, and this L1 follows its TTL alone), and who we are in those announcements.
+        self.coherent = True
+        self.channel: str | None = None
+        self.origin = os.urandom(8)
+        self.prefix = ""
+        # Bumped by every invalidation, here or announced: a value read or computed across one
+        # may predate it, so it is returned but not kept in L1.
+        self.epoch = 0
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -79,9 +90,52 @@ class Tiers:
 
     def after_fork(self) -> None:
         """Replace locks a thread of the parent may have held when it forked."""
+        self.origin = os.urandom(8)  # the child is another process to the others
         self._lock = threading.Lock()
         self.local.after_fork()
         self.stats.after_fork()
+
+    # -- coherence ------------------------------------------------------------------------
+
+    def follow(self, endpoint: Endpoint | None, namespace: str) -> None:
+        """Announce our changes on ``namespace``'s channel and follow everyone else's there."""
+        if not self.coherent or endpoint is None:
+            self.channel = None
+            return
+        if endpoint.bus is None:
+            self.channel = None
+            self.log_once(
+                "incoherent",
+                "%s: no sync Redis client to listen with; its L1 follows ttl_l1 only",
+                self.label,
+                level=logging.INFO,
+            )
+            return
+        self.channel = channel_for(namespace)
+        endpoint.bus.join(self.channel, self)
+
+    def announce(self, local_keys: Sequence[Hashable] | None) -> tuple[str, bytes] | None:
+        """Return what to publish after changing ``local_keys`` (None: all), or None if nothing."""
+        if self.channel is None:
+            return None
+        return self.channel, announcement(self, local_keys)
+
+    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
+        """Drop ``keys`` (None: every entry) from L1 because another process changed them.
+
+        ``keep_stale`` (after a lost subscription, when nothing is known to have changed) keeps
+        entries as stale ones instead: never served as fresh, still there for fail-safe.
+        """
+        self.epoch += 1
+        if keys is None and keep_stale:
+            self.local.expire_all()
+            self._generation_due = 0.0
+        elif keys is None:
+            self.local.clear()
+            self._generation_due = 0.0  # a clear elsewhere is a new generation: read it next time
+        else:
+            for key in keys:
+                self.local.delete(key)
 
     # -- generations and payloads ---------------------------------------------------------
 

@@ -1,0 +1,171 @@
+"""L2 on a real 3-primary Redis Cluster: the decorator, the adapter, coherence, and a primary killed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio.cluster
+import redis.cluster
+
+import tiercache
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache._redis_process import RedisClusterProcesses
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcesses]:
+    nodes = RedisClusterProcesses(Path(tmp_path_factory.mktemp("cluster"))).start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def on_cluster(cluster: RedisClusterProcesses) -> str:
+    tiercache.configure(redis_url=cluster.url, timeout=0.5, connect_timeout=0.5)
+    return cluster.url
+
+
+def counted(**options: Any) -> tuple[Any, list[int]]:
+    runs: list[int] = []
+
+    @tiered_cache(ttl_l1=None, name="cluster.square", **options)
+    def square(n: int) -> int:
+        runs.append(n)
+        return n * n
+
+    return square, runs
+
+
+def test_decorator_spreads_keys_over_primaries_and_reads_them_back(
+    on_cluster: str, cluster: RedisClusterProcesses
+) -> None:
+    square, runs = counted()
+    assert [square(n) for n in range(30)] == [n * n for n in range(30)]
+    assert [square(n) for n in range(30)] == [n * n for n in range(30)]
+    assert len(runs) == 30 and square.cache_stats().l2_hits == 30
+    holders = {cluster.primary_of(square.cache_key(n)).port for n in range(30)}
+    assert len(holders) == 3  # the keys really are spread: reads crossed slots
+    square.cache_invalidate(3)
+    square(3)
+    square.cache_clear()  # a new generation, on whichever primary holds its key
+    square(4)
+    assert runs[-2:] == [3, 4] and square.cache_stats().l2_errors == 0
+
+
+def test_async_reads_coalesce_across_slots(on_cluster: str) -> None:
+    @tiered_cache(ttl_l1=None, name="cluster.double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    async def scenario() -> list[int]:
+        await asyncio.gather(*(double(n) for n in range(50)))
+        return await asyncio.gather(*(double(n) for n in range(50)))
+
+    assert asyncio.run(scenario()) == [2 * n for n in range(50)]
+    stats = double.cache_stats()
+    assert stats.l2_hits == 50 and stats.l2_errors == 0
+
+
+def test_invalidation_reaches_other_l1s_across_the_cluster(on_cluster: str) -> None:
+    source = {"a": 1}
+
+    def make() -> Any:
+        @tiered_cache(ttl_l1=3600, name="cluster.lookup")
+        def lookup(key: str) -> int:
+            return source[key]
+
+        return lookup
+
+    one, other = make(), make()
+    assert one("a") == other("a") == 1
+    source["a"] = 2
+    one.cache_invalidate("a")
+    deadline = time.monotonic() + 2
+    while other("a") != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_clients_passed_to_configure(cluster: RedisClusterProcesses) -> None:
+    port = cluster.nodes[1].port
+    sync_client = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    tiercache.configure(
+        redis_client=sync_client,
+        async_redis_client=lambda: redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port),
+    )
+    square, _ = counted()
+
+    @tiered_cache(ttl_l1=None, name="cluster.triple")
+    async def triple(n: int) -> int:
+        return 3 * n
+
+    async def twice() -> list[int]:
+        await asyncio.gather(*(triple(n) for n in range(20)))
+        return await asyncio.gather(*(triple(n) for n in range(20)))
+
+    assert [square(n) for n in range(20)] == [square(n) for n in range(20)]
+    assert asyncio.run(twice()) == [3 * n for n in range(20)]
+    assert square.cache_stats().l2_hits == 20 and triple.cache_stats().l2_hits == 20
+    sync_client.close()
+
+
+@pytest.mark.parametrize("kind", [MultiTierCache, MultiTierCacheAdapter])
+def test_adapter_batches_cross_slots(cluster: RedisClusterProcesses, kind: type) -> None:
+    settings = MultiTierCacheSettings(l2_url=cluster.url, namespace=f"cl-{kind.__name__}", l1_enabled=False)
+
+    async def run(call: Any) -> Any:
+        return await call if asyncio.iscoroutine(call) else call
+
+    async def scenario() -> None:
+        writer, reader = kind(settings), kind(settings)
+        items = {f"k{i}": i for i in range(40)}
+        await run(writer.set_many(items))
+        assert await run(reader.get_many(list(items))) == items
+        for key in ("k1", "k2", "k30"):
+            await run(writer.delete(key))
+        assert set(await run(reader.get_many(list(items)))) == set(items) - {"k1", "k2", "k30"}
+        await run(writer.clear())
+        # Another process learns of a clear from its announcement (or, at the latest, from its
+        # next generation check, 0.5 s on): milliseconds here.
+        deadline = time.monotonic() + 1
+        while await run(reader.get_many(list(items))) != {}:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        assert (await run(reader.get_metrics()))["l2_errors"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_killed_primary_degrades_and_recovers(on_cluster: str, cluster: RedisClusterProcesses) -> None:
+    square, _ = counted()
+    for n in range(30):
+        square(n)
+    victim = cluster.primary_of(square.cache_key(0))
+    on_victim = [n for n in range(30) if cluster.primary_of(square.cache_key(n)) is victim]
+    victim.kill()
+    started = time.monotonic()
+    assert [square(n) for n in range(30)] == [n * n for n in range(30)]  # every caller still served
+    during = time.monotonic() - started
+    stats = square.cache_stats()
+    assert stats.l2_errors >= 1 and stats.errors == 0
+    victim.restart()
+    cluster.wait_ok()
+    deadline = time.monotonic() + 10
+    while True:  # the breaker closes, the cluster client finds the node again: L2 is used again
+        before = square.cache_stats().l2_hits
+        square(on_victim[0])
+        square(on_victim[0])
+        if square.cache_stats().l2_hits > before:
+            break
+        assert time.monotonic() < deadline, "L2 did not come back"
+        time.sleep(0.1)
+    recovered = time.monotonic() - started
+    print(f"\nprimary killed: 30 calls took {during:.2f}s; L2 hits again {recovered:.2f}s after the kill")
+    assert not square.cache_stats().degraded

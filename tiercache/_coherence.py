@@ -1,0 +1,301 @@
+"""Cross-process L1 coherence: changes are announced on a per-namespace Redis channel.
+
+A process that invalidates, clears or (adapters) sets an entry publishes which L1 keys changed
+on ``<namespace>:invalidations``; every other process with a cache on that prefix drops them
+from its L1. We chose plain pub/sub over server-assisted client tracking (RESP3 ``CLIENT
+TRACKING ... BCAST``) because tracking announces *every* write of a key, so each process's
+ordinary miss-fills would evict the entries other processes just cached; pub/sub carries only
+the changes we mean. It also needs no RESP3, works the same on a Redis Cluster (classic
+``PUBLISH`` reaches every node) and under fakeredis.
+
+One listener thread per endpoint holds one subscription. Nothing guarantees delivery: whenever
+the subscription is lost (Redis restarted, the connection cut, no answer to our PING within
+``LOST_AFTER`` seconds), invalidations may have been missed, so every member's L1 is flushed
+when the loss is noticed and again once the subscription is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Final, Protocol
+
+from ._codec import DecodeError, decode_value, encode_value
+
+__all__ = ["Bus", "Member", "announcement", "channel_for"]
+
+logger = logging.getLogger("tiercache")
+
+#: How long the listener waits for a message before looking at its other duties.
+POLL: Final = 0.05
+#: After this many quiet seconds the listener PINGs, to notice a server that stopped answering.
+PING_AFTER: Final = 1.0
+#: A PING unanswered for this long means the subscription is lost.
+LOST_AFTER: Final = 1.0
+#: A lookup on another thread may hold an entry it is about to put back (LRU order), so an
+#: invalidated key is dropped a second time, this much later.
+REDROP_AFTER: Final = 0.01
+#: How long a cache's first use waits for its channel's subscription. Long enough for a healthy
+#: Redis to answer (then nothing is cached unheard); short, because Redis may be down.
+JOIN_WAIT: Final = 0.05
+#: Largest announcement we read (a forged huge one is ignored, not decoded).
+MAX_MESSAGE_BYTES: Final = 1 << 20
+
+
+class Member(Protocol):
+    """A cache whose L1 follows announcements: a decorated function or an adapter."""
+
+    prefix: str
+    origin: bytes
+
+    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
+        """Drop ``keys`` from L1 (None: everything), as if invalidated here."""
+
+
+def channel_for(namespace: str) -> str:
+    """Return the pub/sub channel of ``namespace``."""
+    return f"{namespace}:invalidations"
+
+
+def announcement(member: Member, keys: Sequence[Hashable] | None) -> bytes:
+    """Return the message telling other processes that ``keys`` (None: all) of ``member`` changed."""
+    return encode_value([member.origin, member.prefix, None if keys is None else list(keys)])
+
+
+Subscribe = Callable[[int], Any]  # attempt number -> a fresh redis-py PubSub
+
+
+class Bus:
+    """The listener of one endpoint: its subscription, and who to tell what."""
+
+    def __init__(self, name: str, subscribe: Subscribe, join_timeout: float = JOIN_WAIT) -> None:
+        self.name = name
+        self._subscribe = subscribe
+        self._join_timeout = join_timeout
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # channel -> prefix -> members
+        self._members: dict[str, dict[str, weakref.WeakSet[Any]]] = {}
+        # Members that may hold entries cached while their channel was not followed: flushed as
+        # soon as it is (again).
+        self._unconfirmed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._confirmed: set[str] = set()  # channels subscribed on the current connection
+        self._failing = False  # the last attempt to subscribe failed
+        self._confirmed_before_loss = False
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.losses = 0  # subscriptions lost (for tests and the log)
+        self._redrops: list[tuple[float, Member, Sequence[Hashable]]] = []
+        _buses.add(self)
+
+    def join(self, channel: str, member: Member) -> None:
+        """Have ``member`` follow announcements on ``channel``, starting to listen if need be.
+
+        Waits (up to ``join_timeout``, and never on an event loop's thread) for the
+        subscription, so that the member caches nothing it could not hear about. (Otherwise an
+        announcement made within that one round trip can be missed.) With Redis down it does not
+        wait: it is flushed once the subscription comes, for it may have missed any number.
+        """
+        with self._changed:
+            self._members.setdefault(channel, {}).setdefault(member.prefix, weakref.WeakSet()).add(member)
+            if channel in self._confirmed:
+                return
+            if self._failing:
+                # Redis is down: whatever this member caches now, it may not hear about.
+                self._unconfirmed.add(member)
+            if self._thread is None or not self._thread.is_alive():
+                self._start()
+            if not self._failing and asyncio.events._get_running_loop() is None:
+                self._changed.wait_for(
+                    lambda: channel in self._confirmed or self._failing, self._join_timeout
+                )
+
+    def _start(self) -> None:
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._listen, name="tiercache-coherence", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        """Whether every followed channel is subscribed now."""
+        with self._lock:
+            return bool(self._confirmed) and set(self._members) <= self._confirmed
+
+    def stop(self) -> None:
+        """Stop listening (the thread ends within one poll)."""
+        self._stopped.set()
+
+    def after_fork(self) -> None:
+        """In a child: no listener thread survived the fork; start a new one if anyone follows."""
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._thread = None
+        self._confirmed = set()
+        self._redrops = []
+        if self._members:
+            # The parent's L1 came with the fork, and what it will miss until we listen, we
+            # cannot know: flush now and once the child's subscription is up.
+            self._flush_all()
+            self._unconfirmed = weakref.WeakSet(self._all_members())
+            self._start()
+
+    # -- the listener thread ------------------------------------------------------------------
+
+    def _all_members(self) -> list[Any]:
+        with self._lock:
+            return [m for group in self._members.values() for members in group.values() for m in members]
+
+    def _listen(self) -> None:
+        attempt, backoff = 0, 0.05
+        # Listen while anyone follows: a bus whose caches are all gone lets its thread end.
+        while self._keep_listening():
+            pubsub = None
+            try:
+                pubsub = self._subscribe(attempt)
+                self._follow(pubsub)
+            except Exception as exc:  # any failure of the subscription means "lost"
+                self._lost(exc)
+                if self._confirmed_before_loss:
+                    backoff = 0.05
+                attempt += 1
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+            else:
+                continue  # stopped, or nobody follows any more
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):  # a dead connection may fail to close
+                        pubsub.close()
+
+    def _keep_listening(self) -> bool:
+        # Decided under the lock join() starts threads under: a cache joining now either sees
+        # this thread still listening, or sees it gone and starts another.
+        with self._lock:
+            followed = any(len(members) for group in self._members.values() for members in group.values())
+            if followed and not self._stopped.is_set():
+                return True
+            if self._thread is threading.current_thread():
+                self._thread = None
+            return False
+
+    def _lost(self, exc: Exception) -> None:
+        with self._changed:
+            self._confirmed_before_loss = bool(self._confirmed)
+            self._confirmed.clear()
+            self._failing = True
+            self._changed.notify_all()
+        # Announcements may be missed from now until we follow again: nothing cached before the
+        # loss is trusted, nor anything cached until the subscription is back.
+        members = self._all_members()
+        with self._lock:
+            self._unconfirmed = weakref.WeakSet(members)
+        if self._confirmed_before_loss:
+            self.losses += 1
+            logger.warning(
+                "tiercache: lost the invalidation channel of %s (%s); L1 flushed, reconnecting",
+                self.name,
+                exc,
+            )
+            for member in members:
+                member.drop_local(None, keep_stale=True)
+
+    def _follow(self, pubsub: Any) -> None:
+        """Subscribe and dispatch until stopped; raise when the subscription is lost."""
+        subscribed: set[str] = set()
+        last_heard = time.monotonic()
+        ping_sent: float | None = None
+        while not self._stopped.is_set():
+            if ping_sent is not None and not self._all_members():
+                return  # (looked at once per quiet PING_AFTER, not on every poll)
+            with self._lock:
+                wanted = set(self._members) - subscribed
+            if wanted:
+                pubsub.subscribe(*sorted(wanted))
+                subscribed |= wanted
+            message = pubsub.get_message(timeout=POLL)
+            now = time.monotonic()
+            if message is not None:
+                last_heard, ping_sent = now, None
+                self._dispatch(message)
+            elif ping_sent is not None:
+                if now - ping_sent > LOST_AFTER:
+                    raise TimeoutError(f"no answer to PING within {LOST_AFTER}s")
+            elif now - last_heard > PING_AFTER:
+                pubsub.ping()
+                ping_sent = now
+            if self._redrops:
+                self._redrop(now)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "subscribe":
+            self._confirm(_text(message.get("channel")))
+        elif kind == "message":
+            self._apply(_text(message.get("channel")), message.get("data"))
+
+    def _confirm(self, channel: str) -> None:
+        with self._changed:
+            self._confirmed.add(channel)
+            self._failing = False
+            members = [m for group in self._members.get(channel, {}).values() for m in group]
+            stale = [m for m in members if m in self._unconfirmed]
+            for member in stale:
+                self._unconfirmed.discard(member)
+            self._changed.notify_all()
+        for member in stale:
+            member.drop_local(None, keep_stale=True)
+        logger.debug("tiercache: following %s on %s", channel, self.name)
+
+    def _apply(self, channel: str, data: Any) -> None:
+        # Anyone who can publish can send anything: only a well-formed announcement does anything,
+        # and the worst a forged one can do is drop entries (a miss), never plant them.
+        if not isinstance(data, bytes) or len(data) > MAX_MESSAGE_BYTES:
+            return
+        try:
+            origin, prefix, keys = decode_value(data)
+        except (DecodeError, TypeError, ValueError):
+            return
+        if not isinstance(prefix, str) or not (keys is None or isinstance(keys, list)):
+            return
+        with self._lock:
+            members = list(self._members.get(channel, {}).get(prefix, ()))
+        for member in members:
+            if member.origin == origin:
+                continue  # our own change: already applied here
+            try:
+                member.drop_local(keys)
+            except TypeError:
+                continue  # an unhashable key: not one of ours
+            if keys:
+                self._redrops.append((time.monotonic() + REDROP_AFTER, member, keys))
+
+    def _redrop(self, now: float) -> None:
+        due = [item for item in self._redrops if item[0] <= now]
+        self._redrops = [item for item in self._redrops if item[0] > now]
+        for _, member, keys in due:
+            member.drop_local(keys)
+
+    def _flush_all(self) -> None:
+        for member in self._all_members():
+            member.drop_local(None, keep_stale=True)
+
+
+_buses: weakref.WeakSet[Bus] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for bus in list(_buses):
+        bus.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
