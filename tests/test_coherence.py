@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import statistics
 import subprocess
@@ -252,3 +253,23 @@ def test_four_processes_stop_serving_an_invalidated_value_within_100ms(
         )
     assert len(staleness) == 4 * versions
     assert p99 < 100
+
+
+def test_the_listener_ends_with_its_caches_and_starts_again(real_l2: str) -> None:
+
+    source = {"a": 1}
+    first = process_like(source)
+    first("a")
+    bus = first.__tiercache__.endpoint().bus
+    thread = bus._thread
+    assert thread is not None and bus.connected
+    del first
+    gc.collect()
+    thread.join(timeout=5)  # quiet for PING_AFTER, then it sees nobody follows and ends
+    assert not thread.is_alive()
+    one, other = process_like(source), process_like(source)
+    one("a")
+    other("a")
+    source["a"] = 2
+    one.cache_invalidate("a")
+    until(lambda: other("a") == 2)  # a new listener follows the channel again

@@ -182,6 +182,7 @@ class Bus:
                 return True
             if self._thread is threading.current_thread():
                 self._thread = None
+                self._confirmed.clear()  # nothing is subscribed once this thread is gone
             return False
 
     def _lost(self, exc: Exception) -> None:
