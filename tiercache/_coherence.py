@@ -87,7 +87,6 @@ class Bus:
         self._unconfirmed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._confirmed: set[str] = set()  # channels subscribed on the current connection
         self._failing = False  # the last attempt to subscribe failed
-        self._confirmed_before_loss = False
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self.losses = 0  # subscriptions lost (for tests and the log)
@@ -160,8 +159,7 @@ class Bus:
                 pubsub = self._subscribe(attempt)
                 self._follow(pubsub)
             except Exception as exc:  # any failure of the subscription means "lost"
-                self._lost(exc)
-                if self._confirmed_before_loss:
+                if self._lost(exc):
                     backoff = 0.05
                 attempt += 1
                 self._stopped.wait(backoff)
@@ -185,9 +183,10 @@ class Bus:
                 self._confirmed.clear()  # nothing is subscribed once this thread is gone
             return False
 
-    def _lost(self, exc: Exception) -> None:
+    def _lost(self, exc: Exception) -> bool:
+        """Stop trusting L1s after a failed subscription; return whether one was up until now."""
         with self._changed:
-            self._confirmed_before_loss = bool(self._confirmed)
+            was_up = bool(self._confirmed)
             self._confirmed.clear()
             self._failing = True
             self._changed.notify_all()
@@ -196,7 +195,7 @@ class Bus:
         members = self._all_members()
         with self._lock:
             self._unconfirmed = weakref.WeakSet(members)
-        if self._confirmed_before_loss:
+        if was_up:
             self.losses += 1
             logger.warning(
                 "tiercache: lost the invalidation channel of %s (%s); L1 flushed, reconnecting",
@@ -205,6 +204,7 @@ class Bus:
             )
             for member in members:
                 member.drop_local(None, keep_stale=True)
+        return was_up
 
     def _follow(self, pubsub: Any) -> None:
         """Subscribe and dispatch until stopped; raise when the subscription is lost."""
