@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, typecheck, bench, demo (``python -m nox -s <name>``)."""
+"""Sessions: tests, lint, typecheck, bench, docs, demo (``python -m nox -s <name>``)."""
 
 from __future__ import annotations
 
@@ -50,5 +50,12 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run the demo: cached slow lookups under a skewed request stream."""
-    session.install(".")
+    session.install(".[cli,plot]")
     session.run("python", "-m", "tiercache", "demo", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs (warnings are errors)."""
+    install_groups(session, "docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")

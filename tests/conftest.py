@@ -18,6 +18,8 @@ import tiercache
 from tiercache import _config
 from tiercache._redis_process import RedisProcess, free_port
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:

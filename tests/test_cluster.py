@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 import tiercache
-from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, _cli, tiered_cache
 from tiercache._redis_process import RedisClusterProcesses
 
 pytestmark = pytest.mark.slow
@@ -169,3 +170,22 @@ def test_a_killed_primary_degrades_and_recovers(on_cluster: str, cluster: RedisC
     recovered = time.monotonic() - started
     print(f"\nprimary killed: 30 calls took {during:.2f}s; L2 hits again {recovered:.2f}s after the kill")
     assert not square.cache_stats().degraded
+
+
+def test_cli_stats_and_flush_scan_every_primary(
+    on_cluster: str,
+    cluster: RedisClusterProcesses,
+    isolated_settings: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tiercache stats` and `flush` on redis+cluster:// see the keys of all three primaries."""
+    square, _ = counted()
+    for n in range(30):
+        square(n)
+    assert _cli.main(["stats", "--redis-url", cluster.url, "--namespace", isolated_settings, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["functions"]
+    assert [(entry["function"], entry["keys"]) for entry in found] == [("cluster.square", 30)]
+    assert _cli.main(["flush", "--redis-url", cluster.url, "--namespace", isolated_settings, "--yes"]) == 0
+    assert "deleted 30 keys" in capsys.readouterr().out
+    assert _cli.main(["stats", "--redis-url", cluster.url, "--namespace", isolated_settings, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["functions"] == []

@@ -12,7 +12,7 @@ from typing import Any, Final
 from ._remote import Endpoint, check_url, redact_url
 from ._signing import signing_keys
 
-__all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "version"]
+__all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "restore", "version"]
 
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -203,6 +203,16 @@ def configure(
 def current_unlocked() -> Settings:
     """Return the settings without taking the lock (callers hold it)."""
     return _settings if _settings is not None else Settings.from_environment(os.environ)
+
+
+def restore(settings: Settings) -> None:
+    """Put back ``settings`` as they were (what a test saved before changing them)."""
+    global _settings, _version
+    with _lock:
+        _settings = settings
+        _version += 1
+    for hook in _hooks:
+        hook(settings)
 
 
 def reset() -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ._function import FunctionCache
     from ._stats import CacheStats
 
-__all__ = ["all_caches", "register", "stats"]
+__all__ = ["all_caches", "forget_all", "named_caches", "register", "stats"]
 
 logger = logging.getLogger("tiercache")
 _lock = threading.Lock()
@@ -42,16 +42,28 @@ def all_caches() -> list[FunctionCache]:
         return sorted(_caches, key=id)
 
 
-def stats(*, reset: bool = False) -> dict[str, CacheStats]:
-    """Return a stats snapshot of every live cached function, by qualified name."""
-    snapshots: dict[str, CacheStats] = {}
+def named_caches() -> list[tuple[str, FunctionCache]]:
+    """Return the live cached functions with the names stats() gives them (``#2`` for twins)."""
+    named: dict[str, FunctionCache] = {}
     for cache in all_caches():
         name, n = cache.label, 1
-        while name in snapshots:
+        while name in named:
             n += 1
             name = f"{cache.label}#{n}"
-        snapshots[name] = cache.snapshot(reset=reset)
-    return snapshots
+        named[name] = cache
+    return list(named.items())
+
+
+def stats(*, reset: bool = False) -> dict[str, CacheStats]:
+    """Return a stats snapshot of every live cached function, by qualified name."""
+    return {name: cache.snapshot(reset=reset) for name, cache in named_caches()}
+
+
+def forget_all() -> None:
+    """Empty every function's L1 and zero its stats, as if the process had just started."""
+    for cache in all_caches():
+        cache.drop_local(None)
+        cache.stats.snapshot(reset=True)
 
 
 def _on_settings_changed(settings: _config.Settings) -> None:

@@ -61,7 +61,7 @@ _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 _CLUSTER_SUFFIX = "+cluster"
 
 
-def _cluster_url(url: str) -> str | None:
+def plain_cluster_url(url: str) -> str | None:
     """Return the plain URL redis-py's cluster client takes, if ``url`` names a cluster."""
     scheme, sep, rest = url.partition("://")
     return f"{scheme.removesuffix(_CLUSTER_SUFFIX)}{sep}{rest}" if scheme.endswith(_CLUSTER_SUFFIX) else None
@@ -78,7 +78,7 @@ def check_url(url: str, owner: str) -> str:
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     try:
-        redis.connection.parse_url(_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
+        redis.connection.parse_url(plain_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
     except ValueError as exc:
         raise ValueError(f"{owner}: redis_url {redact_url(url)!r} is invalid: {exc}") from None
     return url
@@ -176,7 +176,7 @@ class Endpoint:
             "retry_on_error": [],
             **(tls or {}),
         }
-        cluster_url = _cluster_url(url)
+        cluster_url = plain_cluster_url(url)
         if cluster_url is not None:
             return cls._cluster_from_url(url, cluster_url, options)
 

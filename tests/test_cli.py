@@ -1,0 +1,228 @@
+"""The `tiercache` command's stats and flush against a real redis-server, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tiercache
+from tiercache import MultiTierCache, MultiTierCacheSettings, _cli, tiered_cache
+from tiercache._admin import ADAPTER, owner_of
+from tiercache._redis_process import RedisProcess, free_port
+
+pytestmark = pytest.mark.redis_server
+
+
+def cached_pair(namespace: str) -> tuple:
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="cli.square", namespace=namespace)
+    def square(n: int) -> int:
+        return n * n
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="cli.cube", namespace=namespace)
+    def cube(n: int) -> int:
+        return n**3
+
+    return square, cube
+
+
+@pytest.fixture
+def populated(real_l2: str, isolated_settings: str):
+    """5 square keys, 3 cube keys and 2 adapter keys in a namespace, plus a key that is not ours."""
+    square, cube = cached_pair(isolated_settings)
+    for n in range(5):
+        square(n)
+    for n in range(3):
+        cube(n)
+    with MultiTierCache(MultiTierCacheSettings(l2_url=real_l2, namespace=isolated_settings)) as cache:
+        cache.set("adapter:storage:s3", {"pool": 8})
+        cache.set("adapter:queue:sqs", {"pool": 2})
+    other = redis.Redis.from_url(real_l2)
+    other.set(f"{isolated_settings}-unrelated", b"x")
+    yield square, cube
+    other.delete(f"{isolated_settings}-unrelated")
+    other.close()
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = _cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_stats_counts_keys_and_memory_per_function(populated, real_l2, isolated_settings, capsys):
+    """stats --namespace groups keys by function (and the adapters), with MEMORY USAGE sums."""
+    code, out, _ = cli(capsys, "stats", "--redis-url", real_l2, "--namespace", isolated_settings, "--json")
+    assert code == 0
+    found = {entry["function"]: entry for entry in json.loads(out)["functions"]}
+    assert {name: entry["keys"] for name, entry in found.items()} == {
+        "cli.square": 5,
+        "cli.cube": 3,
+        ADAPTER: 2,
+    }
+    assert all(
+        entry["memory_bytes"] > 0 and entry["namespace"] == isolated_settings for entry in found.values()
+    )
+
+
+def test_stats_without_namespace_splits_at_the_first_colon(populated, real_l2, isolated_settings, capsys):
+    """Without --namespace every namespace shows up; keys that are not ours are counted apart."""
+    code, out, _ = cli(capsys, "stats", "--redis-url", real_l2, "--json")
+    assert code == 0
+    result = json.loads(out)
+    ours = {e["function"]: e["keys"] for e in result["functions"] if e["namespace"] == isolated_settings}
+    assert ours == {"cli.square": 5, "cli.cube": 3, ADAPTER: 2}
+    assert result["other_keys"] >= 1  # the unrelated key
+
+
+def test_stats_table_for_people(populated, real_l2, isolated_settings, capsys):
+    """Without --json stats prints a table naming each function."""
+    code, out, _ = cli(capsys, "stats", "--redis-url", real_l2, "--namespace", isolated_settings)
+    assert code == 0
+    assert "cli.square" in out and "cli.cube" in out and ADAPTER in out
+
+
+def flush_square(capsys, url: str, namespace: str) -> tuple[int, str, str]:
+    return cli(
+        capsys, "flush", "--redis-url", url, "--namespace", namespace, "--function", "cli.square", "--yes"
+    )
+
+
+def test_flush_one_function_leaves_the_others(populated, real_l2, isolated_settings, capsys):
+    """flush --function deletes only that function's keys and says how many."""
+    code, out, _ = flush_square(capsys, real_l2, isolated_settings)
+    assert code == 0 and "deleted 5 keys" in out
+    code, out, _ = cli(capsys, "stats", "--redis-url", real_l2, "--namespace", isolated_settings, "--json")
+    assert {e["function"] for e in json.loads(out)["functions"]} == {"cli.cube", ADAPTER}
+
+
+def test_flush_reaches_coherent_l1s(populated, real_l2, isolated_settings, capsys):
+    """A flush announces itself: a process holding the function in L1 drops it and recomputes."""
+    square, _ = populated
+    assert square.cache_stats().l1_size == 5
+    code, _, _ = flush_square(capsys, real_l2, isolated_settings)
+    assert code == 0
+    deadline = time.monotonic() + 2
+    while square.cache_stats().l1_size and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert square.cache_stats().l1_size == 0
+
+
+def test_flush_asks_first(populated, real_l2, isolated_settings, capsys, monkeypatch):
+    """Without --yes flush asks; anything but yes deletes nothing and exits 3."""
+    questions: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda q: questions.append(q) or "n")
+    code, _, err = cli(capsys, "flush", "--redis-url", real_l2, "--namespace", isolated_settings)
+    assert code == 3 and "not confirmed" in err
+    assert questions and "Delete 10 keys" in questions[0]
+    monkeypatch.setattr("builtins.input", lambda q: "y")
+    code, out, _ = cli(capsys, "flush", "--redis-url", real_l2, "--namespace", isolated_settings)
+    assert code == 0 and "deleted 10 keys" in out
+
+
+def test_flush_without_a_terminal_is_not_confirmed(
+    populated, real_l2, isolated_settings, capsys, monkeypatch
+):
+    """No terminal to answer from (EOF) counts as no."""
+
+    def no_terminal(question: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_terminal)
+    code, _, _ = cli(capsys, "flush", "--redis-url", real_l2, "--namespace", isolated_settings)
+    assert code == 3
+    assert populated[0].cache_key(1) and redis.Redis.from_url(real_l2).exists(populated[0].cache_key(1)) == 1
+
+
+def test_namespaces_with_glob_characters_are_matched_literally(real_l2, capsys):
+    """A namespace holding * or [ ] does not match other namespaces in SCAN."""
+    square, _ = cached_pair("weird[*]")
+    tiercache.configure(namespace="weird[*]")
+    square(1)
+    client = redis.Redis.from_url(real_l2)
+    client.set("weirdX:cli.square:" + "0" * 32, b"x")
+    try:
+        code, out, _ = cli(capsys, "flush", "--redis-url", real_l2, "--namespace", "weird[*]", "--yes")
+        assert code == 0 and "deleted 1 keys" in out
+        assert client.exists("weirdX:cli.square:" + "0" * 32) == 1
+    finally:
+        client.delete("weirdX:cli.square:" + "0" * 32)
+        client.close()
+
+
+@pytest.mark.parametrize("command", ["stats", "flush"])
+def test_unreachable_server_exits_1(command, capsys):
+    """A server that does not answer: one line naming it, exit code 1."""
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    code, _, err = cli(
+        capsys, command, "--redis-url", url, "--namespace", "ns", *(["--yes"] if command == "flush" else [])
+    )
+    assert code == 1
+    assert f"tiercache {command}: cannot reach redis://:***@127.0.0.1" in err and "secret" not in err
+
+
+@pytest.mark.parametrize("command", ["stats", "flush"])
+def test_bad_url_exits_2(command, capsys):
+    """A URL redis-py cannot use: exit code 2 and what is wrong with it."""
+    code, _, err = cli(capsys, command, "--redis-url", "http://127.0.0.1:1/0", "--namespace", "ns")
+    assert code == 2
+    assert "must start with one of redis://" in err
+
+
+def test_flush_needs_a_namespace(capsys):
+    """flush without --namespace is a usage error (argparse's exit code 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.main(["flush", "--yes"])
+    assert exit_info.value.code == 2
+
+
+def test_console_script_is_installed(redis_server: RedisProcess):
+    """The `tiercache` script and `python -m tiercache` run the same command line."""
+    script = Path(sys.executable).parent / "tiercache"
+    assert script.exists() or shutil.which("tiercache")
+    for argv in ([str(script)], [sys.executable, "-m", "tiercache"]):
+        done = subprocess.run(
+            [*argv, "stats", "--redis-url", redis_server.url, "--namespace", "nothing-here", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"functions": [], "other_keys": 0}
+
+
+names = st.text(
+    st.characters(blacklist_characters=": \t\n\r\x0b\x0c", blacklist_categories=["Cs", "Zs", "Cc"]),
+    min_size=1,
+)
+
+
+@given(names, names, st.binary(min_size=16, max_size=16), st.booleans())
+def test_owner_of_reads_back_function_keys(namespace, label, raw, lock):
+    """Every key a function writes is attributed to its namespace and label, with or without --namespace."""
+    key = f"{namespace}:{label}:{raw.hex()}" + (":lock" if lock else "")
+    assert owner_of(key, namespace) == (namespace, label)
+    assert owner_of(key, None) == (namespace, label)
+    assert owner_of(f"{namespace}:{label}:gen", namespace) == (namespace, label)
+
+
+@given(names, st.text())
+def test_owner_of_reads_back_adapter_keys(namespace, key):
+    """Adapter keys (any text after k:) and the adapter generation belong to the adapters."""
+    assert owner_of(f"{namespace}:k:{key}", namespace) == (namespace, ADAPTER)
+    assert owner_of(f"{namespace}:gen", None) == (namespace, ADAPTER)
+
+
+def test_owner_of_leaves_other_keys_alone():
+    """Keys that do not end in a digest, gen or lock are not ours."""
+    assert owner_of("session:abc", None) is None
+    assert owner_of("plain", None) is None
+    assert owner_of("ns:f:" + "0" * 32, "other") is None

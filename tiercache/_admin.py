@@ -1,0 +1,144 @@
+"""What ``tiercache stats`` and ``tiercache flush`` do to a Redis: SCAN, MEMORY USAGE, UNLINK, PUBLISH.
+
+Never KEYS: SCAN walks the keyspace in pages, so a big production Redis keeps serving while it
+runs. Key names are ``<namespace>:<function label>:<digest>`` (plus ``:gen`` and ``:lock`` keys)
+for decorated functions and ``<namespace>:k:<key>`` / ``<namespace>:gen`` for adapters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.cluster
+
+from ._codec import encode_value
+from ._coherence import channel_for
+from ._remote import check_url, plain_cluster_url
+
+__all__ = ["ADAPTER", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
+
+#: What the tables call the keys of MultiTierCache/MultiTierCacheAdapter instances.
+ADAPTER = "(adapter)"
+#: Who a flush's invalidation announcement comes from (no cache has this origin).
+FLUSH_ORIGIN = b"tiercache-cli"
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+_PAGE = 500
+
+
+@dataclass
+class Usage:
+    """How many keys one function (or the adapters) holds in one namespace, and their memory."""
+
+    namespace: str
+    function: str
+    keys: int = 0
+    memory_bytes: int = 0
+
+
+def connect(url: str, owner: str) -> redis.Redis | redis.cluster.RedisCluster:
+    """Return a client for ``url`` (``redis+cluster://`` for a cluster) and check that it answers.
+
+    Raises ValueError for a bad URL and redis.RedisError when the server cannot be reached.
+    """
+    check_url(url, owner)
+    options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
+    plain = plain_cluster_url(url)
+    client: redis.Redis | redis.cluster.RedisCluster
+    if plain is not None:
+        client = redis.cluster.RedisCluster.from_url(plain, **options)
+    else:
+        client = redis.Redis.from_url(url, **options)
+        client.ping()
+    return client
+
+
+def owner_of(key: str, namespace: str | None) -> tuple[str, str] | None:
+    """Return the (namespace, function) a tiercache key belongs to, or None if it is not ours.
+
+    Without ``namespace`` the namespace is taken to end at the first colon.
+    """
+    if namespace is None:
+        namespace, colon, rest = key.partition(":")
+        if not colon:
+            return None
+    elif key.startswith(namespace + ":"):
+        rest = key[len(namespace) + 1 :]
+    else:
+        return None
+    if rest == "gen" or rest.startswith("k:"):
+        return namespace, ADAPTER
+    rest = rest.removesuffix(":lock")
+    label, colon, tail = rest.rpartition(":")
+    if colon and (tail == "gen" or _DIGEST.fullmatch(tail)):
+        return namespace, label
+    return None
+
+
+def _pattern(namespace: str | None, function: str | None) -> str:
+    if namespace is None:
+        return "*"
+    parts = [namespace] if function is None else [namespace, function]
+    return ":".join(re.sub(r"([*?\[\]\\])", r"\\\1", part) for part in parts) + ":*"
+
+
+def _pages(client: Any, pattern: str) -> Iterator[list[str]]:
+    page: list[str] = []
+    for key in client.scan_iter(match=pattern, count=_PAGE):
+        page.append(key.decode("utf-8", "replace") if isinstance(key, bytes) else key)
+        if len(page) >= _PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def usage(client: Any, namespace: str | None = None) -> tuple[list[Usage], int]:
+    """Return key counts and memory per namespace and function, and the count of other keys."""
+    found: dict[tuple[str, str], Usage] = {}
+    others = 0
+    for page in _pages(client, _pattern(namespace, None)):
+        owners = [owner_of(key, namespace) for key in page]
+        ours = [(key, owner) for key, owner in zip(page, owners, strict=True) if owner is not None]
+        others += len(page) - len(ours)
+        pipeline = client.pipeline(transaction=False)
+        for key, _ in ours:
+            pipeline.memory_usage(key)
+        for (_, owner), size in zip(ours, pipeline.execute(), strict=True):
+            if size is None:
+                continue  # expired between SCAN and MEMORY USAGE
+            entry = found.setdefault(owner, Usage(*owner))
+            entry.keys += 1
+            entry.memory_bytes += int(size)
+    return sorted(found.values(), key=lambda u: (u.namespace, -u.memory_bytes)), others
+
+
+def count_keys(client: Any, namespace: str, function: str | None) -> int:
+    """Return how many keys ``flush`` would delete."""
+    return sum(
+        1
+        for page in _pages(client, _pattern(namespace, function))
+        for key in page
+        if owner_of(key, namespace) is not None
+    )
+
+
+def flush(client: Any, namespace: str, function: str | None) -> int:
+    """Delete a namespace's keys (or one function's) and tell coherent L1s; return the count.
+
+    Each function whose keys were found is announced on the namespace's invalidation channel, so
+    processes listening there drop their L1 entries of it too.
+    """
+    deleted = 0
+    prefixes: set[str] = set() if function is None else {f"{namespace}:{function}"}
+    for page in _pages(client, _pattern(namespace, function)):
+        owned = [(key, owner) for key in page if (owner := owner_of(key, namespace)) is not None]
+        prefixes.update(namespace if label == ADAPTER else f"{namespace}:{label}" for _, (_, label) in owned)
+        if owned:
+            deleted += int(client.unlink(*(key for key, _ in owned)))
+    for prefix in sorted(prefixes):
+        client.publish(channel_for(namespace), encode_value([FLUSH_ORIGIN, prefix, None]))
+    return deleted

@@ -1,0 +1,186 @@
+"""The ``tiercache`` command: ``demo``, ``stats`` and ``flush``.
+
+Exit codes scripts can rely on: 0 done; 1 Redis could not be reached or failed; 2 bad usage (a
+bad URL or argument, or a missing extra); 3 a flush that was not confirmed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from . import _admin
+from ._config import DEFAULT_REDIS_URL
+from ._remote import redact_url
+
+__all__ = ["main"]
+
+OK, UNREACHABLE, USAGE, NOT_CONFIRMED = 0, 1, 2, 3
+
+
+class CommandError(Exception):
+    """A failure to report in one line and exit with ``code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; return its exit code."""
+    args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return command(args)
+    except CommandError as exc:
+        print(f"tiercache {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tiercache", description="Two-tier (L1 + Redis) memoization.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run an adapter registry and a session store under load, three ways"
+    )
+    demo.add_argument("--workers", type=_positive, default=4, help="worker processes (default 4)")
+    demo.add_argument(
+        "--requests",
+        type=_positive,
+        default=1500,
+        help="adapter resolutions per worker (6x as many sessions)",
+    )
+    demo.add_argument("--json", action="store_true", help="print the results as JSON")
+    demo.add_argument("--plot", type=Path, metavar="PNG", help="draw a latency chart into this file")
+    demo.set_defaults(run=_demo)
+
+    default_url = os.environ.get("TIERCACHE_REDIS_URL") or DEFAULT_REDIS_URL
+    stats = commands.add_parser("stats", help="key counts and memory per namespace and function (SCAN)")
+    stats.add_argument("--redis-url", default=default_url, help="default: $TIERCACHE_REDIS_URL or localhost")
+    stats.add_argument("--namespace", help="only this namespace (exact; else up to the first colon)")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON")
+    stats.set_defaults(run=_stats)
+
+    flush = commands.add_parser("flush", help="delete a namespace's keys, or one function's")
+    flush.add_argument("--redis-url", default=default_url, help="default: $TIERCACHE_REDIS_URL or localhost")
+    flush.add_argument("--namespace", required=True, help="the namespace to flush")
+    flush.add_argument("--function", help="only this function's keys (its label, e.g. myapp.resolve_adapter)")
+    flush.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    flush.set_defaults(run=_flush)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _needs(module: str, extra: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise CommandError(f"needs {module}: pip install 'tiercache[{extra}]'", USAGE) from None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _needs("rich", "cli")
+    if args.plot is not None:
+        _needs("matplotlib", "plot")
+    from ._demo import DemoError, DemoOptions, run  # noqa: PLC0415 - imports rich
+
+    try:
+        return run(DemoOptions(args.workers, args.requests, args.json, args.plot))
+    except DemoError as exc:
+        raise CommandError(str(exc), UNREACHABLE) from None
+    except ValueError as exc:  # a bad TIERCACHE_REDIS_URL
+        raise CommandError(str(exc), USAGE) from None
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    try:
+        return _admin.connect(args.redis_url, f"tiercache {args.command}")
+    except ValueError as exc:
+        raise CommandError(str(exc).removeprefix(f"tiercache {args.command}: "), USAGE) from None
+    except (redis.RedisError, OSError) as exc:
+        raise CommandError(f"cannot reach {redact_url(args.redis_url)}: {exc}", UNREACHABLE) from None
+
+
+def _stats(args: argparse.Namespace) -> int:
+    if not args.json:
+        _needs("rich", "cli")
+    client = _connect(args)
+    try:
+        found, others = _admin.usage(client, args.namespace)
+    except redis.RedisError as exc:
+        raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps({"functions": [asdict(u) for u in found], "other_keys": others}, indent=2))
+        return OK
+    from rich.console import Console  # noqa: PLC0415 - the CLI's optional extra
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"tiercache keys at {redact_url(args.redis_url)}", title_justify="left")
+    table.add_column("namespace")
+    table.add_column("function")
+    table.add_column("keys", justify="right")
+    table.add_column("memory", justify="right")
+    for entry in found:
+        table.add_row(entry.namespace, entry.function, f"{entry.keys:,}", _size(entry.memory_bytes))
+    console = Console()
+    console.print(table)
+    console.print(f"{others:,} other keys (not tiercache's) were scanned and left out.")
+    return OK
+
+
+def _size(n: int) -> str:
+    size, unit = float(n), "B"
+    for bigger in ("KiB", "MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _flush(args: argparse.Namespace) -> int:
+    client = _connect(args)
+    what = f"namespace {args.namespace!r}" + (f", function {args.function!r}" if args.function else "")
+    try:
+        if not args.yes:
+            count = _admin.count_keys(client, args.namespace, args.function)
+            if not _confirm(f"Delete {count:,} keys of {what} at {redact_url(args.redis_url)}? [y/N] "):
+                raise CommandError(
+                    "not confirmed; nothing deleted (pass --yes to skip the question)", NOT_CONFIRMED
+                )
+        deleted = _admin.flush(client, args.namespace, args.function)
+    except redis.RedisError as exc:
+        raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
+    finally:
+        client.close()
+    print(f"deleted {deleted:,} keys of {what}")
+    return OK
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(question)
+    except EOFError:  # no terminal to answer from
+        return False
+    return answer.strip().lower() in {"y", "yes"}
