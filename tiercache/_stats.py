@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -75,6 +75,22 @@ class LatencyHistogram:
                 break
         low, high = self.bounds(last)
         return (low + high) / 2 if high - low > 1 else float(low)
+
+    def cumulative(self, bounds_ns: Sequence[int]) -> list[int]:
+        """Return, for each ascending bound, the weight of observations in buckets ending at or below it.
+
+        A bucket straddling a bound counts above it, so each figure is low by at most one bucket
+        (about 3%) of the observations nearest that bound.
+        """
+        totals: list[int] = []
+        seen = 0
+        index = 0
+        for bound in bounds_ns:
+            while index < self.SIZE and self.bounds(index)[1] <= bound:
+                seen += self.counts[index]
+                index += 1
+            totals.append(seen)
+        return totals
 
     def copy(self) -> LatencyHistogram:
         """Return an independent copy."""
@@ -225,6 +241,12 @@ class StatsRecorder:
                 if flags & LOOKED_UP:
                     counts["l2_lookups"] += 1
             latency.record(elapsed_ns, weight)
+
+    def latency(self) -> LatencyHistogram:
+        """Return a copy of the call latency histogram since the last reset."""
+        with self._lock:
+            self._fold()
+            return self._latency.copy()
 
     def count(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to one counter."""

@@ -1,0 +1,1 @@
+"""Metrics export: ``tiercache.metrics.prometheus`` and ``tiercache.metrics.otel`` (optional extras)."""

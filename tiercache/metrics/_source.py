@@ -1,0 +1,39 @@
+"""What both exporters read: each live cached function's name, stats and latency histogram."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .. import _registry
+from .._stats import CacheStats, LatencyHistogram
+
+__all__ = ["COUNTERS", "Reading", "readings"]
+
+#: Counters exported one metric each: (CacheStats field, metric name stem, description).
+COUNTERS = (
+    ("calls", "calls", "Calls of the cached function"),
+    ("misses", "misses", "Calls that ran the function"),
+    ("coalesced", "coalesced", "Calls that shared a concurrent call's run"),
+    ("stale_served", "stale_served", "Calls answered with a stale value"),
+    ("errors", "errors", "Calls that raised the function's exception"),
+    ("l2_errors", "l2_errors", "Failed L2 (Redis) operations"),
+    ("l2_corrupt", "l2_corrupt", "L2 entries that were damaged or not tiercache's"),
+    ("l2_rejected", "l2_rejected", "L2 entries refused for a bad signature or their size"),
+    ("refresh_errors", "refresh_errors", "Background refreshes of stale values that raised"),
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One function's stats and latency histogram, read together."""
+
+    function: str
+    stats: CacheStats
+    latency: LatencyHistogram
+
+
+def readings() -> Iterator[Reading]:
+    """Yield a reading of every live cached function."""
+    for name, cache in _registry.named_caches():
+        yield Reading(name, cache.snapshot(), cache.stats.latency())

@@ -1,0 +1,74 @@
+"""OpenTelemetry export (``pip install 'tiercache[otel]'``): observable instruments per cached function.
+
+``instrument()`` registers asynchronous instruments on a meter; the SDK calls them back at each
+collection, so exporting costs nothing on the call path. Counters carry a ``function`` attribute
+(hits also ``tier``). OpenTelemetry has no asynchronous histogram, so latency is exported as the
+gauge ``tiercache.call.duration`` with a ``statistic`` attribute (``p50``, ``p99``, ``mean``),
+from the histogram tiercache keeps anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from ._source import COUNTERS, Reading, readings
+
+__all__ = ["instrument"]
+
+
+def instrument(meter_provider: MeterProvider | None = None, prefix: str = "tiercache") -> None:
+    """Register tiercache's instruments with ``meter_provider`` (default: the global one)."""
+    meter = metrics.get_meter("tiercache", meter_provider=meter_provider)
+    for field, stem, text in COUNTERS:
+        meter.create_observable_counter(
+            f"{prefix}.{stem}", callbacks=[_observe(_counter(field))], unit="{call}", description=text
+        )
+    meter.create_observable_counter(
+        f"{prefix}.hits",
+        callbacks=[
+            _observe(lambda r: [(r.stats.l1_hits, {"tier": "l1"}), (r.stats.l2_hits, {"tier": "l2"})])
+        ],
+        unit="{call}",
+        description="Calls served from a cache tier",
+    )
+    meter.create_observable_up_down_counter(
+        f"{prefix}.l1.entries",
+        callbacks=[_observe(lambda r: [(r.stats.l1_size, {})])],
+        unit="{entry}",
+        description="Entries in the function's L1",
+    )
+    meter.create_observable_gauge(
+        f"{prefix}.call.duration",
+        callbacks=[_observe(_durations)],
+        unit="s",
+        description="Latency of calls of the cached function (p50, p99, mean)",
+    )
+
+
+def _counter(field: str) -> Callable[[Reading], list[tuple[float, dict[str, str]]]]:
+    return lambda reading: [(getattr(reading.stats, field), {})]
+
+
+def _durations(reading: Reading) -> list[tuple[float, dict[str, str]]]:
+    stats = reading.stats
+    return [
+        (stats.p50_ms / 1e3, {"statistic": "p50"}),
+        (stats.p99_ms / 1e3, {"statistic": "p99"}),
+        (stats.avg_latency_ms / 1e3, {"statistic": "mean"}),
+    ]
+
+
+def _observe(
+    values: Callable[[Reading], list[tuple[float, dict[str, str]]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(value, {"function": reading.function, **attributes})
+            for reading in readings()
+            for value, attributes in values(reading)
+        ]
+
+    return callback

@@ -1,0 +1,74 @@
+"""Prometheus export (``pip install 'tiercache[prometheus]'``): a collector of every cached function.
+
+``prometheus_client.REGISTRY.register(TiercacheCollector())`` (see docs/metrics.md). Counters
+carry a ``function`` label (hits also a ``tier`` label, ``l1`` or ``l2``); the call
+latency is a histogram, ``tiercache_call_duration_seconds``. The figures are read from the same
+counters as ``cache_stats()`` at scrape time, so exporting costs nothing on the call path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ._source import COUNTERS, readings
+
+__all__ = ["DEFAULT_BUCKETS", "TiercacheCollector"]
+
+#: Upper bounds (seconds) of the latency histogram: from an L1 hit to a slow computation.
+DEFAULT_BUCKETS = (
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+    1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class TiercacheCollector(Collector):
+    """Expose every live ``@tiered_cache`` function's counters and latency to Prometheus."""
+
+    def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS, prefix: str = "tiercache") -> None:
+        if list(buckets) != sorted(set(buckets)) or not buckets or buckets[0] <= 0:
+            raise ValueError(
+                f"TiercacheCollector: buckets must be ascending positive seconds, not {buckets!r}"
+            )
+        self._buckets = tuple(buckets)
+        self._bounds_ns = [round(bound * 1e9) for bound in buckets]
+        self._prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        """Read every cached function's stats and yield them as metric families."""
+        p = self._prefix
+        counters = {
+            field: CounterMetricFamily(f"{p}_{stem}", text, labels=["function"])
+            for field, stem, text in COUNTERS
+        }
+        hits = CounterMetricFamily(f"{p}_hits", "Calls served from a cache tier", labels=["function", "tier"])
+        size = GaugeMetricFamily(f"{p}_l1_entries", "Entries in the function's L1", labels=["function"])
+        degraded = GaugeMetricFamily(
+            f"{p}_degraded", "1 while the function's Redis is skipped (circuit open)", labels=["function"]
+        )
+        latency = HistogramMetricFamily(
+            f"{p}_call_duration_seconds",
+            "Latency of calls of the cached function",
+            labels=["function"],
+            unit="",
+        )
+        for reading in readings():
+            stats, labels = reading.stats, [reading.function]
+            for field, family in counters.items():
+                family.add_metric(labels, getattr(stats, field))
+            hits.add_metric([reading.function, "l1"], stats.l1_hits)
+            hits.add_metric([reading.function, "l2"], stats.l2_hits)
+            size.add_metric(labels, stats.l1_size)
+            degraded.add_metric(labels, 1.0 if stats.degraded else 0.0)
+            cumulative = reading.latency.cumulative(self._bounds_ns)
+            buckets = [(_le(bound), count) for bound, count in zip(self._buckets, cumulative, strict=True)]
+            buckets.append(("+Inf", reading.latency.total_weight))
+            latency.add_metric(labels, buckets, reading.latency.total_ns / 1e9)
+        yield from counters.values()
+        yield from (hits, size, degraded, latency)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
