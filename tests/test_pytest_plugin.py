@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tiercache import tiered_cache
@@ -170,3 +173,18 @@ def test_assert_cache_stats_checks_its_arguments() -> None:
         assert_cache_stats(lambda: None, calls=1)
     with pytest.raises(AssertionError, match=r"l1_hit_rate: expected 0\.5, got 0\.0"):
         assert_cache_stats(f, l1_hit_rate=0.5)
+
+
+def test_the_examples_in_docs_testing_md_pass(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/testing.md's example module and tests run as a project of their own, and pass."""
+    monkeypatch.delenv("TIERCACHE_REDIS_URL", raising=False)
+    page = (Path(__file__).parent.parent / "docs" / "testing.md").read_text()
+    files = re.findall(r"<!-- pytester file: (\S+) -->\n<!-- skip: next -->\n```python\n(.*?)```", page, re.S)
+    assert [name for name, _ in files] == ["adapters.py", "test_adapters.py"]
+    for name, source in files:
+        pytester.makepyfile(**{name.removesuffix(".py"): source})
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=3)
