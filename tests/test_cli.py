@@ -158,15 +158,17 @@ def test_namespaces_with_glob_characters_are_matched_literally(real_l2, capsys):
         client.close()
 
 
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
 @pytest.mark.parametrize("command", ["stats", "flush"])
-def test_unreachable_server_exits_1(command, capsys):
-    """A server that does not answer: one line naming it, exit code 1."""
-    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+def test_unreachable_server_exits_1(command, scheme, capsys):
+    """A server (or cluster) that does not answer: one line naming it, exit code 1."""
+    url = f"{scheme}://:secret@127.0.0.1:{free_port()}/0"
     code, _, err = cli(
         capsys, command, "--redis-url", url, "--namespace", "ns", *(["--yes"] if command == "flush" else [])
     )
     assert code == 1
-    assert f"tiercache {command}: cannot reach redis://:***@127.0.0.1" in err and "secret" not in err
+    assert f"tiercache {command}: cannot reach {scheme}://:***@127.0.0.1" in err and "secret" not in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", ["stats", "flush"])

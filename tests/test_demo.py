@@ -52,6 +52,7 @@ def test_three_phases_with_l2(redis_server: RedisProcess, monkeypatch, capsys, t
     assert adapters_both["l2_hits"] > 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert "L2: redis://" in err  # status lines go to stderr when stdout is JSON
+    assert redis_server.client().keys("tiercache-demo-*") == []  # it cleaned up after itself
 
 
 def test_runs_l1_only_without_redis_server(monkeypatch, capsys):
@@ -97,7 +98,10 @@ def figures(mean_ms: float) -> dict[str, FunctionResult]:
 
 def test_reduction_is_against_the_no_cache_phase():
     """Latency reduction is 1 - mean / mean without cache, in percent; the baseline has none."""
-    phases = [PhaseResult("no cache", 1.0, figures(20.0)), PhaseResult("L1 only", 1.0, figures(5.0))]
+    phases = [
+        PhaseResult("no cache", 1.0, "ns1", figures(20.0)),
+        PhaseResult("L1 only", 1.0, "ns2", figures(5.0)),
+    ]
     shown = as_json(phases, l2=None, workers=1)["phases"]
     assert shown[0]["functions"]["get_session"]["latency_reduction_pct"] is None
     assert shown[1]["functions"]["get_session"]["latency_reduction_pct"] == pytest.approx(75.0)

@@ -66,10 +66,8 @@ def test_l2_fixture_defaults_to_fakeredis(pytester: pytest.Pytester, monkeypatch
         assert isinstance(tiercache_l2, fakeredis.FakeRedis)
         resolve_adapter("storage", "s3")
         assert tiercache_l2.exists(resolve_adapter.cache_key("storage", "s3"))
-        resolve_adapter.cache_stats(reset=True)
-        from tiercache import _registry
-        for cache in _registry.all_caches():
-            cache.drop_local(None)  # as another process would: its L1 is empty
+        from tiercache.testing import forget_local_caches
+        forget_local_caches()  # as another process would have it: an empty L1, zeroed stats
         resolve_adapter("storage", "s3")
         assert_cache_stats(resolve_adapter, l2_hits=1, misses=0)
     """,

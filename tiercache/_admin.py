@@ -19,8 +19,10 @@ from ._codec import encode_value
 from ._coherence import channel_for
 from ._remote import check_url, plain_cluster_url
 
-__all__ = ["ADAPTER", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
+__all__ = ["ADAPTER", "FAILURES", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
 
+#: What a Redis that cannot be reached or fails raises (a cluster client raises its own kind too).
+FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 #: What the tables call the keys of MultiTierCache/MultiTierCacheAdapter instances.
 ADAPTER = "(adapter)"
 #: Who a flush's invalidation announcement comes from (no cache has this origin).
@@ -42,7 +44,7 @@ class Usage:
 def connect(url: str, owner: str) -> redis.Redis | redis.cluster.RedisCluster:
     """Return a client for ``url`` (``redis+cluster://`` for a cluster) and check that it answers.
 
-    Raises ValueError for a bad URL and redis.RedisError when the server cannot be reached.
+    Raises ValueError for a bad URL and one of ``FAILURES`` when the server cannot be reached.
     """
     check_url(url, owner)
     options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}

@@ -15,8 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from . import _admin
 from ._config import DEFAULT_REDIS_URL
 from ._remote import redact_url
@@ -117,7 +115,7 @@ def _connect(args: argparse.Namespace) -> Any:
         return _admin.connect(args.redis_url, f"tiercache {args.command}")
     except ValueError as exc:
         raise CommandError(str(exc).removeprefix(f"tiercache {args.command}: "), USAGE) from None
-    except (redis.RedisError, OSError) as exc:
+    except _admin.FAILURES as exc:
         raise CommandError(f"cannot reach {redact_url(args.redis_url)}: {exc}", UNREACHABLE) from None
 
 
@@ -127,7 +125,7 @@ def _stats(args: argparse.Namespace) -> int:
     client = _connect(args)
     try:
         found, others = _admin.usage(client, args.namespace)
-    except redis.RedisError as exc:
+    except _admin.FAILURES as exc:
         raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
     finally:
         client.close()
@@ -170,7 +168,7 @@ def _flush(args: argparse.Namespace) -> int:
                     "not confirmed; nothing deleted (pass --yes to skip the question)", NOT_CONFIRMED
                 )
         deleted = _admin.flush(client, args.namespace, args.function)
-    except redis.RedisError as exc:
+    except _admin.FAILURES as exc:
         raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
     finally:
         client.close()

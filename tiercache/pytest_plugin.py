@@ -11,7 +11,7 @@ Fixtures:
   every call runs the function.
 
 ``assert_cache_stats`` (from ``tiercache.testing``) checks a function's stats with a readable
-failure message.
+failure message; ``forget_local_caches`` makes the process look newly started (empty L1s).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ import dataclasses
 import math
 from typing import Any
 
+from . import _registry
 from ._stats import CacheStats
 
-__all__ = ["assert_cache_stats"]
+__all__ = ["assert_cache_stats", "forget_local_caches"]
 
 _RATES = ("l1_hit_rate", "l2_hit_rate", "combined_hit_rate")
 #: The counters a failure message shows, whatever was asked.
@@ -49,3 +50,11 @@ def _same(actual: object, expected: object) -> bool:
     if isinstance(actual, float) or isinstance(expected, float):
         return isinstance(expected, (int, float)) and math.isclose(actual, expected, abs_tol=1e-9)  # type: ignore[arg-type]
     return actual == expected
+
+
+def forget_local_caches() -> None:
+    """Empty every cached function's L1 and zero its stats, as a newly started process has them.
+
+    L2 keeps its entries, so the next call of a function reads what "another process" wrote.
+    """
+    _registry.forget_all()

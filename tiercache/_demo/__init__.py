@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from .. import _admin
 from .._redis_process import RedisProcess, redis_server_binary
 from .._remote import check_url, redact_url
 from . import report
@@ -70,13 +70,21 @@ def _l2_url(say: Callable[[str], None]) -> Iterator[str | None]:
 
 
 def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
+        _admin.connect(url, "TIERCACHE_REDIS_URL").close()
+    except _admin.FAILURES:
         return False
-    finally:
-        client.close()
+    return True
+
+
+def _clean_up(url: str, phases: list[PhaseResult]) -> None:
+    """Delete the keys the phases left in L2: a shared Redis should not keep the demo's data."""
+    with (
+        contextlib.suppress(*_admin.FAILURES),
+        contextlib.closing(_admin.connect(url, "tiercache demo")) as client,
+    ):
+        for phase in phases:
+            _admin.flush(client, phase.namespace, None)
 
 
 def run(options: DemoOptions) -> int:
@@ -84,39 +92,12 @@ def run(options: DemoOptions) -> int:
     out = Console()
     status = Console(stderr=True) if options.as_json else out
     with _l2_url(lambda line: status.print(line, soft_wrap=True)) as url:
-        phases: list[tuple[str, bool, str | None]] = [("no cache", False, None), ("L1 only", True, None)]
+        results = _run_phases(options, url, status)
         if url is not None:
-            phases.append(("L1 + L2", True, url))
-        total = options.workers * (options.adapter_requests + options.session_requests)
-        results: list[PhaseResult] = []
-        columns = (
-            TextColumn("{task.description:10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=status, transient=options.as_json) as progress:
-            for name, enabled, phase_url in phases:
-                task = progress.add_task(name, total=total)
-
-                def advance(n: int, task: TaskID = task) -> None:
-                    progress.advance(task, n)
-
-                results.append(
-                    run_phase(
-                        name,
-                        enabled=enabled,
-                        redis_url=phase_url,
-                        workers=options.workers,
-                        adapter_requests=options.adapter_requests,
-                        session_requests=options.session_requests,
-                        on_progress=advance,
-                    )
-                )
+            _clean_up(url, results)
     if options.as_json:
-        print(
-            json.dumps(report.as_json(results, l2=url and redact_url(url), workers=options.workers), indent=2)
-        )
+        shown = report.as_json(results, l2=url and redact_url(url), workers=options.workers)
+        print(json.dumps(shown, indent=2))
     else:
         out.print()
         out.print(report.table(results))
@@ -130,3 +111,32 @@ def run(options: DemoOptions) -> int:
         report.plot(results, options.plot)
         status.print(f"chart written to {options.plot}", soft_wrap=True)
     return 0
+
+
+def _run_phases(options: DemoOptions, url: str | None, status: Console) -> list[PhaseResult]:
+    """Run no cache, L1 only and (with a URL) L1 + L2, with a progress bar per phase."""
+    phases: list[tuple[str, bool, str | None]] = [("no cache", False, None), ("L1 only", True, None)]
+    if url is not None:
+        phases.append(("L1 + L2", True, url))
+    total = options.workers * (options.adapter_requests + options.session_requests)
+    columns = (TextColumn("{task.description:10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    results: list[PhaseResult] = []
+    with Progress(*columns, console=status, transient=options.as_json) as progress:
+        for name, enabled, phase_url in phases:
+            task = progress.add_task(name, total=total)
+
+            def advance(n: int, task: TaskID = task) -> None:
+                progress.advance(task, n)
+
+            results.append(
+                run_phase(
+                    name,
+                    enabled=enabled,
+                    redis_url=phase_url,
+                    workers=options.workers,
+                    adapter_requests=options.adapter_requests,
+                    session_requests=options.session_requests,
+                    on_progress=advance,
+                )
+            )
+    return results

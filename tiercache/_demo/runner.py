@@ -54,10 +54,11 @@ class FunctionResult:
 
 @dataclass
 class PhaseResult:
-    """A phase's name, wall time and per-function figures."""
+    """A phase's name, wall time, namespace and per-function figures."""
 
     name: str
     seconds: float
+    namespace: str
     functions: dict[str, FunctionResult] = field(default_factory=dict)
 
 
@@ -97,7 +98,7 @@ def run_phase(
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
-    phase = PhaseResult(name, time.perf_counter() - started)
+    phase = PhaseResult(name, time.perf_counter() - started, namespace)
     phase.functions = {function: FunctionResult.merge(function, results) for function in FUNCTIONS}
     return phase
 
