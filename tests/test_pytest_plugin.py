@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tiercache import tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache._redis_process import RedisProcess, free_port
 from tiercache.testing import assert_cache_stats
 
 CACHED = """
@@ -98,6 +98,19 @@ def test_l2_fixture_uses_the_configured_server_and_cleans_up(
     result.assert_outcomes(passed=1)
     namespace = next(line for line in result.outlines if "NAMESPACE=" in line).split("NAMESPACE=")[1]
     assert redis_server.client().keys(f"{namespace}:*") == []
+
+
+def test_l2_fixture_says_when_the_configured_server_does_not_answer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreachable TIERCACHE_REDIS_URL fails the test in one line naming it, password hidden."""
+    monkeypatch.setenv("TIERCACHE_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    result = run(pytester, "\n    def test_l2(tiercache_l2):\n        pass\n")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*tiercache_l2: TIERCACHE_REDIS_URL=redis://:***@127.0.0.1:* does not answer*"]
+    )
+    result.stdout.no_fnmatch_line("*hunter2*")
 
 
 def test_disabled_marker_and_fixture_bypass_the_cache(pytester: pytest.Pytester) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from . import _admin, _config, _registry
+from ._remote import redact_url
 from .testing import assert_cache_stats
 
 __all__ = ["assert_cache_stats", "tiercache_disabled", "tiercache_isolated", "tiercache_l2"]
@@ -57,7 +58,12 @@ def tiercache_l2(tiercache_isolated: str) -> Iterator[Any]:
     """Add an L2 to the isolated test: fakeredis, or ``TIERCACHE_REDIS_URL``; yield a client of it."""
     url = os.environ.get("TIERCACHE_REDIS_URL")
     if url:
-        client = _admin.connect(url, "tiercache_l2 fixture")
+        try:
+            client = _admin.connect(url, "tiercache_l2 fixture")
+        except _admin.FAILURES as exc:
+            pytest.fail(
+                f"tiercache_l2: TIERCACHE_REDIS_URL={redact_url(url)} does not answer: {exc}", pytrace=False
+            )
         _config.configure(redis_url=url, redis_client=None, async_redis_client=None, l2=True)
         try:
             yield client

@@ -40,7 +40,9 @@ def as_json(phases: list[PhaseResult], *, l2: str | None, workers: int) -> dict[
 
 
 def _duration(ms: float) -> str:
-    return f"{ms:.1f} ms" if ms >= 1 else f"{ms * 1000:.1f} µs"
+    if ms >= 1:
+        return f"{ms:.1f} ms"
+    return f"{ms * 1000:.0f} µs" if ms >= 0.1 else f"{ms * 1000:.1f} µs"
 
 
 def table(phases: list[PhaseResult]) -> Table:
@@ -48,7 +50,7 @@ def table(phases: list[PhaseResult]) -> Table:
     result = Table(title="The same requests, three ways", title_justify="left")
     result.add_column("phase", no_wrap=True, min_width=len(max(FUNCTIONS, key=len)))
     for column in ("p50", "p99", "L1 hits", "L2 hits", "backend calls", "mean latency"):
-        result.add_column(column, justify="right")
+        result.add_column(column, justify="right", no_wrap=True)
     baseline = phases[0]
     for function in FUNCTIONS:
         result.add_row(f"[bold]{function}[/]")
