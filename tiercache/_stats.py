@@ -82,13 +82,14 @@ class LatencyHistogram:
         A bucket straddling a bound counts above it, so each figure is low by at most one bucket
         (about 3%) of the observations nearest that bound.
         """
+        filled = [(self.bounds(index)[1], count) for index, count in enumerate(self.counts) if count]
         totals: list[int] = []
         seen = 0
-        index = 0
+        next_filled = 0
         for bound in bounds_ns:
-            while index < self.SIZE and self.bounds(index)[1] <= bound:
-                seen += self.counts[index]
-                index += 1
+            while next_filled < len(filled) and filled[next_filled][0] <= bound:
+                seen += filled[next_filled][1]
+                next_filled += 1
             totals.append(seen)
         return totals
 
