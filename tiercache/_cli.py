@@ -7,10 +7,11 @@ bad URL or argument, or a missing extra); 3 a flush that was not confirmed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -110,25 +111,28 @@ def _demo(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), USAGE) from None
 
 
-def _connect(args: argparse.Namespace) -> Any:
+@contextlib.contextmanager
+def _connected(args: argparse.Namespace) -> Iterator[Any]:
+    """Yield a client of ``--redis-url``, closed after; Redis failures become exit code 1."""
     try:
-        return _admin.connect(args.redis_url, f"tiercache {args.command}")
+        client = _admin.connect(args.redis_url, f"tiercache {args.command}")
     except ValueError as exc:
         raise CommandError(str(exc).removeprefix(f"tiercache {args.command}: "), USAGE) from None
     except _admin.FAILURES as exc:
         raise CommandError(f"cannot reach {redact_url(args.redis_url)}: {exc}", UNREACHABLE) from None
+    try:
+        yield client
+    except _admin.FAILURES as exc:
+        raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
+    finally:
+        client.close()
 
 
 def _stats(args: argparse.Namespace) -> int:
     if not args.json:
         _needs("rich", "cli")
-    client = _connect(args)
-    try:
+    with _connected(args) as client:
         found, others = _admin.usage(client, args.namespace)
-    except _admin.FAILURES as exc:
-        raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
-    finally:
-        client.close()
     if args.json:
         print(json.dumps({"functions": [asdict(u) for u in found], "other_keys": others}, indent=2))
         return OK
@@ -158,9 +162,8 @@ def _size(n: int) -> str:
 
 
 def _flush(args: argparse.Namespace) -> int:
-    client = _connect(args)
     what = f"namespace {args.namespace!r}" + (f", function {args.function!r}" if args.function else "")
-    try:
+    with _connected(args) as client:
         if not args.yes:
             count = _admin.count_keys(client, args.namespace, args.function)
             if not _confirm(f"Delete {count:,} keys of {what} at {redact_url(args.redis_url)}? [y/N] "):
@@ -168,10 +171,6 @@ def _flush(args: argparse.Namespace) -> int:
                     "not confirmed; nothing deleted (pass --yes to skip the question)", NOT_CONFIRMED
                 )
         deleted = _admin.flush(client, args.namespace, args.function)
-    except _admin.FAILURES as exc:
-        raise CommandError(f"{redact_url(args.redis_url)} failed: {exc}", UNREACHABLE) from None
-    finally:
-        client.close()
     print(f"deleted {deleted:,} keys of {what}")
     return OK
 

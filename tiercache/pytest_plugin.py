@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from . import _admin, _config, _registry
+from . import _admin, _config
 from ._remote import redact_url
-from .testing import assert_cache_stats
+from .testing import assert_cache_stats, forget_local_caches
 
 __all__ = ["assert_cache_stats", "tiercache_disabled", "tiercache_isolated", "tiercache_l2"]
 
@@ -44,13 +44,13 @@ def tiercache_isolated() -> Iterator[str]:
     """Give the test fresh L1s, zeroed stats and a namespace of its own, in L1 only; yield the namespace."""
     saved = _config.current()
     namespace = f"test-{uuid.uuid4().hex[:12]}"
-    _registry.forget_all()
+    forget_local_caches()
     _config.configure(namespace=namespace, l2=False)
     try:
         yield namespace
     finally:
         _config.restore(saved)
-        _registry.forget_all()
+        forget_local_caches()
 
 
 @pytest.fixture

@@ -30,9 +30,8 @@ def as_json(phases: list[PhaseResult], *, l2: str | None, workers: int) -> dict[
         functions: dict[str, Any] = {}
         for function, result in phase.functions.items():
             figures = dataclasses.asdict(result)
-            served = result.requests or 1
-            figures["l1_hit_rate"] = result.l1_hits / served
-            figures["l2_hit_rate"] = result.l2_hits / served
+            figures["l1_hit_rate"] = result.l1_hit_rate
+            figures["l2_hit_rate"] = result.l2_hit_rate
             figures["latency_reduction_pct"] = _reduction(phase, baseline, function)
             functions[function] = figures
         shown.append({"name": phase.name, "seconds": phase.seconds, "functions": functions})
@@ -43,6 +42,10 @@ def _duration(ms: float) -> str:
     if ms >= 1:
         return f"{ms:.1f} ms"
     return f"{ms * 1000:.0f} µs" if ms >= 0.1 else f"{ms * 1000:.1f} µs"
+
+
+def _change(cut: float) -> str:
+    return f"[green]-{cut:.1f}%[/]" if cut >= 0 else f"+{-cut:.1f}%"
 
 
 def table(phases: list[PhaseResult]) -> Table:
@@ -56,20 +59,15 @@ def table(phases: list[PhaseResult]) -> Table:
         result.add_row(f"[bold]{function}[/]")
         for phase in phases:
             figures = phase.functions[function]
-            served = figures.requests or 1
             cut = _reduction(phase, baseline, function)
             result.add_row(
                 f"  {phase.name}",
                 _duration(figures.p50_ms),
                 _duration(figures.p99_ms),
-                "-" if phase is baseline else f"{figures.l1_hits / served:.1%}",
-                "-" if phase is baseline else f"{figures.l2_hits / served:.1%}",
+                "-" if phase is baseline else f"{figures.l1_hit_rate:.1%}",
+                "-" if phase is baseline else f"{figures.l2_hit_rate:.1%}",
                 f"{figures.backend_calls:,}",
-                _duration(figures.mean_ms)
-                if cut is None
-                else f"[green]-{cut:.1f}%[/]"
-                if cut >= 0
-                else f"+{-cut:.1f}%",
+                _duration(figures.mean_ms) if cut is None else _change(cut),
             )
         result.add_section()
     return result

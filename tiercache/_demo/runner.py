@@ -37,6 +37,16 @@ class FunctionResult:
     l2_hits: int
     backend_calls: int
 
+    @property
+    def l1_hit_rate(self) -> float:
+        """Share of requests L1 answered."""
+        return self.l1_hits / self.requests if self.requests else 0.0
+
+    @property
+    def l2_hit_rate(self) -> float:
+        """Share of requests L2 answered."""
+        return self.l2_hits / self.requests if self.requests else 0.0
+
     @classmethod
     def merge(cls, function: str, results: list[WorkerResult]) -> FunctionResult:
         """Fold every worker's latencies, stats and backend calls for ``function``."""

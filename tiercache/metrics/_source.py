@@ -10,17 +10,17 @@ from .._stats import CacheStats, LatencyHistogram
 
 __all__ = ["COUNTERS", "Reading", "readings"]
 
-#: Counters exported one metric each: (CacheStats field, metric name stem, description).
+#: Counters exported one metric each, named after their CacheStats field: (field, description).
 COUNTERS = (
-    ("calls", "calls", "Calls of the cached function"),
-    ("misses", "misses", "Calls that ran the function"),
-    ("coalesced", "coalesced", "Calls that shared a concurrent call's run"),
-    ("stale_served", "stale_served", "Calls answered with a stale value"),
-    ("errors", "errors", "Calls that raised the function's exception"),
-    ("l2_errors", "l2_errors", "Failed L2 (Redis) operations"),
-    ("l2_corrupt", "l2_corrupt", "L2 entries that were damaged or not tiercache's"),
-    ("l2_rejected", "l2_rejected", "L2 entries refused for a bad signature or their size"),
-    ("refresh_errors", "refresh_errors", "Background refreshes of stale values that raised"),
+    ("calls", "Calls of the cached function"),
+    ("misses", "Calls that ran the function"),
+    ("coalesced", "Calls that shared a concurrent call's run"),
+    ("stale_served", "Calls answered with a stale value"),
+    ("errors", "Calls that raised the function's exception"),
+    ("l2_errors", "Failed L2 (Redis) operations"),
+    ("l2_corrupt", "L2 entries that were damaged or not tiercache's"),
+    ("l2_rejected", "L2 entries refused for a bad signature or their size"),
+    ("refresh_errors", "Background refreshes of stale values that raised"),
 )
 
 

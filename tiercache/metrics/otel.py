@@ -22,9 +22,9 @@ __all__ = ["instrument"]
 def instrument(meter_provider: MeterProvider | None = None, prefix: str = "tiercache") -> None:
     """Register tiercache's instruments with ``meter_provider`` (default: the global one)."""
     meter = metrics.get_meter("tiercache", meter_provider=meter_provider)
-    for field, stem, text in COUNTERS:
+    for field, text in COUNTERS:
         meter.create_observable_counter(
-            f"{prefix}.{stem}", callbacks=[_observe(_counter(field))], unit="{call}", description=text
+            f"{prefix}.{field}", callbacks=[_observe(_counter(field))], unit="{call}", description=text
         )
     meter.create_observable_counter(
         f"{prefix}.hits",

@@ -40,8 +40,7 @@ class TiercacheCollector(Collector):
         """Read every cached function's stats and yield them as metric families."""
         p = self._prefix
         counters = {
-            field: CounterMetricFamily(f"{p}_{stem}", text, labels=["function"])
-            for field, stem, text in COUNTERS
+            field: CounterMetricFamily(f"{p}_{field}", text, labels=["function"]) for field, text in COUNTERS
         }
         hits = CounterMetricFamily(f"{p}_hits", "Calls served from a cache tier", labels=["function", "tier"])
         size = GaugeMetricFamily(f"{p}_l1_entries", "Entries in the function's L1", labels=["function"])
