@@ -79,6 +79,13 @@ def test_async_functions_follow_too(real_l2: str) -> None:
 
     async def scenario() -> float:
         assert await one("a") == 1 and await other("a") == 1
+        # An event loop never waits for the subscription (see Bus.join): an announcement made
+        # before it is confirmed is the documented gap, not what this test is about.
+        bus = other.__tiercache__.endpoint().bus
+        deadline = time.monotonic() + 2
+        while not bus.connected:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.002)
         source["a"] = 2
         await one.cache_invalidate("a")
         started = time.monotonic()
