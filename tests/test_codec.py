@@ -17,15 +17,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import same_typed, values
 from tiercache import register_type
-from tiercache._codec import (
-    FORMAT_VERSION,
-    DecodeError,
-    UnencodableError,
-    decode_value,
-    encode_value,
-    open_envelope,
-    seal,
-)
+from tiercache._codec import DecodeError, UnencodableError, decode_value, encode_value
 
 
 @given(values)
@@ -140,37 +132,5 @@ def test_garbage_is_a_decode_error(payload: bytes) -> None:
 def test_decoding_arbitrary_bytes_raises_nothing_but_decode_error(payload: bytes) -> None:
     try:
         decode_value(payload)
-    except DecodeError:
-        pass
-
-
-def test_envelope_round_trip() -> None:
-    sealed = seal(b"\x01body", b"gen-token", 1_700_000_000_123)
-    envelope = open_envelope(sealed)
-    assert (envelope.generation, envelope.fresh_until_ms, envelope.body) == (
-        b"gen-token",
-        1_700_000_000_123,
-        b"\x01body",
-    )
-
-
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (b"tc", "shorter"),
-        (b"xx" + seal(b"b", b"", 0)[2:], "magic"),
-        (seal(b"b", b"", 0)[:2] + bytes([FORMAT_VERSION + 1]) + seal(b"b", b"", 0)[3:], "format version"),
-        (seal(b"", b"longtoken", 0)[:-4], "truncated"),
-    ],
-)
-def test_envelope_refuses_foreign_newer_and_truncated_payloads(payload: bytes, reason: str) -> None:
-    with pytest.raises(DecodeError, match=reason):
-        open_envelope(payload)
-
-
-@given(st.binary(max_size=64))
-def test_open_envelope_raises_nothing_but_decode_error(payload: bytes) -> None:
-    try:
-        open_envelope(payload)
     except DecodeError:
         pass

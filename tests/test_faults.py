@@ -13,8 +13,9 @@ import pytest
 
 import tiercache
 from tests.faults import Caller, Record, black_hole, expected, until
-from tiercache._codec import FORMAT_VERSION, encode_value, seal
+from tiercache._codec import encode_value
 from tiercache._coherence import JOIN_WAIT
+from tiercache._envelope import FORMAT_VERSION, NO_TOKEN, open_envelope, seal
 from tiercache._redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,9 @@ def keys(prefix: str, count: int, distinct: int | None = None) -> list[str]:
 
 
 def in_l2(server: RedisProcess, caller: Caller, key: str) -> bool:
-    return bool(server.client().exists(caller.function.cache_key(key)))
+    """Whether Redis holds a value (not nothing, nor the tombstone of an invalidation) for ``key``."""
+    raw = server.client().get(caller.function.cache_key(key))
+    return raw is not None and not open_envelope(raw).tombstone
 
 
 def test_unreachable_at_start_calls_work_from_the_first_call(
@@ -174,8 +177,8 @@ def test_threads_never_see_redis_die_and_come_back(server: RedisProcess) -> None
     [
         pytest.param(b"\x00\x01not ours at all", id="foreign-bytes"),
         pytest.param(b"pickle\x80\x04\x95", id="pickle-ish"),
-        pytest.param(seal(encode_value(expected("k")), b"", 2**62)[:-5], id="truncated"),
-        pytest.param(b"tc" + bytes([FORMAT_VERSION + 1]) + seal(b"", b"", 0)[3:], id="newer-format"),
+        pytest.param(seal(encode_value(expected("k")), 0, NO_TOKEN, 2**62)[:-5], id="truncated"),
+        pytest.param(b"tc" + bytes([FORMAT_VERSION + 1]) + seal(b"", 0, NO_TOKEN, 0)[3:], id="newer-format"),
     ],
 )
 def test_garbage_in_redis_is_a_miss_counted_logged_once_and_overwritten(
@@ -188,7 +191,7 @@ def test_garbage_in_redis_is_a_miss_counted_logged_once_and_overwritten(
     assert caller.calls(["k", "j", "k"]).problems == []
     stats = caller.function.cache_stats()
     assert stats.l2_corrupt == 2 and stats.misses == 2 and stats.l2_hits == 1
-    assert client.get(caller.function.cache_key("k")).startswith(b"tc\x01")  # ours now
+    assert client.get(caller.function.cache_key("k")).startswith(b"tc\x02")  # ours now
     assert len([r for r in caplog.records if "unreadable L2 entry" in r.getMessage()]) == 1
 
 

@@ -9,16 +9,17 @@ from typing import Any
 import pytest
 
 from tiercache import _flow, tiered_cache
-from tiercache._codec import encode_value, seal
+from tiercache._codec import encode_value
+from tiercache._envelope import NO_TOKEN, seal, token_of, tombstone
 from tiercache._flight import Settled
 from tiercache._function import Call, FunctionCache
 from tiercache._ops import (
     AcquireLock,
     Compute,
-    Delete,
+    Invalidate,
     Join,
     Land,
-    NewGeneration,
+    RaiseGeneration,
     Read,
     ReleaseLock,
     Sleep,
@@ -43,13 +44,13 @@ def cache() -> FunctionCache:
     return make_cache()
 
 
-def call(cache: FunctionCache, key: str = "k", expired: Any = None) -> Call:
+def call(cache: FunctionCache, key: str = "k") -> Call:
     l1_key, canonical = cache.l1_key((key,))
-    return Call(l1_key, (key,), (key,), None, fast=False, canonical=canonical, expired=expired)
+    return Call(l1_key, (key,), (key,), None, fast=False, canonical=canonical)
 
 
-def payload(value: Any, generation: bytes = b"", fresh_for: float = 60) -> bytes:
-    return seal(encode_value(value), generation, round((time.time() + fresh_for) * 1000))
+def payload(value: Any, generation: int = 0, fresh_for: float = 60, token: bytes = NO_TOKEN) -> bytes:
+    return seal(encode_value(value), generation, token, round((time.time() + fresh_for) * 1000))
 
 
 def finish(flow: Flow, reply: Any = None) -> Any:
@@ -80,8 +81,8 @@ def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> N
     assert isinstance(flow.send((None, None)), Join)
     assert isinstance(flow.send(None), Compute)
     write = flow.send("computed")
-    assert isinstance(write, Write) and write.ttl_ms == 86_400_000
-    land = flow.send(None)
+    assert isinstance(write, Write) and write.ttl_ms == 86_400_000 and write.token == NO_TOKEN
+    land = flow.send(True)
     assert isinstance(land, Land) and land.settled.value == "computed"
     assert land.linger  # in L2 now: callers whose read raced the write may take it from the flight
     assert finish(flow) == "computed"
@@ -99,7 +100,7 @@ def test_l2_hit_fills_l1_and_skips_the_function(cache: FunctionCache) -> None:
 
 def test_entry_of_another_generation_is_a_miss(cache: FunctionCache) -> None:
     flow, _ = start(cache)
-    assert isinstance(flow.send((b"new-generation", payload("old", generation=b""))), Join)
+    assert isinstance(flow.send((b"5", payload("old", generation=4))), Join)
 
 
 def test_unreadable_payload_is_a_counted_miss_and_gets_overwritten(cache: FunctionCache) -> None:
@@ -174,13 +175,39 @@ def test_function_exception_is_recorded_shared_and_not_cached(cache: FunctionCac
     assert cache.snapshot().errors == 1
 
 
-def test_value_computed_across_an_invalidation_is_returned_but_not_stored(cache: FunctionCache) -> None:
+def test_a_write_names_the_token_and_generation_its_read_saw(cache: FunctionCache) -> None:
+    """Redis can then refuse it if the key was invalidated (or the function cleared) since."""
+    flow, _ = start(cache)
+    mark = tombstone(b"12345678")
+    flow.send((b"7", mark))
+    flow.send(None)
+    write = flow.send("v")
+    assert write.token == token_of(mark) == b"12345678"
+    assert token_of(write.payload) == b"12345678"  # the value carries the token on
+    assert write.payload.startswith(b"tc\x02\x00" + (7).to_bytes(8, "big"))
+
+
+def test_a_value_redis_refuses_is_returned_but_kept_out_of_both_tiers(cache: FunctionCache) -> None:
+    """Redis says the key was invalidated after our read: the value may predate it."""
     flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
-    cache.epoch += 1  # an invalidation happened while the function ran
-    land = flow.send("maybe-stale")
+    assert isinstance(flow.send("maybe-stale"), Write)
+    land = flow.send(False)
     assert isinstance(land, Land) and not land.linger
+    assert finish(flow) == "maybe-stale"
+    assert len(cache.local) == 0
+    assert cache.snapshot().l2_writes_refused == 1
+
+
+def test_an_invalidation_here_while_computing_keeps_the_value_out_of_l1(cache: FunctionCache) -> None:
+    """The call's L1 lease is void: even a write Redis took (it cannot know) stays out of L1."""
+    flow, _ = start(cache)
+    flow.send((None, None))
+    flow.send(None)
+    cache.drop_local((call(cache).l1_key,))  # invalidated while the function ran
+    assert isinstance(flow.send("maybe-stale"), Write)
+    flow.send(True)
     assert finish(flow) == "maybe-stale"
     assert len(cache.local) == 0
 
@@ -188,15 +215,18 @@ def test_value_computed_across_an_invalidation_is_returned_but_not_stored(cache:
 def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     cache.local.set("k", "v")
     flow = _flow.invalidate(cache, ("k",))
-    delete = next(flow)
-    assert isinstance(delete, Delete) and delete.keys == (cache.redis_key_for(("k",)),)
+    invalidate = next(flow)
+    assert isinstance(invalidate, Invalidate) and invalidate.keys == (cache.redis_key_for(("k",)),)
+    assert invalidate.tombstone is not None and token_of(invalidate.tombstone) != NO_TOKEN
+    assert invalidate.ttl_ms >= cache.l2_ttl_ms
     assert len(cache.local) == 0
     finish(flow)
     flow = _flow.clear(cache)
-    new_generation = next(flow)
-    assert isinstance(new_generation, NewGeneration) and len(new_generation.token) == 8
-    finish(flow)
-    assert cache.pending_repairs() == (None, ())
+    raise_generation = next(flow)
+    assert isinstance(raise_generation, RaiseGeneration) and raise_generation.step == 1
+    finish(flow, (3, True))
+    assert cache.known_generation() == 3
+    assert cache.pending_repairs() == (0, False, ())
 
 
 def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(cache: FunctionCache) -> None:
@@ -210,15 +240,16 @@ def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(ca
     flow = _flow.clear(cache)
     with pytest.raises(StopIteration):
         next(flow)
-    generation, keys = cache.pending_repairs()
-    assert generation is not None and keys == ()  # the clear covers the deletions
+    clears, _, keys = cache.pending_repairs()
+    assert clears == 1 and keys == ()  # the clear covers the deletions
+    assert cache.snapshot().pending_invalidations == 1
     endpoint = cache.endpoint()
     assert endpoint is not None
     endpoint.breaker.success()  # what the background prober does once Redis answers again
     flow, replay = start(cache)
-    assert isinstance(replay, NewGeneration) and replay.token == generation
-    assert isinstance(flow.send(None), Read)
-    assert cache.pending_repairs() == (None, ())
+    assert isinstance(replay, RaiseGeneration) and replay.step == 1
+    assert isinstance(flow.send((1, True)), Read)
+    assert cache.pending_repairs() == (0, False, ())
 
 
 def test_stale_l2_value_is_served_at_once_and_refreshed_in_the_background() -> None:
@@ -231,7 +262,7 @@ def test_stale_l2_value_is_served_at_once_and_refreshed_in_the_background() -> N
     refresh = spawn.flow
     assert isinstance(next(refresh), Compute)
     assert isinstance(refresh.send("new"), Write)
-    finish(refresh)
+    finish(refresh, True)
     assert cache.local.get("k") == "new"
     # Only one refresh per key at a time.
     cache.local.clear()
@@ -255,8 +286,8 @@ def test_a_failing_refresh_keeps_serving_the_stale_value() -> None:
 
 def test_fail_safe_serves_the_expired_l1_copy_when_the_function_raises() -> None:
     cache = make_cache(stale_ttl=30)
-    expired = ("last good", time.monotonic() - 1)  # expired a second ago, within stale_ttl
-    flow, _ = start(cache, call(cache, expired=expired))
+    cache.local.data["k"] = ("last good", time.monotonic() - 1)  # expired a second ago, within stale_ttl
+    flow, _ = start(cache)
     flow.send((None, None))  # L2 lost it
     flow.send(None)
     land = flow.throw(ConnectionError("backend down"))
@@ -267,8 +298,8 @@ def test_fail_safe_serves_the_expired_l1_copy_when_the_function_raises() -> None
 
 def test_without_a_stale_copy_the_exception_is_raised() -> None:
     cache = make_cache(stale_ttl=30)
-    expired = ("too old", time.monotonic() - 60)
-    flow, _ = start(cache, call(cache, expired=expired))
+    cache.local.data["k"] = ("too old", time.monotonic() - 60)
+    flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
     flow.throw(ConnectionError("backend down"))
@@ -284,7 +315,7 @@ def test_lock_holder_computes_and_releases() -> None:
     assert isinstance(acquire, AcquireLock) and acquire.ttl_ms == 1500 and acquire.key.endswith(":lock")
     assert isinstance(flow.send(True), Compute)
     assert isinstance(flow.send("v"), Write)
-    release = flow.send(None)
+    release = flow.send(True)
     assert isinstance(release, ReleaseLock) and release.token == acquire.token
     assert isinstance(flow.send(None), Land)
     assert finish(flow) == "v"

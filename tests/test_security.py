@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 import tiercache
 from tests.strategies import normal_form, values
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._codec import DecodeError, decode_value, encode_value, seal
+from tiercache._codec import DecodeError, decode_value, encode_value
+from tiercache._envelope import NO_TOKEN, seal
 from tiercache._keys import canonical_bytes, digest
 from tiercache._redis_process import RedisProcess, free_port
 from tiercache._signing import Signer
@@ -80,7 +81,7 @@ def test_hostile_payloads_are_misses_not_code(
     """Raw hostile bytes, and the same bytes inside a well-formed envelope of ours."""
     lookup, runs = run_counter()
     lookup("warm")  # learns the generation
-    for i, payload in enumerate([HOSTILE[name], seal(HOSTILE[name], b"", 2**62)]):
+    for i, payload in enumerate([HOSTILE[name], seal(HOSTILE[name], 0, NO_TOKEN, 2**62)]):
         plant(redis_server, lookup.cache_key(f"victim{i}"), payload)
         assert lookup(f"victim{i}") == {"user": f"victim{i}", "role": "reader"}
     assert runs == ["warm", "victim0", "victim1"]
@@ -233,7 +234,7 @@ def test_planted_payloads_over_the_bound_are_refused_before_decoding(
 ) -> None:
     lookup, runs = run_counter(max_value_bytes=4096)
     lookup("warm")
-    huge = seal(encode_value(["x" * 100_000]), b"", 2**62)
+    huge = seal(encode_value(["x" * 100_000]), 0, NO_TOKEN, 2**62)
     plant(redis_server, lookup.cache_key("victim"), huge)
     assert lookup("victim")["user"] == "victim"
     assert runs == ["warm", "victim"] and lookup.cache_stats().l2_rejected == 1

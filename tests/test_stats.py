@@ -44,6 +44,7 @@ def stats(**counts: int) -> CacheStats:
     return CacheStats(
         function="f",
         degraded=False,
+        coherent=False,
         degraded_seconds=0.0,
         avg_latency_ms=0.0,
         p50_ms=0.0,

@@ -34,7 +34,7 @@ class AdapterTiers(Tiers):
             policy=settings.l1_policy,
         )
         ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
-        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0)
+        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0, tombstones=False)
         self.settings = settings
         self.prefix = settings.namespace
         self.generation_key = f"{settings.namespace}:gen"
@@ -155,7 +155,7 @@ class _Base:
 
     def invalidate_l1(self) -> None:
         """Drop every L1 entry: the next gets go to L2 (for data changed behind L2's back)."""
-        self._tiers.local.clear()
+        self._tiers.drop_local(None)
 
 
 class MultiTierCacheAdapter(_Base):

@@ -10,13 +10,13 @@ import time
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._envelope import NO_TOKEN
 from ._local import MISSING
 from ._ops import (
     Flow,
     Op,
     Ping,
     ReadMany,
-    Write,
     WriteMany,
     drop_keys,
     l2_op,
@@ -42,6 +42,7 @@ def _usable(tiers: AdapterTiers) -> Generator[Op, Any, Endpoint | None]:
 def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     """Return ``{key: value}`` for the keys found: L1 first, the rest in one MGET."""
     started = time.perf_counter_ns()
+    lease = tiers.local.lease()  # before the L2 read: a delete from now on keeps its values out of L1
     found: dict[str, Any] = {}
     wanted: list[str] = []
     for key in keys:
@@ -52,7 +53,6 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
             found[key] = value
             tiers.record(started, "l1_hits")
     endpoint = (yield from _usable(tiers)) if wanted else None
-    epoch = tiers.epoch
     if endpoint is not None:
         tiers.stats.count("l2_lookups", len(wanted))
         generation_key = tiers.generation_key_if_due(endpoint)
@@ -66,8 +66,8 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
                 hit = tiers.open_payload(endpoint, payload, tiers.key(key))
                 if hit is not MISSING:
                     found[key], fresh_for = hit
-                    if tiers.settings.write_back_l1_on_l2_hit and tiers.epoch == epoch:
-                        tiers.local.set(key, found[key], max(fresh_for, 0.0))
+                    if tiers.settings.write_back_l1_on_l2_hit:
+                        tiers.local.set(key, found[key], max(fresh_for, 0.0), lease)
                     tiers.record(started, "l2_hits")
     for key in wanted:
         if key not in found:
@@ -76,32 +76,33 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
 
 
 def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -> Flow:
-    """Write ``items`` to L2 in one round trip, and to L1 as the settings say."""
+    """Write ``items`` to L2 in one round trip, and to L1 as the settings say.
+
+    A delete of one of them while the write is under way wins in L1 as it does in Redis's order.
+    """
     tiers.sets += len(items)
+    lease = tiers.local.lease()
     stored: set[str] = set()
     endpoint = yield from _usable(tiers)
     if endpoint is not None and (yield from _know_generation(tiers, endpoint)):
         ttl_ms = round((ttl or tiers.settings.l2_ttl_seconds) * 1000)
         payloads = {
-            key: tiers.seal_value(endpoint, value, tiers.key(key), ttl or tiers.settings.l2_ttl_seconds)
+            key: tiers.seal_value(
+                endpoint, value, tiers.key(key), NO_TOKEN, ttl=ttl or tiers.settings.l2_ttl_seconds
+            )
             for key, value in items.items()
         }
         writes = tuple(
             (tiers.key(key), payload, ttl_ms) for key, payload in payloads.items() if payload is not None
         )
-        announce = tiers.announce(tuple(items))
-        op = (
-            Write(endpoint, *writes[0], announce)
-            if len(writes) == 1
-            else WriteMany(endpoint, writes, announce)
-        )
+        op = WriteMany(endpoint, writes, tiers.announce(tuple(items)))
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
         if ok:
             stored = {key for key, payload in payloads.items() if payload is not None}
     for key, value in items.items():
         # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
         if tiers.settings.write_through or key not in stored:
-            tiers.local.set(key, value, ttl)
+            tiers.local.set(key, value, ttl, lease)
         else:
             tiers.local.delete(key)
 
@@ -118,23 +119,34 @@ def _know_generation(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, A
 
 
 def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
-    """Drop ``keys`` from L1 and L2 (now, or once L2 can be reached again)."""
+    """Drop ``keys`` from L1 and L2 (now, or once L2 can be reached again).
+
+    Raise InvalidationError (after the local drop) if Redis refused.
+    """
     tiers.deletes += len(keys)
-    tiers.epoch += 1
-    for key in keys:
-        tiers.local.delete(key)
+    tiers.drop_local(keys)
     endpoint = tiers.endpoint()
     if endpoint is not None:
-        yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys), keys)
+        try:
+            yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys), keys)
+        finally:
+            # Again: a get that missed L1 after the first drop may have read the old value from
+            # L2 before it was gone there, and be about to put it in L1.
+            tiers.drop_local(keys)
 
 
 def clear(tiers: AdapterTiers) -> Flow:
-    """Drop every entry of this adapter's namespace: L1 at once, L2 by a new generation."""
-    tiers.epoch += 1
-    tiers.local.clear()
+    """Drop every entry of this adapter's namespace: L1 at once, L2 by a new generation.
+
+    Raise InvalidationError (after the local drop) if Redis refused.
+    """
+    tiers.drop_local(None)
     endpoint = tiers.endpoint()
     if endpoint is not None:
-        yield from new_generation(tiers, endpoint)
+        try:
+            yield from new_generation(tiers, endpoint)
+        finally:
+            tiers.drop_local(None)  # again, as in delete()
 
 
 def ping(tiers: AdapterTiers) -> Flow:

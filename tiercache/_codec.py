@@ -1,4 +1,4 @@
-"""L2 payloads: msgpack with our own closed set of extension types, inside a small envelope.
+"""L2 values: msgpack with our own closed set of extension types (the envelope is ``_envelope``).
 
 The only module that imports msgpack. Decoding never imports, evaluates or unpickles anything a
 payload names: an extension code or registered type name we do not know is a decode error.
@@ -7,40 +7,17 @@ payload names: an extension code or registered type name we do not know is a dec
 from __future__ import annotations
 
 import datetime as dt
-import struct
 import threading
 import uuid
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgpack
 
-from ._signing import MAC_SIZE
-
-__all__ = [
-    "FORMAT_VERSION",
-    "SIGNED",
-    "DecodeError",
-    "Envelope",
-    "UnencodableError",
-    "decode_value",
-    "encode_value",
-    "envelope_prefix",
-    "open_current",
-    "open_envelope",
-    "register_type",
-    "seal",
-]
-
-FORMAT_VERSION: Final = 1
-_MAGIC: Final = b"tc"
-# magic, format version, flags, generation length; then the generation, then _STAMP
-_HEADER: Final = struct.Struct(">2sBBB")
-# fresh until (unix ms); then the msgpack body
-_STAMP: Final = struct.Struct(">q")
+__all__ = ["DecodeError", "UnencodableError", "decode_value", "encode_value", "register_type"]
 
 
 class DecodeError(ValueError):
@@ -254,68 +231,3 @@ def decode_value(body: bytes | memoryview) -> Any:
         raise
     except Exception as exc:  # msgpack, UnicodeDecodeError, hashing errors, bad ext payloads
         raise DecodeError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
-
-
-#: Envelope flag: the payload ends with a MAC (see ``_signing``).
-SIGNED: Final = 1
-
-
-class Envelope(NamedTuple):
-    """What an L2 entry says besides its value, and the value's encoding (without a MAC)."""
-
-    generation: bytes
-    fresh_until_ms: int
-    body: memoryview
-    signed: bool
-
-
-def envelope_prefix(generation: bytes, *, signed: bool = False) -> bytes:
-    """Return the bytes every current payload of ``generation`` starts with.
-
-    Magic, format version, flags and generation come first, so that one ``startswith`` tells a
-    payload of the current generation from anything else (an older generation, a newer
-    format, another signing mode, someone else's bytes); only those need ``open_envelope``.
-    """
-    flags = SIGNED if signed else 0
-    return _HEADER.pack(_MAGIC, FORMAT_VERSION, flags, len(generation)) + generation
-
-
-def seal(body: bytes, generation: bytes, fresh_until_ms: int, *, signed: bool = False) -> bytes:
-    """Wrap an encoded value for L2 with its generation and freshness deadline.
-
-    With ``signed`` the flag is set and the caller appends the MAC.
-    """
-    return envelope_prefix(generation, signed=signed) + _STAMP.pack(fresh_until_ms) + body
-
-
-def open_current(payload: bytes, prefix: bytes) -> tuple[int, memoryview] | None:
-    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None.
-
-    For a signed payload the body still ends with its MAC.
-    """
-    end = len(prefix) + _STAMP.size
-    if not payload.startswith(prefix) or len(payload) < end:
-        return None
-    view = memoryview(payload)  # the body is decoded in place, not copied out first
-    return _STAMP.unpack_from(payload, len(prefix))[0], view[end:]
-
-
-def open_envelope(payload: bytes) -> Envelope:
-    """Split an L2 payload into its parts; raise DecodeError if it is not ours or is damaged."""
-    if len(payload) < _HEADER.size:
-        raise DecodeError("payload shorter than the envelope header")
-    magic, version, flags, generation_length = _HEADER.unpack_from(payload)
-    if magic != _MAGIC:
-        raise DecodeError("payload does not start with the tiercache magic bytes")
-    if version != FORMAT_VERSION:
-        raise DecodeError(f"payload format version {version}, this process reads {FORMAT_VERSION}")
-    start = _HEADER.size + generation_length
-    if len(payload) < start + _STAMP.size:
-        raise DecodeError("payload truncated inside its header")
-    signed = bool(flags & SIGNED)
-    if signed and len(payload) < start + _STAMP.size + MAC_SIZE:
-        raise DecodeError("signed payload too short to hold its MAC")
-    view = memoryview(payload)
-    (fresh_until_ms,) = _STAMP.unpack_from(payload, start)
-    body = view[start + _STAMP.size : len(payload) - MAC_SIZE if signed else None]
-    return Envelope(bytes(view[_HEADER.size : start]), fresh_until_ms, body, signed)

@@ -11,7 +11,8 @@ the changes we mean. It also needs no RESP3, works the same on a Redis Cluster (
 One listener thread per endpoint holds one subscription. Nothing guarantees delivery: whenever
 the subscription is lost (Redis restarted, the connection cut, no answer to our PING within
 ``LOST_AFTER`` seconds), invalidations may have been missed, so every member's L1 is flushed
-when the loss is noticed and again once the subscription is back.
+when the loss is noticed, and until the subscription is back (or while it cannot be made at
+all: a user who may not SUBSCRIBE) what a member caches lives ``DEAF_L1_SECONDS`` at most.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ POLL: Final = 0.05
 PING_AFTER: Final = 1.0
 #: A PING unanswered for this long means the subscription is lost.
 LOST_AFTER: Final = 1.0
-#: A lookup on another thread may hold an entry it is about to put back (LRU order), so an
-#: invalidated key is dropped a second time, this much later.
-REDROP_AFTER: Final = 0.01
+#: While a member cannot follow its channel (not subscribed yet, Redis down, or a user who may
+#: not SUBSCRIBE), its L1 entries live at most this long: the bound on what it can miss.
+DEAF_L1_SECONDS: Final = 1.0
 #: How long a cache's first use waits for its channel's subscription. Long enough for a healthy
 #: Redis to answer (then nothing is cached unheard); short, because Redis may be down.
 JOIN_WAIT: Final = 0.05
@@ -56,6 +57,9 @@ class Member(Protocol):
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` from L1 (None: everything), as if invalidated here."""
+
+    def set_deaf(self, deaf: bool) -> None:
+        """Bound L1 lifetimes to DEAF_L1_SECONDS while announcements cannot be heard (or lift it)."""
 
 
 def channel_for(namespace: str) -> str:
@@ -82,15 +86,15 @@ class Bus:
         self._changed = threading.Condition(self._lock)
         # channel -> prefix -> members
         self._members: dict[str, dict[str, weakref.WeakSet[Any]]] = {}
-        # Members that may hold entries cached while their channel was not followed: flushed as
-        # soon as it is (again).
+        # Members that cannot hear announcements now (deaf: short-lived L1 entries) until their
+        # channel is followed (again).
         self._unconfirmed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._confirmed: set[str] = set()  # channels subscribed on the current connection
         self._failing = False  # the last attempt to subscribe failed
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self.losses = 0  # subscriptions lost (for tests and the log)
-        self._redrops: list[tuple[float, Member, Sequence[Hashable]]] = []
+        self._warned = False  # that we cannot follow, since the last time we could
         _buses.add(self)
 
     def join(self, channel: str, member: Member) -> None:
@@ -105,15 +109,17 @@ class Bus:
             self._members.setdefault(channel, {}).setdefault(member.prefix, weakref.WeakSet()).add(member)
             if channel in self._confirmed:
                 return
-            if self._failing:
-                # Redis is down: whatever this member caches now, it may not hear about.
-                self._unconfirmed.add(member)
             if self._thread is None or not self._thread.is_alive():
                 self._start()
             if not self._failing and asyncio.events._get_running_loop() is None:
                 self._changed.wait_for(
                     lambda: channel in self._confirmed or self._failing, self._join_timeout
                 )
+            if channel not in self._confirmed:
+                # Not following yet (an event loop does not wait; Redis may be down): what this
+                # member caches until we are, it may not hear about, so it lives briefly.
+                self._unconfirmed.add(member)
+                member.set_deaf(True)
 
     def _start(self) -> None:
         self._stopped.clear()
@@ -136,12 +142,13 @@ class Bus:
         self._changed = threading.Condition(self._lock)
         self._thread = None
         self._confirmed = set()
-        self._redrops = []
         if self._members:
             # The parent's L1 came with the fork, and what it will miss until we listen, we
             # cannot know: flush now and once the child's subscription is up.
             self._flush_all()
             self._unconfirmed = weakref.WeakSet(self._all_members())
+            for member in self._unconfirmed:
+                member.set_deaf(True)
             self._start()
 
     # -- the listener thread ------------------------------------------------------------------
@@ -195,6 +202,10 @@ class Bus:
         members = self._all_members()
         with self._lock:
             self._unconfirmed = weakref.WeakSet(members)
+            warn = not self._warned
+            self._warned = True
+        for member in members:
+            member.set_deaf(True)
         if was_up:
             self.losses += 1
             logger.warning(
@@ -204,6 +215,14 @@ class Bus:
             )
             for member in members:
                 member.drop_local(None, keep_stale=True)
+        elif warn:
+            logger.warning(
+                "tiercache: cannot follow the invalidation channel of %s (%s); until it can, L1 "
+                "entries of coherent functions live at most %g s",
+                self.name,
+                exc,
+                DEAF_L1_SECONDS,
+            )
         return was_up
 
     def _follow(self, pubsub: Any) -> None:
@@ -230,8 +249,6 @@ class Bus:
             elif now - last_heard > PING_AFTER:
                 pubsub.ping()
                 ping_sent = now
-            if self._redrops:
-                self._redrop(now)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -244,13 +261,14 @@ class Bus:
         with self._changed:
             self._confirmed.add(channel)
             self._failing = False
+            self._warned = False
             members = [m for group in self._members.get(channel, {}).values() for m in group]
             stale = [m for m in members if m in self._unconfirmed]
             for member in stale:
                 self._unconfirmed.discard(member)
             self._changed.notify_all()
         for member in stale:
-            member.drop_local(None, keep_stale=True)
+            member.set_deaf(False)  # what it cached while deaf lives DEAF_L1_SECONDS at most
         logger.debug("tiercache: following %s on %s", channel, self.name)
 
     def _apply(self, channel: str, data: Any) -> None:
@@ -273,14 +291,6 @@ class Bus:
                 member.drop_local(keys)
             except TypeError:
                 continue  # an unhashable key: not one of ours
-            if keys:
-                self._redrops.append((time.monotonic() + REDROP_AFTER, member, keys))
-
-    def _redrop(self, now: float) -> None:
-        due = [item for item in self._redrops if item[0] <= now]
-        self._redrops = [item for item in self._redrops if item[0] > now]
-        for _, member, keys in due:
-            member.drop_local(keys)
 
     def _flush_all(self) -> None:
         for member in self._all_members():

@@ -387,20 +387,18 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     def start(call: Call) -> Any:
         return run(_flow.serve(cache, call))
 
-    def miss(
-        l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any, expired: Any
-    ) -> Any:
-        return start(Call(l1_key, key_values, args, kwargs, True, 1, None, expired))
+    def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        return start(Call(l1_key, key_values, args, kwargs, True))
 
     def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        value, stale = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs, stale)
+        value = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs)
 
     async def async_sample(
         l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        value, stale = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs, stale)
+        value = cache.timed_l1_hit(l1_key)
+        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs)
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)

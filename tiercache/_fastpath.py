@@ -3,8 +3,8 @@
 CPython binds each call's arguments in C (defaults, keywords, positional-only) as for any call,
 so the wrapper starts with its parameters in place: no ``inspect.Signature.bind`` per call. When
 every key value is of an exact type (str, int, bytes, None) their tuple is the L1 key as it is,
-and an L1 hit costs a dict pop and re-insert (the LRU bump), one clock read and one countdown
-tick; anything else goes to the slow path, which builds a canonical key.
+and an L1 hit costs a dict lookup, a ``move_to_end`` (the LRU bump), one clock read and one
+countdown tick; anything else goes to the slow path, which builds a canonical key.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import linecache
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +27,7 @@ _P = inspect.Parameter
 
 @dataclass(frozen=True)
 class EntryPoints:
-    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always.
-
-    ``miss`` also gets the entry the wrapper found expired (or None), for stale serving.
-    """
+    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always."""
 
     miss: Callable[..., Any]
     sample: Callable[..., Any]
@@ -67,7 +65,13 @@ class _Calling:
     def of(cls, signature: inspect.Signature) -> _Calling:
         params = list(signature.parameters.values())
         p = _prefix_for({param.name for param in params})
-        namespace: dict[str, Any] = {f"{p}type": type, f"{p}str": str, f"{p}int": int, f"{p}bytes": bytes}
+        namespace: dict[str, Any] = {
+            f"{p}type": type,
+            f"{p}str": str,
+            f"{p}int": int,
+            f"{p}bytes": bytes,
+            f"{p}KeyError": KeyError,
+        }
         positional: list[str] = []
         keywords: list[tuple[str, str]] = []
         for index, param in enumerate(params):
@@ -133,10 +137,10 @@ def generate(
     filename = f"<tiercache fast path of {label}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), calling.namespace)  # noqa: S102 - our own generated source
-    data = local.data if local is not None else {}
+    data = local.data if local is not None else OrderedDict()
     clock = local.clock if local is not None else float
     wrapper, bind, ticks, refill = calling.namespace[f"{p}factory"](
-        data, data.pop, clock, EXACT_TYPES, entry.miss, entry.sample, entry.slow
+        data.get, data.move_to_end, clock, EXACT_TYPES, entry.miss, entry.sample, entry.slow
     )
     return FastPath(wrapper, bind, ticks, refill)
 
@@ -155,12 +159,17 @@ def _wrapper_body(
     handoff = f"{_key_values(values)}, {calling.handoff}"
     condition = " and ".join(_exact_check(v, by_name.get(v), p) for v in values) or "True"
     raw_key = values[0] if len(values) == 1 else _key_values(values)
+    # The LRU bump is one atomic move_to_end: a drop that lands after our read stands (the key
+    # is gone, move_to_end says so), where a pop and re-insert would bring the entry back.
     lookup = [
-        f"{p}e = {p}pop({p}k, None)",
+        f"{p}e = {p}get({p}k)",
         f"if {p}e is not None and {p}e[1] > {p}clock():",
-        f"    {p}data[{p}k] = {p}e",
+        "    try:",
+        f"        {p}touch({p}k)",
+        f"    except {p}KeyError:",
+        "        pass",
         f"    return {p}e[0]",
-        f"return {wait}{p}miss({p}k, {handoff}, {p}e)",
+        f"return {wait}{p}miss({p}k, {handoff})",
     ]
     body = list(setup)
     if fast and count_hits:
@@ -181,7 +190,7 @@ def _source(
     parameters = ", ".join(_render(calling.params, p))
     return "\n".join(
         [
-            f"def {p}factory({p}data, {p}pop, {p}clock, {p}exact, {p}miss, {p}sample, {p}slow):",
+            f"def {p}factory({p}get, {p}touch, {p}clock, {p}exact, {p}miss, {p}sample, {p}slow):",
             f"    {p}left = 1",
             f"    {p}added = 1",
             f"    {'async ' if is_async else ''}def {name}({parameters}):",

@@ -106,14 +106,20 @@ class Flights(Generic[SignalT]):
         if done is not None:
             done.set()
 
-    def forget(self, key: Hashable) -> None:
-        """Drop the landed result for ``key`` (it was invalidated)."""
+    def detach(self, key: Hashable) -> None:
+        """Cut ``key``'s flight loose (it was invalidated): later callers start a run of their own.
+
+        Callers that joined it already still get its outcome; its leader finds it detached when
+        it settles, and neither lingers it nor ends a newer flight of the same key.
+        """
         with self._lock:
+            self._flying.pop(key, None)
             self._landed.pop(key, None)
 
-    def forget_all(self) -> None:
-        """Drop every landed result (the function's cache was cleared)."""
+    def detach_all(self) -> None:
+        """Cut every flight loose (the function's cache was cleared)."""
         with self._lock:
+            self._flying.clear()
             self._landed.clear()
 
     def _prune(self) -> None:

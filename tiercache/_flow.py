@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from ._envelope import FOREIGN_TOKEN, NO_TOKEN, token_of
 from ._flight import Settled
 from ._function import Call
 from ._local import MISSING
@@ -35,6 +36,9 @@ from ._ops import (
 )
 from ._remote import Endpoint, RemoteUnavailable
 
+#: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
+TOMBSTONE_MARGIN: Final = 1.0
+
 if TYPE_CHECKING:
     from ._function import FunctionCache
 
@@ -43,30 +47,27 @@ __all__ = ["clear", "invalidate", "refresh", "serve"]
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit per tier that can answer
     """Answer a call the fast path could not: from L1, else L2, else one run per key."""
+    enabled = cache.enabled()  # resolves settings (and joins the channel) before the lease below
+    call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
     value, stale = cache.local.lookup(call.l1_key)
     if value is not MISSING:
         cache.finish(call, "l1_hits")
         return value
-    if stale is None and call.expired is not None:
-        stale = cache.local.within_grace(call.expired)  # the fast path took it out for us
-    if not cache.enabled():
+    if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
     endpoint = cache.endpoint()
     if endpoint is not None:
-        epoch = cache.epoch
         endpoint = yield from _read(cache, call, endpoint)
         if call.found is not MISSING:
             value, fresh_for = call.found
             if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
-                if cache.epoch == epoch:  # else an invalidation crossed our read: keep it out of L1
-                    cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
+                cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
                 cache.finish(call, "l2_hits")
                 return value
             # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
             return (yield from _serve_stale(cache, call, value, endpoint))
     if stale is not None and cache.endpoint() is None:
-        cache.local.restore(call.l1_key, stale)  # L1 is the only tier: it keeps the stale copy
-        return (yield from _serve_stale(cache, call, stale[0], None))
+        return (yield from _serve_stale(cache, call, stale[0], None))  # L1 is the only tier
     settled: Settled | None = yield Join(call.l1_key, cache)
     if settled is not None:
         cache.finish(call, "coalesced", error=settled.error is not None)
@@ -82,7 +83,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit
 
 
 def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, Endpoint | None]:
-    """Look ``call`` up in L2, leaving what it found in ``call.found``.
+    """Look ``call`` up in L2, leaving what it found in ``call.found`` and the key's token in ``call``.
 
     Return the endpoint to keep using for this call, or None once it could not be reached
     (one failed operation per call at most).
@@ -94,14 +95,25 @@ def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op,
     call.looked_up = True
     generation_key = cache.generation_key_if_due(endpoint)
     key = cache.redis_key(call)
+    # Known before the read: a clear that lands from now on must make our value a miss.
+    call.generation = cache.known_generation()
+    call.read_at = time.monotonic()
     ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, generation_key))
     if not ok:
-        return endpoint if not isinstance(reply, RemoteUnavailable) else None
+        if isinstance(reply, RemoteUnavailable):
+            return None
+        call.token = FOREIGN_TOKEN  # refused (a key of another type): our write will replace it
+        return endpoint
     generation, payload = reply
     if generation_key is not None:
-        cache.learn_generation(endpoint, generation)
-    call.found = cache.open_payload(endpoint, payload, key)
+        call.generation = cache.learn_generation(endpoint, generation)
+    _observe(cache, call, endpoint, key, payload)
     return endpoint
+
+
+def _observe(cache: FunctionCache, call: Call, endpoint: Endpoint, key: str, payload: bytes | None) -> None:
+    call.token = token_of(payload)
+    call.found = cache.open_payload(endpoint, payload, key)
 
 
 def _run(
@@ -113,23 +125,21 @@ def _run(
     leading: bool,
 ) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
-    token = None
+    lock = None
     if leading and endpoint is not None and cache.lock_ttl_ms:
-        token = yield from _lock_or_wait(cache, call, endpoint)
+        lock = yield from _lock_or_wait(cache, call, endpoint)
         if call.found is not MISSING:  # another process filled L2 while we waited
             value, fresh_for = call.found
-            cache.local.set(call.l1_key, value, max(fresh_for, 0.0))
+            cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.finish(call, "l2_hits")
             return value
-    epoch = cache.epoch
     try:
         value = yield Compute(cache.function, call)
     except Exception as exc:
-        if token is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+        if lock is not None and endpoint is not None:
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
         if stale is not None:  # fail-safe: a stale value beats an exception
-            cache.local.restore(call.l1_key, stale)
             cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
             if leading:
                 yield Land(call.l1_key, Settled(stale[0], None), linger=False)
@@ -139,29 +149,51 @@ def _run(
             yield Land(call.l1_key, Settled(None, exc), linger=False)
         cache.finish(call, "misses", error=True)
         raise
-    stored = yield from _store(cache, call, endpoint, value, epoch)
-    if token is not None and endpoint is not None:
-        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+    stored = yield from _store(cache, call, endpoint, value)
+    if lock is not None and endpoint is not None:
+        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.finish(call, "misses")
     return value
 
 
-def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any, epoch: int) -> Flow:
-    """Write a computed value to L1 and L2; return whether it reached L2."""
-    # An invalidation while we computed means the value may predate it: return it, keep it out.
-    if not cache.enabled() or cache.epoch != epoch:
+def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any) -> Flow:
+    """Write a computed value to L2, then L1; return whether it reached L2.
+
+    Nothing is written once the entry was invalidated after the call began: Redis refuses the
+    write if the key's token changed since our read (an invalidation anywhere, this process's
+    included), and L1 refuses it if the call's lease is void (an invalidation here, or one
+    another process announced). The value still goes to the callers who asked before.
+    """
+    if not cache.enabled():
         return False
-    cache.local.set(call.l1_key, value)
-    if endpoint is None or not endpoint.breaker.allow():
+    stored = False
+    if endpoint is not None and call.looked_up and (yield from _may_write(cache, call, endpoint)):
+        key = cache.redis_key(call)
+        payload = cache.seal_value(
+            endpoint, value, key, NO_TOKEN if call.token == FOREIGN_TOKEN else call.token
+        )
+        if payload is not None:
+            write = Write(endpoint, key, payload, cache.l2_ttl_ms, call.token)
+            ok, accepted = yield from l2_op(cache, endpoint, write)
+            if ok and not accepted:
+                cache.stats.count("l2_writes_refused")
+                return False  # invalidated elsewhere since we read it: keep it out of L1 too
+            stored = bool(ok)
+    cache.local.set(call.l1_key, value, None, call.lease)
+    return stored
+
+
+def _may_write(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Return whether ``call``'s value may go to L2 now."""
+    if not endpoint.breaker.allow():
         return False
-    key = cache.redis_key(call)
-    payload = cache.seal_value(endpoint, value, key)
-    if payload is None:
+    # A tombstone outlives no write whose reader saw the key longer ago than it lives: such a
+    # write could land on a key whose invalidation has already expired, so it is not sent.
+    if time.monotonic() - call.read_at > (cache.tombstone_ms or 0) / 1000 - TOMBSTONE_MARGIN:
         return False
-    ok, _ = yield from l2_op(cache, endpoint, Write(endpoint, key, payload, cache.l2_ttl_ms))
-    return bool(ok)
+    return not cache.has_repairs() or (yield from replay_repairs(cache, endpoint))
 
 
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
@@ -173,18 +205,21 @@ def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoin
 
 
 def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow:
-    """Recompute a stale entry in the background; on failure keep serving the stale value."""
+    """Recompute a stale entry in the background; on failure keep serving the stale value.
+
+    It writes under the lease and token of the call that found the entry stale, so an
+    invalidation since then keeps its value out of both tiers.
+    """
     try:
-        token = None
+        lock = None
         if endpoint is not None and cache.lock_ttl_ms:
-            token = os.urandom(8)
-            lock = AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
-            ok, acquired = yield from l2_op(cache, endpoint, lock)
+            lock = os.urandom(8)
+            acquire = AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms)
+            ok, acquired = yield from l2_op(cache, endpoint, acquire)
             if ok and not acquired:
                 return  # another process is refreshing it
             if not ok:
-                token = None
-        epoch = cache.epoch
+                lock = None
         try:
             value = yield Compute(cache.function, call)
         except Exception as exc:
@@ -193,9 +228,9 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
                 "refresh", "%s: refreshing a stale value raised %r; still serving it", cache.label, exc
             )
             return
-        yield from _store(cache, call, endpoint, value, epoch)
-        if token is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), token))
+        yield from _store(cache, call, endpoint, value)
+        if lock is not None and endpoint is not None:
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
     finally:
         cache.release_refresh(call.l1_key)
 
@@ -206,45 +241,54 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     Return our lock token, or None when we did not get the lock (another process had it, or
     Redis failed); a holder too slow for ``lock`` seconds is not waited for any longer.
     """
-    token = os.urandom(8)
+    lock = os.urandom(8)
     ok, acquired = yield from l2_op(
-        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), token, cache.lock_ttl_ms)
+        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms)
     )
     if not ok:
         return None  # no coordination without Redis: compute ourselves
     if acquired:
-        return token
+        return lock
     deadline = time.monotonic() + cache.lock_ttl_ms / 1000
     pause = 0.005
     while (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
         key = cache.redis_key(call)
+        read_at = time.monotonic()
         ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, None))
         if not ok:
             return None
-        call.found = cache.open_payload(endpoint, reply[1], key)
+        call.read_at = read_at
+        _observe(cache, call, endpoint, key, reply[1])
         if call.found is not MISSING:
             return None
     return None
 
 
 def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
-    """Drop one call's entry from L1, from any lingering flight, and from L2 (now or later)."""
+    """Drop one call's entry: from L1 and its runs in flight, then from L2 (now or later).
+
+    Raise InvalidationError (after the local drop) if Redis refused.
+    """
     l1_key, canonical = cache.l1_key(key_values)
-    cache.epoch += 1
-    cache.local.delete(l1_key)
-    cache.forget_flight(l1_key)
+    cache.drop_local((l1_key,))
     endpoint = cache.endpoint()
     if endpoint is not None:
-        yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),), (l1_key,))
+        try:
+            yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),), (l1_key,))
+        finally:
+            # Again: a thread that missed L1 after the first drop may have read the old value
+            # from L2 before it was gone there, and be about to put it in L1.
+            cache.drop_local((l1_key,))
 
 
 def clear(cache: FunctionCache) -> Flow:
-    """Drop every entry of the function: L1 at once, L2 by starting a new generation."""
-    cache.epoch += 1
-    cache.local.clear()
-    cache.forget_flight(None)
+    """Drop every entry of the function: L1 and runs in flight at once, L2 by a new generation."""
+    cache.drop_local(None)
     endpoint = cache.endpoint()
     if endpoint is not None:
-        yield from new_generation(cache, endpoint)
+        try:
+            yield from new_generation(cache, endpoint)
+        finally:
+            cache.drop_local(None)  # again, as in invalidate()

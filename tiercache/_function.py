@@ -14,9 +14,10 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 from . import _config
+from ._envelope import NO_TOKEN
 from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
-from ._local import MISSING, Clock, Entry, LocalCache
+from ._local import MISSING, Clock, LocalCache
 from ._remote import Endpoint
 from ._signing import Signer
 from ._stats import ERROR, FAST, LOOKED_UP
@@ -41,14 +42,17 @@ class Call:
     __slots__ = (
         "args",
         "canonical",
-        "expired",
         "fast",
         "found",
+        "generation",
         "key_values",
         "kwargs",
         "l1_key",
+        "lease",
         "looked_up",
+        "read_at",
         "started_ns",
+        "token",
         "weight",
     )
 
@@ -61,7 +65,6 @@ class Call:
         fast: bool,
         weight: int = 1,
         canonical: bytes | None = None,
-        expired: Entry | None = None,
     ) -> None:
         self.started_ns = time.perf_counter_ns()
         self.l1_key = l1_key
@@ -71,9 +74,12 @@ class Call:
         self.fast = fast
         self.weight = weight
         self.canonical = canonical
-        self.expired = expired  # the L1 entry the fast path found expired, if any
         self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
         self.looked_up = False  # whether the call asked L2
+        self.lease = 0  # the L1 lease taken before anything slow (see LocalCache)
+        self.token = NO_TOKEN  # the key's token in L2 when we read it, and when (monotonic)
+        self.read_at = 0.0
+        self.generation = 0  # the generation our read was made in (a value computed from it is of it)
 
 
 class FunctionCache(Tiers):
@@ -102,9 +108,8 @@ class FunctionCache(Tiers):
         local = LocalCache(
             max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, stale_ttl or 0.0, l1_policy
         )
-        super().__init__(
-            name if version is None else f"{name}@{version}", local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0
-        )
+        label = name if version is None else f"{name}@{version}"
+        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0)
         self.function = function
         self.name = name
         self.key_names = key_names
@@ -142,13 +147,21 @@ class FunctionCache(Tiers):
         self._loop_flights = weakref.WeakKeyDictionary()
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
-        """Drop ``keys`` (None: all) from L1 and from lingering flights: another process changed them."""
+        """Drop ``keys`` (None: all) from L1 and cut their runs loose: they were invalidated."""
         super().drop_local(keys, keep_stale=keep_stale)
-        if keys is None:
-            self.forget_flight(None)
-        else:
-            for key in keys:
-                self.forget_flight(key)
+        for flights in self._flight_tables():
+            if keys is None:
+                flights.detach_all()
+            else:
+                for key in keys:
+                    flights.detach(key)
+
+    def _flight_tables(self) -> list[Flights[Any]]:
+        while True:
+            try:  # an event loop on another thread may add its table while we copy
+                return [self.thread_flights, *self._loop_flights.values()]
+            except RuntimeError:
+                continue
 
     # -- settings -------------------------------------------------------------------------
 
@@ -186,15 +199,6 @@ class FunctionCache(Tiers):
         if flights is None:
             flights = self._loop_flights.setdefault(loop, Flights(asyncio.Event, linger=self.linger))
         return flights
-
-    def forget_flight(self, l1_key: Hashable | None) -> None:
-        """Drop lingering results for one key (or all, for None) in every flight table."""
-        tables: list[Flights[Any]] = [self.thread_flights, *self._loop_flights.values()]
-        for flights in tables:
-            if l1_key is None:
-                flights.forget_all()
-            else:
-                flights.forget(l1_key)
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -271,10 +275,8 @@ class FunctionCache(Tiers):
         flags = (ERROR if error else 0) | (FAST if call.fast else 0) | (LOOKED_UP if call.looked_up else 0)
         self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, call.weight, flags)
 
-    def timed_l1_hit(self, l1_key: Hashable) -> tuple[Any, Entry | None]:
+    def timed_l1_hit(self, l1_key: Hashable) -> Any:
         """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
-
-        Returns ``(value, None)`` or ``(MISSING, a stale entry within grace or None)``.
 
         The sampled call closes its window: a hit is recorded with the window's weight, standing
         for the window's untimed hits; a miss leaves it to the slow path, recorded alone.
@@ -284,7 +286,7 @@ class FunctionCache(Tiers):
             self.window = SAMPLE_EVERY
         self.refill(self.window)
         started = time.perf_counter_ns()
-        value, stale = self.local.lookup(l1_key)
+        value, _ = self.local.lookup(l1_key)  # (a stale entry stays for the slow path)
         if value is not MISSING:
             self.stats.sampled_hit(time.perf_counter_ns() - started, weight)
-        return value, stale
+        return value

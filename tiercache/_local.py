@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
@@ -13,6 +15,10 @@ __all__ = ["MISSING", "Clock", "LocalCache"]
 
 Clock = Callable[[], float]
 Entry = tuple[Any, float]  # (value, fresh until, on the cache's clock)
+
+#: Keys dropped since the oldest lease still remembered one by one; past this many, a drop
+#: voids every outstanding lease instead (a few extra misses, never a stale write).
+MAX_REMEMBERED_DROPS: Final = 4096
 
 
 class _Missing:
@@ -29,18 +35,40 @@ MISSING: Final[Any] = _Missing()
 class LocalCache:
     """A bounded LRU map whose entries expire ``ttl`` seconds after they were written.
 
-    Each entry is a ``(value, expires_at)`` tuple in a plain dict; recency is the dict's order,
-    renewed on every hit by taking the entry out and putting it back at the end. Reads take no
-    lock (each dict operation is atomic); writes take one so that eviction sees a stable dict.
-    The generated fast path of a decorated function reads ``data`` the same way ``get`` does.
+    Each entry is a ``(value, expires_at)`` tuple in an OrderedDict; a hit renews its recency
+    with ``move_to_end``, one atomic step. (Taking the entry out and putting it back, as a plain
+    dict would need, lets a delete that lands in between be undone by the put-back.) Reads take
+    no lock; writes and drops take one, so eviction sees a stable map and a write can be refused
+    atomically. The generated fast path of a decorated function reads ``data`` as ``get`` does.
 
-    An expired entry is dropped when next looked at. With a ``grace`` (a function's
-    ``stale_ttl``) ``lookup`` hands it over instead, for a caller to serve stale or fall back on.
-    With ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often
-    lately than the entry it would evict (see ``_admission``); hits cost the same either way.
+    Writes that follow a slow read (of L2, or of the function's own data source) carry a lease
+    taken before that read: ``set`` refuses it once the key was dropped (invalidated, cleared)
+    in between, so a value that may predate an invalidation never lands after it. That is the
+    memcache lease, kept in process: a drop counter instead of tokens.
+
+    An expired entry is dropped when next looked at, unless it is within ``grace`` (a function's
+    ``stale_ttl``): ``lookup`` then reports it and leaves it in place for stale serving. With
+    ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often lately
+    than the entry it would evict (see ``_admission``); hits cost the same either way. ``cap``
+    bounds every entry's lifetime while invalidations from other processes cannot be heard
+    (``set_cap``), and the lifetime of what is written later under a lease taken meanwhile.
     """
 
-    __slots__ = ("_lock", "clock", "data", "grace", "max_entries", "sketch", "ttl")
+    __slots__ = (
+        "_capped_before",
+        "_dropped",
+        "_drops",
+        "_floor",
+        "_lifted_cap",
+        "_lock",
+        "cap",
+        "clock",
+        "data",
+        "grace",
+        "max_entries",
+        "sketch",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -50,13 +78,20 @@ class LocalCache:
         grace: float = 0.0,
         policy: str = "lru",
     ) -> None:
-        self.data: dict[Hashable, Entry] = {}
+        self.data: OrderedDict[Hashable, Entry] = OrderedDict()
         self.max_entries = max_entries
         self.ttl = ttl
         self.clock = clock
         self.grace = grace
+        self.cap = math.inf
         self.sketch = FrequencySketch(max_entries) if policy == "tinylfu" and max_entries > 0 else None
         self._lock = threading.Lock()
+        self._drops = 0  # bumped by every drop; a lease is its value when taken
+        self._floor = 0  # leases below it are void (a clear, or too many drops to remember)
+        self._dropped: dict[Hashable, int] = {}  # key -> the drop that last removed it
+        # Leases below _capped_before were taken under a cap since lifted: their writes keep it.
+        self._capped_before = 0
+        self._lifted_cap = math.inf
 
     def __len__(self) -> int:
         return len(self.data)
@@ -65,83 +100,132 @@ class LocalCache:
         """Replace the lock, which a thread of the parent may have held when it forked."""
         self._lock = threading.Lock()
 
+    # -- reads ----------------------------------------------------------------------------
+
     def get(self, key: Hashable) -> Any:
         """Return the live value for ``key`` and mark it most recently used, else MISSING."""
-        entry = self.data.pop(key, None)
-        if entry is None or entry[1] <= self.clock():
-            return MISSING  # an expired entry stays out: expiry is lazy
-        self.data[key] = entry
-        return entry[0]
+        entry = self.data.get(key)
+        if entry is None:
+            return MISSING
+        if entry[1] > self.clock():
+            self._touch(key)
+            return entry[0]
+        self._discard(key, entry)
+        return MISSING
 
     def lookup(self, key: Hashable) -> tuple[Any, Entry | None]:
         """Return ``(value, None)`` for a live entry, else ``(MISSING, the entry if within grace)``.
 
-        An expired entry is taken out either way; ``restore`` puts a stale one back.
+        An entry within grace stays where it is (stale, for fail-safe); one past it is dropped.
         """
-        entry = self.data.pop(key, None)
+        entry = self.data.get(key)
         if entry is None:
             return MISSING, None
         if entry[1] > self.clock():
-            self.data[key] = entry
+            self._touch(key)
             return entry[0], None
-        return MISSING, self.within_grace(entry)
+        stale = self.within_grace(entry)
+        if stale is None:
+            self._discard(key, entry)
+        return MISSING, stale
 
     def within_grace(self, entry: Entry) -> Entry | None:
         """Return an expired ``entry`` if it is still within the grace period, else None."""
         return entry if self.grace and entry[1] + self.grace > self.clock() else None
 
-    def restore(self, key: Hashable, entry: Entry) -> None:
-        """Put back an entry taken out by ``lookup`` (as it was, expiry included)."""
-        with self._lock:
-            if key not in self.data and self.max_entries > 0:
-                self.data[key] = entry
-                while len(self.data) > self.max_entries:
-                    self._evict_oldest()
+    def _touch(self, key: Hashable) -> None:
+        try:  # noqa: SIM105 - suppress() would add a context manager to every hit
+            self.data.move_to_end(key)
+        except KeyError:
+            pass  # dropped since we read it: our read came first, the drop stands
 
-    def set(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
-        """Store ``value`` for ``ttl`` seconds (the cache's own TTL by default), evicting LRU."""
+    def _discard(self, key: Hashable, entry: Entry) -> None:
+        # Only the entry we saw expire: another thread may have written a fresh one since.
+        with self._lock:
+            if self.data.get(key) is entry:
+                del self.data[key]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def lease(self) -> int:
+        """Return a lease for a ``set`` after a slow read: void once the key is dropped meanwhile."""
+        return self._drops
+
+    def valid(self, key: Hashable, lease: int) -> bool:
+        """Return whether ``lease`` still allows writing ``key`` (no drop of it since it was taken)."""
+        return lease >= self._floor and self._dropped.get(key, -1) <= lease
+
+    def set(self, key: Hashable, value: Any, ttl: float | None = None, lease: int | None = None) -> bool:
+        """Store ``value`` for ``ttl`` seconds (the cache's own TTL by default), evicting LRU.
+
+        With a ``lease``, only if ``key`` was not dropped since it was taken. Return whether
+        the value was stored.
+        """
         lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
+        lifetime = min(lifetime, self.cap)
+        if lease is not None and lease < self._capped_before:
+            lifetime = min(lifetime, self._lifted_cap)  # read while the cap was on
         if self.max_entries <= 0 or lifetime <= 0:
-            return
+            return False
         now = self.clock()
         data = self.data
         with self._lock:
+            if lease is not None and not self.valid(key, lease):
+                return False
             if self.sketch is not None and key not in data and not self._admits(self.sketch, key, now):
-                return
-            data.pop(key, None)
+                return False
             data[key] = (value, now + lifetime)
+            data.move_to_end(key)
             while len(data) > self.max_entries:
-                self._evict_oldest()
+                data.popitem(last=False)
+        return True
+
+    def set_cap(self, cap: float) -> None:
+        """Bound the lifetime of entries written from now on (``math.inf``: no bound).
+
+        Lifting a cap keeps it for writes under leases taken before: what they read, they read
+        while the cap was on.
+        """
+        with self._lock:
+            if cap > self.cap:
+                self._drops += 1  # a mark between leases, not a drop: it voids none
+                self._capped_before = self._drops
+                self._lifted_cap = self.cap
+            self.cap = cap
 
     def _admits(self, sketch: FrequencySketch, key: Hashable, now: float) -> bool:
         # With the lock held, for a key not in the cache: an L1 miss, counted as one.
         sketch.add(key)
-        victim = next(iter(self.data), None) if len(self.data) >= self.max_entries else None
+        if len(self.data) < self.max_entries:
+            return True
+        while True:
+            try:  # lock-free readers may reorder the map while we look at its oldest entry
+                victim = next(iter(self.data), None)
+                break
+            except RuntimeError:
+                continue
         if victim is None:
             return True
         entry = self.data.get(victim)
         expired = entry is None or entry[1] <= now
         return expired or sketch.estimate(key) > sketch.estimate(victim)
 
-    def _evict_oldest(self) -> None:
-        # Lock-free readers may reorder the dict while we look for its first key; try again then.
-        while True:
-            try:
-                del self.data[next(iter(self.data))]
-            except (RuntimeError, KeyError):
-                continue
-            except StopIteration:
-                return
-            return
+    # -- drops (each voids the leases that predate it) ------------------------------------
 
     def delete(self, key: Hashable) -> bool:
         """Drop ``key``; return whether it was present (expired or not)."""
         with self._lock:
+            self._drops += 1
+            if len(self._dropped) >= MAX_REMEMBERED_DROPS:
+                self._forget_drops()
+            self._dropped[key] = self._drops
             return self.data.pop(key, None) is not None
 
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
+            self._drops += 1
+            self._forget_drops()
             self.data.clear()
 
     def expire_all(self) -> None:
@@ -151,9 +235,16 @@ class LocalCache:
             return
         now = self.clock()
         with self._lock:
+            self._drops += 1
+            self._forget_drops()
             for key, (value, expires_at) in list(self.data.items()):
                 if expires_at > now:
                     self.data[key] = (value, now)
+
+    def _forget_drops(self) -> None:
+        # With the lock held: every lease taken before now is void, so no key needs remembering.
+        self._floor = self._drops
+        self._dropped.clear()
 
     def purge_expired(self) -> int:
         """Drop every expired entry now, rather than when next looked up; return how many."""

@@ -6,11 +6,11 @@ or throws the operation's exception into the flow.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, Generator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._envelope import new_token, tombstone
 from ._flight import Settled
 from ._remote import Announce, Endpoint, RemoteError, RemoteUnavailable
 
@@ -23,13 +23,13 @@ __all__ = [
     "REMOTE_OPS",
     "AcquireLock",
     "Compute",
-    "Delete",
     "Flow",
+    "Invalidate",
     "Join",
     "Land",
-    "NewGeneration",
     "Op",
     "Ping",
+    "RaiseGeneration",
     "Read",
     "ReadMany",
     "ReleaseLock",
@@ -81,26 +81,30 @@ class ReadMany:
 
 @dataclass(slots=True)
 class Write:
-    """Store ``payload`` under ``key`` for ``ttl_ms``."""
+    """Store ``payload`` under ``key`` for ``ttl_ms`` if the key's token is still ``token``.
+
+    Sent whether Redis took it (see ``_envelope``: a value read or computed before an
+    invalidation is refused).
+    """
 
     endpoint: Endpoint
     key: str
     payload: bytes
     ttl_ms: int
-    announce: Announce = None
+    token: bytes
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.write(self.key, self.payload, self.ttl_ms, self.announce)
+        return store.write(self.key, self.payload, self.ttl_ms, self.token)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.write(self.key, self.payload, self.ttl_ms, self.announce)
+        return store.write(self.key, self.payload, self.ttl_ms, self.token)
 
 
 @dataclass(slots=True)
 class WriteMany:
-    """Store ``(key, payload, ttl_ms)`` items in one round trip."""
+    """Store ``(key, payload, ttl_ms)`` items in one round trip, whatever they held."""
 
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int], ...]
@@ -116,38 +120,41 @@ class WriteMany:
 
 
 @dataclass(slots=True)
-class Delete:
-    """Delete ``keys``."""
+class Invalidate:
+    """Leave ``tombstone`` under ``keys`` for ``ttl_ms`` (None: delete them), then announce."""
 
     endpoint: Endpoint
     keys: tuple[str, ...]
+    tombstone: bytes | None
+    ttl_ms: int
     announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.delete(self.keys, self.announce)
+        return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.delete(self.keys, self.announce)
+        return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
 
 
 @dataclass(slots=True)
-class NewGeneration:
-    """Set a generation to ``token``, staling every entry written under another one."""
+class RaiseGeneration:
+    """Set the generation to max(Redis's, ``floor``) + ``step``; sent it and whether it changed."""
 
     endpoint: Endpoint
     generation_key: str
-    token: bytes
+    floor: int
+    step: int
     announce: Announce = None
 
     def perform(self, store: SyncStore) -> Any:
         """Do it with a sync store."""
-        return store.set_generation(self.generation_key, self.token, self.announce)
+        return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
 
     def aperform(self, store: AsyncStore) -> Awaitable[Any]:
         """Do it with an async store (return the store call's awaitable)."""
-        return store.set_generation(self.generation_key, self.token, self.announce)
+        return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
 
 
 @dataclass(slots=True)
@@ -248,8 +255,10 @@ class Spawn:
 
 
 #: The operations on L2; each performs itself on a store (``perform`` / ``aperform``).
-REMOTE_OPS = (Read, ReadMany, Write, WriteMany, Delete, NewGeneration, Ping, AcquireLock, ReleaseLock)
-RemoteOp = Read | ReadMany | Write | WriteMany | Delete | NewGeneration | Ping | AcquireLock | ReleaseLock
+REMOTE_OPS = (Read, ReadMany, Write, WriteMany, Invalidate, RaiseGeneration, Ping, AcquireLock, ReleaseLock)
+RemoteOp = (
+    Read | ReadMany | Write | WriteMany | Invalidate | RaiseGeneration | Ping | AcquireLock | ReleaseLock
+)
 Op = RemoteOp | Join | Land | Compute | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
@@ -271,49 +280,79 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
 def drop_keys(
     tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], local_keys: tuple[Hashable, ...]
 ) -> Generator[Op, Any, None]:
-    """Delete ``keys`` from L2 now, or remember to once it can be reached again.
+    """Invalidate ``keys`` in L2 now, or remember to once it can be reached again.
 
     Other processes are told to drop ``local_keys`` (the same entries, as their L1s know them).
+    Raise InvalidationError if Redis refused.
     """
     if not endpoint.breaker.allow():
         tiers.defer(keys=keys)
         return
-    ok, reply = yield from l2_op(tiers, endpoint, Delete(endpoint, keys, tiers.announce(local_keys)))
-    if not ok and isinstance(reply, RemoteUnavailable):
+    ok, reply = yield from l2_op(
+        tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(local_keys))
+    )
+    if ok:
+        return
+    if isinstance(reply, RemoteUnavailable):
         tiers.defer(keys=keys)
+        return
+    raise tiers.refusal("cache_invalidate()", endpoint, reply)
+
+
+def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> Invalidate:
+    # One fresh token for the lot: it only has to differ from any token a writer read before.
+    if tiers.tombstone_ms is None:
+        return Invalidate(endpoint, keys, None, 0, announce)
+    return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce)
 
 
 def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]:
-    """Stale every L2 entry of ``tiers`` by starting a new generation, now or once L2 is back.
+    """Stale every L2 entry of ``tiers`` by raising its generation, now or once L2 is back.
 
-    From now on this process writes and accepts only the new generation, even before Redis
-    has it: a clear that cannot reach Redis yet is replayed before the next L2 operation.
+    A clear that cannot reach Redis yet is replayed before this process's next L2 operation;
+    until then it does not use L2 at all. Raise InvalidationError if Redis refused.
     """
-    token = os.urandom(8)
-    tiers.learn_generation(endpoint, token)
     if not endpoint.breaker.allow():
-        tiers.defer(generation=token)
+        tiers.defer(clear=True)
         return
-    op = NewGeneration(endpoint, tiers.generation_key, token, tiers.announce(None))
+    op = RaiseGeneration(endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None))
     ok, reply = yield from l2_op(tiers, endpoint, op)
-    if not ok and isinstance(reply, RemoteUnavailable):
-        tiers.defer(generation=token)
+    if ok:
+        tiers.learn_generation(endpoint, reply[0])
+        return
+    if isinstance(reply, RemoteUnavailable):
+        tiers.defer(clear=True)
+        return
+    raise tiers.refusal("cache_clear()", endpoint, reply)
 
 
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
-    generation, keys = tiers.pending_repairs()
+    clears, floor, keys = tiers.pending_repairs()
     # Which L1 keys those were is not kept: other processes are told to drop everything.
     announce = tiers.announce(None)
-    if generation is not None:
-        op = NewGeneration(endpoint, tiers.generation_key, generation, announce)
-        ok, _ = yield from l2_op(tiers, endpoint, op)
+    if clears or floor:
+        step = 1 if clears else 0
+        op = RaiseGeneration(
+            endpoint, tiers.generation_key, tiers.known_generation(), step, announce if clears else None
+        )
+        ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:
             return False
-        tiers.repaired(generation=generation)
-        announce = None
+        generation, went_back = reply
+        if went_back and not clears:
+            tiers.log_once(
+                "generation-back",
+                "%s: L2 at %s held an older generation than this process had seen (a restart, a "
+                "failover, or an old value planted back); restored it",
+                tiers.label,
+                endpoint.name,
+            )
+        tiers.learn_generation(endpoint, generation)
+        tiers.repaired(clears=clears, floor=floor)
+        announce = None if clears else announce
     if keys:
-        ok, _ = yield from l2_op(tiers, endpoint, Delete(endpoint, keys, announce))
+        ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, announce))
         if not ok:
             return False
         tiers.repaired(keys=keys)

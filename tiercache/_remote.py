@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import urllib.parse
 import weakref
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis
@@ -24,8 +25,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _background
 from ._breaker import CircuitBreaker
 from ._coherence import LOST_AFTER, Bus
+from ._envelope import FOREIGN_TOKEN, LEAD, MAX_GENERATION, NO_TOKEN, TOKEN_OFFSET, TOKEN_SIZE
 
 __all__ = [
     "AsyncStore",
@@ -39,6 +42,9 @@ __all__ = [
 ]
 
 
+logger = logging.getLogger("tiercache")
+
+
 class RemoteError(Exception):
     """An L2 operation failed."""
 
@@ -48,7 +54,15 @@ class RemoteUnavailable(RemoteError):
 
 
 class RemoteRejected(RemoteError):
-    """Redis answered one command with an error; the endpoint itself is fine."""
+    """Redis answered one command with an error; the endpoint itself is fine.
+
+    ``kept_in_redis``: for an invalidation, whether data stayed in Redis (else only the
+    announcement to other processes was refused).
+    """
+
+    def __init__(self, message: str, *, kept_in_redis: bool = True) -> None:
+        super().__init__(message)
+        self.kept_in_redis = kept_in_redis
 
 
 def _translate(exc: BaseException) -> RemoteError:
@@ -158,6 +172,7 @@ class Endpoint:
         self._shared_async: AsyncStore | None = None
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_store: AsyncStore | None = None
+        self._access_checked: set[str] = set()
 
     @classmethod
     def from_url(
@@ -299,6 +314,32 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r})"
 
+    def check_access(self, namespace: str, channel: str) -> None:
+        """Check once per namespace, in the background, that our Redis user may run what caches need.
+
+        Warns once, naming the commands the server's ACL denies. Where the server cannot say
+        (no ACL DRYRUN, or a user who may not run it), the first refusal is logged instead.
+        """
+        with self._lock:
+            if namespace in self._access_checked:
+                return
+            self._access_checked.add(namespace)
+        _background.submit(lambda: self._report_access(namespace, channel))
+
+    def _report_access(self, namespace: str, channel: str) -> None:
+        try:
+            denied = self.sync_store().missing_permissions(namespace, channel)
+        except Exception:  # no sync client, or Redis is down: the calls will say so
+            return
+        if denied:
+            logger.warning(
+                "tiercache: the Redis user at %s may not run %s on %s:*; values will not be stored "
+                "there and cache_invalidate()/cache_clear() raise InvalidationError",
+                self.name,
+                ", ".join(denied),
+                namespace,
+            )
+
     def _connections_went_bad(self) -> None:
         self.epoch += 1
 
@@ -355,6 +396,93 @@ _RELEASE_LOCK = (
 )
 
 
+def _lua_bytes(raw: bytes) -> str:
+    """Return ``raw`` as the inside of a Lua string literal (decimal escapes: NULs and all)."""
+    return "".join(f"\\{byte}" for byte in raw)
+
+
+# The conditional write (see _envelope): store ARGV[2] for ARGV[3] ms only if the key's token is
+# still ARGV[1], the one its writer read before computing. Absent reads as NO_TOKEN; bytes that
+# are not ours, or a key of another type, as FOREIGN_TOKEN, so garbage is still overwritten.
+_WRITE_IF_UNCHANGED = f"""
+local current = redis.pcall('GET', KEYS[1])
+local token = '{_lua_bytes(NO_TOKEN)}'
+if type(current) == 'table' then
+  token = '{FOREIGN_TOKEN.decode()}'
+elseif current then
+  local ours = string.sub(current, 1, {len(LEAD)}) == '{_lua_bytes(LEAD)}'
+  if ours and #current >= {TOKEN_OFFSET + TOKEN_SIZE} then
+    token = string.sub(current, {TOKEN_OFFSET + 1}, {TOKEN_OFFSET + TOKEN_SIZE})
+  else
+    token = '{FOREIGN_TOKEN.decode()}'
+  end
+end
+if token ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# Generations only go up: the new one is max(what Redis holds, ARGV[1]) + ARGV[2]. ARGV[1] is the
+# highest this process has seen, so a Redis that lost the key (a restart, a failover) or had an
+# old value planted back cannot take anyone back to entries written before a clear. Anything
+# but a short decimal number reads as 0, as in ``_envelope.generation_from``. Returns the new
+# generation and whether Redis held another one.
+_RAISE_GENERATION = f"""
+local current = redis.pcall('GET', KEYS[1])
+local n = 0
+if type(current) == 'string' and #current <= 16 and string.match(current, '^%d+$') then
+  n = tonumber(current)
+  if n >= {MAX_GENERATION} then n = 0 end
+end
+local floor = tonumber(ARGV[1])
+if floor > n then n = floor end
+n = n + tonumber(ARGV[2])
+local text = string.format('%d', n)
+if text == current then return {{n, 0}} end
+redis.call('SET', KEYS[1], text)
+return {{n, 1}}
+"""
+
+#: What the caches run, for the start-up permission check: (name, command with {key}/{channel}).
+_NEEDED = (
+    ("GET", ("GET", "{key}")),
+    ("MGET", ("MGET", "{key}")),
+    ("SET", ("SET", "{key}", "v")),
+    ("DEL", ("DEL", "{key}")),
+    ("EVALSHA", ("EVALSHA", "0" * 40, "1", "{key}")),
+    ("PUBLISH", ("PUBLISH", "{channel}", "m")),
+    ("SUBSCRIBE", ("SUBSCRIBE", "{channel}")),
+)
+
+
+async def _arefusal(command: str, keys: Sequence[str], run: Callable[[], Awaitable[object]]) -> list[str]:
+    """Await ``run``; return ``[what Redis refused]`` if it answered with an error, else ``[]``."""
+    try:
+        await run()
+    except redis.ResponseError as exc:
+        on = f" of {len(keys)} key(s)" if keys else ""
+        return [f"{command}{on} refused: {exc}"]
+    return []
+
+
+def _generation_reply(reply: Any) -> tuple[int, bool]:
+    new, changed = reply
+    return int(new), bool(changed)
+
+
+def _refusal(command: str, keys: Sequence[str], run: Callable[[], object]) -> list[str]:
+    """Run ``run``; return ``[what Redis refused]`` if it answered with an error, else ``[]``.
+
+    Anything else (no answer, a dropped connection) propagates: that is an outage, not a refusal.
+    """
+    try:
+        run()
+    except redis.ResponseError as exc:
+        on = f" of {len(keys)} key(s)" if keys else ""
+        return [f"{command}{on} refused: {exc}"]
+    return []
+
+
 class SyncStore:
     """The L2 calls the tiers make, for sync callers."""
 
@@ -363,6 +491,8 @@ class SyncStore:
         self._endpoint = endpoint
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
+        self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+        self._raise_generation = client.register_script(_RAISE_GENERATION)
         # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
@@ -402,14 +532,14 @@ class SyncStore:
             found = cast("list[bytes | None]", self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
-    def write(self, key: str, payload: bytes, ttl_ms: int, announce: Announce = None) -> None:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds (then announce the change)."""
+    def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``; say if so."""
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
-        with _TRANSLATED:
-            self.client.set(key, payload, px=ttl_ms)
-            if announce is not None:
-                self.client.publish(*announce)
+        try:  # the hot path of every miss, as read()
+            return bool(self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
@@ -430,23 +560,65 @@ class SyncStore:
         with _TRANSLATED:
             return bool(self.client.ping())
 
-    def delete(self, keys: Sequence[str], announce: Announce = None) -> None:
-        """Delete ``keys`` (a cluster client splits them by slot), then announce the change."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
-        with _TRANSLATED:
-            self.client.delete(*keys)
-            if announce is not None:
-                self.client.publish(*announce)
+    def invalidate(
+        self, keys: Sequence[str], tombstone: bytes | None, ttl_ms: int, announce: Announce = None
+    ) -> None:
+        """Leave ``tombstone`` under each of ``keys`` for ``ttl_ms`` (None: delete them), then announce.
 
-    def set_generation(self, generation_key: str, token: bytes, announce: Announce = None) -> None:
-        """Start a new generation: every entry written under another one is now stale."""
+        A refused tombstone (a full Redis refuses SET, not DEL) is replaced by a DEL. Raise
+        RemoteRejected, after announcing, if Redis refused to drop any key or to publish.
+        """
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
+        kept: list[str] = []
+        unheard: list[str] = []
         with _TRANSLATED:
-            self.client.set(generation_key, token)
+            left = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone is not None else keys
+            if left:
+                kept = _refusal("DEL", left, lambda: self.client.delete(*left))
             if announce is not None:
-                self.client.publish(*announce)
+                unheard = _refusal("PUBLISH", (), lambda: self.client.publish(*announce))
+        if kept or unheard:
+            raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
+
+    def _leave_tombstones(self, keys: Sequence[str], tombstone: bytes, ttl_ms: int) -> Sequence[str]:
+        """Return the keys Redis refused a tombstone."""
+        if len(keys) == 1:
+            return (
+                keys if _refusal("SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)) else ()
+            )
+        pipeline = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.set(key, tombstone, px=ttl_ms)
+        results = pipeline.execute(raise_on_error=False)
+        return [
+            key for key, result in zip(keys, results, strict=True) if isinstance(result, redis.ResponseError)
+        ]
+
+    def raise_generation(
+        self, generation_key: str, floor: int, step: int, announce: Announce = None
+    ) -> tuple[int, bool]:
+        """Set the generation to max(Redis's, ``floor``) + ``step``, then announce.
+
+        Return it, and whether Redis held another one.
+
+        Raise RemoteRejected, after announcing, if Redis refused either.
+        """
+        if self._epoch != self._endpoint.epoch:
+            self._fresh_connections()
+        generation: list[tuple[int, bool]] = []
+        with _TRANSLATED:
+            kept = _refusal(
+                "the generation's SET",
+                (generation_key,),
+                lambda: generation.append(
+                    _generation_reply(self._raise_generation(keys=[generation_key], args=[floor, step]))
+                ),
+            )
+            unheard = _refusal("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else []
+        if kept or unheard:
+            raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
+        return generation[0]
 
     def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
@@ -461,6 +633,20 @@ class SyncStore:
             self._fresh_connections()
         with _TRANSLATED:
             self._release(keys=[key], args=[token])
+
+    def missing_permissions(self, namespace: str, channel: str) -> list[str] | None:
+        """Return the commands the server's ACL denies us on ``namespace``, or None if it cannot say."""
+        names = {"key": f"{namespace}:access-check", "channel": channel}
+        denied = []
+        try:
+            user = self.client.execute_command("ACL", "WHOAMI")
+            for name, command in _NEEDED:
+                words = [word.format(**names) for word in command]
+                if self.client.execute_command("ACL", "DRYRUN", user, *words) not in (b"OK", "OK"):
+                    denied.append(name)
+        except Exception:  # no ACL DRYRUN (Redis < 7, a cluster, a user who may not run it)
+            return None
+        return denied
 
 
 class _ReadBatch:
@@ -511,6 +697,8 @@ class AsyncStore:
         self._endpoint = endpoint
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
+        self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+        self._raise_generation = client.register_script(_RAISE_GENERATION)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget  # as in SyncStore
         self._closer: AsyncGenerator[None, None] | None = None
         self._in_flight = 0
@@ -598,14 +786,14 @@ class AsyncStore:
             found = cast("list[bytes | None]", await self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
-    async def write(self, key: str, payload: bytes, ttl_ms: int, announce: Announce = None) -> None:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` milliseconds (then announce the change)."""
+    async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
+        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``; say if so."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
-        with _TRANSLATED:
-            await self.client.set(key, payload, px=ttl_ms)
-            if announce is not None:
-                await self.client.publish(*announce)
+        try:  # the hot path of every miss, as read()
+            return bool(await self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
@@ -626,23 +814,66 @@ class AsyncStore:
         with _TRANSLATED:
             return bool(await self.client.ping())
 
-    async def delete(self, keys: Sequence[str], announce: Announce = None) -> None:
-        """Delete ``keys`` (a cluster client splits them by slot), then announce the change."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
-        with _TRANSLATED:
-            await self.client.delete(*keys)
-            if announce is not None:
-                await self.client.publish(*announce)
+    async def invalidate(
+        self, keys: Sequence[str], tombstone: bytes | None, ttl_ms: int, announce: Announce = None
+    ) -> None:
+        """Leave ``tombstone`` under each of ``keys`` for ``ttl_ms`` (None: delete them), then announce.
 
-    async def set_generation(self, generation_key: str, token: bytes, announce: Announce = None) -> None:
-        """Start a new generation: every entry written under another one is now stale."""
+        A refused tombstone (a full Redis refuses SET, not DEL) is replaced by a DEL. Raise
+        RemoteRejected, after announcing, if Redis refused to drop any key or to publish.
+        """
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
+        kept: list[str] = []
+        unheard: list[str] = []
         with _TRANSLATED:
-            await self.client.set(generation_key, token)
+            left = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone is not None else keys
+            if left:
+                kept = await _arefusal("DEL", left, lambda: self.client.delete(*left))
             if announce is not None:
-                await self.client.publish(*announce)
+                unheard = await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce))
+        if kept or unheard:
+            raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
+
+    async def _leave_tombstones(self, keys: Sequence[str], tombstone: bytes, ttl_ms: int) -> Sequence[str]:
+        """Return the keys Redis refused a tombstone."""
+        if len(keys) == 1:
+            refused = await _arefusal("SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms))
+            return keys if refused else ()
+        pipeline = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.set(key, tombstone, px=ttl_ms)
+        results = await pipeline.execute(raise_on_error=False)
+        return [
+            key for key, result in zip(keys, results, strict=True) if isinstance(result, redis.ResponseError)
+        ]
+
+    async def raise_generation(
+        self, generation_key: str, floor: int, step: int, announce: Announce = None
+    ) -> tuple[int, bool]:
+        """Set the generation to max(Redis's, ``floor``) + ``step``, then announce.
+
+        Return it, and whether Redis held another one.
+
+        Raise RemoteRejected, after announcing, if Redis refused either.
+        """
+        if self._epoch != self._endpoint.epoch:
+            await self._fresh_connections()
+        generation: list[tuple[int, bool]] = []
+
+        async def raise_it() -> None:
+            generation.append(
+                _generation_reply(await self._raise_generation(keys=[generation_key], args=[floor, step]))
+            )
+
+        with _TRANSLATED:
+            kept = await _arefusal("the generation's SET", (generation_key,), raise_it)
+            unheard = (
+                await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else []
+            )
+        if kept or unheard:
+            raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
+        return generation[0]
 
     async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""

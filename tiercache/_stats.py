@@ -113,9 +113,13 @@ class CacheStats:
     ``l2_corrupt`` entries that were not ours or damaged; ``l2_rejected`` entries refused for a
     missing or wrong signature or their size; ``unencodable`` and ``oversized`` values kept out
     of L2 for their type or size;
-    ``refresh_errors`` background refreshes of stale values that raised. ``degraded`` says
-    whether the function's Redis is being skipped right now (its circuit breaker is open), and
-    ``degraded_seconds`` how long it has been skipped in all.
+    ``refresh_errors`` background refreshes of stale values that raised;
+    ``l2_writes_refused`` values Redis would not take because the entry was invalidated after
+    they were read or computed (see the invalidation protocol). ``degraded`` says whether the
+    function's Redis is being skipped right now (its circuit breaker is open), and
+    ``degraded_seconds`` how long it has been skipped in all. ``pending_invalidations`` counts
+    invalidations made while Redis was unreachable, waiting to be replayed there (a clear counts
+    as one); ``coherent`` says whether this L1 follows other processes' invalidations right now.
     """
 
     function: str
@@ -133,8 +137,11 @@ class CacheStats:
     oversized: int
     l2_rejected: int
     refresh_errors: int
+    l2_writes_refused: int
     degraded: bool
     degraded_seconds: float
+    pending_invalidations: int
+    coherent: bool
     l1_size: int
     avg_latency_ms: float
     p50_ms: float
@@ -180,6 +187,7 @@ _COUNTERS = (
     "oversized",
     "l2_rejected",
     "refresh_errors",
+    "l2_writes_refused",
     "fast_path_entries",
 )
 
@@ -273,7 +281,14 @@ class StatsRecorder:
         self.add(outcome, elapsed_ns, weight, flags)
 
     def snapshot(
-        self, *, degraded: bool = False, degraded_seconds: float = 0.0, l1_size: int = 0, reset: bool = False
+        self,
+        *,
+        degraded: bool = False,
+        degraded_seconds: float = 0.0,
+        l1_size: int = 0,
+        pending_invalidations: int = 0,
+        coherent: bool = False,
+        reset: bool = False,
     ) -> CacheStats:
         """Return the counters so far; with ``reset``, also start them again from zero."""
         with self._lock:
@@ -304,8 +319,11 @@ class StatsRecorder:
             oversized=counts["oversized"],
             l2_rejected=counts["l2_rejected"],
             refresh_errors=counts["refresh_errors"],
+            l2_writes_refused=counts["l2_writes_refused"],
             degraded=degraded,
             degraded_seconds=degraded_seconds,
+            pending_invalidations=pending_invalidations,
+            coherent=coherent,
             l1_size=l1_size,
             avg_latency_ms=latency.mean() / 1e6,
             p50_ms=latency.quantile(0.50) / 1e6,

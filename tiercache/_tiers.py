@@ -7,29 +7,30 @@ object where L2 is, whether a payload is ours and current, and what to record.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
-from ._codec import (
-    DecodeError,
-    UnencodableError,
-    decode_value,
-    encode_value,
-    envelope_prefix,
-    open_current,
-    open_envelope,
-    seal,
-)
-from ._coherence import announcement, channel_for
+from ._codec import DecodeError, UnencodableError, decode_value, encode_value
+from ._coherence import DEAF_L1_SECONDS, announcement, channel_for
+from ._envelope import generation_from, open_current, open_envelope, prefix_of, seal
+from ._errors import InvalidationError
 from ._local import MISSING, LocalCache
 from ._remote import Endpoint, RemoteError, RemoteUnavailable
 from ._signing import MAC_SIZE, Signer
 from ._stats import CacheStats, StatsRecorder
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "GENERATION_RECHECK", "MAX_PENDING_KEYS", "Tiers"]
+__all__ = [
+    "DEADLINE_SLACK",
+    "DEFAULT_MAX_VALUE_BYTES",
+    "GENERATION_RECHECK",
+    "MAX_PENDING_KEYS",
+    "TOMBSTONE_FLOOR",
+    "Tiers",
+]
 
 logger = logging.getLogger("tiercache")
 
@@ -40,8 +41,14 @@ GENERATION_RECHECK: Final = 0.5
 MAX_PENDING_KEYS: Final = 10_000
 #: Values larger than this (encoded) stay in L1; payloads larger are refused before decoding.
 DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
-# The envelope around a value: header, generation token, timestamp, MAC.
+# The envelope around a value: header, timestamp, MAC.
 _ENVELOPE_ROOM: Final = 512
+#: Seconds a tombstone stays at least (else as long as the entries): a write whose writer read
+#: the key longer ago than its tombstone lives could miss an invalidation, so it is not sent.
+TOMBSTONE_FLOOR: Final = 300.0
+#: Seconds past its deadline (plus ``stale_ttl``) a payload is still believed: clocks of the
+#: writing and the reading host may differ by this much. Later, it is expired or replayed.
+DEADLINE_SLACK: Final = 1.0
 
 
 class Tiers:
@@ -50,7 +57,15 @@ class Tiers:
     #: Redis key of this cache's generation (set by subclasses, which know their namespace).
     generation_key: str
 
-    def __init__(self, label: str, local: LocalCache, *, ttl_l2: float | None, stale_ttl: float) -> None:
+    def __init__(
+        self,
+        label: str,
+        local: LocalCache,
+        *,
+        ttl_l2: float | None,
+        stale_ttl: float,
+        tombstones: bool = True,
+    ) -> None:
         self.label = label
         self.local = local
         self.stats = StatsRecorder(label)
@@ -58,16 +73,21 @@ class Tiers:
         self.stale_ttl = stale_ttl
         # An entry stays in Redis for its stale period too; its envelope says when it went stale.
         self.l2_ttl_ms = round(((ttl_l2 or 0.0) + stale_ttl) * 1000)
+        # Invalidations leave tombstones (see _envelope) where values are computed and written
+        # conditionally; None: plain deletes (the adapters, whose values are set, not computed).
+        self.tombstone_ms = max(self.l2_ttl_ms, round(TOMBSTONE_FLOOR * 1000)) if tombstones else None
         self._lock = threading.Lock()
         self._logged: set[str] = set()
-        # The generation this process believes current, per endpoint, and when to re-read it.
-        self._generation: bytes | None = None
-        self._prefix = b""  # what payloads of the current generation start with
+        # The highest generation seen on the endpoint, and when to read it again.
+        self._generation: int | None = None
+        self._prefix = b""  # what value payloads of that generation start with
         self._generation_endpoint: Endpoint | None = None
         self._generation_due = 0.0
-        # Invalidations that could not reach L2 yet, replayed before the next L2 operation.
+        # Invalidations that could not reach L2 yet, replayed before the next L2 operation: keys
+        # to drop, a clear, and whether Redis must be told our generation again (it went back).
         self._pending_keys: set[str] = set()
-        self._pending_generation: bytes | None = None
+        self._pending_clears = 0
+        self._pending_floor = False
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         # Cross-process coherence (see _coherence): where our changes are announced (None: they
@@ -76,9 +96,6 @@ class Tiers:
         self.channel: str | None = None
         self.origin = os.urandom(8)
         self.prefix = ""
-        # Bumped by every invalidation, here or announced: a value read or computed across one
-        # may predate it, so it is returned but not kept in L1.
-        self.epoch = 0
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -99,6 +116,8 @@ class Tiers:
 
     def follow(self, endpoint: Endpoint | None, namespace: str) -> None:
         """Announce our changes on ``namespace``'s channel and follow everyone else's there."""
+        if endpoint is not None:
+            endpoint.check_access(namespace, channel_for(namespace))
         if not self.coherent or endpoint is None:
             self.channel = None
             return
@@ -121,12 +140,12 @@ class Tiers:
         return self.channel, announcement(self, local_keys)
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
-        """Drop ``keys`` (None: every entry) from L1 because another process changed them.
+        """Drop ``keys`` (None: every entry) from L1: invalidated here or in another process.
 
+        Writes of values read or computed before now are refused from now on (L1 leases).
         ``keep_stale`` (after a lost subscription, when nothing is known to have changed) keeps
         entries as stale ones instead: never served as fresh, still there for fail-safe.
         """
-        self.epoch += 1
         if keys is None and keep_stale:
             self.local.expire_all()
             self._generation_due = 0.0
@@ -137,6 +156,15 @@ class Tiers:
             for key in keys:
                 self.local.delete(key)
 
+    def set_deaf(self, deaf: bool) -> None:
+        """Bound L1 lifetimes while other processes' invalidations cannot be heard (or lift it)."""
+        self.local.set_cap(DEAF_L1_SECONDS if deaf else math.inf)
+
+    @property
+    def hears_others(self) -> bool:
+        """Whether this L1 follows other processes' invalidations right now."""
+        return self.channel is not None and self.local.cap == math.inf
+
     # -- generations and payloads ---------------------------------------------------------
 
     def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
@@ -145,15 +173,35 @@ class Tiers:
             return self.generation_key
         return None
 
-    def learn_generation(self, endpoint: Endpoint, token: bytes | None) -> None:
-        """Remember ``endpoint``'s current generation (None: never cleared, the empty token)."""
-        self._set_generation(token or b"")
+    def learn_generation(self, endpoint: Endpoint, raw: bytes | int | None) -> int:
+        """Take in the generation ``endpoint`` holds (raw from Redis, or as a script returned it).
+
+        Generations only go up: one lower than the highest seen here is not followed. It may be
+        a read that crossed a clear, or a Redis that went back (a restart, a failover, an old
+        value planted back): Redis is told ours again, which changes nothing in the first case.
+        Return the generation read.
+        """
+        generation = raw if isinstance(raw, int) else generation_from(raw)
+        if generation is None:
+            self.stats.count("l2_corrupt")
+            self.log_once("generation", "%s: unreadable generation in L2, read as none", self.label)
+            generation = 0
+        known = self._generation if self._generation_endpoint is endpoint else None
+        if known is not None and generation < known:
+            self._pending_floor = True
+        else:
+            self._set_generation(generation)
         self._generation_endpoint = endpoint
         self._generation_due = time.monotonic() + GENERATION_RECHECK
+        return generation
 
-    def _set_generation(self, token: bytes) -> None:
-        self._generation = token
-        self._prefix = envelope_prefix(token, signed=self.signer is not None)
+    def known_generation(self) -> int:
+        """Return the highest generation seen (0 before any)."""
+        return self._generation or 0
+
+    def _set_generation(self, generation: int) -> None:
+        self._generation = generation
+        self._prefix = prefix_of(generation, signed=self.signer is not None)
 
     def set_signing(self, signer: Signer | None, max_value_bytes: int) -> None:
         """Sign (and require signatures) with ``signer``, or neither; bound values at a size."""
@@ -166,53 +214,79 @@ class Tiers:
         """Return ``(value, seconds it stays fresh)`` from the L2 payload under ``key``, or MISSING.
 
         The seconds are negative for an entry past its TTL (kept for ``stale_ttl``). A payload
-        that is not ours, damaged, from a newer format, too large, or (with signing) without a
-        valid MAC is a miss (counted, logged once); the value written next overwrites it. One
-        from an older generation is a miss.
+        that is not ours, damaged, from a newer format, too large, past its deadline and stale
+        period, or (with signing) without a valid MAC is a miss (counted, logged once); the value
+        written next overwrites it. A tombstone, or a value of another generation, is a miss.
         """
         if payload is None:
             return MISSING
         if len(payload) > self.max_value_bytes + _ENVELOPE_ROOM:
-            return self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
+            self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
+            return MISSING
         try:
-            current = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
-            if current is None:
-                return self._open_other(endpoint, payload, key)
-            fresh_until_ms, body = current
-            if self.signer is not None:
-                if not self.signer.verify(key, payload):
-                    return self._reject("a value whose signature does not verify")
-                body = body[:-MAC_SIZE]
+            opened = self._open(endpoint, payload, key)
+            if opened is None:
+                return MISSING
+            fresh_until_ms, body = opened
+            fresh_for = fresh_until_ms / 1000 - time.time()
+            if fresh_for < -(self.stale_ttl + DEADLINE_SLACK):
+                self._reject("a value past its deadline (expired, or planted back)")
+                return MISSING
             value = decode_value(body)
         except DecodeError as exc:
             self.stats.count("l2_corrupt")
             self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
             return MISSING
-        return value, fresh_until_ms / 1000 - time.time()
+        return value, fresh_for
 
-    def _open_other(self, endpoint: Endpoint, payload: bytes, key: str) -> Any:
-        # Not a payload of the current generation in our signing mode: find out what it is.
+    def _open(  # noqa: PLR0911 - one exit per kind of payload
+        self, endpoint: Endpoint, payload: bytes, key: str
+    ) -> tuple[int, memoryview] | None:
+        """Return ``(fresh_until_ms, body)`` of a current value we may trust, else None (a miss)."""
+        current = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
+        if current is not None:
+            if self.signer is None:
+                return current
+            if not self.signer.verify(key, payload):
+                self._reject("a value whose signature does not verify")
+                return None
+            return current[0], current[1][:-MAC_SIZE]
+        # Not a value of the current generation in our signing mode: find out what it is.
         envelope = open_envelope(payload)  # raises DecodeError if it is not ours at all
+        if envelope.tombstone:
+            return None  # invalidated
         if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
-            return MISSING  # cleared since it was written
+            return None  # cleared since it was written
         if self.signer is not None:
-            return self._reject("an unsigned value where signing is required")
+            self._reject("an unsigned value where signing is required")
+            return None
         # We check no signatures: a value signed by a process that does is as good as any.
-        return decode_value(envelope.body), envelope.fresh_until_ms / 1000 - time.time()
+        return envelope.fresh_until_ms, envelope.body
 
-    def _reject(self, what: str) -> Any:
+    def _reject(self, what: str) -> None:
         self.stats.count("l2_rejected")
         self.log_once(f"rejected:{what[:24]}", "%s: L2 held %s; treated as a miss", self.label, what)
-        return MISSING
 
-    def seal_value(self, endpoint: Endpoint, value: Any, key: str, ttl: float | None = None) -> bytes | None:
+    def seal_value(
+        self,
+        endpoint: Endpoint,
+        value: Any,
+        key: str,
+        token: bytes,
+        *,
+        ttl: float | None = None,
+        generation: int | None = None,
+    ) -> bytes | None:
         """Return the L2 payload for ``value`` under ``key``, or None when it can only live in L1.
 
-        It stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is signed when
-        the cache has signing keys, and refused beyond ``max_value_bytes``.
+        It carries the key's ``token`` and ``generation`` (see ``_envelope``; default: the one
+        known now) and stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is
+        signed when the cache has signing keys, and refused beyond ``max_value_bytes``.
         """
         if self._generation_endpoint is not endpoint or self._generation is None:
             return None
+        if generation is None:
+            generation = self._generation
         try:
             body = encode_value(value)
         except UnencodableError as exc:
@@ -235,38 +309,52 @@ class Tiers:
             return None
         fresh_for = ttl if ttl is not None else (self.ttl_l2 or 0.0)
         fresh_until_ms = round((time.time() + fresh_for) * 1000)
-        payload = seal(body, self._generation, fresh_until_ms, signed=self.signer is not None)
+        signed = self.signer is not None
+        payload = seal(body, generation, token, fresh_until_ms, signed=signed)
         return payload if self.signer is None else payload + self.signer.sign(key, payload)
 
     # -- invalidations that could not reach L2 --------------------------------------------
 
-    def defer(self, *, keys: tuple[str, ...] = (), generation: bytes | None = None) -> None:
-        """Remember deletions (or a new generation) to replay once L2 can be reached again."""
+    def defer(self, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
+        """Remember deletions (or a clear) to replay once L2 can be reached again."""
         with self._lock:
-            if generation is None and len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
-                generation = os.urandom(8)  # too many to keep: a clear covers them all
-                self._set_generation(generation)
-            if generation is not None:
-                self._pending_generation = generation
+            if clear or len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
+                self._pending_clears += 1  # too many keys to keep: a clear covers them all
                 self._pending_keys.clear()  # a new generation stales those entries anyway
             else:
                 self._pending_keys.update(keys)
 
     def has_repairs(self) -> bool:
         """Return whether invalidations wait to be replayed (no lock: a hint for the hot path)."""
-        return bool(self._pending_keys) or self._pending_generation is not None
+        return bool(self._pending_keys) or bool(self._pending_clears) or self._pending_floor
 
-    def pending_repairs(self) -> tuple[bytes | None, tuple[str, ...]]:
-        """Return the generation and the keys still to be written to L2."""
+    def pending_repairs(self) -> tuple[int, bool, tuple[str, ...]]:
+        """Return the clears waiting, whether Redis must be told our generation, and the keys."""
         with self._lock:
-            return self._pending_generation, tuple(self._pending_keys)
+            return self._pending_clears, self._pending_floor, tuple(self._pending_keys)
 
-    def repaired(self, *, generation: bytes | None = None, keys: tuple[str, ...] = ()) -> None:
-        """Forget repairs that reached L2."""
+    def repaired(self, *, clears: int = 0, floor: bool = False, keys: tuple[str, ...] = ()) -> None:
+        """Forget repairs that reached L2 (any made since stay pending)."""
         with self._lock:
-            if generation is not None and generation == self._pending_generation:
-                self._pending_generation = None
+            self._pending_clears = max(self._pending_clears - clears, 0)
+            if floor or clears:
+                self._pending_floor = False
             self._pending_keys.difference_update(keys)
+
+    def pending_count(self) -> int:
+        """Return how many invalidations wait for L2 (a clear counts as one)."""
+        return len(self._pending_keys) + self._pending_clears
+
+    def refusal(self, action: str, endpoint: Endpoint, error: RemoteError) -> InvalidationError:
+        """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
+        in_redis = getattr(error, "kept_in_redis", True)
+        others = f"other processes' L1s may keep it for up to {self.local.ttl:g} s"
+        if in_redis:
+            lifetime = self.l2_ttl_ms / 1000
+            remains = f"it stays in Redis until it expires (up to {lifetime:g} s), and {others}"
+        else:
+            remains = f"it is gone from Redis, but the announcement was refused: {others}"
+        return InvalidationError(self.label, action, endpoint.name, str(error), remains)
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -295,5 +383,7 @@ class Tiers:
             degraded=breaker is not None and breaker.is_open,
             degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
             l1_size=len(self.local),
+            pending_invalidations=self.pending_count(),
+            coherent=self.hears_others,
             reset=reset,
         )

@@ -21,6 +21,7 @@ COUNTERS = (
     ("l2_corrupt", "L2 entries that were damaged or not tiercache's"),
     ("l2_rejected", "L2 entries refused for a bad signature or their size"),
     ("refresh_errors", "Background refreshes of stale values that raised"),
+    ("l2_writes_refused", "Values Redis refused because their entry was invalidated meanwhile"),
 )
 
 

@@ -1,0 +1,248 @@
+"""The invalidation guarantee: once ``cache_invalidate()`` / ``cache_clear()`` returns, no call made
+after it gets the old value, in this process (any thread or task) or, through L2, in any other.
+
+Each scenario an outside review reproduced is here, sync and async, against the suite's real
+redis-server; the concurrent ones as bounded stress loops that count stale results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.delay_proxy import DelayProxy
+from tiercache import tiered_cache
+from tiercache._redis_process import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"invalidation.{prefix}.{next(_names)}"
+
+
+@pytest.fixture(params=["l1", "l1+l2"])
+def tiers(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "l1":
+        return {"ttl_l1": 600, "ttl_l2": None}
+    request.getfixturevalue("real_l2")
+    return {"ttl_l1": 600, "ttl_l2": 600}
+
+
+# -- 1. a call made after the invalidate never joins a run that began before it ----------------
+
+
+@pytest.mark.parametrize("how", ["invalidate", "clear"])
+def test_a_call_after_invalidate_starts_its_own_run_sync(tiers: dict[str, Any], how: str) -> None:
+    """The 200 ms run that read v1 finishes after the invalidate: later calls get v2, and keep it."""
+    db = {"x": "v1"}
+    body_started = threading.Event()
+
+    @tiered_cache(name=unique("join"), **tiers)
+    def f(key: str) -> str:
+        value = db[key]
+        body_started.set()
+        time.sleep(0.2)
+        return value
+
+    early: list[str] = []
+    thread = threading.Thread(target=lambda: early.append(f("x")))
+    thread.start()
+    assert body_started.wait(5)
+    time.sleep(0.05)
+    db["x"] = "v2"
+    f.cache_invalidate("x") if how == "invalidate" else f.cache_clear()
+    assert f("x") == "v2"
+    thread.join()
+    assert early == ["v1"]  # it started before the invalidate: the old value is its to keep
+    assert f("x") == "v2"  # but the old run stored nothing, in L1 or L2
+    fresh = tiered_cache(name=f.cache_parameters()["name"], **tiers)(lambda key: "recomputed")
+    assert fresh("x") in ("v2", "recomputed")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["invalidate", "clear"])
+async def test_a_call_after_invalidate_starts_its_own_run_async(tiers: dict[str, Any], how: str) -> None:
+    """The async twin: a task awaiting a 200 ms run does not hand its v1 to calls made later."""
+    db = {"x": "v1"}
+    body_started = asyncio.Event()
+
+    @tiered_cache(name=unique("ajoin"), **tiers)
+    async def f(key: str) -> str:
+        value = db[key]
+        body_started.set()
+        await asyncio.sleep(0.2)
+        return value
+
+    early = asyncio.ensure_future(f("x"))
+    await asyncio.wait_for(body_started.wait(), 5)
+    await asyncio.sleep(0.05)
+    db["x"] = "v2"
+    await (f.cache_invalidate("x") if how == "invalidate" else f.cache_clear())
+    assert await f("x") == "v2"
+    assert await early == "v1"
+    assert await f("x") == "v2"
+
+
+# -- 2. concurrent L1 hits never resurrect an invalidated entry --------------------------------
+
+
+def _resurrection_trial(tiers: dict[str, Any], how: str, duration: float) -> bool:
+    """Hit f(1) from 4 threads while another changes the truth and invalidates; return if stale."""
+    db = {"v": 0}
+
+    @tiered_cache(name=unique("hits"), **tiers)
+    def f(key: int) -> int:
+        return db["v"]
+
+    stop = threading.Event()
+
+    def hit() -> None:
+        while not stop.is_set():
+            f(1)
+
+    hitters = [threading.Thread(target=hit) for _ in range(4)]
+    for thread in hitters:
+        thread.start()
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        db["v"] += 1
+        f.cache_invalidate(1) if how == "invalidate" else f.cache_clear()
+    stop.set()
+    for thread in hitters:
+        thread.join()
+    return f(1) != db["v"]
+
+
+@pytest.mark.parametrize("how", ["invalidate", "clear"])
+def test_concurrent_l1_hits_never_resurrect_an_invalidated_entry(tiers: dict[str, Any], how: str) -> None:
+    """100 trials of 4 hitting threads against an invalidating one: the last value is always current."""
+    stale = sum(_resurrection_trial(tiers, how, duration=0.03) for _ in range(100))
+    assert stale == 0, f"{stale} of 100 trials ended on an invalidated value"
+
+
+def test_concurrent_async_l1_hits_never_resurrect_an_invalidated_entry(tiers: dict[str, Any]) -> None:
+    """Event loops on 4 threads hit the async twin while a fifth loop invalidates it."""
+    stale = 0
+    for _ in range(100):
+        db = {"v": 0}
+
+        @tiered_cache(name=unique("ahits"), **tiers)
+        async def f(key: int) -> int:
+            return db["v"]
+
+        stop = threading.Event()
+
+        async def hit() -> None:
+            while not stop.is_set():
+                await f(1)
+
+        async def invalidate() -> None:
+            deadline = time.monotonic() + 0.03
+            while time.monotonic() < deadline:
+                db["v"] += 1
+                await f.cache_invalidate(1)
+
+        hitters = [threading.Thread(target=asyncio.run, args=(hit(),)) for _ in range(4)]
+        for thread in hitters:
+            thread.start()
+        asyncio.run(invalidate())
+        stop.set()
+        for thread in hitters:
+            thread.join()
+        stale += asyncio.run(f(1)) != db["v"]
+    assert stale == 0, f"{stale} of 100 trials ended on an invalidated value"
+
+
+# -- 3. an invalidation in another process is not undone by a write already on its way ----------
+
+
+@pytest.fixture
+def race_worker(redis_server: RedisProcess, isolated_settings: str) -> Any:
+    """Process A, talking to Redis through a proxy that delays what it sends by 30 ms."""
+    with DelayProxy(redis_server.port, to_server=0.03) as proxy:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.race_worker", proxy.url, isolated_settings, str(redis_server.port)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+        yield worker
+        worker.stdin.close()  # type: ignore[union-attr]
+        worker.wait(timeout=10)
+        worker.stdout.close()
+
+
+def test_a_write_already_on_its_way_cannot_undo_another_processes_invalidate(
+    race_worker: subprocess.Popen[str], redis_server: RedisProcess, real_l2: str, isolated_settings: str
+) -> None:
+    """A computes from v1; B sets v2 and invalidates as A's body returns; A's write lands 30 ms late."""
+    truth = redis_server.client()
+    b_side = tiered_cache(ttl_l1=600, ttl_l2=600, name="race.lookup")(lambda key: "unused")
+    stale = []
+    for sample in range(20):
+        key = f"k{sample}"
+        truth.set(f"truth:{isolated_settings}:{key}", "v1")
+        race_worker.stdin.write(f"compute {key}\n")  # type: ignore[union-attr]
+        race_worker.stdin.flush()  # type: ignore[union-attr]
+        assert race_worker.stdout.readline().strip() == "returning v1"  # type: ignore[union-attr]
+        truth.set(f"truth:{isolated_settings}:{key}", "v2")
+        b_side.cache_invalidate(key)
+        assert race_worker.stdout.readline().strip() == "done v1"  # type: ignore[union-attr]
+        time.sleep(0.05)  # A's write has landed (or been refused) by now
+        fresh_process = tiered_cache(ttl_l1=None, ttl_l2=600, name="race.lookup")(lambda key: "recomputed")
+        if fresh_process(key) == "v1":
+            stale.append(key)
+    assert stale == [], f"{len(stale)} of 20 samples left v1 in Redis after the invalidate"
+
+
+def test_the_race_without_added_latency(real_l2: str) -> None:
+    """The same race between two caches of one function, 200 times, with no delay: never stale."""
+    name = unique("nodelay")
+    truth = {"v": 0}
+    returned = threading.Event()
+
+    def body(key: str) -> int:
+        value = truth["v"]
+        returned.set()
+        return value
+
+    a_side = tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(body)
+    b_side = tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(lambda key: truth["v"])
+    reader = tiered_cache(ttl_l1=None, ttl_l2=600, name=name)(lambda key: "recomputed")
+    stale = 0
+    for sample in range(200):
+        key = f"k{sample}"
+        returned.clear()
+        thread = threading.Thread(target=a_side, args=(key,))
+        thread.start()
+        assert returned.wait(5)
+        truth["v"] += 1
+        b_side.cache_invalidate(key)
+        thread.join()
+        stale += reader(key) not in (truth["v"], "recomputed")
+    assert stale == 0, f"{stale} of 200 samples left an invalidated value in Redis"
+
+
+def test_the_proxy_delays_commands(redis_server: RedisProcess) -> None:
+    """The delay proxy does hold commands back (else the race tests would prove nothing)."""
+    with DelayProxy(redis_server.port, to_server=0.05) as proxy:
+        client = redis.Redis(port=proxy.port, socket_timeout=2)
+        client.ping()
+        started = time.monotonic()
+        client.set(f"proxy-{uuid.uuid4().hex}", "x")
+        assert time.monotonic() - started >= 0.05
+        client.close()

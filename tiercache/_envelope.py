@@ -1,0 +1,151 @@
+"""The bytes of an L2 entry around its value: generation, version token, deadline; tombstones.
+
+Format 2, a fixed 28-byte header, then the msgpack body (``_codec``), then a MAC if signed::
+
+    b"tc" | format (1) | flags (1) | generation (u64) | token (8 bytes) | fresh until (unix ms, i64)
+
+The **generation** is the function's (or adapter's) clear counter: ``cache_clear()`` raises it,
+and an entry written under another one is a miss. It only ever goes up (see ``_tiers``).
+
+The **token** is the key's version: an invalidation writes a *tombstone* carrying fresh random
+bytes, and every value written after it carries the same bytes on. A writer names the token it
+read before it computed; Redis refuses the write if the key's token changed since (the
+conditional write in ``_remote``, which reads the token at the same offsets). That is the
+memcache lease, held in Redis: a value computed before an invalidation never lands after it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Final, NamedTuple
+
+from ._codec import DecodeError
+from ._signing import MAC_SIZE
+
+__all__ = [
+    "FOREIGN_TOKEN",
+    "FORMAT_VERSION",
+    "NO_TOKEN",
+    "Envelope",
+    "generation_from",
+    "new_token",
+    "open_current",
+    "open_envelope",
+    "prefix_of",
+    "seal",
+    "token_of",
+    "tombstone",
+]
+
+FORMAT_VERSION: Final = 2
+MAGIC: Final = b"tc"
+#: What every entry of this format starts with (the conditional write checks it too).
+LEAD: Final = MAGIC + bytes([FORMAT_VERSION])
+_HEADER: Final = struct.Struct(">2sBBQ8sq")
+HEADER_SIZE: Final = _HEADER.size
+_PREFIX: Final = struct.Struct(">2sBBQ")  # what a payload of the current generation starts with
+TOKEN_OFFSET: Final = _PREFIX.size
+TOKEN_SIZE: Final = 8
+_STAMP: Final = struct.Struct(">q")
+_STAMP_OFFSET: Final = TOKEN_OFFSET + TOKEN_SIZE
+
+#: Flags: the payload ends with a MAC (see ``_signing``); the entry is a tombstone (no value).
+SIGNED: Final = 1
+TOMBSTONE: Final = 2
+
+#: The token of an absent key, and of values written where no invalidation had been.
+NO_TOKEN: Final = bytes(TOKEN_SIZE)
+#: The token bytes that are not ours read as (never equal to a real one: wrong length).
+FOREIGN_TOKEN: Final = b"?"
+#: Generations are decimal text in Redis, counted in Lua's doubles: kept well inside 2**53.
+MAX_GENERATION: Final = 2**52
+
+
+class Envelope(NamedTuple):
+    """What an L2 entry says besides its value, and the value's encoding (without a MAC)."""
+
+    generation: int
+    token: bytes
+    fresh_until_ms: int
+    body: memoryview
+    signed: bool
+    tombstone: bool
+
+
+def new_token() -> bytes:
+    """Return a fresh random token for an invalidation (never NO_TOKEN)."""
+    while (token := os.urandom(TOKEN_SIZE)) == NO_TOKEN:
+        continue
+    return token
+
+
+def token_of(payload: bytes | None) -> bytes:
+    """Return the token of what Redis holds under a key, as the conditional write reads it."""
+    if payload is None:
+        return NO_TOKEN
+    if len(payload) >= _STAMP_OFFSET and payload.startswith(LEAD):
+        return payload[TOKEN_OFFSET:_STAMP_OFFSET]
+    return FOREIGN_TOKEN
+
+
+def prefix_of(generation: int, *, signed: bool = False) -> bytes:
+    """Return the bytes every current value payload of ``generation`` starts with.
+
+    Magic, format, flags and generation come first, so one ``startswith`` tells a value of the
+    current generation from anything else (an older generation, a newer format, another signing
+    mode, a tombstone, someone else's bytes); only those need ``open_envelope``.
+    """
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, SIGNED if signed else 0, generation)
+
+
+def seal(body: bytes, generation: int, token: bytes, fresh_until_ms: int, *, signed: bool = False) -> bytes:
+    """Wrap an encoded value for L2 (with ``signed`` the flag is set and the caller appends the MAC)."""
+    flags = SIGNED if signed else 0
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, generation, token, fresh_until_ms) + body
+
+
+def tombstone(token: bytes) -> bytes:
+    """Return the entry an invalidation leaves: no value, a new token."""
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, TOMBSTONE, 0, token, 0)
+
+
+def open_current(payload: bytes, prefix: bytes) -> tuple[int, memoryview] | None:
+    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None.
+
+    For a signed payload the body still ends with its MAC.
+    """
+    if not payload.startswith(prefix) or len(payload) < HEADER_SIZE:
+        return None
+    view = memoryview(payload)  # the body is decoded in place, not copied out first
+    return _STAMP.unpack_from(payload, _STAMP_OFFSET)[0], view[HEADER_SIZE:]
+
+
+def open_envelope(payload: bytes) -> Envelope:
+    """Split an L2 payload into its parts; raise DecodeError if it is not ours or is damaged."""
+    if len(payload) < HEADER_SIZE:
+        raise DecodeError("payload shorter than the envelope header")
+    magic, version, flags, generation, token, fresh_until_ms = _HEADER.unpack_from(payload)
+    if magic != MAGIC:
+        raise DecodeError("payload does not start with the tiercache magic bytes")
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"payload format version {version}, this process reads {FORMAT_VERSION}")
+    signed = bool(flags & SIGNED)
+    if signed and len(payload) < HEADER_SIZE + MAC_SIZE:
+        raise DecodeError("signed payload too short to hold its MAC")
+    view = memoryview(payload)
+    body = view[HEADER_SIZE : len(payload) - MAC_SIZE if signed else None]
+    return Envelope(generation, token, fresh_until_ms, body, signed, bool(flags & TOMBSTONE))
+
+
+def generation_from(raw: bytes | None) -> int | None:
+    """Return the generation Redis holds (0 when it holds none), or None if it is malformed.
+
+    Anyone who can write Redis can put anything there: only a short decimal number is one.
+    """
+    if raw is None:
+        return 0
+    if not isinstance(raw, bytes) or not 0 < len(raw) <= 16 or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value < MAX_GENERATION else None
