@@ -5,6 +5,7 @@ from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._codec import register_type
 from ._config import Settings, configure
 from ._decorator import AsyncCachedFunction, CachedFunction, CacheInfo, tiered_cache
+from ._errors import InvalidationError
 from ._keys import UnkeyableArgumentError
 from ._registry import stats
 from ._stats import CacheStats
@@ -14,6 +15,7 @@ __all__ = [
     "CacheInfo",
     "CacheStats",
     "CachedFunction",
+    "InvalidationError",
     "MemoryCache",
     "MemoryCacheAdapter",
     "MemoryCacheSettings",

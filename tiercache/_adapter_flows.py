@@ -128,7 +128,8 @@ def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     endpoint = tiers.endpoint()
     if endpoint is not None:
         try:
-            yield from drop_keys(tiers, endpoint, tuple(tiers.key(key) for key in keys), keys)
+            redis_keys = tuple(tiers.key(key) for key in keys)
+            yield from drop_keys(tiers, endpoint, redis_keys, keys, action="delete()")
         finally:
             # Again: a get that missed L1 after the first drop may have read the old value from
             # L2 before it was gone there, and be about to put it in L1.
@@ -144,7 +145,7 @@ def clear(tiers: AdapterTiers) -> Flow:
     endpoint = tiers.endpoint()
     if endpoint is not None:
         try:
-            yield from new_generation(tiers, endpoint)
+            yield from new_generation(tiers, endpoint, action="clear()")
         finally:
             tiers.drop_local(None)  # again, as in delete()
 

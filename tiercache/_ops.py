@@ -278,12 +278,16 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
 
 
 def drop_keys(
-    tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], local_keys: tuple[Hashable, ...]
+    tiers: Tiers,
+    endpoint: Endpoint,
+    keys: tuple[str, ...],
+    local_keys: tuple[Hashable, ...],
+    action: str = "cache_invalidate()",
 ) -> Generator[Op, Any, None]:
     """Invalidate ``keys`` in L2 now, or remember to once it can be reached again.
 
     Other processes are told to drop ``local_keys`` (the same entries, as their L1s know them).
-    Raise InvalidationError if Redis refused.
+    Raise InvalidationError, naming ``action``, if Redis refused.
     """
     if not endpoint.breaker.allow():
         tiers.defer(keys=keys)
@@ -296,7 +300,7 @@ def drop_keys(
     if isinstance(reply, RemoteUnavailable):
         tiers.defer(keys=keys)
         return
-    raise tiers.refusal("cache_invalidate()", endpoint, reply)
+    raise tiers.refusal(action, endpoint, reply)
 
 
 def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> Invalidate:
@@ -306,11 +310,14 @@ def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announc
     return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce)
 
 
-def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]:
+def new_generation(
+    tiers: Tiers, endpoint: Endpoint, action: str = "cache_clear()"
+) -> Generator[Op, Any, None]:
     """Stale every L2 entry of ``tiers`` by raising its generation, now or once L2 is back.
 
     A clear that cannot reach Redis yet is replayed before this process's next L2 operation;
-    until then it does not use L2 at all. Raise InvalidationError if Redis refused.
+    until then it does not use L2 at all. Raise InvalidationError, naming ``action``, if Redis
+    refused.
     """
     if not endpoint.breaker.allow():
         tiers.defer(clear=True)
@@ -323,7 +330,7 @@ def new_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, None]
     if isinstance(reply, RemoteUnavailable):
         tiers.defer(clear=True)
         return
-    raise tiers.refusal("cache_clear()", endpoint, reply)
+    raise tiers.refusal(action, endpoint, reply)
 
 
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:

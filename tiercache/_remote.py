@@ -461,8 +461,16 @@ async def _arefusal(command: str, keys: Sequence[str], run: Callable[[], Awaitab
         await run()
     except redis.ResponseError as exc:
         on = f" of {len(keys)} key(s)" if keys else ""
-        return [f"{command}{on} refused: {exc}"]
+        return [f"{command}{on} refused: {str(exc).rstrip('.')}"]
     return []
+
+
+def _refused_in(keys: Sequence[str], results: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """Return the keys whose pipelined SET Redis refused, and why (each reason once)."""
+    refused = [(key, r) for key, r in zip(keys, results, strict=True) if isinstance(r, redis.ResponseError)]
+    reasons = sorted({str(error).rstrip(".") for _, error in refused})
+    why = [f"the tombstone's SET of {len(refused)} key(s) refused: {'; '.join(reasons)}"] if refused else []
+    return [key for key, _ in refused], why
 
 
 def _generation_reply(reply: Any) -> tuple[int, bool]:
@@ -479,7 +487,7 @@ def _refusal(command: str, keys: Sequence[str], run: Callable[[], object]) -> li
         run()
     except redis.ResponseError as exc:
         on = f" of {len(keys)} key(s)" if keys else ""
-        return [f"{command}{on} refused: {exc}"]
+        return [f"{command}{on} refused: {str(exc).rstrip('.')}"]
     return []
 
 
@@ -573,27 +581,28 @@ class SyncStore:
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
-            left = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone is not None else keys
+            left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             if left:
                 kept = _refusal("DEL", left, lambda: self.client.delete(*left))
+                kept = why + kept if kept else []
             if announce is not None:
                 unheard = _refusal("PUBLISH", (), lambda: self.client.publish(*announce))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
-    def _leave_tombstones(self, keys: Sequence[str], tombstone: bytes, ttl_ms: int) -> Sequence[str]:
-        """Return the keys Redis refused a tombstone."""
+    def _leave_tombstones(
+        self, keys: Sequence[str], tombstone: bytes, ttl_ms: int
+    ) -> tuple[Sequence[str], list[str]]:
+        """Return the keys Redis refused a tombstone, and why."""
         if len(keys) == 1:
-            return (
-                keys if _refusal("SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)) else ()
+            why = _refusal(
+                "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
             )
+            return (keys if why else ()), why
         pipeline = self.client.pipeline(transaction=False)
         for key in keys:
             pipeline.set(key, tombstone, px=ttl_ms)
-        results = pipeline.execute(raise_on_error=False)
-        return [
-            key for key, result in zip(keys, results, strict=True) if isinstance(result, redis.ResponseError)
-        ]
+        return _refused_in(keys, pipeline.execute(raise_on_error=False))
 
     def raise_generation(
         self, generation_key: str, floor: int, step: int, announce: Announce = None
@@ -610,7 +619,7 @@ class SyncStore:
         with _TRANSLATED:
             kept = _refusal(
                 "the generation's SET",
-                (generation_key,),
+                (),
                 lambda: generation.append(
                     _generation_reply(self._raise_generation(keys=[generation_key], args=[floor, step]))
                 ),
@@ -827,26 +836,28 @@ class AsyncStore:
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
-            left = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone is not None else keys
+            left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             if left:
                 kept = await _arefusal("DEL", left, lambda: self.client.delete(*left))
+                kept = why + kept if kept else []
             if announce is not None:
                 unheard = await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
-    async def _leave_tombstones(self, keys: Sequence[str], tombstone: bytes, ttl_ms: int) -> Sequence[str]:
-        """Return the keys Redis refused a tombstone."""
+    async def _leave_tombstones(
+        self, keys: Sequence[str], tombstone: bytes, ttl_ms: int
+    ) -> tuple[Sequence[str], list[str]]:
+        """Return the keys Redis refused a tombstone, and why."""
         if len(keys) == 1:
-            refused = await _arefusal("SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms))
-            return keys if refused else ()
+            why = await _arefusal(
+                "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
+            )
+            return (keys if why else ()), why
         pipeline = self.client.pipeline(transaction=False)
         for key in keys:
             pipeline.set(key, tombstone, px=ttl_ms)
-        results = await pipeline.execute(raise_on_error=False)
-        return [
-            key for key, result in zip(keys, results, strict=True) if isinstance(result, redis.ResponseError)
-        ]
+        return _refused_in(keys, await pipeline.execute(raise_on_error=False))
 
     async def raise_generation(
         self, generation_key: str, floor: int, step: int, announce: Announce = None
@@ -867,7 +878,7 @@ class AsyncStore:
             )
 
         with _TRANSLATED:
-            kept = await _arefusal("the generation's SET", (generation_key,), raise_it)
+            kept = await _arefusal("the generation's SET", (), raise_it)
             unheard = (
                 await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else []
             )

@@ -347,13 +347,14 @@ class Tiers:
 
     def refusal(self, action: str, endpoint: Endpoint, error: RemoteError) -> InvalidationError:
         """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
-        in_redis = getattr(error, "kept_in_redis", True)
-        others = f"other processes' L1s may keep it for up to {self.local.ttl:g} s"
-        if in_redis:
+        cleared = action.endswith("clear()")
+        old, expires = ("the old values", "they expire") if cleared else ("the old value", "it expires")
+        others = f"other processes' L1s may keep {old} for up to {self.local.ttl:g} s"
+        if getattr(error, "kept_in_redis", True):
             lifetime = self.l2_ttl_ms / 1000
-            remains = f"it stays in Redis until it expires (up to {lifetime:g} s), and {others}"
+            remains = f"{old} may stay in Redis until {expires} (up to {lifetime:g} s), and {others}"
         else:
-            remains = f"it is gone from Redis, but the announcement was refused: {others}"
+            remains = f"Redis dropped {old}, but refused the announcement: {others}"
         return InvalidationError(self.label, action, endpoint.name, str(error), remains)
 
     # -- outcomes -------------------------------------------------------------------------
