@@ -17,7 +17,13 @@ import pytest
 
 import tiercache
 from tests.faults import until
-from tiercache import InvalidationError, MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache import (
+    InvalidationError,
+    MultiTierCache,
+    MultiTierCacheAdapter,
+    MultiTierCacheSettings,
+    tiered_cache,
+)
 from tiercache._coherence import DEAF_L1_SECONDS
 from tiercache._redis_process import RedisProcess
 
@@ -158,9 +164,9 @@ def test_a_read_only_replica_refuses_loudly(replica: tuple[RedisProcess, RedisPr
     writer, on_replica = two_processes(primary.url, copy.url, db)
     assert writer("x") == "v1"
     until(lambda: on_replica("x") == "v1" and on_replica.cache_stats().l2_hits == 1, timeout=5)
-    with pytest.raises(InvalidationError, match="READONLY|read only"):
+    with pytest.raises(InvalidationError, match=r"READONLY|read only"):
         on_replica.cache_invalidate("x")
-    with pytest.raises(InvalidationError, match="READONLY|read only"):
+    with pytest.raises(InvalidationError, match=r"READONLY|read only"):
         on_replica.cache_clear()
 
 
@@ -258,4 +264,3 @@ def test_unreachable_is_not_refused(caplog: pytest.LogCaptureFixture) -> None:
     f.cache_invalidate("x")
     f.cache_clear()
     assert f.cache_stats().pending_invalidations == 1  # the clear covers the key
-
