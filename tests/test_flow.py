@@ -10,7 +10,7 @@ import pytest
 
 from tiercache import _flow, tiered_cache
 from tiercache._codec import encode_value
-from tiercache._envelope import NO_TOKEN, seal, token_of, tombstone
+from tiercache._envelope import NO_TOKEN, prefix_of, seal, token_of, tombstone
 from tiercache._flight import Settled
 from tiercache._function import Call, FunctionCache
 from tiercache._ops import (
@@ -185,6 +185,19 @@ def test_a_write_names_the_token_and_generation_its_read_saw(cache: FunctionCach
     assert write.token == token_of(mark) == b"12345678"
     assert token_of(write.payload) == b"12345678"  # the value carries the token on
     assert write.payload.startswith(b"tc\x02\x00" + (7).to_bytes(8, "big"))
+
+
+def test_a_value_computed_across_a_clear_is_of_the_generation_before_it(cache: FunctionCache) -> None:
+    """A clear landing while the function runs makes the value a miss for whoever knows of it."""
+    flow, _ = start(cache)
+    flow.send((b"4", None))  # read while generation 4 was current
+    flow.send(None)
+    endpoint = cache.endpoint()
+    assert endpoint is not None
+    cache.learn_generation(endpoint, 5)  # the clear: this process knows generation 5 now
+    write = flow.send("maybe-stale")
+    assert write.payload.startswith(prefix_of(4))
+    assert cache.known_generation() == 5
 
 
 def test_a_value_redis_refuses_is_returned_but_kept_out_of_both_tiers(cache: FunctionCache) -> None:

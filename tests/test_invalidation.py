@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,15 @@ async def test_a_call_after_invalidate_starts_its_own_run_async(tiers: dict[str,
 # -- 2. concurrent L1 hits never resurrect an invalidated entry --------------------------------
 
 
+@pytest.fixture
+def fine_switching() -> Iterator[None]:
+    """Switch threads every 0.1 ms, not 5: more interleavings per trial, and quick stops."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(before)
+
+
 def _resurrection_trial(tiers: dict[str, Any], how: str, duration: float) -> bool:
     """Hit f(1) from 4 threads while another changes the truth and invalidates; return if stale."""
     db = {"v": 0}
@@ -126,12 +136,14 @@ def _resurrection_trial(tiers: dict[str, Any], how: str, duration: float) -> boo
 
 
 @pytest.mark.parametrize("how", ["invalidate", "clear"])
+@pytest.mark.usefixtures("fine_switching")
 def test_concurrent_l1_hits_never_resurrect_an_invalidated_entry(tiers: dict[str, Any], how: str) -> None:
     """100 trials of 4 hitting threads against an invalidating one: the last value is always current."""
     stale = sum(_resurrection_trial(tiers, how, duration=0.03) for _ in range(100))
     assert stale == 0, f"{stale} of 100 trials ended on an invalidated value"
 
 
+@pytest.mark.usefixtures("fine_switching")
 def test_concurrent_async_l1_hits_never_resurrect_an_invalidated_entry(tiers: dict[str, Any]) -> None:
     """Event loops on 4 threads hit the async twin while a fifth loop invalidates it."""
     stale = 0

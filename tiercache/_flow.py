@@ -171,9 +171,8 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     stored = False
     if endpoint is not None and call.looked_up and (yield from _may_write(cache, call, endpoint)):
         key = cache.redis_key(call)
-        payload = cache.seal_value(
-            endpoint, value, key, NO_TOKEN if call.token == FOREIGN_TOKEN else call.token
-        )
+        token = NO_TOKEN if call.token == FOREIGN_TOKEN else call.token
+        payload = cache.seal_value(endpoint, value, key, token, generation=call.generation)
         if payload is not None:
             write = Write(endpoint, key, payload, cache.l2_ttl_ms, call.token)
             ok, accepted = yield from l2_op(cache, endpoint, write)

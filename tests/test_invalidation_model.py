@@ -1,0 +1,114 @@
+"""L1 + L2, as two processes share them, against a model: a call never returns a value older than
+the last invalidation of its key (or clear) said is gone, nor one the data source never held.
+
+Hypothesis drives calls, changes to the data (with and without invalidating), invalidations and
+clears from either process, L1 expiry on a fake clock, and a process restart. The second
+"process" is a second cache of the same function on the same Redis: its own L1, its own origin
+on the invalidation channel. After an invalidation the machine waits until the announcement
+reached the other L1, which is the documented cross-process window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from tiercache import tiered_cache
+
+KEYS = st.sampled_from(["a", "b", "c"])
+PROCESSES = st.sampled_from([0, 1])
+TTL_L1 = 10.0
+_examples = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TwoProcesses(RuleBasedStateMachine):
+    """The data source, two processes caching it, and what each call may return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.name = f"model.lookup.{next(_examples)}"
+        self.db = {"a": 0, "b": 0, "c": 0}
+        # The oldest version a call may return: the data as it was at the key's last invalidation.
+        self.floor = dict(self.db)
+        self.processes = [self._process(), self._process()]
+
+    def _process(self) -> Any:
+        def lookup(key: str) -> tuple[str, int]:
+            return key, self.db[key]
+
+        return tiered_cache(ttl_l1=TTL_L1, ttl_l2=600, name=self.name, clock=self.clock)(lookup)
+
+    def _heard(self, keys: list[str] | None) -> None:
+        """Wait until the other processes' L1s no longer hold what was invalidated."""
+        deadline = time.monotonic() + 2
+        for process in self.processes:
+            data = process.__tiercache__.local.data
+            while any(key in data for key in keys) if keys is not None else data:
+                assert time.monotonic() < deadline, "the announcement never arrived"
+                time.sleep(0.001)
+
+    @rule(process=PROCESSES, key=KEYS)
+    def call(self, process: int, key: str) -> None:
+        got_key, version = self.processes[process](key)
+        assert got_key == key
+        assert self.floor[key] <= version <= self.db[key], (
+            f"{key}: got version {version}, the data is at {self.db[key]}, invalidated at {self.floor[key]}"
+        )
+
+    @rule(key=KEYS)
+    def change_quietly(self, key: str) -> None:
+        """The data changes and nobody says so: cached older versions stay allowed."""
+        self.db[key] += 1
+
+    @rule(process=PROCESSES, key=KEYS)
+    def change_and_invalidate(self, process: int, key: str) -> None:
+        self.db[key] += 1
+        self.processes[process].cache_invalidate(key)
+        self.floor[key] = self.db[key]
+        self._heard([key])
+
+    @rule(process=PROCESSES)
+    def clear(self, process: int) -> None:
+        self.processes[process].cache_clear()
+        self.floor = dict(self.db)
+        self._heard(None)
+
+    @rule(seconds=st.sampled_from([0.5, 3.0, TTL_L1 + 0.1]))
+    def tick(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule(process=PROCESSES)
+    def restart(self, process: int) -> None:
+        """A fresh process: nothing in its L1, everything from L2 or the source."""
+        self.processes[process] = self._process()
+
+    @invariant()
+    def nothing_refused_or_corrupt(self) -> None:
+        for process in self.processes:
+            stats = process.cache_stats()
+            assert stats.l2_corrupt == stats.l2_rejected == stats.l2_errors == 0
+
+
+@pytest.mark.parametrize("backend", ["fake_l2", "real_l2"])
+def test_two_processes_never_serve_what_an_invalidation_dropped(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(backend)
+    run_state_machine_as_test(
+        TwoProcesses, settings=settings(max_examples=40, stateful_step_count=30, deadline=None)
+    )
