@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from tiercache._codec import DecodeError
 from tiercache._envelope import (
+    ABSENT,
     FOREIGN_TOKEN,
     FORMAT_VERSION,
     MAX_GENERATION,
@@ -53,7 +54,7 @@ def test_the_token_is_read_where_the_conditional_write_reads_it(
     assert token_of(seal(body, generation, token, 0)) == token
     assert token_of(tombstone(token)) == token
     assert open_envelope(tombstone(token)).tombstone
-    assert token_of(None) == NO_TOKEN
+    assert token_of(None) == ABSENT
     assert token_of(b"\x80\x04pickle") == FOREIGN_TOKEN
     older_format = b"tc" + bytes([FORMAT_VERSION - 1]) + seal(body, generation, token, 0)[3:]
     assert token_of(older_format) == FOREIGN_TOKEN

@@ -10,7 +10,7 @@ import pytest
 
 from tiercache import _flow, tiered_cache
 from tiercache._codec import encode_value
-from tiercache._envelope import NO_TOKEN, prefix_of, seal, token_of, tombstone
+from tiercache._envelope import ABSENT, NO_TOKEN, prefix_of, seal, token_of, tombstone
 from tiercache._flight import Settled
 from tiercache._function import Call, FunctionCache
 from tiercache._ops import (
@@ -81,7 +81,7 @@ def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> N
     assert isinstance(flow.send((None, None)), Join)
     assert isinstance(flow.send(None), Compute)
     write = flow.send("computed")
-    assert isinstance(write, Write) and write.ttl_ms == 86_400_000 and write.token == NO_TOKEN
+    assert isinstance(write, Write) and write.ttl_ms == 86_400_000 and write.token == ABSENT
     land = flow.send(True)
     assert isinstance(land, Land) and land.settled.value == "computed"
     assert land.linger  # in L2 now: callers whose read raced the write may take it from the flight

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.support.delay_proxy import DelayProxy
-from tiercache import tiered_cache
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,3 +258,41 @@ def test_the_proxy_delays_commands(redis_server: RedisProcess) -> None:
         client.set(f"proxy-{uuid.uuid4().hex}", "x")
         assert time.monotonic() - started >= 0.05
         client.close()
+
+
+# -- the adapter keeps the same promise ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("tiers_on", ["l1", "l1+l2"])
+@pytest.mark.usefixtures("fine_switching")
+def test_concurrent_adapter_gets_never_resurrect_a_deleted_key(
+    tiers_on: str, redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """4 threads get() while another sets and deletes: once delete() returns, get() is None."""
+    settings = MultiTierCacheSettings(
+        l2_enabled=tiers_on == "l1+l2", l2_url=redis_server.url, namespace=f"{isolated_settings}-adapter"
+    )
+    stale = 0
+    with MultiTierCache(settings) as cache:
+        for trial in range(100):
+            key = f"k{trial}"
+            stop = threading.Event()
+
+            def get(key: str = key, stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    cache.get(key)
+
+            getters = [threading.Thread(target=get) for _ in range(4)]
+            for thread in getters:
+                thread.start()
+            deadline = time.monotonic() + 0.03
+            version = 0
+            while time.monotonic() < deadline:
+                version += 1
+                cache.set(key, version)
+                cache.delete(key)
+            stop.set()
+            for thread in getters:
+                thread.join()
+            stale += cache.get(key) is not None
+    assert stale == 0, f"{stale} of 100 trials found a deleted key again"

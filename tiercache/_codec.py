@@ -225,8 +225,8 @@ def encode_value(value: Any) -> bytes:
 
 def decode_value(body: bytes | memoryview) -> Any:
     """Return the value encoded in ``body``; raise DecodeError for anything else."""
-    try:
-        return _unpack_inner(body)
+    try:  # _unpack_inner(body), inlined: every L2 hit decodes here
+        return msgpack.unpackb(body, ext_hook=_HOOKS[0], raw=False, strict_map_key=False)
     except DecodeError:
         raise
     except Exception as exc:  # msgpack, UnicodeDecodeError, hashing errors, bad ext payloads

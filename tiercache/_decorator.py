@@ -384,11 +384,10 @@ def _qualified_name(function: Any, label: str) -> str:
 def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     run = run_async if is_async else run_sync
 
-    def start(call: Call) -> Any:
-        return run(_flow.serve(cache, call))
+    serve = _flow.serve
 
     def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        return start(Call(l1_key, key_values, args, kwargs, True))
+        return run(serve(cache, Call(l1_key, key_values, args, kwargs, True)))
 
     def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         value = cache.timed_l1_hit(l1_key)
@@ -402,7 +401,7 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)
-        return start(Call(l1_key, key_values, args, kwargs, False, 1, canonical))
+        return run(serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical)))
 
     return EntryPoints(miss, async_sample if is_async else sample, slow)
 

@@ -24,10 +24,13 @@ from ._codec import DecodeError
 from ._signing import MAC_SIZE
 
 __all__ = [
+    "ABSENT",
     "FOREIGN_TOKEN",
     "FORMAT_VERSION",
     "NO_TOKEN",
     "Envelope",
+    "carried",
+    "fresh_since_absent",
     "generation_from",
     "new_token",
     "open_current",
@@ -54,9 +57,11 @@ _STAMP_OFFSET: Final = TOKEN_OFFSET + TOKEN_SIZE
 SIGNED: Final = 1
 TOMBSTONE: Final = 2
 
-#: The token of an absent key, and of values written where no invalidation had been.
+#: The token of values written where no invalidation had been.
 NO_TOKEN: Final = bytes(TOKEN_SIZE)
-#: The token bytes that are not ours read as (never equal to a real one: wrong length).
+#: What the token of an absent key reads as, and of bytes that are not ours (neither is ever
+#: equal to a real token: wrong length).
+ABSENT: Final = b""
 FOREIGN_TOKEN: Final = b"?"
 #: Generations are decimal text in Redis, counted in Lua's doubles: kept well inside 2**53.
 MAX_GENERATION: Final = 2**52
@@ -73,6 +78,16 @@ class Envelope(NamedTuple):
     tombstone: bool
 
 
+def carried(token: bytes) -> bytes:
+    """Return the token a value written after reading ``token`` carries on."""
+    return token if len(token) == TOKEN_SIZE else NO_TOKEN
+
+
+def fresh_since_absent(payload: bytes) -> bool:
+    """Whether ``payload``, found where the key was absent before, is a value no invalidation preceded."""
+    return token_of(payload) == NO_TOKEN and not payload[3] & TOMBSTONE
+
+
 def new_token() -> bytes:
     """Return a fresh random token for an invalidation (never NO_TOKEN)."""
     while (token := os.urandom(TOKEN_SIZE)) == NO_TOKEN:
@@ -83,7 +98,7 @@ def new_token() -> bytes:
 def token_of(payload: bytes | None) -> bytes:
     """Return the token of what Redis holds under a key, as the conditional write reads it."""
     if payload is None:
-        return NO_TOKEN
+        return ABSENT
     if len(payload) >= _STAMP_OFFSET and payload.startswith(LEAD):
         return payload[TOKEN_OFFSET:_STAMP_OFFSET]
     return FOREIGN_TOKEN

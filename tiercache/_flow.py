@@ -13,7 +13,7 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
-from ._envelope import FOREIGN_TOKEN, NO_TOKEN, token_of
+from ._envelope import FOREIGN_TOKEN, carried, token_of
 from ._flight import Settled
 from ._function import Call
 from ._local import MISSING
@@ -34,7 +34,8 @@ from ._ops import (
     new_generation,
     replay_repairs,
 )
-from ._remote import Endpoint, RemoteUnavailable
+from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._stats import LOOKED_UP
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
 TOMBSTONE_MARGIN: Final = 1.0
@@ -45,9 +46,13 @@ if TYPE_CHECKING:
 __all__ = ["clear", "invalidate", "refresh", "serve"]
 
 
-def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit per tier that can answer
-    """Answer a call the fast path could not: from L1, else L2, else one run per key."""
-    enabled = cache.enabled()  # resolves settings (and joins the channel) before the lease below
+def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - an exit per tier, see below
+    """Answer a call the fast path could not: from L1, else L2, else one run per key.
+
+    The L2 read is yielded from here, not from a helper generator: every L2 hit takes this
+    path, and each generator level costs a frame on every step.
+    """
+    enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
     call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
     value, stale = cache.local.lookup(call.l1_key)
     if value is not MISSING:
@@ -55,17 +60,32 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit
         return value
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
-    endpoint = cache.endpoint()
-    if endpoint is not None:
-        endpoint = yield from _read(cache, call, endpoint)
-        if call.found is not MISSING:
-            value, fresh_for = call.found
-            if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
-                cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
-                cache.finish(call, "l2_hits")
-                return value
-            # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
-            return (yield from _serve_stale(cache, call, value, endpoint))
+    if (
+        endpoint is not None
+        and cache.has_repairs()
+        and endpoint.breaker.allow()
+        and not (yield from replay_repairs(cache, endpoint))
+    ):
+        endpoint = None
+    read = _read_op(cache, call, endpoint) if endpoint is not None else None
+    if read is not None:
+        try:
+            reply = yield read
+        except RemoteError as exc:
+            endpoint = _read_failed(cache, call, read, exc)
+        else:
+            read.endpoint.breaker.success()
+            _read_done(cache, call, read, reply)
+            if call.found is not MISSING:
+                value, fresh_for = call.found
+                if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
+                    cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+                    cache.finish(call, "l2_hits")
+                    return value
+                # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
+                return (yield from _serve_stale(cache, call, value, endpoint))
+    else:
+        endpoint = None  # the breaker keeps this call off L2
     if stale is not None and cache.endpoint() is None:
         return (yield from _serve_stale(cache, call, stale[0], None))  # L1 is the only tier
     settled: Settled | None = yield Join(call.l1_key, cache)
@@ -82,38 +102,38 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - one exit
     return (yield from _run(cache, call, endpoint, stale, leading=True))
 
 
-def _read(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, Endpoint | None]:
-    """Look ``call`` up in L2, leaving what it found in ``call.found`` and the key's token in ``call``.
+def _read_op(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Read | None:
+    """Return the L2 read of ``call`` (None while the breaker keeps us off L2), noting when it went.
 
-    Return the endpoint to keep using for this call, or None once it could not be reached
-    (one failed operation per call at most).
+    With it go the generation and the time our read was made in: a value computed from it is
+    of that generation, and may only be written while the key's tombstones last.
     """
     if not endpoint.breaker.allow():
         return None
-    if cache.has_repairs() and not (yield from replay_repairs(cache, endpoint)):
-        return None
-    call.looked_up = True
-    generation_key = cache.generation_key_if_due(endpoint)
-    key = cache.redis_key(call)
-    # Known before the read: a clear that lands from now on must make our value a miss.
-    call.generation = cache.known_generation()
-    call.read_at = time.monotonic()
-    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, generation_key))
-    if not ok:
-        if isinstance(reply, RemoteUnavailable):
-            return None
-        call.token = FOREIGN_TOKEN  # refused (a key of another type): our write will replace it
-        return endpoint
+    call.flags |= LOOKED_UP
+    call.read_at = now = time.monotonic()
+    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint, now)
+    return Read(endpoint, call.redis_key, generation_key)
+
+
+def _read_done(
+    cache: FunctionCache, call: Call, read: Read, reply: tuple[bytes | None, bytes | None]
+) -> None:
+    """Leave what the read found in ``call.found``, and the key's token in ``call.token``."""
     generation, payload = reply
-    if generation_key is not None:
-        call.generation = cache.learn_generation(endpoint, generation)
-    _observe(cache, call, endpoint, key, payload)
-    return endpoint
-
-
-def _observe(cache: FunctionCache, call: Call, endpoint: Endpoint, key: str, payload: bytes | None) -> None:
+    if read.generation_key is not None:
+        call.generation = cache.learn_generation(read.endpoint, generation)
     call.token = token_of(payload)
-    call.found = cache.open_payload(endpoint, payload, key)
+    call.found = cache.open_payload(read.endpoint, payload, read.key)
+
+
+def _read_failed(cache: FunctionCache, call: Call, read: Read, error: RemoteError) -> Endpoint | None:
+    """Count a failed read; return the endpoint to go on with, None once it is unreachable."""
+    cache.remote_failed(read.endpoint, error)
+    if isinstance(error, RemoteUnavailable):
+        return None  # one failed operation per call at most
+    call.token = FOREIGN_TOKEN  # refused (a key of another type): our write will replace it
+    return read.endpoint
 
 
 def _run(
@@ -168,31 +188,35 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     """
     if not cache.enabled():
         return False
+    write = _write_op(cache, call, endpoint, value) if endpoint is not None else None
+    if write is not None and cache.has_repairs() and not (yield from replay_repairs(cache, write.endpoint)):
+        write = None
     stored = False
-    if endpoint is not None and call.looked_up and (yield from _may_write(cache, call, endpoint)):
-        key = cache.redis_key(call)
-        token = NO_TOKEN if call.token == FOREIGN_TOKEN else call.token
-        payload = cache.seal_value(endpoint, value, key, token, generation=call.generation)
-        if payload is not None:
-            write = Write(endpoint, key, payload, cache.l2_ttl_ms, call.token)
-            ok, accepted = yield from l2_op(cache, endpoint, write)
-            if ok and not accepted:
+    if write is not None:
+        try:  # l2_op(), inlined: every miss writes here
+            stored = yield write
+        except RemoteError as exc:
+            cache.remote_failed(write.endpoint, exc)
+        else:
+            write.endpoint.breaker.success()
+            if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
-            stored = bool(ok)
     cache.local.set(call.l1_key, value, None, call.lease)
     return stored
 
 
-def _may_write(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, bool]:
-    """Return whether ``call``'s value may go to L2 now."""
-    if not endpoint.breaker.allow():
-        return False
+def _write_op(cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any) -> Write | None:
+    """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now."""
+    if not call.flags & LOOKED_UP or not endpoint.breaker.allow():
+        return None
     # A tombstone outlives no write whose reader saw the key longer ago than it lives: such a
     # write could land on a key whose invalidation has already expired, so it is not sent.
     if time.monotonic() - call.read_at > (cache.tombstone_ms or 0) / 1000 - TOMBSTONE_MARGIN:
-        return False
-    return not cache.has_repairs() or (yield from replay_repairs(cache, endpoint))
+        return None
+    key = call.redis_key or cache.redis_key(call)
+    payload = cache.seal_value(endpoint, value, key, carried(call.token), generation=call.generation)
+    return None if payload is None else Write(endpoint, key, payload, cache.l2_ttl_ms, call.token)
 
 
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
@@ -253,13 +277,13 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     while (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
-        key = cache.redis_key(call)
         read_at = time.monotonic()
-        ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, key, None))
+        read = Read(endpoint, cache.redis_key(call), None)
+        ok, reply = yield from l2_op(cache, endpoint, read)
         if not ok:
             return None
         call.read_at = read_at
-        _observe(cache, call, endpoint, key, reply[1])
+        _read_done(cache, call, read, reply)
         if call.found is not MISSING:
             return None
     return None

@@ -14,13 +14,13 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 from . import _config
-from ._envelope import NO_TOKEN
+from ._envelope import ABSENT
 from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, LocalCache
 from ._remote import Endpoint
 from ._signing import Signer
-from ._stats import ERROR, FAST, LOOKED_UP
+from ._stats import ERROR, FAST
 from ._tiers import Tiers
 
 __all__ = ["Call", "FunctionCache"]
@@ -42,15 +42,15 @@ class Call:
     __slots__ = (
         "args",
         "canonical",
-        "fast",
+        "flags",
         "found",
         "generation",
         "key_values",
         "kwargs",
         "l1_key",
         "lease",
-        "looked_up",
         "read_at",
+        "redis_key",
         "started_ns",
         "token",
         "weight",
@@ -71,14 +71,14 @@ class Call:
         self.key_values = key_values
         self.args = args
         self.kwargs = kwargs
-        self.fast = fast
+        self.flags = FAST if fast else 0  # FAST: it came through the fast path; LOOKED_UP: it asked L2
         self.weight = weight
         self.canonical = canonical
         self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
-        self.looked_up = False  # whether the call asked L2
         self.lease = 0  # the L1 lease taken before anything slow (see LocalCache)
-        self.token = NO_TOKEN  # the key's token in L2 when we read it, and when (monotonic)
+        self.token = ABSENT  # the key's token in L2 when we read it, and when (monotonic)
         self.read_at = 0.0
+        self.redis_key = ""  # once known (the L2 read), for the write
         self.generation = 0  # the generation our read was made in (a value computed from it is of it)
 
 
@@ -180,6 +180,12 @@ class FunctionCache(Tiers):
         self.set_signing(Signer(keys) if keys else None, size)
         self._resolved = _config.version()
 
+    def route(self) -> tuple[bool, Endpoint | None]:
+        """Return whether caching is on, and the L2 endpoint to use now (None: L1 only)."""
+        if self._resolved != _config.version():
+            self._resolve()
+        return self._enabled, self._endpoint
+
     def enabled(self) -> bool:
         """Whether caching is on for this function (its own flag and the process setting)."""
         if self._resolved != _config.version():
@@ -251,6 +257,14 @@ class FunctionCache(Tiers):
             self._redis_keys[call.l1_key] = key
         return key
 
+    def read_of(self, call: Call, endpoint: Endpoint, now: float) -> tuple[str, str | None, int]:
+        """Return what an L2 read of ``call`` needs: key, generation key if due, generation now.
+
+        The generation is the one the read is made in: a clear landing from now on makes the
+        value computed from it a miss.
+        """
+        return self.redis_key(call), self.generation_key_if_due(endpoint, now), self._generation or 0
+
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
         return self.redis_key(call) + ":lock"
@@ -272,7 +286,7 @@ class FunctionCache(Tiers):
 
     def finish(self, call: Call, outcome: str, *, error: bool = False) -> None:
         """Record how ``call`` ended and how long it took."""
-        flags = (ERROR if error else 0) | (FAST if call.fast else 0) | (LOOKED_UP if call.looked_up else 0)
+        flags = (call.flags | ERROR) if error else call.flags
         self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, call.weight, flags)
 
     def timed_l1_hit(self, l1_key: Hashable) -> Any:

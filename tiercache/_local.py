@@ -161,11 +161,13 @@ class LocalCache:
         With a ``lease``, only if ``key`` was not dropped since it was taken. Return whether
         the value was stored.
         """
+        if self.max_entries <= 0:
+            return False
         lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
         lifetime = min(lifetime, self.cap)
         if lease is not None and lease < self._capped_before:
             lifetime = min(lifetime, self._lifted_cap)  # read while the cap was on
-        if self.max_entries <= 0 or lifetime <= 0:
+        if lifetime <= 0:
             return False
         now = self.clock()
         data = self.data

@@ -28,7 +28,15 @@ from redis.retry import Retry
 from . import _background
 from ._breaker import CircuitBreaker
 from ._coherence import LOST_AFTER, Bus
-from ._envelope import FOREIGN_TOKEN, LEAD, MAX_GENERATION, NO_TOKEN, TOKEN_OFFSET, TOKEN_SIZE
+from ._envelope import (
+    ABSENT,
+    FOREIGN_TOKEN,
+    LEAD,
+    MAX_GENERATION,
+    TOKEN_OFFSET,
+    TOKEN_SIZE,
+    fresh_since_absent,
+)
 
 __all__ = [
     "AsyncStore",
@@ -402,11 +410,12 @@ def _lua_bytes(raw: bytes) -> str:
 
 
 # The conditional write (see _envelope): store ARGV[2] for ARGV[3] ms only if the key's token is
-# still ARGV[1], the one its writer read before computing. Absent reads as NO_TOKEN; bytes that
+# still ARGV[1], the one its writer read before computing. Absent reads as ABSENT; bytes that
 # are not ours, or a key of another type, as FOREIGN_TOKEN, so garbage is still overwritten.
+# (Where the writer read nothing, SET NX GET does the same at a plain SET's cost: see write().)
 _WRITE_IF_UNCHANGED = f"""
 local current = redis.pcall('GET', KEYS[1])
-local token = '{_lua_bytes(NO_TOKEN)}'
+local token = '{_lua_bytes(ABSENT)}'
 if type(current) == 'table' then
   token = '{FOREIGN_TOKEN.decode()}'
 elseif current then
@@ -500,6 +509,7 @@ class SyncStore:
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+        self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(_RAISE_GENERATION)
         # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
@@ -541,11 +551,24 @@ class SyncStore:
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``; say if so."""
+        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``.
+
+        Return False if an invalidation came between: the key's token changed. Where the writer
+        found nothing, SET NX GET is the whole check (a value written meanwhile by a writer who
+        also found nothing is as good as ours, and stays); else a Lua script compares tokens.
+        """
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
         try:  # the hot path of every miss, as read()
+            if token == ABSENT and self._nx_get:
+                found = self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
+                return found is None or fresh_since_absent(found)
             return bool(self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
+        except redis.ResponseError as exc:
+            if token == ABSENT and self._nx_get and "syntax" in str(exc).lower():
+                self._nx_get = False  # Redis < 7.0: NX with GET is 7.0's; the script does it
+                return self.write(key, payload, ttl_ms, token)
+            raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
 
@@ -707,6 +730,7 @@ class AsyncStore:
         self._epoch = endpoint.epoch
         self._release = client.register_script(_RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+        self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(_RAISE_GENERATION)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget  # as in SyncStore
         self._closer: AsyncGenerator[None, None] | None = None
@@ -796,11 +820,19 @@ class AsyncStore:
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``; say if so."""
+        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore)."""
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
         try:  # the hot path of every miss, as read()
+            if token == ABSENT and self._nx_get:
+                found = await self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
+                return found is None or fresh_since_absent(found)
             return bool(await self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
+        except redis.ResponseError as exc:
+            if token == ABSENT and self._nx_get and "syntax" in str(exc).lower():
+                self._nx_get = False  # Redis < 7.0, as in SyncStore.write()
+                return await self.write(key, payload, ttl_ms, token)
+            raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
 

@@ -240,16 +240,29 @@ class StatsRecorder:
     def _fold(self) -> None:
         pending, self._pending = self._pending, []
         counts, latency = self._counts, self._latency
+        buckets = latency.counts
+        total_ns = weight_sum = 0
         for outcome, elapsed_ns, weight, flags in pending:
             if outcome is not None:
                 counts[outcome] += 1
-                if flags & ERROR:
-                    counts["errors"] += 1
-                if flags & FAST:
-                    counts["fast_path_entries"] += 1
-                if flags & LOOKED_UP:
-                    counts["l2_lookups"] += 1
-            latency.record(elapsed_ns, weight)
+                if flags:
+                    if flags & ERROR:
+                        counts["errors"] += 1
+                    if flags & FAST:
+                        counts["fast_path_entries"] += 1
+                    if flags & LOOKED_UP:
+                        counts["l2_lookups"] += 1
+            # LatencyHistogram.record(), inlined: this loop runs once per recorded call.
+            if elapsed_ns < 32:
+                index = elapsed_ns if elapsed_ns > 0 else 0
+            else:
+                shift = elapsed_ns.bit_length() - 5
+                index = shift * 16 + (elapsed_ns >> shift)
+            buckets[index] += weight
+            weight_sum += weight
+            total_ns += elapsed_ns * weight
+        latency.total_weight += weight_sum
+        latency.total_ns += total_ns
 
     def latency(self) -> LatencyHistogram:
         """Return a copy of the call latency histogram since the last reset."""

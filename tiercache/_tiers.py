@@ -167,9 +167,11 @@ class Tiers:
 
     # -- generations and payloads ---------------------------------------------------------
 
-    def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
+    def generation_key_if_due(self, endpoint: Endpoint, now: float | None = None) -> str | None:
         """Return the generation key when the generation should be read with the next look-up."""
-        if self._generation_endpoint is not endpoint or time.monotonic() >= self._generation_due:
+        if now is None:
+            now = time.monotonic()
+        if self._generation_endpoint is not endpoint or now >= self._generation_due:
             return self.generation_key
         return None
 
@@ -224,9 +226,11 @@ class Tiers:
             self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
             return MISSING
         try:
-            opened = self._open(endpoint, payload, key)
-            if opened is None:
-                return MISSING
+            opened = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
+            if opened is None or self.signer is not None:  # (else the common case, in one step)
+                opened = self._open(endpoint, payload, key, opened)
+                if opened is None:
+                    return MISSING
             fresh_until_ms, body = opened
             fresh_for = fresh_until_ms / 1000 - time.time()
             if fresh_for < -(self.stale_ttl + DEADLINE_SLACK):
@@ -240,10 +244,12 @@ class Tiers:
         return value, fresh_for
 
     def _open(  # noqa: PLR0911 - one exit per kind of payload
-        self, endpoint: Endpoint, payload: bytes, key: str
+        self, endpoint: Endpoint, payload: bytes, key: str, current: tuple[int, memoryview] | None
     ) -> tuple[int, memoryview] | None:
-        """Return ``(fresh_until_ms, body)`` of a current value we may trust, else None (a miss)."""
-        current = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
+        """Return ``(fresh_until_ms, body)`` of a value we may trust, else None (a miss).
+
+        ``current`` is what ``open_current`` made of it, if it is of the current generation.
+        """
         if current is not None:
             if self.signer is None:
                 return current

@@ -1,0 +1,164 @@
+"""The conditional write, on the real server: Redis itself refuses a value read before an invalidation.
+
+Where the writer found the key absent it is SET NX GET; otherwise a Lua script compares tokens.
+Both are checked here store-level, sync and async, and through the generation script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+
+from tiercache._envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, new_token, seal, token_of, tombstone
+from tiercache._redis_process import RedisProcess
+from tiercache._remote import Endpoint
+
+
+def value(token: bytes, generation: int = 0) -> bytes:
+    return seal(b"\xa1v", generation, token, 2**62)
+
+
+class Store:
+    """The sync or async store of a fresh endpoint, called the same way."""
+
+    def __init__(self, server: RedisProcess, mode: str) -> None:
+        self.endpoint = Endpoint.from_url(server.url, timeout=1.0, connect_timeout=1.0)
+        self.mode = mode
+        self.loop = asyncio.new_event_loop() if mode == "async" else None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.loop is None:
+            return getattr(self.endpoint.sync_store(), name)
+
+        def run(*args: Any) -> Any:
+            async def call() -> Any:
+                return await getattr(self.endpoint.async_store(), name)(*args)
+
+            return self.loop.run_until_complete(call())  # type: ignore[union-attr]
+
+        return run
+
+    def close(self) -> None:
+        self.endpoint.close()
+        if self.loop is not None:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def store(request: pytest.FixtureRequest, redis_server: RedisProcess) -> Any:
+    made = Store(redis_server, request.param)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def client(redis_server: RedisProcess) -> redis.Redis:
+    return redis_server.client()
+
+
+def test_a_writer_that_found_nothing_stores_where_nothing_came(store: Store, client: redis.Redis) -> None:
+    assert store.write("cw:absent", value(NO_TOKEN), 60_000, ABSENT) is True
+    assert client.get("cw:absent") == value(NO_TOKEN)
+    assert 59_000 < client.pttl("cw:absent") <= 60_000
+
+
+def test_a_tombstone_that_came_meanwhile_wins(store: Store, client: redis.Redis) -> None:
+    """Found nothing, then someone invalidated: the value may predate it, Redis refuses it."""
+    mark = tombstone(new_token())
+    client.set("cw:tomb", mark)
+    assert store.write("cw:tomb", value(NO_TOKEN), 60_000, ABSENT) is False
+    assert client.get("cw:tomb") == mark
+
+
+def test_a_value_another_writer_who_found_nothing_stored_stays(store: Store, client: redis.Redis) -> None:
+    """Both read before any invalidation: either is current; theirs stays, ours is not refused."""
+    theirs = seal(b"\xa5their", 0, NO_TOKEN, 2**62)
+    client.set("cw:race", theirs)
+    assert store.write("cw:race", value(NO_TOKEN), 60_000, ABSENT) is True
+    assert client.get("cw:race") == theirs
+
+
+def test_a_value_written_after_an_invalidation_refuses_an_older_reader(
+    store: Store, client: redis.Redis
+) -> None:
+    """Found nothing; then an invalidation and a value computed after it: ours is older still."""
+    client.set("cw:after", value(new_token()))
+    assert store.write("cw:after", value(NO_TOKEN), 60_000, ABSENT) is False
+
+
+def test_the_script_stores_only_while_the_token_is_the_one_read(store: Store, client: redis.Redis) -> None:
+    first = new_token()
+    client.set("cw:token", tombstone(first))
+    assert store.write("cw:token", value(first), 60_000, first) is True
+    assert token_of(client.get("cw:token")) == first  # the value carries the token on
+    assert store.write("cw:token", value(first), 60_000, first) is True  # (still the same token)
+    client.set("cw:token", tombstone(new_token()))  # invalidated again
+    assert store.write("cw:token", value(first), 60_000, first) is False
+    client.delete("cw:token")  # the tombstone expired, or was evicted: no telling, so refuse
+    assert store.write("cw:token", value(first), 60_000, first) is False
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [b"\x00\x01not ours", b"tc\x01old format" + bytes(30), b"tc\x02"],
+    ids=["foreign", "older-format", "short"],
+)
+def test_garbage_is_overwritten(store: Store, client: redis.Redis, planted: bytes) -> None:
+    client.set("cw:garbage", planted)
+    assert token_of(planted) == FOREIGN_TOKEN
+    assert store.write("cw:garbage", value(NO_TOKEN), 60_000, FOREIGN_TOKEN) is True
+    assert client.get("cw:garbage") == value(NO_TOKEN)
+
+
+def test_a_key_of_another_type_is_overwritten(store: Store, client: redis.Redis) -> None:
+    client.delete("cw:list")
+    client.rpush("cw:list", "someone", "else's")
+    assert store.write("cw:list", value(NO_TOKEN), 60_000, FOREIGN_TOKEN) is True
+    assert client.type("cw:list") == b"string"
+
+
+def test_generations_only_go_up(store: Store, client: redis.Redis) -> None:
+    client.delete("cw:gen")
+    assert store.raise_generation("cw:gen", 0, 1) == (1, True)
+    assert store.raise_generation("cw:gen", 0, 1) == (2, True)
+    assert store.raise_generation("cw:gen", 2, 0) == (2, False)  # restating what it holds: no change
+    client.set("cw:gen", "1")  # an old value planted back (or a failover that lost the last one)
+    assert store.raise_generation("cw:gen", 2, 0) == (2, True)
+    client.set("cw:gen", b"x" * 256)  # garbage reads as none
+    assert store.raise_generation("cw:gen", 0, 1) == (1, True)
+    assert client.get("cw:gen") == b"1"
+
+
+def test_tombstones_replace_values_and_plain_deletes_remove_them(store: Store, client: redis.Redis) -> None:
+    client.set("cw:inv", value(NO_TOKEN))
+    mark = tombstone(new_token())
+    store.invalidate(("cw:inv",), mark, 5_000, None)
+    assert client.get("cw:inv") == mark and 4_000 < client.pttl("cw:inv") <= 5_000
+    store.invalidate(("cw:inv",), None, 0, None)  # the adapters' plain delete
+    assert client.get("cw:inv") is None
+
+
+def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: RedisProcess) -> None:
+    """Redis < 7.0 answers SET ... NX GET with a syntax error: the script does the same check."""
+    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    sync = endpoint.sync_store()
+    real_set = sync.client.set
+
+    def old_set(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("nx") and kwargs.get("get"):
+            raise redis.ResponseError("syntax error")
+        return real_set(*args, **kwargs)
+
+    sync.client.set = old_set
+    try:
+        redis_server.client().delete("cw:old")
+        assert sync.write("cw:old", value(NO_TOKEN), 60_000, ABSENT) is True
+        assert redis_server.client().get("cw:old") == value(NO_TOKEN)
+        redis_server.client().set("cw:old", tombstone(new_token()))
+        assert sync.write("cw:old", value(NO_TOKEN), 60_000, ABSENT) is False
+    finally:
+        endpoint.close()
