@@ -198,8 +198,13 @@ def race_worker(redis_server: RedisProcess, isolated_settings: str) -> Any:
         worker.stdout.close()
 
 
+@pytest.mark.parametrize("command", ["compute", "acompute"], ids=["sync", "async"])
 def test_a_write_already_on_its_way_cannot_undo_another_processes_invalidate(
-    race_worker: subprocess.Popen[str], redis_server: RedisProcess, real_l2: str, isolated_settings: str
+    race_worker: subprocess.Popen[str],
+    redis_server: RedisProcess,
+    real_l2: str,
+    isolated_settings: str,
+    command: str,
 ) -> None:
     """A computes from v1; B sets v2 and invalidates as A's body returns; A's write lands 30 ms late."""
     truth = redis_server.client()
@@ -208,7 +213,7 @@ def test_a_write_already_on_its_way_cannot_undo_another_processes_invalidate(
     for sample in range(20):
         key = f"k{sample}"
         truth.set(f"truth:{isolated_settings}:{key}", "v1")
-        race_worker.stdin.write(f"compute {key}\n")  # type: ignore[union-attr]
+        race_worker.stdin.write(f"{command} {key}\n")  # type: ignore[union-attr]
         race_worker.stdin.flush()  # type: ignore[union-attr]
         assert race_worker.stdout.readline().strip() == "returning v1"  # type: ignore[union-attr]
         truth.set(f"truth:{isolated_settings}:{key}", "v2")

@@ -170,6 +170,23 @@ def test_a_read_only_replica_refuses_loudly(replica: tuple[RedisProcess, RedisPr
         on_replica.cache_clear()
 
 
+def test_a_read_only_replica_refuses_the_async_twin_too(replica: tuple[RedisProcess, RedisProcess]) -> None:
+    _, copy = replica
+
+    @tiered_cache(name=f"refused.replica.{next(_users)}", redis_url=copy.url)
+    async def f(key: str) -> str:
+        return key
+
+    async def run() -> None:
+        await f("x")
+        with pytest.raises(InvalidationError, match=r"READONLY|read only"):
+            await f.cache_invalidate("x")
+        with pytest.raises(InvalidationError, match=r"READONLY|read only"):
+            await f.cache_clear()
+
+    asyncio.run(run())
+
+
 @pytest.fixture
 def full_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     server = RedisProcess(tmp_path).start()
