@@ -90,7 +90,7 @@ def miss_path(url: str) -> Scenario:
             ),
         ],
         operations=2000,
-        target="<= 1.15x raw (the write is conditional: one Lua script)",
+        target="<= 1.15x raw (the write is conditional)",
         limit=1.15,
     )
 
