@@ -282,3 +282,15 @@ def test_unreachable_is_not_refused(caplog: pytest.LogCaptureFixture) -> None:
     f.cache_invalidate("x")
     f.cache_clear()
     assert f.cache_stats().pending_invalidations == 1  # the clear covers the key
+
+
+def test_a_function_that_stops_using_l2_is_no_longer_kept_short(tmp_path: Path) -> None:
+    """Deaf while its Redis was down; with L2 turned off there is nothing to hear: ttl_l1 again."""
+    clock = Clock()
+    f = tiered_cache(name=f"refused.off.{next(_users)}", clock=clock)(lambda key: time.time())
+    f("x")  # nothing listens at the configured URL: deaf
+    assert f.cache_stats().coherent is False
+    tiercache.configure(l2=False)
+    first = f("y")
+    clock.now += DEAF_L1_SECONDS + 1
+    assert f("y") == first  # still from L1, past the deaf bound

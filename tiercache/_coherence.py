@@ -108,6 +108,8 @@ class Bus:
         with self._changed:
             self._members.setdefault(channel, {}).setdefault(member.prefix, weakref.WeakSet()).add(member)
             if channel in self._confirmed:
+                self._unconfirmed.discard(member)
+                member.set_deaf(False)  # (it may have followed another channel, unheard)
                 return
             if self._thread is None or not self._thread.is_alive():
                 self._start()

@@ -120,9 +120,11 @@ class Tiers:
             endpoint.check_access(namespace, channel_for(namespace))
         if not self.coherent or endpoint is None:
             self.channel = None
+            self.set_deaf(False)  # nothing to hear: L1 follows ttl_l1, as documented
             return
         if endpoint.bus is None:
             self.channel = None
+            self.set_deaf(False)
             self.log_once(
                 "incoherent",
                 "%s: no sync Redis client to listen with; its L1 follows ttl_l1 only",
