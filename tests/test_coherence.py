@@ -145,9 +145,11 @@ def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_ser
     class Stranger:
         prefix = lookup.__tiercache__.prefix
         origin = b"stranger"
+        signer = None
 
     client.delete(lookup.cache_key("a"))  # as the stranger's invalidation would have, before announcing
-    client.publish(channel, announcement(Stranger(), ["a"]))  # type: ignore[arg-type]
+    digest = lookup.cache_key("a")[-32:]  # announcements name entries by their key's digest
+    client.publish(channel, announcement(Stranger(), channel, [digest]))  # type: ignore[arg-type]
     until(lambda: lookup("a") == 2)
 
 

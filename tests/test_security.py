@@ -26,6 +26,7 @@ from tiercache._codec import DecodeError, decode_value, encode_value
 from tiercache._envelope import NO_TOKEN, seal
 from tiercache._keys import canonical_bytes, digest
 from tiercache._redis_process import RedisProcess, free_port
+from tiercache._remote import Endpoint
 from tiercache._signing import Signer
 
 KEY_1 = "first-signing-key-0123456789"
@@ -279,15 +280,11 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisProcess, Path]]:
-    """A redis-server that speaks only TLS and wants a client certificate signed by our CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = Path(tmp_path_factory.mktemp("tls"))
+def _start_tls_server(d: Path, san: str) -> RedisProcess:
+    """A redis-server that speaks only TLS, with a certificate for ``san``, wanting client certs."""
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
              "-days", "1", "-subj", "/CN=tiercache-test-ca", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (d / "san.ext").write_text(f"subjectAltName={san}\n")
     for name in ("server", "client"):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=d)  # fmt: skip
@@ -309,8 +306,48 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Redis
                 server.stop()
                 raise
             time.sleep(0.02)
+    return server
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisProcess, Path]]:
+    """A TLS-only redis-server whose certificate is for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = Path(tmp_path_factory.mktemp("tls"))
+    server = _start_tls_server(d, "IP:127.0.0.1")
     yield server, d
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def wrong_host_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisProcess, Path]]:
+    """A TLS-only redis-server on 127.0.0.1 whose (CA-signed) certificate is for another host."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = Path(tmp_path_factory.mktemp("tls-wrong-host"))
+    server = _start_tls_server(d, "DNS:elsewhere.example")
+    yield server, d
+    server.stop()
+
+
+def test_a_certificate_for_another_host_is_refused(
+    wrong_host_tls_server: tuple[RedisProcess, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed by the trusted CA, but not for 127.0.0.1: an unreachable Redis, whatever redis-py."""
+    server, d = wrong_host_tls_server
+    query = f"ssl_ca_certs={d / 'ca.crt'}&ssl_certfile={d / 'client.crt'}&ssl_keyfile={d / 'client.key'}"
+    url = f"rediss://127.0.0.1:{server.port}/0?{query}"
+    endpoint = Endpoint.from_url(url, timeout=2, connect_timeout=2)
+    assert endpoint.sync_store().client.connection_pool.connection_kwargs["ssl_check_hostname"] is True
+    tiercache.configure(redis_url=url, connect_timeout=2, timeout=2)
+    lookup, runs = run_counter()
+    lookup("a")
+    lookup("a")
+    assert runs == ["a", "a"]  # (no L1 here) every value came from the function, none from that server
+    assert lookup.cache_stats().l2_hits == 0 and lookup.cache_stats().l2_errors >= 1
+    assert any("hostname" in r.getMessage() or "match" in r.getMessage() for r in caplog.records)
+    endpoint.close()
 
 
 def test_tls_with_a_client_certificate(tls_server: tuple[RedisProcess, Path]) -> None:

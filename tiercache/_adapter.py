@@ -7,6 +7,7 @@ the same with L2 off, so swapping one for the other is a one-line change.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -14,6 +15,7 @@ from typing import Any
 
 from . import _adapter_flows as flows
 from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
+from ._announcement import DIGEST_LENGTH
 from ._local import Clock, LocalCache
 from ._remote import Endpoint
 from ._shells import run_async, run_sync
@@ -62,6 +64,16 @@ class AdapterTiers(Tiers):
     def key(self, key: str) -> str:
         """Return the Redis key of the adapter key ``key``."""
         return f"{self.prefix}:k:{key}"
+
+    def digest_for(self, redis_key: str) -> str:
+        """Return the digest announcements name ``redis_key`` by (keyed when signing)."""
+        secret = self.signer.naming_secret if self.signer is not None else b""
+        return hashlib.blake2b(redis_key.encode(), digest_size=DIGEST_LENGTH // 2, key=secret).hexdigest()
+
+    def remember(self, key: str) -> None:
+        """Note the digest of ``key``'s entry before writing it to L1 (see Tiers.note_digest)."""
+        if self.channel is not None:
+            self.note_digest(self.digest_for(self.key(key)), key)
 
     def record(self, started_ns: int, outcome: str) -> None:
         """Record one get's outcome and latency (unless metrics are off)."""

@@ -67,6 +67,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
                 if hit is not MISSING:
                     found[key], fresh_for = hit
                     if tiers.settings.write_back_l1_on_l2_hit:
+                        tiers.remember(key)
                         tiers.local.set(key, found[key], max(fresh_for, 0.0), lease)
                     tiers.record(started, "l2_hits")
     for key in wanted:
@@ -95,13 +96,14 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         writes = tuple(
             (tiers.key(key), payload, ttl_ms) for key, payload in payloads.items() if payload is not None
         )
-        op = WriteMany(endpoint, writes, tiers.announce(tuple(items)))
+        op = WriteMany(endpoint, writes, tiers.announce([tiers.key(key) for key in items]))
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
         if ok:
             stored = {key for key, payload in payloads.items() if payload is not None}
     for key, value in items.items():
         # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
         if tiers.settings.write_through or key not in stored:
+            tiers.remember(key)
             tiers.local.set(key, value, ttl, lease)
         else:
             tiers.local.delete(key)
@@ -129,7 +131,7 @@ def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     if endpoint is not None:
         try:
             redis_keys = tuple(tiers.key(key) for key in keys)
-            yield from drop_keys(tiers, endpoint, redis_keys, keys, action="delete()")
+            yield from drop_keys(tiers, endpoint, redis_keys, action="delete()")
         finally:
             # Again: a get that missed L1 after the first drop may have read the old value from
             # L2 before it was gone there, and be about to put it in L1.

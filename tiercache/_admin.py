@@ -15,9 +15,10 @@ from typing import Any
 import redis
 import redis.cluster
 
-from ._codec import encode_value
+from ._announcement import encode
 from ._coherence import channel_for
 from ._remote import check_url, plain_cluster_url
+from ._signing import Signer
 
 __all__ = ["ADAPTER", "FAILURES", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
 
@@ -26,7 +27,7 @@ FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 #: What the tables call the keys of MultiTierCache/MultiTierCacheAdapter instances.
 ADAPTER = "(adapter)"
 #: Who a flush's invalidation announcement comes from (no cache has this origin).
-FLUSH_ORIGIN = b"tiercache-cli"
+FLUSH_ORIGIN = b"tc-flush"
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 _PAGE = 500
 
@@ -128,11 +129,12 @@ def count_keys(client: Any, namespace: str, function: str | None) -> int:
     )
 
 
-def flush(client: Any, namespace: str, function: str | None) -> int:
+def flush(client: Any, namespace: str, function: str | None, signer: Signer | None = None) -> int:
     """Delete a namespace's keys (or one function's) and tell coherent L1s; return the count.
 
     Each function whose keys were found is announced on the namespace's invalidation channel, so
-    processes listening there drop their L1 entries of it too.
+    processes listening there drop their L1 entries of it too (signed with ``signer``: caches
+    that sign ignore unsigned announcements).
     """
     deleted = 0
     prefixes: set[str] = set() if function is None else {f"{namespace}:{function}"}
@@ -142,5 +144,6 @@ def flush(client: Any, namespace: str, function: str | None) -> int:
         if owned:
             deleted += int(client.unlink(*(key for key, _ in owned)))
     for prefix in sorted(prefixes):
-        client.publish(channel_for(namespace), encode_value([FLUSH_ORIGIN, prefix, None]))
+        channel = channel_for(namespace)
+        client.publish(channel, encode(channel, FLUSH_ORIGIN, prefix, None, signer))
     return deleted

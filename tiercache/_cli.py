@@ -19,10 +19,16 @@ from typing import Any
 from . import _admin
 from ._config import DEFAULT_REDIS_URL
 from ._remote import redact_url
+from ._signing import Signer, signing_keys
 
 __all__ = ["main"]
 
 OK, UNREACHABLE, USAGE, NOT_CONFIRMED = 0, 1, 2, 3
+# A password on the command line is in the process list for anyone on the host to read.
+_URL_HELP = (
+    "default: $TIERCACHE_REDIS_URL or localhost; prefer the variable for a URL with a password "
+    "(a command-line argument shows in the process list)"
+)
 
 
 class CommandError(Exception):
@@ -66,13 +72,13 @@ def _parser() -> argparse.ArgumentParser:
 
     default_url = os.environ.get("TIERCACHE_REDIS_URL") or DEFAULT_REDIS_URL
     stats = commands.add_parser("stats", help="key counts and memory per namespace and function (SCAN)")
-    stats.add_argument("--redis-url", default=default_url, help="default: $TIERCACHE_REDIS_URL or localhost")
+    stats.add_argument("--redis-url", default=default_url, help=_URL_HELP)
     stats.add_argument("--namespace", help="only this namespace (exact; else up to the first colon)")
     stats.add_argument("--json", action="store_true", help="print the figures as JSON")
     stats.set_defaults(run=_stats)
 
     flush = commands.add_parser("flush", help="delete a namespace's keys, or one function's")
-    flush.add_argument("--redis-url", default=default_url, help="default: $TIERCACHE_REDIS_URL or localhost")
+    flush.add_argument("--redis-url", default=default_url, help=_URL_HELP)
     flush.add_argument("--namespace", required=True, help="the namespace to flush")
     flush.add_argument("--function", help="only this function's keys (its label, e.g. myapp.resolve_adapter)")
     flush.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -114,6 +120,12 @@ def _demo(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _connected(args: argparse.Namespace) -> Iterator[Any]:
     """Yield a client of ``--redis-url``, closed after; Redis failures become exit code 1."""
+    if args.redis_url != os.environ.get("TIERCACHE_REDIS_URL") and _has_secret(args.redis_url):
+        print(
+            f"tiercache {args.command}: note: the password in --redis-url shows in the process list; "
+            "set TIERCACHE_REDIS_URL instead",
+            file=sys.stderr,
+        )
     try:
         client = _admin.connect(args.redis_url, f"tiercache {args.command}")
     except ValueError as exc:
@@ -170,9 +182,24 @@ def _flush(args: argparse.Namespace) -> int:
                 raise CommandError(
                     "not confirmed; nothing deleted (pass --yes to skip the question)", NOT_CONFIRMED
                 )
-        deleted = _admin.flush(client, args.namespace, args.function)
+        deleted = _admin.flush(client, args.namespace, args.function, _signer())
     print(f"deleted {deleted:,} keys of {what}")
     return OK
+
+
+def _has_secret(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def _signer() -> Signer | None:
+    """Sign the flush's announcement as the caches do (TIERCACHE_SIGNING_KEY), or not at all."""
+    raw = os.environ.get("TIERCACHE_SIGNING_KEY")
+    if not raw:
+        return None
+    try:
+        return Signer(signing_keys(raw, "TIERCACHE_SIGNING_KEY"))
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc), USAGE) from None
 
 
 def _confirm(question: str) -> bool:

@@ -100,9 +100,34 @@ def _tz_from_spec(spec: Any) -> dt.tzinfo | None:
     return dt.timezone(offset) if name is None else dt.timezone(offset, name)
 
 
-# Extension values nest (a tuple in a tuple...) and each level re-enters msgpack from a hook:
-# past this depth a payload is refused, before it can exhaust the C stack.
-MAX_NESTING: Final = 64
+# Bounds on what a payload may make us build, whoever wrote it (see docs/security.md):
+#: Extension values (a tuple in a tuple...) nest at most this deep. Each level is decoded by an
+#: Unpacker of its own, whose state lives on the heap: a few KB of C stack per level, not the
+#: ~40 KB an unpackb() frame takes, so even a 1 MiB thread stack has room to spare.
+MAX_NESTING: Final = 32
+#: Lists and maps inside one extension value nest at most this deep (the top level is held to
+#: msgpack's own 1,024), so a value nests at most 1,024 + 32 * 32 levels in all.
+MAX_INNER_DEPTH: Final = 32
+#: Containers (lists, maps, extension values) one payload may make; an 8 MiB payload of empty
+#: lists would otherwise cost some 600 MB.
+MAX_OBJECTS: Final = 1 << 18
+#: Maps and sets larger than this may only hold keys whose hashes cannot be made to collide at
+#: will (str and bytes, whose hashes are keyed per process, and 64-bit ints, floats, None and
+#: bools, which share a hash with a dozen others at most): 32k crafted big ints or tuples of
+#: ints would take seconds to hash into one map.
+MAX_HASHED: Final = 4096
+_SCALAR_KEYS: Final = frozenset({str, bytes, int, float, bool, type(None)})
+# Every byte that can start a map, an array or an extension value; counting them bounds the
+# containers a payload can hold (from above: the same bytes occur inside strings and numbers).
+_NOT_CONTAINERS: Final = bytes(
+    b
+    for b in range(256)
+    if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8)
+)
+
+
+class _MapKeyNotStrict(Exception):
+    """A map key that is not str or bytes: decoded again, with checks (see decode_value)."""
 
 
 def _pack_inner(value: Any, depth: int = 0) -> bytes:
@@ -110,8 +135,52 @@ def _pack_inner(value: Any, depth: int = 0) -> bytes:
     return packed
 
 
-def _unpack_inner(data: bytes | memoryview, depth: int = 0) -> Any:
-    return msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False, strict_map_key=False)
+def _unpack_inner(data: bytes | memoryview, depth: int) -> Any:
+    """Decode one extension value's contents, on the heap (see MAX_NESTING), strict map keys."""
+    unpacker = msgpack.Unpacker(ext_hook=_HOOKS[depth], raw=False, max_buffer_size=max(len(data), 1))
+    return _unpack_one(unpacker, data)
+
+
+def _unpack_one(unpacker: Any, data: bytes | memoryview) -> Any:
+    unpacker.feed(data)
+    try:
+        value = unpacker.unpack()
+    except ValueError as exc:
+        if "map key" in str(exc):
+            raise _MapKeyNotStrict from None
+        raise
+    if unpacker.tell() != len(data):
+        raise DecodeError("extension value with trailing bytes")
+    if type(value) is list and not _shallow(value, MAX_INNER_DEPTH):
+        raise DecodeError(f"lists or maps nested more than {MAX_INNER_DEPTH} deep in an extension value")
+    return value
+
+
+def _shallow(value: list[Any], limit: int) -> bool:
+    """Return whether lists and maps nest at most ``limit`` deep in ``value`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        items = node.values() if type(node) is dict else node
+        stack.extend((item, depth + 1) for item in items if type(item) is list or type(item) is dict)
+    return True
+
+
+def _hashable_safely(items: list[Any], what: str) -> list[Any]:
+    """Return ``items`` if a set or map of them cannot be made slow to build; else raise."""
+    if len(items) > MAX_HASHED and any(_collides_at_will(item) for item in items):
+        raise DecodeError(f"a {what} of {len(items)} keys of types whose hashes can be made to collide")
+    return items
+
+
+def _collides_at_will(item: Any) -> bool:
+    # An int's hash is the int modulo 2**61 - 1: in msgpack's 64-bit range a dozen share one,
+    # beyond it (our big-int extension) as many as anyone likes.
+    if type(item) is int:
+        return not _INT64_MIN <= item <= _UINT64_MAX
+    return type(item) not in _SCALAR_KEYS
 
 
 def _ext(code: int, inner: Callable[[Any], Any]) -> Callable[[Any, int], msgpack.ExtType]:
@@ -166,8 +235,8 @@ _EXT_ENCODERS: dict[type, Callable[[Any, int], msgpack.ExtType]] = {
 # given depth) for the rest.
 _EXT_DECODERS: dict[int, Callable[[bytes, int], Any]] = {
     _TUPLE: lambda data, depth: tuple(_unpack_inner(data, depth)),
-    _SET: lambda data, depth: set(_unpack_inner(data, depth)),
-    _FROZENSET: lambda data, depth: frozenset(_unpack_inner(data, depth)),
+    _SET: lambda data, depth: set(_hashable_safely(_unpack_inner(data, depth), "set")),
+    _FROZENSET: lambda data, depth: frozenset(_hashable_safely(_unpack_inner(data, depth), "set")),
     _BIGINT: lambda data, _: int.from_bytes(data, "big", signed=True),
     _DATETIME: lambda data, depth: _decode_datetime(_unpack_inner(data, depth)),
     _DATE: lambda data, depth: dt.date.fromordinal(_unpack_inner(data, depth)),
@@ -224,10 +293,87 @@ def encode_value(value: Any) -> bytes:
 
 
 def decode_value(body: bytes | memoryview) -> Any:
-    """Return the value encoded in ``body``; raise DecodeError for anything else."""
-    try:  # _unpack_inner(body), inlined: every L2 hit decodes here
-        return msgpack.unpackb(body, ext_hook=_HOOKS[0], raw=False, strict_map_key=False)
+    """Return the value encoded in ``body``; raise DecodeError for anything else.
+
+    Whatever the bytes, decoding stays within the bounds above (nesting, containers, maps and
+    sets whose keys could collide) and a small C stack; past them the payload is refused.
+    """
+    try:
+        if len(body) > MAX_OBJECTS and len(bytes(body).translate(None, _NOT_CONTAINERS)) > MAX_OBJECTS:
+            return _Counted().decode(body)  # possibly more containers than allowed: count them
+        try:  # the common case, at msgpack's speed: map keys are str or bytes
+            return msgpack.unpackb(body, ext_hook=_HOOKS[0], raw=False)
+        except ValueError as exc:
+            if "map key" not in str(exc):
+                raise
+        except _MapKeyNotStrict:
+            pass
+        return _Counted().decode(body)  # other map keys: check them as maps are built
     except DecodeError:
         raise
     except Exception as exc:  # msgpack, UnicodeDecodeError, hashing errors, bad ext payloads
         raise DecodeError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
+
+
+class _Counted:
+    """A decoding that counts containers and checks map keys as it builds them (the slow road)."""
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.depth = 0
+
+    def decode(self, body: bytes | memoryview) -> Any:
+        return msgpack.unpackb(body, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "ext_hook": self._ext,
+            "list_hook": self._list,
+            "object_pairs_hook": self._map,
+            "raw": False,
+            "strict_map_key": False,
+        }
+
+    def _count(self) -> None:
+        self.objects += 1
+        if self.objects > MAX_OBJECTS:
+            raise DecodeError(f"a payload of more than {MAX_OBJECTS} lists, maps and extension values")
+
+    def _list(self, items: list[Any]) -> list[Any]:
+        self._count()
+        return items
+
+    def _map(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        self._count()
+        if len(pairs) > MAX_HASHED:
+            _hashable_safely([key for key, _ in pairs], "map")
+        return dict(pairs)
+
+    def _ext(self, code: int, data: bytes) -> Any:
+        self._count()
+        decoder = _EXT_DECODERS.get(code)
+        if decoder is None:
+            raise DecodeError(f"unknown extension code {code}")
+        if self.depth >= MAX_NESTING:
+            raise DecodeError(f"extension values nested more than {MAX_NESTING} deep")
+        if code not in _CONTAINER_CODES:
+            return decoder(data, self.depth + 1)
+        self.depth += 1
+        try:
+            unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1), **self._options())
+            return _CONTAINER_CODES[code](_unpack_one(unpacker, data))
+        finally:
+            self.depth -= 1
+
+
+# The extension values whose contents are msgpack, decoded by _Counted with its own hooks.
+_CONTAINER_CODES: dict[int, Callable[[Any], Any]] = {
+    _TUPLE: tuple,
+    _SET: lambda items: set(_hashable_safely(items, "set")),
+    _FROZENSET: lambda items: frozenset(_hashable_safely(items, "set")),
+    _DATETIME: _decode_datetime,
+    _DATE: dt.date.fromordinal,
+    _TIME: _decode_time,
+    _TIMEDELTA: lambda fields: dt.timedelta(*fields),
+    _REGISTERED: _decode_registered,
+}

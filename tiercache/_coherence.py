@@ -27,7 +27,8 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Protocol
 
-from ._codec import DecodeError, decode_value, encode_value
+from ._announcement import encode, parse
+from ._signing import Signer
 
 __all__ = ["Bus", "Member", "announcement", "channel_for"]
 
@@ -54,9 +55,13 @@ class Member(Protocol):
 
     prefix: str
     origin: bytes
+    signer: Signer | None
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` from L1 (None: everything), as if invalidated here."""
+
+    def drop_announced(self, digests: Sequence[str]) -> None:
+        """Drop the L1 entries whose Redis keys end with ``digests``, as if invalidated here."""
 
     def set_deaf(self, deaf: bool) -> None:
         """Bound L1 lifetimes to DEAF_L1_SECONDS while announcements cannot be heard (or lift it)."""
@@ -67,9 +72,9 @@ def channel_for(namespace: str) -> str:
     return f"{namespace}:invalidations"
 
 
-def announcement(member: Member, keys: Sequence[Hashable] | None) -> bytes:
-    """Return the message telling other processes that ``keys`` (None: all) of ``member`` changed."""
-    return encode_value([member.origin, member.prefix, None if keys is None else list(keys)])
+def announcement(member: Member, channel: str, digests: Sequence[str] | None) -> bytes:
+    """Return the message telling other processes that ``digests`` (None: all) of ``member`` changed."""
+    return encode(channel, member.origin, member.prefix, digests, member.signer)
 
 
 Subscribe = Callable[[int], Any]  # attempt number -> a fresh redis-py PubSub
@@ -275,24 +280,24 @@ class Bus:
 
     def _apply(self, channel: str, data: Any) -> None:
         # Anyone who can publish can send anything: only a well-formed announcement does anything,
-        # and the worst a forged one can do is drop entries (a miss), never plant them.
+        # and the worst a forged one can do is drop entries (a miss), never plant them. With
+        # signing, not even that: a member that signs ignores what it cannot verify.
         if not isinstance(data, bytes) or len(data) > MAX_MESSAGE_BYTES:
             return
-        try:
-            origin, prefix, keys = decode_value(data)
-        except (DecodeError, TypeError, ValueError):
-            return
-        if not isinstance(prefix, str) or not (keys is None or isinstance(keys, list)):
+        message = parse(data)
+        if message is None:
             return
         with self._lock:
-            members = list(self._members.get(channel, {}).get(prefix, ()))
+            members = list(self._members.get(channel, {}).get(message.prefix, ()))
         for member in members:
-            if member.origin == origin:
+            if member.origin == message.origin:
                 continue  # our own change: already applied here
-            try:
-                member.drop_local(keys)
-            except TypeError:
-                continue  # an unhashable key: not one of ours
+            if member.signer is not None and not (message.signed and member.signer.verify(channel, data)):
+                continue
+            if message.digests is None:
+                member.drop_local(None)
+            else:
+                member.drop_announced(message.digests)
 
     def _flush_all(self) -> None:
         for member in self._all_members():

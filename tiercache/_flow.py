@@ -202,6 +202,8 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
             if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
+    if cache.channel is not None and not call.redis_key:
+        call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
     cache.local.set(call.l1_key, value, None, call.lease)
     return stored
 
@@ -299,7 +301,7 @@ def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
     endpoint = cache.endpoint()
     if endpoint is not None:
         try:
-            yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),), (l1_key,))
+            yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),))
         finally:
             # Again: a thread that missed L1 after the first drop may have read the old value
             # from L2 before it was gone there, and be about to put it in L1.

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 from . import _config
+from ._announcement import DIGEST_LENGTH
 from ._envelope import ABSENT
 from ._flight import Flights
 from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
@@ -255,6 +256,8 @@ class FunctionCache(Tiers):
             if len(self._redis_keys) >= REDIS_KEY_MEMO:
                 self._redis_keys.clear()
             self._redis_keys[call.l1_key] = key
+        if self.channel is not None:  # announcements will name this entry by its digest
+            self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
 
     def read_of(self, call: Call, endpoint: Endpoint, now: float) -> tuple[str, str | None, int]:

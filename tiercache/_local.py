@@ -243,6 +243,12 @@ class LocalCache:
                 if expires_at > now:
                     self.data[key] = (value, now)
 
+    def void_leases(self) -> None:
+        """Refuse every write under a lease taken before now (entries stay)."""
+        with self._lock:
+            self._drops += 1
+            self._forget_drops()
+
     def _forget_drops(self) -> None:
         # With the lock held: every lease taken before now is void, so no key needs remembering.
         self._floor = self._drops

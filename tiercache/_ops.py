@@ -278,23 +278,17 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
 
 
 def drop_keys(
-    tiers: Tiers,
-    endpoint: Endpoint,
-    keys: tuple[str, ...],
-    local_keys: tuple[Hashable, ...],
-    action: str = "cache_invalidate()",
+    tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], action: str = "cache_invalidate()"
 ) -> Generator[Op, Any, None]:
     """Invalidate ``keys`` in L2 now, or remember to once it can be reached again.
 
-    Other processes are told to drop ``local_keys`` (the same entries, as their L1s know them).
-    Raise InvalidationError, naming ``action``, if Redis refused.
+    Other processes are told to drop the same entries from their L1s. Raise InvalidationError,
+    naming ``action``, if Redis refused.
     """
     if not endpoint.breaker.allow():
         tiers.defer(keys=keys)
         return
-    ok, reply = yield from l2_op(
-        tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(local_keys))
-    )
+    ok, reply = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
     if ok:
         return
     if isinstance(reply, RemoteUnavailable):
@@ -336,12 +330,10 @@ def new_generation(
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
     clears, floor, keys = tiers.pending_repairs()
-    # Which L1 keys those were is not kept: other processes are told to drop everything.
-    announce = tiers.announce(None)
     if clears or floor:
-        step = 1 if clears else 0
+        announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
         op = RaiseGeneration(
-            endpoint, tiers.generation_key, tiers.known_generation(), step, announce if clears else None
+            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce
         )
         ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:
@@ -357,9 +349,8 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
             )
         tiers.learn_generation(endpoint, generation)
         tiers.repaired(clears=clears, floor=floor)
-        announce = None if clears else announce
     if keys:
-        ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, announce))
+        ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
         if not ok:
             return False
         tiers.repaired(keys=keys)

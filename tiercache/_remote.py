@@ -106,17 +106,29 @@ def check_url(url: str, owner: str) -> str:
     return url
 
 
+#: Query parameters whose values are credentials (redis-py reads ``?password=`` too).
+_SECRET_PARAMETERS = ("pass", "pwd", "secret", "token", "auth", "credential")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``, for logs and reprs."""
+    """Return ``url`` with any password, in its user part or its query, replaced by ``***``."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+    if parts.password is not None:
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=user + parts.netloc.rsplit("@", 1)[-1]))
+    if parts.query:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        shown = urllib.parse.urlencode([(k, "***" if _secret(k) else v) for k, v in pairs], safe="*/")
+        url = url.split("?", 1)[0] + "?" + shown + (f"#{parts.fragment}" if parts.fragment else "")
+    return url
+
+
+def _secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_PARAMETERS)
 
 
 class _Translated:
@@ -199,6 +211,10 @@ class Endpoint:
             "retry_on_error": [],
             **(tls or {}),
         }
+        if url.startswith("rediss"):
+            # redis-py 5 checked no host names: a certificate for any host its CA signed would
+            # do. (A URL's own ?ssl_check_hostname= still wins: redis-py applies it last.)
+            options["ssl_check_hostname"] = True
         cluster_url = plain_cluster_url(url)
         if cluster_url is not None:
             return cls._cluster_from_url(url, cluster_url, options)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
+from ._announcement import DIGEST_LENGTH
 from ._codec import DecodeError, UnencodableError, decode_value, encode_value
 from ._coherence import DEAF_L1_SECONDS, announcement, channel_for
 from ._envelope import generation_from, open_current, open_envelope, prefix_of, seal
@@ -96,6 +97,7 @@ class Tiers:
         self.channel: str | None = None
         self.origin = os.urandom(8)
         self.prefix = ""
+        self._by_digest: dict[str, Hashable] = {}  # see note_digest()
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -135,11 +137,40 @@ class Tiers:
         self.channel = channel_for(namespace)
         endpoint.bus.join(self.channel, self)
 
-    def announce(self, local_keys: Sequence[Hashable] | None) -> tuple[str, bytes] | None:
-        """Return what to publish after changing ``local_keys`` (None: all), or None if nothing."""
+    def announce(self, redis_keys: Sequence[str] | None) -> tuple[str, bytes] | None:
+        """Return what to publish after changing ``redis_keys`` (None: all), or None if nothing.
+
+        Announcements name digests, never arguments (see ``_announcement``).
+        """
         if self.channel is None:
             return None
-        return self.channel, announcement(self, local_keys)
+        digests = None if redis_keys is None else [self.digest_for(key) for key in redis_keys]
+        return self.channel, announcement(self, self.channel, digests)
+
+    def digest_for(self, redis_key: str) -> str:
+        """Return the digest other processes know ``redis_key``'s entry by (its key name's tail)."""
+        return redis_key[-DIGEST_LENGTH:]
+
+    def note_digest(self, digest: str, l1_key: Hashable) -> None:
+        """Remember which L1 key ``digest`` stands for, so announcements can name it.
+
+        Every L1 write, and every read that may lead to one, of a cache that follows a channel
+        is noted. Past a bound the notes keep only the keys L1 holds; calls under way then lose
+        their note, so their L1 writes are refused (their leases voided), never left unheard.
+        """
+        notes = self._by_digest
+        notes[digest] = l1_key
+        if len(notes) > 2 * self.local.max_entries + 1024:
+            held = self.local.data
+            self._by_digest = {d: key for d, key in list(notes.items()) if key in held}
+            self.local.void_leases()
+
+    def drop_announced(self, digests: Sequence[str]) -> None:
+        """Drop the L1 entries another process invalidated, known here by their digests."""
+        notes = self._by_digest
+        keys = [notes[digest] for digest in digests if digest in notes]
+        if keys:
+            self.drop_local(keys)
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` (None: every entry) from L1: invalidated here or in another process.

@@ -1,0 +1,90 @@
+"""The bytes of an invalidation announcement: which entries of which cache changed, and who says so.
+
+Anyone who can PUBLISH can send anything on the channel, so an announcement is not msgpack (no
+nesting, no hashing of attacker-chosen values): it is a fixed header and a flat run of digests,
+parsed by offsets, every length checked against the bytes present::
+
+    b"tcA2" | flags (1) | origin (8) | prefix length (u16) | prefix (UTF-8)
+            | [unless ALL] count (u32) | count digests of 32 hex characters | [if SIGNED] MAC
+
+The digests are the ones in the entries' Redis key names (keyed by the signing key when there
+is one), never the call's arguments. With signing, the MAC covers the channel and everything
+before it, and a cache that signs ignores any announcement it cannot verify.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+from ._signing import MAC_SIZE, Signer
+
+__all__ = ["DIGEST_LENGTH", "Announcement", "encode", "parse"]
+
+MAGIC: Final = b"tcA2"
+_HEADER: Final = struct.Struct(">4sB8sH")
+_COUNT: Final = struct.Struct(">I")
+#: Flags: every entry of the cache changed (a clear); a MAC ends the message.
+ALL: Final = 1
+SIGNED: Final = 2
+#: Hex characters of one digest (the tail of a Redis key name).
+DIGEST_LENGTH: Final = 32
+_HEX: Final = frozenset(b"0123456789abcdef")
+
+
+class Announcement(NamedTuple):
+    """A parsed announcement: its sender, the cache's prefix, the digests (None: all)."""
+
+    origin: bytes
+    prefix: str
+    digests: list[str] | None
+    signed: bool
+    body: bytes  # what the MAC covers (without the channel)
+    mac: bytes
+
+
+def encode(
+    channel: str, origin: bytes, prefix: str, digests: Sequence[str] | None, signer: Signer | None
+) -> bytes:
+    """Return the announcement that ``digests`` (None: every entry) of ``prefix`` changed."""
+    raw_prefix = prefix.encode("utf-8")
+    flags = (ALL if digests is None else 0) | (SIGNED if signer is not None else 0)
+    parts = [_HEADER.pack(MAGIC, flags, origin, len(raw_prefix)), raw_prefix]
+    if digests is not None:
+        parts += [_COUNT.pack(len(digests)), "".join(digests).encode("ascii")]
+    body = b"".join(parts)
+    return body if signer is None else body + signer.sign(channel, body)
+
+
+def parse(data: bytes) -> Announcement | None:  # noqa: PLR0911 - an exit per way to be malformed
+    """Return the announcement in ``data``, or None for anything that is not exactly one."""
+    if len(data) < _HEADER.size:
+        return None
+    magic, flags, origin, prefix_length = _HEADER.unpack_from(data)
+    if magic != MAGIC or flags & ~(ALL | SIGNED):
+        return None
+    signed = bool(flags & SIGNED)
+    end = len(data) - (MAC_SIZE if signed else 0)
+    at = _HEADER.size + prefix_length
+    if at > end:
+        return None
+    try:
+        prefix = data[_HEADER.size : at].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    digests: list[str] | None = None
+    if not flags & ALL:
+        if at + _COUNT.size > end:
+            return None
+        (count,) = _COUNT.unpack_from(data, at)
+        at += _COUNT.size
+        run = data[at:end]
+        if len(run) != count * DIGEST_LENGTH or not _HEX.issuperset(run):
+            return None
+        text = run.decode("ascii")
+        digests = [text[i : i + DIGEST_LENGTH] for i in range(0, len(text), DIGEST_LENGTH)]
+        at = end
+    if at != end:
+        return None
+    return Announcement(origin, prefix, digests, signed, data[:end], data[end:])
