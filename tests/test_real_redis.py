@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 import tiercache
-from tiercache import _config, tiered_cache
+from tiercache import _cli, _config, tiered_cache
 from tiercache._redis_process import RedisProcess
 
 
@@ -195,3 +196,33 @@ def test_any_exception_from_the_client_is_an_l2_failure_not_a_callers_problem() 
 
     assert [f(1), f(1)] == [2, 2]
     assert f.cache_stats().l2_errors == 1  # and the breaker opened
+
+
+@pytest.mark.parametrize(
+    "url_of",
+    [
+        lambda port: f"redis://127.0.0.1:{port}/0?password=wrong-hunter2",
+        lambda port: f"redis://user:wrong-hunter2@127.0.0.1:{port}/0?password=wrong-hunter2&db=0",
+    ],
+    ids=["query", "user-and-query"],
+)
+def test_a_password_in_the_query_is_never_shown_either(
+    guarded_server: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    url_of: Any,
+) -> None:
+    """redis-py reads ?password=: settings, endpoints, logs and the CLI redact it too."""
+    url = url_of(guarded_server.port)
+    settings = tiercache.configure(redis_url=url)
+
+    @tiered_cache(ttl_l1=None)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1 and f.cache_stats().l2_errors >= 1
+    shown = [repr(settings), repr(f.__tiercache__.endpoint()), *(r.getMessage() for r in caplog.records)]
+    assert caplog.records and all("hunter2" not in text for text in shown)
+    assert _cli.main(["stats", "--redis-url", url]) == 1
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "***" in err and "process list" in err

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._keys import DEFAULT_MAX_KEY_BYTES
 from ._remote import Endpoint, check_url, redact_url
 from ._signing import signing_keys
 
@@ -57,6 +58,8 @@ class Settings:
     #: Keys (newest first) signing and checking every L2 value, as bytes; () signs nothing.
     signing_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
     max_value_bytes: int = 8 * 1024 * 1024
+    #: The longest canonical encoding of a call's arguments; longer ones raise UnkeyableArgumentError.
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -82,10 +85,9 @@ class Settings:
                 found[name] = _flag(raw, name, owner)
         if raw := environ.get("TIERCACHE_SIGNING_KEY"):
             found["signing_keys"] = signing_keys(raw, owner)
-        if raw := environ.get("TIERCACHE_MAX_VALUE_BYTES"):
-            found["max_value_bytes"] = check_size(
-                _number(raw, "max_value_bytes", owner), "max_value_bytes", owner
-            )
+        for name in ("max_value_bytes", "max_key_bytes"):
+            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
+                found[name] = check_size(_number(raw, name, owner), name, owner)
         return cls(**found)
 
 
@@ -158,6 +160,7 @@ def configure(
     async_redis_client: Any = _UNSET,
     signing_key: Any = _UNSET,
     max_value_bytes: int | object = _UNSET,
+    max_key_bytes: int | object = _UNSET,
 ) -> Settings:
     """Set process-wide defaults; arguments left out keep their value. Return the new settings.
 
@@ -167,7 +170,9 @@ def configure(
     or a zero-argument factory of one, called once per event loop) make L2 clients you built
     yourself the default; pass None to go back to ``redis_url``. ``signing_key`` (a key of 16
     bytes or more, or a list of them, newest first) signs every L2 value and makes unsigned or
-    forged ones misses (None: no signing); ``max_value_bytes`` keeps larger values in L1 only.
+    forged ones misses (None: no signing); ``max_value_bytes`` keeps larger values in L1 only;
+    ``max_key_bytes`` (default 64 KiB) bounds the canonical encoding of a call's arguments: a
+    call whose key would be longer raises UnkeyableArgumentError, after bounded work.
     """
     global _settings, _version
     owner = "tiercache.configure()"
@@ -183,8 +188,9 @@ def configure(
             changes[name] = check_seconds(value, name, owner)
     if signing_key is not _UNSET:
         changes["signing_keys"] = () if signing_key is None else signing_keys(signing_key, owner)
-    if max_value_bytes is not _UNSET:
-        changes["max_value_bytes"] = check_size(max_value_bytes, "max_value_bytes", owner)
+    for name, size in (("max_value_bytes", max_value_bytes), ("max_key_bytes", max_key_bytes)):
+        if size is not _UNSET:
+            changes[name] = check_size(size, name, owner)
     clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
     changes.update({name: client for name, client in clients.items() if client is not _UNSET})
     for name, value in (("enabled", enabled), ("l2", l2)):

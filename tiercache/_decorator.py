@@ -92,6 +92,7 @@ def tiered_cache(
     stale_ttl: float | None = None,
     lock: bool | float = False,
     max_entries: int = 1000,
+    max_bytes: int | None = None,
     l1_policy: str = "lru",
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
@@ -112,6 +113,7 @@ def tiered_cache(
     stale_ttl: float | None = None,
     lock: bool | float = False,
     max_entries: int = 1000,
+    max_bytes: int | None = None,
     l1_policy: str = "lru",
     namespace: str | None = None,
     key: Callable[..., Any] | None = None,
@@ -135,6 +137,8 @@ def tiered_cache(
         lock: across processes, let only one compute a cold key while the others wait up to
             this many seconds (True: 2) for it to appear in Redis, then compute themselves.
         max_entries: the L1 bound; the least recently used entry goes first.
+        max_bytes: also bound L1 by size: the entries' keys and values (values sized by their
+            msgpack encoding) stay under this many bytes; a larger value is not kept in L1.
         l1_policy: ``"lru"``, or ``"tinylfu"`` to let a full L1 admit a new entry only if it
             was missed more often lately than the one it would evict (better on skewed keys).
         namespace: first part of every Redis key (default: ``configure(namespace=...)``).
@@ -164,6 +168,7 @@ def tiered_cache(
         stale_ttl=stale_ttl,
         lock=lock,
         max_entries=max_entries,
+        max_bytes=max_bytes,
         l1_policy=l1_policy,
         namespace=namespace,
         key=key,
@@ -195,6 +200,7 @@ class _Options(NamedTuple):
     stale_ttl: float | None
     lock: float | None
     max_entries: int
+    max_bytes: int | None
     l1_policy: str
     namespace: str | None
     key: Callable[..., Any] | None
@@ -217,6 +223,7 @@ class _Options(NamedTuple):
         stale_ttl: Any,
         lock: Any,
         max_entries: Any,
+        max_bytes: Any,
         l1_policy: Any,
         namespace: Any,
         key: Any,
@@ -257,6 +264,8 @@ class _Options(NamedTuple):
         keys = signing_keys(signing_key, _OWNER) if signing_key is not None else None
         if max_value_bytes is not None:
             max_value_bytes = check_size(max_value_bytes, "max_value_bytes", _OWNER)
+        if max_bytes is not None:
+            max_bytes = check_size(max_bytes, "max_bytes", _OWNER)
         if clock is not None and not callable(clock):
             raise TypeError(
                 f"{_OWNER}: clock must be a callable returning seconds, not {type(clock).__name__}"
@@ -268,6 +277,7 @@ class _Options(NamedTuple):
             stale_ttl=stale_ttl,
             lock=lock_seconds,
             max_entries=max_entries,
+            max_bytes=max_bytes,
             l1_policy=l1_policy,
             namespace=namespace,
             key=key,
@@ -343,6 +353,7 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         stale_ttl=options.stale_ttl,
         lock=options.lock,
         max_entries=options.max_entries,
+        max_bytes=options.max_bytes,
         l1_policy=options.l1_policy,
         namespace=options.namespace,
         version=options.version,
@@ -434,6 +445,7 @@ def _attach_methods(
             "stale_ttl": options.stale_ttl,
             "lock": options.lock,
             "max_entries": options.max_entries,
+            "max_bytes": options.max_bytes,
             "l1_policy": options.l1_policy,
             "namespace": options.namespace,
             "version": options.version,

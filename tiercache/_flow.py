@@ -46,13 +46,15 @@ if TYPE_CHECKING:
 __all__ = ["clear", "invalidate", "refresh", "serve"]
 
 
-def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911 - an exit per tier, see below
+def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 - an exit per tier, see below
     """Answer a call the fast path could not: from L1, else L2, else one run per key.
 
     The L2 read is yielded from here, not from a helper generator: every L2 hit takes this
     path, and each generator level costs a frame on every step.
     """
     enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
+    if call.canonical is None:
+        cache.check_raw_key(call.key_values)  # (an encoded key was checked as it was encoded)
     call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
     value, stale = cache.local.lookup(call.l1_key)
     if value is not MISSING:

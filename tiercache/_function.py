@@ -7,6 +7,7 @@ L2 for this function now) and holds the state those answers need.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import weakref
@@ -15,9 +16,10 @@ from typing import Any, Final
 
 from . import _config
 from ._announcement import DIGEST_LENGTH
+from ._codec import UnencodableError, encode_value
 from ._envelope import ABSENT
 from ._flight import Flights
-from ._keys import EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
+from ._keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, LocalCache
 from ._remote import Endpoint
 from ._signing import Signer
@@ -33,6 +35,8 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
+#: What an L1 entry costs besides its key and value (the map's slot, the tuple, the expiry).
+ENTRY_OVERHEAD: Final = 150
 #: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
 REDIS_KEY_MEMO: Final = 1024
 
@@ -83,6 +87,17 @@ class Call:
         self.generation = 0  # the generation our read was made in (a value computed from it is of it)
 
 
+def entry_size(key: Hashable, value: Any) -> int:
+    """Return what an L1 entry weighs for ``max_bytes``: its key's bytes and its value's encoding."""
+    try:
+        value_size = len(encode_value(value))
+    except UnencodableError:
+        value_size = sys.getsizeof(value)  # (a type L2 cannot hold: its own size at least)
+    parts = key if type(key) is tuple else (key,)
+    key_size = sum(len(part) if isinstance(part, (str, bytes)) else 8 for part in parts)
+    return key_size + value_size + ENTRY_OVERHEAD
+
+
 class FunctionCache(Tiers):
     """The cache state of one decorated function, shared by its sync or async shell."""
 
@@ -97,6 +112,7 @@ class FunctionCache(Tiers):
         stale_ttl: float | None,
         lock: float | None,
         max_entries: int,
+        max_bytes: int | None,
         l1_policy: str,
         namespace: str | None,
         version: str | None,
@@ -107,7 +123,13 @@ class FunctionCache(Tiers):
         clock: Clock,
     ) -> None:
         local = LocalCache(
-            max_entries if ttl_l1 is not None else 0, ttl_l1 or 0.0, clock, stale_ttl or 0.0, l1_policy
+            max_entries if ttl_l1 is not None else 0,
+            ttl_l1 or 0.0,
+            clock,
+            stale_ttl or 0.0,
+            l1_policy,
+            max_bytes=max_bytes,
+            sizer=entry_size,
         )
         label = name if version is None else f"{name}@{version}"
         super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0)
@@ -139,6 +161,7 @@ class FunctionCache(Tiers):
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
+        self.max_key_bytes = DEFAULT_MAX_KEY_BYTES  # (the process setting, once resolved)
 
     def after_fork(self) -> None:
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
@@ -176,6 +199,7 @@ class FunctionCache(Tiers):
         use_l2 = self.ttl_l2 is not None and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
         self.follow(self._endpoint, namespace)
+        self.max_key_bytes = settings.max_key_bytes
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_signing(Signer(keys) if keys else None, size)
@@ -218,6 +242,7 @@ class FunctionCache(Tiers):
             if type(value) not in EXACT_TYPES:
                 break
         else:
+            self.check_raw_key(key_values)
             return (key_values[0] if len(key_values) == 1 else key_values), None
         canonical = self.canonical(key_values)
         # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
@@ -226,7 +251,23 @@ class FunctionCache(Tiers):
 
     def canonical(self, key_values: tuple[Any, ...]) -> bytes:
         """Return the canonical encoding of a call's key values (raises for unkeyable ones)."""
-        return canonical_bytes(key_values, self.key_names, self.name)
+        if self._resolved != _config.version():
+            self._resolve()
+        return canonical_bytes(key_values, self.key_names, self.name, self.max_key_bytes)
+
+    def check_raw_key(self, key_values: tuple[Any, ...]) -> None:
+        """Raise UnkeyableArgumentError if key values used as they are (str, bytes...) are too long.
+
+        (A raw L1 key is never encoded, so its size is checked here, before anything is kept.)
+        """
+        if self._resolved != _config.version():
+            self._resolve()
+        size = 0
+        for value in key_values:
+            if type(value) is str or type(value) is bytes:
+                size += len(value)
+        if size > self.max_key_bytes:
+            self.canonical(key_values)  # raises, naming the argument at fault
 
     def redis_key_for(self, key_values: tuple[Any, ...], canonical: bytes | None = None) -> str:
         """Return the Redis key of the call with these key values."""

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["EXACT_TYPES", "KEY_FORMAT", "UnkeyableArgumentError", "canonical_bytes", "digest"]
+__all__ = [
+    "DEFAULT_MAX_KEY_BYTES",
+    "EXACT_TYPES",
+    "KEY_FORMAT",
+    "UnkeyableArgumentError",
+    "canonical_bytes",
+    "digest",
+]
 
 #: Bumped whenever the byte layout below changes, so old L2 entries are simply never found again.
 KEY_FORMAT = 1
@@ -28,7 +35,22 @@ KEY_FORMAT = 1
 EXACT_TYPES: frozenset[type] = frozenset({str, int, bytes, type(None)})
 
 _MAX_DEPTH = 64
-_Encoder = Callable[[Any, bytearray, int], None]
+#: The longest canonical encoding of a call's arguments, by default (``configure(max_key_bytes=)``).
+#: Encoding stops as soon as it is passed: a huge argument costs a bounded amount of work.
+DEFAULT_MAX_KEY_BYTES = 64 * 1024
+
+
+class _Out(bytearray):
+    """The encoding under way, and how long it may grow."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+
+_Encoder = Callable[[Any, _Out, int], None]
 
 
 class UnkeyableArgumentError(TypeError):
@@ -54,41 +76,41 @@ _length = struct.Struct(">I").pack  # every variable-length part is prefixed wit
 _pack_double = struct.Struct(">d").pack
 
 
-def _none(value: Any, out: bytearray, depth: int) -> None:
+def _none(value: Any, out: _Out, depth: int) -> None:
     out += b"N"
 
 
-def _bool(value: bool, out: bytearray, depth: int) -> None:
+def _bool(value: bool, out: _Out, depth: int) -> None:
     out += b"T" if value else b"F"
 
 
-def _int(value: int, out: bytearray, depth: int) -> None:
+def _int(value: int, out: _Out, depth: int) -> None:
     raw = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
     out += b"i" + _length(len(raw)) + raw
 
 
-def _float(value: float, out: bytearray, depth: int) -> None:
+def _float(value: float, out: _Out, depth: int) -> None:
     # Every NaN is one key: NaN payload bits are an accident of how the NaN was produced.
     out += b"f" + _pack_double(math.nan if math.isnan(value) else value)
 
 
-def _str(value: str, out: bytearray, depth: int) -> None:
+def _str(value: str, out: _Out, depth: int) -> None:
     raw = value.encode("utf-8", "surrogatepass")
     out += b"s"
     out += _length(len(raw))
     out += raw
 
 
-def _bytes(value: bytes, out: bytearray, depth: int) -> None:
+def _bytes(value: bytes, out: _Out, depth: int) -> None:
     out += b"b" + _length(len(value)) + value
 
 
-def _bytearray(value: bytearray, out: bytearray, depth: int) -> None:
+def _bytearray(value: bytearray, out: _Out, depth: int) -> None:
     out += b"y" + _length(len(value)) + value
 
 
 def _sequence(tag: bytes) -> _Encoder:
-    def encode(value: Any, out: bytearray, depth: int) -> None:
+    def encode(value: Any, out: _Out, depth: int) -> None:
         out += tag + _length(len(value))
         for index, item in enumerate(value):
             try:
@@ -100,25 +122,34 @@ def _sequence(tag: bytes) -> _Encoder:
 
 
 def _unordered(tag: bytes) -> _Encoder:
-    def encode(value: Any, out: bytearray, depth: int) -> None:
+    def encode(value: Any, out: _Out, depth: int) -> None:
         # Sorted by encoding, so the key does not depend on hash-seeded iteration order.
-        try:
-            items = sorted(_encoded(item, depth + 1) for item in value)
-        except _Unkeyable as exc:
-            raise exc.at("{…}") from None
+        items = []
+        size = len(out)
+        for item in value:
+            try:
+                items.append(_encoded(item, depth + 1, out.limit))
+            except _Unkeyable as exc:
+                raise exc.at("{…}") from None
+            size += len(items[-1])
+            _check_size(size, out.limit, value)
+        items.sort()
         out += tag + _length(len(items)) + b"".join(items)
 
     return encode
 
 
-def _dict(value: dict[Any, Any], out: bytearray, depth: int) -> None:
+def _dict(value: dict[Any, Any], out: _Out, depth: int) -> None:
     # Equal dicts in any insertion order are one key: pairs sorted by the key's encoding.
     pairs = []
+    size = len(out)
     for k, v in value.items():
         try:
-            pairs.append((_encoded(k, depth + 1), _encoded(v, depth + 1)))
+            pairs.append((_encoded(k, depth + 1, out.limit), _encoded(v, depth + 1, out.limit)))
         except _Unkeyable as exc:
             raise exc.at(f"[{k!r}]") from None
+        size += len(pairs[-1][0]) + len(pairs[-1][1])
+        _check_size(size, out.limit, value)
     pairs.sort()
     out += b"d" + _length(len(pairs))
     for encoded_key, encoded_value in pairs:
@@ -126,7 +157,7 @@ def _dict(value: dict[Any, Any], out: bytearray, depth: int) -> None:
 
 
 def _text(tag: bytes, render: Callable[[Any], str]) -> _Encoder:
-    def encode(value: Any, out: bytearray, depth: int) -> None:
+    def encode(value: Any, out: _Out, depth: int) -> None:
         raw = render(value).encode("utf-8")
         out += tag + _length(len(raw)) + raw
 
@@ -145,15 +176,15 @@ def _clock_text(value: dt.datetime | dt.time) -> str:
     return f"{value.isoformat()}|{value.fold}|{_timezone_name(value)}"
 
 
-def _timedelta(value: dt.timedelta, out: bytearray, depth: int) -> None:
+def _timedelta(value: dt.timedelta, out: _Out, depth: int) -> None:
     out += b"R" + struct.pack(">qqq", value.days, value.seconds, value.microseconds)
 
 
-def _uuid(value: uuid.UUID, out: bytearray, depth: int) -> None:
+def _uuid(value: uuid.UUID, out: _Out, depth: int) -> None:
     out += b"U" + value.bytes
 
 
-def _complex(value: complex, out: bytearray, depth: int) -> None:
+def _complex(value: complex, out: _Out, depth: int) -> None:
     out += b"c"
     _float(value.real, out, depth)
     _float(value.imag, out, depth)
@@ -186,12 +217,12 @@ def _type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _named(tag: bytes, cls: type, out: bytearray) -> None:
+def _named(tag: bytes, cls: type, out: _Out) -> None:
     raw = _type_name(cls).encode("utf-8")
     out += tag + _length(len(raw)) + raw
 
 
-def _encode_other(value: Any, out: bytearray, depth: int) -> None:
+def _encode_other(value: Any, out: _Out, depth: int) -> None:
     """Encode what the exact-type table does not know: hooks, enums, classes and subclasses."""
     cls = type(value)
     hook = getattr(cls, "__cache_key__", None)
@@ -219,7 +250,14 @@ def _encode_other(value: Any, out: bytearray, depth: int) -> None:
         _ENCODERS[base](value, out, depth + 1)
 
 
-def _encode(value: Any, out: bytearray, depth: int) -> None:
+def _check_size(size: int, limit: int, value: Any) -> None:
+    if size > limit:
+        raise _Unkeyable(value, f"its key would be longer than max_key_bytes ({limit:,} bytes)")
+
+
+def _encode(value: Any, out: _Out, depth: int) -> None:
+    if len(out) > out.limit:
+        _check_size(len(out), out.limit, value)
     if depth > _MAX_DEPTH:
         raise _Unkeyable(value, f"nested deeper than {_MAX_DEPTH} levels (a cycle?)")
     encoder = _ENCODERS.get(type(value))
@@ -229,18 +267,24 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
         _encode_other(value, out, depth)
 
 
-def _encoded(value: Any, depth: int) -> bytes:
-    out = bytearray()
+def _encoded(value: Any, depth: int, limit: int) -> bytes:
+    out = _Out(limit)
     _encode(value, out, depth)
     return bytes(out)
 
 
-def canonical_bytes(values: tuple[Any, ...], names: tuple[str, ...], function: str) -> bytes:
-    """Return the canonical encoding of a call's key values, one per name in ``names``."""
-    out = bytearray()
+def canonical_bytes(
+    values: tuple[Any, ...], names: tuple[str, ...], function: str, limit: int = DEFAULT_MAX_KEY_BYTES
+) -> bytes:
+    """Return the canonical encoding of a call's key values, one per name in ``names``.
+
+    Raise UnkeyableArgumentError for a value that has none, or once it passes ``limit`` bytes.
+    """
+    out = _Out(limit)
     for name, value in zip(names, values, strict=True):
         try:
             _encode(value, out, 0)
+            _check_size(len(out), limit, value)
         except _Unkeyable as exc:
             raise _explain(exc, name, function) from None
     return bytes(out)

@@ -14,7 +14,10 @@ from ._admission import FrequencySketch
 __all__ = ["MISSING", "Clock", "LocalCache"]
 
 Clock = Callable[[], float]
-Entry = tuple[Any, float]  # (value, fresh until, on the cache's clock)
+# (value, fresh until on the cache's clock), and its size in bytes where L1 has a byte bound
+Entry = tuple[Any, ...]
+#: What sizes a value and its key for a byte bound: (key, value) -> bytes.
+Sizer = Callable[[Hashable, Any], int]
 
 #: Keys dropped since the oldest lease still remembered one by one; past this many, a drop
 #: voids every outstanding lease instead (a few extra misses, never a stale write).
@@ -49,12 +52,15 @@ class LocalCache:
     An expired entry is dropped when next looked at, unless it is within ``grace`` (a function's
     ``stale_ttl``): ``lookup`` then reports it and leaves it in place for stale serving. With
     ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often lately
-    than the entry it would evict (see ``_admission``); hits cost the same either way. ``cap``
+    than the entry it would evict (see ``_admission``); hits cost the same either way. With
+    ``max_bytes``, the entries' sizes (``sizer``) stay under it too, least recently used out
+    first, and an entry larger than the bound is not kept at all. ``cap``
     bounds every entry's lifetime while invalidations from other processes cannot be heard
     (``set_cap``), and the lifetime of what is written later under a lease taken meanwhile.
     """
 
     __slots__ = (
+        "_bytes",
         "_capped_before",
         "_dropped",
         "_drops",
@@ -65,7 +71,9 @@ class LocalCache:
         "clock",
         "data",
         "grace",
+        "max_bytes",
         "max_entries",
+        "sizer",
         "sketch",
         "ttl",
     )
@@ -77,8 +85,14 @@ class LocalCache:
         clock: Clock = time.monotonic,
         grace: float = 0.0,
         policy: str = "lru",
+        *,
+        max_bytes: int | None = None,
+        sizer: Sizer | None = None,
     ) -> None:
         self.data: OrderedDict[Hashable, Entry] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.sizer = sizer
+        self._bytes = 0  # the sizes of the entries held, with a byte bound
         self.max_entries = max_entries
         self.ttl = ttl
         self.clock = clock
@@ -95,6 +109,11 @@ class LocalCache:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def bytes(self) -> int:
+        """The sizes of the entries held, where L1 has a byte bound (else 0)."""
+        return self._bytes
 
     def after_fork(self) -> None:
         """Replace the lock, which a thread of the parent may have held when it forked."""
@@ -144,6 +163,8 @@ class LocalCache:
         with self._lock:
             if self.data.get(key) is entry:
                 del self.data[key]
+                if self.max_bytes is not None:
+                    self._bytes -= entry[2]
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -171,6 +192,8 @@ class LocalCache:
             return False
         now = self.clock()
         data = self.data
+        if self.max_bytes is not None:
+            return self._set_sized(key, value, now + lifetime, lease)
         with self._lock:
             if lease is not None and not self.valid(key, lease):
                 return False
@@ -180,6 +203,35 @@ class LocalCache:
             data.move_to_end(key)
             while len(data) > self.max_entries:
                 data.popitem(last=False)
+        return True
+
+    def _set_sized(self, key: Hashable, value: Any, expires: float, lease: int | None) -> bool:
+        # set() under a byte bound: sized outside the lock (it may encode the value).
+        size = self.sizer(key, value) if self.sizer is not None else 0
+        bound = self.max_bytes or 0
+        data = self.data
+        with self._lock:
+            if lease is not None and not self.valid(key, lease):
+                return False
+            if size > bound:  # too big to keep: nor may an older value stand in for it
+                old = data.pop(key, None)
+                if old is not None:
+                    self._bytes -= old[2]
+                return False
+            if (
+                self.sketch is not None
+                and key not in data
+                and not self._admits(self.sketch, key, self.clock())
+            ):
+                return False
+            old = data.get(key)
+            if old is not None:
+                self._bytes -= old[2]
+            data[key] = (value, expires, size)
+            data.move_to_end(key)
+            self._bytes += size
+            while len(data) > self.max_entries or self._bytes > bound:
+                self._bytes -= data.popitem(last=False)[1][2]
         return True
 
     def set_cap(self, cap: float) -> None:
@@ -221,7 +273,10 @@ class LocalCache:
             if len(self._dropped) >= MAX_REMEMBERED_DROPS:
                 self._forget_drops()
             self._dropped[key] = self._drops
-            return self.data.pop(key, None) is not None
+            entry = self.data.pop(key, None)
+            if entry is not None and self.max_bytes is not None:
+                self._bytes -= entry[2]
+            return entry is not None
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -229,6 +284,7 @@ class LocalCache:
             self._drops += 1
             self._forget_drops()
             self.data.clear()
+            self._bytes = 0
 
     def expire_all(self) -> None:
         """Make every entry stale now: never served as fresh again, kept for its grace period."""
@@ -239,9 +295,9 @@ class LocalCache:
         with self._lock:
             self._drops += 1
             self._forget_drops()
-            for key, (value, expires_at) in list(self.data.items()):
+            for key, (value, expires_at, *size) in list(self.data.items()):
                 if expires_at > now:
-                    self.data[key] = (value, now)
+                    self.data[key] = (value, now, *size)
 
     def void_leases(self) -> None:
         """Refuse every write under a lease taken before now (entries stay)."""
@@ -258,7 +314,9 @@ class LocalCache:
         """Drop every expired entry now, rather than when next looked up; return how many."""
         now = self.clock()
         with self._lock:
-            dead = [key for key, (_, expires_at) in list(self.data.items()) if expires_at <= now]
+            dead = [key for key, (_, expires_at, *_) in list(self.data.items()) if expires_at <= now]
             for key in dead:
-                self.data.pop(key, None)
+                entry = self.data.pop(key, None)
+                if entry is not None and self.max_bytes is not None:
+                    self._bytes -= entry[2]
         return len(dead)
