@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 import tiercache
-from benchmarks import l1_costs, l1_hits, l2, zipf
+from benchmarks import flood, l1_costs, l1_hits, l2, zipf
 from benchmarks.harness import Scenario
 from tiercache._redis_process import RedisProcess
 
@@ -121,6 +121,8 @@ def main() -> int:
             print(f"running: {scenario.name}", file=sys.stderr)
             scenario.run()
         memory = l1_costs.memory_rows()
+        print("running: a flood of forged clears", file=sys.stderr)
+        floods = flood.rows(server.url)
         rates = zipf.rows(requests=50_000 if args.quick else 200_000)
     finally:
         loop.close()
@@ -166,6 +168,19 @@ def main() -> int:
         "| L1 policy | L1 hit rate | L2 hit rate (of L2 look-ups) | combined |",
         "|---|---:|---:|---:|",
         *[f"| {r.policy} | {r.l1:.1%} | {r.l2:.1%} | {r.combined:.1%} |" for r in rates],
+        "",
+        "### A flood of forged clear announcements",
+        "",
+        'Another process publishes forged "clear" announcements for a function as fast as it can',
+        "while this one calls the function over 100 keys (see docs/security.md).",
+        "",
+        "| announcements | forged clears per second | L1 hit rate |",
+        "|---|---:|---:|",
+        *[
+            f"| {'signed (forgeries ignored)' if r.signed else 'unsigned'} | {r.messages_per_second:,.0f} "
+            f"| {r.l1_hit_rate:.1%} |"
+            for r in floods
+        ],
         "",
     ]
     Path(args.out).write_text("\n".join(lines))

@@ -28,6 +28,7 @@ from tiercache._keys import canonical_bytes, digest
 from tiercache._redis_process import RedisProcess, free_port
 from tiercache._remote import Endpoint
 from tiercache._signing import Signer
+from tiercache._tiers import DEADLINE_SLACK, GENERATION_RECHECK
 
 KEY_1 = "first-signing-key-0123456789"
 KEY_2 = "second-signing-key-9876543210"
@@ -408,3 +409,50 @@ def test_well_formed_msgpack_of_any_shape_decodes_or_is_a_decode_error(tree: Any
         decode_value(msgpack.packb(tree))
     except DecodeError:
         pass
+
+
+# -- replayed genuine values ----------------------------------------------------------------------
+
+
+def test_a_genuine_value_planted_back_past_its_deadline_is_refused(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """It carries its deadline under the MAC: re-planted without a TTL, it is still dead."""
+
+    @tiered_cache(ttl_l1=None, ttl_l2=1, name="security.deadline", signing_key=KEY_1)
+    def role(user: str) -> str:
+        return f"{user}: admin" if grant["on"] else f"{user}: reader"
+
+    grant = {"on": True}
+    assert role("mallory") == "mallory: admin"
+    saved = redis_server.client().get(role.cache_key("mallory"))
+    grant["on"] = False
+    time.sleep(1 + DEADLINE_SLACK + 0.2)  # the grant's entry expired, and its deadline passed
+    redis_server.client().set(role.cache_key("mallory"), saved)  # planted back, no TTL
+    assert role("mallory") == "mallory: reader"
+    assert role.cache_stats().l2_rejected == 1
+
+
+def test_a_generation_planted_back_is_not_followed_by_a_process_that_saw_the_clear(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """After cache_clear(), the old generation and the old values written back bring nothing back
+    to a process that knows of the clear; it restores the newer generation in Redis."""
+    grant = {"on": True}
+
+    @tiered_cache(ttl_l1=None, name="security.rollback", signing_key=KEY_1)
+    def role(user: str) -> str:
+        return "admin" if grant["on"] else "reader"
+
+    assert role("mallory") == "admin"
+    client = redis_server.client()
+    generation_key = role.__tiercache__.generation_key
+    saved_value, saved_generation = client.get(role.cache_key("mallory")), client.get(generation_key)
+    grant["on"] = False
+    role.cache_clear()
+    client.set(generation_key, saved_generation or b"0")  # rolled back...
+    client.set(role.cache_key("mallory"), saved_value)  # ...with the genuine old value
+    time.sleep(GENERATION_RECHECK + 0.1)  # the process reads the generation again
+    assert role("mallory") == "reader"
+    role("mallory")  # the next L2 operation replays its generation
+    assert int(client.get(generation_key)) >= 1
