@@ -136,3 +136,27 @@ def test_the_listener_survives_hostile_announcements(real_l2: str, redis_server:
     source["a"] = 2
     other.cache_invalidate("a")
     until(lambda: one("a") == 2, timeout=2)  # the listener is alive and still follows
+
+
+def test_a_megabyte_of_announcement_does_not_stall_the_listener(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """32k digests in one announcement (the 1 MiB cap) are looked up, not hashed at will: a real
+    invalidation published right after still arrives within a fraction of a second."""
+    source = {"a": 1}
+    one = tiered_cache(ttl_l1=3600, name="announce.big")(lambda k: source[k])
+    other = tiered_cache(ttl_l1=3600, name="announce.big")(lambda k: source[k])
+    assert one("a") == other("a") == 1
+    cache = one.__tiercache__
+    channel = cache.channel
+    flood = [f"{i:032x}" for i in range(((1 << 20) - 200) // 32)]
+    big = encode(channel, b"stranger", cache.prefix, flood, None)
+    assert len(big) <= 1 << 20
+    client = redis_server.client()
+    for _ in range(5):
+        client.publish(channel, big)
+    source["a"] = 2
+    started = time.monotonic()
+    other.cache_invalidate("a")
+    until(lambda: one("a") == 2, timeout=2)
+    assert time.monotonic() - started < 1.0

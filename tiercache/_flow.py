@@ -53,8 +53,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
     path, and each generator level costs a frame on every step.
     """
     enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
-    if call.canonical is None:
-        cache.check_raw_key(call.key_values)  # (an encoded key was checked as it was encoded)
+    if endpoint is None and call.canonical is None:
+        cache.check_raw_key(call.key_values)  # (with L2, redis_key() encodes the key, and checks it)
     call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
     value, stale = cache.local.lookup(call.l1_key)
     if value is not MISSING:
@@ -206,6 +206,8 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
     if cache.channel is not None and not call.redis_key:
         call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
+    elif not call.redis_key and call.canonical is None:
+        cache.check_raw_key(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
     cache.local.set(call.l1_key, value, None, call.lease)
     return stored
 
