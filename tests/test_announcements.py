@@ -160,3 +160,14 @@ def test_a_megabyte_of_announcement_does_not_stall_the_listener(
     other.cache_invalidate("a")
     until(lambda: one("a") == 2, timeout=2)
     assert time.monotonic() - started < 1.0
+
+
+def test_without_an_l1_an_unknown_digest_forgets_lingering_runs(real_l2: str) -> None:
+    """An L1-less function lets a finished run linger 0.1 s for late callers: an announcement it
+    cannot place (its note pruned) drops them all, rather than let one hand out an old value."""
+    f = tiered_cache(ttl_l1=None, name="announce.linger")(lambda key: key)
+    f("a")
+    flights = f.__tiercache__.thread_flights
+    assert flights._landed  # the run lingers
+    f.__tiercache__.drop_announced(["0" * 32])
+    assert not flights._landed

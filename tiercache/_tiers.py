@@ -166,10 +166,16 @@ class Tiers:
             self.local.void_leases()
 
     def drop_announced(self, digests: Sequence[str]) -> None:
-        """Drop the L1 entries another process invalidated, known here by their digests."""
+        """Drop the L1 entries another process invalidated, known here by their digests.
+
+        A digest not noted here names nothing in L1. Without an L1, though, runs that just
+        ended linger briefly for late callers, and their notes may be gone: drop them all.
+        """
         notes = self._by_digest
         keys = [notes[digest] for digest in digests if digest in notes]
-        if keys:
+        if len(keys) < len(digests) and self.local.max_entries == 0:
+            self.drop_local(None)
+        elif keys:
             self.drop_local(keys)
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
