@@ -183,3 +183,20 @@ def test_a_malformed_generation_is_a_miss_never_an_exception(
         assert cache.get("k") == "v"
         cache.invalidate_l1()
         cache.get("k")  # from L2 or not at all: never an exception
+
+
+def test_the_deepest_legitimate_value_fits_a_quarter_of_a_small_stack() -> None:
+    """32 levels of extension values decode in a thread with a 256 KiB stack (the docs' figure)."""
+    deep: Any = ()
+    for _ in range(MAX_NESTING - 1):
+        deep = (deep,)
+    payload = encode_value(deep)
+    previous = threading.stack_size(256 * 1024)
+    try:
+        result: list[Any] = []
+        thread = threading.Thread(target=lambda: result.append(decode_value(payload)))
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(previous)
+    assert result == [deep]

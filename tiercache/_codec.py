@@ -101,10 +101,12 @@ def _tz_from_spec(spec: Any) -> dt.tzinfo | None:
 
 
 # Bounds on what a payload may make us build, whoever wrote it (see docs/security.md):
-#: Extension values (a tuple in a tuple...) nest at most this deep. Each level is decoded by an
-#: Unpacker of its own, whose state lives on the heap: a few KB of C stack per level, not the
-#: ~40 KB an unpackb() frame takes, so even a 1 MiB thread stack has room to spare.
+#: Extension values (a tuple in a tuple...) nest at most this deep. Past the first levels each
+#: is decoded by an Unpacker of its own, whose state lives on the heap: about 2 KB of C stack a
+#: level, not the ~40 KB an unpackb() frame takes, so 32 levels need about 200 KB in all.
 MAX_NESTING: Final = 32
+# The levels decoded by unpackb() (the usual tuple in a list is one).
+_UNPACKB_LEVELS: Final = 2
 #: Lists and maps inside one extension value nest at most this deep (the top level is held to
 #: msgpack's own 1,024), so a value nests at most 1,024 + 32 * 32 levels in all.
 MAX_INNER_DEPTH: Final = 32
@@ -135,13 +137,25 @@ def _pack_inner(value: Any, depth: int = 0) -> bytes:
     return packed
 
 
-def _unpack_inner(data: bytes | memoryview, depth: int) -> Any:
-    """Decode one extension value's contents, on the heap (see MAX_NESTING), strict map keys."""
+def _unpack_inner(data: bytes, depth: int) -> Any:
+    """Decode one extension value's contents (strict map keys), within the C stack's bounds.
+
+    The first levels go through unpackb(), the fastest way (about 40 KB of C stack each); deeper
+    ones through an Unpacker of their own, whose state lives on the heap (about 2 KB a level).
+    """
+    if depth <= _UNPACKB_LEVELS:
+        try:
+            value = msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False)
+        except ValueError as exc:
+            if "map key" in str(exc):
+                raise _MapKeyNotStrict from None
+            raise
+        return _within_depth(value, data)
     unpacker = msgpack.Unpacker(ext_hook=_HOOKS[depth], raw=False, max_buffer_size=max(len(data), 1))
     return _unpack_one(unpacker, data)
 
 
-def _unpack_one(unpacker: Any, data: bytes | memoryview) -> Any:
+def _unpack_one(unpacker: Any, data: bytes) -> Any:
     unpacker.feed(data)
     try:
         value = unpacker.unpack()
@@ -151,7 +165,18 @@ def _unpack_one(unpacker: Any, data: bytes | memoryview) -> Any:
         raise
     if unpacker.tell() != len(data):
         raise DecodeError("extension value with trailing bytes")
-    if type(value) is list and not _shallow(value, MAX_INNER_DEPTH):
+    return _within_depth(value, data)
+
+
+def _within_depth(value: Any, data: bytes) -> Any:
+    # Nesting takes a container byte a level: most contents are too short, or hold too few such
+    # bytes, to nest too deep, and need no walk.
+    if (
+        len(data) > MAX_INNER_DEPTH
+        and type(value) is list
+        and len(data.translate(None, _NOT_CONTAINERS)) > MAX_INNER_DEPTH
+        and not _shallow(value, MAX_INNER_DEPTH)
+    ):
         raise DecodeError(f"lists or maps nested more than {MAX_INNER_DEPTH} deep in an extension value")
     return value
 
