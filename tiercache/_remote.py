@@ -480,40 +480,45 @@ _NEEDED = (
 )
 
 
-async def _arefusal(command: str, keys: Sequence[str], run: Callable[[], Awaitable[object]]) -> list[str]:
-    """Await ``run``; return ``[what Redis refused]`` if it answered with an error, else ``[]``."""
+def _refused(command: str, count: int, reasons: Sequence[str]) -> list[str]:
+    """Return the one line that says Redis refused ``command`` (on ``count`` keys), and why."""
+    on = f" of {count} key(s)" if count else ""
+    return [f"{command}{on} refused: {'; '.join(reason.rstrip('.') for reason in reasons)}"]
+
+
+def _attempt(command: str, keys: Sequence[str], run: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """Run ``run``; return its result and ``[what Redis refused]`` if it answered with an error.
+
+    Anything else (no answer, a dropped connection) propagates: that is an outage, not a refusal.
+    """
     try:
-        await run()
+        return run(), []
     except redis.ResponseError as exc:
-        on = f" of {len(keys)} key(s)" if keys else ""
-        return [f"{command}{on} refused: {str(exc).rstrip('.')}"]
-    return []
+        return None, _refused(command, len(keys), [str(exc)])
+
+
+async def _aattempt(
+    command: str, keys: Sequence[str], run: Callable[[], Awaitable[Any]]
+) -> tuple[Any, list[str]]:
+    """Await ``run``; return its result and ``[what Redis refused]``, as ``_attempt`` does."""
+    try:
+        return await run(), []
+    except redis.ResponseError as exc:
+        return None, _refused(command, len(keys), [str(exc)])
 
 
 def _refused_in(keys: Sequence[str], results: Sequence[Any]) -> tuple[list[str], list[str]]:
     """Return the keys whose pipelined SET Redis refused, and why (each reason once)."""
     refused = [(key, r) for key, r in zip(keys, results, strict=True) if isinstance(r, redis.ResponseError)]
-    reasons = sorted({str(error).rstrip(".") for _, error in refused})
-    why = [f"the tombstone's SET of {len(refused)} key(s) refused: {'; '.join(reasons)}"] if refused else []
-    return [key for key, _ in refused], why
+    if not refused:
+        return [], []
+    reasons = sorted({str(error) for _, error in refused})
+    return [key for key, _ in refused], _refused("the tombstone's SET", len(refused), reasons)
 
 
 def _generation_reply(reply: Any) -> tuple[int, bool]:
     new, changed = reply
     return int(new), bool(changed)
-
-
-def _refusal(command: str, keys: Sequence[str], run: Callable[[], object]) -> list[str]:
-    """Run ``run``; return ``[what Redis refused]`` if it answered with an error, else ``[]``.
-
-    Anything else (no answer, a dropped connection) propagates: that is an outage, not a refusal.
-    """
-    try:
-        run()
-    except redis.ResponseError as exc:
-        on = f" of {len(keys)} key(s)" if keys else ""
-        return [f"{command}{on} refused: {str(exc).rstrip('.')}"]
-    return []
 
 
 class SyncStore:
@@ -622,10 +627,10 @@ class SyncStore:
         with _TRANSLATED:
             left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             if left:
-                kept = _refusal("DEL", left, lambda: self.client.delete(*left))
+                _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                unheard = _refusal("PUBLISH", (), lambda: self.client.publish(*announce))
+                _, unheard = _attempt("PUBLISH", (), lambda: self.client.publish(*announce))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -634,7 +639,7 @@ class SyncStore:
     ) -> tuple[Sequence[str], list[str]]:
         """Return the keys Redis refused a tombstone, and why."""
         if len(keys) == 1:
-            why = _refusal(
+            _, why = _attempt(
                 "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
             )
             return (keys if why else ()), why
@@ -654,19 +659,18 @@ class SyncStore:
         """
         if self._epoch != self._endpoint.epoch:
             self._fresh_connections()
-        generation: list[tuple[int, bool]] = []
         with _TRANSLATED:
-            kept = _refusal(
+            reply, kept = _attempt(
                 "the generation's SET",
                 (),
-                lambda: generation.append(
-                    _generation_reply(self._raise_generation(keys=[generation_key], args=[floor, step]))
-                ),
+                lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
             )
-            unheard = _refusal("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else []
+            _, unheard = (
+                _attempt("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else (None, [])
+            )
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
-        return generation[0]
+        return _generation_reply(reply)
 
     def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
@@ -886,10 +890,10 @@ class AsyncStore:
         with _TRANSLATED:
             left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             if left:
-                kept = await _arefusal("DEL", left, lambda: self.client.delete(*left))
+                _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                unheard = await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce))
+                _, unheard = await _aattempt("PUBLISH", (), lambda: self.client.publish(*announce))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -898,7 +902,7 @@ class AsyncStore:
     ) -> tuple[Sequence[str], list[str]]:
         """Return the keys Redis refused a tombstone, and why."""
         if len(keys) == 1:
-            why = await _arefusal(
+            _, why = await _aattempt(
                 "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
             )
             return (keys if why else ()), why
@@ -918,21 +922,20 @@ class AsyncStore:
         """
         if self._epoch != self._endpoint.epoch:
             await self._fresh_connections()
-        generation: list[tuple[int, bool]] = []
-
-        async def raise_it() -> None:
-            generation.append(
-                _generation_reply(await self._raise_generation(keys=[generation_key], args=[floor, step]))
-            )
-
         with _TRANSLATED:
-            kept = await _arefusal("the generation's SET", (), raise_it)
-            unheard = (
-                await _arefusal("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else []
+            reply, kept = await _aattempt(
+                "the generation's SET",
+                (),
+                lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
+            )
+            _, unheard = (
+                await _aattempt("PUBLISH", (), lambda: self.client.publish(*announce))
+                if announce
+                else (None, [])
             )
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
-        return generation[0]
+        return _generation_reply(reply)
 
     async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
