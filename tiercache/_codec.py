@@ -143,26 +143,20 @@ def _unpack_inner(data: bytes, depth: int) -> Any:
     The first levels go through unpackb(), the fastest way (about 40 KB of C stack each); deeper
     ones through an Unpacker of their own, whose state lives on the heap (about 2 KB a level).
     """
-    if depth <= _UNPACKB_LEVELS:
-        try:
-            value = msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False)
-        except ValueError as exc:
-            if "map key" in str(exc):
-                raise _MapKeyNotStrict from None
-            raise
-        return _within_depth(value, data)
-    unpacker = msgpack.Unpacker(ext_hook=_HOOKS[depth], raw=False, max_buffer_size=max(len(data), 1))
-    return _unpack_one(unpacker, data)
-
-
-def _unpack_one(unpacker: Any, data: bytes) -> Any:
-    unpacker.feed(data)
     try:
-        value = unpacker.unpack()
+        if depth <= _UNPACKB_LEVELS:
+            return _within_depth(msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False), data)
+        unpacker = msgpack.Unpacker(ext_hook=_HOOKS[depth], raw=False, max_buffer_size=max(len(data), 1))
+        return _unpack_one(unpacker, data)
     except ValueError as exc:
         if "map key" in str(exc):
             raise _MapKeyNotStrict from None
         raise
+
+
+def _unpack_one(unpacker: Any, data: bytes) -> Any:
+    unpacker.feed(data)
+    value = unpacker.unpack()
     if unpacker.tell() != len(data):
         raise DecodeError("extension value with trailing bytes")
     return _within_depth(value, data)
