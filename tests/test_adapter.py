@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.clock import Clock
 from tiercache import (
     MemoryCache,
     MemoryCacheAdapter,
@@ -26,14 +27,6 @@ from tiercache import (
 from tiercache._redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.asyncio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Either:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import tiercache
+from tests.support.clock import Clock
 from tests.support.subjects import Subject, make_subject
 from tiercache import _tiers
 
@@ -20,14 +21,6 @@ SETUPS = [
     pytest.param(("l1+l2", "fake"), id="both-fake"),
     pytest.param(("l1+l2", "real"), id="both-real"),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -19,20 +19,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from tests.support.clock import Clock
 from tiercache import tiered_cache
 
 KEYS = st.sampled_from(["a", "b", "c"])
 PROCESSES = st.sampled_from([0, 1])
 TTL_L1 = 10.0
 _examples = itertools.count()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TwoProcesses(RuleBasedStateMachine):

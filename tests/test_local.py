@@ -11,15 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.support.clock import Clock
 from tiercache._local import MISSING, LocalCache
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LRUModel(RuleBasedStateMachine):
@@ -27,7 +20,7 @@ class LRUModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = FakeClock()
+        self.clock = Clock(now=1000.0)
         self.cache = LocalCache(max_entries=4, ttl=10.0, clock=self.clock)
         self.model: OrderedDict[int, tuple[Any, float]] = OrderedDict()
 
@@ -87,7 +80,7 @@ TestLRUModel.settings = settings(max_examples=200, stateful_step_count=40, deadl
 
 
 def test_expiry_is_measured_from_the_write() -> None:
-    clock = FakeClock()
+    clock = Clock(now=1000.0)
     cache = LocalCache(max_entries=10, ttl=5.0, clock=clock)
     cache.set("k", "v")
     clock.now += 4.9

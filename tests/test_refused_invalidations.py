@@ -17,6 +17,7 @@ import pytest
 
 import tiercache
 from tests.faults import until
+from tests.support.clock import Clock
 from tiercache import (
     InvalidationError,
     MultiTierCache,
@@ -35,14 +36,6 @@ def user_url(server: RedisProcess, rules: str) -> str:
     name = f"user{next(_users)}"
     server.client().execute_command("ACL", "SETUSER", name, "on", ">secret", "~*", "&*", *rules.split())
     return f"redis://{name}:secret@127.0.0.1:{server.port}/0"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def two_processes(url_a: str, url_b: str, db: dict[str, str], **options: Any) -> tuple[Any, Any]:

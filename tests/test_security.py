@@ -310,26 +310,25 @@ def _start_tls_server(d: Path, san: str) -> RedisProcess:
     return server
 
 
+def _tls_server(factory: pytest.TempPathFactory, name: str, san: str) -> Iterator[tuple[RedisProcess, Path]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = Path(factory.mktemp(name))
+    server = _start_tls_server(d, san)
+    yield server, d
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisProcess, Path]]:
     """A TLS-only redis-server whose certificate is for 127.0.0.1."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = Path(tmp_path_factory.mktemp("tls"))
-    server = _start_tls_server(d, "IP:127.0.0.1")
-    yield server, d
-    server.stop()
+    yield from _tls_server(tmp_path_factory, "tls", "IP:127.0.0.1")
 
 
 @pytest.fixture(scope="module")
 def wrong_host_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisProcess, Path]]:
     """A TLS-only redis-server on 127.0.0.1 whose (CA-signed) certificate is for another host."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = Path(tmp_path_factory.mktemp("tls-wrong-host"))
-    server = _start_tls_server(d, "DNS:elsewhere.example")
-    yield server, d
-    server.stop()
+    yield from _tls_server(tmp_path_factory, "tls-wrong-host", "DNS:elsewhere.example")
 
 
 def test_a_certificate_for_another_host_is_refused(
