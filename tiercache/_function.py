@@ -213,15 +213,11 @@ class FunctionCache(Tiers):
 
     def enabled(self) -> bool:
         """Whether caching is on for this function (its own flag and the process setting)."""
-        if self._resolved != _config.version():
-            self._resolve()
-        return self._enabled
+        return self.route()[0]
 
     def endpoint(self) -> Endpoint | None:
         """Return the L2 endpoint this function uses now, or None when it keeps to L1."""
-        if self._resolved != _config.version():
-            self._resolve()
-        return self._endpoint
+        return self.route()[1]
 
     def loop_flights(self) -> Flights[asyncio.Event]:
         """Return the single-flight table of the running event loop."""
@@ -241,8 +237,7 @@ class FunctionCache(Tiers):
         for value in key_values:
             if type(value) not in EXACT_TYPES:
                 break
-        else:
-            self.check_raw_key(key_values)
+        else:  # (a call checks such a key's size: see check_raw_key)
             return (key_values[0] if len(key_values) == 1 else key_values), None
         canonical = self.canonical(key_values)
         # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
