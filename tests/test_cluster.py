@@ -122,7 +122,11 @@ def test_adapter_batches_cross_slots(cluster: RedisClusterProcesses, kind: type)
     # A loaded CI machine can take longer than the adapter's 0.1 s default to answer a cluster's first
     # commands; this test is about slots, not timeouts.
     settings = MultiTierCacheSettings(
-        l2_url=cluster.url, namespace=f"cl-{kind.__name__}", l1_enabled=False, l2_timeout=2, l2_connect_timeout=2
+        l2_url=cluster.url,
+        namespace=f"cl-{kind.__name__}",
+        l1_enabled=False,
+        l2_timeout=2,
+        l2_connect_timeout=2,
     )
 
     async def run(call: Any) -> Any:

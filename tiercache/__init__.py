@@ -5,7 +5,7 @@ from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._codec import register_type
 from ._config import Settings, configure
 from ._decorator import AsyncCachedFunction, CachedFunction, CacheInfo, tiered_cache
-from ._errors import InvalidationError
+from ._errors import InvalidationError, ReentrantCallError
 from ._keys import UnkeyableArgumentError
 from ._registry import stats
 from ._stats import CacheStats
@@ -22,6 +22,7 @@ __all__ = [
     "MultiTierCache",
     "MultiTierCacheAdapter",
     "MultiTierCacheSettings",
+    "ReentrantCallError",
     "Settings",
     "UnkeyableArgumentError",
     "configure",

@@ -15,7 +15,7 @@ from . import _flow, _registry
 from ._config import check_namespace, check_seconds, check_size
 from ._fastpath import EntryPoints, generate
 from ._function import Call, FunctionCache
-from ._local import MISSING, Clock
+from ._local import Clock
 from ._remote import check_url
 from ._shells import run_async, run_sync
 from ._signing import signing_keys
@@ -398,23 +398,13 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
     serve = _flow.serve
 
     def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        return run(serve(cache, Call(l1_key, key_values, args, kwargs, True)))
-
-    def sample(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        value = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else miss(l1_key, key_values, args, kwargs)
-
-    async def async_sample(
-        l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any
-    ) -> Any:
-        value = cache.timed_l1_hit(l1_key)
-        return value if value is not MISSING else await miss(l1_key, key_values, args, kwargs)
+        return serve(cache, Call(l1_key, key_values, args, kwargs, True))
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)
-        return run(serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical)))
+        return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical))
 
-    return EntryPoints(miss, async_sample if is_async else sample, slow)
+    return EntryPoints(run, miss, cache.timed_l1_hit, slow)
 
 
 def _attach_methods(

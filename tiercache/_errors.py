@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidationError"]
+__all__ = ["InvalidationError", "ReentrantCallError"]
 
 
 class InvalidationError(RuntimeError):
@@ -22,3 +22,21 @@ class InvalidationError(RuntimeError):
         self.function = function
         self.error = error
         self.remains = remains
+
+
+class ReentrantCallError(RecursionError):
+    """A call would wait for a result its own thread or task is computing: it could never come.
+
+    ``f(x)`` calling ``f(x)``, or a cycle ``a(1)`` -> ``b(1)`` -> ``a(1)`` (in one thread or
+    task, or across threads that wait on each other): the innermost call raises this instead of
+    waiting for ever. The runs it unwinds through end with it, so the key is never left stuck.
+    A subclass of RecursionError, which is what ``functools.lru_cache`` raises here.
+    """
+
+    def __init__(self, function: str) -> None:
+        super().__init__(
+            f"{function}: this call waits for a result that its own thread or task is computing "
+            "(the function calls itself with the same arguments, directly or through other cached "
+            "calls), so it would wait for ever"
+        )
+        self.function = function

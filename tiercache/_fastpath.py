@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._keys import EXACT_TYPES
-from ._local import LocalCache
+from ._local import MISSING, LocalCache
 
 __all__ = ["EntryPoints", "FastPath", "generate"]
 
@@ -27,8 +27,14 @@ _P = inspect.Parameter
 
 @dataclass(frozen=True)
 class EntryPoints:
-    """Where the wrapper hands a call over: after an L1 miss, on its sampled call, or always."""
+    """Where the wrapper hands a call over: after an L1 miss, or always; and its sampled look-up.
 
+    ``sample`` times an L1 look-up (MISSING on a miss). ``miss`` and ``slow`` return the call's
+    flow, which the wrapper hands to ``run`` itself: a recursive cached function then costs three
+    frames per level (the wrapper, ``run`` and the function), not one more for a hand-off helper.
+    """
+
+    run: Callable[..., Any]
     miss: Callable[..., Any]
     sample: Callable[..., Any]
     slow: Callable[..., Any]
@@ -71,6 +77,7 @@ class _Calling:
             f"{p}int": int,
             f"{p}bytes": bytes,
             f"{p}KeyError": KeyError,
+            f"{p}MISSING": MISSING,
         }
         positional: list[str] = []
         keywords: list[tuple[str, str]] = []
@@ -140,7 +147,7 @@ def generate(
     data = local.data if local is not None else OrderedDict()
     clock = local.clock if local is not None else float
     wrapper, bind, ticks, refill = calling.namespace[f"{p}factory"](
-        data.get, data.move_to_end, clock, EXACT_TYPES, entry.miss, entry.sample, entry.slow
+        data.get, data.move_to_end, clock, EXACT_TYPES, entry.run, entry.miss, entry.sample, entry.slow
     )
     return FastPath(wrapper, bind, ticks, refill)
 
@@ -169,16 +176,20 @@ def _wrapper_body(
         f"    except {p}KeyError:",
         "        pass",
         f"    return {p}e[0]",
-        f"return {wait}{p}miss({p}k, {handoff})",
     ]
+    run_miss = f"return {wait}{p}run({p}miss({p}k, {handoff}))"
     body = list(setup)
     if fast and count_hits:
+        # The sampled call only times its L1 look-up: on a miss it falls through to the same
+        # hand-off as the others (one frame fewer per level for a recursive function).
         body = [f"nonlocal {p}left", *setup, f"if {condition}:", f"    {p}k = {raw_key}", f"    {p}left -= 1"]
         body += [f"    if {p}left:", *(f"        {line}" for line in lookup)]
-        body += [f"    return {wait}{p}sample({p}k, {handoff})"]
+        body += ["    else:", f"        {p}e = {p}sample({p}k)", f"        if {p}e is not {p}MISSING:"]
+        body += [f"            return {p}e", f"    {run_miss}"]
     elif fast:
-        body += [f"if {condition}:", f"    {p}k = {raw_key}", *(f"    {line}" for line in lookup)]
-    body.append(f"return {wait}{p}slow({handoff})")
+        body += [f"if {condition}:", f"    {p}k = {raw_key}"]
+        body += [f"    {line}" for line in [*lookup, run_miss]]
+    body.append(f"return {wait}{p}run({p}slow({handoff}))")
     return body
 
 
@@ -190,7 +201,7 @@ def _source(
     parameters = ", ".join(_render(calling.params, p))
     return "\n".join(
         [
-            f"def {p}factory({p}get, {p}touch, {p}clock, {p}exact, {p}miss, {p}sample, {p}slow):",
+            f"def {p}factory({p}get, {p}touch, {p}clock, {p}exact, {p}run, {p}miss, {p}sample, {p}slow):",
             f"    {p}left = 1",
             f"    {p}added = 1",
             f"    {'async ' if is_async else ''}def {name}({parameters}):",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Flight", "Flights", "Settled"]
+__all__ = ["Flight", "Flights", "Settled", "waiting", "waits_on_itself"]
 
 
 class _Signal(Protocol):
@@ -49,12 +49,43 @@ class Flight(Generic[SignalT]):
     than the rest of the flight's bookkeeping together.
     """
 
-    __slots__ = ("done", "settled", "settled_at")
+    __slots__ = ("done", "leader", "settled", "settled_at")
 
-    def __init__(self) -> None:
+    def __init__(self, leader: Hashable = None) -> None:
         self.done: SignalT | None = None
         self.settled: Settled | None = None
         self.settled_at = 0.0
+        self.leader = leader  # who runs it: a thread's ident, or the task leading it
+
+
+#: Who waits on which unsettled flight now (a thread's ident, or a task): the edges along which
+#: a wait is followed to see whether it would come back to the waiter. Each waiter adds and
+#: removes its own edge; plain dict operations, atomic under the GIL.
+waiting: dict[Hashable, Flight[Any]] = {}
+
+
+def waits_on_itself(me: Hashable, flight: Flight[Any]) -> bool:
+    """Whether ``me`` waiting on ``flight`` would wait for ever.
+
+    So it would if the flight's leader is ``me``, or waits, from flight to flight, on a run
+    ``me`` leads (``f(x)`` calling ``f(x)``, ``a(1)`` -> ``b(1)`` -> ``a(1)``, in a thread or a
+    task, or across threads).
+
+    A settled flight ends the chain: its waiter wakes whatever it was waiting for.
+    """
+    for _ in range(1024):  # (a chain longer than any real one ends the walk)
+        if flight.settled is not None:
+            return False
+        leader = flight.leader
+        if leader is None:
+            return False
+        if leader == me:
+            return True
+        next_flight = waiting.get(leader)
+        if next_flight is None:
+            return False
+        flight = next_flight
+    return False
 
 
 class Flights(Generic[SignalT]):
@@ -75,8 +106,11 @@ class Flights(Generic[SignalT]):
         self._flying: dict[Hashable, Flight[SignalT]] = {}
         self._landed: dict[Hashable, Flight[SignalT]] = {}
 
-    def join(self, key: Hashable) -> tuple[Flight[SignalT], bool]:
-        """Return the flight for ``key`` and whether the caller leads it (runs the function)."""
+    def join(self, key: Hashable, leader: Hashable = None) -> tuple[Flight[SignalT], bool]:
+        """Return the flight for ``key`` and whether the caller leads it (runs the function).
+
+        ``leader`` names the caller, should it lead (a task leading later sets it then).
+        """
         with self._lock:
             flight = self._flying.get(key)
             if flight is not None:
@@ -87,7 +121,7 @@ class Flights(Generic[SignalT]):
             flight = self._landed.get(key)
             if flight is not None:
                 return flight, False  # settled already: nothing to wait for
-            flight = self._flying[key] = Flight()
+            flight = self._flying[key] = Flight(leader)
             return flight, True
 
     def settle(

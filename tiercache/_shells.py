@@ -14,7 +14,8 @@ from collections.abc import Hashable
 from typing import Any
 
 from . import _background
-from ._flight import ABANDONED, Flight, Flights, Settled
+from ._errors import ReentrantCallError
+from ._flight import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
 from ._ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Sleep, Spawn
 
 __all__ = ["run_async", "run_sync"]
@@ -47,9 +48,18 @@ def run_sync(flow: Flow) -> Any:
                 except Exception as exc:
                     error = exc
                 continue
+            if type(op) is Compute:  # here, not in a helper: each frame per level limits recursion
+                call, function = op.call, op.function
+                try:
+                    reply = (
+                        function(*call.args) if call.kwargs is None else function(*call.args, **call.kwargs)
+                    )
+                except Exception as exc:
+                    error = exc
+                continue
             if isinstance(op, Join):
                 flights, key = op.owner.thread_flights, op.key
-                flight, reply = _join_sync(flights, key)
+                flight, reply = _join_sync(flights, key, op.owner.label)
                 continue
             if isinstance(op, Land):
                 if flights is not None and flight is not None:
@@ -66,24 +76,38 @@ def run_sync(flow: Flow) -> Any:
 
 
 def _join_sync(
-    flights: Flights[threading.Event], key: Hashable
+    flights: Flights[threading.Event], key: Hashable, label: str
 ) -> tuple[Flight[threading.Event] | None, Settled | None]:
+    me = threading.get_ident()
     while True:
-        flight, leader = flights.join(key)
+        flight, leader = flights.join(key, me)
         if leader:
             return flight, None
         if flight.settled is None and flight.done is not None:
-            flight.done.wait()
+            _wait_on(me, flight, label)
+            try:
+                flight.done.wait()
+            finally:
+                waiting.pop(me, None)
         if flight.settled is not ABANDONED:
             return None, flight.settled
+
+
+def _wait_on(me: Hashable, flight: Flight[Any], label: str) -> None:
+    """Note that ``me`` waits on ``flight``, unless that wait would come back to ``me``.
+
+    Noted first, checked second: of two threads closing a cycle at once, one sees the other's
+    note at least (both may raise; neither waits for ever).
+    """
+    waiting[me] = flight
+    if waits_on_itself(me, flight):
+        del waiting[me]
+        raise ReentrantCallError(label)
 
 
 def _perform_sync(op: Op) -> Any:
     if isinstance(op, REMOTE_OPS):
         return op.perform(op.endpoint.sync_store())
-    if isinstance(op, Compute):
-        call = op.call
-        return op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
     if isinstance(op, Sleep):
         return time.sleep(op.seconds)
     if isinstance(op, Spawn):
@@ -113,14 +137,20 @@ async def run_async(
                 continue
             if isinstance(op, Join):
                 table = op.owner.loop_flights()
-                led, reply = await _join_async(table, op.key)
+                led, reply = await _join_async(table, op.key, op.owner.label)
                 if led is None:
                     continue
                 # Lead from a task of its own: cancelling this caller must not cancel the run
                 # that its followers are waiting for.
                 task = asyncio.ensure_future(run_async(flow, table, led, op.key))
                 task.add_done_callback(_retrieve_exception)
-                return await asyncio.shield(task)
+                led.leader = task
+                me = asyncio.current_task()
+                waiting[me] = led  # (this task waits on the run: a cycle through it is seen)
+                try:
+                    return await asyncio.shield(task)
+                finally:
+                    waiting.pop(me, None)
             if isinstance(op, Land):
                 if flights is not None and flight is not None:
                     flights.settle(op.key, flight, op.settled, linger=op.linger)
@@ -136,14 +166,19 @@ async def run_async(
 
 
 async def _join_async(
-    flights: Flights[asyncio.Event], key: Hashable
+    flights: Flights[asyncio.Event], key: Hashable, label: str
 ) -> tuple[Flight[asyncio.Event] | None, Settled | None]:
+    me = asyncio.current_task()
     while True:
         flight, leader = flights.join(key)
         if leader:
             return flight, None
         if flight.settled is None and flight.done is not None:
-            await flight.done.wait()
+            _wait_on(me, flight, label)
+            try:
+                await flight.done.wait()
+            finally:
+                waiting.pop(me, None)
         if flight.settled is not ABANDONED:
             return None, flight.settled
 
