@@ -242,7 +242,7 @@ def test_stale_value_is_served_at_once_while_one_refresh_runs(server: RedisProce
     versions = iter(range(1, 100))
     gate = threading.Event()
 
-    @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30)
+    @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30, name="faults.price")
     def price(key: str) -> str:
         gate.wait(5)
         return f"{key}-v{next(versions)}"
@@ -266,7 +266,7 @@ def test_stale_value_is_served_at_once_while_one_refresh_runs_async(server: Redi
     async def scenario() -> None:
         gate = asyncio.Event()
 
-        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30)
+        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30, name="faults.aprice")
         async def price(key: str) -> str:
             await gate.wait()
             return f"{key}-v{next(versions)}"

@@ -4,7 +4,14 @@ from ._adapter import MemoryCache, MemoryCacheAdapter, MultiTierCache, MultiTier
 from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._codec import register_type
 from ._config import Settings, configure
-from ._decorator import AsyncCachedFunction, CachedFunction, CacheInfo, tiered_cache
+from ._decorator import (
+    AsyncCachedFunction,
+    BoundAsyncCachedFunction,
+    BoundCachedFunction,
+    CachedFunction,
+    CacheInfo,
+    tiered_cache,
+)
 from ._errors import InvalidationError, ReentrantCallError
 from ._keys import UnkeyableArgumentError
 from ._registry import stats
@@ -12,6 +19,8 @@ from ._stats import CacheStats
 
 __all__ = [
     "AsyncCachedFunction",
+    "BoundAsyncCachedFunction",
+    "BoundCachedFunction",
     "CacheInfo",
     "CacheStats",
     "CachedFunction",

@@ -19,6 +19,7 @@ from ._announcement import DIGEST_LENGTH
 from ._codec import UnencodableError, encode_value
 from ._envelope import ABSENT
 from ._flight import Flights
+from ._identity import closure_tag
 from ._keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
 from ._local import MISSING, Clock, LocalCache
 from ._remote import Endpoint
@@ -121,6 +122,7 @@ class FunctionCache(Tiers):
         signing_keys: tuple[bytes, ...] | None,
         max_value_bytes: int | None,
         clock: Clock,
+        closure: bytes | Callable[[], bytes] = b"",
     ) -> None:
         local = LocalCache(
             max_entries if ttl_l1 is not None else 0,
@@ -143,7 +145,7 @@ class FunctionCache(Tiers):
         self._signing_keys = signing_keys  # None: the process setting
         self._max_value_bytes = max_value_bytes
         self._enabled_here = enabled
-        self._digest_prefix = f"{KEY_FORMAT}|{self.label}|{','.join(key_names)}|".encode()
+        self._identify(closure)
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
         self._enabled = enabled
@@ -162,6 +164,25 @@ class FunctionCache(Tiers):
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
         self.max_key_bytes = DEFAULT_MAX_KEY_BYTES  # (the process setting, once resolved)
+
+    def _identify(self, closure: bytes | Callable[[], bytes]) -> None:
+        """Name this function in Redis: its label and, for a factory's function, its closure.
+
+        A factory's functions share a label; their free variables (see _identity) tell them
+        apart: a tag in the key prefix, and the whole encoding in every digest. A closure that
+        cannot be read yet (a callable) is read when the first Redis key is needed.
+        """
+        self._pending_closure = closure if callable(closure) else None
+        known = b"" if callable(closure) else closure
+        self.key_label = f"{self.label}~{closure_tag(known)}" if known else self.label
+        self._digest_prefix = f"{KEY_FORMAT}|{self.key_label}|{','.join(self.key_names)}|".encode()
+        if known:
+            self._digest_prefix += known + b"|"
+
+    @property
+    def identity_pending(self) -> bool:
+        """Whether this function's closure is still to be read (at its first Redis key)."""
+        return self._pending_closure is not None
 
     def after_fork(self) -> None:
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
@@ -190,10 +211,12 @@ class FunctionCache(Tiers):
     # -- settings -------------------------------------------------------------------------
 
     def _resolve(self) -> None:
+        if self._pending_closure is not None:
+            self._identify(self._pending_closure())
         self._redis_keys.clear()  # the namespace may have changed
         settings = _config.current()
         namespace = self.namespace if self.namespace is not None else settings.namespace
-        self.prefix = f"{namespace}:{self.label}"
+        self.prefix = f"{namespace}:{self.key_label}"
         self.generation_key = f"{self.prefix}:gen"
         self._enabled = self._enabled_here and settings.enabled
         use_l2 = self.ttl_l2 is not None and settings.l2

@@ -24,6 +24,7 @@ __all__ = [
     "UnkeyableArgumentError",
     "canonical_bytes",
     "digest",
+    "encoding_of",
 ]
 
 #: Bumped whenever the byte layout below changes, so old L2 entries are simply never found again.
@@ -288,6 +289,18 @@ def canonical_bytes(
         except _Unkeyable as exc:
             raise _explain(exc, name, function) from None
     return bytes(out)
+
+
+def encoding_of(value: Any, limit: int = DEFAULT_MAX_KEY_BYTES) -> tuple[bytes | None, str]:
+    """Return one value's canonical encoding, or None and why it has none."""
+    out = _Out(limit)
+    try:
+        _encode(value, out, 0)
+        _check_size(len(out), limit, value)
+    except _Unkeyable as exc:
+        reason = exc.reason or f"a {_type_name(type(exc.value))} has no canonical encoding"
+        return None, (f"at {exc.path}: " if exc.path else "") + reason
+    return bytes(out), ""
 
 
 def _explain(exc: _Unkeyable, name: str, function: str) -> UnkeyableArgumentError:

@@ -25,7 +25,11 @@ def register(cache: FunctionCache) -> None:
     """Track ``cache``; warn when another live function would share its Redis keys."""
     with _lock:
         twins = [
-            other for other in _caches if other.label == cache.label and other.namespace == cache.namespace
+            other
+            for other in _caches
+            if other.key_label == cache.key_label
+            and other.namespace == cache.namespace
+            and not (cache.identity_pending or other.identity_pending)
         ]
         _caches.add(cache)
     if twins:

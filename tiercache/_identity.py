@@ -1,0 +1,94 @@
+"""What tells apart two functions one factory made: the values of their free variables.
+
+``make_getter("users")`` and ``make_getter("orders")`` both return ``module.make_getter.<locals>.get``
+with the same parameters; only the closure (``table``) differs. Its canonical encoding, read once
+when the function is decorated, joins the function's identity, so the two never share Redis keys,
+in one process or in many. Pure: knows nothing of caches or Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import types
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._keys import encoding_of
+
+__all__ = ["NotAssignedYet", "UnnamedClosureError", "closure_identity", "closure_tag"]
+
+#: Functions held by free variables are followed this deep (their own free variables count too).
+_MAX_NESTING: Final = 8
+
+
+class UnnamedClosureError(Exception):
+    """A free variable has no stable encoding: functions sharing this code cannot be told apart."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+class NotAssignedYet(UnnamedClosureError):
+    """A free variable is assigned after the function (a helper defined below it): ask again later."""
+
+
+def closure_identity(function: Callable[..., Any], limit: int) -> bytes:
+    """Return the canonical encoding of ``function``'s free variables (b"" when it has none).
+
+    The function under other decorators (``__wrapped__``) is the one read: its closure holds
+    what the factory captured. Raise UnnamedClosureError when a value has no encoding.
+    """
+    try:
+        inner = inspect.unwrap(function)
+    except ValueError:  # a __wrapped__ cycle: the outer function is all there is
+        inner = function
+    return _closure_of(inner, 0, limit, {id(inner)})
+
+
+def closure_tag(identity: bytes) -> str:
+    """Return the short hex tag that marks a closure's identity in labels and Redis keys."""
+    return hashlib.blake2b(identity, digest_size=6).hexdigest()
+
+
+def _closure_of(function: Any, depth: int, limit: int, seen: set[int]) -> bytes:
+    code = getattr(function, "__code__", None)
+    cells = getattr(function, "__closure__", None)
+    if code is None or not cells:
+        return b""
+    parts: list[bytes] = []
+    for variable, cell in zip(code.co_freevars, cells, strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # assigned only later
+            if variable == getattr(function, "__name__", None):
+                continue  # a nested function calling itself by name: its own identity
+            raise NotAssignedYet(variable, "it is not assigned yet") from None
+        encoded = _value_of(variable, value, depth, limit, seen)
+        parts.append(variable.encode() + b"=" + encoded)
+    return b"\x00".join(parts)
+
+
+def _value_of(variable: str, value: Any, depth: int, limit: int, seen: set[int]) -> bytes:
+    cache = getattr(value, "__tiercache__", None)
+    if cache is not None:  # another cached function: its label carries its own identity
+        return b"c" + str(cache.label).encode()
+    if isinstance(value, types.FunctionType):
+        name = f"{value.__module__}.{value.__qualname__}".encode()
+        if id(value) in seen or depth >= _MAX_NESTING:
+            return b"f" + name
+        return b"f" + name + b"(" + _closure_of(value, depth + 1, limit, seen | {id(value)}) + b")"
+    if isinstance(value, types.ModuleType):
+        return b"M" + value.__name__.encode()
+    if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
+        owner = value.__self__
+        if owner is None or isinstance(owner, (types.ModuleType, type)):  # len, a classmethod
+            module = getattr(owner, "__name__", "") if isinstance(owner, types.ModuleType) else ""
+            where = owner.__qualname__ if isinstance(owner, type) else module
+            return f"B{where}.{value.__qualname__}".encode()
+    encoded, reason = encoding_of(value, limit)
+    if encoded is None:
+        raise UnnamedClosureError(variable, reason)
+    return encoded
