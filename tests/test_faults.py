@@ -13,6 +13,7 @@ import pytest
 
 import tiercache
 from tests.faults import Caller, Record, black_hole, expected, until
+from tiercache import _breaker
 from tiercache._codec import encode_value
 from tiercache._coherence import JOIN_WAIT
 from tiercache._envelope import FORMAT_VERSION, NO_TOKEN, open_envelope, seal
@@ -318,8 +319,9 @@ def test_fail_safe_returns_the_last_good_value_when_everything_is_down(server: R
 
 
 def test_breaker_state_changes_are_logged_once_each(
-    server: RedisProcess, caplog: pytest.LogCaptureFixture
+    server: RedisProcess, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(_breaker, "LOG_EVERY", 0.0)  # two outages in a row: both logged in full
     caller = Caller("sync", ttl_l1=None)
     with caplog.at_level(logging.WARNING, logger="tiercache"):
         for _ in range(2):

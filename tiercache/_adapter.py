@@ -100,6 +100,7 @@ class AdapterTiers(Tiers):
             "l1_max_entries": self.local.max_entries,
             "l2_lookups": stats.l2_lookups,
             "l2_errors": stats.l2_errors,
+            "l2_saturated": stats.l2_saturated,
             "l2_corrupt": stats.l2_corrupt,
             "unencodable": stats.unencodable,
             "oversized": stats.oversized,

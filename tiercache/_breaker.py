@@ -6,7 +6,8 @@ thread probes the endpoint (a PING on a fresh connection) after a backoff that d
 ``max_backoff``; the first success closes the breaker. No caller ever pays for a probe, and the
 breaker closes even when no call comes. An endpoint that cannot be probed from a thread (an
 async-only client) instead lets one operation through as the probe after each backoff
-(half-open). Only transitions are logged, once each.
+(half-open). Only transitions are logged, and at most one line per endpoint every
+``LOG_EVERY`` seconds: a flapping Redis gives one line, then one summary of what was held back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ logger = logging.getLogger("tiercache")
 CLOSED: Final = "closed"
 OPEN: Final = "open"
 HALF_OPEN: Final = "half-open"
+
+#: Seconds between two state-change lines of one endpoint; changes in between are counted, and
+#: summed up (with the state they ended in) once the period is over.
+LOG_EVERY: Final = 10.0
 
 _breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
@@ -63,6 +68,10 @@ class CircuitBreaker:
         self._retry_at = 0.0  # half-open probing: when to let the next probe through
         self._opened_at = 0.0
         self._degraded = 0.0  # seconds spent not closed, before the current outage
+        self._quiet_until = -LOG_EVERY  # no state-change line before then; changes are counted
+        self._held_back = 0
+        self._open_logged = False  # whether the current outage was logged (then so is its end)
+        self._summary: threading.Timer | None = None
         _breakers.add(self)
 
     @property
@@ -104,7 +113,9 @@ class CircuitBreaker:
             self.state = CLOSED
             self.failures = 0
             self._backoff = self.first_backoff
-        logger.warning("tiercache: L2 at %s is back after %.1f s; using it again", self.name, outage)
+        self._log_change(
+            "tiercache: L2 at %s is back after %.1f s; using it again", self.name, outage, opening=False
+        )
 
     def failure(self, error: BaseException) -> None:
         """Record an operation that could not reach the endpoint or timed out."""
@@ -122,16 +133,54 @@ class CircuitBreaker:
             self.opened += 1
             self._opened_at = now
             self._retry_at = now + _jittered(self._backoff)
-        logger.warning(
+        self._log_change(
             "tiercache: L2 at %s is unavailable (%s); serving from L1 and the functions themselves, "
             "trying it again in %.2f s",
             self.name,
             error,
             self._backoff,
+            opening=True,
         )
         self._on_open()
         if self._probe is not None:
             threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True).start()
+
+    def _log_change(self, message: str, *args: object, opening: bool) -> None:
+        """Log a state change, unless it is an outage that began less than LOG_EVERY seconds
+        after the last one logged (its end is then held back too); count what is held back.
+        """
+        with self._lock:
+            now = self._clock()
+            if opening and now >= self._quiet_until:
+                self._quiet_until = now + LOG_EVERY
+                self._open_logged, quiet = True, False
+            elif not opening and self._open_logged:
+                self._open_logged, quiet = False, False
+            else:
+                self._open_logged = False
+                self._held_back += 1
+                quiet = True
+                if self._summary is None:
+                    self._summary = threading.Timer(max(self._quiet_until - now, 0.0), self._log_summary)
+                    self._summary.daemon = True
+                    self._summary.start()
+        if not quiet:
+            logger.warning(message, *args)
+
+    def _log_summary(self) -> None:
+        with self._lock:
+            held_back, self._held_back, self._summary = self._held_back, 0, None
+            self._quiet_until = self._clock() + LOG_EVERY
+            state = self.state
+        if held_back:
+            logger.warning(
+                "tiercache: L2 at %s changed state %d more time(s) in the last %.0f s (not logged "
+                "one by one); it is %s now",
+                self.name,
+                held_back,
+                LOG_EVERY,
+                "in use" if state == CLOSED else "skipped (unavailable)",
+            )
 
     def _probe_until_back(self) -> None:
         backoff = self.first_backoff
@@ -149,8 +198,12 @@ class CircuitBreaker:
             self._backoff = backoff
 
     def stop(self) -> None:
-        """Stop probing (the endpoint is being closed)."""
+        """Stop probing (the endpoint is being closed), and say what was held back."""
         self._stopped.set()
+        summary = self._summary
+        if summary is not None:
+            summary.cancel()
+            self._log_summary()
 
     def _reset_after_fork(self) -> None:
         # The child has no prober thread; it learns about an outage again on its first call.
@@ -158,6 +211,8 @@ class CircuitBreaker:
         self.state = CLOSED
         self.failures = 0
         self._backoff = self.first_backoff
+        self._summary = None
+        self._held_back = 0
 
 
 def _jittered(seconds: float) -> float:

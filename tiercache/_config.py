@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._keys import DEFAULT_MAX_KEY_BYTES
-from ._remote import Endpoint, check_url, redact_url
+from ._remote import DEFAULT_MAX_CONNECTIONS, Endpoint, check_url, redact_url
 from ._signing import signing_keys
 
 __all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "restore", "version"]
@@ -60,6 +60,9 @@ class Settings:
     max_value_bytes: int = 8 * 1024 * 1024
     #: The longest canonical encoding of a call's arguments; longer ones raise UnkeyableArgumentError.
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    #: Connections per client (one client for threads, one per event loop); callers beyond it
+    #: wait for one to come free rather than fail.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -85,7 +88,7 @@ class Settings:
                 found[name] = _flag(raw, name, owner)
         if raw := environ.get("TIERCACHE_SIGNING_KEY"):
             found["signing_keys"] = signing_keys(raw, owner)
-        for name in ("max_value_bytes", "max_key_bytes"):
+        for name in ("max_value_bytes", "max_key_bytes", "max_connections"):
             if raw := environ.get(f"TIERCACHE_{name.upper()}"):
                 found[name] = check_size(_number(raw, name, owner), name, owner)
         return cls(**found)
@@ -161,6 +164,7 @@ def configure(
     signing_key: Any = _UNSET,
     max_value_bytes: int | object = _UNSET,
     max_key_bytes: int | object = _UNSET,
+    max_connections: int | object = _UNSET,
 ) -> Settings:
     """Set process-wide defaults; arguments left out keep their value. Return the new settings.
 
@@ -173,6 +177,10 @@ def configure(
     forged ones misses (None: no signing); ``max_value_bytes`` keeps larger values in L1 only;
     ``max_key_bytes`` (default 64 KiB) bounds the canonical encoding of a call's arguments: a
     call whose key would be longer raises UnkeyableArgumentError, after bounded work.
+    ``max_connections`` (default 50) bounds each L2 client's connections (one client serves
+    threads, one each event loop): a burst beyond it waits for a connection to come free, for up
+    to 1 s (or ten timeouts, if longer), and only then skips L2 for that call, counted in
+    ``l2_saturated`` (never as an outage).
     """
     global _settings, _version
     owner = "tiercache.configure()"
@@ -188,7 +196,8 @@ def configure(
             changes[name] = check_seconds(value, name, owner)
     if signing_key is not _UNSET:
         changes["signing_keys"] = () if signing_key is None else signing_keys(signing_key, owner)
-    for name, size in (("max_value_bytes", max_value_bytes), ("max_key_bytes", max_key_bytes)):
+    sizes = (("max_value_bytes", max_value_bytes), ("max_key_bytes", max_key_bytes))
+    for name, size in (*sizes, ("max_connections", max_connections)):
         if size is not _UNSET:
             changes[name] = check_size(size, name, owner)
     clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
@@ -240,7 +249,7 @@ def endpoint_for(settings: Settings, url: str | None = None) -> Endpoint:
     key: tuple[Any, ...] = (
         ("clients", id(settings.redis_client), id(settings.async_redis_client))
         if clients
-        else ("url", target, settings.timeout, settings.connect_timeout)
+        else ("url", target, settings.timeout, settings.connect_timeout, settings.max_connections)
     )
     endpoint = _endpoints.get(key)
     if endpoint is None:
@@ -251,7 +260,10 @@ def endpoint_for(settings: Settings, url: str | None = None) -> Endpoint:
                     Endpoint.from_clients(settings.redis_client, settings.async_redis_client)
                     if clients
                     else Endpoint.from_url(
-                        target, timeout=settings.timeout, connect_timeout=settings.connect_timeout
+                        target,
+                        timeout=settings.timeout,
+                        connect_timeout=settings.connect_timeout,
+                        max_connections=settings.max_connections,
                     )
                 )
     return endpoint

@@ -15,7 +15,7 @@ import threading
 import urllib.parse
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import redis
 import redis.asyncio
@@ -61,6 +61,14 @@ class RemoteUnavailable(RemoteError):
     """Redis could not be reached, or did not answer within the timeout."""
 
 
+class RemoteSaturated(RemoteUnavailable):
+    """Every connection of our pool was busy for too long: a burst on our side, not an outage.
+
+    The call skips L2 as for an outage (what the key holds now is unknown), but the breaker is
+    not told: Redis itself is fine.
+    """
+
+
 class RemoteRejected(RemoteError):
     """Redis answered one command with an error; the endpoint itself is fine.
 
@@ -76,7 +84,35 @@ class RemoteRejected(RemoteError):
 def _translate(exc: BaseException) -> RemoteError:
     if isinstance(exc, redis.ResponseError):
         return RemoteRejected(str(exc))
+    if _saturated(exc):
+        return RemoteSaturated(f"{type(exc).__name__}: {exc}")
     return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+def _saturated(exc: BaseException) -> bool:
+    # redis-py's own pool limit (a client the application built), or our blocking pool's wait
+    # for a free connection running out: both come before any command is sent.
+    return isinstance(exc, redis.exceptions.MaxConnectionsError) or (
+        isinstance(exc, redis.ConnectionError) and str(exc) == "No connection available."
+    )
+
+
+#: Connections per client by default (configure(max_connections=)).
+DEFAULT_MAX_CONNECTIONS: Final = 50
+#: The least a caller waits for a pooled connection to come free before it skips L2.
+POOL_WAIT: Final = 1.0
+
+
+def _retry_once() -> Retry:
+    # A connection that died under us (a Redis restart, CLIENT KILL, an idle timeout) is tried
+    # once more on a fresh one before the operation counts as failed; a timeout is not retried
+    # (the timeout bounds the call). Every command we send may be sent twice: a write that
+    # landed but lost its reply finds its own value and is refused, which only costs a miss.
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+def _async_retry_once() -> AsyncRetry:
+    return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
@@ -196,12 +232,19 @@ class Endpoint:
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float, connect_timeout: float, tls: dict[str, str] | None = None
+        cls,
+        url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        tls: dict[str, str] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> Endpoint:
         """Return an endpoint whose clients connect to ``url`` with these timeouts.
 
         ``tls`` adds redis-py's TLS options (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``)
-        for a ``rediss://`` URL; the URL's query may carry them as well.
+        for a ``rediss://`` URL; the URL's query may carry them as well. Each client keeps at
+        most ``max_connections``; callers beyond them wait for one (see RemoteSaturated).
         """
         options: dict[str, Any] = {
             "socket_timeout": timeout,
@@ -219,12 +262,19 @@ class Endpoint:
         if cluster_url is not None:
             return cls._cluster_from_url(url, cluster_url, options)
 
+        pooled = {**options, "max_connections": max_connections, "timeout": max(POOL_WAIT, 10 * timeout)}
+
         def make_sync() -> redis.Redis:
-            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+            pool = redis.BlockingConnectionPool.from_url(url, retry=_retry_once(), **pooled)
+            return redis.Redis.from_pool(pool)
+
+        def make_async() -> redis.asyncio.Redis:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(url, retry=_async_retry_once(), **pooled)
+            return redis.asyncio.Redis.from_pool(pool)
 
         def probe() -> bool:
             # A connection of its own: the pool's may be the dead ones that failed.
-            client = make_sync()
+            client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
             try:
                 return bool(client.ping())
             except Exception:  # any failure means "not back yet"
@@ -240,7 +290,7 @@ class Endpoint:
         return cls(
             redact_url(url),
             make_sync,
-            lambda: redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options),
+            make_async,
             probe=probe,
             subscribe=subscribe,
         )

@@ -115,7 +115,9 @@ class CacheStats:
     of L2 for their type or size;
     ``refresh_errors`` background refreshes of stale values that raised;
     ``l2_writes_refused`` values Redis would not take because the entry was invalidated after
-    they were read or computed (see the invalidation protocol). ``degraded`` says whether the
+    they were read or computed (see the invalidation protocol); ``l2_saturated`` calls that
+    skipped L2 because every pooled connection stayed busy (a burst of ours, not an outage:
+    see ``configure(max_connections=)``). ``degraded`` says whether the
     function's Redis is being skipped right now (its circuit breaker is open), and
     ``degraded_seconds`` how long it has been skipped in all. ``pending_invalidations`` counts
     invalidations made while Redis was unreachable, waiting to be replayed there (a clear counts
@@ -138,6 +140,7 @@ class CacheStats:
     l2_rejected: int
     refresh_errors: int
     l2_writes_refused: int
+    l2_saturated: int
     degraded: bool
     degraded_seconds: float
     pending_invalidations: int
@@ -188,6 +191,7 @@ _COUNTERS = (
     "l2_rejected",
     "refresh_errors",
     "l2_writes_refused",
+    "l2_saturated",
     "fast_path_entries",
 )
 
@@ -333,6 +337,7 @@ class StatsRecorder:
             l2_rejected=counts["l2_rejected"],
             refresh_errors=counts["refresh_errors"],
             l2_writes_refused=counts["l2_writes_refused"],
+            l2_saturated=counts["l2_saturated"],
             degraded=degraded,
             degraded_seconds=degraded_seconds,
             pending_invalidations=pending_invalidations,

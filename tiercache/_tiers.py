@@ -20,7 +20,7 @@ from ._coherence import DEAF_L1_SECONDS, announcement, channel_for
 from ._envelope import generation_from, open_current, open_envelope, prefix_of, seal
 from ._errors import InvalidationError
 from ._local import MISSING, LocalCache
-from ._remote import Endpoint, RemoteError, RemoteUnavailable
+from ._remote import Endpoint, RemoteError, RemoteSaturated, RemoteUnavailable
 from ._signing import MAC_SIZE, Signer
 from ._stats import CacheStats, StatsRecorder
 
@@ -405,7 +405,20 @@ class Tiers:
     # -- outcomes -------------------------------------------------------------------------
 
     def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
-        """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable."""
+        """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable.
+
+        A pool saturated by our own burst is counted apart and never opens the breaker.
+        """
+        if isinstance(exc, RemoteSaturated):
+            self.stats.count("l2_saturated")
+            self.log_once(
+                "saturated",
+                "%s: every connection to L2 at %s stayed busy; calls skip L2 until one frees "
+                "(raise configure(max_connections=...) if this is the normal load)",
+                self.label,
+                endpoint.name,
+            )
+            return
         self.stats.count("l2_errors")
         if isinstance(exc, RemoteUnavailable):
             endpoint.breaker.failure(exc)  # the breaker logs the outage, once

@@ -22,6 +22,7 @@ COUNTERS = (
     ("l2_rejected", "L2 entries refused for a bad signature or their size"),
     ("refresh_errors", "Background refreshes of stale values that raised"),
     ("l2_writes_refused", "Values Redis refused because their entry was invalidated meanwhile"),
+    ("l2_saturated", "Calls that skipped L2 because every pooled connection stayed busy"),
 )
 
 

@@ -1,0 +1,189 @@
+"""Load is not an outage: a burst waits for connections, a dropped connection is tried again, and a
+flapping Redis gives a line and a summary, not a line per change. Against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+import tiercache
+from tests.support.clock import Clock
+from tiercache import _breaker, tiered_cache
+from tiercache._breaker import CircuitBreaker
+from tiercache._redis_process import RedisProcess
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path).start()
+    tiercache.configure(redis_url=process.url)
+    yield process
+    process.stop()
+
+
+def written(server: RedisProcess, namespace: str) -> int:
+    client = server.client()
+    return sum(1 for key in client.scan_iter(f"{namespace}:*") if not key.endswith((b":gen", b":lock")))
+
+
+def test_a_burst_of_500_coroutines_is_not_an_outage(
+    server: RedisProcess, isolated_settings: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @tiered_cache(ttl_l1=None, ttl_l2=600)
+    async def get(i: int) -> int:
+        await asyncio.sleep(0.01)
+        return i
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(get(i) for i in range(500)))
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert asyncio.run(burst()) == list(range(500))
+    stats = get.cache_stats()
+    assert (stats.l2_errors, stats.degraded_seconds) == (0, 0.0)
+    assert written(server, isolated_settings) == 500
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_pool_too_small_is_counted_apart_and_never_opens_the_breaker(
+    server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An application's own client, with redis-py's non-blocking pool of 2: it raises
+    # MaxConnectionsError past that. Each such call skips L2; the breaker stays closed.
+    tiercache.configure(
+        async_redis_client=lambda: redis.asyncio.Redis.from_pool(
+            redis.asyncio.ConnectionPool(port=server.port, max_connections=2)
+        )
+    )
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600)
+    async def get(i: int) -> int:
+        return i
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(get(i) for i in range(200)))
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert asyncio.run(burst()) == list(range(200))
+    stats = get.cache_stats()
+    assert stats.l2_saturated > 0 and stats.l2_errors == 0 and not stats.degraded
+    assert stats.degraded_seconds == 0.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "stayed busy" in lines[0] and "max_connections" in lines[0]
+
+
+def test_max_connections_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"configure\(\): max_connections"):
+        tiercache.configure(max_connections=0)
+    with pytest.raises(TypeError, match=r"configure\(\): max_connections"):
+        tiercache.configure(max_connections="many")
+
+
+def _kill_clients(server: RedisProcess) -> int:
+    killer = redis.Redis(port=server.port)
+    me = killer.client_id()
+    killed = 0
+    for client in killer.client_list():
+        if int(client["id"]) != me and client.get("flags", "") != "P":  # not the channel (own line)
+            killed += killer.client_kill_filter(_id=client["id"])
+    killer.close()
+    return killed
+
+
+def test_one_connection_kill_under_async_load_is_one_event(
+    server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    @tiered_cache(ttl_l1=None, ttl_l2=600, coherent=False)
+    async def load(i: int) -> int:
+        return i
+
+    async def hammer(stop: asyncio.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            results = await asyncio.gather(*(load(j % 300) for j in range(n, n + 50)))
+            assert results == [j % 300 for j in range(n, n + 50)]
+            n += 50
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(hammer(stop)) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        killed = await asyncio.to_thread(_kill_clients, server)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return killed
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        killed = asyncio.run(scenario())
+    assert killed > 1  # the pool's connections, all at once
+    stats = load.cache_stats()
+    endpoint = load.__tiercache__.endpoint()
+    # Each command on a killed connection was tried once more, on a fresh one: no failure at all.
+    assert (stats.l2_errors, endpoint.breaker.opened) == (0, 0)
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_flapping_endpoint_logs_a_line_and_a_summary(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(100.0)
+    breaker = CircuitBreaker("redis://flapping", clock=clock)  # no probe: half-open by calls
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        for _ in range(200):  # 200 outages within one second
+            breaker.failure(ConnectionError("gone"))
+            clock.now += 0.002
+            breaker.success()
+            clock.now += 0.003
+        breaker.stop()  # says what was held back at once
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "is unavailable" in lines[0] and "is back" in lines[1]
+    assert "398 more time(s)" in lines[2] and "in use now" in lines[2]
+
+
+def test_held_back_changes_are_summed_up_when_the_quiet_period_ends(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_breaker, "LOG_EVERY", 0.2)
+    breaker = CircuitBreaker("redis://flapping")
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        for _ in range(3):
+            breaker.failure(ConnectionError("gone"))
+            breaker.success()
+        deadline = time.monotonic() + 5
+        while len(caplog.records) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and "4 more time(s)" in lines[2], lines
+
+
+def test_the_threads_pool_waits_too(server: RedisProcess, isolated_settings: str) -> None:
+    tiercache.configure(max_connections=4)
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600)
+    def get(i: int) -> int:
+        time.sleep(0.001)
+        return i
+
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda k=k: results.extend(get(i) for i in range(k, 400, 32)))
+        for k in range(32)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == list(range(400))
+    stats = get.cache_stats()
+    assert (stats.l2_errors, stats.l2_saturated) == (0, 0)
+    assert written(server, isolated_settings) == 400
