@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import pickle
 import zoneinfo
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import same_typed, values
-from tiercache import register_type
+from tiercache import register_type, tiered_cache
 from tiercache._codec import DecodeError, UnencodableError, decode_value, encode_value
 
 
@@ -78,6 +79,24 @@ def test_foreign_types_are_refused_with_their_name(value: Any, type_name: str) -
     with pytest.raises(UnencodableError) as caught:
         encode_value(value)
     assert caught.value.type_name.endswith(type_name)
+
+
+def test_a_str_with_a_lone_surrogate_is_refused_for_what_it_is(
+    fake_l2: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(UnencodableError, match=r"lone surrogate \('\\ud800'\)") as caught:
+        encode_value({"name": ["ok", "bad\ud800"]})  # deep inside: still named
+    assert caught.value.type_name == "str"
+
+    @tiered_cache(name="codec.surrogates")
+    def echo(key: str) -> str:
+        return key + "\udc00"
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert echo("k") == "k\udc00"  # kept in L1, served from there
+    assert echo.cache_stats().unencodable == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "lone surrogate ('\\udc00')" in line and "a str value" not in line and "register_type" not in line
 
 
 class Money:

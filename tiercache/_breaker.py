@@ -146,8 +146,10 @@ class CircuitBreaker:
             threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True).start()
 
     def _log_change(self, message: str, *args: object, opening: bool) -> None:
-        """Log a state change, unless it is an outage that began less than LOG_EVERY seconds
-        after the last one logged (its end is then held back too); count what is held back.
+        """Log a state change, or count it as held back.
+
+        Held back: an outage that began less than LOG_EVERY seconds after the last one logged,
+        and then its end too.
         """
         with self._lock:
             now = self._clock()

@@ -27,9 +27,10 @@ class DecodeError(ValueError):
 class UnencodableError(TypeError):
     """A value holds a type the codec cannot represent; it may still live in L1."""
 
-    def __init__(self, type_name: str) -> None:
-        super().__init__(f"values of type {type_name} cannot be stored in L2")
+    def __init__(self, type_name: str, reason: str = "") -> None:
+        super().__init__(reason or f"values of type {type_name} cannot be stored in L2")
         self.type_name = type_name
+        self.reason = reason  # when the type is supported and this value is not: why
 
 
 # Extension codes. Never renumber: they are on the wire in every L2 entry.
@@ -307,6 +308,12 @@ def encode_value(value: Any) -> bytes:
         return _pack_inner(value)
     except UnencodableError:
         raise
+    except UnicodeEncodeError as exc:
+        # str is supported; this one is not UTF-8 (msgpack's str must be), wherever it sits.
+        bad = exc.object[exc.start : exc.end]
+        raise UnencodableError(
+            "str", f"a str holds a lone surrogate ({bad!r}), which UTF-8 (msgpack's str) cannot encode"
+        ) from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise UnencodableError(type(value).__qualname__) from exc
 

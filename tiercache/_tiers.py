@@ -336,12 +336,20 @@ class Tiers:
             body = encode_value(value)
         except UnencodableError as exc:
             self.stats.count("unencodable")
-            self.log_once(
-                f"unencodable:{exc.type_name}",
-                "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
-                self.label,
-                exc.type_name,
-            )
+            if exc.reason:  # a supported type, but not this value of it
+                self.log_once(
+                    f"unencodable:{exc.type_name}:{exc.reason[:24]}",
+                    "%s: a value is kept in L1 only: %s",
+                    self.label,
+                    exc.reason,
+                )
+            else:
+                self.log_once(
+                    f"unencodable:{exc.type_name}",
+                    "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
+                    self.label,
+                    exc.type_name,
+                )
             return None
         if len(body) > self.max_value_bytes:
             self.stats.count("oversized")
