@@ -5,6 +5,7 @@ The wrapper also gets its ``cache_*`` methods (awaitable twins for async functio
 
 from __future__ import annotations
 
+import copy as copy_module
 import functools
 import inspect
 import time
@@ -180,6 +181,7 @@ def tiered_cache(
     redis_url: str | None = None,
     signing_key: str | bytes | Sequence[str | bytes] | None = None,
     max_value_bytes: int | None = None,
+    copy: bool | Callable[[Any], Any] = False,
     clock: Clock | None = None,
 ) -> _Decorator: ...
 def tiered_cache(
@@ -201,6 +203,7 @@ def tiered_cache(
     redis_url: str | None = None,
     signing_key: str | bytes | Sequence[str | bytes] | None = None,
     max_value_bytes: int | None = None,
+    copy: bool | Callable[[Any], Any] = False,
     clock: Clock | None = None,
 ) -> Any:
     """Memoize a sync or async function in L1 (in-process LRU) and L2 (Redis).
@@ -231,6 +234,9 @@ def tiered_cache(
         signing_key: sign this function's L2 values with this key (16 bytes or more), or keys
             newest first, and treat unsigned or forged ones as misses (default: configure()).
         max_value_bytes: values larger than this stay in L1 only (default: configure(), 8 MiB).
+        copy: hand every caller a copy of its own: True for ``copy.deepcopy``, or a function
+            returning a copy. Without it, callers in this process share the object L1 holds
+            (mutating it changes what the next caller gets; other processes read Redis's).
         clock: seconds source for L1 expiry (tests pass a fake one instead of sleeping).
 
     Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
@@ -256,6 +262,7 @@ def tiered_cache(
         redis_url=redis_url,
         signing_key=signing_key,
         max_value_bytes=max_value_bytes,
+        copy=copy,
         clock=clock,
     )
     return functools.partial(_decorate, options=options)
@@ -288,6 +295,7 @@ class _Options(NamedTuple):
     redis_url: str | None
     signing_keys: tuple[bytes, ...] | None
     max_value_bytes: int | None
+    copier: Callable[[Any], Any] | None
     clock: Clock | None
 
     @classmethod
@@ -311,6 +319,7 @@ class _Options(NamedTuple):
         redis_url: Any,
         signing_key: Any,
         max_value_bytes: Any,
+        copy: Any,
         clock: Any,
     ) -> _Options:
         """Validate the decorator's arguments, each error naming the argument at fault."""
@@ -342,6 +351,7 @@ class _Options(NamedTuple):
             max_value_bytes = check_size(max_value_bytes, "max_value_bytes", _OWNER)
         if max_bytes is not None:
             max_bytes = check_size(max_bytes, "max_bytes", _OWNER)
+        copier = _check_copy(copy)
         if clock is not None and not callable(clock):
             raise TypeError(
                 f"{_OWNER}: clock must be a callable returning seconds, not {type(clock).__name__}"
@@ -365,8 +375,21 @@ class _Options(NamedTuple):
             redis_url=redis_url,
             signing_keys=keys,
             max_value_bytes=max_value_bytes,
+            copier=copier,
             clock=clock,
         )
+
+
+def _check_copy(copy: Any) -> Callable[[Any], Any] | None:
+    if copy is True:
+        return copy_module.deepcopy
+    if copy is False or copy is None:
+        return None
+    if callable(copy):
+        return copy  # type: ignore[no-any-return]
+    raise TypeError(
+        f"{_OWNER}: copy must be a bool or a function returning a copy, not {type(copy).__name__}"
+    )
 
 
 def _check_lock(lock: Any, ttl_l2: float | None) -> float | None:
@@ -450,7 +473,8 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         key_function=options.key,
         is_async=is_async,
         local=cache.local,
-        entry=_entry_points(cache, is_async),
+        entry=_entry_points(cache, is_async, options.copier),
+        copier=options.copier,
     )
     cache.stats.ticks = fast.ticks
     cache.refill = fast.refill
@@ -508,8 +532,12 @@ def _qualified_name(function: Any, label: str) -> str:
     return f"{module}.{qualname}"
 
 
-def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
-    run = run_async if is_async else run_sync
+def _entry_points(
+    cache: FunctionCache, is_async: bool, copier: Callable[[Any], Any] | None = None
+) -> EntryPoints:
+    run: Callable[..., Any] = run_async if is_async else run_sync
+    if copier is not None:
+        run = _copying(run, copier, is_async)
 
     serve = _flow.serve
 
@@ -521,6 +549,21 @@ def _entry_points(cache: FunctionCache, is_async: bool) -> EntryPoints:
         return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical))
 
     return EntryPoints(run, miss, cache.timed_l1_hit, slow)
+
+
+def _copying(run: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:
+    """Return ``run``, handing back a copy of what the flow returns (L1 keeps the original)."""
+    if is_async:
+
+        async def run_copy_async(flow: Any) -> Any:
+            return copier(await run(flow))
+
+        return run_copy_async
+
+    def run_copy(flow: Any) -> Any:
+        return copier(run(flow))
+
+    return run_copy
 
 
 def _attach_methods(
@@ -559,6 +602,7 @@ def _attach_methods(
             "enabled": options.enabled,
             "coherent": options.coherent,
             "ignore": sorted(options.ignore),
+            "copy": options.copier,
         }
 
     if is_async:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._keys import EXACT_TYPES
+from ._keys import EXACT_TYPES, shallow_key
 from ._local import MISSING, LocalCache
 
 __all__ = ["EntryPoints", "FastPath", "generate"]
@@ -78,6 +78,7 @@ class _Calling:
             f"{p}bytes": bytes,
             f"{p}KeyError": KeyError,
             f"{p}MISSING": MISSING,
+            f"{p}shallow": shallow_key,
         }
         positional: list[str] = []
         keywords: list[tuple[str, str]] = []
@@ -119,12 +120,14 @@ def generate(
     local: LocalCache | None,
     entry: EntryPoints,
     count_hits: bool = True,
+    copier: Callable[[Any], Any] | None = None,
 ) -> FastPath:
     """Compile the wrapper, the key binder and the countdown accessors for ``function``.
 
     The key is ``key_names`` (parameters, in order) or, when given, ``key_function``'s result.
     ``count_hits=False`` leaves fast-path hits uncounted and untimed; only the benchmark that
-    measures what counting costs uses it.
+    measures what counting costs uses it. ``copier`` (``copy=``) makes each L1 hit return a copy
+    (the slow path's ``run`` copies what it returns itself).
     """
     calling = _Calling.of(signature)
     p = calling.prefix
@@ -133,10 +136,14 @@ def generate(
         setup, values = [f"{p}kv = {p}key({calling.arguments})"], [f"{p}kv"]
     else:
         setup, values = [], list(key_names)
+    if copier is not None:
+        calling.namespace[f"{p}copy"] = copier
     by_name = {param.name: param for param in calling.params}
     variadic = any(by_name[v].kind in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD) for v in values if v in by_name)
     fast = local is not None and local.max_entries > 0 and not variadic
-    body = _wrapper_body(calling, setup, values, fast=fast, count_hits=count_hits, is_async=is_async)
+    body = _wrapper_body(
+        calling, setup, values, fast=fast, count_hits=count_hits, is_async=is_async, copies=copier is not None
+    )
     own_name = getattr(function, "__name__", "")
     name = own_name if _usable_name(own_name, by_name) else f"{p}wrapper"
     source = _source(calling, name, body, setup, values, is_async=is_async)
@@ -157,7 +164,14 @@ def _key_values(values: list[str]) -> str:
 
 
 def _wrapper_body(
-    calling: _Calling, setup: list[str], values: list[str], *, fast: bool, count_hits: bool, is_async: bool
+    calling: _Calling,
+    setup: list[str],
+    values: list[str],
+    *,
+    fast: bool,
+    count_hits: bool,
+    is_async: bool,
+    copies: bool = False,
 ) -> list[str]:
     """Return the wrapper's lines: L1 lookup (with countdown), else a hand-off to the slow path."""
     p = calling.prefix
@@ -175,20 +189,32 @@ def _wrapper_body(
         f"        {p}touch({p}k)",
         f"    except {p}KeyError:",
         "        pass",
-        f"    return {p}e[0]",
+        f"    return {p}copy({p}e[0])" if copies else f"    return {p}e[0]",
     ]
     run_miss = f"return {wait}{p}run({p}miss({p}k, {handoff}))"
-    body = list(setup)
     if fast and count_hits:
         # The sampled call only times its L1 look-up: on a miss it falls through to the same
         # hand-off as the others (one frame fewer per level for a recursive function).
-        body = [f"nonlocal {p}left", *setup, f"if {condition}:", f"    {p}k = {raw_key}", f"    {p}left -= 1"]
-        body += [f"    if {p}left:", *(f"        {line}" for line in lookup)]
-        body += ["    else:", f"        {p}e = {p}sample({p}k)", f"        if {p}e is not {p}MISSING:"]
-        body += [f"            return {p}e", f"    {run_miss}"]
+        found = [f"return {p}copy({p}e)" if copies else f"return {p}e"]
+        hit = [f"{p}left -= 1", f"if {p}left:", *(f"    {line}" for line in lookup)]
+        hit += [
+            "else:",
+            f"    {p}e = {p}sample({p}k)",
+            f"    if {p}e is not {p}MISSING:",
+            *(f"        {x}" for x in found),
+        ]
+        hit += [run_miss]
     elif fast:
-        body += [f"if {condition}:", f"    {p}k = {raw_key}"]
-        body += [f"    {line}" for line in [*lookup, run_miss]]
+        hit = [*lookup, run_miss]
+    body = list(setup)
+    if fast:
+        if count_hits:
+            body = [f"nonlocal {p}left", *setup]
+        body += [f"if {condition}:", f"    {p}k = {raw_key}", *(f"    {line}" for line in hit)]
+        # Flat containers of exact types (a dict argument, say) key as they are, typed: see
+        # shallow_key. Hashing them costs far less than encoding them.
+        body += [f"{p}k = {p}shallow({_key_values(values)})", f"if {p}k is not None:"]
+        body += [f"    {line}" for line in hit]
     body.append(f"return {wait}{p}run({p}slow({handoff}))")
     return body
 
