@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import hashables, normal_form, values
 from tiercache import UnkeyableArgumentError, tiered_cache
-from tiercache._keys import canonical_bytes, digest
+from tiercache._keys import SHALLOW_MAX_ITEMS, canonical_bytes, digest, shallow_key
 
 
 def key_of(*values: Any) -> bytes:
@@ -337,3 +337,83 @@ def test_cache_key_is_stable_for_an_instance_independent_of_identity() -> None:
 def test_uuid_keys_are_stable() -> None:
     value = uuid.UUID(int=5)
     assert key_of(value) == key_of(uuid.UUID(int=5)) != key_of(str(value))
+
+
+# -- shallow keys: flat containers of exact types key as they are, typed ---------------------
+
+exact_scalars = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3), st.binary(max_size=2))
+near_scalars = st.one_of(exact_scalars, st.booleans(), st.sampled_from([0.0, 1.0, 2.0]))
+flat = st.one_of(
+    near_scalars,
+    st.dictionaries(near_scalars.filter(lambda v: v == v), near_scalars, max_size=4),
+    st.lists(near_scalars, max_size=4),
+    st.lists(near_scalars, max_size=4).map(tuple),
+    st.sets(near_scalars, max_size=4),
+    st.frozensets(near_scalars, max_size=4),
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(flat, min_size=1, max_size=3), st.lists(flat, min_size=1, max_size=3))
+def test_shallow_keys_are_equal_exactly_for_the_same_typed_values(a: list[Any], b: list[Any]) -> None:
+    key_a, key_b = shallow_key(tuple(a)), shallow_key(tuple(b))
+    if key_a is not None and key_b is not None:
+        assert (key_a == key_b) == (normal_form(a) == normal_form(b))
+        hash(key_a)
+
+
+@given(st.lists(flat, min_size=1, max_size=3))
+def test_a_shallow_key_is_made_only_of_exact_types(values_: list[Any]) -> None:
+    exact = {str, int, bytes, type(None)}
+
+    def all_exact(value: Any) -> bool:
+        if type(value) is dict:
+            return all(type(k) in exact and type(v) in exact for k, v in value.items())
+        if type(value) in (list, tuple, set, frozenset):
+            return all(type(item) in exact for item in value)
+        return type(value) in exact
+
+    assert (shallow_key(tuple(values_)) is not None) == all(all_exact(value) for value in values_)
+
+
+def test_dict_arguments_hit_l1_typed_and_in_any_order() -> None:
+    runs: list[Any] = []
+
+    @tiered_cache(ttl_l2=None)
+    def search(filters: Any, page: int = 1) -> int:
+        runs.append(filters)
+        return len(runs)
+
+    assert search({"a": 1, "b": "x"}) == search({"b": "x", "a": 1}) == 1  # insertion order: no matter
+    assert search({1: "a"}) != search({True: "a"}) != search({1.0: "a"})  # types: they matter
+    assert search([1, 2]) != search((1, 2))
+    assert search({"a": 1, "b": "x"}, page=2) == 7
+    hits_before = search.cache_stats().l1_hits
+    for _ in range(3000):  # fast path, sampled and timed calls alike
+        assert search({"a": 1, "b": "x"}) == 1
+    assert search.cache_stats().l1_hits == hits_before + 3000
+
+
+def test_invalidating_a_call_with_a_dict_argument_drops_its_entry(fake_l2: Any) -> None:
+    version = [1]
+
+    @tiered_cache
+    def search(filters: dict[str, int]) -> int:
+        return version[0]
+
+    assert search({"a": 1}) == 1
+    version[0] = 2
+    search.cache_invalidate({"a": 1})
+    assert search({"a": 1}) == 2
+
+
+def test_containers_past_the_shallow_bound_key_canonically() -> None:
+    big = {i: i for i in range(SHALLOW_MAX_ITEMS + 1)}
+    assert shallow_key((big,)) is None and shallow_key((dict(list(big.items())[:-1]),)) is not None
+
+    @tiered_cache(ttl_l2=None)
+    def size(filters: dict[int, int]) -> int:
+        return len(filters)
+
+    assert size(big) == size(dict(big)) == SHALLOW_MAX_ITEMS + 1
+    assert size.cache_stats().l1_hits == 1

@@ -20,7 +20,7 @@ from ._codec import UnencodableError, encode_value
 from ._envelope import ABSENT
 from ._flight import Flights
 from ._identity import closure_tag
-from ._keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest
+from ._keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest, shallow_key
 from ._local import MISSING, Clock, LocalCache
 from ._remote import Endpoint
 from ._signing import Signer
@@ -94,9 +94,17 @@ def entry_size(key: Hashable, value: Any) -> int:
         value_size = len(encode_value(value))
     except UnencodableError:
         value_size = sys.getsizeof(value)  # (a type L2 cannot hold: its own size at least)
-    parts = key if type(key) is tuple else (key,)
-    key_size = sum(len(part) if isinstance(part, (str, bytes)) else 8 for part in parts)
-    return key_size + value_size + ENTRY_OVERHEAD
+    return _key_size(key, 0) + value_size + ENTRY_OVERHEAD
+
+
+def _key_size(part: Any, depth: int) -> int:
+    # A key's str and bytes by their length, anything else 8; into the containers of a shallow
+    # key (see shallow_key: a tuple of (type, items) pairs), three levels down at most.
+    if isinstance(part, (str, bytes)):
+        return len(part)
+    if depth < 3 and isinstance(part, (tuple, frozenset)):
+        return sum(_key_size(item, depth + 1) for item in part) + 8
+    return 8
 
 
 class FunctionCache(Tiers):
@@ -255,13 +263,17 @@ class FunctionCache(Tiers):
     def l1_key(self, key_values: tuple[Any, ...]) -> tuple[Hashable, bytes | None]:
         """Return a call's L1 key as the generated fast path builds it, and its encoding.
 
-        The canonical encoding is None when the key did not need one (all exact types).
+        The canonical encoding is None when the key did not need one (all exact types, or flat
+        containers of them: see shallow_key).
         """
         for value in key_values:
             if type(value) not in EXACT_TYPES:
                 break
         else:  # (a call checks such a key's size: see check_raw_key)
             return (key_values[0] if len(key_values) == 1 else key_values), None
+        shallow = shallow_key(key_values)
+        if shallow is not None:
+            return shallow, None
         canonical = self.canonical(key_values)
         # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
         # compare equal to those, so canonical keys cannot collide with raw ones.
@@ -284,6 +296,9 @@ class FunctionCache(Tiers):
         for value in key_values:
             if type(value) is str or type(value) is bytes:
                 size += len(value)
+            elif type(value) is not int and value is not None:
+                self.canonical(key_values)  # a container (a shallow key): its encoding decides
+                return
         if size > self.max_key_bytes:
             self.canonical(key_values)  # raises, naming the argument at fault
 

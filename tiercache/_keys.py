@@ -25,6 +25,7 @@ __all__ = [
     "canonical_bytes",
     "digest",
     "encoding_of",
+    "shallow_key",
 ]
 
 #: Bumped whenever the byte layout below changes, so old L2 entries are simply never found again.
@@ -34,6 +35,57 @@ KEY_FORMAT = 1
 #: these compare equal, so a raw tuple of them is as "typed" as the canonical bytes would be.
 #: bool and float are left out on purpose: ``1 == True == 1.0`` in Python.
 EXACT_TYPES: frozenset[type] = frozenset({str, int, bytes, type(None)})
+
+
+class _Shallow:
+    """Marks a shallow key (see shallow_key): no raw or canonical L1 key begins with it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<shallow key>"
+
+
+_SHALLOW = _Shallow()
+_SHAPED: frozenset[type] = frozenset({list, tuple, set, frozenset})
+#: Items a shallow key holds at most: past them the canonical encoding decides, and refuses
+#: what passes max_key_bytes after bounded work (a shallow key would hash it all, every call).
+SHALLOW_MAX_ITEMS = 4096
+
+
+def shallow_key(values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Return a typed L1 key for call values that are exact types or flat containers of them.
+
+    A dict, list, tuple, set or frozenset whose items are all of EXACT_TYPES keys as its type
+    and a frozenset (dict items, sets) or tuple (sequences) of them: built and hashed in C, so
+    an L1 hit with a 1,000-item dict costs what hashing it costs, not a canonical encoding.
+    Still typed: no two EXACT_TYPES values of distinct types are equal, and the container's
+    type is part of the key. None when a value is anything else, or the containers hold more
+    than SHALLOW_MAX_ITEMS items together (the canonical encoding then).
+    """
+    parts: list[Any] = [_SHALLOW]
+    exact = EXACT_TYPES
+    items = 0
+    for value in values:
+        kind = type(value)
+        if kind in exact:
+            parts.append(value)
+            continue
+        if kind is not dict and kind not in _SHAPED:
+            return None
+        items += len(value)
+        if items > SHALLOW_MAX_ITEMS:
+            return None
+        if kind is dict:
+            if not (set(map(type, value)) <= exact and set(map(type, value.values())) <= exact):
+                return None
+            parts.append((dict, frozenset(value.items())))
+        else:
+            if not set(map(type, value)) <= exact:
+                return None
+            parts.append((kind, frozenset(value) if kind is set or kind is frozenset else tuple(value)))
+    return tuple(parts)
+
 
 _MAX_DEPTH = 64
 #: The longest canonical encoding of a call's arguments, by default (``configure(max_key_bytes=)``).
