@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 import tiercache
-from benchmarks import flood, l1_costs, l1_hits, l2, zipf
+from benchmarks import arguments, flood, l1_costs, l1_hits, l2, zipf
 from benchmarks.harness import Scenario
 from tiercache._redis_process import RedisProcess
 
@@ -110,6 +110,8 @@ def main() -> int:
         scenarios = [
             *l1_hits.scenarios(loop),
             l1_costs.stats_cost_scenario(),
+            *(arguments.dict_argument(items) for items in (10, 100, 1000)),
+            arguments.copy_cost(),
             l2.sync_hit(server.url),
             l2.async_hit(server.url, loop),
             l2.miss_path(server.url),
@@ -121,6 +123,7 @@ def main() -> int:
             print(f"running: {scenario.name}", file=sys.stderr)
             scenario.run()
         memory = l1_costs.memory_rows()
+        depths = arguments.recursion_depths()
         print("running: a flood of forged clears", file=sys.stderr)
         floods = flood.rows(server.url)
         rates = zipf.rows(requests=50_000 if args.quick else 200_000)
@@ -159,6 +162,14 @@ def main() -> int:
         "| cache | bytes per entry |",
         "|---|---:|",
         *[f"| {label} | {size:.1f} |" for label, size in memory],
+        "",
+        "### How deep a memoized recursive function goes",
+        "",
+        f"Levels reached under the default recursion limit ({sys.getrecursionlimit():,}), each one a miss.",
+        "",
+        "| cache | levels |",
+        "|---|---:|",
+        *[f"| {label} | {levels:,} |" for label, levels in depths],
         "",
         "### Hit rates on a Zipf(1.0) stream over 100,000 keys, L1 = 1,000 entries",
         "",
