@@ -26,7 +26,9 @@ from tiercache._redis_process import RedisProcess
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisProcess]:
     process = RedisProcess(tmp_path).start()
-    tiercache.configure(redis_url=process.url)
+    # Generous timeouts: a loaded CI machine may take longer than 0.25 s to accept one of 50
+    # connections opened at once, and these tests are about pools and retries, not timeouts.
+    tiercache.configure(redis_url=process.url, timeout=2, connect_timeout=2)
     yield process
     process.stop()
 

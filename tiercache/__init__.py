@@ -4,16 +4,16 @@ from ._adapter import MemoryCache, MemoryCacheAdapter, MultiTierCache, MultiTier
 from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
 from ._codec import register_type
 from ._config import Settings, configure
-from ._decorator import (
+from ._decorator import tiered_cache
+from ._errors import InvalidationError, ReentrantCallError
+from ._keys import UnkeyableArgumentError
+from ._protocols import (
     AsyncCachedFunction,
     BoundAsyncCachedFunction,
     BoundCachedFunction,
     CachedFunction,
     CacheInfo,
-    tiered_cache,
 )
-from ._errors import InvalidationError, ReentrantCallError
-from ._keys import UnkeyableArgumentError
 from ._registry import stats
 from ._stats import CacheStats
 

@@ -1,6 +1,7 @@
 """``@tiered_cache``: check its arguments, build the function's cache and fast path.
 
-The wrapper also gets its ``cache_*`` methods (awaitable twins for async functions).
+The wrapper also gets its ``cache_*`` methods (awaitable twins for async functions); what type
+checkers see of it is in ``_protocols``.
 """
 
 from __future__ import annotations
@@ -10,149 +11,29 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from . import _config, _flow, _registry
 from ._config import check_namespace, check_seconds, check_size
 from ._fastpath import EntryPoints, generate
 from ._function import Call, FunctionCache
-from ._identity import NotAssignedYet, UnnamedClosureError, closure_identity
+from ._identity import identity_of
 from ._local import Clock
+from ._protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
 from ._remote import check_url
 from ._shells import run_async, run_sync
 from ._signing import signing_keys
 from ._stats import CacheStats
 
-__all__ = [
-    "AsyncCachedFunction",
-    "BoundAsyncCachedFunction",
-    "BoundCachedFunction",
-    "CacheInfo",
-    "CachedFunction",
-    "tiered_cache",
-]
+__all__ = ["tiered_cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-# For binding: the owner (S), the parameters after it (Q) and the result (T) of a method.
-S = TypeVar("S")
-Q = ParamSpec("Q")
-T = TypeVar("T")
-R_co = TypeVar("R_co", covariant=True)
 _OWNER = "tiered_cache()"
 #: What L1 can do when it is full (see LocalCache).
 L1_POLICIES = frozenset({"lru", "tinylfu"})
 #: ``lock=True``: how long the computing process holds a cold key, and others wait for it.
 DEFAULT_LOCK_SECONDS = 2.0
-
-
-class CacheInfo(NamedTuple):
-    """``functools``-style summary: hits (either tier), misses, L1 bound and L1 size."""
-
-    hits: int
-    misses: int
-    maxsize: int
-    currsize: int
-
-
-class BoundCachedFunction(Protocol[P, R_co]):
-    """A cached method, classmethod or function as an instance or class gives it: bound.
-
-    ``cache_key``/``cache_invalidate`` take the owner too: call them on the class attribute
-    (``Repository.lookup.cache_invalidate(repo, "name")``).
-    """
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
-    def cache_clear(self) -> None: ...
-    def cache_info(self) -> CacheInfo: ...
-    def cache_parameters(self) -> dict[str, Any]: ...
-
-
-class BoundAsyncCachedFunction(Protocol[P, R_co]):
-    """An async cached method or classmethod, bound (see BoundCachedFunction)."""
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
-    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
-    async def cache_clear(self) -> None: ...
-    def cache_info(self) -> CacheInfo: ...
-    def cache_parameters(self) -> dict[str, Any]: ...
-
-
-class CachedFunction(Protocol[P, R]):
-    """A sync function wrapped by ``@tiered_cache``.
-
-    Its ``__get__`` overloads tell type checkers how methods and classmethods bind (the generated
-    wrapper is a plain function, so Python binds it as it binds any function); a staticmethod
-    matches none of the binding overloads and stays as it is.
-    """
-
-    __wrapped__: Callable[P, R]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
-    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
-    def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
-    def cache_clear(self) -> None: ...
-    def cache_info(self) -> CacheInfo: ...
-    def cache_parameters(self) -> dict[str, Any]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from its class
-        self: Callable[Concatenate[type[S], Q], T], instance: None, owner: type[S]
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
-        self: Callable[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(
-        self: Callable[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
-
-
-class AsyncCachedFunction(Protocol[P, R]):
-    """An async function wrapped by ``@tiered_cache``; invalidation and clearing are awaitable."""
-
-    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
-    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
-    async def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
-    async def cache_clear(self) -> None: ...
-    def cache_info(self) -> CacheInfo: ...
-    def cache_parameters(self) -> dict[str, Any]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from its class
-        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]], instance: None, owner: type[S]
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
-        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]],
-        instance: S,
-        owner: type[Any] | None = None,
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(
-        self: Callable[Concatenate[S, Q], Coroutine[Any, Any, T]], instance: S, owner: type[Any] | None = None
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
-
-
-class _Decorator(Protocol):
-    @overload
-    def __call__(  # type: ignore[overload-overlap]  # async first: a coroutine function is also a Callable
-        self, function: Callable[P, Coroutine[Any, Any, R]]
-    ) -> AsyncCachedFunction[P, R]: ...
-    @overload
-    def __call__(self, function: Callable[P, R]) -> CachedFunction[P, R]: ...
 
 
 @overload
@@ -183,7 +64,7 @@ def tiered_cache(
     max_value_bytes: int | None = None,
     copy: bool | Callable[[Any], Any] = False,
     clock: Clock | None = None,
-) -> _Decorator: ...
+) -> Decorator: ...
 def tiered_cache(
     ttl_l1: Any = 600,
     ttl_l2: float | None = 86400,
@@ -437,7 +318,14 @@ def _decorate(function: Any, *, options: _Options) -> Any:
             f"(its parameters: {list(signature.parameters)})"
         )
     name = options.name or _qualified_name(function, label)
-    closure = _closure_identity(function, label, options)
+    closure = identity_of(
+        function,
+        label,
+        shared=options.ttl_l2 is not None,
+        named=options.name is not None,
+        versioned=options.version is not None,
+        limit=_config.current().max_key_bytes,
+    )
     is_async = inspect.iscoroutinefunction(function)
     key_names = (
         ("key(...)",)
@@ -484,44 +372,6 @@ def _decorate(function: Any, *, options: _Options) -> Any:
     _attach_methods(wrapper, cache, fast.bind, is_async, options)
     _registry.register(cache)
     return wrapper
-
-
-def _closure_identity(function: Any, label: str, options: _Options) -> bytes | Callable[[], bytes]:
-    """Return what tells this function apart from others its factory made (b"": nothing needed).
-
-    Only Redis is shared: an L1-only function is told apart by being another object, and a
-    function given a ``name=`` is what that name says. Otherwise its free variables are read
-    (now, or at its first call if one is assigned after it: a helper defined below it); one
-    without an encoding is an error, unless ``version=`` stands for them.
-    """
-    if options.ttl_l2 is None or options.name is not None:
-        return b""
-    if getattr(function, "__name__", None) == "<lambda>":
-        raise TypeError(
-            f"{label}: a lambda has no name of its own (every lambda of a module shares "
-            "'<module>.<lambda>', so their Redis keys would collide); pass name=... or use a def"
-        )
-    limit = _config.current().max_key_bytes
-
-    def read() -> bytes:
-        try:
-            return closure_identity(function, limit)
-        except UnnamedClosureError as exc:
-            if options.version is not None:
-                return b""
-            raise TypeError(
-                f"{label}: its free variable {exc.variable!r} has no stable encoding ({exc.reason}), "
-                "so functions made by the same factory could not be told apart in Redis (each would "
-                "read what the others wrote). Pass name=... or version=..., distinct for each "
-                "function the factory makes (version=table, say): it then stands for the free variables"
-            ) from None
-
-    try:
-        return closure_identity(function, limit)
-    except NotAssignedYet:
-        return read  # read at the first call that needs a Redis key
-    except UnnamedClosureError:
-        return read()
 
 
 def _qualified_name(function: Any, label: str) -> str:

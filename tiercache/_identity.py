@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from ._keys import encoding_of
 
-__all__ = ["NotAssignedYet", "UnnamedClosureError", "closure_identity", "closure_tag"]
+__all__ = ["NotAssignedYet", "UnnamedClosureError", "closure_identity", "closure_tag", "identity_of"]
 
 #: Functions held by free variables are followed this deep (their own free variables count too).
 _MAX_NESTING: Final = 8
@@ -33,6 +33,46 @@ class UnnamedClosureError(Exception):
 
 class NotAssignedYet(UnnamedClosureError):
     """A free variable is assigned after the function (a helper defined below it): ask again later."""
+
+
+def identity_of(
+    function: Callable[..., Any], label: str, *, shared: bool, named: bool, versioned: bool, limit: int
+) -> bytes | Callable[[], bytes]:
+    """Return what tells ``function`` apart from others its factory made (b"": nothing needed).
+
+    Only Redis is shared (``shared``: the function has an L2): an L1-only function is told apart
+    by being another object, and a function given a ``name=`` (``named``) is what that name says.
+    Otherwise its free variables are read: now, or (a callable returned) at its first call if
+    one is assigned after it, such as a helper defined below it. One without an encoding is a
+    TypeError naming ``label``, unless ``version=`` (``versioned``) stands for them.
+    """
+    if not shared or named:
+        return b""
+    if getattr(function, "__name__", None) == "<lambda>":
+        raise TypeError(
+            f"{label}: a lambda has no name of its own (every lambda of a module shares "
+            "'<module>.<lambda>', so their Redis keys would collide); pass name=... or use a def"
+        )
+
+    def read() -> bytes:
+        try:
+            return closure_identity(function, limit)
+        except UnnamedClosureError as exc:
+            if versioned:
+                return b""
+            raise TypeError(
+                f"{label}: its free variable {exc.variable!r} has no stable encoding ({exc.reason}), "
+                "so functions made by the same factory could not be told apart in Redis (each would "
+                "read what the others wrote). Pass name=... or version=..., distinct for each "
+                "function the factory makes (version=table, say): it then stands for the free variables"
+            ) from None
+
+    try:
+        return closure_identity(function, limit)
+    except NotAssignedYet:
+        return read  # read at the first call that needs a Redis key
+    except UnnamedClosureError:
+        return read()
 
 
 def closure_identity(function: Callable[..., Any], limit: int) -> bytes:

@@ -1,0 +1,140 @@
+"""The types ``@tiered_cache`` gives a function: what type checkers see of it and its methods.
+
+Protocols only: the wrapper is a generated plain function (see ``_fastpath``) with ``cache_*``
+attributes; these say so to mypy, with the function's own parameters and result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+
+from ._stats import CacheStats
+
+__all__ = [
+    "AsyncCachedFunction",
+    "BoundAsyncCachedFunction",
+    "BoundCachedFunction",
+    "CacheInfo",
+    "CachedFunction",
+    "Decorator",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+# For binding: the owner (S), the parameters after it (Q) and the result (T) of a method.
+S = TypeVar("S")
+Q = ParamSpec("Q")
+T = TypeVar("T")
+
+
+class CacheInfo(NamedTuple):
+    """``functools``-style summary: hits (either tier), misses, L1 bound and L1 size."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class BoundCachedFunction(Protocol[P, R_co]):
+    """A cached method, classmethod or function as an instance or class gives it: bound.
+
+    ``cache_key``/``cache_invalidate`` take the owner too: call them on the class attribute
+    (``Repository.lookup.cache_invalidate(repo, "name")``).
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+
+
+class BoundAsyncCachedFunction(Protocol[P, R_co]):
+    """An async cached method or classmethod, bound (see BoundCachedFunction)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    async def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+
+
+class CachedFunction(Protocol[P, R]):
+    """A sync function wrapped by ``@tiered_cache``.
+
+    Its ``__get__`` overloads tell type checkers how methods and classmethods bind (the generated
+    wrapper is a plain function, so Python binds it as it binds any function); a staticmethod
+    matches none of the binding overloads and stays as it is.
+    """
+
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+    @overload
+    def __get__(  # type: ignore[misc]  # a classmethod read from its class
+        self: Callable[Concatenate[type[S], Q], T], instance: None, owner: type[S]
+    ) -> BoundCachedFunction[Q, T]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+    @overload
+    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
+        self: Callable[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
+    ) -> BoundCachedFunction[Q, T]: ...
+    @overload
+    def __get__(
+        self: Callable[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
+    ) -> BoundCachedFunction[Q, T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+
+
+class AsyncCachedFunction(Protocol[P, R]):
+    """An async function wrapped by ``@tiered_cache``; invalidation and clearing are awaitable."""
+
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    async def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    async def cache_clear(self) -> None: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_parameters(self) -> dict[str, Any]: ...
+    @overload
+    def __get__(  # type: ignore[misc]  # a classmethod read from its class
+        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]], instance: None, owner: type[S]
+    ) -> BoundAsyncCachedFunction[Q, T]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
+        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]],
+        instance: S,
+        owner: type[Any] | None = None,
+    ) -> BoundAsyncCachedFunction[Q, T]: ...
+    @overload
+    def __get__(
+        self: Callable[Concatenate[S, Q], Coroutine[Any, Any, T]], instance: S, owner: type[Any] | None = None
+    ) -> BoundAsyncCachedFunction[Q, T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+
+
+class Decorator(Protocol):
+    """What ``@tiered_cache(...)`` returns: it decorates a sync or an async function."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # async first: a coroutine function is also a Callable
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __call__(self, function: Callable[P, R]) -> CachedFunction[P, R]: ...
