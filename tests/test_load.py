@@ -18,7 +18,7 @@ import redis.asyncio
 
 import tiercache
 from tests.support.clock import Clock
-from tiercache import _breaker, tiered_cache
+from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, _breaker, tiered_cache
 from tiercache._breaker import CircuitBreaker
 from tiercache._redis_process import RedisProcess
 
@@ -189,3 +189,20 @@ def test_the_threads_pool_waits_too(server: RedisProcess, isolated_settings: str
     stats = get.cache_stats()
     assert (stats.l2_errors, stats.l2_saturated) == (0, 0)
     assert written(server, isolated_settings) == 400
+
+
+def test_the_adapter_takes_its_pool_size_and_waits_too(server: RedisProcess) -> None:
+    with pytest.raises(ValueError, match="l2_max_connections"):
+        MultiTierCacheSettings(l2_max_connections=0)
+    settings = MultiTierCacheSettings(
+        l2_url=server.url, l1_enabled=False, l2_max_connections=2, l2_timeout=2, l2_connect_timeout=2
+    )
+
+    async def burst() -> dict[str, Any]:
+        cache = MultiTierCacheAdapter(settings)
+        await asyncio.gather(*(cache.set(f"k{i}", i) for i in range(100)))
+        assert await asyncio.gather(*(cache.get(f"k{i}") for i in range(100))) == list(range(100))
+        return await cache.get_metrics()
+
+    metrics = asyncio.run(burst())
+    assert (metrics["l2_errors"], metrics["l2_saturated"], metrics["degraded"]) == (0, 0, False)

@@ -48,6 +48,7 @@ class AdapterTiers(Tiers):
                 timeout=settings.l2_timeout,
                 connect_timeout=settings.l2_connect_timeout,
                 tls=settings.tls_options(),
+                max_connections=settings.l2_max_connections,
             )
             if settings.l2_enabled
             else None

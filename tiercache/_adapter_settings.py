@@ -126,6 +126,8 @@ class MultiTierCacheSettings(_Checked):
     signing_key: str | None = field(default=None, repr=False)
     max_value_bytes: int = 8 * 1024 * 1024
     coherent: bool = True
+    #: Connections per client (one for threads, one per event loop); a burst beyond waits.
+    l2_max_connections: int = 50
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -153,6 +155,7 @@ class MultiTierCacheSettings(_Checked):
         "signing_key": "optional text",
         "max_value_bytes": "count",
         "coherent": "bool",
+        "l2_max_connections": "count",
     }
 
     def _check(self) -> None:
