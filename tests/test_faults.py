@@ -143,7 +143,8 @@ def test_concurrent_coroutines_each_wait_one_timeout_at_most(server: RedisProces
     finally:
         server.resume()
     # One timeout each: their reads were coalesced into two MGETs, not a hundred connections.
-    assert max(latencies) < TIMEOUT + 0.05
+    # (Under two timeouts: a loaded machine can add tens of milliseconds to the one.)
+    assert max(latencies) < 1.8 * TIMEOUT
 
 
 def test_threads_never_see_redis_die_and_come_back(server: RedisProcess) -> None:

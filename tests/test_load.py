@@ -20,6 +20,7 @@ import tiercache
 from tests.support.clock import Clock
 from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, _breaker, tiered_cache
 from tiercache._breaker import CircuitBreaker
+from tiercache._pool import NO_CONNECTION, WaitingConnectionPool
 from tiercache._redis_process import RedisProcess
 
 
@@ -206,3 +207,32 @@ def test_the_adapter_takes_its_pool_size_and_waits_too(server: RedisProcess) -> 
 
     metrics = asyncio.run(burst())
     assert (metrics["l2_errors"], metrics["l2_saturated"], metrics["degraded"]) == (0, 0, False)
+
+
+def test_the_waiting_pool_serves_callers_in_turn_and_gives_up_in_time(server: RedisProcess) -> None:
+    async def scenario() -> None:
+        pool = WaitingConnectionPool.from_url(server.url, max_connections=2, wait=0.3)
+        client = redis.asyncio.Redis.from_pool(pool)
+        try:
+            # 50 commands through 2 connections: all done, none refused.
+            assert await asyncio.gather(*(client.ping() for _ in range(50))) == [True] * 50
+            # Both connections held: a third caller waits its 0.3 s, then gives up.
+            held = [await pool.get_connection(), await pool.get_connection()]
+            started = time.monotonic()
+            with pytest.raises(redis.ConnectionError, match=NO_CONNECTION):
+                await pool.get_connection()
+            assert 0.25 < time.monotonic() - started < 2
+            # A waiter cancelled while it waits leaves no trace; the next one gets a release.
+            cancelled = asyncio.ensure_future(pool.get_connection())
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            waiter = asyncio.ensure_future(pool.get_connection())
+            await asyncio.sleep(0.05)
+            await pool.release(held.pop())
+            got = await asyncio.wait_for(waiter, 1)
+            await pool.release(got)
+            await pool.release(held.pop())
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())

@@ -37,6 +37,7 @@ from ._envelope import (
     TOKEN_SIZE,
     fresh_since_absent,
 )
+from ._pool import NO_CONNECTION, WaitingConnectionPool
 
 __all__ = [
     "AsyncStore",
@@ -93,7 +94,7 @@ def _saturated(exc: BaseException) -> bool:
     # redis-py's own pool limit (a client the application built), or our blocking pool's wait
     # for a free connection running out: both come before any command is sent.
     return isinstance(exc, redis.exceptions.MaxConnectionsError) or (
-        isinstance(exc, redis.ConnectionError) and str(exc) == "No connection available."
+        isinstance(exc, redis.ConnectionError) and str(exc) == NO_CONNECTION
     )
 
 
@@ -269,7 +270,9 @@ class Endpoint:
             return redis.Redis.from_pool(pool)
 
         def make_async() -> redis.asyncio.Redis:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(url, retry=_async_retry_once(), **pooled)
+            waiting = {**pooled, "wait": pooled["timeout"]}
+            del waiting["timeout"]
+            pool = WaitingConnectionPool.from_url(url, retry=_async_retry_once(), **waiting)
             return redis.asyncio.Redis.from_pool(pool)
 
         def probe() -> bool:
