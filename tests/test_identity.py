@@ -171,3 +171,24 @@ def _module_level(key: str) -> str:
 def test_a_function_under_another_decorator_is_read_through_wrapped(fake_l2: Any) -> None:
     cached = tiered_cache(_module_level)
     assert cached("k") == "k" and ":tests.test_identity._module_level:" in cached.cache_key("k")
+
+
+class _Maker:
+    @classmethod
+    def build(cls, key: str) -> str:
+        return key
+
+
+def test_classmethods_and_builtins_in_a_closure_count_by_their_qualified_names(fake_l2: Any) -> None:
+    def make(helper: Callable[[str], Any]) -> Any:
+        @tiered_cache
+        def get(key: str) -> str:
+            return str(helper(key))
+
+        return get
+
+    assert make(_Maker.build).cache_key("k") == make(_Maker.build).cache_key("k")
+    assert make(_Maker.build).cache_key("k") != make(len).cache_key("k") != make(str.upper).cache_key("k")
+    assert closure_identity(make(_Maker.build).__wrapped__, 1 << 16).endswith(
+        b"tests.test_identity._Maker._Maker.build"
+    )

@@ -6,6 +6,7 @@ One table serves threads and coroutines alike; only the signal a follower waits 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -62,6 +63,9 @@ class Flight(Generic[SignalT]):
 #: a wait is followed to see whether it would come back to the waiter. Each waiter adds and
 #: removes its own edge; plain dict operations, atomic under the GIL.
 waiting: dict[Hashable, Flight[Any]] = {}
+# A forked child has only the thread that forked (which was not waiting): the parent's other
+# threads' edges would point at flights nobody settles, under idents new threads may reuse.
+os.register_at_fork(after_in_child=waiting.clear)
 
 
 def waits_on_itself(me: Hashable, flight: Flight[Any]) -> bool:

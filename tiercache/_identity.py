@@ -113,22 +113,32 @@ def _closure_of(function: Any, depth: int, limit: int, seen: set[int]) -> bytes:
 
 def _value_of(variable: str, value: Any, depth: int, limit: int, seen: set[int]) -> bytes:
     cache = getattr(value, "__tiercache__", None)
-    if cache is not None:  # another cached function: its label carries its own identity
-        return b"c" + str(cache.label).encode()
+    if cache is not None:  # another cached function: its key label carries its own identity
+        return b"c" + str(cache.key_label).encode()
     if isinstance(value, types.FunctionType):
         name = f"{value.__module__}.{value.__qualname__}".encode()
         if id(value) in seen or depth >= _MAX_NESTING:
             return b"f" + name
         return b"f" + name + b"(" + _closure_of(value, depth + 1, limit, seen | {id(value)}) + b")"
-    if isinstance(value, types.ModuleType):
-        return b"M" + value.__name__.encode()
-    if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
-        owner = value.__self__
-        if owner is None or isinstance(owner, (types.ModuleType, type)):  # len, a classmethod
-            module = getattr(owner, "__name__", "") if isinstance(owner, types.ModuleType) else ""
-            where = owner.__qualname__ if isinstance(owner, type) else module
-            return f"B{where}.{value.__qualname__}".encode()
+    named = _builtin_name(value)
+    if named is not None:
+        return named.encode()
     encoded, reason = encoding_of(value, limit)
     if encoded is None:
         raise UnnamedClosureError(variable, reason)
     return encoded
+
+
+def _builtin_name(value: Any) -> str | None:
+    """Name a module, a builtin function, a method of a builtin type or a classmethod; else None."""
+    if isinstance(value, types.ModuleType):
+        return f"M{value.__name__}"
+    if isinstance(value, (types.MethodDescriptorType, types.WrapperDescriptorType)):  # str.upper
+        return f"B{value.__objclass__.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
+        owner = value.__self__
+        if isinstance(owner, type):  # a classmethod, bound to its class
+            return f"B{owner.__module__}.{owner.__qualname__}.{value.__qualname__}"
+        if owner is None or isinstance(owner, types.ModuleType):  # len, os.getpid
+            return f"B{getattr(owner, '__name__', '')}.{value.__qualname__}"
+    return None
