@@ -28,6 +28,13 @@ S = TypeVar("S")
 Q = ParamSpec("Q")
 T = TypeVar("T")
 
+#: mypy reads ``MYPY`` as always true, so it sees only the ``else`` branches below; pyright sees
+#: both and keeps the first declaration. The two need ``__get__``'s self-type spelt differently
+#: to bind a method: mypy matches a callable (``Callable[Concatenate[S, Q], T]``) strictly, where
+#: the protocol itself would let it bind a staticmethod too; pyright matches only the protocol
+#: itself. tests/test_typing.py runs both over the same examples.
+MYPY = False
+
 
 class CacheInfo(NamedTuple):
     """``functools``-style summary: hits (either tier), misses, L1 bound and L1 size."""
@@ -79,22 +86,44 @@ class CachedFunction(Protocol[P, R]):
     def cache_clear(self) -> None: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_parameters(self) -> dict[str, Any]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from its class
-        self: Callable[Concatenate[type[S], Q], T], instance: None, owner: type[S]
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
-        self: Callable[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(
-        self: Callable[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
-    ) -> BoundCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+
+    if not MYPY:  # pyright (see MYPY above)
+
+        @overload
+        def __get__(
+            self: CachedFunction[Concatenate[type[S], Q], T], instance: None, owner: type[S]
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+        @overload
+        def __get__(
+            self: CachedFunction[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(
+            self: CachedFunction[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: object, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+
+    else:  # mypy (see MYPY above)
+
+        @overload
+        def __get__(  # type: ignore[misc]  # a classmethod read from its class
+            self: Callable[Concatenate[type[S], Q], T], instance: None, owner: type[S]
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+        @overload
+        def __get__(  # type: ignore[misc]  # a classmethod read from an instance
+            self: Callable[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(
+            self: Callable[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: object, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
 
 
 class AsyncCachedFunction(Protocol[P, R]):
@@ -109,24 +138,48 @@ class AsyncCachedFunction(Protocol[P, R]):
     async def cache_clear(self) -> None: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_parameters(self) -> dict[str, Any]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from its class
-        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]], instance: None, owner: type[S]
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
-    @overload
-    def __get__(  # type: ignore[misc]  # a classmethod read from an instance
-        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]],
-        instance: S,
-        owner: type[Any] | None = None,
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(
-        self: Callable[Concatenate[S, Q], Coroutine[Any, Any, T]], instance: S, owner: type[Any] | None = None
-    ) -> BoundAsyncCachedFunction[Q, T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+
+    if not MYPY:  # pyright (see MYPY above)
+
+        @overload
+        def __get__(
+            self: AsyncCachedFunction[Concatenate[type[S], Q], T], instance: None, owner: type[S]
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+        @overload
+        def __get__(
+            self: AsyncCachedFunction[Concatenate[type[S], Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(
+            self: AsyncCachedFunction[Concatenate[S, Q], T], instance: S, owner: type[Any] | None = None
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: object, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+
+    else:  # mypy (see MYPY above)
+
+        @overload
+        def __get__(  # type: ignore[misc]  # a classmethod read from its class
+            self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]], instance: None, owner: type[S]
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
+        @overload
+        def __get__(  # type: ignore[misc]  # a classmethod read from an instance
+            self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, T]],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(
+            self: Callable[Concatenate[S, Q], Coroutine[Any, Any, T]],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> BoundAsyncCachedFunction[Q, T]: ...
+        @overload
+        def __get__(self, instance: object, owner: type[Any] | None = None) -> AsyncCachedFunction[P, R]: ...
 
 
 class Decorator(Protocol):
