@@ -118,7 +118,7 @@ class Bus:
                 return
             if self._thread is None or not self._thread.is_alive():
                 self._start()
-            if not self._failing and asyncio.events._get_running_loop() is None:
+            if not self._failing and not _in_event_loop():
                 self._changed.wait_for(
                     lambda: channel in self._confirmed or self._failing, self._join_timeout
                 )
@@ -317,3 +317,12 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _in_event_loop() -> bool:
+    # An event loop must not block on a join: it would stall every task of the loop.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

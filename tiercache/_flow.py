@@ -2,8 +2,8 @@
 
 Each flow is a generator that decides, records and yields the I/O it wants done; it is sent the
 results (or has the I/O's exception thrown into it). ``_shells`` drives flows for sync and async
-callers, differing only by ``await``. Nothing here imports redis or asyncio, so every decision can
-be tested by sending values in.
+callers. Nothing here waits on I/O or imports asyncio (L2 appears only as its endpoint and error
+types), so every decision can be tested by sending values in.
 """
 
 from __future__ import annotations

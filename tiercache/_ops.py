@@ -6,7 +6,7 @@ or throws the operation's exception into the flow.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Hashable
+from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +53,8 @@ class Read:
     key: str
     generation_key: str | None
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.read(self.key, self.generation_key)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.read(self.key, self.generation_key)
 
 
@@ -70,12 +66,8 @@ class ReadMany:
     keys: tuple[str, ...]
     generation_key: str | None
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.read_many(self.keys, self.generation_key)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.read_many(self.keys, self.generation_key)
 
 
@@ -93,12 +85,8 @@ class Write:
     ttl_ms: int
     token: bytes
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.write(self.key, self.payload, self.ttl_ms, self.token)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.write(self.key, self.payload, self.ttl_ms, self.token)
 
 
@@ -110,12 +98,8 @@ class WriteMany:
     items: tuple[tuple[str, bytes, int], ...]
     announce: Announce = None
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.write_many(self.items, self.announce)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.write_many(self.items, self.announce)
 
 
@@ -129,12 +113,8 @@ class Invalidate:
     ttl_ms: int
     announce: Announce = None
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
 
 
@@ -148,12 +128,8 @@ class RaiseGeneration:
     step: int
     announce: Announce = None
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
 
 
@@ -163,12 +139,8 @@ class Ping:
 
     endpoint: Endpoint
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.ping()
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.ping()
 
 
@@ -181,12 +153,8 @@ class AcquireLock:
     token: bytes
     ttl_ms: int
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.acquire_lock(self.key, self.token, self.ttl_ms)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.acquire_lock(self.key, self.token, self.ttl_ms)
 
 
@@ -198,12 +166,8 @@ class ReleaseLock:
     key: str
     token: bytes
 
-    def perform(self, store: SyncStore) -> Any:
-        """Do it with a sync store."""
-        return store.release_lock(self.key, self.token)
-
-    def aperform(self, store: AsyncStore) -> Awaitable[Any]:
-        """Do it with an async store (return the store call's awaitable)."""
+    def perform(self, store: SyncStore | AsyncStore) -> Any:
+        """Do it: the result, or the awaitable of it from an async store (same method names)."""
         return store.release_lock(self.key, self.token)
 
 
@@ -254,7 +218,7 @@ class Spawn:
     flow: Generator[Any, Any, Any]
 
 
-#: The operations on L2; each performs itself on a store (``perform`` / ``aperform``).
+#: The operations on L2; each performs itself on a store (``perform``; awaited for an async one).
 REMOTE_OPS = (Read, ReadMany, Write, WriteMany, Invalidate, RaiseGeneration, Ping, AcquireLock, ReleaseLock)
 RemoteOp = (
     Read | ReadMany | Write | WriteMany | Invalidate | RaiseGeneration | Ping | AcquireLock | ReleaseLock

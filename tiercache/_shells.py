@@ -106,8 +106,7 @@ def _wait_on(me: Hashable, flight: Flight[Any], label: str) -> None:
 
 
 def _perform_sync(op: Op) -> Any:
-    if isinstance(op, REMOTE_OPS):
-        return op.perform(op.endpoint.sync_store())
+    # (L2 operations and Compute never get here: run_sync performs them itself, first.)
     if isinstance(op, Sleep):
         return time.sleep(op.seconds)
     if isinstance(op, Spawn):
@@ -131,7 +130,7 @@ async def run_async(
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first, as in run_sync
                 try:
-                    reply = await op.aperform(op.endpoint.async_store())  # type: ignore[union-attr]
+                    reply = await op.perform(op.endpoint.async_store())  # type: ignore[union-attr]
                 except Exception as exc:
                     error = exc
                 continue
@@ -184,8 +183,7 @@ async def _join_async(
 
 
 async def _perform_async(op: Op) -> Any:
-    if isinstance(op, REMOTE_OPS):
-        return await op.aperform(op.endpoint.async_store())
+    # (L2 operations never get here: run_async performs them itself, first.)
     if isinstance(op, Compute):
         call = op.call
         if call.kwargs is None:
