@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 import tiercache
-from benchmarks import arguments, flood, l1_costs, l1_hits, l2, zipf
+from benchmarks import arguments, flood, frames, l1_costs, l1_hits, l2, zipf
 from benchmarks.harness import Scenario
 from tiercache._redis_process import RedisProcess
 
@@ -124,6 +124,7 @@ def main() -> int:
             scenario.run()
         memory = l1_costs.memory_rows()
         depths = arguments.recursion_depths()
+        paths = frames.rows(server.url)
         print("running: a flood of forged clears", file=sys.stderr)
         floods = flood.rows(server.url)
         rates = zipf.rows(requests=50_000 if args.quick else 200_000)
@@ -162,6 +163,15 @@ def main() -> int:
         "| cache | bytes per entry |",
         "|---|---:|",
         *[f"| {label} | {size:.1f} |" for label, size in memory],
+        "",
+        "### tiercache frames per call",
+        "",
+        "Python functions of the package (and its generated fast path) one call enters, counted with",
+        "`sys.setprofile`: what an L2 round trip costs beyond Redis is mostly these.",
+        "",
+        "| call | frames |",
+        "|---|---:|",
+        *[f"| {label} | {count} |" for label, count in paths],
         "",
         "### How deep a memoized recursive function goes",
         "",
