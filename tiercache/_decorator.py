@@ -398,7 +398,11 @@ def _entry_points(
         l1_key, canonical = cache.l1_key(key_values)
         return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical))
 
-    return EntryPoints(run, miss, cache.timed_l1_hit, slow)
+    def canonical(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        l1_key, encoded = cache.canonical_l1_key(key_values)
+        return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, encoded))
+
+    return EntryPoints(run, miss, cache.timed_l1_hit, slow, canonical)
 
 
 def _copying(run: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:

@@ -32,12 +32,15 @@ class EntryPoints:
     ``sample`` times an L1 look-up (MISSING on a miss). ``miss`` and ``slow`` return the call's
     flow, which the wrapper hands to ``run`` itself: a recursive cached function then costs three
     frames per level (the wrapper, ``run`` and the function), not one more for a hand-off helper.
+    ``canonical`` is ``slow`` for a wrapper that already found the key neither exact nor shallow:
+    it goes straight to the canonical encoding.
     """
 
     run: Callable[..., Any]
     miss: Callable[..., Any]
     sample: Callable[..., Any]
     slow: Callable[..., Any]
+    canonical: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,14 @@ def generate(
     data = local.data if local is not None else OrderedDict()
     clock = local.clock if local is not None else float
     wrapper, bind, ticks, refill = calling.namespace[f"{p}factory"](
-        data.get, data.move_to_end, clock, EXACT_TYPES, entry.run, entry.miss, entry.sample, entry.slow
+        data.get,
+        data.move_to_end,
+        clock,
+        EXACT_TYPES,
+        entry.run,
+        entry.miss,
+        entry.sample,
+        entry.canonical if fast else entry.slow,
     )
     return FastPath(wrapper, bind, ticks, refill)
 

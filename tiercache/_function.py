@@ -274,6 +274,13 @@ class FunctionCache(Tiers):
         shallow = shallow_key(key_values)
         if shallow is not None:
             return shallow, None
+        return self.canonical_l1_key(key_values)
+
+    def canonical_l1_key(self, key_values: tuple[Any, ...]) -> tuple[Hashable, bytes]:
+        """Return the L1 key of a call whose key values are neither exact nor shallow, and its encoding.
+
+        (The fast path calls this once it has found so itself: l1_key would look again.)
+        """
         canonical = self.canonical(key_values)
         # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
         # compare equal to those, so canonical keys cannot collide with raw ones.

@@ -54,25 +54,28 @@ def identity_of(
             "'<module>.<lambda>', so their Redis keys would collide); pass name=... or use a def"
         )
 
+    def unnamed(exc: UnnamedClosureError) -> bytes:
+        if versioned:
+            return b""
+        raise TypeError(
+            f"{label}: its free variable {exc.variable!r} has no stable encoding ({exc.reason}), "
+            "so functions made by the same factory could not be told apart in Redis (each would "
+            "read what the others wrote). Pass name=... or version=..., distinct for each "
+            "function the factory makes (version=table, say): it then stands for the free variables"
+        ) from None
+
     def read() -> bytes:
         try:
             return closure_identity(function, limit)
         except UnnamedClosureError as exc:
-            if versioned:
-                return b""
-            raise TypeError(
-                f"{label}: its free variable {exc.variable!r} has no stable encoding ({exc.reason}), "
-                "so functions made by the same factory could not be told apart in Redis (each would "
-                "read what the others wrote). Pass name=... or version=..., distinct for each "
-                "function the factory makes (version=table, say): it then stands for the free variables"
-            ) from None
+            return unnamed(exc)
 
     try:
         return closure_identity(function, limit)
     except NotAssignedYet:
         return read  # read at the first call that needs a Redis key
-    except UnnamedClosureError:
-        return read()
+    except UnnamedClosureError as exc:
+        return unnamed(exc)
 
 
 def closure_identity(function: Callable[..., Any], limit: int) -> bytes:

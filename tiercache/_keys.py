@@ -350,15 +350,18 @@ def encoding_of(value: Any, limit: int = DEFAULT_MAX_KEY_BYTES) -> tuple[bytes |
         _encode(value, out, 0)
         _check_size(len(out), limit, value)
     except _Unkeyable as exc:
-        reason = exc.reason or f"a {_type_name(type(exc.value))} has no canonical encoding"
-        return None, (f"at {exc.path}: " if exc.path else "") + reason
+        return None, (f"at {exc.path}: " if exc.path else "") + _reason(exc)
     return bytes(out), ""
+
+
+def _reason(exc: _Unkeyable) -> str:
+    return exc.reason or f"a {_type_name(type(exc.value))} has no canonical encoding"
 
 
 def _explain(exc: _Unkeyable, name: str, function: str) -> UnkeyableArgumentError:
     path = exc.path if len(exc.path) <= 60 else exc.path[:59] + "…"
     where = f"argument {name!r}" + (f" (at {name}{path})" if path else "")
-    what = exc.reason or f"a {_type_name(type(exc.value))} has no canonical encoding"
+    what = _reason(exc)
     return UnkeyableArgumentError(
         f"tiered_cache: cannot build a cache key for {function}(): {where}: {what}. "
         f"Pass key=... to build the key yourself, ignore=({name!r},) to leave it out of the key, "

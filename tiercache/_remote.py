@@ -263,16 +263,18 @@ class Endpoint:
         if cluster_url is not None:
             return cls._cluster_from_url(url, cluster_url, options)
 
-        pooled = {**options, "max_connections": max_connections, "timeout": max(POOL_WAIT, 10 * timeout)}
+        wait = max(POOL_WAIT, 10 * timeout)
 
         def make_sync() -> redis.Redis:
-            pool = redis.BlockingConnectionPool.from_url(url, retry=_retry_once(), **pooled)
+            pool = redis.BlockingConnectionPool.from_url(
+                url, retry=_retry_once(), max_connections=max_connections, timeout=wait, **options
+            )
             return redis.Redis.from_pool(pool)
 
         def make_async() -> redis.asyncio.Redis:
-            waiting = {**pooled, "wait": pooled["timeout"]}
-            del waiting["timeout"]
-            pool = WaitingConnectionPool.from_url(url, retry=_async_retry_once(), **waiting)
+            pool = WaitingConnectionPool.from_url(
+                url, retry=_async_retry_once(), max_connections=max_connections, wait=wait, **options
+            )
             return redis.asyncio.Redis.from_pool(pool)
 
         def probe() -> bool:
