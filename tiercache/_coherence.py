@@ -214,14 +214,15 @@ class Bus:
         for member in members:
             member.set_deaf(True)
         if was_up:
+            for member in members:
+                member.drop_local(None, keep_stale=True)
+            # Counted (and said) once the L1s are flushed: whoever sees the loss sees it handled.
             self.losses += 1
             logger.warning(
                 "tiercache: lost the invalidation channel of %s (%s); L1 flushed, reconnecting",
                 self.name,
                 exc,
             )
-            for member in members:
-                member.drop_local(None, keep_stale=True)
         elif warn:
             logger.warning(
                 "tiercache: cannot follow the invalidation channel of %s (%s); until it can, L1 "
