@@ -21,7 +21,7 @@ from pathlib import Path
 import tiercache
 from benchmarks import arguments, flood, frames, l1_costs, l1_hits, l2, zipf
 from benchmarks.harness import Scenario
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 PACKAGES = [
     "tiercache",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import tiercache
 from tests.faults import Caller, Record, black_hole, until
-from tiercache import _config
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._decorator import config as _config
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 TIMEOUT, CONNECT_TIMEOUT = 0.1, 0.25
 

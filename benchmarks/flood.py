@@ -18,7 +18,7 @@ from tiercache import tiered_cache
 
 PUBLISHER = """
 import sys, time, redis
-from tiercache._announcement import encode
+from tiercache._l2.announcement import encode
 url, channel, prefix, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 client = redis.Redis.from_url(url)
 message = encode(channel, b"attacker", prefix, None, None)

@@ -18,7 +18,7 @@ from typing import Any
 
 import tiercache
 from tiercache import tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 _PACKAGE = str(Path(tiercache.__file__).parent)
 

@@ -12,7 +12,9 @@ from typing import Any
 import cachetools
 
 from benchmarks.harness import Scenario, Subject, ran_once, timed_sync
-from tiercache import _decorator, _fastpath, tiered_cache
+from tiercache import tiered_cache
+from tiercache._decorator import decorator as _decorator
+from tiercache._decorator import fastpath as _fastpath
 
 
 @contextlib.contextmanager

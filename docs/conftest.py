@@ -16,8 +16,8 @@ from typing import Any
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-from tiercache import _config
-from tiercache._redis_process import RedisProcess
+from tiercache._decorator import config as _config
+from tiercache._tools.redis_process import RedisProcess
 
 _server: RedisProcess | None = None
 

@@ -15,8 +15,8 @@ import fakeredis
 import pytest
 
 import tiercache
-from tiercache import _config
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._decorator import config as _config
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 pytest_plugins = ["pytester"]
 

@@ -24,7 +24,7 @@ from tiercache import (
     MultiTierCacheAdapter,
     MultiTierCacheSettings,
 )
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.asyncio
 

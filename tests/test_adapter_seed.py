@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.asyncio
 

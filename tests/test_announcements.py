@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 import tiercache
 from tests.faults import until
 from tiercache import tiered_cache
-from tiercache._announcement import encode, parse
-from tiercache._coherence import channel_for
-from tiercache._redis_process import RedisProcess
-from tiercache._signing import Signer
+from tiercache._l2.announcement import encode, parse
+from tiercache._l2.coherence import channel_for
+from tiercache._l2.signing import Signer
+from tiercache._tools.redis_process import RedisProcess
 
 KEY = b"k" * 16
 digests = st.lists(st.text("0123456789abcdef", min_size=32, max_size=32), max_size=20)

@@ -8,7 +8,7 @@ import pytest
 
 import tiercache
 from tiercache import tiered_cache
-from tiercache._config import Settings
+from tiercache._decorator.config import Settings
 
 
 def f(a: int) -> int:

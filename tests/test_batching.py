@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tiercache import tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.asyncio
 

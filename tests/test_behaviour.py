@@ -12,7 +12,7 @@ import pytest
 import tiercache
 from tests.support.clock import Clock
 from tests.support.subjects import Subject, make_subject
-from tiercache import _tiers
+from tiercache._core import tiers as _tiers
 
 SETUPS = [
     pytest.param(("l1", None), id="l1"),

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import tiercache
 from tiercache import UnkeyableArgumentError, tiered_cache
-from tiercache._keys import DEFAULT_MAX_KEY_BYTES
-from tiercache._local import LocalCache
+from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
+from tiercache._l1.lru import LocalCache
 
 
 def test_a_huge_argument_is_refused_after_bounded_work() -> None:

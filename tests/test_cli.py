@@ -15,9 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tiercache
-from tiercache import MultiTierCache, MultiTierCacheSettings, _cli, tiered_cache
-from tiercache._admin import ADAPTER, owner_of
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._l2.keyspace import ADAPTER, owner_of
+from tiercache._tools import cli as _cli
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.redis_server
 

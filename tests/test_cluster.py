@@ -14,8 +14,9 @@ import redis.asyncio.cluster
 import redis.cluster
 
 import tiercache
-from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, _cli, tiered_cache
-from tiercache._redis_process import RedisClusterProcesses
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache._tools import cli as _cli
+from tiercache._tools.redis_process import RedisClusterProcesses
 
 pytestmark = pytest.mark.slow
 

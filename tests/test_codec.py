@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import same_typed, values
 from tiercache import register_type, tiered_cache
-from tiercache._codec import DecodeError, UnencodableError, decode_value, encode_value
+from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 
 
 @given(values)

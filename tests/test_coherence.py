@@ -17,8 +17,8 @@ import pytest
 
 import tiercache
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
-from tiercache._redis_process import RedisProcess
+from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
+from tiercache._tools.redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

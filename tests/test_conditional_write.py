@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from tiercache._envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, new_token, seal, token_of, tombstone
-from tiercache._redis_process import RedisProcess
-from tiercache._remote import Endpoint
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, new_token, seal, token_of, tombstone
+from tiercache._l2.remote import Endpoint
+from tiercache._tools.redis_process import RedisProcess
 
 
 def value(token: bytes, generation: int = 0) -> bytes:

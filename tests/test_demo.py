@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiercache import _cli, _demo
-from tiercache._demo.report import as_json
-from tiercache._demo.runner import FunctionResult, PhaseResult
-from tiercache._demo.scenario import Zipf
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._tools import cli as _cli
+from tiercache._tools import demo as _demo
+from tiercache._tools.demo.report import as_json
+from tiercache._tools.demo.runner import FunctionResult, PhaseResult
+from tiercache._tools.demo.scenario import Zipf
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 WORKERS, REQUESTS = 2, 40
 

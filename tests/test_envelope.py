@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiercache._codec import DecodeError
-from tiercache._envelope import (
+from tiercache._l2.codec import DecodeError
+from tiercache._l2.envelope import (
     ABSENT,
     FOREIGN_TOKEN,
     FORMAT_VERSION,

@@ -13,11 +13,11 @@ import pytest
 
 import tiercache
 from tests.faults import Caller, Record, black_hole, expected, until
-from tiercache import _breaker
-from tiercache._codec import encode_value
-from tiercache._coherence import JOIN_WAIT
-from tiercache._envelope import FORMAT_VERSION, NO_TOKEN, open_envelope, seal
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._l2 import breaker as _breaker
+from tiercache._l2.codec import encode_value
+from tiercache._l2.coherence import JOIN_WAIT
+from tiercache._l2.envelope import FORMAT_VERSION, NO_TOKEN, open_envelope, seal
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 
-from tiercache import _flow, tiered_cache
-from tiercache._codec import encode_value
-from tiercache._envelope import ABSENT, NO_TOKEN, prefix_of, seal, token_of, tombstone
-from tiercache._flight import Settled
-from tiercache._function import Call, FunctionCache
-from tiercache._ops import (
+from tiercache import tiered_cache
+from tiercache._core.flights import Settled
+from tiercache._core.ops import (
     AcquireLock,
     Compute,
     Invalidate,
@@ -26,7 +23,11 @@ from tiercache._ops import (
     Spawn,
     Write,
 )
-from tiercache._remote import RemoteRejected, RemoteUnavailable
+from tiercache._decorator import flow as _flow
+from tiercache._decorator.function import Call, FunctionCache
+from tiercache._l2.codec import encode_value
+from tiercache._l2.envelope import ABSENT, NO_TOKEN, prefix_of, seal, token_of, tombstone
+from tiercache._l2.remote import RemoteRejected, RemoteUnavailable
 
 Flow = Generator[Any, Any, Any]
 

@@ -19,9 +19,9 @@ import msgpack
 import pytest
 
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._codec import MAX_HASHED, MAX_NESTING, MAX_OBJECTS, DecodeError, decode_value, encode_value
-from tiercache._envelope import NO_TOKEN, seal
-from tiercache._redis_process import RedisProcess
+from tiercache._l2.codec import MAX_HASHED, MAX_NESTING, MAX_OBJECTS, DecodeError, decode_value, encode_value
+from tiercache._l2.envelope import NO_TOKEN, seal
+from tiercache._tools.redis_process import RedisProcess
 
 _names = itertools.count()
 P = 2**61 - 1  # an int's hash is the int modulo this

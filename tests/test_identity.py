@@ -15,7 +15,7 @@ from hypothesis import given, settings
 
 from tests.strategies import normal_form, values
 from tiercache import tiered_cache
-from tiercache._identity import closure_identity
+from tiercache._decorator.identity import closure_identity
 
 DB = {"users": {1: "alice"}, "orders": {1: "order-1"}}
 

@@ -23,7 +23,7 @@ import redis
 
 from tests.support.delay_proxy import DelayProxy
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import hashables, normal_form, values
 from tiercache import UnkeyableArgumentError, tiered_cache
-from tiercache._keys import SHALLOW_MAX_ITEMS, canonical_bytes, digest, shallow_key
+from tiercache._decorator.keys import SHALLOW_MAX_ITEMS, canonical_bytes, digest, shallow_key
 
 
 def key_of(*values: Any) -> bytes:
@@ -74,7 +74,7 @@ def test_keys_are_stable_across_processes_and_hash_seeds() -> None:
     """The digest of a set/dict argument is the same under any PYTHONHASHSEED."""
     program = textwrap.dedent(
         """
-        from tiercache._keys import canonical_bytes, digest
+        from tiercache._decorator.keys import canonical_bytes, digest
         value = ({"b", "a", "c", "d"}, {"x": frozenset({1, 2, 3}), "y": ("t", 1.5)})
         print(digest(canonical_bytes(value, ("a", "b"), "f"), b"p"))
         """

@@ -18,10 +18,11 @@ import redis.asyncio
 
 import tiercache
 from tests.support.clock import Clock
-from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, _breaker, tiered_cache
-from tiercache._breaker import CircuitBreaker
-from tiercache._pool import NO_CONNECTION, WaitingConnectionPool
-from tiercache._redis_process import RedisProcess
+from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache._l2 import breaker as _breaker
+from tiercache._l2.breaker import CircuitBreaker
+from tiercache._l2.pool import NO_CONNECTION, WaitingConnectionPool
+from tiercache._tools.redis_process import RedisProcess
 
 
 @pytest.fixture

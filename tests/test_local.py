@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.support.clock import Clock
-from tiercache._local import MISSING, LocalCache
+from tiercache._l1.lru import MISSING, LocalCache
 
 
 class LRUModel(RuleBasedStateMachine):

@@ -10,7 +10,7 @@ import pytest
 
 from tests import lock_worker
 from tiercache import tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

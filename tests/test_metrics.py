@@ -12,8 +12,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tiercache import _registry, tiered_cache
-from tiercache._stats import LatencyHistogram
+from tiercache import tiered_cache
+from tiercache._core.stats import LatencyHistogram
+from tiercache._decorator import registry as _registry
 from tiercache.metrics.otel import instrument
 from tiercache.metrics.prometheus import TiercacheCollector
 

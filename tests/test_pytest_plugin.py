@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tiercache import tiered_cache
-from tiercache._redis_process import RedisProcess, free_port
+from tiercache._tools.redis_process import RedisProcess, free_port
 from tiercache.testing import assert_cache_stats
 
 CACHED = """

@@ -11,8 +11,10 @@ import pytest
 import redis
 
 import tiercache
-from tiercache import _cli, _config, tiered_cache
-from tiercache._redis_process import RedisProcess
+from tiercache import tiered_cache
+from tiercache._decorator import config as _config
+from tiercache._tools import cli as _cli
+from tiercache._tools.redis_process import RedisProcess
 
 
 def test_entries_are_set_with_px_ttl_l2_and_our_envelope(real_l2: str, redis_server: RedisProcess) -> None:

@@ -25,8 +25,8 @@ from tiercache import (
     MultiTierCacheSettings,
     tiered_cache,
 )
-from tiercache._coherence import DEAF_L1_SECONDS
-from tiercache._redis_process import RedisProcess
+from tiercache._l2.coherence import DEAF_L1_SECONDS
+from tiercache._tools.redis_process import RedisProcess
 
 _users = itertools.count()
 

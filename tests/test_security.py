@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 import tiercache
 from tests.strategies import normal_form, values
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._codec import DecodeError, decode_value, encode_value
-from tiercache._envelope import NO_TOKEN, seal
-from tiercache._keys import canonical_bytes, digest
-from tiercache._redis_process import RedisProcess, free_port
-from tiercache._remote import Endpoint
-from tiercache._signing import Signer
-from tiercache._tiers import DEADLINE_SLACK, GENERATION_RECHECK
+from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
+from tiercache._decorator.keys import canonical_bytes, digest
+from tiercache._l2.codec import DecodeError, decode_value, encode_value
+from tiercache._l2.envelope import NO_TOKEN, seal
+from tiercache._l2.remote import Endpoint
+from tiercache._l2.signing import Signer
+from tiercache._tools.redis_process import RedisProcess, free_port
 
 KEY_1 = "first-signing-key-0123456789"
 KEY_2 = "second-signing-key-9876543210"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiercache._stats import CacheStats, LatencyHistogram
+from tiercache._core.stats import CacheStats, LatencyHistogram
 
 
 @given(st.integers(min_value=0, max_value=10**13))

@@ -1,21 +1,26 @@
 """tiercache: memoize slow lookups in an in-process L1 and a shared Redis L2."""
 
-from ._adapter import MemoryCache, MemoryCacheAdapter, MultiTierCache, MultiTierCacheAdapter
-from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
-from ._codec import register_type
-from ._config import Settings, configure
-from ._decorator import tiered_cache
-from ._errors import InvalidationError, ReentrantCallError
-from ._keys import UnkeyableArgumentError
-from ._protocols import (
+from tiercache._adapter.adapter import (
+    MemoryCache,
+    MemoryCacheAdapter,
+    MultiTierCache,
+    MultiTierCacheAdapter,
+)
+from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
+from tiercache._core.stats import CacheStats
+from tiercache._decorator.config import Settings, configure
+from tiercache._decorator.decorator import tiered_cache
+from tiercache._decorator.keys import UnkeyableArgumentError
+from tiercache._decorator.protocols import (
     AsyncCachedFunction,
     BoundAsyncCachedFunction,
     BoundCachedFunction,
     CachedFunction,
     CacheInfo,
 )
-from ._registry import stats
-from ._stats import CacheStats
+from tiercache._decorator.registry import stats
+from tiercache._errors import InvalidationError, ReentrantCallError
+from tiercache._l2.codec import register_type
 
 __all__ = [
     "AsyncCachedFunction",

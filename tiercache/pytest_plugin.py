@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from . import _admin, _config
-from ._remote import redact_url
-from .testing import assert_cache_stats, forget_local_caches
+from tiercache._decorator import config as _config
+from tiercache._l2 import keyspace as _admin
+from tiercache._l2.remote import redact_url
+from tiercache.testing import assert_cache_stats, forget_local_caches
 
 __all__ = ["assert_cache_stats", "tiercache_disabled", "tiercache_isolated", "tiercache_l2"]
 

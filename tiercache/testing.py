@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
-from . import _registry
-from ._stats import CacheStats
+from tiercache._core.stats import CacheStats
+from tiercache._decorator import registry as _registry
 
 __all__ = ["assert_cache_stats", "forget_local_caches"]
 

@@ -14,8 +14,8 @@ import sys
 import atheris  # type: ignore[import-not-found]
 
 with atheris.instrument_imports():
-    from tiercache._codec import DecodeError, decode_value
-    from tiercache._envelope import open_envelope
+    from tiercache._l2.codec import DecodeError, decode_value
+    from tiercache._l2.envelope import open_envelope
 
 
 def one_input(data: bytes) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .. import _registry
-from .._stats import CacheStats, LatencyHistogram
+from tiercache._core.stats import CacheStats, LatencyHistogram
+from tiercache._decorator import registry as _registry
 
 __all__ = ["COUNTERS", "Reading", "readings"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from ._source import COUNTERS, Reading, readings
+from tiercache.metrics._source import COUNTERS, Reading, readings
 
 __all__ = ["instrument"]
 

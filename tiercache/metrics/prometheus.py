@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._source import COUNTERS, readings
+from tiercache.metrics._source import COUNTERS, readings
 
 __all__ = ["DEFAULT_BUCKETS", "TiercacheCollector"]
 

@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._keys import encoding_of
+from tiercache._decorator.keys import encoding_of
 
 __all__ = ["NotAssignedYet", "UnnamedClosureError", "closure_identity", "closure_tag", "identity_of"]
 

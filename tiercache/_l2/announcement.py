@@ -18,7 +18,7 @@ import struct
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
-from ._signing import MAC_SIZE, Signer
+from tiercache._l2.signing import MAC_SIZE, Signer
 
 __all__ = ["DIGEST_LENGTH", "Announcement", "encode", "parse"]
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from ._admission import FrequencySketch
+from tiercache._l1.admission import FrequencySketch
 
 __all__ = ["MISSING", "Clock", "LocalCache"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
-from .runner import PhaseResult
-from .scenario import FUNCTIONS
+from tiercache._tools.demo.runner import PhaseResult
+from tiercache._tools.demo.scenario import FUNCTIONS
 
 __all__ = ["as_json", "plot", "table"]
 

@@ -14,15 +14,15 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
-from ._announcement import DIGEST_LENGTH
-from ._codec import DecodeError, UnencodableError, decode_value, encode_value
-from ._coherence import DEAF_L1_SECONDS, announcement, channel_for
-from ._envelope import generation_from, open_current, open_envelope, prefix_of, seal
-from ._errors import InvalidationError
-from ._local import MISSING, LocalCache
-from ._remote import Endpoint, RemoteError, RemoteSaturated, RemoteUnavailable
-from ._signing import MAC_SIZE, Signer
-from ._stats import CacheStats, StatsRecorder
+from tiercache._core.stats import CacheStats, StatsRecorder
+from tiercache._errors import InvalidationError
+from tiercache._l1.lru import MISSING, LocalCache
+from tiercache._l2.announcement import DIGEST_LENGTH
+from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
+from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
+from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal
+from tiercache._l2.remote import Endpoint, RemoteError, RemoteSaturated, RemoteUnavailable
+from tiercache._l2.signing import MAC_SIZE, Signer
 
 __all__ = [
     "DEADLINE_SLACK",

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._config import check_namespace
-from ._remote import check_url, redact_url
-from ._signing import signing_keys
+from tiercache._decorator.config import check_namespace
+from tiercache._l2.remote import check_url, redact_url
+from tiercache._l2.signing import signing_keys
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
 

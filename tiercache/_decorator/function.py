@@ -14,18 +14,25 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
-from . import _config
-from ._announcement import DIGEST_LENGTH
-from ._codec import UnencodableError, encode_value
-from ._envelope import ABSENT
-from ._flight import Flights
-from ._identity import closure_tag
-from ._keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, KEY_FORMAT, canonical_bytes, digest, shallow_key
-from ._local import MISSING, Clock, LocalCache
-from ._remote import Endpoint
-from ._signing import Signer
-from ._stats import ERROR, FAST
-from ._tiers import Tiers
+from tiercache._core.flights import Flights
+from tiercache._core.stats import ERROR, FAST
+from tiercache._core.tiers import Tiers
+from tiercache._decorator import config as _config
+from tiercache._decorator.identity import closure_tag
+from tiercache._decorator.keys import (
+    DEFAULT_MAX_KEY_BYTES,
+    EXACT_TYPES,
+    KEY_FORMAT,
+    canonical_bytes,
+    digest,
+    shallow_key,
+)
+from tiercache._l1.lru import MISSING, Clock, LocalCache
+from tiercache._l2.announcement import DIGEST_LENGTH
+from tiercache._l2.codec import UnencodableError, encode_value
+from tiercache._l2.envelope import ABSENT
+from tiercache._l2.remote import Endpoint
+from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]
 

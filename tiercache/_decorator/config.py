@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._keys import DEFAULT_MAX_KEY_BYTES
-from ._remote import DEFAULT_MAX_CONNECTIONS, Endpoint, check_url, redact_url
-from ._signing import signing_keys
+from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
+from tiercache._l2.remote import DEFAULT_MAX_CONNECTIONS, Endpoint, check_url, redact_url
+from tiercache._l2.signing import signing_keys
 
 __all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "restore", "version"]
 

@@ -20,8 +20,8 @@ import os
 import struct
 from typing import Final, NamedTuple
 
-from ._codec import DecodeError
-from ._signing import MAC_SIZE
+from tiercache._l2.codec import DecodeError
+from tiercache._l2.signing import MAC_SIZE
 
 __all__ = [
     "ABSENT",

@@ -13,11 +13,8 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
-from ._envelope import FOREIGN_TOKEN, carried, token_of
-from ._flight import Settled
-from ._function import Call
-from ._local import MISSING
-from ._ops import (
+from tiercache._core.flights import Settled
+from tiercache._core.ops import (
     AcquireLock,
     Compute,
     Flow,
@@ -34,14 +31,17 @@ from ._ops import (
     new_generation,
     replay_repairs,
 )
-from ._remote import Endpoint, RemoteError, RemoteUnavailable
-from ._stats import LOOKED_UP
+from tiercache._core.stats import LOOKED_UP
+from tiercache._decorator.function import Call
+from tiercache._l1.lru import MISSING
+from tiercache._l2.envelope import FOREIGN_TOKEN, carried, token_of
+from tiercache._l2.remote import Endpoint, RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
 TOMBSTONE_MARGIN: Final = 1.0
 
 if TYPE_CHECKING:
-    from ._function import FunctionCache
+    from tiercache._decorator.function import FunctionCache
 
 __all__ = ["clear", "invalidate", "refresh", "serve"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
-from ._stats import CacheStats
+from tiercache._core.stats import CacheStats
 
 __all__ = [
     "AsyncCachedFunction",

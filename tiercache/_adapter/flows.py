@@ -10,9 +10,7 @@ import time
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._envelope import NO_TOKEN
-from ._local import MISSING
-from ._ops import (
+from tiercache._core.ops import (
     Flow,
     Op,
     Ping,
@@ -23,10 +21,12 @@ from ._ops import (
     new_generation,
     replay_repairs,
 )
-from ._remote import Endpoint
+from tiercache._l1.lru import MISSING
+from tiercache._l2.envelope import NO_TOKEN
+from tiercache._l2.remote import Endpoint
 
 if TYPE_CHECKING:
-    from ._adapter import AdapterTiers
+    from tiercache._adapter.adapter import AdapterTiers
 
 __all__ = ["clear", "delete", "get_many", "ping", "set_many"]
 

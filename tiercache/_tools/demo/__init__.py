@@ -18,12 +18,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from .. import _admin
-from .._redis_process import RedisProcess, redis_server_binary
-from .._remote import redact_url
-from . import report
-from .runner import DemoError, PhaseResult, run_phase
-from .scenario import FUNCTIONS
+from tiercache._l2 import keyspace as _admin
+from tiercache._l2.remote import redact_url
+from tiercache._tools.demo import report as report
+from tiercache._tools.demo.runner import DemoError, PhaseResult, run_phase
+from tiercache._tools.demo.scenario import FUNCTIONS
+from tiercache._tools.redis_process import RedisProcess, redis_server_binary
 
 __all__ = ["DemoError", "DemoOptions", "run"]
 

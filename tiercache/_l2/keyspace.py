@@ -15,10 +15,10 @@ from typing import Any
 import redis
 import redis.cluster
 
-from ._announcement import encode
-from ._coherence import channel_for
-from ._remote import check_url, plain_cluster_url
-from ._signing import Signer
+from tiercache._l2.announcement import encode
+from tiercache._l2.coherence import channel_for
+from tiercache._l2.remote import check_url, plain_cluster_url
+from tiercache._l2.signing import Signer
 
 __all__ = ["ADAPTER", "FAILURES", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
 

@@ -13,10 +13,10 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from . import _background
-from ._errors import ReentrantCallError
-from ._flight import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
-from ._ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Sleep, Spawn
+from tiercache import _background
+from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
+from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Sleep, Spawn
+from tiercache._errors import ReentrantCallError
 
 __all__ = ["run_async", "run_sync"]
 

@@ -10,14 +10,14 @@ from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._envelope import new_token, tombstone
-from ._flight import Settled
-from ._remote import Announce, Endpoint, RemoteError, RemoteUnavailable
+from tiercache._core.flights import Settled
+from tiercache._l2.envelope import new_token, tombstone
+from tiercache._l2.remote import Announce, Endpoint, RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
-    from ._function import Call, FunctionCache
-    from ._remote import AsyncStore, SyncStore
-    from ._tiers import Tiers
+    from tiercache._core.tiers import Tiers
+    from tiercache._decorator.function import Call, FunctionCache
+    from tiercache._l2.remote import AsyncStore, SyncStore
 
 __all__ = [
     "REMOTE_OPS",

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from . import _adapter_flows as flows
-from ._adapter_settings import MemoryCacheSettings, MultiTierCacheSettings
-from ._announcement import DIGEST_LENGTH
-from ._local import Clock, LocalCache
-from ._remote import Endpoint
-from ._shells import run_async, run_sync
-from ._signing import Signer, signing_keys
-from ._tiers import Tiers
+from tiercache._adapter import flows
+from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
+from tiercache._core.shells import run_async, run_sync
+from tiercache._core.tiers import Tiers
+from tiercache._l1.lru import Clock, LocalCache
+from tiercache._l2.announcement import DIGEST_LENGTH
+from tiercache._l2.remote import Endpoint
+from tiercache._l2.signing import Signer, signing_keys
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
 

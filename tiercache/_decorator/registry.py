@@ -8,11 +8,11 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from . import _config
+from tiercache._decorator import config as _config
 
 if TYPE_CHECKING:
-    from ._function import FunctionCache
-    from ._stats import CacheStats
+    from tiercache._core.stats import CacheStats
+    from tiercache._decorator.function import FunctionCache
 
 __all__ = ["all_caches", "forget_all", "named_caches", "register", "stats"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .scenario import FUNCTIONS, Plan, WorkerResult, run_worker
+from tiercache._tools.demo.scenario import FUNCTIONS, Plan, WorkerResult, run_worker
 
 __all__ = ["DemoError", "FunctionResult", "PhaseResult", "run_phase"]
 

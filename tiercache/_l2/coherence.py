@@ -27,8 +27,8 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Protocol
 
-from ._announcement import encode, parse
-from ._signing import Signer
+from tiercache._l2.announcement import encode, parse
+from tiercache._l2.signing import Signer
 
 __all__ = ["Bus", "Member", "announcement", "channel_for"]
 

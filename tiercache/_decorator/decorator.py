@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
-from . import _config, _flow, _registry
-from ._config import check_namespace, check_seconds, check_size
-from ._fastpath import EntryPoints, generate
-from ._function import Call, FunctionCache
-from ._identity import identity_of
-from ._local import Clock
-from ._protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
-from ._remote import check_url
-from ._shells import run_async, run_sync
-from ._signing import signing_keys
-from ._stats import CacheStats
+from tiercache._core.shells import run_async, run_sync
+from tiercache._core.stats import CacheStats
+from tiercache._decorator import config as _config
+from tiercache._decorator import flow as _flow
+from tiercache._decorator import registry as _registry
+from tiercache._decorator.config import check_namespace, check_seconds, check_size
+from tiercache._decorator.fastpath import EntryPoints, generate
+from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.identity import identity_of
+from tiercache._decorator.protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
+from tiercache._l1.lru import Clock
+from tiercache._l2.remote import check_url
+from tiercache._l2.signing import signing_keys
 
 __all__ = ["tiered_cache"]
 

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import _admin
-from ._config import DEFAULT_REDIS_URL
-from ._remote import redact_url
-from ._signing import Signer, signing_keys
+from tiercache._decorator.config import DEFAULT_REDIS_URL
+from tiercache._l2 import keyspace as _admin
+from tiercache._l2.remote import redact_url
+from tiercache._l2.signing import Signer, signing_keys
 
 __all__ = ["main"]
 
@@ -107,7 +107,7 @@ def _demo(args: argparse.Namespace) -> int:
     _needs("rich", "cli")
     if args.plot is not None:
         _needs("matplotlib", "plot")
-    from ._demo import DemoError, DemoOptions, run  # noqa: PLC0415 - imports rich
+    from tiercache._tools.demo import DemoError, DemoOptions, run  # noqa: PLC0415 - imports rich
 
     try:
         return run(DemoOptions(args.workers, args.requests, args.json, args.plot))

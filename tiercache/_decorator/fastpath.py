@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._keys import EXACT_TYPES, shallow_key
-from ._local import MISSING, LocalCache
+from tiercache._decorator.keys import EXACT_TYPES, shallow_key
+from tiercache._l1.lru import MISSING, LocalCache
 
 __all__ = ["EntryPoints", "FastPath", "generate"]
 

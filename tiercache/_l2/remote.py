@@ -25,10 +25,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import _background
-from ._breaker import CircuitBreaker
-from ._coherence import LOST_AFTER, Bus
-from ._envelope import (
+from tiercache import _background
+from tiercache._l2.breaker import CircuitBreaker
+from tiercache._l2.coherence import LOST_AFTER, Bus
+from tiercache._l2.envelope import (
     ABSENT,
     FOREIGN_TOKEN,
     LEAD,
@@ -37,7 +37,7 @@ from ._envelope import (
     TOKEN_SIZE,
     fresh_since_absent,
 )
-from ._pool import NO_CONNECTION, WaitingConnectionPool
+from tiercache._l2.pool import NO_CONNECTION, WaitingConnectionPool
 
 __all__ = [
     "AsyncStore",
