@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, new_token, seal, token_of, tombstone
-from tiercache._l2.remote import Endpoint
 from tiercache._tools.redis_process import RedisProcess
 
 

@@ -27,7 +27,7 @@ from tiercache._decorator import flow as _flow
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._l2.codec import encode_value
 from tiercache._l2.envelope import ABSENT, NO_TOKEN, prefix_of, seal, token_of, tombstone
-from tiercache._l2.remote import RemoteRejected, RemoteUnavailable
+from tiercache._l2.errors import RemoteRejected, RemoteUnavailable
 
 Flow = Generator[Any, Any, Any]
 

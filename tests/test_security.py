@@ -25,8 +25,8 @@ from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
 from tiercache._decorator.keys import canonical_bytes, digest
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import NO_TOKEN, seal
-from tiercache._l2.remote import Endpoint
 from tiercache._l2.signing import Signer
 from tiercache._tools.redis_process import RedisProcess, free_port
 

@@ -25,7 +25,7 @@ import pytest
 
 from tiercache._decorator import config as _config
 from tiercache._l2 import keyspace as _admin
-from tiercache._l2.remote import redact_url
+from tiercache._l2.urls import redact_url
 from tiercache.testing import assert_cache_stats, forget_local_caches
 
 __all__ = ["assert_cache_stats", "tiercache_disabled", "tiercache_isolated", "tiercache_l2"]

@@ -19,7 +19,7 @@ from tiercache._core.shells import run_async, run_sync
 from tiercache._core.tiers import Tiers
 from tiercache._l1.lru import Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.remote import Endpoint
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.signing import Signer, signing_keys
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]

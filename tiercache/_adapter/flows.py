@@ -22,8 +22,8 @@ from tiercache._core.ops import (
     replay_repairs,
 )
 from tiercache._l1.lru import MISSING
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import NO_TOKEN
-from tiercache._l2.remote import Endpoint
 
 if TYPE_CHECKING:
     from tiercache._adapter.adapter import AdapterTiers

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tiercache._decorator.config import check_namespace
-from tiercache._l2.remote import check_url, redact_url
 from tiercache._l2.signing import signing_keys
+from tiercache._l2.urls import check_url, redact_url
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
 

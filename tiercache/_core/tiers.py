@@ -20,8 +20,9 @@ from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal
-from tiercache._l2.remote import Endpoint, RemoteError, RemoteSaturated, RemoteUnavailable
+from tiercache._l2.errors import RemoteError, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
 __all__ = [

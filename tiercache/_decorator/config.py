@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
-from tiercache._l2.remote import DEFAULT_MAX_CONNECTIONS, Endpoint, check_url, redact_url
+from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 from tiercache._l2.signing import signing_keys
+from tiercache._l2.urls import DEFAULT_REDIS_URL, check_url, redact_url
 
-__all__ = ["DEFAULT_REDIS_URL", "Settings", "configure", "current", "endpoint_for", "restore", "version"]
+__all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "version"]
 
-DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -24,8 +24,8 @@ from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.identity import identity_of
 from tiercache._decorator.protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
 from tiercache._l1.lru import Clock
-from tiercache._l2.remote import check_url
 from tiercache._l2.signing import signing_keys
+from tiercache._l2.urls import check_url
 
 __all__ = ["tiered_cache"]
 

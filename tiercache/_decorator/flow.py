@@ -34,8 +34,9 @@ from tiercache._core.ops import (
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import FOREIGN_TOKEN, carried, token_of
-from tiercache._l2.remote import Endpoint, RemoteError, RemoteUnavailable
+from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
 TOMBSTONE_MARGIN: Final = 1.0

@@ -30,8 +30,8 @@ from tiercache._decorator.keys import (
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import ABSENT
-from tiercache._l2.remote import Endpoint
 from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]

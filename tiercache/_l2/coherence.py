@@ -67,6 +67,10 @@ class Member(Protocol):
         """Bound L1 lifetimes to DEAF_L1_SECONDS while announcements cannot be heard (or lift it)."""
 
 
+#: ``(channel, message)`` to publish after a change, or None.
+Announce = tuple[str, bytes] | None
+
+
 def channel_for(namespace: str) -> str:
     """Return the pub/sub channel of ``namespace``."""
     return f"{namespace}:invalidations"

@@ -17,8 +17,8 @@ import redis.cluster
 
 from tiercache._l2.announcement import encode
 from tiercache._l2.coherence import channel_for
-from tiercache._l2.remote import check_url, plain_cluster_url
 from tiercache._l2.signing import Signer
+from tiercache._l2.urls import check_url, plain_cluster_url
 
 __all__ = ["ADAPTER", "FAILURES", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
 

@@ -16,10 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tiercache._decorator.config import DEFAULT_REDIS_URL
 from tiercache._l2 import keyspace as _admin
-from tiercache._l2.remote import redact_url
 from tiercache._l2.signing import Signer, signing_keys
+from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
 
 __all__ = ["main"]
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tiercache._l2 import keyspace as _admin
-from tiercache._l2.remote import redact_url
+from tiercache._l2.urls import redact_url
 from tiercache._tools.demo import report as report
 from tiercache._tools.demo.runner import DemoError, PhaseResult, run_phase
 from tiercache._tools.demo.scenario import FUNCTIONS

@@ -1,0 +1,330 @@
+"""One Redis deployment (standalone or cluster): its clients, stores, breaker and channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import urllib.parse
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tiercache import _background
+from tiercache._l2.breaker import CircuitBreaker
+from tiercache._l2.coherence import LOST_AFTER, Bus
+from tiercache._l2.errors import RemoteUnavailable
+from tiercache._l2.pool import WaitingConnectionPool
+from tiercache._l2.stores import AsyncStore, SyncStore
+from tiercache._l2.urls import plain_cluster_url, redact_url
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Endpoint"]
+
+logger = logging.getLogger("tiercache")
+
+#: Connections per client by default (configure(max_connections=)).
+DEFAULT_MAX_CONNECTIONS: Final = 50
+#: The least a caller waits for a pooled connection to come free before it skips L2.
+POOL_WAIT: Final = 1.0
+
+
+def _retry_once() -> Retry:
+    # A connection that died under us (a Redis restart, CLIENT KILL, an idle timeout) is tried
+    # once more on a fresh one before the operation counts as failed; a timeout is not retried
+    # (the timeout bounds the call). Every command we send may be sent twice: a write that
+    # landed but lost its reply finds its own value and is refused, which only costs a miss.
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+def _async_retry_once() -> AsyncRetry:
+    return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+AsyncClientSource = Callable[[], "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]
+
+
+class Endpoint:
+    """One Redis deployment, shared by every function and adapter that uses it.
+
+    Holds the sync store (its client is thread-safe and pooled) and one async store per event
+    loop: an asyncio connection belongs to the loop that opened it and is never used from
+    another. Built from a URL, or from client objects the application made itself. A Redis
+    Cluster is the same to the tiers: its stores split multi-key commands by slot.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        make_sync: Callable[[], Any],
+        make_async: AsyncClientSource,
+        *,
+        async_per_loop: bool = True,
+        probe: Callable[[], bool] | None = None,
+        subscribe: Callable[[int], Any] | None = None,
+        cluster: bool = False,
+    ) -> None:
+        self.name = name
+        self._make_sync = make_sync
+        self._make_async = make_async
+        self._async_per_loop = async_per_loop
+        self.cluster = cluster
+        # Cross-process invalidations; None when no sync connection can be made to listen on.
+        self.bus = Bus(name, subscribe) if subscribe is not None else None
+        self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
+        # Bumped whenever the breaker opens: pooled connections may all be dead now (a Redis
+        # restart kills every one of them), so each store drops its pool before its next use.
+        self.epoch = 0
+        self._lock = threading.Lock()
+        self._sync: SyncStore | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._shared_async: AsyncStore | None = None
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_store: AsyncStore | None = None
+        self._access_checked: set[str] = set()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        tls: dict[str, str] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> Endpoint:
+        """Return an endpoint whose clients connect to ``url`` with these timeouts.
+
+        ``tls`` adds redis-py's TLS options (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``)
+        for a ``rediss://`` URL; the URL's query may carry them as well. Each client keeps at
+        most ``max_connections``; callers beyond them wait for one (see RemoteSaturated).
+        """
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            # One attempt per operation: the timeout bounds a call, and the breaker decides
+            # when to try again, not redis-py's own retry loop.
+            "retry_on_error": [],
+            **(tls or {}),
+        }
+        if url.startswith("rediss"):
+            # redis-py 5 checked no host names: a certificate for any host its CA signed would
+            # do. (A URL's own ?ssl_check_hostname= still wins: redis-py applies it last.)
+            options["ssl_check_hostname"] = True
+        cluster_url = plain_cluster_url(url)
+        if cluster_url is not None:
+            return cls._cluster_from_url(url, cluster_url, options)
+
+        wait = max(POOL_WAIT, 10 * timeout)
+
+        def make_sync() -> redis.Redis:
+            pool = redis.BlockingConnectionPool.from_url(
+                url, retry=_retry_once(), max_connections=max_connections, timeout=wait, **options
+            )
+            return redis.Redis.from_pool(pool)
+
+        def make_async() -> redis.asyncio.Redis:
+            pool = WaitingConnectionPool.from_url(
+                url, retry=_async_retry_once(), max_connections=max_connections, wait=wait, **options
+            )
+            return redis.asyncio.Redis.from_pool(pool)
+
+        def probe() -> bool:
+            # A connection of its own: the pool's may be the dead ones that failed.
+            client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+            try:
+                return bool(client.ping())
+            except Exception:  # any failure means "not back yet"
+                return False
+            finally:
+                client.close()
+
+        def subscribe(_attempt: int) -> Any:
+            # Its own client: a subscribed connection can do nothing else, and waits longer.
+            listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
+            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+
+        return cls(
+            redact_url(url),
+            make_sync,
+            make_async,
+            probe=probe,
+            subscribe=subscribe,
+        )
+
+    @classmethod
+    def _cluster_from_url(cls, url: str, cluster_url: str, options: dict[str, Any]) -> Endpoint:
+        # The cluster client follows MOVED/ASK and refreshes its slot map itself; with no retries
+        # of ours, a dead primary costs one timeout per operation until the breaker opens.
+        options = {key: value for key, value in options.items() if key != "retry_on_error"}
+        endpoint: Endpoint
+
+        def make_sync() -> redis.cluster.RedisCluster:
+            return redis.cluster.RedisCluster.from_url(cluster_url, retry=Retry(NoBackoff(), 0), **options)
+
+        def make_async() -> redis.asyncio.cluster.RedisCluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                cluster_url, retry=AsyncRetry(NoBackoff(), 0), **options
+            )
+
+        def probe() -> bool:
+            client = make_sync()
+            try:
+                return bool(client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES))
+            except Exception:  # any failure (a primary still down) means "not back yet"
+                return False
+            finally:
+                client.close()
+
+        def subscribe(attempt: int) -> Any:
+            # PUBLISH reaches every node of a cluster: listen on any reachable one, the next
+            # one after each failure.
+            nodes = [(node.host, node.port) for node in endpoint.sync_store().client.get_nodes()]
+            parts = urllib.parse.urlsplit(cluster_url)
+            host, port = nodes[attempt % len(nodes)] if nodes else (parts.hostname, parts.port or 6379)
+            netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+            node_url = urllib.parse.urlunsplit(parts._replace(netloc=f"{netloc}{host}:{port}"))
+            listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
+            return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+
+        endpoint = cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, cluster=True)
+        return endpoint
+
+    @classmethod
+    def from_clients(
+        cls,
+        sync_client: redis.Redis | redis.cluster.RedisCluster | None,
+        async_client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | AsyncClientSource | None,
+    ) -> Endpoint:
+        """Return an endpoint over clients the application built (for sync and/or async use).
+
+        ``async_client`` may be a client, used from whichever loop calls (the application
+        then keeps to one loop), or a zero-argument factory called once per event loop.
+        """
+
+        def missing() -> Any:
+            raise RemoteUnavailable("this endpoint was configured without a client for this kind of caller")
+
+        make_async: AsyncClientSource
+        if async_client is None:
+            make_async, per_loop = missing, False
+        elif isinstance(async_client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+            make_async, per_loop = (lambda: async_client), False
+        else:
+            make_async, per_loop = async_client, True
+        make_sync = missing if sync_client is None else (lambda: sync_client)
+        kind = type(sync_client if sync_client is not None else async_client).__qualname__
+        cluster = isinstance(sync_client, redis.cluster.RedisCluster) or isinstance(
+            async_client, redis.asyncio.cluster.RedisCluster
+        )
+
+        def probe() -> bool:
+            try:
+                return bool(sync_client is not None and sync_client.ping())
+            except Exception:  # any failure means "not back yet"
+                return False
+
+        def subscribe(attempt: int) -> Any:
+            if isinstance(sync_client, redis.cluster.RedisCluster):
+                nodes = sync_client.get_nodes()  # type: ignore[no-untyped-call]
+                return nodes[attempt % len(nodes)].redis_connection.pubsub()
+            return cast("redis.Redis", sync_client).pubsub()  # type: ignore[no-untyped-call]
+
+        # Without a sync client nothing can probe or listen from a thread: calls probe, one at a
+        # time, and L1s follow TTLs only.
+        return cls(
+            f"client {kind}",
+            make_sync,
+            make_async,
+            async_per_loop=per_loop,
+            probe=probe if sync_client is not None else None,
+            subscribe=subscribe if sync_client is not None else None,
+            cluster=cluster,
+        )
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name!r})"
+
+    def check_access(self, namespace: str, channel: str) -> None:
+        """Check once per namespace, in the background, that our Redis user may run what caches need.
+
+        Warns once, naming the commands the server's ACL denies. Where the server cannot say
+        (no ACL DRYRUN, or a user who may not run it), the first refusal is logged instead.
+        """
+        with self._lock:
+            if namespace in self._access_checked:
+                return
+            self._access_checked.add(namespace)
+        _background.submit(lambda: self._report_access(namespace, channel))
+
+    def _report_access(self, namespace: str, channel: str) -> None:
+        try:
+            denied = self.sync_store().missing_permissions(namespace, channel)
+        except Exception:  # no sync client, or Redis is down: the calls will say so
+            return
+        if denied:
+            logger.warning(
+                "tiercache: the Redis user at %s may not run %s on %s:*; values will not be stored "
+                "there and cache_invalidate()/cache_clear() raise InvalidationError",
+                self.name,
+                ", ".join(denied),
+                namespace,
+            )
+
+    def _connections_went_bad(self) -> None:
+        self.epoch += 1
+
+    def sync_store(self) -> SyncStore:
+        """Return the store for sync callers."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = SyncStore(self._make_sync(), self)
+        return self._sync
+
+    def async_store(self) -> AsyncStore:
+        """Return the store for coroutines running on the current event loop."""
+        if not self._async_per_loop:
+            if self._shared_async is None:
+                self._shared_async = AsyncStore(self._make_async(), self)
+            return self._shared_async
+        loop = asyncio.get_running_loop()
+        if loop is self._last_loop and self._last_store is not None:
+            return self._last_store  # the common case, without a weakref lookup
+        store = self._async.get(loop)
+        if store is None:
+            store = self._async[loop] = AsyncStore(self._make_async(), self)
+            store.close_with_loop(lambda: self._forget_loop(loop))
+        self._last_loop, self._last_store = loop, store
+        return store
+
+    def _forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._async.pop(loop, None)
+        if self._last_loop is loop:
+            self._last_loop, self._last_store = None, None
+
+    def close(self) -> None:
+        """Stop probing and listening; drop the sync client's connections (async ones go with their loops)."""
+        self.breaker.stop()
+        if self.bus is not None:
+            self.bus.stop()
+        if self._sync is not None:
+            self._sync.client.close()
+
+    async def aclose(self) -> None:
+        """Like close(), and close the running loop's async connections now too."""
+        self.close()
+        loop = asyncio.get_running_loop()
+        store = self._shared_async if not self._async_per_loop else self._async.get(loop)
+        self._forget_loop(loop)
+        if store is not None:
+            await store.client.aclose()

@@ -1,0 +1,39 @@
+"""The errors every L2 failure becomes; no redis import, so the core can catch them.
+
+Every failure leaves the stores as one of two kinds: ``RemoteUnavailable`` when the endpoint
+could not be reached or did not answer in time (the circuit breaker counts these), and
+``RemoteRejected`` when Redis answered with an error about one command (a key of another type,
+out of memory, no permission), which says nothing about the endpoint's health.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RemoteError", "RemoteRejected", "RemoteSaturated", "RemoteUnavailable"]
+
+
+class RemoteError(Exception):
+    """An L2 operation failed."""
+
+
+class RemoteUnavailable(RemoteError):
+    """Redis could not be reached, or did not answer within the timeout."""
+
+
+class RemoteSaturated(RemoteUnavailable):
+    """Every connection of our pool was busy for too long: a burst on our side, not an outage.
+
+    The call skips L2 as for an outage (what the key holds now is unknown), but the breaker is
+    not told: Redis itself is fine.
+    """
+
+
+class RemoteRejected(RemoteError):
+    """Redis answered one command with an error; the endpoint itself is fine.
+
+    ``kept_in_redis``: for an invalidation, whether data stayed in Redis (else only the
+    announcement to other processes was refused).
+    """
+
+    def __init__(self, message: str, *, kept_in_redis: bool = True) -> None:
+        super().__init__(message)
+        self.kept_in_redis = kept_in_redis
