@@ -25,10 +25,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff."""
+    """Check style and formatting with ruff, and the package's layers with import-linter."""
+    session.install("-e", ".")
     install_groups(session, "lint")
     session.run("ruff", "check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
     session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session

@@ -326,7 +326,7 @@ async def test_memory_adapters_have_the_same_interface_and_no_redis() -> None:
             ValueError,
             r"MultiTierCacheSettings: l1_ttl_seconds must be a finite number",
         ),
-        ({"l2_ttl_seconds": 0}, ValueError, r"l2_ttl_seconds must be a finite number of seconds > 0"),
+        ({"l2_ttl_seconds": 0}, ValueError, r"l2_ttl_seconds must be a finite number > 0"),
         ({"l1_max_entries": 0}, ValueError, r"l1_max_entries must be between 1 and"),
         ({"l2_port": 70000}, ValueError, r"l2_port must be between 1 and 65535, not 70000"),
         ({"l2_db": -1}, ValueError, r"l2_db must be between 0"),

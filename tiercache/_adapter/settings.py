@@ -9,56 +9,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tiercache._decorator.config import check_namespace
+from tiercache._core.checks import (
+    DEFAULT_MAX_VALUE_BYTES,
+    check_bool,
+    check_int,
+    check_namespace,
+    check_seconds,
+    parse_flag,
+    parse_number,
+)
+from tiercache._l1.lru import L1_POLICIES
+from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url, redact_url
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
 
 def _check_field(owner: str, name: str, value: Any, kind: str) -> None:
     """Check one field against its kind; raise naming the settings class and the field."""
-    where = f"{owner}: {name}"
     if kind == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be a bool, not {type(value).__name__}")
-    elif kind in ("count", "port", "db"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where} must be an int, not {type(value).__name__}")
-        low, high = {"count": (1, 2**31), "port": (1, 65535), "db": (0, 2**31)}[kind]
-        if not low <= value <= high:
-            raise ValueError(f"{where} must be between {low} and {high}, not {value}")
+        check_bool(value, name, owner)
+    elif kind in _INT_RANGES:
+        check_int(value, name, owner, *_INT_RANGES[kind])
     elif kind == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where} must be a number of seconds, not {type(value).__name__}")
-        if not 0 < value < float("inf"):
-            raise ValueError(f"{where} must be a finite number of seconds > 0, not {value!r}")
-    elif kind == "policy" and value not in ("lru", "tinylfu"):
-        raise ValueError(f"{where} must be 'lru' or 'tinylfu', not {value!r}")
+        check_seconds(value, name, owner)
+    elif kind == "policy" and value not in L1_POLICIES:
+        raise ValueError(f"{owner}: {name} must be one of {sorted(L1_POLICIES)}, not {value!r}")
     elif (kind == "text" or (kind == "optional text" and value is not None)) and (
         not isinstance(value, str) or not value
     ):
-        raise TypeError(f"{where} must be a non-empty str, not {value!r}")
+        raise TypeError(f"{owner}: {name} must be a non-empty str, not {value!r}")
+
+
+_INT_RANGES: dict[str, tuple[int, int]] = {"count": (1, 2**31), "port": (1, 65535), "db": (0, 2**31)}
 
 
 def _from_text(owner: str, name: str, raw: str, kind: str) -> Any:
     """Parse an environment variable's text as ``kind``."""
     variable = f"TIERCACHE_{name.upper()}"
     if kind == "bool":
-        lowered = raw.strip().lower()
-        if lowered not in _TRUE | _FALSE:
-            raise ValueError(f"{owner}: {variable}={raw!r} is not one of 1/0, true/false, yes/no, on/off")
-        return lowered in _TRUE
-    try:
-        if kind in ("count", "port", "db"):
-            return int(raw)
-        if kind == "seconds":
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{owner}: {variable}={raw!r} is not a number") from None
+        return parse_flag(raw, variable, owner)
+    if kind in _INT_RANGES:
+        number = parse_number(raw, variable, owner)
+        return int(number) if number.is_integer() else number
+    if kind == "seconds":
+        return parse_number(raw, variable, owner)
     return raw
 
 
@@ -124,10 +120,10 @@ class MultiTierCacheSettings(_Checked):
     l2_ssl_certfile: str | None = None
     l2_ssl_keyfile: str | None = field(default=None, repr=False)
     signing_key: str | None = field(default=None, repr=False)
-    max_value_bytes: int = 8 * 1024 * 1024
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     coherent: bool = True
     #: Connections per client (one for threads, one per event loop); a burst beyond waits.
-    l2_max_connections: int = 50
+    l2_max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",

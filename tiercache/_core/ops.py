@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from tiercache._core.flights import Settled
 from tiercache._l2.coherence import Announce
-from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import new_token, tombstone
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 if TYPE_CHECKING:
     from tiercache._core.tiers import Tiers
     from tiercache._decorator.function import Call, FunctionCache
+    from tiercache._l2.endpoint import Endpoint
     from tiercache._l2.stores import AsyncStore, SyncStore
 
 __all__ = [

@@ -12,22 +12,24 @@ import os
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
-from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal
 from tiercache._l2.errors import RemoteError, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
+if TYPE_CHECKING:
+    from tiercache._l2.endpoint import Endpoint
+
 __all__ = [
     "DEADLINE_SLACK",
-    "DEFAULT_MAX_VALUE_BYTES",
     "GENERATION_RECHECK",
     "MAX_PENDING_KEYS",
     "TOMBSTONE_FLOOR",
@@ -42,7 +44,6 @@ GENERATION_RECHECK: Final = 0.5
 #: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
 MAX_PENDING_KEYS: Final = 10_000
 #: Values larger than this (encoded) stay in L1; payloads larger are refused before decoding.
-DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
 # The envelope around a value: header, timestamp, MAC.
 _ENVELOPE_ROOM: Final = 512
 #: Seconds a tombstone stays at least (else as long as the entries): a write whose writer read

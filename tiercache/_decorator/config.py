@@ -9,37 +9,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from tiercache._core.checks import (
+    DEFAULT_MAX_VALUE_BYTES,
+    check_bool,
+    check_namespace,
+    check_seconds,
+    check_size,
+    parse_flag,
+    parse_number,
+)
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, check_url, redact_url
 
 __all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "version"]
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def check_namespace(namespace: object, owner: str) -> str:
-    """Return ``namespace`` if it can prefix Redis keys; else raise naming ``owner``."""
-    if not isinstance(namespace, str):
-        raise TypeError(f"{owner}: namespace must be a str, not {type(namespace).__name__}")
-    if not namespace or any(ch.isspace() for ch in namespace):
-        raise ValueError(f"{owner}: namespace must be non-empty and without whitespace, not {namespace!r}")
-    return namespace
-
-
-def check_seconds(value: object, name: str, owner: str, *, optional: bool = False) -> float | None:
-    """Return ``value`` as a positive number of seconds (or None where allowed); else raise."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        allowed = "a number of seconds or None" if optional else "a number of seconds"
-        raise TypeError(f"{owner}: {name} must be {allowed}, not {type(value).__name__}")
-    if not value > 0 or value == float("inf"):
-        hint = " (use None to turn this tier off)" if optional else ""
-        raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -57,7 +41,7 @@ class Settings:
     async_redis_client: Any = dataclasses.field(default=None, compare=False)
     #: Keys (newest first) signing and checking every L2 value, as bytes; () signs nothing.
     signing_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
-    max_value_bytes: int = 8 * 1024 * 1024
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     #: The longest canonical encoding of a call's arguments; longer ones raise UnkeyableArgumentError.
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     #: Connections per client (one client for threads, one per event loop); callers beyond it
@@ -80,45 +64,27 @@ class Settings:
             found["redis_url"] = check_url(url, owner)
         if namespace := environ.get("TIERCACHE_NAMESPACE"):
             found["namespace"] = check_namespace(namespace, owner)
-        for name in ("timeout", "connect_timeout"):
-            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
-                found[name] = check_seconds(_number(raw, name, owner), name, owner)
-        for name in ("enabled", "l2"):
-            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
-                found[name] = _flag(raw, name, owner)
+        for name in (
+            "timeout",
+            "connect_timeout",
+            "enabled",
+            "l2",
+            "max_value_bytes",
+            "max_key_bytes",
+            "max_connections",
+        ):
+            variable = f"TIERCACHE_{name.upper()}"
+            if not (raw := environ.get(variable)):
+                continue
+            if name in ("enabled", "l2"):
+                found[name] = parse_flag(raw, variable, owner)
+            elif name in ("timeout", "connect_timeout"):
+                found[name] = check_seconds(parse_number(raw, variable, owner), name, owner)
+            else:
+                found[name] = check_size(parse_number(raw, variable, owner), name, owner)
         if raw := environ.get("TIERCACHE_SIGNING_KEY"):
             found["signing_keys"] = signing_keys(raw, owner)
-        for name in ("max_value_bytes", "max_key_bytes", "max_connections"):
-            if raw := environ.get(f"TIERCACHE_{name.upper()}"):
-                found[name] = check_size(_number(raw, name, owner), name, owner)
         return cls(**found)
-
-
-def check_size(value: object, name: str, owner: str) -> int:
-    """Return ``value`` as a positive whole number of bytes; else raise naming ``owner``."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be a whole number of bytes, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be at least 1, not {value}")
-    return value
-
-
-def _number(raw: str, name: str, owner: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{owner}: TIERCACHE_{name.upper()}={raw!r} is not a number") from None
-
-
-def _flag(raw: str, name: str, owner: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE or lowered in _FALSE:
-        return lowered in _TRUE
-    raise ValueError(
-        f"{owner}: TIERCACHE_{name.upper()}={raw!r} is not one of 1/0, true/false, yes/no, on/off"
-    )
 
 
 _lock = threading.Lock()
@@ -204,9 +170,7 @@ def configure(
     changes.update({name: client for name, client in clients.items() if client is not _UNSET})
     for name, value in (("enabled", enabled), ("l2", l2)):
         if value is not _UNSET:
-            if not isinstance(value, bool):
-                raise TypeError(f"{owner}: {name} must be a bool, not {type(value).__name__}")
-            changes[name] = value
+            changes[name] = check_bool(value, name, owner)
     with _lock:
         settings = _settings = dataclasses.replace(current_unlocked(), **changes)  # type: ignore[arg-type]
         _version += 1

@@ -13,17 +13,17 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
+from tiercache._core.checks import check_namespace, check_seconds, check_size
 from tiercache._core.shells import run_async, run_sync
 from tiercache._core.stats import CacheStats
 from tiercache._decorator import config as _config
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
-from tiercache._decorator.config import check_namespace, check_seconds, check_size
 from tiercache._decorator.fastpath import EntryPoints, generate
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.identity import identity_of
 from tiercache._decorator.protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
-from tiercache._l1.lru import Clock
+from tiercache._l1.lru import L1_POLICIES, Clock
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url
 
@@ -33,7 +33,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 _OWNER = "tiered_cache()"
 #: What L1 can do when it is full (see LocalCache).
-L1_POLICIES = frozenset({"lru", "tinylfu"})
 #: ``lock=True``: how long the computing process holds a cold key, and others wait for it.
 DEFAULT_LOCK_SECONDS = 2.0
 

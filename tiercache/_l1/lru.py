@@ -11,7 +11,10 @@ from typing import Any, Final
 
 from tiercache._l1.admission import FrequencySketch
 
-__all__ = ["MISSING", "Clock", "LocalCache"]
+__all__ = ["L1_POLICIES", "MISSING", "Clock", "LocalCache"]
+
+#: What decides who stays when L1 is full: recency alone, or recency behind a TinyLFU doorkeeper.
+L1_POLICIES: Final = frozenset({"lru", "tinylfu"})
 
 Clock = Callable[[], float]
 # (value, fresh until on the cache's clock), and its size in bytes where L1 has a byte bound

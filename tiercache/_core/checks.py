@@ -1,0 +1,91 @@
+"""The argument checks and environment parsing both front ends share, each written once.
+
+Every error names its owner (``tiered_cache()``, ``tiercache.configure()``, a settings class)
+and the argument at fault, so a caller can tell which of several settings was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "check_bool",
+    "check_int",
+    "check_namespace",
+    "check_seconds",
+    "check_size",
+    "parse_flag",
+    "parse_number",
+]
+
+#: Values whose encoding is larger stay in L1 only (configure(), the adapter settings).
+DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def check_namespace(namespace: object, owner: str) -> str:
+    """Return ``namespace`` if it can prefix Redis keys; else raise naming ``owner``."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"{owner}: namespace must be a str, not {type(namespace).__name__}")
+    if not namespace or any(ch.isspace() for ch in namespace):
+        raise ValueError(f"{owner}: namespace must be non-empty and without whitespace, not {namespace!r}")
+    return namespace
+
+
+def check_seconds(value: object, name: str, owner: str, *, optional: bool = False) -> float | None:
+    """Return ``value`` as a positive number of seconds (or None where allowed); else raise."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        allowed = "a number of seconds or None" if optional else "a number of seconds"
+        raise TypeError(f"{owner}: {name} must be {allowed}, not {type(value).__name__}")
+    if not value > 0 or value == float("inf"):
+        hint = " (use None to turn this tier off)" if optional else ""
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
+    return float(value)
+
+
+def check_size(value: object, name: str, owner: str) -> int:
+    """Return ``value`` as a positive whole number of bytes; else raise naming ``owner``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be a whole number of bytes, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be at least 1, not {value}")
+    return value
+
+
+def check_int(value: object, name: str, owner: str, low: int, high: int) -> int:
+    """Return ``value`` if it is an int from ``low`` to ``high``; else raise naming ``owner``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{owner}: {name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def check_bool(value: object, name: str, owner: str) -> bool:
+    """Return ``value`` if it is a bool; else raise naming ``owner``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def parse_flag(raw: str, variable: str, owner: str) -> bool:
+    """Return the truth an environment variable's text spells (1/0, true/false, yes/no, on/off)."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE or lowered in _FALSE:
+        return lowered in _TRUE
+    raise ValueError(f"{owner}: {variable}={raw!r} is not one of 1/0, true/false, yes/no, on/off")
+
+
+def parse_number(raw: str, variable: str, owner: str) -> float:
+    """Return an environment variable's text as a number; else raise naming the variable."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{owner}: {variable}={raw!r} is not a number") from None
