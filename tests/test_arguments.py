@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from typing import Any
 
 import pytest
 
 import tiercache
 from tiercache import tiered_cache
+from tiercache._decorator import decorator, options
 from tiercache._decorator.config import Settings
 
 
@@ -123,3 +127,43 @@ def test_settings_repr_hides_the_password() -> None:
 def test_configure_redis_url_none_returns_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIERCACHE_REDIS_URL", "redis://from-env:6379/0")
     assert tiercache.configure(redis_url=None).redis_url == "redis://from-env:6379/0"
+
+
+def test_every_option_has_exactly_one_check_and_one_default() -> None:
+    """Options' fields, its checks and the decorator's typed overload name the same options."""
+    fields = {field.name for field in dataclasses.fields(options.Options)}
+    assert fields == options._NAMES
+    overloads = typing.get_overloads(decorator.tiered_cache)
+    assert set(inspect.signature(overloads[-1]).parameters) == fields
+    defaults = {p.name: p.default for p in inspect.signature(overloads[-1]).parameters.values()}
+    checked = options.Options.checked({})
+    for field in dataclasses.fields(options.Options):
+        assert options.Options.checked({field.name: defaults[field.name]}) == checked, field.name
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda: tiered_cache(ttl=5), r"tiered_cache\(\): unknown option\(s\) \['ttl'\]"),
+        (lambda: tiered_cache(60, 60, 60), r"ttl_l1 and ttl_l2 by position"),
+        (lambda: tiered_cache(60, ttl_l1=5), r"ttl_l1 given by position and by name"),
+        (lambda: tiered_cache(lambda: 1, ttl_l2=5), r"ttl_l1 must be a number of seconds or None"),
+    ],
+)
+def test_options_given_wrongly_are_named(call: Any, pattern: str) -> None:
+    """An unknown option, too many positions, or one given twice raise naming the option."""
+    with pytest.raises(TypeError, match=pattern):
+        call()
+
+
+def test_positional_ttls_and_cache_parameters() -> None:
+    """ttl_l1/ttl_l2 by position land where their names would; cache_parameters shows no secrets."""
+
+    @tiered_cache(30, None, signing_key=b"k" * 16, redis_url="redis://:secret@localhost:1/0")
+    def f(x: int) -> int:
+        return x
+
+    parameters = f.cache_parameters()
+    assert parameters["ttl_l1"] == 30 and parameters["ttl_l2"] is None
+    assert "signing_key" not in parameters and "redis_url" not in parameters
+    assert "secret" not in repr(parameters)

@@ -6,14 +6,12 @@ checkers see of it is in ``_protocols``.
 
 from __future__ import annotations
 
-import copy as copy_module
 import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
-from tiercache._core.checks import check_namespace, check_seconds, check_size
 from tiercache._core.shells import run_async, run_sync
 from tiercache._core.stats import CacheStats
 from tiercache._decorator import config as _config
@@ -22,19 +20,14 @@ from tiercache._decorator import registry as _registry
 from tiercache._decorator.fastpath import EntryPoints, generate
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.identity import identity_of
+from tiercache._decorator.options import OWNER, POSITIONAL, Options
 from tiercache._decorator.protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
-from tiercache._l1.lru import L1_POLICIES, Clock
-from tiercache._l2.signing import signing_keys
-from tiercache._l2.urls import check_url
+from tiercache._l1.lru import Clock
 
 __all__ = ["tiered_cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_OWNER = "tiered_cache()"
-#: What L1 can do when it is full (see LocalCache).
-#: ``lock=True``: how long the computing process holds a cold key, and others wait for it.
-DEFAULT_LOCK_SECONDS = 2.0
 
 
 @overload
@@ -66,31 +59,12 @@ def tiered_cache(
     copy: bool | Callable[[Any], Any] = False,
     clock: Clock | None = None,
 ) -> Decorator: ...
-def tiered_cache(
-    ttl_l1: Any = 600,
-    ttl_l2: float | None = 86400,
-    *,
-    stale_ttl: float | None = None,
-    lock: bool | float = False,
-    max_entries: int = 1000,
-    max_bytes: int | None = None,
-    l1_policy: str = "lru",
-    namespace: str | None = None,
-    key: Callable[..., Any] | None = None,
-    ignore: str | Iterable[str] = (),
-    version: str | int | None = None,
-    name: str | None = None,
-    enabled: bool = True,
-    coherent: bool = True,
-    redis_url: str | None = None,
-    signing_key: str | bytes | Sequence[str | bytes] | None = None,
-    max_value_bytes: int | None = None,
-    copy: bool | Callable[[Any], Any] = False,
-    clock: Clock | None = None,
-) -> Any:
+def tiered_cache(*args: Any, **options: Any) -> Any:
     """Memoize a sync or async function in L1 (in-process LRU) and L2 (Redis).
 
-    Args:
+    The options (``ttl_l1`` and ``ttl_l2`` also by position; each is defined once, with its
+    default and check, in ``options.Options``):
+
         ttl_l1: seconds an entry lives in L1; None keeps the function out of L1.
         ttl_l2: seconds an entry lives in Redis; None keeps the function in L1 only.
         stale_ttl: seconds past its TTL an entry may still be served: at once, while one
@@ -124,188 +98,25 @@ def tiered_cache(
     Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
 
     """
-    if callable(ttl_l1):
-        return tiered_cache()(ttl_l1)
-    options = _Options.check(
-        ttl_l1=ttl_l1,
-        ttl_l2=ttl_l2,
-        stale_ttl=stale_ttl,
-        lock=lock,
-        max_entries=max_entries,
-        max_bytes=max_bytes,
-        l1_policy=l1_policy,
-        namespace=namespace,
-        key=key,
-        ignore=ignore,
-        version=version,
-        name=name,
-        enabled=enabled,
-        coherent=coherent,
-        redis_url=redis_url,
-        signing_key=signing_key,
-        max_value_bytes=max_value_bytes,
-        copy=copy,
-        clock=clock,
-    )
-    return functools.partial(_decorate, options=options)
+    if len(args) == 1 and callable(args[0]) and not options:
+        return tiered_cache()(args[0])
+    if len(args) > len(POSITIONAL):
+        raise TypeError(f"{OWNER}: takes ttl_l1 and ttl_l2 by position, the other options by name")
+    for name, value in zip(POSITIONAL, args, strict=False):
+        if name in options:
+            raise TypeError(f"{OWNER}: {name} given by position and by name")
+        options[name] = value
+    checked = Options.checked(options)
+    return functools.partial(_decorate, options=checked)
 
 
-def _check_l1_bound(max_entries: Any, l1_policy: Any) -> None:
-    if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-        raise TypeError(f"{_OWNER}: max_entries must be an int, not {type(max_entries).__name__}")
-    if max_entries < 1:
-        raise ValueError(f"{_OWNER}: max_entries must be >= 1, not {max_entries} (use ttl_l1=None for no L1)")
-    if l1_policy not in L1_POLICIES:
-        raise ValueError(f"{_OWNER}: l1_policy must be one of {sorted(L1_POLICIES)}, not {l1_policy!r}")
-
-
-class _Options(NamedTuple):
-    ttl_l1: float | None
-    ttl_l2: float | None
-    stale_ttl: float | None
-    lock: float | None
-    max_entries: int
-    max_bytes: int | None
-    l1_policy: str
-    namespace: str | None
-    key: Callable[..., Any] | None
-    ignore: frozenset[str]
-    version: str | None
-    name: str | None
-    enabled: bool
-    coherent: bool
-    redis_url: str | None
-    signing_keys: tuple[bytes, ...] | None
-    max_value_bytes: int | None
-    copier: Callable[[Any], Any] | None
-    clock: Clock | None
-
-    @classmethod
-    def check(
-        cls,
-        *,
-        ttl_l1: Any,
-        ttl_l2: Any,
-        stale_ttl: Any,
-        lock: Any,
-        max_entries: Any,
-        max_bytes: Any,
-        l1_policy: Any,
-        namespace: Any,
-        key: Any,
-        ignore: Any,
-        version: Any,
-        name: Any,
-        enabled: Any,
-        coherent: Any,
-        redis_url: Any,
-        signing_key: Any,
-        max_value_bytes: Any,
-        copy: Any,
-        clock: Any,
-    ) -> _Options:
-        """Validate the decorator's arguments, each error naming the argument at fault."""
-        ttl_l1 = check_seconds(ttl_l1, "ttl_l1", _OWNER, optional=True)
-        ttl_l2 = check_seconds(ttl_l2, "ttl_l2", _OWNER, optional=True)
-        if ttl_l1 is None and ttl_l2 is None:
-            raise ValueError(f"{_OWNER}: ttl_l1 and ttl_l2 are both None, so nothing would be cached")
-        stale_ttl = check_seconds(stale_ttl, "stale_ttl", _OWNER, optional=True)
-        lock_seconds = _check_lock(lock, ttl_l2)
-        _check_l1_bound(max_entries, l1_policy)
-        if namespace is not None:
-            check_namespace(namespace, _OWNER)
-        if key is not None and not callable(key):
-            raise TypeError(f"{_OWNER}: key must be a callable, not {type(key).__name__}")
-        ignored = _check_ignore(ignore)
-        if key is not None and ignored:
-            raise ValueError(f"{_OWNER}: pass key= or ignore=, not both (a key function sees every argument)")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
-            raise TypeError(f"{_OWNER}: version must be a str or an int, not {type(version).__name__}")
-        if name is not None and (not isinstance(name, str) or not name or any(c.isspace() for c in name)):
-            raise ValueError(f"{_OWNER}: name must be a non-empty str without whitespace, not {name!r}")
-        for flag, given in (("enabled", enabled), ("coherent", coherent)):
-            if not isinstance(given, bool):
-                raise TypeError(f"{_OWNER}: {flag} must be a bool, not {type(given).__name__}")
-        if redis_url is not None:
-            check_url(redis_url, _OWNER)
-        keys = signing_keys(signing_key, _OWNER) if signing_key is not None else None
-        if max_value_bytes is not None:
-            max_value_bytes = check_size(max_value_bytes, "max_value_bytes", _OWNER)
-        if max_bytes is not None:
-            max_bytes = check_size(max_bytes, "max_bytes", _OWNER)
-        copier = _check_copy(copy)
-        if clock is not None and not callable(clock):
-            raise TypeError(
-                f"{_OWNER}: clock must be a callable returning seconds, not {type(clock).__name__}"
-            )
-        text_version = None if version is None else str(version)
-        return cls(
-            ttl_l1=ttl_l1,
-            ttl_l2=ttl_l2,
-            stale_ttl=stale_ttl,
-            lock=lock_seconds,
-            max_entries=max_entries,
-            max_bytes=max_bytes,
-            l1_policy=l1_policy,
-            namespace=namespace,
-            key=key,
-            ignore=ignored,
-            version=text_version,
-            name=name,
-            enabled=enabled,
-            coherent=coherent,
-            redis_url=redis_url,
-            signing_keys=keys,
-            max_value_bytes=max_value_bytes,
-            copier=copier,
-            clock=clock,
-        )
-
-
-def _check_copy(copy: Any) -> Callable[[Any], Any] | None:
-    if copy is True:
-        return copy_module.deepcopy
-    if copy is False or copy is None:
-        return None
-    if callable(copy):
-        return copy  # type: ignore[no-any-return]
-    raise TypeError(
-        f"{_OWNER}: copy must be a bool or a function returning a copy, not {type(copy).__name__}"
-    )
-
-
-def _check_lock(lock: Any, ttl_l2: float | None) -> float | None:
-    if lock is False or lock is None:
-        return None
-    if lock is True:
-        lock = DEFAULT_LOCK_SECONDS
-    seconds = check_seconds(lock, "lock", _OWNER)
-    if ttl_l2 is None:
-        raise ValueError(f"{_OWNER}: lock needs L2 (processes coordinate through Redis), but ttl_l2 is None")
-    return seconds
-
-
-def _check_ignore(ignore: Any) -> frozenset[str]:
-    names = (ignore,) if isinstance(ignore, str) else ignore
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise TypeError(
-            f"{_OWNER}: ignore must be a parameter name or names, not {type(ignore).__name__}"
-        ) from None
-    for item in names:
-        if not isinstance(item, str):
-            raise TypeError(f"{_OWNER}: ignore must hold parameter names, not {item!r}")
-    return frozenset(names)
-
-
-def _decorate(function: Any, *, options: _Options) -> Any:
+def _decorate(function: Any, *, options: Options) -> Any:
     if isinstance(function, (classmethod, staticmethod)):
         # @tiered_cache above @classmethod/@staticmethod: cache the function, keep the binding.
         return type(function)(_decorate(function.__func__, options=options))
-    label = f"{_OWNER} on {getattr(function, '__qualname__', function)!r}"
+    label = f"{OWNER} on {getattr(function, '__qualname__', function)!r}"
     if not callable(function):
-        raise TypeError(f"{_OWNER} must decorate a function, not {type(function).__name__}")
+        raise TypeError(f"{OWNER} must decorate a function, not {type(function).__name__}")
     if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
         raise TypeError(f"{label}: cannot cache a generator function (it returns a new iterator each call)")
     try:
@@ -335,25 +146,12 @@ def _decorate(function: Any, *, options: _Options) -> Any:
     )
     cache = FunctionCache(
         function,
+        options,
         name=name,
         key_names=key_names,
-        ttl_l1=options.ttl_l1,
-        ttl_l2=options.ttl_l2,
-        stale_ttl=options.stale_ttl,
-        lock=options.lock,
-        max_entries=options.max_entries,
-        max_bytes=options.max_bytes,
-        l1_policy=options.l1_policy,
-        namespace=options.namespace,
-        version=options.version,
-        enabled=options.enabled,
-        redis_url=options.redis_url,
-        signing_keys=options.signing_keys,
-        max_value_bytes=options.max_value_bytes,
         clock=options.clock or time.monotonic,
         closure=closure,
     )
-    cache.coherent = options.coherent
     fast = generate(
         function,
         signature,
@@ -362,8 +160,8 @@ def _decorate(function: Any, *, options: _Options) -> Any:
         key_function=options.key,
         is_async=is_async,
         local=cache.local,
-        entry=_entry_points(cache, is_async, options.copier),
-        copier=options.copier,
+        entry=_entry_points(cache, is_async, options.copy),
+        copier=options.copy,
     )
     cache.stats.ticks = fast.ticks
     cache.refill = fast.refill
@@ -426,7 +224,7 @@ def _attach_methods(
     cache: FunctionCache,
     bind: Callable[..., tuple[Any, ...]],
     is_async: bool,
-    options: _Options,
+    options: Options,
 ) -> None:
     def cache_stats(*, reset: bool = False) -> CacheStats:
         """Return this function's stats; with ``reset=True`` also zero them."""
@@ -443,22 +241,7 @@ def _attach_methods(
 
     def cache_parameters() -> dict[str, Any]:
         """Return the options this function was decorated with."""
-        return {
-            "ttl_l1": options.ttl_l1,
-            "ttl_l2": options.ttl_l2,
-            "stale_ttl": options.stale_ttl,
-            "lock": options.lock,
-            "max_entries": options.max_entries,
-            "max_bytes": options.max_bytes,
-            "l1_policy": options.l1_policy,
-            "namespace": options.namespace,
-            "version": options.version,
-            "name": cache.name,
-            "enabled": options.enabled,
-            "coherent": options.coherent,
-            "ignore": sorted(options.ignore),
-            "copy": options.copier,
-        }
+        return options.shown(cache.name)
 
     if is_async:
 

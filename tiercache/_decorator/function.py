@@ -27,6 +27,7 @@ from tiercache._decorator.keys import (
     digest,
     shallow_key,
 )
+from tiercache._decorator.options import Options
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
@@ -120,45 +121,35 @@ class FunctionCache(Tiers):
     def __init__(
         self,
         function: Callable[..., Any],
+        options: Options,
         *,
         name: str,
         key_names: tuple[str, ...],
-        ttl_l1: float | None,
-        ttl_l2: float | None,
-        stale_ttl: float | None,
-        lock: float | None,
-        max_entries: int,
-        max_bytes: int | None,
-        l1_policy: str,
-        namespace: str | None,
-        version: str | None,
-        enabled: bool,
-        redis_url: str | None,
-        signing_keys: tuple[bytes, ...] | None,
-        max_value_bytes: int | None,
         clock: Clock,
         closure: bytes | Callable[[], bytes] = b"",
     ) -> None:
         local = LocalCache(
-            max_entries if ttl_l1 is not None else 0,
-            ttl_l1 or 0.0,
+            options.max_entries if options.ttl_l1 is not None else 0,
+            options.ttl_l1 or 0.0,
             clock,
-            stale_ttl or 0.0,
-            l1_policy,
-            max_bytes=max_bytes,
+            options.stale_ttl or 0.0,
+            options.l1_policy,
+            max_bytes=options.max_bytes,
             sizer=entry_size,
         )
-        label = name if version is None else f"{name}@{version}"
-        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=stale_ttl or 0.0)
+        label = name if options.version is None else f"{name}@{options.version}"
+        super().__init__(label, local, ttl_l2=options.ttl_l2, stale_ttl=options.stale_ttl or 0.0)
         self.function = function
         self.name = name
         self.key_names = key_names
-        self.ttl_l1 = ttl_l1
-        self.lock_ttl_ms = round(lock * 1000) if lock else 0
-        self.namespace = namespace
-        self.redis_url = redis_url
-        self._signing_keys = signing_keys  # None: the process setting
-        self._max_value_bytes = max_value_bytes
+        self.ttl_l1 = options.ttl_l1
+        self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
+        self.namespace = options.namespace
+        self.redis_url = options.redis_url
+        self._signing_keys = options.signing_key  # None: the process setting
+        self._max_value_bytes = options.max_value_bytes
+        self.coherent = options.coherent
+        enabled = options.enabled
         self._enabled_here = enabled
         self._identify(closure)
         # Resolved from the process settings, again whenever they change.
