@@ -109,7 +109,6 @@ def main() -> int:
     try:
         scenarios = [
             *l1_hits.scenarios(loop),
-            l1_costs.stats_cost_scenario(),
             *(arguments.dict_argument(items) for items in (10, 100, 1000)),
             arguments.copy_cost(),
             l2.sync_hit(server.url),

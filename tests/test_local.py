@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.support.clock import Clock
 from tiercache._l1.lru import MISSING, LocalCache
@@ -55,14 +55,6 @@ class LRUModel(RuleBasedStateMachine):
     @rule(seconds=st.floats(min_value=0, max_value=8))
     def tick(self, seconds: float) -> None:
         self.clock.now += seconds
-
-    @precondition(lambda self: len(self.model) > 0)
-    @rule()
-    def purge(self) -> None:
-        dead = [k for k, (_, expires) in self.model.items() if expires <= self.clock.now]
-        for k in dead:
-            del self.model[k]
-        assert self.cache.purge_expired() == len(dead)
 
     @rule()
     def clear(self) -> None:

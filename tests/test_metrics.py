@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.test_stats import bucket_of
 from tiercache import tiered_cache
 from tiercache._core.stats import LatencyHistogram
 from tiercache._decorator import registry as _registry
@@ -153,8 +154,7 @@ def test_cumulative_counts_match_a_direct_count(durations, bounds):
     for ns in durations:
         histogram.record(ns)
     expected = [
-        sum(1 for ns in durations if LatencyHistogram.bounds(LatencyHistogram.bucket(ns))[1] <= bound)
-        for bound in bounds
+        sum(1 for ns in durations if LatencyHistogram.bounds(bucket_of(ns))[1] <= bound) for bound in bounds
     ]
     assert histogram.cumulative(bounds) == expected
     # and never more than the observations truly at or below each bound

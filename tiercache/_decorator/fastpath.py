@@ -122,14 +122,12 @@ def generate(
     is_async: bool,
     local: LocalCache | None,
     entry: EntryPoints,
-    count_hits: bool = True,
     copier: Callable[[Any], Any] | None = None,
 ) -> FastPath:
     """Compile the wrapper, the key binder and the countdown accessors for ``function``.
 
     The key is ``key_names`` (parameters, in order) or, when given, ``key_function``'s result.
-    ``count_hits=False`` leaves fast-path hits uncounted and untimed; only the benchmark that
-    measures what counting costs uses it. ``copier`` (``copy=``) makes each L1 hit return a copy
+    ``copier`` (``copy=``) makes each L1 hit return a copy
     (the slow path's ``run`` copies what it returns itself).
     """
     calling = _Calling.of(signature)
@@ -144,9 +142,7 @@ def generate(
     by_name = {param.name: param for param in calling.params}
     variadic = any(by_name[v].kind in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD) for v in values if v in by_name)
     fast = local is not None and local.max_entries > 0 and not variadic
-    body = _wrapper_body(
-        calling, setup, values, fast=fast, count_hits=count_hits, is_async=is_async, copies=copier is not None
-    )
+    body = _wrapper_body(calling, setup, values, fast=fast, is_async=is_async, copies=copier is not None)
     own_name = getattr(function, "__name__", "")
     name = own_name if _usable_name(own_name, by_name) else f"{p}wrapper"
     source = _source(calling, name, body, setup, values, is_async=is_async)
@@ -179,7 +175,6 @@ def _wrapper_body(
     values: list[str],
     *,
     fast: bool,
-    count_hits: bool,
     is_async: bool,
     copies: bool = False,
 ) -> list[str]:
@@ -202,7 +197,7 @@ def _wrapper_body(
         f"    return {p}copy({p}e[0])" if copies else f"    return {p}e[0]",
     ]
     run_miss = f"return {wait}{p}run({p}miss({p}k, {handoff}))"
-    if fast and count_hits:
+    if fast:
         # The sampled call only times its L1 look-up: on a miss it falls through to the same
         # hand-off as the others (one frame fewer per level for a recursive function).
         found = [f"return {p}copy({p}e)" if copies else f"return {p}e"]
@@ -214,12 +209,9 @@ def _wrapper_body(
             *(f"        {x}" for x in found),
         ]
         hit += [run_miss]
-    elif fast:
-        hit = [*lookup, run_miss]
     body = list(setup)
     if fast:
-        if count_hits:
-            body = [f"nonlocal {p}left", *setup]
+        body = [f"nonlocal {p}left", *setup]
         body += [f"if {condition}:", f"    {p}k = {raw_key}", *(f"    {line}" for line in hit)]
         # Flat containers of exact types (a dict argument, say) key as they are, typed: see
         # shallow_key. Hashing them costs far less than encoding them.

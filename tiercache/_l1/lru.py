@@ -312,14 +312,3 @@ class LocalCache:
         # With the lock held: every lease taken before now is void, so no key needs remembering.
         self._floor = self._drops
         self._dropped.clear()
-
-    def purge_expired(self) -> int:
-        """Drop every expired entry now, rather than when next looked up; return how many."""
-        now = self.clock()
-        with self._lock:
-            dead = [key for key, (_, expires_at, *_) in list(self.data.items()) if expires_at <= now]
-            for key in dead:
-                entry = self.data.pop(key, None)
-                if entry is not None and self.max_bytes is not None:
-                    self._bytes -= entry[2]
-        return len(dead)

@@ -63,7 +63,6 @@ class CircuitBreaker:
         self._stopped = threading.Event()
         self.state = CLOSED
         self.failures = 0  # consecutive
-        self.opened = 0  # how many times it has opened
         self._backoff = first_backoff
         self._retry_at = 0.0  # half-open probing: when to let the next probe through
         self._opened_at = 0.0
@@ -130,7 +129,6 @@ class CircuitBreaker:
             if self.state == OPEN or self.failures < self.threshold:
                 return
             self.state = OPEN
-            self.opened += 1
             self._opened_at = now
             self._retry_at = now + _jittered(self._backoff)
         self._log_change(
