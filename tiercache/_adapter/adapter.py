@@ -122,7 +122,8 @@ class _Base:
     def __init__(self, settings: MultiTierCacheSettings | None = None, *, clock: Clock | None = None) -> None:
         """Use ``settings`` (default: the defaults, overridden by ``TIERCACHE_*`` variables).
 
-        ``clock`` is the seconds source for L1 expiry; tests pass a fake one instead of sleeping.
+        ``clock`` is the seconds source for L1 expiry and L2 freshness; tests pass a fake one
+        instead of sleeping.
         """
         owner = f"{type(self).__name__}()"
         if settings is not None and not isinstance(settings, MultiTierCacheSettings):

@@ -10,11 +10,11 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
+from tiercache._core.clocks import Clocks
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
@@ -71,6 +71,7 @@ class Tiers:
     ) -> None:
         self.label = label
         self.local = local
+        self.clocks = Clocks.following(local.clock)
         self.stats = StatsRecorder(label)
         self.ttl_l2 = ttl_l2
         self.stale_ttl = stale_ttl
@@ -208,11 +209,9 @@ class Tiers:
 
     # -- generations and payloads ---------------------------------------------------------
 
-    def generation_key_if_due(self, endpoint: Endpoint, now: float | None = None) -> str | None:
+    def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
         """Return the generation key when the generation should be read with the next look-up."""
-        if now is None:
-            now = time.monotonic()
-        if self._generation_endpoint is not endpoint or now >= self._generation_due:
+        if self._generation_endpoint is not endpoint or self.clocks.monotonic() >= self._generation_due:
             return self.generation_key
         return None
 
@@ -235,7 +234,7 @@ class Tiers:
         else:
             self._set_generation(generation)
         self._generation_endpoint = endpoint
-        self._generation_due = time.monotonic() + GENERATION_RECHECK
+        self._generation_due = self.clocks.monotonic() + GENERATION_RECHECK
         return generation
 
     def known_generation(self) -> int:
@@ -273,7 +272,7 @@ class Tiers:
                 if opened is None:
                     return MISSING
             fresh_until_ms, body = opened
-            fresh_for = fresh_until_ms / 1000 - time.time()
+            fresh_for = fresh_until_ms / 1000 - self.clocks.wall()
             if fresh_for < -(self.stale_ttl + DEADLINE_SLACK):
                 self._reject("a value past its deadline (expired, or planted back)")
                 return MISSING
@@ -363,7 +362,7 @@ class Tiers:
             )
             return None
         fresh_for = ttl if ttl is not None else (self.ttl_l2 or 0.0)
-        fresh_until_ms = round((time.time() + fresh_for) * 1000)
+        fresh_until_ms = round((self.clocks.wall() + fresh_for) * 1000)
         signed = self.signer is not None
         payload = seal(body, generation, token, fresh_until_ms, signed=signed)
         return payload if self.signer is None else payload + self.signer.sign(key, payload)

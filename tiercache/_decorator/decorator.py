@@ -93,7 +93,8 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
         copy: hand every caller a copy of its own: True for ``copy.deepcopy``, or a function
             returning a copy. Without it, callers in this process share the object L1 holds
             (mutating it changes what the next caller gets; other processes read Redis's).
-        clock: seconds source for L1 expiry (tests pass a fake one instead of sleeping).
+        clock: seconds source for L1 expiry and L2 freshness (tests pass a fake one instead
+            of sleeping); Redis's own TTLs and lock waits stay in real seconds.
 
     Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
 

@@ -114,8 +114,8 @@ def _read_op(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Read | Non
     if not endpoint.breaker.allow():
         return None
     call.flags |= LOOKED_UP
-    call.read_at = now = time.monotonic()
-    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint, now)
+    call.read_at = time.monotonic()  # real seconds: tombstones live in Redis's time
+    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
     return Read(endpoint, call.redis_key, generation_key)
 
 
@@ -279,7 +279,7 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
         return None  # no coordination without Redis: compute ourselves
     if acquired:
         return lock
-    deadline = time.monotonic() + cache.lock_ttl_ms / 1000
+    deadline = time.monotonic() + cache.lock_ttl_ms / 1000  # real seconds, as Redis times the lock
     pause = 0.005
     while (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))

@@ -160,7 +160,9 @@ class FunctionCache(Tiers):
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
         # to catch a run that just ended, its result lingers briefly in the table instead.
         self.linger = 0.0 if self.local.max_entries > 0 else LINGER
-        self.thread_flights: Flights[threading.Event] = Flights(threading.Event, linger=self.linger)
+        self.thread_flights: Flights[threading.Event] = Flights(
+            threading.Event, linger=self.linger, clock=self.clocks.monotonic
+        )
         self._loop_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
             weakref.WeakKeyDictionary()
         )
@@ -194,7 +196,7 @@ class FunctionCache(Tiers):
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
         self._refreshing.clear()
-        self.thread_flights = Flights(threading.Event, linger=self.linger)
+        self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
@@ -253,7 +255,9 @@ class FunctionCache(Tiers):
         loop = asyncio.get_running_loop()
         flights = self._loop_flights.get(loop)
         if flights is None:
-            flights = self._loop_flights.setdefault(loop, Flights(asyncio.Event, linger=self.linger))
+            flights = self._loop_flights.setdefault(
+                loop, Flights(asyncio.Event, linger=self.linger, clock=self.clocks.monotonic)
+            )
         return flights
 
     # -- keys -----------------------------------------------------------------------------
@@ -339,13 +343,13 @@ class FunctionCache(Tiers):
             self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
 
-    def read_of(self, call: Call, endpoint: Endpoint, now: float) -> tuple[str, str | None, int]:
+    def read_of(self, call: Call, endpoint: Endpoint) -> tuple[str, str | None, int]:
         """Return what an L2 read of ``call`` needs: key, generation key if due, generation now.
 
         The generation is the one the read is made in: a clear landing from now on makes the
         value computed from it a miss.
         """
-        return self.redis_key(call), self.generation_key_if_due(endpoint, now), self._generation or 0
+        return self.redis_key(call), self.generation_key_if_due(endpoint), self._generation or 0
 
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
