@@ -72,7 +72,8 @@ def run_sync(flow: Flow) -> Any:
     except StopIteration as stop:
         return stop.value
     finally:
-        _abandon(flights, key, flight)
+        if flight is not None:  # (most calls lead no flight: no call, no frame)
+            _abandon(flights, key, flight)
 
 
 def _join_sync(
@@ -115,7 +116,7 @@ def _perform_sync(op: Op) -> Any:
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
 
 
-async def run_async(
+async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
     flow: Flow,
     flights: Flights[asyncio.Event] | None = None,
     flight: Flight[asyncio.Event] | None = None,
@@ -129,8 +130,11 @@ async def run_async(
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first, as in run_sync
+                store = op.endpoint.async_store()  # type: ignore[union-attr]
                 try:
-                    reply = await op.perform(op.endpoint.async_store())  # type: ignore[union-attr]
+                    if store.openings_seen != store.endpoint.openings:  # (sync_store() checks itself)
+                        await store.drop_idle_connections()
+                    reply = await op.perform(store)  # type: ignore[union-attr]
                 except Exception as exc:
                     error = exc
                 continue
@@ -161,7 +165,8 @@ async def run_async(
     except StopIteration as stop:
         return stop.value
     finally:
-        _abandon(flights, key, flight)
+        if flight is not None:  # (most calls lead no flight: no call, no frame)
+            _abandon(flights, key, flight)
 
 
 async def _join_async(

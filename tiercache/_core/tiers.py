@@ -92,6 +92,11 @@ class Tiers:
         self._pending_keys: set[str] = set()
         self._pending_clears = 0
         self._pending_floor = False
+        #: Whether any of those wait (read without the lock on every call: a hint, kept exact
+        #: under it by every change).
+        self.repairs_pending = False
+        #: Whether this cache has an L1 at all (an L1-less one skips its leases and look-ups).
+        self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         # Cross-process coherence (see _coherence): where our changes are announced (None: they
@@ -230,7 +235,8 @@ class Tiers:
             generation = 0
         known = self._generation if self._generation_endpoint is endpoint else None
         if known is not None and generation < known:
-            self._pending_floor = True
+            with self._lock:
+                self._pending_floor = self.repairs_pending = True
         else:
             self._set_generation(generation)
         self._generation_endpoint = endpoint
@@ -377,10 +383,7 @@ class Tiers:
                 self._pending_keys.clear()  # a new generation stales those entries anyway
             else:
                 self._pending_keys.update(keys)
-
-    def has_repairs(self) -> bool:
-        """Return whether invalidations wait to be replayed (no lock: a hint for the hot path)."""
-        return bool(self._pending_keys) or bool(self._pending_clears) or self._pending_floor
+            self.repairs_pending = True
 
     def pending_repairs(self) -> tuple[int, bool, tuple[str, ...]]:
         """Return the clears waiting, whether Redis must be told our generation, and the keys."""
@@ -394,6 +397,7 @@ class Tiers:
             if floor or clears:
                 self._pending_floor = False
             self._pending_keys.difference_update(keys)
+            self.repairs_pending = bool(self._pending_keys or self._pending_clears or self._pending_floor)
 
     def pending_count(self) -> int:
         """Return how many invalidations wait for L2 (a clear counts as one)."""

@@ -34,6 +34,7 @@ from tiercache._core.ops import (
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING
+from tiercache._l2.breaker import CLOSED
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import FOREIGN_TOKEN, carried, token_of
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
@@ -56,33 +57,44 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
     enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
     if endpoint is None and call.canonical is None:
         cache.check_raw_key(call.key_values)  # (with L2, redis_key() encodes the key, and checks it)
-    call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
-    value, stale = cache.local.lookup(call.l1_key)
-    if value is not MISSING:
-        cache.finish(call, "l1_hits")
-        return value
+    stale = None
+    if cache.has_l1:
+        call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
+        value, stale = cache.local.lookup(call.l1_key)
+        if value is not MISSING:
+            cache.finish(call, "l1_hits")
+            return value
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
     if (
         endpoint is not None
-        and cache.has_repairs()
+        and cache.repairs_pending
         and endpoint.breaker.allow()
         and not (yield from replay_repairs(cache, endpoint))
     ):
         endpoint = None
-    read = _read_op(cache, call, endpoint) if endpoint is not None else None
-    if read is not None:
+    # The breaker's state is read here, not asked (allow(), success()): a closed breaker with no
+    # failures counted is the common case, and each call would be a frame on every L2 hit.
+    if endpoint is not None and (endpoint.breaker.state == CLOSED or endpoint.breaker.allow()):
+        # Noted with the read: its generation, and when it went (real seconds: a value computed
+        # from it may only be written while the key's tombstones last, and Redis times those).
+        call.flags |= LOOKED_UP
+        call.read_at = time.monotonic()
+        call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
+        read = Read(endpoint, call.redis_key, generation_key)
         try:
             reply = yield read
         except RemoteError as exc:
             endpoint = _read_failed(cache, call, read, exc)
         else:
-            read.endpoint.breaker.success()
+            if endpoint.breaker.failures or endpoint.breaker.state != CLOSED:
+                endpoint.breaker.success()
             _read_done(cache, call, read, reply)
             if call.found is not MISSING:
                 value, fresh_for = call.found
                 if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
-                    cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+                    if cache.has_l1:
+                        cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
                     cache.finish(call, "l2_hits")
                     return value
                 # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
@@ -103,20 +115,6 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         cache.finish(call, "l1_hits")
         return value
     return (yield from _run(cache, call, endpoint, stale, leading=True))
-
-
-def _read_op(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Read | None:
-    """Return the L2 read of ``call`` (None while the breaker keeps us off L2), noting when it went.
-
-    With it go the generation and the time our read was made in: a value computed from it is
-    of that generation, and may only be written while the key's tombstones last.
-    """
-    if not endpoint.breaker.allow():
-        return None
-    call.flags |= LOOKED_UP
-    call.read_at = time.monotonic()  # real seconds: tombstones live in Redis's time
-    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
-    return Read(endpoint, call.redis_key, generation_key)
 
 
 def _read_done(
@@ -192,7 +190,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     if not cache.enabled():
         return False
     write = _write_op(cache, call, endpoint, value) if endpoint is not None else None
-    if write is not None and cache.has_repairs() and not (yield from replay_repairs(cache, write.endpoint)):
+    if write is not None and cache.repairs_pending and not (yield from replay_repairs(cache, write.endpoint)):
         write = None
     stored = False
     if write is not None:

@@ -328,9 +328,8 @@ class FunctionCache(Tiers):
 
         Keys are remembered by L1 key (a faithful stand-in: equal L1 keys have equal canonical
         encodings), so a miss or an L1-less function skips encoding and BLAKE2b next time.
+        Call it after ``route()``, which resolved the settings the key is made from.
         """
-        if self._resolved != _config.version():
-            self._resolve()
         key = self._redis_keys.get(call.l1_key)
         if key is None:
             if call.canonical is None:
@@ -339,7 +338,7 @@ class FunctionCache(Tiers):
             if len(self._redis_keys) >= REDIS_KEY_MEMO:
                 self._redis_keys.clear()
             self._redis_keys[call.l1_key] = key
-        if self.channel is not None:  # announcements will name this entry by its digest
+        if self.channel is not None and self.has_l1:  # announcements will name this entry by its digest
             self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
 

@@ -79,9 +79,10 @@ class Endpoint:
         # Cross-process invalidations; None when no sync connection can be made to listen on.
         self.bus = Bus(name, subscribe) if subscribe is not None else None
         self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
-        # Bumped whenever the breaker opens: pooled connections may all be dead now (a Redis
-        # restart kills every one of them), so each store drops its pool before its next use.
-        self.epoch = 0
+        # Counted whenever the breaker opens: pooled connections may all be dead now (a Redis
+        # restart kills every one of them), so each store drops its idle ones before its next
+        # operation (sync_store() sees to it; the async shell awaits it).
+        self.openings = 0
         self._lock = threading.Lock()
         self._sync: SyncStore | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
@@ -281,15 +282,19 @@ class Endpoint:
             )
 
     def _connections_went_bad(self) -> None:
-        self.epoch += 1
+        self.openings += 1
 
     def sync_store(self) -> SyncStore:
-        """Return the store for sync callers."""
-        if self._sync is None:
+        """Return the store for sync callers, its pool rid of connections from before an outage."""
+        store = self._sync
+        if store is None:
             with self._lock:
                 if self._sync is None:
                     self._sync = SyncStore(self._make_sync(), self)
-        return self._sync
+                store = self._sync
+        if store.openings_seen != self.openings:
+            store.drop_idle_connections()
+        return store
 
     def async_store(self) -> AsyncStore:
         """Return the store for coroutines running on the current event loop."""

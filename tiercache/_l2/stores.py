@@ -123,8 +123,9 @@ class SyncStore:
 
     def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self.client = client
-        self._endpoint = endpoint
-        self._epoch = endpoint.epoch
+        self.endpoint = endpoint
+        # The breaker openings this store's pool has caught up with (see Endpoint.openings).
+        self.openings_seen = endpoint.openings
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
@@ -133,20 +134,19 @@ class SyncStore:
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
 
-    def _fresh_connections(self) -> None:
-        """Drop pooled connections made before the breaker last opened (call when epochs differ)."""
-        if self._epoch != self._endpoint.epoch:
-            self._epoch = self._endpoint.epoch
-            pool = getattr(self.client, "connection_pool", None)
-            if pool is not None:
-                # Idle connections only: one in use belongs to another thread's command; if it
-                # is dead, that command fails and redis-py drops it.
-                pool.disconnect(inuse_connections=False)
+    def drop_idle_connections(self) -> None:
+        """Drop pooled connections made before the breaker last opened (the endpoint calls this).
+
+        Idle connections only: one in use belongs to another thread's command; if it is dead,
+        that command fails and redis-py drops it.
+        """
+        self.openings_seen = self.endpoint.openings
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
         try:
             if generation_key is None:
@@ -161,8 +161,6 @@ class SyncStore:
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
             found = cast("list[bytes | None]", self._mget(names)) if names else []
@@ -175,8 +173,6 @@ class SyncStore:
         found nothing, SET NX GET is the whole check (a value written meanwhile by a writer who
         also found nothing is as good as ours, and stays); else a Lua script compares tokens.
         """
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         try:  # the hot path of every miss, as read()
             if token == ABSENT and self._nx_get:
                 found = self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
@@ -192,8 +188,6 @@ class SyncStore:
 
     def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
@@ -204,8 +198,6 @@ class SyncStore:
 
     def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         with _TRANSLATED:
             return bool(self.client.ping())
 
@@ -217,8 +209,6 @@ class SyncStore:
         A refused tombstone (a full Redis refuses SET, not DEL) is replaced by a DEL. Raise
         RemoteRejected, after announcing, if Redis refused to drop any key or to publish.
         """
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
@@ -254,8 +244,6 @@ class SyncStore:
 
         Raise RemoteRejected, after announcing, if Redis refused either.
         """
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         with _TRANSLATED:
             reply, kept = _attempt(
                 "the generation's SET",
@@ -271,15 +259,11 @@ class SyncStore:
 
     def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         with _TRANSLATED:
             return bool(self.client.set(key, token, nx=True, px=ttl_ms))
 
     def release_lock(self, key: str, token: bytes) -> None:
         """Release the lock ``key`` if we still hold it (``token``)."""
-        if self._epoch != self._endpoint.epoch:
-            self._fresh_connections()
         with _TRANSLATED:
             self._release(keys=[key], args=[token])
 
@@ -343,8 +327,9 @@ class AsyncStore:
 
     def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self.client = client
-        self._endpoint = endpoint
-        self._epoch = endpoint.epoch
+        self.endpoint = endpoint
+        # The breaker openings this store's pool has caught up with (see Endpoint.openings).
+        self.openings_seen = endpoint.openings
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
@@ -355,12 +340,12 @@ class AsyncStore:
         self._batch: _ReadBatch | None = None
         self._senders: set[asyncio.Future[Any]] = set()
 
-    async def _fresh_connections(self) -> None:
-        if self._epoch != self._endpoint.epoch:
-            self._epoch = self._endpoint.epoch
-            pool = getattr(self.client, "connection_pool", None)
-            if pool is not None:
-                await pool.disconnect(inuse_connections=False)
+    async def drop_idle_connections(self) -> None:
+        """Drop pooled connections made before the breaker last opened (see SyncStore's)."""
+        self.openings_seen = self.endpoint.openings
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect(inuse_connections=False)
 
     def close_with_loop(self, forget: Callable[[], object]) -> None:
         """Close the client when its event loop shuts down, then call ``forget``.
@@ -385,8 +370,6 @@ class AsyncStore:
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         if self._in_flight:
             batch = self._batch
             if batch is None:
@@ -429,8 +412,6 @@ class AsyncStore:
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         names = (generation_key, *keys) if generation_key is not None else keys
         with _TRANSLATED:
             found = cast("list[bytes | None]", await self._mget(names)) if names else []
@@ -438,8 +419,6 @@ class AsyncStore:
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore)."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         try:  # the hot path of every miss, as read()
             if token == ABSENT and self._nx_get:
                 found = await self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
@@ -455,8 +434,6 @@ class AsyncStore:
 
     async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
@@ -467,8 +444,6 @@ class AsyncStore:
 
     async def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         with _TRANSLATED:
             return bool(await self.client.ping())
 
@@ -480,8 +455,6 @@ class AsyncStore:
         A refused tombstone (a full Redis refuses SET, not DEL) is replaced by a DEL. Raise
         RemoteRejected, after announcing, if Redis refused to drop any key or to publish.
         """
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
@@ -517,8 +490,6 @@ class AsyncStore:
 
         Raise RemoteRejected, after announcing, if Redis refused either.
         """
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         with _TRANSLATED:
             reply, kept = await _aattempt(
                 "the generation's SET",
@@ -536,14 +507,10 @@ class AsyncStore:
 
     async def acquire_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """Take the lock ``key`` for ``ttl_ms`` unless another holder has it; return whether we do."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         with _TRANSLATED:
             return bool(await self.client.set(key, token, nx=True, px=ttl_ms))
 
     async def release_lock(self, key: str, token: bytes) -> None:
         """Release the lock ``key`` if we still hold it (``token``)."""
-        if self._epoch != self._endpoint.epoch:
-            await self._fresh_connections()
         with _TRANSLATED:
             await self._release(keys=[key], args=[token])
