@@ -23,7 +23,7 @@ from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, check_url, redact_url
 
-__all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "version"]
+__all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "settings_version"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ class Settings:
 
 _lock = threading.Lock()
 _settings: Settings | None = None
-_version = 0
+#: A number that changes whenever the settings do: functions re-resolve when it differs from
+#: the one they resolved at (read as ``config.settings_version``, an attribute: no call).
+settings_version = 0
 _endpoints: dict[tuple[Any, ...], Endpoint] = {}
 _hooks: list[Callable[[Settings], None]] = []
 
@@ -107,11 +109,6 @@ def current() -> Settings:
             if _settings is None:
                 _settings = Settings.from_environment(os.environ)
     return _settings
-
-
-def version() -> int:
-    """Return a number that changes whenever the settings do (functions re-resolve on change)."""
-    return _version
 
 
 _UNSET: Final = object()
@@ -148,7 +145,7 @@ def configure(
     to 1 s (or ten timeouts, if longer), and only then skips L2 for that call, counted in
     ``l2_saturated`` (never as an outage).
     """
-    global _settings, _version
+    global _settings, settings_version
     owner = "tiercache.configure()"
     changes: dict[str, object] = {}
     if redis_url is None:
@@ -173,7 +170,7 @@ def configure(
             changes[name] = check_bool(value, name, owner)
     with _lock:
         settings = _settings = dataclasses.replace(current_unlocked(), **changes)  # type: ignore[arg-type]
-        _version += 1
+        settings_version += 1
     for hook in _hooks:
         hook(settings)
     return settings
@@ -186,20 +183,20 @@ def current_unlocked() -> Settings:
 
 def restore(settings: Settings) -> None:
     """Put back ``settings`` as they were (what a test saved before changing them)."""
-    global _settings, _version
+    global _settings, settings_version
     with _lock:
         _settings = settings
-        _version += 1
+        settings_version += 1
     for hook in _hooks:
         hook(settings)
 
 
 def reset() -> None:
     """Forget every ``configure()`` call and endpoint: the next use reads the environment again."""
-    global _settings, _version
+    global _settings, settings_version
     with _lock:
         _settings = None
-        _version += 1
+        settings_version += 1
         endpoints = list(_endpoints.values())
         _endpoints.clear()
     for endpoint in endpoints:

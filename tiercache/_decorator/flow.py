@@ -89,7 +89,11 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         else:
             if endpoint.breaker.failures or endpoint.breaker.state != CLOSED:
                 endpoint.breaker.success()
-            _read_done(cache, call, read, reply)
+            generation, payload = reply  # _read_done(), inlined
+            if generation_key is not None:
+                call.generation = cache.learn_generation(endpoint, generation)
+            call.token = token_of(payload)
+            call.found = cache.open_payload(endpoint, payload, call.redis_key)
             if call.found is not MISSING:
                 value, fresh_for = call.found
                 if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
@@ -109,7 +113,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         return settled.unwrap()
     # Leading now: a run that ended while our L2 read was under way wrote L1 before it let go
     # of the key, so this look catches it and we do not run the function a second time.
-    value = cache.local.get(call.l1_key)
+    value = cache.local.get(call.l1_key) if cache.has_l1 else MISSING
     if value is not MISSING:
         yield Land(call.l1_key, Settled(value, None), linger=False)
         cache.finish(call, "l1_hits")
@@ -199,7 +203,8 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
         except RemoteError as exc:
             cache.remote_failed(write.endpoint, exc)
         else:
-            write.endpoint.breaker.success()
+            if write.endpoint.breaker.failures or write.endpoint.breaker.state != CLOSED:
+                write.endpoint.breaker.success()  # (asked only when it has news: see serve)
             if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
@@ -207,13 +212,14 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
         call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
     elif not call.redis_key and call.canonical is None:
         cache.check_raw_key(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
-    cache.local.set(call.l1_key, value, None, call.lease)
+    if cache.has_l1:
+        cache.local.set(call.l1_key, value, None, call.lease)
     return stored
 
 
 def _write_op(cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any) -> Write | None:
     """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now."""
-    if not call.flags & LOOKED_UP or not endpoint.breaker.allow():
+    if not call.flags & LOOKED_UP or not (endpoint.breaker.state == CLOSED or endpoint.breaker.allow()):
         return None
     # A tombstone outlives no write whose reader saw the key longer ago than it lives: such a
     # write could land on a key whose invalidation has already expired, so it is not sent.

@@ -234,11 +234,11 @@ class FunctionCache(Tiers):
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_signing(Signer(keys) if keys else None, size)
-        self._resolved = _config.version()
+        self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:
         """Return whether caching is on, and the L2 endpoint to use now (None: L1 only)."""
-        if self._resolved != _config.version():
+        if self._resolved != _config.settings_version:
             self._resolve()
         return self._enabled, self._endpoint
 
@@ -290,7 +290,7 @@ class FunctionCache(Tiers):
 
     def canonical(self, key_values: tuple[Any, ...]) -> bytes:
         """Return the canonical encoding of a call's key values (raises for unkeyable ones)."""
-        if self._resolved != _config.version():
+        if self._resolved != _config.settings_version:
             self._resolve()
         return canonical_bytes(key_values, self.key_names, self.name, self.max_key_bytes)
 
@@ -299,7 +299,7 @@ class FunctionCache(Tiers):
 
         (A raw L1 key is never encoded, so its size is checked here, before anything is kept.)
         """
-        if self._resolved != _config.version():
+        if self._resolved != _config.settings_version:
             self._resolve()
         size = 0
         for value in key_values:
@@ -313,7 +313,7 @@ class FunctionCache(Tiers):
 
     def redis_key_for(self, key_values: tuple[Any, ...], canonical: bytes | None = None) -> str:
         """Return the Redis key of the call with these key values."""
-        if self._resolved != _config.version():
+        if self._resolved != _config.settings_version:
             self._resolve()
         if canonical is None:
             canonical = self.canonical(key_values)
@@ -348,7 +348,10 @@ class FunctionCache(Tiers):
         The generation is the one the read is made in: a clear landing from now on makes the
         value computed from it a miss.
         """
-        return self.redis_key(call), self.generation_key_if_due(endpoint), self._generation or 0
+        key = self._redis_keys.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
+        if key is None or (self.has_l1 and self.channel is not None):
+            key = self.redis_key(call)
+        return key, self.generation_key_if_due(endpoint), self._generation or 0
 
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""

@@ -65,7 +65,8 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
     async def release(self, connection: Any) -> None:
         """Put ``connection`` back, and wake the longest waiting caller."""
         await super().release(connection)
-        self._wake_next()
+        if self._waiters:  # (checked here: every command releases, and few find a queue)
+            self._wake_next()
 
     def _wake_next(self) -> None:
         while self._waiters:
