@@ -5,6 +5,7 @@ flapping Redis gives a line and a summary, not a line per change. Against a real
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from tests.support.clock import Clock
 from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
 from tiercache._l2 import breaker as _breaker
 from tiercache._l2.breaker import CircuitBreaker
-from tiercache._l2.pool import NO_CONNECTION, WaitingConnectionPool
+from tiercache._l2.pool import NO_CONNECTION, SyncWaitingConnectionPool, WaitingConnectionPool
 from tiercache._tools.redis_process import RedisProcess
 
 
@@ -238,3 +239,62 @@ def test_the_waiting_pool_serves_callers_in_turn_and_gives_up_in_time(server: Re
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_sync_waiting_pool_serves_every_thread_and_gives_up_in_time(server: RedisProcess) -> None:
+    """Threads beyond max_connections wait for a release (none refused, none lost); then time out."""
+    pool = SyncWaitingConnectionPool.from_url(server.url, max_connections=2, wait=5)
+    client = redis.Redis.from_pool(pool)
+    try:
+        for _ in range(5):  # a bounded stress loop: a lost wake-up would stall a round for 5 s
+            started = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(32) as executor:
+                answers = list(executor.map(lambda i: client.echo(str(i)), range(400)))
+            assert answers == [str(i).encode() for i in range(400)]
+            assert time.monotonic() - started < 4
+        assert len(pool._get_in_use_connections()) == 0
+        impatient = SyncWaitingConnectionPool.from_url(server.url, max_connections=1, wait=0.3)
+        held = impatient.get_connection()
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError, match=NO_CONNECTION):
+            impatient.get_connection()
+        assert 0.25 < time.monotonic() - started < 2
+        # A waiter gets the connection the moment it is released.
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(impatient.get_connection()))
+        waiter.start()
+        time.sleep(0.05)
+        impatient.release(held)
+        waiter.join(1)
+        assert got and got[0] is held
+        impatient.release(got[0])
+        impatient.disconnect()
+    finally:
+        client.close()
+
+
+def test_a_release_between_a_failed_attempt_and_the_wait_is_not_lost(server: RedisProcess) -> None:
+    """The race a condition variable invites: the release lands just before the caller waits."""
+
+    class ReleaseWhenFull(redis.ConnectionPool):
+        on_full: Any = None
+
+        def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().get_connection()
+            except redis.exceptions.MaxConnectionsError:
+                hook, self.on_full = self.on_full, None
+                if hook is not None:
+                    hook()  # the holder gives its connection back, in the window
+                raise
+
+    class Racy(SyncWaitingConnectionPool, ReleaseWhenFull):
+        pass
+
+    pool = Racy.from_url(server.url, max_connections=1, wait=5)
+    held = pool.get_connection()
+    pool.on_full = lambda: pool.release(held)
+    started = time.monotonic()
+    assert pool.get_connection() is held
+    assert time.monotonic() - started < 1  # not the 5 s wait of a lost wake-up
+    pool.disconnect()

@@ -22,7 +22,7 @@ from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable
-from tiercache._l2.pool import WaitingConnectionPool
+from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 from tiercache._l2.stores import AsyncStore, SyncStore
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
@@ -128,8 +128,8 @@ class Endpoint:
         wait = max(POOL_WAIT, 10 * timeout)
 
         def make_sync() -> redis.Redis:
-            pool = redis.BlockingConnectionPool.from_url(
-                url, retry=_retry_once(), max_connections=max_connections, timeout=wait, **options
+            pool = SyncWaitingConnectionPool.from_url(
+                url, retry=_retry_once(), max_connections=max_connections, wait=wait, **options
             )
             return redis.Redis.from_pool(pool)
 
