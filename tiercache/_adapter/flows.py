@@ -42,11 +42,11 @@ def _usable(tiers: AdapterTiers) -> Generator[Op, Any, Endpoint | None]:
 def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     """Return ``{key: value}`` for the keys found: L1 first, the rest in one MGET."""
     started = time.perf_counter_ns()
-    lease = tiers.local.lease()  # before the L2 read: a delete from now on keeps its values out of L1
+    lease = tiers.l1.lease()  # before the L2 read: a delete from now on keeps its values out of L1
     found: dict[str, Any] = {}
     wanted: list[str] = []
     for key in keys:
-        value = tiers.local.get(key)
+        value = tiers.l1.get(key)
         if value is MISSING:
             wanted.append(key)
         else:
@@ -68,7 +68,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
                     found[key], fresh_for = hit
                     if tiers.settings.write_back_l1_on_l2_hit:
                         tiers.remember(key)
-                        tiers.local.set(key, found[key], max(fresh_for, 0.0), lease)
+                        tiers.l1.set(key, found[key], max(fresh_for, 0.0), lease)
                     tiers.record(started, "l2_hits")
     for key in wanted:
         if key not in found:
@@ -82,7 +82,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     A delete of one of them while the write is under way wins in L1 as it does in Redis's order.
     """
     tiers.sets += len(items)
-    lease = tiers.local.lease()
+    lease = tiers.l1.lease()
     stored: set[str] = set()
     endpoint = yield from _usable(tiers)
     if endpoint is not None and (yield from _know_generation(tiers, endpoint)):
@@ -104,9 +104,9 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
         if tiers.settings.write_through or key not in stored:
             tiers.remember(key)
-            tiers.local.set(key, value, ttl, lease)
+            tiers.l1.set(key, value, ttl, lease)
         else:
-            tiers.local.delete(key)
+            tiers.l1.delete(key)
 
 
 def _know_generation(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tiercache._core.flights import Settled
+from tiercache._core.interfaces import AsyncStore, Store
 from tiercache._l2.coherence import Announce
 from tiercache._l2.envelope import new_token, tombstone
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from tiercache._core.tiers import Tiers
     from tiercache._decorator.function import Call, FunctionCache
     from tiercache._l2.endpoint import Endpoint
-    from tiercache._l2.stores import AsyncStore, SyncStore
 
 __all__ = [
     "REMOTE_OPS",
@@ -55,8 +55,8 @@ class Read:
     key: str
     generation_key: str | None
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read(self.key, self.generation_key)
 
 
@@ -68,8 +68,8 @@ class ReadMany:
     keys: tuple[str, ...]
     generation_key: str | None
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read_many(self.keys, self.generation_key)
 
 
@@ -87,8 +87,8 @@ class Write:
     ttl_ms: int
     token: bytes
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write(self.key, self.payload, self.ttl_ms, self.token)
 
 
@@ -100,8 +100,8 @@ class WriteMany:
     items: tuple[tuple[str, bytes, int], ...]
     announce: Announce = None
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write_many(self.items, self.announce)
 
 
@@ -115,8 +115,8 @@ class Invalidate:
     ttl_ms: int
     announce: Announce = None
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
 
 
@@ -130,8 +130,8 @@ class RaiseGeneration:
     step: int
     announce: Announce = None
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
 
 
@@ -141,8 +141,8 @@ class Ping:
 
     endpoint: Endpoint
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.ping()
 
 
@@ -155,8 +155,8 @@ class AcquireLock:
     token: bytes
     ttl_ms: int
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.acquire_lock(self.key, self.token, self.ttl_ms)
 
 
@@ -168,8 +168,8 @@ class ReleaseLock:
     key: str
     token: bytes
 
-    def perform(self, store: SyncStore | AsyncStore) -> Any:
-        """Do it: the result, or the awaitable of it from an async store (same method names)."""
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.release_lock(self.key, self.token)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
 from tiercache._core.clocks import Clocks
+from tiercache._core.interfaces import LocalTier
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
@@ -70,7 +71,8 @@ class Tiers:
         tombstones: bool = True,
     ) -> None:
         self.label = label
-        self.local = local
+        self.local = local  # all of it: the tiers keep its bounds, drops and leases
+        self.l1: LocalTier = local  # what flows may ask of it
         self.clocks = Clocks.following(local.clock)
         self.stats = StatsRecorder(label)
         self.ttl_l2 = ttl_l2

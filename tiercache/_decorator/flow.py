@@ -59,8 +59,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         cache.check_raw_key(call.key_values)  # (with L2, redis_key() encodes the key, and checks it)
     stale = None
     if cache.has_l1:
-        call.lease = cache.local.lease()  # before any slow read: an invalidation from now on voids it
-        value, stale = cache.local.lookup(call.l1_key)
+        call.lease = cache.l1.lease()  # before any slow read: an invalidation from now on voids it
+        value, stale = cache.l1.lookup(call.l1_key)
         if value is not MISSING:
             cache.finish(call, "l1_hits")
             return value
@@ -98,7 +98,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
                 value, fresh_for = call.found
                 if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
                     if cache.has_l1:
-                        cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+                        cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
                     cache.finish(call, "l2_hits")
                     return value
                 # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
@@ -113,7 +113,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         return settled.unwrap()
     # Leading now: a run that ended while our L2 read was under way wrote L1 before it let go
     # of the key, so this look catches it and we do not run the function a second time.
-    value = cache.local.get(call.l1_key) if cache.has_l1 else MISSING
+    value = cache.l1.get(call.l1_key) if cache.has_l1 else MISSING
     if value is not MISSING:
         yield Land(call.l1_key, Settled(value, None), linger=False)
         cache.finish(call, "l1_hits")
@@ -155,7 +155,7 @@ def _run(
         lock = yield from _lock_or_wait(cache, call, endpoint)
         if call.found is not MISSING:  # another process filled L2 while we waited
             value, fresh_for = call.found
-            cache.local.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+            cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.finish(call, "l2_hits")
             return value
@@ -213,7 +213,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     elif not call.redis_key and call.canonical is None:
         cache.check_raw_key(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
     if cache.has_l1:
-        cache.local.set(call.l1_key, value, None, call.lease)
+        cache.l1.set(call.l1_key, value, None, call.lease)
     return stored
 
 
