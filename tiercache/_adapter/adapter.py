@@ -1,7 +1,7 @@
 """The design note's cache adapter: explicit get/set/delete/clear over the same two tiers.
 
 ``MultiTierCacheAdapter`` (async, the design note's) and ``MultiTierCache`` (its sync twin) are
-thin shells over the flows in ``_adapter_flows``; ``MemoryCacheAdapter`` and ``MemoryCache`` are
+thin shells over the flows in ``flows``; ``MemoryCacheAdapter`` and ``MemoryCache`` are
 the same with L2 off, so swapping one for the other is a one-line change.
 """
 

@@ -1,6 +1,6 @@
 """What the adapters do, written once: get, set, delete and clear over the two tiers.
 
-Flows like ``_flow``'s, driven by the same shells: ``MultiTierCacheAdapter`` awaits them and
+Flows like ``_decorator.flow``'s, driven by the same shells: ``MultiTierCacheAdapter`` awaits them and
 ``MultiTierCache`` runs them in the calling thread.
 """
 

@@ -1,6 +1,6 @@
 """The I/O a flow can ask for, and the steps every flow's L2 work shares.
 
-A flow yields these operations; a shell (``_shells``) performs them and sends back the result,
+A flow yields these operations; a shell (``shells``) performs them and sends back the result,
 or throws the operation's exception into the flow.
 """
 
@@ -77,7 +77,7 @@ class ReadMany:
 class Write:
     """Store ``payload`` under ``key`` for ``ttl_ms`` if the key's token is still ``token``.
 
-    Sent whether Redis took it (see ``_envelope``: a value read or computed before an
+    Sent whether Redis took it (see ``_l2.envelope``: a value read or computed before an
     invalidation is refused).
     """
 

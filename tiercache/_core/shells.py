@@ -1,6 +1,6 @@
 """The two thin loops that drive flows: one blocks, one awaits.
 
-They only perform the operations a flow yields (``_ops``) and wait on single flights; every
+They only perform the operations a flow yields (``ops``) and wait on single flights; every
 decision (which tier, what to record, what to write back) stays in the flows. Keep the two side
 by side and alike.
 """

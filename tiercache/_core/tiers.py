@@ -79,7 +79,7 @@ class Tiers:
         self.stale_ttl = stale_ttl
         # An entry stays in Redis for its stale period too; its envelope says when it went stale.
         self.l2_ttl_ms = round(((ttl_l2 or 0.0) + stale_ttl) * 1000)
-        # Invalidations leave tombstones (see _envelope) where values are computed and written
+        # Invalidations leave tombstones (see _l2.envelope) where values are computed and written
         # conditionally; None: plain deletes (the adapters, whose values are set, not computed).
         self.tombstone_ms = max(self.l2_ttl_ms, round(TOMBSTONE_FLOOR * 1000)) if tombstones else None
         self._lock = threading.Lock()
@@ -101,7 +101,7 @@ class Tiers:
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
-        # Cross-process coherence (see _coherence): where our changes are announced (None: they
+        # Cross-process coherence (see _l2.coherence): where our changes are announced (None: they
         # are not, and this L1 follows its TTL alone), and who we are in those announcements.
         self.coherent = True
         self.channel: str | None = None
@@ -150,7 +150,7 @@ class Tiers:
     def announce(self, redis_keys: Sequence[str] | None) -> tuple[str, bytes] | None:
         """Return what to publish after changing ``redis_keys`` (None: all), or None if nothing.
 
-        Announcements name digests, never arguments (see ``_announcement``).
+        Announcements name digests, never arguments (see ``_l2.announcement``).
         """
         if self.channel is None:
             return None
@@ -333,7 +333,7 @@ class Tiers:
     ) -> bytes | None:
         """Return the L2 payload for ``value`` under ``key``, or None when it can only live in L1.
 
-        It carries the key's ``token`` and ``generation`` (see ``_envelope``; default: the one
+        It carries the key's ``token`` and ``generation`` (see ``_l2.envelope``; default: the one
         known now) and stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is
         signed when the cache has signing keys, and refused beyond ``max_value_bytes``.
         """

@@ -1,7 +1,7 @@
 """``@tiered_cache``: check its arguments, build the function's cache and fast path.
 
 The wrapper also gets its ``cache_*`` methods (awaitable twins for async functions); what type
-checkers see of it is in ``_protocols``.
+checkers see of it is in ``protocols``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The tier routing of a decorated function, written once.
 
-Each flow is a generator that decides, records and yields the I/O it wants done; it is sent the
-results (or has the I/O's exception thrown into it). ``_shells`` drives flows for sync and async
-callers. Nothing here waits on I/O or imports asyncio (L2 appears only as its endpoint and error
-types), so every decision can be tested by sending values in.
+Each flow is a generator that decides, records and yields the I/O it wants done (``_core.ops``);
+it is sent the results, or has the I/O's exception thrown into it. ``_core.shells`` drives flows
+for sync and async callers. Nothing here waits on I/O or imports asyncio or redis (L2 appears as
+its endpoint's breaker, its envelope's tokens and its errors), so every decision can be tested
+by sending values in.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
-from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import FOREIGN_TOKEN, carried, token_of
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
@@ -44,6 +44,7 @@ TOMBSTONE_MARGIN: Final = 1.0
 
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
+    from tiercache._l2.endpoint import Endpoint
 
 __all__ = ["clear", "invalidate", "refresh", "serve"]
 

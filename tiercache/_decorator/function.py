@@ -1,6 +1,6 @@
 """What one decorated function's cache knows beyond its tiers: keys, flights, refreshes, sampling.
 
-The flows in ``_flow`` decide; this object answers their questions (what is the key, where is
+The flows in ``flow`` decide; this object answers their questions (what is the key, where is
 L2 for this function now) and holds the state those answers need.
 """
 
@@ -176,7 +176,7 @@ class FunctionCache(Tiers):
     def _identify(self, closure: bytes | Callable[[], bytes]) -> None:
         """Name this function in Redis: its label and, for a factory's function, its closure.
 
-        A factory's functions share a label; their free variables (see _identity) tell them
+        A factory's functions share a label; their free variables (see identity) tell them
         apart: a tag in the key prefix, and the whole encoding in every digest. A closure that
         cannot be read yet (a callable) is read when the first Redis key is needed.
         """

@@ -1,6 +1,6 @@
 """The types ``@tiered_cache`` gives a function: what type checkers see of it and its methods.
 
-Protocols only: the wrapper is a generated plain function (see ``_fastpath``) with ``cache_*``
+Protocols only: the wrapper is a generated plain function (see ``fastpath``) with ``cache_*``
 attributes; these say so to mypy, with the function's own parameters and result.
 """
 

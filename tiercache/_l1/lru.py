@@ -55,7 +55,7 @@ class LocalCache:
     An expired entry is dropped when next looked at, unless it is within ``grace`` (a function's
     ``stale_ttl``): ``lookup`` then reports it and leaves it in place for stale serving. With
     ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often lately
-    than the entry it would evict (see ``_admission``); hits cost the same either way. With
+    than the entry it would evict (see ``admission``); hits cost the same either way. With
     ``max_bytes``, the entries' sizes (``sizer``) stay under it too, least recently used out
     first, and an entry larger than the bound is not kept at all. ``cap``
     bounds every entry's lifetime while invalidations from other processes cannot be heard

@@ -1,4 +1,4 @@
-"""L2 values: msgpack with our own closed set of extension types (the envelope is ``_envelope``).
+"""L2 values: msgpack with our own closed set of extension types (the envelope is ``envelope``).
 
 The only module that imports msgpack. Decoding never imports, evaluates or unpickles anything a
 payload names: an extension code or registered type name we do not know is a decode error.

@@ -1,16 +1,16 @@
 """The bytes of an L2 entry around its value: generation, version token, deadline; tombstones.
 
-Format 2, a fixed 28-byte header, then the msgpack body (``_codec``), then a MAC if signed::
+Format 2, a fixed 28-byte header, then the msgpack body (``codec``), then a MAC if signed::
 
     b"tc" | format (1) | flags (1) | generation (u64) | token (8 bytes) | fresh until (unix ms, i64)
 
 The **generation** is the function's (or adapter's) clear counter: ``cache_clear()`` raises it,
-and an entry written under another one is a miss. It only ever goes up (see ``_tiers``).
+and an entry written under another one is a miss. It only ever goes up (see ``_core.tiers``).
 
 The **token** is the key's version: an invalidation writes a *tombstone* carrying fresh random
 bytes, and every value written after it carries the same bytes on. A writer names the token it
 read before it computed; Redis refuses the write if the key's token changed since (the
-conditional write in ``_remote``, which reads the token at the same offsets). That is the
+conditional write in ``stores``, which reads the token at the same offsets). That is the
 memcache lease, held in Redis: a value computed before an invalidation never lands after it.
 """
 
@@ -53,7 +53,7 @@ TOKEN_SIZE: Final = 8
 _STAMP: Final = struct.Struct(">q")
 _STAMP_OFFSET: Final = TOKEN_OFFSET + TOKEN_SIZE
 
-#: Flags: the payload ends with a MAC (see ``_signing``); the entry is a tombstone (no value).
+#: Flags: the payload ends with a MAC (see ``signing``); the entry is a tombstone (no value).
 SIGNED: Final = 1
 TOMBSTONE: Final = 2
 

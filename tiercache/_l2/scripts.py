@@ -24,7 +24,7 @@ def _lua_bytes(raw: bytes) -> str:
     return "".join(f"\\{byte}" for byte in raw)
 
 
-# The conditional write (see _envelope): store ARGV[2] for ARGV[3] ms only if the key's token is
+# The conditional write (see envelope): store ARGV[2] for ARGV[3] ms only if the key's token is
 # still ARGV[1], the one its writer read before computing. Absent reads as ABSENT; bytes that
 # are not ours, or a key of another type, as FOREIGN_TOKEN, so garbage is still overwritten.
 # (Where the writer read nothing, SET NX GET does the same at a plain SET's cost: see write().)
@@ -49,7 +49,7 @@ return 1
 # Generations only go up: the new one is max(what Redis holds, ARGV[1]) + ARGV[2]. ARGV[1] is the
 # highest this process has seen, so a Redis that lost the key (a restart, a failover) or had an
 # old value planted back cannot take anyone back to entries written before a clear. Anything
-# but a short decimal number reads as 0, as in ``_envelope.generation_from``. Returns the new
+# but a short decimal number reads as 0, as in ``envelope.generation_from``. Returns the new
 # generation and whether Redis held another one.
 RAISE_GENERATION = f"""
 local current = redis.pcall('GET', KEYS[1])
