@@ -33,7 +33,7 @@ def test_announcements_round_trip(origin: bytes, prefix: str, found: list[str] |
     data = encode("ns:invalidations", origin, prefix, found, signer)
     message = parse(data)
     assert message is not None
-    assert (message.origin, message.prefix, message.digests, message.signed) == (
+    assert (message.origin, message.key_prefix, message.digests, message.signed) == (
         origin,
         prefix,
         found,
@@ -112,8 +112,8 @@ def test_a_signing_cache_ignores_what_it_cannot_verify(real_l2: str, redis_serve
     digest = one.cache_key("a")[-32:]
     client = redis_server.client()
     for signer in (None, Signer((b"not-the-key-at-all!!",))):
-        client.publish(channel, encode(channel, b"stranger", cache.prefix, [digest], signer))
-    client.publish(channel, encode(channel, b"stranger", cache.prefix, None, None))  # a forged clear
+        client.publish(channel, encode(channel, b"stranger", cache.key_prefix, [digest], signer))
+    client.publish(channel, encode(channel, b"stranger", cache.key_prefix, None, None))  # a forged clear
     source["a"] = 2
     time.sleep(0.2)
     assert one("a") == 1  # nothing it could verify arrived: the entry stands
@@ -150,7 +150,7 @@ def test_a_megabyte_of_announcement_does_not_stall_the_listener(
     cache = one.__tiercache__
     channel = cache.channel
     flood = [f"{i:032x}" for i in range(((1 << 20) - 200) // 32)]
-    big = encode(channel, b"stranger", cache.prefix, flood, None)
+    big = encode(channel, b"stranger", cache.key_prefix, flood, None)
     assert len(big) <= 1 << 20
     client = redis_server.client()
     for _ in range(5):

@@ -38,7 +38,7 @@ class AdapterTiers(Tiers):
         ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
         super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0, tombstones=False)
         self.settings = settings
-        self.prefix = settings.namespace
+        self.key_prefix = settings.namespace
         self.generation_key = f"{settings.namespace}:gen"
         self.sets = 0
         self.deletes = 0
@@ -64,7 +64,7 @@ class AdapterTiers(Tiers):
 
     def key(self, key: str) -> str:
         """Return the Redis key of the adapter key ``key``."""
-        return f"{self.prefix}:k:{key}"
+        return f"{self.key_prefix}:k:{key}"
 
     def digest_for(self, redis_key: str) -> str:
         """Return the digest announcements name ``redis_key`` by (keyed when signing)."""
@@ -79,7 +79,7 @@ class AdapterTiers(Tiers):
     def record(self, started_ns: int, outcome: str) -> None:
         """Record one get's outcome and latency (unless metrics are off)."""
         if self.settings.enable_metrics:
-            self.stats.finish(outcome, time.perf_counter_ns() - started_ns)
+            self.stats.record_call(outcome, time.perf_counter_ns() - started_ns)
 
     def metrics(self) -> dict[str, Any]:
         """Return the design note's metrics, with the decorator's rate definitions."""

@@ -175,14 +175,14 @@ class ReleaseLock:
 
 @dataclass(slots=True)
 class Join:
-    """Join the single flight for ``key`` among ``owner``'s.
+    """Join the single flight for ``key`` among ``cache``'s.
 
     Sent None to lead it, or how another run settled. (Threads and each event loop have
     flights of their own.)
     """
 
     key: Hashable
-    owner: FunctionCache
+    cache: FunctionCache
 
 
 @dataclass(slots=True)

@@ -58,8 +58,8 @@ def run_sync(flow: Flow) -> Any:
                     error = exc
                 continue
             if isinstance(op, Join):
-                flights, key = op.owner.thread_flights, op.key
-                flight, reply = _join_sync(flights, key, op.owner.label)
+                flights, key = op.cache.thread_flights, op.key
+                flight, reply = _join_sync(flights, key, op.cache.label)
                 continue
             if isinstance(op, Land):
                 if flights is not None and flight is not None:
@@ -139,8 +139,8 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
                     error = exc
                 continue
             if isinstance(op, Join):
-                table = op.owner.loop_flights()
-                led, reply = await _join_async(table, op.key, op.owner.label)
+                table = op.cache.loop_flights()
+                led, reply = await _join_async(table, op.key, op.cache.label)
                 if led is None:
                     continue
                 # Lead from a task of its own: cancelling this caller must not cancel the run

@@ -226,7 +226,7 @@ class StatsRecorder:
     def add(self, outcome: str | None, elapsed_ns: int, weight: int, flags: int) -> None:
         """Record one call: outcome (None: latency only), latency, weight, ERROR/FAST/LOOKED_UP flags.
 
-        See ``finish`` for the meaning of each.
+        See ``record_call`` for the meaning of each.
         """
         pending = self._pending
         pending.append((outcome, elapsed_ns, weight, flags))
@@ -272,7 +272,7 @@ class StatsRecorder:
         with self._lock:
             self._counts[counter] += n
 
-    def finish(
+    def record_call(
         self,
         outcome: str,
         elapsed_ns: int,

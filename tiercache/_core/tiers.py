@@ -86,7 +86,7 @@ class Tiers:
         self._logged: set[str] = set()
         # The highest generation seen on the endpoint, and when to read it again.
         self._generation: int | None = None
-        self._prefix = b""  # what value payloads of that generation start with
+        self._payload_start = b""  # what value payloads of that generation start with
         self._generation_endpoint: Endpoint | None = None
         self._generation_due = 0.0
         # Invalidations that could not reach L2 yet, replayed before the next L2 operation: keys
@@ -106,7 +106,7 @@ class Tiers:
         self.coherent = True
         self.channel: str | None = None
         self.origin = os.urandom(8)
-        self.prefix = ""
+        self.key_prefix = ""
         self._by_digest: dict[str, Hashable] = {}  # see note_digest()
 
     def enabled(self) -> bool:
@@ -251,7 +251,7 @@ class Tiers:
 
     def _set_generation(self, generation: int) -> None:
         self._generation = generation
-        self._prefix = prefix_of(generation, signed=self.signer is not None)
+        self._payload_start = prefix_of(generation, signed=self.signer is not None)
 
     def set_signing(self, signer: Signer | None, max_value_bytes: int) -> None:
         """Sign (and require signatures) with ``signer``, or neither; bound values at a size."""
@@ -274,7 +274,9 @@ class Tiers:
             self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
             return MISSING
         try:
-            opened = open_current(payload, self._prefix) if self._generation_endpoint is endpoint else None
+            opened = (
+                open_current(payload, self._payload_start) if self._generation_endpoint is endpoint else None
+            )
             if opened is None or self.signer is not None:  # (else the common case, in one step)
                 opened = self._open(endpoint, payload, key, opened)
                 if opened is None:

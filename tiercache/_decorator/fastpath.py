@@ -53,11 +53,11 @@ class FastPath:
     refill: Callable[[int], None]
 
 
-def _prefix_for(names: set[str]) -> str:
-    prefix = "_tc_"
-    while any(name.startswith(prefix) for name in names):
-        prefix = "_" + prefix
-    return prefix
+def _mangle_for(names: set[str]) -> str:
+    mangle = "_tc_"
+    while any(name.startswith(mangle) for name in names):
+        mangle = "_" + mangle
+    return mangle
 
 
 @dataclass
@@ -65,7 +65,7 @@ class _Calling:
     """How the generated functions take and pass on the cached function's arguments."""
 
     params: list[inspect.Parameter]
-    prefix: str  # of every name of ours in the generated source, clear of the parameters'
+    mangle: str  # starts every name of ours in the generated source, clear of the parameters'
     namespace: dict[str, Any]  # the generated module's globals: builtins we use, defaults
     positional: list[str]  # expressions passed positionally, in order
     keywords: list[tuple[str, str]]  # (name, expression); name "" for **kwargs
@@ -73,7 +73,7 @@ class _Calling:
     @classmethod
     def of(cls, signature: inspect.Signature) -> _Calling:
         params = list(signature.parameters.values())
-        p = _prefix_for({param.name for param in params})
+        p = _mangle_for({param.name for param in params})
         namespace: dict[str, Any] = {
             f"{p}type": type,
             f"{p}str": str,
@@ -131,7 +131,7 @@ def generate(
     (the slow path's ``run`` copies what it returns itself).
     """
     calling = _Calling.of(signature)
-    p = calling.prefix
+    p = calling.mangle
     if key_function is not None:
         calling.namespace[f"{p}key"] = key_function
         setup, values = [f"{p}kv = {p}key({calling.arguments})"], [f"{p}kv"]
@@ -179,7 +179,7 @@ def _wrapper_body(
     copies: bool = False,
 ) -> list[str]:
     """Return the wrapper's lines: L1 lookup (with countdown), else a hand-off to the slow path."""
-    p = calling.prefix
+    p = calling.mangle
     by_name = {param.name: param for param in calling.params}
     wait = "await " if is_async else ""
     handoff = f"{_key_values(values)}, {calling.handoff}"
@@ -225,7 +225,7 @@ def _source(
     calling: _Calling, name: str, body: list[str], setup: list[str], values: list[str], *, is_async: bool
 ) -> str:
     """Return the module source: a factory making the wrapper, the key binder and the countdown."""
-    p = calling.prefix
+    p = calling.mangle
     parameters = ", ".join(_render(calling.params, p))
     return "\n".join(
         [

@@ -63,7 +63,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         call.lease = cache.l1.lease()  # before any slow read: an invalidation from now on voids it
         value, stale = cache.l1.lookup(call.l1_key)
         if value is not MISSING:
-            cache.finish(call, "l1_hits")
+            cache.record(call, "l1_hits")
             return value
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
@@ -100,7 +100,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
                 if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
                     if cache.has_l1:
                         cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
-                    cache.finish(call, "l2_hits")
+                    cache.record(call, "l2_hits")
                     return value
                 # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
                 return (yield from _serve_stale(cache, call, value, endpoint))
@@ -110,14 +110,14 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         return (yield from _serve_stale(cache, call, stale[0], None))  # L1 is the only tier
     settled: Settled | None = yield Join(call.l1_key, cache)
     if settled is not None:
-        cache.finish(call, "coalesced", error=settled.error is not None)
+        cache.record(call, "coalesced", error=settled.error is not None)
         return settled.unwrap()
     # Leading now: a run that ended while our L2 read was under way wrote L1 before it let go
     # of the key, so this look catches it and we do not run the function a second time.
     value = cache.l1.get(call.l1_key) if cache.has_l1 else MISSING
     if value is not MISSING:
         yield Land(call.l1_key, Settled(value, None), linger=False)
-        cache.finish(call, "l1_hits")
+        cache.record(call, "l1_hits")
         return value
     return (yield from _run(cache, call, endpoint, stale, leading=True))
 
@@ -158,7 +158,7 @@ def _run(
             value, fresh_for = call.found
             cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
             yield Land(call.l1_key, Settled(value, None), linger=False)
-            cache.finish(call, "l2_hits")
+            cache.record(call, "l2_hits")
             return value
     try:
         value = yield Compute(cache.function, call)
@@ -169,18 +169,18 @@ def _run(
             cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
             if leading:
                 yield Land(call.l1_key, Settled(stale[0], None), linger=False)
-            cache.finish(call, "stale_served")
+            cache.record(call, "stale_served")
             return stale[0]
         if leading:
             yield Land(call.l1_key, Settled(None, exc), linger=False)
-        cache.finish(call, "misses", error=True)
+        cache.record(call, "misses", error=True)
         raise
     stored = yield from _store(cache, call, endpoint, value)
     if lock is not None and endpoint is not None:
         yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
-    cache.finish(call, "misses")
+    cache.record(call, "misses")
     return value
 
 
@@ -235,7 +235,7 @@ def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoin
     """Return a stale value at once; start one background refresh of it (per key, per process)."""
     if cache.claim_refresh(call.l1_key):
         yield Spawn(refresh(cache, call, endpoint))
-    cache.finish(call, "stale_served")
+    cache.record(call, "stale_served")
     return value
 
 

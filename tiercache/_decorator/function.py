@@ -224,8 +224,8 @@ class FunctionCache(Tiers):
         self._redis_keys.clear()  # the namespace may have changed
         settings = _config.current()
         namespace = self.namespace if self.namespace is not None else settings.namespace
-        self.prefix = f"{namespace}:{self.key_label}"
-        self.generation_key = f"{self.prefix}:gen"
+        self.key_prefix = f"{namespace}:{self.key_label}"
+        self.generation_key = f"{self.key_prefix}:gen"
         self._enabled = self._enabled_here and settings.enabled
         use_l2 = self.ttl_l2 is not None and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
@@ -317,7 +317,7 @@ class FunctionCache(Tiers):
             self._resolve()
         if canonical is None:
             canonical = self.canonical(key_values)
-        return f"{self.prefix}:{digest(canonical, self._digest_prefix, self._naming_secret())}"
+        return f"{self.key_prefix}:{digest(canonical, self._digest_prefix, self._naming_secret())}"
 
     def _naming_secret(self) -> bytes | None:
         # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
@@ -334,7 +334,7 @@ class FunctionCache(Tiers):
         if key is None:
             if call.canonical is None:
                 call.canonical = self.canonical(call.key_values)
-            key = f"{self.prefix}:{digest(call.canonical, self._digest_prefix, self._naming_secret())}"
+            key = f"{self.key_prefix}:{digest(call.canonical, self._digest_prefix, self._naming_secret())}"
             if len(self._redis_keys) >= REDIS_KEY_MEMO:
                 self._redis_keys.clear()
             self._redis_keys[call.l1_key] = key
@@ -372,7 +372,7 @@ class FunctionCache(Tiers):
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def finish(self, call: Call, outcome: str, *, error: bool = False) -> None:
+    def record(self, call: Call, outcome: str, *, error: bool = False) -> None:
         """Record how ``call`` ended and how long it took."""
         flags = (call.flags | ERROR) if error else call.flags
         self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, call.weight, flags)

@@ -4,7 +4,7 @@ Anyone who can PUBLISH can send anything on the channel, so an announcement is n
 nesting, no hashing of attacker-chosen values): it is a fixed header and a flat run of digests,
 parsed by offsets, every length checked against the bytes present::
 
-    b"tcA2" | flags (1) | origin (8) | prefix length (u16) | prefix (UTF-8)
+    b"tcA2" | flags (1) | origin (8) | key prefix length (u16) | key prefix (UTF-8)
             | [unless ALL] count (u32) | count digests of 32 hex characters | [if SIGNED] MAC
 
 The digests are the ones in the entries' Redis key names (keyed by the signing key when there
@@ -34,10 +34,10 @@ _HEX: Final = frozenset(b"0123456789abcdef")
 
 
 class Announcement(NamedTuple):
-    """A parsed announcement: its sender, the cache's prefix, the digests (None: all)."""
+    """A parsed announcement: its sender, the cache's key prefix, the digests (None: all)."""
 
     origin: bytes
-    prefix: str
+    key_prefix: str
     digests: list[str] | None
     signed: bool
     body: bytes  # what the MAC covers (without the channel)
@@ -45,10 +45,10 @@ class Announcement(NamedTuple):
 
 
 def encode(
-    channel: str, origin: bytes, prefix: str, digests: Sequence[str] | None, signer: Signer | None
+    channel: str, origin: bytes, key_prefix: str, digests: Sequence[str] | None, signer: Signer | None
 ) -> bytes:
-    """Return the announcement that ``digests`` (None: every entry) of ``prefix`` changed."""
-    raw_prefix = prefix.encode("utf-8")
+    """Return the announcement that ``digests`` (None: every entry) of the cache at ``key_prefix`` changed."""
+    raw_prefix = key_prefix.encode("utf-8")
     flags = (ALL if digests is None else 0) | (SIGNED if signer is not None else 0)
     parts = [_HEADER.pack(MAGIC, flags, origin, len(raw_prefix)), raw_prefix]
     if digests is not None:
@@ -70,7 +70,7 @@ def parse(data: bytes) -> Announcement | None:  # noqa: PLR0911 - an exit per wa
     if at > end:
         return None
     try:
-        prefix = data[_HEADER.size : at].decode("utf-8")
+        key_prefix = data[_HEADER.size : at].decode("utf-8")
     except UnicodeDecodeError:
         return None
     digests: list[str] | None = None
@@ -87,4 +87,4 @@ def parse(data: bytes) -> Announcement | None:  # noqa: PLR0911 - an exit per wa
         at = end
     if at != end:
         return None
-    return Announcement(origin, prefix, digests, signed, data[:end], data[end:])
+    return Announcement(origin, key_prefix, digests, signed, data[:end], data[end:])

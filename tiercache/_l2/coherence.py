@@ -1,7 +1,7 @@
 """Cross-process L1 coherence: changes are announced on a per-namespace Redis channel.
 
 A process that invalidates, clears or (adapters) sets an entry publishes which L1 keys changed
-on ``<namespace>:invalidations``; every other process with a cache on that prefix drops them
+on ``<namespace>:invalidations``; every other process with a cache at that key prefix drops them
 from its L1. We chose plain pub/sub over server-assisted client tracking (RESP3 ``CLIENT
 TRACKING ... BCAST``) because tracking announces *every* write of a key, so each process's
 ordinary miss-fills would evict the entries other processes just cached; pub/sub carries only
@@ -53,7 +53,7 @@ MAX_MESSAGE_BYTES: Final = 1 << 20
 class Member(Protocol):
     """A cache whose L1 follows announcements: a decorated function or an adapter."""
 
-    prefix: str
+    key_prefix: str
     origin: bytes
     signer: Signer | None
 
@@ -78,7 +78,7 @@ def channel_for(namespace: str) -> str:
 
 def announcement(member: Member, channel: str, digests: Sequence[str] | None) -> bytes:
     """Return the message telling other processes that ``digests`` (None: all) of ``member`` changed."""
-    return encode(channel, member.origin, member.prefix, digests, member.signer)
+    return encode(channel, member.origin, member.key_prefix, digests, member.signer)
 
 
 Subscribe = Callable[[int], Any]  # attempt number -> a fresh redis-py PubSub
@@ -93,7 +93,7 @@ class Bus:
         self._join_timeout = join_timeout
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # channel -> prefix -> members
+        # channel -> key prefix -> members
         self._members: dict[str, dict[str, weakref.WeakSet[Any]]] = {}
         # Members that cannot hear announcements now (deaf: short-lived L1 entries) until their
         # channel is followed (again).
@@ -115,7 +115,7 @@ class Bus:
         wait: it is flushed once the subscription comes, for it may have missed any number.
         """
         with self._changed:
-            self._members.setdefault(channel, {}).setdefault(member.prefix, weakref.WeakSet()).add(member)
+            self._members.setdefault(channel, {}).setdefault(member.key_prefix, weakref.WeakSet()).add(member)
             if channel in self._confirmed:
                 self._unconfirmed.discard(member)
                 member.set_deaf(False)  # (it may have followed another channel, unheard)
@@ -293,7 +293,7 @@ class Bus:
         if message is None:
             return
         with self._lock:
-            members = list(self._members.get(channel, {}).get(message.prefix, ()))
+            members = list(self._members.get(channel, {}).get(message.key_prefix, ()))
         for member in members:
             if member.origin == message.origin:
                 continue  # our own change: already applied here

@@ -125,12 +125,12 @@ def tombstone(token: bytes) -> bytes:
     return _HEADER.pack(MAGIC, FORMAT_VERSION, TOMBSTONE, 0, token, 0)
 
 
-def open_current(payload: bytes, prefix: bytes) -> tuple[int, memoryview] | None:
-    """Return ``(fresh_until_ms, body)`` of a payload starting with ``prefix``, else None.
+def open_current(payload: bytes, start: bytes) -> tuple[int, memoryview] | None:
+    """Return ``(fresh_until_ms, body)`` of a payload beginning with ``start``, else None.
 
     For a signed payload the body still ends with its MAC.
     """
-    if not payload.startswith(prefix) or len(payload) < HEADER_SIZE:
+    if not payload.startswith(start) or len(payload) < HEADER_SIZE:
         return None
     view = memoryview(payload)  # the body is decoded in place, not copied out first
     return _STAMP.unpack_from(payload, _STAMP_OFFSET)[0], view[HEADER_SIZE:]
