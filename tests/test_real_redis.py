@@ -180,6 +180,8 @@ def test_each_event_loop_gets_its_own_connections_and_closes_them(
     assert asyncio.run(burst(0)) == list(range(10))  # served from L2 on yet another loop
     assert g.cache_stats().l2_hits == 10
     assert len(client.client_list()) <= before + 1  # nothing left open by the finished loops
+    # Not even by the start-up permission check: it used a client of its own, and closed it.
+    assert g.__tiercache__.endpoint()._sync is None
 
 
 class ClosedUnderfoot(redis.Redis):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import urllib.parse
@@ -23,7 +24,7 @@ from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable
 from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
-from tiercache._l2.stores import AsyncStore, SyncStore
+from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "Endpoint"]
@@ -70,8 +71,12 @@ class Endpoint:
         probe: Callable[[], bool] | None = None,
         subscribe: Callable[[int], Any] | None = None,
         cluster: bool = False,
+        checker: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.name = name
+        # A client for the start-up permission check, closed after it when it was made for it:
+        # the sync store's pool would stay open in a process that only awaits.
+        self._checker = checker
         self._make_sync = make_sync
         self._make_async = make_async
         self._async_per_loop = async_per_loop
@@ -154,12 +159,16 @@ class Endpoint:
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
             return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
 
+        def checker() -> contextlib.closing[redis.Redis]:
+            return contextlib.closing(redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options))
+
         return cls(
             redact_url(url),
             make_sync,
             make_async,
             probe=probe,
             subscribe=subscribe,
+            checker=checker,
         )
 
     @classmethod
@@ -197,7 +206,18 @@ class Endpoint:
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
             return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
 
-        endpoint = cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, cluster=True)
+        def checker() -> contextlib.closing[redis.cluster.RedisCluster]:
+            return contextlib.closing(make_sync())
+
+        endpoint = cls(
+            redact_url(url),
+            make_sync,
+            make_async,
+            probe=probe,
+            subscribe=subscribe,
+            cluster=True,
+            checker=checker,
+        )
         return endpoint
 
     @classmethod
@@ -250,6 +270,8 @@ class Endpoint:
             probe=probe if sync_client is not None else None,
             subscribe=subscribe if sync_client is not None else None,
             cluster=cluster,
+            # The application's own client checks, and stays open: it is theirs.
+            checker=(lambda: contextlib.nullcontext(sync_client)) if sync_client is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -268,9 +290,12 @@ class Endpoint:
         _background.submit(lambda: self._report_access(namespace, channel))
 
     def _report_access(self, namespace: str, channel: str) -> None:
+        if self._checker is None:
+            return  # no sync client to check with: the first refusal is logged instead
         try:
-            denied = self.sync_store().missing_permissions(namespace, channel)
-        except Exception:  # no sync client, or Redis is down: the calls will say so
+            with self._checker() as client:
+                denied = missing_permissions(client, namespace, channel)
+        except Exception:  # Redis is down: the calls will say so
             return
         if denied:
             logger.warning(

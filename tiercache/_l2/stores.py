@@ -28,7 +28,7 @@ from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, WRITE_IF_UNCHA
 if TYPE_CHECKING:
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["AsyncStore", "SyncStore"]
+__all__ = ["AsyncStore", "SyncStore", "missing_permissions"]
 
 logger = logging.getLogger("tiercache")
 
@@ -75,6 +75,24 @@ _NEEDED = (
     ("PUBLISH", ("PUBLISH", "{channel}", "m")),
     ("SUBSCRIBE", ("SUBSCRIBE", "{channel}")),
 )
+
+
+def missing_permissions(client: Any, namespace: str, channel: str) -> list[str] | None:
+    """Return the commands the server's ACL denies ``client``'s user on ``namespace``, or None.
+
+    None when the server cannot say (no ACL DRYRUN: Redis < 7, a cluster, a user who may not run it).
+    """
+    names = {"key": f"{namespace}:access-check", "channel": channel}
+    denied = []
+    try:
+        user = client.execute_command("ACL", "WHOAMI")
+        for name, command in _NEEDED:
+            words = [word.format(**names) for word in command]
+            if client.execute_command("ACL", "DRYRUN", user, *words) not in (b"OK", "OK"):
+                denied.append(name)
+    except Exception:  # the server cannot say: the first refusal will be logged instead
+        return None
+    return denied
 
 
 def _refused(command: str, count: int, reasons: Sequence[str]) -> list[str]:
@@ -266,20 +284,6 @@ class SyncStore:
         """Release the lock ``key`` if we still hold it (``token``)."""
         with _TRANSLATED:
             self._release(keys=[key], args=[token])
-
-    def missing_permissions(self, namespace: str, channel: str) -> list[str] | None:
-        """Return the commands the server's ACL denies us on ``namespace``, or None if it cannot say."""
-        names = {"key": f"{namespace}:access-check", "channel": channel}
-        denied = []
-        try:
-            user = self.client.execute_command("ACL", "WHOAMI")
-            for name, command in _NEEDED:
-                words = [word.format(**names) for word in command]
-                if self.client.execute_command("ACL", "DRYRUN", user, *words) not in (b"OK", "OK"):
-                    denied.append(name)
-        except Exception:  # no ACL DRYRUN (Redis < 7, a cluster, a user who may not run it)
-            return None
-        return denied
 
 
 class _ReadBatch:
