@@ -56,8 +56,8 @@ def sync_hit(url: str) -> Scenario:
             Subject("tiercache", timed_sync('f("k")', {"f": cached}), ran_once(runs, "tiercache")),
         ],
         operations=3000,
-        target="<= 1.10x raw",
-        limit=1.10,
+        target="<= 1.05x raw",
+        limit=1.05,
     )
 
 
@@ -90,8 +90,8 @@ def miss_path(url: str) -> Scenario:
             ),
         ],
         operations=2000,
-        target="<= 1.15x raw (the write is conditional)",
-        limit=1.15,
+        target="<= 1.10x raw",
+        limit=1.10,
     )
 
 
@@ -146,8 +146,8 @@ def async_hit(url: str, loop: asyncio.AbstractEventLoop) -> Scenario:
         "raw redis.asyncio get + unpackb",
         subjects,
         operations=3000,
-        target="<= 1.10x raw",
-        limit=1.10,
+        target="<= 1.05x raw",
+        limit=1.05,
     )
 
 

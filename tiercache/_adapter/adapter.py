@@ -7,7 +7,6 @@ the same with L2 off, so swapping one for the other is a one-line change.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -15,105 +14,11 @@ from typing import Any
 
 from tiercache._adapter import flows
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
+from tiercache._adapter.tiers import AdapterTiers
 from tiercache._core.shells import run_async, run_sync
-from tiercache._core.tiers import Tiers
-from tiercache._l1.lru import Clock, LocalCache
-from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.signing import Signer, signing_keys
+from tiercache._l1.lru import Clock
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
-
-
-class AdapterTiers(Tiers):
-    """An adapter's tiers: its own L1, and its own connections to its Redis."""
-
-    def __init__(self, settings: MultiTierCacheSettings, label: str, clock: Clock) -> None:
-        local = LocalCache(
-            settings.l1_max_entries if settings.l1_enabled else 0,
-            settings.l1_ttl_seconds,
-            clock,
-            policy=settings.l1_policy,
-        )
-        ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
-        super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0, tombstones=False)
-        self.settings = settings
-        self.key_prefix = settings.namespace
-        self.generation_key = f"{settings.namespace}:gen"
-        self.sets = 0
-        self.deletes = 0
-        self._endpoint = (
-            Endpoint.from_url(
-                settings.redis_url(),
-                timeout=settings.l2_timeout,
-                connect_timeout=settings.l2_connect_timeout,
-                tls=settings.tls_options(),
-                max_connections=settings.l2_max_connections,
-            )
-            if settings.l2_enabled
-            else None
-        )
-        keys = signing_keys(settings.signing_key, label) if settings.signing_key else ()
-        self.set_signing(Signer(keys) if keys else None, settings.max_value_bytes)
-        self.coherent = settings.coherent
-        self.follow(self._endpoint, settings.namespace)
-
-    def endpoint(self) -> Endpoint | None:
-        """Return this adapter's L2 endpoint, or None with L2 off."""
-        return self._endpoint
-
-    def key(self, key: str) -> str:
-        """Return the Redis key of the adapter key ``key``."""
-        return f"{self.key_prefix}:k:{key}"
-
-    def digest_for(self, redis_key: str) -> str:
-        """Return the digest announcements name ``redis_key`` by (keyed when signing)."""
-        secret = self.signer.naming_secret if self.signer is not None else b""
-        return hashlib.blake2b(redis_key.encode(), digest_size=DIGEST_LENGTH // 2, key=secret).hexdigest()
-
-    def remember(self, key: str) -> None:
-        """Note the digest of ``key``'s entry before writing it to L1 (see Tiers.note_digest)."""
-        if self.channel is not None:
-            self.note_digest(self.digest_for(self.key(key)), key)
-
-    def record(self, started_ns: int, outcome: str) -> None:
-        """Record one get's outcome and latency (unless metrics are off)."""
-        if self.settings.enable_metrics:
-            self.stats.record_call(outcome, time.perf_counter_ns() - started_ns)
-
-    def metrics(self) -> dict[str, Any]:
-        """Return the design note's metrics, with the decorator's rate definitions."""
-        stats = self.snapshot()
-        return {
-            "gets": stats.calls,
-            "sets": self.sets,
-            "deletes": self.deletes,
-            "l1_hits": stats.l1_hits,
-            "l2_hits": stats.l2_hits,
-            "misses": stats.misses,
-            "l1_hit_rate": stats.l1_hit_rate,
-            "l2_hit_rate": stats.l2_hit_rate,
-            "combined_hit_rate": stats.combined_hit_rate,
-            "avg_latency_ms": stats.avg_latency_ms,
-            "p50_latency_ms": stats.p50_ms,
-            "p99_latency_ms": stats.p99_ms,
-            "l1_size": stats.l1_size,
-            "l1_max_entries": self.local.max_entries,
-            "l2_lookups": stats.l2_lookups,
-            "l2_errors": stats.l2_errors,
-            "l2_saturated": stats.l2_saturated,
-            "l2_corrupt": stats.l2_corrupt,
-            "unencodable": stats.unencodable,
-            "oversized": stats.oversized,
-            "l2_rejected": stats.l2_rejected,
-            "degraded": stats.degraded,
-            "degraded_seconds": stats.degraded_seconds,
-        }
-
-    def reset_metrics(self) -> None:
-        """Start every counter again from zero."""
-        self.snapshot(reset=True)
-        self.sets = self.deletes = 0
 
 
 class _Base:

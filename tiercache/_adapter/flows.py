@@ -26,7 +26,7 @@ from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import NO_TOKEN
 
 if TYPE_CHECKING:
-    from tiercache._adapter.adapter import AdapterTiers
+    from tiercache._adapter.tiers import AdapterTiers
 
 __all__ = ["clear", "delete", "get_many", "ping", "set_many"]
 

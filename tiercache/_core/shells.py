@@ -130,10 +130,11 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first, as in run_sync
-                store = op.endpoint.async_store()  # type: ignore[union-attr]
+                endpoint = op.endpoint  # type: ignore[union-attr]
+                store = endpoint.async_store()
                 try:
-                    if store.openings_seen != store.endpoint.openings:  # (sync_store() checks itself)
-                        await store.drop_idle_connections()
+                    if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
+                        await store.drop_idle_connections()  # the breaker opened: they may be dead
                     reply = await op.perform(store)  # type: ignore[union-attr]
                 except Exception as exc:
                     error = exc

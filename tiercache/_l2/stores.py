@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 import redis.asyncio
@@ -25,10 +25,17 @@ from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, R
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, WRITE_IF_UNCHANGED
 
-if TYPE_CHECKING:
-    from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["AsyncStore", "SyncStore", "missing_permissions"]
+class Owner(Protocol):
+    """What a store reads of the endpoint that made it."""
+
+    #: Whether it is a Redis Cluster (multi-key reads are split by slot).
+    cluster: bool
+    #: How many times its breaker opened (connections from before the last one may be dead).
+    openings: int
+
+
+__all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions"]
 
 logger = logging.getLogger("tiercache")
 
@@ -139,7 +146,7 @@ def _generation_reply(reply: Any) -> tuple[int, bool]:
 class SyncStore:
     """The L2 calls the tiers make, for sync callers."""
 
-    def __init__(self, client: Any, endpoint: Endpoint) -> None:
+    def __init__(self, client: Any, endpoint: Owner) -> None:
         self.client = client
         self.endpoint = endpoint
         # The breaker openings this store's pool has caught up with (see Endpoint.openings).
@@ -329,7 +336,7 @@ class AsyncStore:
     if Redis stalls, one timeout each, not a hundred connections.
     """
 
-    def __init__(self, client: Any, endpoint: Endpoint) -> None:
+    def __init__(self, client: Any, endpoint: Owner) -> None:
         self.client = client
         self.endpoint = endpoint
         # The breaker openings this store's pool has caught up with (see Endpoint.openings).
