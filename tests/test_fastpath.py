@@ -197,3 +197,42 @@ def test_sampled_hit_latency_is_weighted_to_stand_for_its_window() -> None:
     recorder = f.__tiercache__.stats  # type: ignore[attr-defined]
     # The histogram's total weight approximates the number of calls it describes.
     assert recorder._latency.total_weight == pytest.approx(calls, rel=0.02)
+
+
+_ARGUMENTS = st.recursive(
+    st.one_of(
+        st.integers(), st.text(max_size=5), st.floats(allow_nan=False), st.binary(max_size=5), st.none()
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        st.frozensets(st.integers(), max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+@given(a=_ARGUMENTS, b=_ARGUMENTS)
+def test_an_l1_less_wrapper_keys_a_call_as_the_slow_path_would(a: Any, b: Any) -> None:
+    """Without L1 the wrapper builds the call's key itself: the same key l1_key() gives."""
+    from tiercache._decorator import flow  # noqa: PLC0415 - patched before decorating
+
+    seen: list[Any] = []
+    real_serve = flow.serve
+
+    def spy(cache: Any, call: Any) -> Any:
+        seen.append((cache, call))
+        return real_serve(cache, call)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flow, "serve", spy)
+
+        @tiered_cache(ttl_l1=None, ttl_l2=60, enabled=False)
+        def f(a: Any, b: Any = None) -> str:
+            return "ran"
+
+    assert f(a, b=b) == "ran"
+    ((cache, call),) = seen
+    assert call.key_values == (a, b)
+    assert call.l1_key == cache.l1_key((a, b))[0]

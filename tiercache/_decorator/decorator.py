@@ -202,7 +202,10 @@ def _entry_points(
         l1_key, encoded = cache.canonical_l1_key(key_values)
         return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, encoded))
 
-    return EntryPoints(run, miss, cache.timed_l1_hit, slow, canonical)
+    def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
+        return serve(cache, Call(l1_key, key_values, args, kwargs, False))
+
+    return EntryPoints(run, miss, cache.timed_l1_hit, slow, canonical, keyed)
 
 
 def _copying(run: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:

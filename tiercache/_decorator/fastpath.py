@@ -33,7 +33,8 @@ class EntryPoints:
     flow, which the wrapper hands to ``run`` itself: a recursive cached function then costs three
     frames per level (the wrapper, ``run`` and the function), not one more for a hand-off helper.
     ``canonical`` is ``slow`` for a wrapper that already found the key neither exact nor shallow:
-    it goes straight to the canonical encoding.
+    it goes straight to the canonical encoding. ``keyed`` is ``miss`` for a function without L1:
+    the wrapper built the key, and no look-up ticked.
     """
 
     run: Callable[..., Any]
@@ -41,6 +42,7 @@ class EntryPoints:
     sample: Callable[..., Any]
     slow: Callable[..., Any]
     canonical: Callable[..., Any]
+    keyed: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,17 @@ def generate(
         calling.namespace[f"{p}copy"] = copier
     by_name = {param.name: param for param in calling.params}
     variadic = any(by_name[v].kind in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD) for v in values if v in by_name)
-    fast = local is not None and local.max_entries > 0 and not variadic
-    body = _wrapper_body(calling, setup, values, fast=fast, is_async=is_async, copies=copier is not None)
+    keyable = not variadic
+    fast = local is not None and local.max_entries > 0 and keyable
+    body = _wrapper_body(
+        calling,
+        setup,
+        values,
+        fast=fast,
+        keyed=keyable and not fast,
+        is_async=is_async,
+        copies=copier is not None,
+    )
     own_name = getattr(function, "__name__", "")
     name = own_name if _usable_name(own_name, by_name) else f"{p}wrapper"
     source = _source(calling, name, body, setup, values, is_async=is_async)
@@ -158,9 +169,9 @@ def generate(
         clock,
         EXACT_TYPES,
         entry.run,
-        entry.miss,
+        entry.miss if fast else entry.keyed,
         entry.sample,
-        entry.canonical if fast else entry.slow,
+        entry.canonical if keyable else entry.slow,
     )
     return FastPath(wrapper, bind, ticks, refill)
 
@@ -175,6 +186,7 @@ def _wrapper_body(
     values: list[str],
     *,
     fast: bool,
+    keyed: bool,
     is_async: bool,
     copies: bool = False,
 ) -> list[str]:
@@ -217,6 +229,12 @@ def _wrapper_body(
         # shallow_key. Hashing them costs far less than encoding them.
         body += [f"{p}k = {p}shallow({_key_values(values)})", f"if {p}k is not None:"]
         body += [f"    {line}" for line in hit]
+    elif keyed:
+        # No L1 to look in, but the key is built here as the fast path builds it, sparing the
+        # slow path's search for it (the same L1 key: it names the call's flight and Redis key).
+        keyed_run = f"return {wait}{p}run({p}miss({p}k, {handoff}))"
+        body += [f"if {condition}:", f"    {p}k = {raw_key}", f"    {keyed_run}"]
+        body += [f"{p}k = {p}shallow({_key_values(values)})", f"if {p}k is not None:", f"    {keyed_run}"]
     body.append(f"return {wait}{p}run({p}slow({handoff}))")
     return body
 
