@@ -13,6 +13,7 @@ import pytest
 
 import tiercache
 from tests.faults import Caller, Record, black_hole, expected, until
+from tests.support.clock import Clock
 from tiercache._l2 import breaker as _breaker
 from tiercache._l2.codec import encode_value
 from tiercache._l2.coherence import JOIN_WAIT
@@ -243,15 +244,16 @@ def test_clear_during_an_outage_is_replayed_after_it(server: RedisProcess) -> No
 def test_stale_value_is_served_at_once_while_one_refresh_runs(server: RedisProcess) -> None:
     versions = iter(range(1, 100))
     gate = threading.Event()
+    clock = Clock()
 
-    @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30, name="faults.price")
+    @tiercache.tiered_cache(ttl_l1=None, ttl_l2=60, stale_ttl=60, name="faults.price", clock=clock)
     def price(key: str) -> str:
         gate.wait(5)
         return f"{key}-v{next(versions)}"
 
     gate.set()
     assert price("k") == "k-v1"
-    time.sleep(0.4)  # past ttl_l2, within stale_ttl
+    clock.now += 90  # past ttl_l2, within stale_ttl (by the function's clock: no sleeping)
     gate.clear()  # the refresh will block until we let it go
     started = time.perf_counter()
     assert [price("k") for _ in range(5)] == ["k-v1"] * 5
@@ -268,14 +270,16 @@ def test_stale_value_is_served_at_once_while_one_refresh_runs_async(server: Redi
     async def scenario() -> None:
         gate = asyncio.Event()
 
-        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=0.3, stale_ttl=30, name="faults.aprice")
+        clock = Clock()
+
+        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=60, stale_ttl=60, name="faults.aprice", clock=clock)
         async def price(key: str) -> str:
             await gate.wait()
             return f"{key}-v{next(versions)}"
 
         gate.set()
         assert await price("k") == "k-v1"
-        await asyncio.sleep(0.4)
+        clock.now += 90  # past ttl_l2, within stale_ttl
         gate.clear()
         started = time.perf_counter()
         assert [await price("k") for _ in range(5)] == ["k-v1"] * 5
@@ -293,12 +297,6 @@ def test_stale_value_is_served_at_once_while_one_refresh_runs_async(server: Redi
 
 
 def test_fail_safe_returns_the_last_good_value_when_everything_is_down(server: RedisProcess) -> None:
-    class Clock:
-        now = 0.0
-
-        def __call__(self) -> float:
-            return self.now
-
     clock = Clock()
     healthy = [True]
 
@@ -339,12 +337,6 @@ def test_breaker_state_changes_are_logged_once_each(
 
 
 def test_l1_only_function_serves_stale_and_refreshes_in_the_background() -> None:
-    class Clock:
-        now = 0.0
-
-        def __call__(self) -> float:
-            return self.now
-
     clock = Clock()
     versions = iter(range(1, 100))
 
