@@ -60,10 +60,9 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
         ok, reply = yield from l2_op(tiers, endpoint, read)
         if ok:
             generation, payloads = reply
-            if generation_key is not None:
-                tiers.learn_generation(endpoint, generation)
             for key, payload in zip(wanted, payloads, strict=True):
-                hit = tiers.open_payload(endpoint, payload, tiers.key(key))
+                _, _, hit = tiers.take_read(endpoint, generation_key, generation, payload, tiers.key(key))
+                generation_key = None  # (learned with the first)
                 if hit is not MISSING:
                     found[key], fresh_for = hit
                     if tiers.settings.write_back_l1_on_l2_hit:

@@ -22,7 +22,7 @@ from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
-from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal
+from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal, token_of
 from tiercache._l2.errors import RemoteError, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
@@ -259,6 +259,19 @@ class Tiers:
         self.max_value_bytes = max_value_bytes
         if self._generation is not None:
             self._set_generation(self._generation)
+
+    def take_read(
+        self, endpoint: Endpoint, asked: str | None, generation: bytes | None, payload: bytes | None, key: str
+    ) -> tuple[int | None, bytes, Any]:
+        """Take in an L2 read's answer for ``key``, the one way every flow does.
+
+        ``asked``: the generation key the read named (``generation_key_if_due()``), if any; the
+        generation it brought back is then learned. Return that generation (None if not asked),
+        the key's token (what a later conditional write compares) and ``(value, seconds fresh)``
+        or MISSING.
+        """
+        learned = self.learn_generation(endpoint, generation) if asked is not None else None
+        return learned, token_of(payload), self.open_payload(endpoint, payload, key)
 
     def open_payload(self, endpoint: Endpoint, payload: bytes | None, key: str) -> Any:
         """Return ``(value, seconds it stays fresh)`` from the L2 payload under ``key``, or MISSING.
