@@ -192,18 +192,18 @@ def _entry_points(
     serve = _flow.serve
 
     def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        return serve(cache, Call(l1_key, key_values, args, kwargs, True))
+        return serve(cache, Call(l1_key, key_values, args, kwargs, fast=True))
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, canonical = cache.l1_key(key_values)
-        return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, canonical))
+        return serve(cache, Call(l1_key, key_values, args, kwargs, canonical=canonical))
 
     def canonical(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         l1_key, encoded = cache.canonical_l1_key(key_values)
-        return serve(cache, Call(l1_key, key_values, args, kwargs, False, 1, encoded))
+        return serve(cache, Call(l1_key, key_values, args, kwargs, canonical=encoded))
 
     def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        return serve(cache, Call(l1_key, key_values, args, kwargs, False))
+        return serve(cache, Call(l1_key, key_values, args, kwargs))
 
     return EntryPoints(run, miss, cache.timed_l1_hit, slow, canonical, keyed)
 

@@ -67,17 +67,16 @@ class Call:
         "redis_key",
         "started_ns",
         "token",
-        "weight",
     )
 
-    def __init__(  # noqa: PLR0917 - made on every L1 miss: positional arguments pass faster
+    def __init__(
         self,
         l1_key: Hashable,
         key_values: tuple[Any, ...],
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
-        fast: bool,
-        weight: int = 1,
+        *,
+        fast: bool = False,
         canonical: bytes | None = None,
     ) -> None:
         self.started_ns = time.perf_counter_ns()
@@ -86,7 +85,6 @@ class Call:
         self.args = args
         self.kwargs = kwargs
         self.flags = FAST if fast else 0  # FAST: it came through the fast path; LOOKED_UP: it asked L2
-        self.weight = weight
         self.canonical = canonical
         self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
         self.lease = 0  # the L1 lease taken before anything slow (see LocalCache)
@@ -375,7 +373,7 @@ class FunctionCache(Tiers):
     def record(self, call: Call, outcome: str, *, error: bool = False) -> None:
         """Record how ``call`` ended and how long it took."""
         flags = (call.flags | ERROR) if error else call.flags
-        self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, call.weight, flags)
+        self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, 1, flags)
 
     def timed_l1_hit(self, l1_key: Hashable) -> Any:
         """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
