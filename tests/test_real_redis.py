@@ -230,3 +230,17 @@ def test_a_password_in_the_query_is_never_shown_either(
     assert _cli.main(["stats", "--redis-url", url]) == 1
     err = capsys.readouterr().err
     assert "hunter2" not in err and "***" in err and "process list" in err
+
+
+def test_a_coroutine_on_an_endpoint_without_an_async_client_degrades(redis_server: RedisProcess) -> None:
+    """Only a sync client configured: an async function still returns, counting an L2 error."""
+    client = redis_server.client()
+    tiercache.configure(redis_client=client)
+
+    @tiered_cache(ttl_l1=None)
+    async def g(x: int) -> int:
+        return x * 2
+
+    assert asyncio.run(g(2)) == 4
+    assert g.cache_stats().l2_errors == 1
+    client.close()

@@ -131,8 +131,8 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first, as in run_sync
                 endpoint = op.endpoint  # type: ignore[union-attr]
-                store = endpoint.async_store()
                 try:
+                    store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
                     if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
                         await store.drop_idle_connections()  # the breaker opened: they may be dead
                     reply = await op.perform(store)  # type: ignore[union-attr]

@@ -44,8 +44,8 @@ logger = logging.getLogger("tiercache")
 GENERATION_RECHECK: Final = 0.5
 #: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
 MAX_PENDING_KEYS: Final = 10_000
-#: Values larger than this (encoded) stay in L1; payloads larger are refused before decoding.
-# The envelope around a value: header, timestamp, MAC.
+# The envelope around a value (header, timestamp, MAC): a payload longer than max_value_bytes
+# plus this is refused before decoding.
 _ENVELOPE_ROOM: Final = 512
 #: Seconds a tombstone stays at least (else as long as the entries): a write whose writer read
 #: the key longer ago than its tombstone lives could miss an invalidation, so it is not sent.

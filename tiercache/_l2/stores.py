@@ -167,8 +167,10 @@ class SyncStore:
         """
         self.openings_seen = self.endpoint.openings
         pool = getattr(self.client, "connection_pool", None)
-        if pool is not None:
-            pool.disconnect(inuse_connections=False)
+        # Closing a dead socket may fail too; that must not fail the operation it precedes.
+        with contextlib.suppress(Exception):
+            if pool is not None:
+                pool.disconnect(inuse_connections=False)
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
@@ -355,8 +357,9 @@ class AsyncStore:
         """Drop pooled connections made before the breaker last opened (see SyncStore's)."""
         self.openings_seen = self.endpoint.openings
         pool = getattr(self.client, "connection_pool", None)
-        if pool is not None:
-            await pool.disconnect(inuse_connections=False)
+        with contextlib.suppress(Exception):  # as in SyncStore's
+            if pool is not None:
+                await pool.disconnect(inuse_connections=False)
 
     def close_with_loop(self, forget: Callable[[], object]) -> None:
         """Close the client when its event loop shuts down, then call ``forget``.
