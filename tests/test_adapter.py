@@ -367,6 +367,9 @@ async def test_settings_from_environment_variables() -> None:
     assert MultiTierCacheSettings.from_env({}, l1_max_entries=5).l1_max_entries == 5
     with pytest.raises(ValueError, match=r"TIERCACHE_L2_PORT='abc' is not a number"):
         MultiTierCacheSettings.from_env({"TIERCACHE_L2_PORT": "abc"})
+    with pytest.raises(ValueError, match=r"TIERCACHE_L2_PORT='63.5' is not a whole number"):
+        MultiTierCacheSettings.from_env({"TIERCACHE_L2_PORT": "63.5"})
+    assert MultiTierCacheSettings.from_env({"TIERCACHE_L2_DB": "3.0"}).l2_db == 3
     with pytest.raises(ValueError, match=r"TIERCACHE_L1_ENABLED='maybe'"):
         MultiTierCacheSettings.from_env({"TIERCACHE_L1_ENABLED": "maybe"})
 

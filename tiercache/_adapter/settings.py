@@ -51,8 +51,13 @@ def _from_text(owner: str, name: str, raw: str, kind: str) -> Any:
     if kind == "bool":
         return parse_flag(raw, variable, owner)
     if kind in _INT_RANGES:
-        number = parse_number(raw, variable, owner)
-        return int(number) if number.is_integer() else number
+        try:
+            return int(raw)
+        except ValueError:
+            number = parse_number(raw, variable, owner)  # (raises if it is no number at all)
+        if not number.is_integer():
+            raise ValueError(f"{owner}: {variable}={raw!r} is not a whole number")
+        return int(number)
     if kind == "seconds":
         return parse_number(raw, variable, owner)
     return raw
