@@ -144,23 +144,22 @@ class Endpoint:
             )
             return redis.asyncio.Redis.from_pool(pool)
 
+        def one_off() -> contextlib.closing[redis.Redis]:
+            # A client of its own, closed after use: the pool's connections may be the dead ones
+            # that failed (the probe), or would stay open in a process that only awaits (the check).
+            return contextlib.closing(redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options))
+
         def probe() -> bool:
-            # A connection of its own: the pool's may be the dead ones that failed.
-            client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
             try:
-                return bool(client.ping())
+                with one_off() as client:
+                    return bool(client.ping())
             except Exception:  # any failure means "not back yet"
                 return False
-            finally:
-                client.close()
 
         def subscribe(_attempt: int) -> Any:
             # Its own client: a subscribed connection can do nothing else, and waits longer.
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
             return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
-
-        def checker() -> contextlib.closing[redis.Redis]:
-            return contextlib.closing(redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options))
 
         return cls(
             redact_url(url),
@@ -168,7 +167,7 @@ class Endpoint:
             make_async,
             probe=probe,
             subscribe=subscribe,
-            checker=checker,
+            checker=one_off,
         )
 
     @classmethod
@@ -186,14 +185,15 @@ class Endpoint:
                 cluster_url, retry=AsyncRetry(NoBackoff(), 0), **options
             )
 
+        def one_off() -> contextlib.closing[redis.cluster.RedisCluster]:
+            return contextlib.closing(make_sync())  # (closed after use, as for a single server)
+
         def probe() -> bool:
-            client = make_sync()
             try:
-                return bool(client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES))
+                with one_off() as client:
+                    return bool(client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES))
             except Exception:  # any failure (a primary still down) means "not back yet"
                 return False
-            finally:
-                client.close()
 
         def subscribe(attempt: int) -> Any:
             # PUBLISH reaches every node of a cluster: listen on any reachable one, the next
@@ -206,9 +206,6 @@ class Endpoint:
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
             return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
 
-        def checker() -> contextlib.closing[redis.cluster.RedisCluster]:
-            return contextlib.closing(make_sync())
-
         endpoint = cls(
             redact_url(url),
             make_sync,
@@ -216,7 +213,7 @@ class Endpoint:
             probe=probe,
             subscribe=subscribe,
             cluster=True,
-            checker=checker,
+            checker=one_off,
         )
         return endpoint
 
