@@ -206,8 +206,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
         except RemoteError as exc:
             cache.remote_failed(write.endpoint, exc)
         else:
-            if write.endpoint.breaker.failures or write.endpoint.breaker.state != CLOSED:
-                write.endpoint.breaker.success()  # (asked only when it has news: see serve)
+            write.endpoint.breaker.success()
             if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
@@ -222,7 +221,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
 
 def _write_op(cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any) -> Write | None:
     """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now."""
-    if not call.flags & LOOKED_UP or not (endpoint.breaker.state == CLOSED or endpoint.breaker.allow()):
+    if not call.flags & LOOKED_UP or not endpoint.breaker.allow():
         return None
     # A tombstone outlives no write whose reader saw the key longer ago than it lives: such a
     # write could land on a key whose invalidation has already expired, so it is not sent.

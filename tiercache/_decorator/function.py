@@ -157,7 +157,7 @@ class FunctionCache(Tiers):
         self.generation_key = ""
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
         # to catch a run that just ended, its result lingers briefly in the table instead.
-        self.linger = 0.0 if self.local.max_entries > 0 else LINGER
+        self.linger = 0.0 if self.has_l1 else LINGER
         self.thread_flights: Flights[threading.Event] = Flights(
             threading.Event, linger=self.linger, clock=self.clocks.monotonic
         )
