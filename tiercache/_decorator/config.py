@@ -64,23 +64,14 @@ class Settings:
             found["redis_url"] = check_url(url, owner)
         if namespace := environ.get("TIERCACHE_NAMESPACE"):
             found["namespace"] = check_namespace(namespace, owner)
-        for name in (
-            "timeout",
-            "connect_timeout",
-            "enabled",
-            "l2",
-            "max_value_bytes",
-            "max_key_bytes",
-            "max_connections",
-        ):
-            variable = f"TIERCACHE_{name.upper()}"
-            if not (raw := environ.get(variable)):
-                continue
-            if name in ("enabled", "l2"):
-                found[name] = parse_flag(raw, variable, owner)
-            elif name in ("timeout", "connect_timeout"):
+        for name in ("timeout", "connect_timeout"):
+            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
                 found[name] = check_seconds(parse_number(raw, variable, owner), name, owner)
-            else:
+        for name in ("enabled", "l2"):
+            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
+                found[name] = parse_flag(raw, variable, owner)
+        for name in ("max_value_bytes", "max_key_bytes", "max_connections"):
+            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
                 found[name] = check_size(parse_number(raw, variable, owner), name, owner)
         if raw := environ.get("TIERCACHE_SIGNING_KEY"):
             found["signing_keys"] = signing_keys(raw, owner)
