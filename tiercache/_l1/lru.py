@@ -17,7 +17,8 @@ __all__ = ["L1_POLICIES", "MISSING", "Clock", "LocalCache"]
 L1_POLICIES: Final = frozenset({"lru", "tinylfu"})
 
 Clock = Callable[[], float]
-# (value, fresh until on the cache's clock), and its size in bytes where L1 has a byte bound
+# (value, fresh until on the cache's clock), its size in bytes where L1 has a byte bound, and
+# with refresh-ahead, when its life ends (it is due for a refresh from "fresh until" on)
 Entry = tuple[Any, ...]
 #: What sizes a value and its key for a byte bound: (key, value) -> bytes.
 Sizer = Callable[[Hashable, Any], int]
@@ -57,7 +58,10 @@ class LocalCache:
     ``policy="tinylfu"`` a full cache admits a newcomer only if it was missed more often lately
     than the entry it would evict (see ``admission``); hits cost the same either way. With
     ``max_bytes``, the entries' sizes (``sizer``) stay under it too, least recently used out
-    first, and an entry larger than the bound is not kept at all. ``cap``
+    first, and an entry larger than the bound is not kept at all. With ``ahead`` (a fraction),
+    an entry stops being fresh that fraction of its lifetime early and is *due* until its life
+    ends: ``lookup`` reports it as it reports a stale one (``due()`` tells them apart), so a
+    caller can serve it while it is refreshed. ``cap``
     bounds every entry's lifetime while invalidations from other processes cannot be heard
     (``set_cap``), and the lifetime of what is written later under a lease taken meanwhile.
     """
@@ -70,6 +74,7 @@ class LocalCache:
         "_floor",
         "_lifted_cap",
         "_lock",
+        "ahead",
         "cap",
         "clock",
         "data",
@@ -91,6 +96,7 @@ class LocalCache:
         *,
         max_bytes: int | None = None,
         sizer: Sizer | None = None,
+        ahead: float = 0.0,
     ) -> None:
         self.data: OrderedDict[Hashable, Entry] = OrderedDict()
         self.max_bytes = max_bytes
@@ -100,6 +106,7 @@ class LocalCache:
         self.ttl = ttl
         self.clock = clock
         self.grace = grace
+        self.ahead = ahead
         self.cap = math.inf
         self.sketch = FrequencySketch(max_entries) if policy == "tinylfu" and max_entries > 0 else None
         self._lock = threading.Lock()
@@ -132,7 +139,8 @@ class LocalCache:
         if entry[1] > self.clock():
             self._touch(key)
             return entry[0]
-        self._discard(key, entry)
+        if self.within_grace(entry) is None:  # (one within grace stays for lookup's callers)
+            self._discard(key, entry)
         return MISSING
 
     def lookup(self, key: Hashable) -> tuple[Any, Entry | None]:
@@ -152,8 +160,14 @@ class LocalCache:
         return MISSING, stale
 
     def within_grace(self, entry: Entry) -> Entry | None:
-        """Return an expired ``entry`` if it is still within the grace period, else None."""
+        """Return an expired ``entry`` if it is still due or within the grace period, else None."""
+        if self.ahead:
+            return entry if entry[-1] + self.grace > self.clock() else None
         return entry if self.grace and entry[1] + self.grace > self.clock() else None
+
+    def due(self, entry: Entry) -> bool:
+        """Whether an entry ``lookup`` reported is due for a refresh, not past its life (stale)."""
+        return bool(self.ahead) and entry[-1] > self.clock()
 
     def _touch(self, key: Hashable) -> None:
         try:  # noqa: SIM105 - suppress() would add a context manager to every hit
@@ -196,20 +210,26 @@ class LocalCache:
         now = self.clock()
         data = self.data
         if self.max_bytes is not None:
-            return self._set_sized(key, value, now + lifetime, lease)
+            return self._set_sized(key, value, now, lifetime, lease)
+        entry = (
+            (value, now + lifetime)
+            if not self.ahead
+            else (value, now + lifetime * (1 - self.ahead), now + lifetime)
+        )
         with self._lock:
             if lease is not None and not self.valid(key, lease):
                 return False
             if self.sketch is not None and key not in data and not self._admits(self.sketch, key, now):
                 return False
-            data[key] = (value, now + lifetime)
+            data[key] = entry
             data.move_to_end(key)
             while len(data) > self.max_entries:
                 data.popitem(last=False)
         return True
 
-    def _set_sized(self, key: Hashable, value: Any, expires: float, lease: int | None) -> bool:
+    def _set_sized(self, key: Hashable, value: Any, now: float, lifetime: float, lease: int | None) -> bool:
         # set() under a byte bound: sized outside the lock (it may encode the value).
+        expires = now + lifetime * (1 - self.ahead)
         size = self.sizer(key, value) if self.sizer is not None else 0
         bound = self.max_bytes or 0
         data = self.data
@@ -230,7 +250,7 @@ class LocalCache:
             old = data.get(key)
             if old is not None:
                 self._bytes -= old[2]
-            data[key] = (value, expires, size)
+            data[key] = (value, expires, size) if not self.ahead else (value, expires, size, now + lifetime)
             data.move_to_end(key)
             self._bytes += size
             while len(data) > self.max_entries or self._bytes > bound:
@@ -298,9 +318,12 @@ class LocalCache:
         with self._lock:
             self._drops += 1
             self._forget_drops()
-            for key, (value, expires_at, *size) in list(self.data.items()):
-                if expires_at > now:
-                    self.data[key] = (value, now, *size)
+            for key, entry in list(self.data.items()):
+                if entry[1] > now or (self.ahead and entry[-1] > now):
+                    # (with refresh-ahead, the life ends now too: stale, not merely due)
+                    self.data[key] = (
+                        (entry[0], now, *entry[2:-1], now) if self.ahead else (entry[0], now, *entry[2:])
+                    )
 
     def void_leases(self) -> None:
         """Refuse every write under a lease taken before now (entries stay)."""
