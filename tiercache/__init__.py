@@ -11,24 +11,31 @@ from tiercache._core.stats import CacheStats
 from tiercache._decorator.config import Settings, configure
 from tiercache._decorator.decorator import tiered_cache
 from tiercache._decorator.keys import UnkeyableArgumentError
+from tiercache._decorator.policies import NOT_NONE
 from tiercache._decorator.protocols import (
+    NO_VALUE,
     AsyncCachedFunction,
     BoundAsyncCachedFunction,
     BoundCachedFunction,
     CachedFunction,
     CacheInfo,
+    NoValue,
 )
 from tiercache._decorator.registry import stats
-from tiercache._errors import InvalidationError, ReentrantCallError
+from tiercache._decorator.warming import WarmReport
+from tiercache._errors import ComputeTimeoutError, InvalidationError, ReentrantCallError
 from tiercache._l2.codec import register_type
 
 __all__ = [
+    "NOT_NONE",
+    "NO_VALUE",
     "AsyncCachedFunction",
     "BoundAsyncCachedFunction",
     "BoundCachedFunction",
     "CacheInfo",
     "CacheStats",
     "CachedFunction",
+    "ComputeTimeoutError",
     "InvalidationError",
     "MemoryCache",
     "MemoryCacheAdapter",
@@ -36,9 +43,11 @@ __all__ = [
     "MultiTierCache",
     "MultiTierCacheAdapter",
     "MultiTierCacheSettings",
+    "NoValue",
     "ReentrantCallError",
     "Settings",
     "UnkeyableArgumentError",
+    "WarmReport",
     "configure",
     "register_type",
     "stats",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidationError", "ReentrantCallError"]
+__all__ = ["ComputeTimeoutError", "InvalidationError", "ReentrantCallError"]
 
 
 class InvalidationError(RuntimeError):
@@ -40,3 +40,19 @@ class ReentrantCallError(RecursionError):
             "calls), so it would wait for ever"
         )
         self.function = function
+
+
+class ComputeTimeoutError(TimeoutError):
+    """A cached function ran longer than its ``hard_timeout`` and no stale value could stand in.
+
+    The caller gets this; the run itself goes on in the background and fills the cache when it
+    ends, so a later call may find its value. ``function`` names the cache, ``seconds`` the limit.
+    """
+
+    def __init__(self, function: str, seconds: float) -> None:
+        super().__init__(
+            f"{function}: the function ran longer than hard_timeout={seconds:g} s and no stale "
+            "value was at hand; it goes on in the background and fills the cache when it ends"
+        )
+        self.function = function
+        self.seconds = seconds

@@ -17,6 +17,7 @@ from tiercache._core.ops import (
     ReadMany,
     WriteMany,
     drop_keys,
+    know_generation,
     l2_op,
     new_generation,
     replay_repairs,
@@ -84,7 +85,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     lease = tiers.l1.lease()
     stored: set[str] = set()
     endpoint = yield from _usable(tiers)
-    if endpoint is not None and (yield from _know_generation(tiers, endpoint)):
+    if endpoint is not None and (yield from know_generation(tiers, endpoint)):
         ttl_ms = round((ttl or tiers.settings.l2_ttl_seconds) * 1000)
         payloads = {
             key: tiers.seal_value(
@@ -106,17 +107,6 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
             tiers.l1.set(key, value, ttl, lease)
         else:
             tiers.l1.delete(key)
-
-
-def _know_generation(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
-    """Make sure the generation is known before sealing payloads; False if L2 failed."""
-    generation_key = tiers.generation_key_if_due(endpoint)
-    if generation_key is None:
-        return True
-    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key))
-    if ok:
-        tiers.learn_generation(endpoint, reply[0])
-    return bool(ok)
 
 
 def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:

@@ -28,6 +28,9 @@ class LocalTier(Protocol):
     def get(self, key: Hashable) -> Any:
         """Return the live value under ``key``, or MISSING."""
 
+    def due(self, entry: Entry) -> bool:
+        """Whether an entry ``lookup`` reported is due for a refresh (refresh-ahead), not stale."""
+
     def set(self, key: Hashable, value: Any, ttl: float | None = None, lease: int | None = None) -> bool:
         """Store ``value`` for ``ttl`` seconds unless ``lease`` is void; return whether it was."""
 

@@ -30,6 +30,8 @@ __all__ = [
     "Join",
     "Land",
     "Op",
+    "Outcome",
+    "Overran",
     "Ping",
     "RaiseGeneration",
     "Read",
@@ -41,6 +43,7 @@ __all__ = [
     "Write",
     "WriteMany",
     "drop_keys",
+    "know_generation",
     "l2_op",
     "new_generation",
     "replay_repairs",
@@ -200,10 +203,34 @@ class Land:
 
 @dataclass(slots=True)
 class Compute:
-    """Run ``function`` with ``call``'s arguments; sent its value or thrown its exception."""
+    """Run ``function`` with ``call``'s arguments; sent its value or thrown its exception.
+
+    With ``timeout``, the run may outlive the wait: past it, ``Overran`` is thrown instead,
+    holding the run still under way (for an ``Outcome`` later).
+    """
 
     function: Callable[..., Any]
     call: Call
+    timeout: float | None = None
+
+
+class Overran(Exception):
+    """Thrown into a flow whose ``Compute`` outlasted its timeout; the run goes on.
+
+    ``pending`` is the run (a ``concurrent.futures.Future`` for a sync function, an asyncio
+    task for an async one): yield ``Outcome(pending)`` from a flow spawned ``after`` it.
+    """
+
+    def __init__(self, pending: Any) -> None:
+        super().__init__("the function outlasted its timeout")
+        self.pending = pending
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Sent the value of a run that overran (or thrown its exception)."""
+
+    pending: Any
 
 
 @dataclass(slots=True)
@@ -215,17 +242,39 @@ class Sleep:
 
 @dataclass(slots=True)
 class Spawn:
-    """Run ``flow`` in the background; the caller does not wait for it."""
+    """Run ``flow`` in the background; the caller does not wait for it.
+
+    With ``after`` (a run that overran), start it once that run has ended.
+    """
 
     flow: Generator[Any, Any, Any]
+    after: Any = None
 
 
 #: The operations on L2; each performs itself on a store (``perform``; awaited for an async one).
-REMOTE_OPS = (Read, ReadMany, Write, WriteMany, Invalidate, RaiseGeneration, Ping, AcquireLock, ReleaseLock)
-RemoteOp = (
-    Read | ReadMany | Write | WriteMany | Invalidate | RaiseGeneration | Ping | AcquireLock | ReleaseLock
+REMOTE_OPS = (
+    Read,
+    ReadMany,
+    Write,
+    WriteMany,
+    Invalidate,
+    RaiseGeneration,
+    Ping,
+    AcquireLock,
+    ReleaseLock,
 )
-Op = RemoteOp | Join | Land | Compute | Sleep | Spawn
+RemoteOp = (
+    Read
+    | ReadMany
+    | Write
+    | WriteMany
+    | Invalidate
+    | RaiseGeneration
+    | Ping
+    | AcquireLock
+    | ReleaseLock
+)
+Op = RemoteOp | Join | Land | Compute | Outcome | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
 
@@ -241,6 +290,17 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
         return False, exc
     endpoint.breaker.success()
     return True, reply
+
+
+def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Make sure the generation is known before sealing payloads; False if L2 failed."""
+    generation_key = tiers.generation_key_if_due(endpoint)
+    if generation_key is None:
+        return True
+    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key))
+    if ok:
+        tiers.learn_generation(endpoint, reply[0])
+    return bool(ok)
 
 
 def drop_keys(

@@ -8,14 +8,16 @@ by side and alike.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from tiercache import _background
 from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
-from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Sleep, Spawn
+from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn
 from tiercache._errors import ReentrantCallError
 
 __all__ = ["run_async", "run_sync"]
@@ -52,7 +54,11 @@ def run_sync(flow: Flow) -> Any:
                 call, function = op.call, op.function
                 try:
                     reply = (
-                        function(*call.args) if call.kwargs is None else function(*call.args, **call.kwargs)
+                        _compute_within(function, call.args, call.kwargs, op.timeout)
+                        if op.timeout is not None
+                        else function(*call.args)
+                        if call.kwargs is None
+                        else function(*call.args, **call.kwargs)
                     )
                 except Exception as exc:
                     error = exc
@@ -106,13 +112,45 @@ def _wait_on(me: Hashable, flight: Flight[Any], label: str) -> None:
         raise ReentrantCallError(label)
 
 
+def _compute_within(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None, timeout: float
+) -> Any:
+    """Run ``function`` on a thread of its own and wait ``timeout`` seconds for it.
+
+    Raise Overran, holding the run's future, if it takes longer: the caller may go on without
+    it. The thread runs in a copy of the caller's context (contextvars), as a task would.
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            result = context.run(function, *args, **(kwargs or {}))
+        except BaseException as exc:  # handed to whoever waits for the outcome
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=run, name="tiercache-compute", daemon=True).start()
+    done, _ = concurrent.futures.wait((future,), timeout)
+    if not done:  # (not future.result(timeout): the function may raise TimeoutError itself)
+        raise Overran(future)
+    return future.result()
+
+
 def _perform_sync(op: Op) -> Any:
     # (L2 operations and Compute never get here: run_sync performs them itself, first.)
     if isinstance(op, Sleep):
         return time.sleep(op.seconds)
     if isinstance(op, Spawn):
         flow = op.flow
+        if op.after is not None:  # no background thread waits for the run: it starts when it ends
+            op.after.add_done_callback(lambda _: _background.submit(lambda: run_sync(flow)))
+            return None
         return _background.submit(lambda: run_sync(flow))
+    if isinstance(op, Outcome):
+        return op.pending.result()  # (done: its flow was spawned after it)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
 
 
@@ -192,20 +230,40 @@ async def _perform_async(op: Op) -> Any:
     # (L2 operations never get here: run_async performs them itself, first.)
     if isinstance(op, Compute):
         call = op.call
-        if call.kwargs is None:
-            return await op.function(*call.args)
-        return await op.function(*call.args, **call.kwargs)
+        running = op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
+        if op.timeout is None:
+            return await running
+        return await _compute_within_async(running, op.timeout)
     if isinstance(op, Sleep):
         return await asyncio.sleep(op.seconds)
     if isinstance(op, Spawn):
-        task = asyncio.ensure_future(run_async(op.flow))
-        _background_tasks.add(task)  # the loop keeps only a weak reference to its tasks
-        task.add_done_callback(_background_tasks.discard)
+        _keep(asyncio.ensure_future(run_async(op.flow)))  # (after a run: its flow awaits the Outcome)
         return None
+    if isinstance(op, Outcome):
+        return await op.pending
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
 
 
+async def _compute_within_async(running: Any, timeout: float) -> Any:
+    """Await ``running`` for ``timeout`` seconds; past it raise Overran, holding its task."""
+    task = asyncio.ensure_future(running)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+    except BaseException:  # the caller was cancelled: nobody will take the run over
+        task.cancel()
+        raise
+    if not done:
+        _keep(task)
+        raise Overran(task)
+    return task.result()
+
+
 _background_tasks: set[asyncio.Future[Any]] = set()
+
+
+def _keep(task: asyncio.Future[Any]) -> None:
+    _background_tasks.add(task)  # the loop keeps only a weak reference to its tasks
+    task.add_done_callback(_background_tasks.discard)
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:

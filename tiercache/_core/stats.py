@@ -110,7 +110,10 @@ class CacheStats:
     ``l2_writes_refused`` values Redis would not take because the entry was invalidated after
     they were read or computed (see the invalidation protocol); ``l2_saturated`` calls that
     skipped L2 because every pooled connection stayed busy (a burst of ours, not an outage:
-    see ``configure(max_connections=)``). ``degraded`` says whether the
+    see ``configure(max_connections=)``); ``not_cached`` results kept out of both tiers by
+    ``cache_if`` (or TTL functions returning None for both); ``refreshes_ahead`` background
+    refreshes a hit near the end of its entry's life started (``refresh_ahead``); ``timeouts``
+    calls that stopped waiting for the function (``timeout``/``hard_timeout``). ``degraded`` says whether the
     function's Redis is being skipped right now (its circuit breaker is open), and
     ``degraded_seconds`` how long it has been skipped in all. ``pending_invalidations`` counts
     invalidations made while Redis was unreachable, waiting to be replayed there (a clear counts
@@ -134,6 +137,9 @@ class CacheStats:
     refresh_errors: int
     l2_writes_refused: int
     l2_saturated: int
+    not_cached: int
+    refreshes_ahead: int
+    timeouts: int
     degraded: bool
     degraded_seconds: float
     pending_invalidations: int
@@ -185,6 +191,9 @@ _COUNTERS = (
     "refresh_errors",
     "l2_writes_refused",
     "l2_saturated",
+    "not_cached",
+    "refreshes_ahead",
+    "timeouts",
     "fast_path_entries",
 )
 
@@ -331,6 +340,9 @@ class StatsRecorder:
             refresh_errors=counts["refresh_errors"],
             l2_writes_refused=counts["l2_writes_refused"],
             l2_saturated=counts["l2_saturated"],
+            not_cached=counts["not_cached"],
+            refreshes_ahead=counts["refreshes_ahead"],
+            timeouts=counts["timeouts"],
             degraded=degraded,
             degraded_seconds=degraded_seconds,
             pending_invalidations=pending_invalidations,

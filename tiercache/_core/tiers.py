@@ -424,10 +424,11 @@ class Tiers:
         """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
         cleared = action.endswith("clear()")
         old, expires = ("the old values", "they expire") if cleared else ("the old value", "it expires")
-        others = f"other processes' L1s may keep {old} for up to {self.local.ttl:g} s"
+        l1_bound = f"up to {self.local.ttl:g} s" if math.isfinite(self.local.ttl) else "their TTL"
+        others = f"other processes' L1s may keep {old} for {l1_bound}"
         if getattr(error, "kept_in_redis", True):
-            lifetime = self.l2_ttl_ms / 1000
-            remains = f"{old} may stay in Redis until {expires} (up to {lifetime:g} s), and {others}"
+            l2_bound = f"up to {self.l2_ttl_ms / 1000:g} s" if self.ttl_l2 is not None else "its TTL"
+            remains = f"{old} may stay in Redis until {expires} ({l2_bound}), and {others}"
         else:
             remains = f"Redis dropped {old}, but refused the announcement: {others}"
         return InvalidationError(self.label, action, endpoint.name, str(error), remains)

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from tiercache._core.shells import run_async, run_sync
 from tiercache._core.stats import CacheStats
-from tiercache._decorator import config as _config
+from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.fastpath import EntryPoints, generate
 from tiercache._decorator.function import Call, FunctionCache
-from tiercache._decorator.identity import identity_of
 from tiercache._decorator.options import OWNER, POSITIONAL, Options
-from tiercache._decorator.protocols import AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
-from tiercache._l1.lru import Clock
+from tiercache._decorator.protocols import NO_VALUE, AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
+from tiercache._decorator.warming import Progress, WarmReport, warm, warm_async
+from tiercache._l1.lru import MISSING, Clock
 
 __all__ = ["tiered_cache"]
 
@@ -42,6 +41,39 @@ def tiered_cache(
     ttl_l2: float | None = 86400,
     *,
     stale_ttl: float | None = None,
+    cache_if: Callable[[Any], object] | None = None,
+    ttl_jitter: float = 0.0,
+    refresh_ahead: float | None = None,
+    timeout: float | None = None,
+    hard_timeout: float | None = None,
+    lock: bool | float = False,
+    max_entries: int = 1000,
+    max_bytes: int | None = None,
+    l1_policy: str = "lru",
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: str | Iterable[str] = (),
+    version: str | int | None = None,
+    name: str | None = None,
+    enabled: bool = True,
+    coherent: bool = True,
+    redis_url: str | None = None,
+    signing_key: str | bytes | Sequence[str | bytes] | None = None,
+    max_value_bytes: int | None = None,
+    copy: bool | Callable[[Any], Any] = False,
+    clock: Clock | None = None,
+) -> Decorator: ...
+@overload
+def tiered_cache(
+    *,
+    ttl_l1: float | Callable[[Any], float | None] | None = 600,
+    ttl_l2: float | Callable[[Any], float | None] | None = 86400,
+    stale_ttl: float | None = None,
+    cache_if: Callable[[Any], object] | None = None,
+    ttl_jitter: float = 0.0,
+    refresh_ahead: float | None = None,
+    timeout: float | None = None,
+    hard_timeout: float | None = None,
     lock: bool | float = False,
     max_entries: int = 1000,
     max_bytes: int | None = None,
@@ -65,10 +97,25 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
     The options (``ttl_l1`` and ``ttl_l2`` also by position; each is defined once, with its
     default and check, in ``options.Options``):
 
-        ttl_l1: seconds an entry lives in L1; None keeps the function out of L1.
-        ttl_l2: seconds an entry lives in Redis; None keeps the function in L1 only.
+        ttl_l1: seconds an entry lives in L1; None keeps the function out of L1. Or a function
+            of the result returning seconds, or None to keep that result out of L1.
+        ttl_l2: seconds an entry lives in Redis; None keeps the function in L1 only. Or a
+            function of the result, as for ttl_l1 (``lambda s: 5 if s is None else 3600``);
+            TTL functions are given by name.
         stale_ttl: seconds past its TTL an entry may still be served: at once, while one
             background refresh recomputes it, or instead of an exception the function raised.
+        cache_if: a function of the result; a result it answers falsy for is returned but
+            kept in neither tier (``tiercache.NOT_NONE``: every result but None).
+        ttl_jitter: take up to this fraction (0 to 1) off each entry's TTLs at random, so
+            entries written together do not expire together.
+        refresh_ahead: a fraction (0 to 1) of an entry's life: a hit in that last part of it
+            is served as usual and starts one background recompute, so a hot key does not
+            expire under load.
+        timeout: seconds a caller waits for the function when a stale value (``stale_ttl``)
+            is at hand: then it gets the stale value, and the run finishes in the background
+            and fills the cache.
+        hard_timeout: seconds a caller waits for the function at most: then it raises
+            ``tiercache.ComputeTimeoutError`` (a TimeoutError); the run still fills the cache.
         lock: across processes, let only one compute a cold key while the others wait up to
             this many seconds (True: 2) for it to appear in Redis, then compute themselves.
         max_entries: the L1 bound; the least recently used entry goes first.
@@ -106,6 +153,11 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
     for name, value in zip(POSITIONAL, args, strict=False):
         if name in options:
             raise TypeError(f"{OWNER}: {name} given by position and by name")
+        if callable(value):  # (more likely a function where a TTL belongs than a TTL function)
+            raise TypeError(
+                f"{OWNER}: {name} must be a number of seconds or None when given by position, not "
+                f"{type(value).__name__} (pass a TTL function by name: {name}=...)"
+            )
         options[name] = value
     checked = Options.checked(options)
     return functools.partial(_decorate, options=checked)
@@ -131,28 +183,13 @@ def _decorate(function: Any, *, options: Options) -> Any:
             f"(its parameters: {list(signature.parameters)})"
         )
     name = options.name or _qualified_name(function, label)
-    closure = identity_of(
-        function,
-        label,
-        shared=options.ttl_l2 is not None,
-        named=options.name is not None,
-        versioned=options.version is not None,
-        limit=_config.current().max_key_bytes,
-    )
     is_async = inspect.iscoroutinefunction(function)
     key_names = (
         ("key(...)",)
         if options.key is not None
         else tuple(p for p in signature.parameters if p not in options.ignore)
     )
-    cache = FunctionCache(
-        function,
-        options,
-        name=name,
-        key_names=key_names,
-        clock=options.clock or time.monotonic,
-        closure=closure,
-    )
+    cache = FunctionCache.of(function, options, label=label, name=name, key_names=key_names)
     fast = generate(
         function,
         signature,
@@ -247,32 +284,102 @@ def _attach_methods(
         """Return the options this function was decorated with."""
         return options.shown(cache.name)
 
-    if is_async:
-
-        async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
-            """Drop the entry of the call with these arguments from L1 and L2."""
-            await run_async(_flow.invalidate(cache, bind(*args, **kwargs)))
-
-        async def cache_clear() -> None:
-            """Drop every entry of this function from L1 and L2."""
-            await run_async(_flow.clear(cache))
-
-        wrapper.cache_invalidate = cache_invalidate
-        wrapper.cache_clear = cache_clear
-    else:
-
-        def sync_invalidate(*args: Any, **kwargs: Any) -> None:
-            """Drop the entry of the call with these arguments from L1 and L2."""
-            run_sync(_flow.invalidate(cache, bind(*args, **kwargs)))
-
-        def sync_clear() -> None:
-            """Drop every entry of this function from L1 and L2."""
-            run_sync(_flow.clear(cache))
-
-        wrapper.cache_invalidate = sync_invalidate
-        wrapper.cache_clear = sync_clear
+    copier = options.copy or (lambda value: value)
+    methods = (_async_methods if is_async else _sync_methods)(wrapper, cache, bind, copier)
+    for attribute, method in methods.items():
+        setattr(wrapper, attribute, method)
     wrapper.cache_stats = cache_stats
     wrapper.cache_key = cache_key
     wrapper.cache_info = cache_info
     wrapper.cache_parameters = cache_parameters
     wrapper.__tiercache__ = cache
+
+
+def _async_methods(
+    wrapper: Any, cache: FunctionCache, bind: Callable[..., tuple[Any, ...]], copier: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """Return the awaitable ``cache_*`` methods of an async cached function."""
+    warm_owner = f"{cache.name}.cache_warm()"
+
+    async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
+        """Drop the entry of the call with these arguments from L1 and L2."""
+        await run_async(_flow.invalidate(cache, bind(*args, **kwargs)))
+
+    async def cache_clear() -> None:
+        """Drop every entry of this function from L1 and L2."""
+        await run_async(_flow.clear(cache))
+
+    async def cache_get(*args: Any, **kwargs: Any) -> Any:
+        """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
+        value = await run_async(_entries.peek(cache, bind(*args, **kwargs)))
+        return NO_VALUE if value is MISSING else copier(value)
+
+    async def cache_contains(*args: Any, **kwargs: Any) -> bool:
+        """Return whether a live result of the call with these arguments is cached."""
+        return await run_async(_entries.peek(cache, bind(*args, **kwargs))) is not MISSING
+
+    async def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Make ``value`` the cached result of the call with these arguments, in both tiers."""
+        await run_async(_entries.put(cache, bind(*args, **kwargs), value))
+
+    async def cache_warm(
+        items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
+    ) -> WarmReport:
+        """Cache the result of each call in ``items`` (argument tuples, dicts, or single arguments)."""
+        return await warm_async(
+            items, cache_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
+        )
+
+    return {
+        "cache_invalidate": cache_invalidate,
+        "cache_clear": cache_clear,
+        "cache_get": cache_get,
+        "cache_contains": cache_contains,
+        "cache_set": cache_set,
+        "cache_warm": cache_warm,
+    }
+
+
+def _sync_methods(
+    wrapper: Any, cache: FunctionCache, bind: Callable[..., tuple[Any, ...]], copier: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """Return the ``cache_*`` methods of a sync cached function that run flows."""
+    warm_owner = f"{cache.name}.cache_warm()"
+
+    def sync_invalidate(*args: Any, **kwargs: Any) -> None:
+        """Drop the entry of the call with these arguments from L1 and L2."""
+        run_sync(_flow.invalidate(cache, bind(*args, **kwargs)))
+
+    def sync_clear() -> None:
+        """Drop every entry of this function from L1 and L2."""
+        run_sync(_flow.clear(cache))
+
+    def sync_get(*args: Any, **kwargs: Any) -> Any:
+        """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
+        value = run_sync(_entries.peek(cache, bind(*args, **kwargs)))
+        return NO_VALUE if value is MISSING else copier(value)
+
+    def sync_contains(*args: Any, **kwargs: Any) -> bool:
+        """Return whether a live result of the call with these arguments is cached."""
+        return run_sync(_entries.peek(cache, bind(*args, **kwargs))) is not MISSING
+
+    def sync_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Make ``value`` the cached result of the call with these arguments, in both tiers."""
+        run_sync(_entries.put(cache, bind(*args, **kwargs), value))
+
+    def sync_warm(
+        items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
+    ) -> WarmReport:
+        """Cache the result of each call in ``items`` (argument tuples, dicts, or single arguments)."""
+        return warm(
+            items, sync_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
+        )
+
+    return {
+        "cache_invalidate": sync_invalidate,
+        "cache_clear": sync_clear,
+        "cache_get": sync_get,
+        "cache_contains": sync_contains,
+        "cache_set": sync_set,
+        "cache_warm": sync_warm,
+    }

@@ -22,6 +22,8 @@ from tiercache._core.ops import (
     Join,
     Land,
     Op,
+    Outcome,
+    Overran,
     Read,
     ReleaseLock,
     Sleep,
@@ -34,6 +36,7 @@ from tiercache._core.ops import (
 )
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
+from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
 from tiercache._l2.envelope import FOREIGN_TOKEN, carried
@@ -46,10 +49,10 @@ if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["clear", "invalidate", "refresh", "serve"]
+__all__ = ["clear", "invalidate", "refresh", "serve", "write_op"]
 
 
-def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 - an exit per tier, see below
+def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, PLR0915 - an exit per tier, see below
     """Answer a call the fast path could not: from L1, else L2, else one run per key.
 
     The L2 read is yielded from here, not from a helper generator: every L2 hit takes this
@@ -59,6 +62,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
     if endpoint is None and call.canonical is None:
         cache.check_raw_key(call.key_values)  # (with L2, redis_key() encodes the key, and checks it)
     stale = None
+    answered = False  # whether L2 answered our read (a miss there outranks a due L1 entry)
     if cache.has_l1:
         call.lease = cache.l1.lease()  # before any slow read: an invalidation from now on voids it
         value, stale = cache.l1.lookup(call.l1_key)
@@ -90,6 +94,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
         else:
             if endpoint.breaker.failures or endpoint.breaker.state != CLOSED:
                 endpoint.breaker.success()
+            answered = True
             generation, payload = reply
             learned, call.token, call.found = cache.take_read(
                 endpoint, generation_key, generation, payload, call.redis_key
@@ -98,15 +103,27 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912 -
                 call.generation = learned
             if call.found is not MISSING:
                 value, fresh_for = call.found
-                if fresh_for > 0 or not cache.stale_ttl:  # without stale_ttl, Redis's TTL is the judge
+                if fresh_for > 0:
                     if cache.has_l1:
-                        cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+                        seconds = (
+                            fresh_for if cache.l1_lifetime is None else cache.l1_seconds(value, fresh_for)
+                        )
+                        cache.l1.set(call.l1_key, value, seconds, call.lease)
+                    if cache.refresh_ahead and cache.due_in_l2(value, fresh_for):
+                        return (yield from _serve_ahead(cache, call, value, endpoint, "l2_hits"))
                     cache.record(call, "l2_hits")
                     return value
-                # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
-                return (yield from _serve_stale(cache, call, value, endpoint))
+                if cache.stale_ttl:
+                    # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
+                    return (yield from _serve_stale(cache, call, value, endpoint))
+                # Past its TTL by our clock, not yet by Redis's (the two differ by their skew, or a
+                # test's clock moved on): a miss. Writers' clocks behind ours only make it early.
+                call.found = MISSING
     else:
         endpoint = None  # the breaker keeps this call off L2
+    if stale is not None and not answered and cache.l1.due(stale):
+        # Still within its life, near its end, and L2 has nothing newer to say: a hit.
+        return (yield from _serve_ahead(cache, call, stale[0], endpoint, "l1_hits"))
     if stale is not None and cache.endpoint() is None:
         return (yield from _serve_stale(cache, call, stale[0], None))  # L1 is the only tier
     settled: Settled | None = yield Join(call.l1_key, cache)
@@ -153,6 +170,14 @@ def _run(
     leading: bool,
 ) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
+    # With a stale value at hand, a caller waits ``timeout`` at most; else ``hard_timeout``.
+    soft = stale is not None and cache.timeout is not None
+    if soft and stale is not None and cache.refreshing(call.l1_key):
+        # A run of this key already outlasted its callers (or refreshes it): start no other.
+        if leading:
+            yield Land(call.l1_key, Settled(stale[0], None), linger=False)
+        cache.record(call, "stale_served")
+        return stale[0]
     lock = None
     if leading and endpoint is not None and cache.lock_ttl_ms:
         lock = yield from _lock_or_wait(cache, call, endpoint)
@@ -163,7 +188,13 @@ def _run(
             cache.record(call, "l2_hits")
             return value
     try:
-        value = yield Compute(cache.function, call)
+        value = yield Compute(cache.function, call, cache.timeout if soft else cache.hard_timeout)
+    except Overran as overran:
+        return (
+            yield from _overran(
+                cache, call, endpoint, stale if soft else None, lock, overran.pending, leading
+            )
+        )
     except Exception as exc:
         if lock is not None and endpoint is not None:
             yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
@@ -186,17 +217,82 @@ def _run(
     return value
 
 
+def _overran(  # noqa: PLR0917 - _run's state, handed on whole
+    cache: FunctionCache,
+    call: Call,
+    endpoint: Endpoint | None,
+    stale: tuple[Any, float] | None,
+    lock: bytes | None,
+    pending: Any,
+    leading: bool,
+) -> Flow:
+    """Answer a caller the function outlasted: with ``stale``, else ComputeTimeoutError.
+
+    The run goes on; once it ends, its value is stored as any computed value is (under this
+    call's lease and token: an invalidation meanwhile keeps it out of both tiers).
+    """
+    cache.stats.count("timeouts")
+    claimed = cache.claim_refresh(call.l1_key)  # (callers with a stale value wait for no second run)
+    yield Spawn(_finish(cache, call, endpoint, lock, pending, claimed=claimed), after=pending)
+    if stale is not None:
+        cache.log_once(
+            "timeout", "%s outlasted timeout=%g s; serving its stale value", cache.label, cache.timeout
+        )
+        if leading:
+            yield Land(call.l1_key, Settled(stale[0], None), linger=False)
+        cache.record(call, "stale_served")
+        return stale[0]
+    error = ComputeTimeoutError(cache.label, cache.hard_timeout or 0.0)
+    if leading:
+        yield Land(call.l1_key, Settled(None, error), linger=False)
+    cache.record(call, "misses", error=True)
+    raise error
+
+
+def _finish(
+    cache: FunctionCache,
+    call: Call,
+    endpoint: Endpoint | None,
+    lock: bytes | None,
+    pending: Any,
+    *,
+    claimed: bool,
+) -> Flow:
+    """Store the value of a run that outlasted its callers, once it has ended."""
+    try:
+        value = yield Outcome(pending)
+    except Exception as exc:
+        cache.stats.count("refresh_errors")
+        cache.log_once("overran", "%s: a run that outlasted its timeout raised %r", cache.label, exc)
+    else:
+        yield from _store(cache, call, endpoint, value)
+    if lock is not None and endpoint is not None:
+        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+    if claimed:
+        cache.release_refresh(call.l1_key)
+
+
 def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any) -> Flow:
     """Write a computed value to L2, then L1; return whether it reached L2.
 
     Nothing is written once the entry was invalidated after the call began: Redis refuses the
     write if the key's token changed since our read (an invalidation anywhere, this process's
     included), and L1 refuses it if the call's lease is void (an invalidation here, or one
-    another process announced). The value still goes to the callers who asked before.
+    another process announced). The value still goes to the callers who asked before. A result
+    the function's policy rejects (``cache_if``, a TTL function's None) goes nowhere it says.
     """
     if not cache.enabled():
         return False
-    write = _write_op(cache, call, endpoint, value) if endpoint is not None else None
+    l1_seconds = l2_seconds = None  # (the cache's own TTLs)
+    keep_l1 = keep_l2 = True
+    if cache.policy is not None:
+        lifetimes = cache.policy.lifetimes(value)
+        if lifetimes is None:
+            cache.stats.count("not_cached")
+            return False
+        l1_seconds, l2_seconds = lifetimes
+        keep_l1, keep_l2 = l1_seconds is not None, l2_seconds is not None
+    write = write_op(cache, call, endpoint, value, l2_seconds) if endpoint is not None and keep_l2 else None
     if write is not None and cache.repairs_pending and not (yield from replay_repairs(cache, write.endpoint)):
         write = None
     stored = False
@@ -214,13 +310,18 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
         call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
     elif not call.redis_key and call.canonical is None:
         cache.check_raw_key(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
-    if cache.has_l1:
-        cache.l1.set(call.l1_key, value, None, call.lease)
+    if cache.has_l1 and keep_l1:
+        cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
     return stored
 
 
-def _write_op(cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any) -> Write | None:
-    """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now."""
+def write_op(
+    cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any, seconds: float | None = None
+) -> Write | None:
+    """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now.
+
+    It stays fresh for ``seconds`` (None: the cache's ``ttl_l2``).
+    """
     if not call.flags & LOOKED_UP or not endpoint.breaker.allow():
         return None
     # A tombstone outlives no write whose reader saw the key longer ago than it lives: such a
@@ -228,8 +329,24 @@ def _write_op(cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any) 
     if time.monotonic() - call.read_at > (cache.tombstone_ms or 0) / 1000 - TOMBSTONE_MARGIN:
         return None
     key = call.redis_key or cache.redis_key(call)
-    payload = cache.seal_value(endpoint, value, key, carried(call.token), generation=call.generation)
-    return None if payload is None else Write(endpoint, key, payload, cache.l2_ttl_ms, call.token)
+    payload = cache.seal_value(
+        endpoint, value, key, carried(call.token), ttl=seconds, generation=call.generation
+    )
+    if payload is None:
+        return None
+    ttl_ms = cache.l2_ttl_ms if seconds is None else round((seconds + cache.stale_ttl) * 1000)
+    return Write(endpoint, key, payload, ttl_ms, call.token)
+
+
+def _serve_ahead(
+    cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None, outcome: str
+) -> Flow:
+    """Serve a hit near the end of its life; start one background refresh of it (per key, per process)."""
+    if cache.claim_refresh(call.l1_key):
+        cache.stats.count("refreshes_ahead")
+        yield Spawn(refresh(cache, call, endpoint))
+    cache.record(call, outcome)
+    return value
 
 
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:

@@ -7,6 +7,7 @@ L2 for this function now) and holds the state those answers need.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from tiercache._core.flights import Flights
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
-from tiercache._decorator.identity import closure_tag
+from tiercache._decorator.identity import closure_tag, identity_of
 from tiercache._decorator.keys import (
     DEFAULT_MAX_KEY_BYTES,
     EXACT_TYPES,
@@ -28,6 +29,7 @@ from tiercache._decorator.keys import (
     shallow_key,
 )
 from tiercache._decorator.options import Options
+from tiercache._decorator.policies import ResultPolicy
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
@@ -126,21 +128,39 @@ class FunctionCache(Tiers):
         clock: Clock,
         closure: bytes | Callable[[], bytes] = b"",
     ) -> None:
+        ttl_l1, ttl_l2 = options.ttl_l1, options.ttl_l2
         local = LocalCache(
-            options.max_entries if options.ttl_l1 is not None else 0,
-            options.ttl_l1 or 0.0,
+            options.max_entries if ttl_l1 is not None else 0,
+            # A TTL that is a function of the result bounds nothing itself: each write says.
+            math.inf if callable(ttl_l1) else (ttl_l1 or 0.0),
             clock,
             options.stale_ttl or 0.0,
             options.l1_policy,
             max_bytes=options.max_bytes,
             sizer=entry_size,
+            ahead=options.refresh_ahead or 0.0,
         )
         label = name if options.version is None else f"{name}@{options.version}"
-        super().__init__(label, local, ttl_l2=options.ttl_l2, stale_ttl=options.stale_ttl or 0.0)
+        super().__init__(
+            label, local, ttl_l2=None if callable(ttl_l2) else ttl_l2, stale_ttl=options.stale_ttl or 0.0
+        )
         self.function = function
         self.name = name
         self.key_names = key_names
-        self.ttl_l1 = options.ttl_l1
+        self.ttl_l1 = ttl_l1
+        self.uses_l2 = ttl_l2 is not None
+        #: What each computed result decides of its own caching (None: nothing, the cache's TTLs).
+        self.policy = (
+            ResultPolicy(label, options.cache_if, ttl_l1, ttl_l2, options.ttl_jitter)
+            if options.cache_if is not None or callable(ttl_l1) or callable(ttl_l2) or options.ttl_jitter
+            else None
+        )
+        #: ttl_l1 as a function of the result, for values L1 takes from L2 (None: a fixed TTL).
+        self.l1_lifetime = ttl_l1 if callable(ttl_l1) else None
+        self._l2_lifetime = ttl_l2
+        self.refresh_ahead = options.refresh_ahead or 0.0
+        self.timeout = options.timeout
+        self.hard_timeout = options.hard_timeout
         self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
         self.namespace = options.namespace
         self.redis_url = options.redis_url
@@ -170,6 +190,28 @@ class FunctionCache(Tiers):
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
         self.max_key_bytes = DEFAULT_MAX_KEY_BYTES  # (the process setting, once resolved)
+
+    @classmethod
+    def of(
+        cls,
+        function: Callable[..., Any],
+        options: Options,
+        *,
+        label: str,
+        name: str,
+        key_names: tuple[str, ...],
+    ) -> FunctionCache:
+        """Return the cache of ``function``, told apart from its factory's others (see identity)."""
+        closure = identity_of(
+            function,
+            label,
+            shared=options.ttl_l2 is not None,
+            named=options.name is not None,
+            versioned=options.version is not None,
+            limit=_config.current().max_key_bytes,
+        )
+        clock = options.clock or time.monotonic
+        return cls(function, options, name=name, key_names=key_names, clock=clock, closure=closure)
 
     def _identify(self, closure: bytes | Callable[[], bytes]) -> None:
         """Name this function in Redis: its label and, for a factory's function, its closure.
@@ -225,7 +267,7 @@ class FunctionCache(Tiers):
         self.key_prefix = f"{namespace}:{self.key_label}"
         self.generation_key = f"{self.key_prefix}:gen"
         self._enabled = self._enabled_here and settings.enabled
-        use_l2 = self.ttl_l2 is not None and settings.l2
+        use_l2 = self.uses_l2 and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
         self.follow(self._endpoint, namespace)
         self.max_key_bytes = settings.max_key_bytes
@@ -355,6 +397,22 @@ class FunctionCache(Tiers):
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
         return self.redis_key(call) + ":lock"
 
+    def l1_seconds(self, value: Any, fresh_for: float) -> float | None:
+        """Return how long L1 keeps ``value``, which L2 holds fresh for ``fresh_for`` more seconds."""
+        fresh_for = max(fresh_for, 0.0)
+        if self.l1_lifetime is None or self.policy is None:
+            return fresh_for
+        seconds = self.policy.lifetimes(value)
+        return 0.0 if seconds is None or seconds[0] is None else min(seconds[0], fresh_for)
+
+    def due_in_l2(self, value: Any, fresh_for: float) -> bool:
+        """Whether an L2 hit with ``fresh_for`` seconds left is in the refresh-ahead part of its life."""
+        ttl = self._l2_lifetime
+        if callable(ttl):
+            seconds = ttl(value)
+            ttl = seconds if isinstance(seconds, (int, float)) else 0.0
+        return fresh_for < self.refresh_ahead * (ttl or 0.0)
+
     def claim_refresh(self, l1_key: Hashable) -> bool:
         """Return True (once) if no background refresh of this key runs in this process yet."""
         with self._lock:
@@ -362,6 +420,10 @@ class FunctionCache(Tiers):
                 return False
             self._refreshing.add(l1_key)
             return True
+
+    def refreshing(self, l1_key: Hashable) -> bool:
+        """Whether a background run of this key (a refresh, or a run that overran) is under way."""
+        return l1_key in self._refreshing
 
     def release_refresh(self, l1_key: Hashable) -> None:
         """Mark the background refresh of this key as finished."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tiercache._core.checks import check_bool, check_namespace, check_seconds, check_size
+from tiercache._decorator.policies import Seconds
 from tiercache._l1.lru import L1_POLICIES, Clock
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url
@@ -32,9 +33,19 @@ HIDDEN: Final = {"shown": False}
 class Options:
     """The checked options of one ``@tiered_cache`` (see its docstring for what each means)."""
 
-    ttl_l1: float | None = 600
-    ttl_l2: float | None = 86400
+    ttl_l1: Seconds = 600
+    ttl_l2: Seconds = 86400
     stale_ttl: float | None = None
+    #: Keep a result only if this says so (``tiercache.NOT_NONE``: every result but None).
+    cache_if: Callable[[Any], object] | None = None
+    #: Take up to this fraction off each TTL, at random, so entries written together expire apart.
+    ttl_jitter: float = 0.0
+    #: Refresh an entry in the background when a hit finds it in this last fraction of its life.
+    refresh_ahead: float | None = None
+    #: Seconds a caller waits for the function before it gets the stale value instead.
+    timeout: float | None = None
+    #: Seconds a caller waits for the function at most: then TimeoutError (the run goes on).
+    hard_timeout: float | None = None
     #: Seconds a cold key's lock is held (``lock=True``: DEFAULT_LOCK_SECONDS); None: no lock.
     lock: float | None = None
     max_entries: int = 1000
@@ -65,6 +76,11 @@ class Options:
         return options._checked_together()
 
     def _checked_together(self) -> Options:
+        if self.timeout is not None and self.hard_timeout is not None and self.hard_timeout < self.timeout:
+            raise ValueError(
+                f"{OWNER}: hard_timeout ({self.hard_timeout:g}) is shorter than timeout ({self.timeout:g}); "
+                "a caller would never get the stale value"
+            )
         if self.ttl_l1 is None and self.ttl_l2 is None:
             raise ValueError(f"{OWNER}: ttl_l1 and ttl_l2 are both None, so nothing would be cached")
         if self.lock is not None and self.ttl_l2 is None:
@@ -87,6 +103,34 @@ class Options:
 
 def _optional_seconds(name: str) -> Callable[[Any], float | None]:
     return lambda value: check_seconds(value, name, OWNER, optional=True)
+
+
+def _ttl(name: str) -> Callable[[Any], Seconds]:
+    # Seconds, None, or a function of the result returning either (checked when it answers).
+    return lambda value: value if callable(value) else check_seconds(value, name, OWNER, optional=True)
+
+
+def _fraction(name: str, *, optional: bool) -> Callable[[Any], float | None]:
+    def check(value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{OWNER}: {name} must be a fraction (0 <= x < 1), not {type(value).__name__}")
+        if not 0 <= value < 1 or (optional and value == 0):
+            low = "0 <" if optional else "0 <="
+            raise ValueError(f"{OWNER}: {name} must be a fraction ({low} x < 1), not {value!r}")
+        return float(value)
+
+    return check
+
+
+def _cache_if(predicate: Any) -> Callable[[Any], object] | None:
+    if predicate is not None and not callable(predicate):
+        raise TypeError(
+            f"{OWNER}: cache_if must be a function of the result returning whether to keep it "
+            f"(or tiercache.NOT_NONE), not {type(predicate).__name__}"
+        )
+    return predicate  # type: ignore[no-any-return]
 
 
 def _optional_size(name: str) -> Callable[[Any], int | None]:
@@ -166,9 +210,14 @@ def _clock(clock: Any) -> Clock | None:
 
 
 _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
-    "ttl_l1": _optional_seconds("ttl_l1"),
-    "ttl_l2": _optional_seconds("ttl_l2"),
+    "ttl_l1": _ttl("ttl_l1"),
+    "ttl_l2": _ttl("ttl_l2"),
     "stale_ttl": _optional_seconds("stale_ttl"),
+    "cache_if": _cache_if,
+    "ttl_jitter": _fraction("ttl_jitter", optional=False),
+    "refresh_ahead": _fraction("refresh_ahead", optional=True),
+    "timeout": _optional_seconds("timeout"),
+    "hard_timeout": _optional_seconds("hard_timeout"),
     "lock": _lock,
     "max_entries": _max_entries,
     "max_bytes": _optional_size("max_bytes"),

@@ -6,18 +6,22 @@ attributes; these say so to mypy, with the function's own parameters and result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+import enum
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Concatenate, Final, Literal, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from tiercache._core.stats import CacheStats
+from tiercache._decorator.warming import Progress, WarmReport
 
 __all__ = [
+    "NO_VALUE",
     "AsyncCachedFunction",
     "BoundAsyncCachedFunction",
     "BoundCachedFunction",
     "CacheInfo",
     "CachedFunction",
     "Decorator",
+    "NoValue",
 ]
 
 P = ParamSpec("P")
@@ -34,6 +38,21 @@ T = TypeVar("T")
 #: the protocol itself would let it bind a staticmethod too; pyright matches only the protocol
 #: itself. tests/test_typing.py runs both over the same examples.
 MYPY = False
+
+
+class NoValue(enum.Enum):
+    """The type of ``NO_VALUE``: what ``cache_get`` returns for a call with nothing cached."""
+
+    NO_VALUE = "NO_VALUE"
+
+    def __repr__(self) -> str:
+        return "tiercache.NO_VALUE"
+
+    __str__ = __repr__
+
+
+#: ``f.cache_get(...)`` found nothing live (None is a value like any other, and may be cached).
+NO_VALUE: Final = NoValue.NO_VALUE
 
 
 class CacheInfo(NamedTuple):
@@ -83,6 +102,12 @@ class CachedFunction(Protocol[P, R]):
     def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def cache_get(self, *args: P.args, **kwargs: P.kwargs) -> R | Literal[NoValue.NO_VALUE]: ...
+    def cache_contains(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def cache_set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def cache_warm(
+        self, items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
+    ) -> WarmReport: ...
     def cache_clear(self) -> None: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_parameters(self) -> dict[str, Any]: ...
@@ -135,6 +160,12 @@ class AsyncCachedFunction(Protocol[P, R]):
     def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     async def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    async def cache_get(self, *args: P.args, **kwargs: P.kwargs) -> R | Literal[NoValue.NO_VALUE]: ...
+    async def cache_contains(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    async def cache_set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    async def cache_warm(
+        self, items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
+    ) -> WarmReport: ...
     async def cache_clear(self) -> None: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_parameters(self) -> dict[str, Any]: ...

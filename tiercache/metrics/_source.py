@@ -23,6 +23,9 @@ COUNTERS = (
     ("refresh_errors", "Background refreshes of stale values that raised"),
     ("l2_writes_refused", "Values Redis refused because their entry was invalidated meanwhile"),
     ("l2_saturated", "Calls that skipped L2 because every pooled connection stayed busy"),
+    ("not_cached", "Results kept out of both tiers by cache_if"),
+    ("refreshes_ahead", "Background refreshes started by hits near the end of an entry's life"),
+    ("timeouts", "Calls that stopped waiting for the function (timeout, hard_timeout)"),
 )
 
 

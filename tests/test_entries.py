@@ -1,0 +1,207 @@
+"""cache_get / cache_contains / cache_set / cache_warm, on L1 alone, fakeredis and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import fakeredis
+import pytest
+
+import tiercache
+from tests.test_policies import TIERS, client_for, stored, ttls, wait_until
+from tiercache import NO_VALUE, WarmReport, tiered_cache
+
+
+@pytest.mark.parametrize("l2", TIERS)
+def test_get_and_contains_peek_without_running(l2: str, request: pytest.FixtureRequest) -> None:
+    client_for(request, l2)
+    runs: list[str] = []
+
+    @tiered_cache(name=f"peek-{l2}", **ttls(l2))
+    def lookup(key: str) -> str:
+        runs.append(key)
+        return key.upper()
+
+    assert lookup.cache_get("a") is NO_VALUE and not lookup.cache_contains("a") and runs == []
+    lookup("a")
+    assert lookup.cache_get("a") == "A" and lookup.cache_contains("a") and runs == ["a"]
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_get_finds_what_another_process_wrote(l2: str, request: pytest.FixtureRequest) -> None:
+    """Peek at L2 when L1 has nothing (here: L1 emptied, as in a fresh process); fill L1 from it."""
+    client_for(request, l2)
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"other-{l2}")
+    def lookup(key: str) -> str:
+        return key * 2
+
+    lookup("b")
+    lookup.__tiercache__.local.clear()
+    assert lookup.cache_get("b") == "bb"
+    assert lookup.__tiercache__.local.get("b") == "bb"
+
+
+@pytest.mark.parametrize("l2", TIERS)
+def test_set_replaces_the_entry_in_both_tiers(l2: str, request: pytest.FixtureRequest) -> None:
+    client = client_for(request, l2)
+    runs: list[str] = []
+
+    @tiered_cache(name=f"set-{l2}", ttl_l1=60, ttl_l2=None if l2 == "l1" else 600)
+    def lookup(key: str) -> str:
+        runs.append(key)
+        return "computed"
+
+    assert lookup("a") == "computed"
+    lookup.cache_set("put", "a")
+    assert lookup("a") == "put" and runs == ["a"]
+    if client is not None:
+        lookup.__tiercache__.local.clear()  # as another process sees it
+        assert lookup("a") == "put" and runs == ["a"]
+    lookup.cache_set("fresh", key="z")  # keyword arguments name the call as for the function
+    assert lookup("z") == "fresh" and runs == ["a"]
+    assert stored(lookup, client, "z")
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_run_under_way_cannot_overwrite_a_set(l2: str, request: pytest.FixtureRequest) -> None:
+    """cache_set during a run: the run's caller gets its value, the cache keeps the set one."""
+    client_for(request, l2)
+    entered, release = threading.Event(), threading.Event()
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"race-{l2}")
+    def lookup(key: str) -> str:
+        entered.set()
+        assert release.wait(5)
+        return "old, computed before the set"
+
+    result: list[str] = []
+    caller = threading.Thread(target=lambda: result.append(lookup("k")))
+    caller.start()
+    assert entered.wait(5)
+    lookup.cache_set("set", "k")
+    release.set()
+    caller.join(5)
+    assert result == ["old, computed before the set"]
+    assert lookup("k") == "set"
+    lookup.__tiercache__.local.clear()
+    assert lookup.cache_get("k") == "set"  # L2 refused the run's write too
+    assert lookup.cache_stats().l2_writes_refused == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("l2", TIERS)
+async def test_async_get_set_contains(l2: str, request: pytest.FixtureRequest) -> None:
+    client_for(request, l2)
+
+    @tiered_cache(name=f"async-entries-{l2}", **ttls(l2))
+    async def lookup(key: str) -> str:
+        return key
+
+    assert await lookup.cache_get("a") is NO_VALUE
+    assert not await lookup.cache_contains("a")
+    await lookup.cache_set("A!", "a")
+    assert await lookup.cache_get("a") == "A!" and await lookup.cache_contains("a")
+    assert await lookup("a") == "A!"
+    await lookup.cache_invalidate("a")
+    assert await lookup.cache_get("a") is NO_VALUE
+
+
+def test_set_with_redis_down_leaves_no_old_value_behind(fake_l2: Any) -> None:
+    """A set that cannot reach Redis invalidates the key there once Redis is back."""
+    server = fakeredis.FakeServer()
+    tiercache.configure(redis_client=fakeredis.FakeRedis(server=server))
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name="set-down")
+    def lookup(key: str) -> str:
+        return "old"
+
+    lookup("k")
+    server.connected = False
+    lookup.cache_set("new", "k")
+    assert lookup("k") == "new"
+    assert lookup.cache_stats().pending_invalidations == 1
+    server.connected = True
+    breaker = lookup.__tiercache__.endpoint().breaker
+    wait_until(lambda: not breaker.is_open)  # its probe finds Redis back
+    lookup.__tiercache__.local.clear()
+    assert lookup.cache_get("k") is NO_VALUE  # the replayed invalidation dropped "old"
+
+
+# -- warming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("l2", TIERS)
+def test_warm_computes_what_is_missing(l2: str, request: pytest.FixtureRequest) -> None:
+    client = client_for(request, l2)
+    runs: list[tuple[str, int]] = []
+    seen: list[tuple[int, int | None]] = []
+
+    @tiered_cache(name=f"warm-{l2}", **ttls(l2))
+    def price(sku: str, qty: int = 1) -> int:
+        runs.append((sku, qty))
+        if sku == "bad":
+            raise ValueError("no such sku")
+        return qty * 10
+
+    price("a")
+    report = price.cache_warm(
+        ["a", ("b", 2), {"sku": "c", "qty": 3}, "bad"],
+        concurrency=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert (report.total, report.computed, report.cached, report.failed) == (4, 2, 1, 1)
+    assert isinstance(report.errors[0][1], ValueError) and report.errors[0][0] == "bad"
+    assert sorted(seen) == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert runs.count(("a", 1)) == 1
+    assert price("b", 2) == 20 and price(sku="c", qty=3) == 30 and len(runs) == 4
+    assert stored(price, client, "b", 2)
+
+
+def test_warm_runs_concurrently_and_lazily() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    @tiered_cache(ttl_l2=None)
+    def slow(n: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        return n
+
+    report = slow.cache_warm((n for n in range(24)), concurrency=6)
+    assert report == WarmReport(24, 24, 0, 0)
+    assert 2 <= peak <= 6
+    with pytest.raises(ValueError, match=r"cache_warm\(\): concurrency must be a whole number >= 1"):
+        slow.cache_warm([1], concurrency=0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("l2", TIERS)
+async def test_async_warm(l2: str, request: pytest.FixtureRequest) -> None:
+    client = client_for(request, l2)
+    active = 0
+    peak = 0
+
+    @tiered_cache(name=f"async-warm-{l2}", **ttls(l2))
+    async def fetch(n: int) -> int:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        return n * n
+
+    await fetch(1)
+    report = await fetch.cache_warm(range(10), concurrency=4)
+    assert (report.computed, report.cached, report.failed) == (9, 1, 0)
+    assert peak == 4
+    assert await fetch.cache_get(7) == 49 and stored(fetch, client, 7)

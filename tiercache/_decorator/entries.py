@@ -1,0 +1,103 @@
+"""What a caller asks of one entry directly: peek at it, or put a value in it (``cache_get``/``cache_set``).
+
+Flows, as ``flow``'s, driven by the same shells. Neither runs the function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tiercache._core.ops import Flow, Read, WriteMany, drop_keys, know_generation, l2_op, replay_repairs
+from tiercache._decorator.function import Call
+from tiercache._l1.lru import MISSING
+from tiercache._l2.envelope import new_token
+
+if TYPE_CHECKING:
+    from tiercache._decorator.function import FunctionCache
+    from tiercache._l2.endpoint import Endpoint
+
+__all__ = ["peek", "put"]
+
+
+def peek(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
+    """Return the live value of the call with these key values (L1, else L2), or MISSING.
+
+    A stale value is not live. Found in L2, it is kept in L1 as a hit would be (under a lease
+    taken before the read, so an invalidation meanwhile keeps it out).
+    """
+    enabled, endpoint = cache.route()
+    if not enabled:
+        return MISSING
+    l1_key, canonical = cache.l1_key(key_values)
+    call = Call(l1_key, key_values, (), None, canonical=canonical)
+    if cache.has_l1:
+        call.lease = cache.l1.lease()
+        value, due = cache.l1.lookup(l1_key)
+        if value is not MISSING:
+            return value
+        if due is not None and cache.l1.due(due):
+            return due[0]  # still within its life
+    if endpoint is None or not endpoint.breaker.allow():
+        return MISSING
+    return (yield from _peek_l2(cache, call, endpoint))
+
+
+def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
+    if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+        return MISSING
+    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
+    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, call.redis_key, generation_key))
+    if not ok:
+        return MISSING
+    _, _, found = cache.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key)
+    if found is MISSING or found[1] <= 0:
+        return MISSING
+    value, fresh_for = found
+    if cache.has_l1:
+        cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
+    return value
+
+
+def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
+    """Make ``value`` the call's cached result in both tiers, as an invalidation would clear it.
+
+    It replaces what the entry held under a new token, so a value computed from before (here or
+    in another process) is refused as after ``cache_invalidate``, and other L1s drop theirs. A
+    value Redis cannot hold (its type, its size, an outage) leaves the old one invalidated there,
+    now or once Redis is back; InvalidationError if Redis refuses that too. The TTL functions and
+    jitter apply; ``cache_if`` does not (the caller asked for this value).
+    """
+    enabled, endpoint = cache.route()
+    l1_key, canonical = cache.l1_key(key_values)
+    cache.drop_local((l1_key,))  # runs under way here write nothing from now on
+    lease = cache.l1.lease()
+    l1_seconds = l2_seconds = None
+    if cache.policy is not None:
+        l1_seconds, l2_seconds = cache.policy.lifetimes(value, asked=True)
+    if endpoint is not None:
+        key = cache.redis_key_for(key_values, canonical)
+        written = False
+        if enabled and (l2_seconds is not None or cache.policy is None):
+            written = yield from _write(cache, endpoint, key, value, l2_seconds)
+        if not written:  # no new value in Redis: the old one must not outlive this call there
+            yield from drop_keys(cache, endpoint, (key,), action="cache_set()")
+    if enabled and cache.has_l1 and (l1_seconds is not None or cache.policy is None):
+        cache.l1.set(l1_key, value, l1_seconds, lease)
+
+
+def _write(cache: FunctionCache, endpoint: Endpoint, key: str, value: Any, seconds: float | None) -> Flow:
+    """Write ``value`` under ``key`` unconditionally, and announce it; return whether Redis took it."""
+    if not endpoint.breaker.allow():
+        return False
+    if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+        return False
+    if not (yield from know_generation(cache, endpoint)):
+        return False
+    payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds)
+    if payload is None:
+        return False
+    ttl_ms = cache.l2_ttl_ms if seconds is None else round((seconds + cache.stale_ttl) * 1000)
+    ok, _ = yield from l2_op(
+        cache, endpoint, WriteMany(endpoint, ((key, payload, ttl_ms),), cache.announce((key,)))
+    )
+    return bool(ok)
