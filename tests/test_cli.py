@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,70 @@ def test_owner_of_leaves_other_keys_alone():
     assert owner_of("session:abc", None) is None
     assert owner_of("plain", None) is None
     assert owner_of("ns:f:" + "0" * 32, "other") is None
+
+
+WARMED_MODULE = """
+from tiercache import tiered_cache
+
+@tiered_cache(ttl_l1=60, ttl_l2=600, name="cli.warm.price")
+def price(sku, qty=1):
+    if sku == "bad":
+        raise ValueError("no such sku")
+    return {"sku": sku, "total": qty * 10}
+
+@tiered_cache(ttl_l1=60, ttl_l2=600, name="cli.warm.aprice")
+async def aprice(sku):
+    return sku.upper()
+"""
+
+
+@pytest.mark.parametrize("target", ["shop:price", "shop:aprice"])
+def test_warm_fills_redis_from_a_file_of_calls(
+    target: str, real_l2: str, isolated_settings: str, tmp_path: Path
+) -> None:
+    """A second warm (another process: an empty L1) finds every call in Redis already."""
+    (tmp_path / "shop.py").write_text(WARMED_MODULE)
+    calls = ['"a"', '["b", 2]', '{"sku": "c"}', "", '"d"']
+    if target == "shop:price":
+        calls.append('"bad"')
+    (tmp_path / "calls.jsonl").write_text("\n".join(calls) + "\n")
+    env = {**os.environ, "TIERCACHE_REDIS_URL": real_l2, "TIERCACHE_NAMESPACE": isolated_settings}
+    command = [sys.executable, "-m", "tiercache", "warm", target, "calls.jsonl", "--quiet"]
+    if target == "shop:aprice":
+        (tmp_path / "calls.jsonl").write_text('"a"\n"b"\n{"sku": "c"}\n"d"\n')
+    first = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    second = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if target == "shop:price":
+        assert first.returncode == _cli.CALLS_FAILED, first.stderr
+        assert "5 calls, 4 computed, 0 already cached, 1 failed" in first.stdout
+        assert '"bad": ValueError: no such sku' in first.stderr
+        assert "5 calls, 0 computed, 4 already cached, 1 failed" in second.stdout
+    else:
+        assert first.returncode == 0, first.stderr
+        assert "4 calls, 4 computed, 0 already cached, 0 failed" in first.stdout
+        assert "4 calls, 0 computed, 4 already cached, 0 failed" in second.stdout
+    keys = redis.Redis.from_url(real_l2).keys(f"{isolated_settings}:cli.warm.*")
+    assert len([k for k in keys if not k.endswith(b":gen")]) == 4
+
+
+def test_warm_names_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "calls.jsonl").write_text("not json\n")
+    for argv, message in [
+        (["warm", "nocolon", "calls.jsonl"], "is not MODULE:FUNCTION"),
+        (["warm", "plain:f", "calls.jsonl", "--quiet"], "plain:f is not a @tiered_cache function"),
+        (["warm", "missing_module_x:f", "calls.jsonl", "--quiet"], "cannot find missing_module_x:f"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "tiercache", *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == _cli.USAGE and message in done.stderr, done.stderr

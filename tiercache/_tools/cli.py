@@ -1,13 +1,17 @@
-"""The ``tiercache`` command: ``demo``, ``stats`` and ``flush``.
+"""The ``tiercache`` command: ``demo``, ``stats``, ``flush`` and ``warm``.
 
 Exit codes scripts can rely on: 0 done; 1 Redis could not be reached or failed; 2 bad usage (a
-bad URL or argument, or a missing extra); 3 a flush that was not confirmed.
+bad URL or argument, or a missing extra); 3 a flush that was not confirmed; 4 a warm in which
+some calls raised.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import importlib
+import inspect
 import json
 import os
 import sys
@@ -22,7 +26,7 @@ from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
 
 __all__ = ["main"]
 
-OK, UNREACHABLE, USAGE, NOT_CONFIRMED = 0, 1, 2, 3
+OK, UNREACHABLE, USAGE, NOT_CONFIRMED, CALLS_FAILED = 0, 1, 2, 3, 4
 # A password on the command line is in the process list for anyone on the host to read.
 _URL_HELP = (
     "default: $TIERCACHE_REDIS_URL or localhost; prefer the variable for a URL with a password "
@@ -82,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     flush.add_argument("--function", help="only this function's keys (its label, e.g. myapp.resolve_adapter)")
     flush.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     flush.set_defaults(run=_flush)
+
+    warm = commands.add_parser("warm", help="fill the cache of a @tiered_cache function from a file of calls")
+    warm.add_argument(
+        "target", metavar="MODULE:FUNCTION", help="the cached function, e.g. myapp.users:load_user"
+    )
+    warm.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines: a list (positional arguments), an object "
+        "(keyword arguments) or any other value (the one argument); - for standard input",
+    )
+    warm.add_argument("--concurrency", type=_positive, default=8, help="calls at once (default 8)")
+    warm.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    warm.set_defaults(run=_warm)
     return parser
 
 
@@ -207,3 +226,73 @@ def _confirm(question: str) -> bool:
     except EOFError:  # no terminal to answer from
         return False
     return answer.strip().lower() in {"y", "yes"}
+
+
+def _warm(args: argparse.Namespace) -> int:
+    if not args.quiet:
+        _needs("rich", "cli")
+    function = _cached_function(args.target)
+    items = _calls(args.file)
+    if args.quiet:
+        report = _run_warm(function, items, args.concurrency, None)
+    else:
+        from rich.progress import Progress  # noqa: PLC0415 - the CLI's optional extra
+
+        with Progress(transient=False) as bar:
+            task = bar.add_task(f"warming {args.target}", total=len(items))
+            report = _run_warm(
+                function, items, args.concurrency, lambda done, _total: bar.update(task, completed=done)
+            )
+    print(
+        f"warmed {args.target}: {report.total:,} calls, {report.computed:,} computed, "
+        f"{report.cached:,} already cached, {report.failed:,} failed"
+    )
+    for item, error in report.errors:
+        print(f"  {json.dumps(_jsonable(item))}: {type(error).__name__}: {error}", file=sys.stderr)
+    return CALLS_FAILED if report.failed else OK
+
+
+def _cached_function(target: str) -> Any:
+    module_name, _, path = target.partition(":")
+    if not module_name or not path:
+        raise CommandError(f"{target!r} is not MODULE:FUNCTION (e.g. myapp.users:load_user)", USAGE)
+    sys.path.insert(0, os.getcwd())  # as python -m would: the application's own modules
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise CommandError(f"cannot find {target}: {exc}", USAGE) from None
+    finally:
+        sys.path.pop(0)
+    if not callable(getattr(found, "cache_warm", None)):
+        raise CommandError(f"{target} is not a @tiered_cache function", USAGE)
+    return found
+
+
+def _calls(file: Path) -> list[Any]:
+    """Return the calls ``file`` lists, one JSON value per line: a list's items go by position."""
+    try:
+        lines = sys.stdin.readlines() if str(file) == "-" else file.read_text().splitlines()
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc.strerror}", USAGE) from None
+    calls: list[Any] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise CommandError(f"{file}:{number}: not JSON ({exc})", USAGE) from None
+        calls.append(tuple(value) if isinstance(value, list) else value)
+    return calls
+
+
+def _run_warm(function: Any, items: list[Any], concurrency: int, progress: Any) -> Any:
+    if inspect.iscoroutinefunction(function.cache_warm):
+        return asyncio.run(function.cache_warm(items, concurrency=concurrency, progress=progress))
+    return function.cache_warm(items, concurrency=concurrency, progress=progress)
+
+
+def _jsonable(item: Any) -> Any:
+    return list(item) if isinstance(item, tuple) else item
