@@ -14,7 +14,13 @@ import redis.asyncio.cluster
 import redis.cluster
 
 import tiercache
-from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache import (
+    MultiTierCache,
+    MultiTierCacheAdapter,
+    MultiTierCacheSettings,
+    tiered_cache,
+    tiered_cache_many,
+)
 from tiercache._tools import cli as _cli
 from tiercache._tools.redis_process import RedisClusterProcesses
 
@@ -198,3 +204,25 @@ def test_cli_stats_and_flush_scan_every_primary(
     assert "deleted 30 keys" in capsys.readouterr().out
     assert _cli.main(["stats", "--redis-url", cluster.url, "--namespace", isolated_settings, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["functions"] == []
+
+
+def test_batch_reads_and_writes_group_by_slot(on_cluster: str, cluster: RedisClusterProcesses) -> None:
+    """tiered_cache_many on a cluster: ids spread over every primary, one call each way."""
+    asked: list[list[int]] = []
+
+    @tiered_cache_many(ttl_l1=None, ttl_l2=600, name="cluster.load")
+    def load(ids: list[int]) -> dict[int, int]:
+        asked.append(list(ids))
+        return {i: i * 3 for i in ids}
+
+    ids = list(range(40))
+    assert load(ids) == {i: i * 3 for i in ids}
+    assert load(ids) == {i: i * 3 for i in ids}
+    assert asked == [ids]
+    stats = load.cache_stats()
+    assert (stats.misses, stats.l2_hits, stats.l2_errors) == (40, 40, 0)
+    holders = {cluster.primary_of(load.__tiercache__.redis_key_for((n,))).port for n in ids}
+    assert len(holders) == 3
+    load.cache_invalidate([5, 6])
+    assert load([5, 6, 7]) == {5: 15, 6: 18, 7: 21}
+    assert asked[-1] == [5, 6]

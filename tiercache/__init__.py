@@ -8,6 +8,7 @@ from tiercache._adapter.adapter import (
 )
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
 from tiercache._core.stats import CacheStats
+from tiercache._decorator.batch import tiered_cache_many
 from tiercache._decorator.config import Settings, configure
 from tiercache._decorator.decorator import tiered_cache
 from tiercache._decorator.keys import UnkeyableArgumentError
@@ -52,4 +53,5 @@ __all__ = [
     "register_type",
     "stats",
     "tiered_cache",
+    "tiered_cache_many",
 ]

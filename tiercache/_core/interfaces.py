@@ -52,6 +52,9 @@ class Store(Protocol):
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` if the key's token is still ``token``; return whether it was."""
 
+    def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
+        """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""
+
     def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one round trip (then announce)."""
 
@@ -88,6 +91,9 @@ class AsyncStore(Protocol):
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """See ``Store.write``."""
+
+    async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
+        """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""
 
     async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """See ``Store.write_many``."""

@@ -42,6 +42,7 @@ __all__ = [
     "Spawn",
     "Write",
     "WriteMany",
+    "WriteManyIfUnchanged",
     "drop_keys",
     "know_generation",
     "l2_op",
@@ -93,6 +94,18 @@ class Write:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write(self.key, self.payload, self.ttl_ms, self.token)
+
+
+@dataclass(slots=True)
+class WriteManyIfUnchanged:
+    """``Write`` for each ``(key, payload, ttl_ms, token)``, in one round trip: sent which were taken."""
+
+    endpoint: Endpoint
+    items: tuple[tuple[str, bytes, int, bytes], ...]
+
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
+        return store.write_many_if_unchanged(self.items)
 
 
 @dataclass(slots=True)
@@ -256,6 +269,7 @@ REMOTE_OPS = (
     Read,
     ReadMany,
     Write,
+    WriteManyIfUnchanged,
     WriteMany,
     Invalidate,
     RaiseGeneration,
@@ -267,6 +281,7 @@ RemoteOp = (
     Read
     | ReadMany
     | Write
+    | WriteManyIfUnchanged
     | WriteMany
     | Invalidate
     | RaiseGeneration

@@ -143,6 +143,31 @@ def _generation_reply(reply: Any) -> tuple[int, bool]:
     return int(new), bool(changed)
 
 
+def _queue_conditional_write(
+    pipeline: Any, key: str, payload: bytes, ttl_ms: int, token: bytes, *, nx_get: bool
+) -> None:
+    """Queue ``write()``'s command on ``pipeline``: SET NX GET where the writer read nothing."""
+    if token == ABSENT and nx_get:
+        pipeline.set(key, payload, px=ttl_ms, nx=True, get=True)
+    else:  # EVAL, not EVALSHA: a pipeline cannot load a missing script on the way
+        pipeline.eval(WRITE_IF_UNCHANGED, 1, key, token, payload, ttl_ms)
+
+
+def _conditional_replies(
+    items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
+) -> list[bool]:
+    """Return, per queued write, whether Redis took it (a refused command took nothing)."""
+    taken: list[bool] = []
+    for (_, _, _, token), reply in zip(items, replies, strict=True):
+        if isinstance(reply, Exception):
+            taken.append(False)
+        elif token == ABSENT and not isinstance(reply, int):  # SET NX GET: what it found there
+            taken.append(reply is None or fresh_since_absent(reply))
+        else:
+            taken.append(bool(reply))
+    return taken
+
+
 class SyncStore:
     """The L2 calls the tiers make, for sync callers."""
 
@@ -222,6 +247,18 @@ class SyncStore:
             pipeline.execute()
             if announce is not None:
                 self.client.publish(*announce)
+
+    def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
+        """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one pipelined round trip.
+
+        Return whether each was taken. (On a cluster, one pipeline per node, sent together.)
+        """
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key, payload, ttl_ms, token in items:
+                _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
+            replies = pipeline.execute(raise_on_error=False)
+        return _conditional_replies(items, replies)
 
     def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
@@ -455,6 +492,15 @@ class AsyncStore:
             await pipeline.execute()
             if announce is not None:
                 await self.client.publish(*announce)
+
+    async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
+        """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one round trip (see SyncStore)."""
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key, payload, ttl_ms, token in items:
+                _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
+            replies = await pipeline.execute(raise_on_error=False)
+        return _conditional_replies(items, replies)
 
     async def ping(self) -> bool:
         """Return True if the endpoint answers PING."""

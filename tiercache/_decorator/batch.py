@@ -1,0 +1,285 @@
+"""``@tiered_cache_many``: a function of many ids, cached one entry per id.
+
+``load_users(ids) -> {id: user}``: a call looks each id up in L1, the rest in one MGET, then runs
+the function once with only the ids still missing and writes their values back in one
+pipeline of conditional writes (the invalidation protocol of single calls, per id). The ids are
+the function's first parameter; its other parameters are part of every id's key.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, Final
+
+from tiercache._core.ops import Compute, Flow, ReadMany, WriteManyIfUnchanged, l2_op, replay_repairs
+from tiercache._core.shells import run_async, run_sync
+from tiercache._core.stats import LOOKED_UP, CacheStats
+from tiercache._decorator import flow as _flow
+from tiercache._decorator import registry as _registry
+from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.options import Options
+from tiercache._l1.lru import MISSING
+
+__all__ = ["tiered_cache_many"]
+
+OWNER: Final = "tiered_cache_many()"
+#: Options of ``tiered_cache`` a batch function cannot take: each concerns one call's single run.
+UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy")
+
+
+def tiered_cache_many(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Cache a function of many ids (its first parameter) one entry per id.
+
+    The function takes a collection of ids and returns a mapping ``{id: value}``; an id it leaves
+    out of the mapping is not cached (nor returned). The wrapper returns ``{id: value}`` for the
+    ids asked for, from L1, then L2 (one MGET), then one run of the function with the ids still
+    missing, whose values go back to L2 in one pipeline. Options are ``tiered_cache``'s, but for
+    %s. Stats count each id as a call. Sync or async.
+    """
+    unsupported = sorted(set(options) & set(UNSUPPORTED))
+    if unsupported:
+        raise TypeError(f"{OWNER}: {unsupported} apply to single calls, not to batches of ids")
+    checked = Options.checked(options)
+    return functools.partial(_decorate, options=checked)
+
+
+tiered_cache_many.__doc__ = (tiered_cache_many.__doc__ or "") % ", ".join(UNSUPPORTED)
+
+
+class _Batch:
+    """How one batch function's arguments become per-id keys and the missing ids' call."""
+
+    def __init__(
+        self, function: Callable[..., Any], signature: inspect.Signature, label: str, ignore: frozenset[str]
+    ) -> None:
+        parameters = list(signature.parameters.values())
+        if not parameters or parameters[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise TypeError(f"{label}: the first parameter must take the ids (a collection of them)")
+        self.function = function
+        self.signature = signature
+        self.label = label
+        self.ids_name = parameters[0].name
+        self.ignore = ignore
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound
+
+    def ids(self, bound: inspect.BoundArguments) -> list[Hashable]:
+        ids = bound.arguments[self.ids_name]
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(
+                f"{self.label}: {self.ids_name} must be a collection of ids, not {type(ids).__name__}"
+            )
+        return list(dict.fromkeys(ids))  # each id once, in order
+
+    def others(self, bound: inspect.BoundArguments) -> tuple[Any, ...]:
+        return tuple(
+            value
+            for name, value in bound.arguments.items()
+            if name != self.ids_name and name not in self.ignore
+        )
+
+    def call_for(self, bound: inspect.BoundArguments, ids: list[Hashable]) -> Call:
+        """Return the one call of the function, for ``ids`` only."""
+        bound.arguments[self.ids_name] = ids
+        return Call(None, (), bound.args, bound.kwargs)
+
+    def values(self, result: Any) -> Mapping[Hashable, Any]:
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"{self.label}: must return a mapping of id -> value, not {type(result).__name__}"
+            )
+        return result
+
+
+def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArguments) -> Flow:
+    """Answer one batch call: L1, then one L2 read, then one run for the ids still missing."""
+    ids = batch.ids(bound)
+    others = batch.others(bound)
+    enabled, endpoint = cache.route()
+    if not enabled:
+        result = batch.values((yield Compute(batch.function, batch.call_for(bound, ids))))
+        return {key: result[key] for key in ids if key in result}
+    calls: dict[Hashable, Call] = {}
+    found: dict[Hashable, Any] = {}
+    lease = cache.l1.lease() if cache.has_l1 else 0
+    for key in ids:
+        l1_key, canonical = cache.l1_key((key, *others))
+        call = calls[key] = Call(l1_key, (key, *others), (), None, canonical=canonical)
+        call.lease = lease
+        if cache.has_l1:
+            value, _ = cache.l1.lookup(l1_key)
+            if value is not MISSING:
+                found[key] = value
+                cache.record(call, "l1_hits")
+    wanted = [key for key in ids if key not in found]
+    if wanted and endpoint is not None and endpoint.breaker.allow():
+        if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+            endpoint = None
+        else:
+            endpoint = yield from _read(cache, endpoint, [calls[key] for key in wanted], found, wanted)
+    else:
+        endpoint = None
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        pending = [calls[key] for key in missing]
+        yield from _run(cache, batch, bound, endpoint=endpoint, calls=pending, missing=missing, found=found)
+    return {key: found[key] for key in ids if key in found}
+
+
+def _read(
+    cache: FunctionCache, endpoint: Any, calls: list[Call], found: dict[Hashable, Any], wanted: list[Hashable]
+) -> Flow:
+    """Read ``calls`` from L2 in one MGET into ``found``; return the endpoint (None if it failed)."""
+    generation_key = None
+    read_at = time.monotonic()
+    for index, call in enumerate(calls):
+        call.redis_key, due, call.generation = cache.read_of(call, endpoint)
+        generation_key = due if index == 0 else generation_key
+        call.flags |= LOOKED_UP
+        call.read_at = read_at
+    read = ReadMany(endpoint, tuple(call.redis_key for call in calls), generation_key)
+    ok, reply = yield from l2_op(cache, endpoint, read)
+    if not ok:
+        for call in calls:
+            call.flags &= ~LOOKED_UP  # (none of them may write: their tokens are unknown)
+        return None
+    generation, payloads = reply
+    asked = generation_key
+    for key, call, payload in zip(wanted, calls, payloads, strict=True):
+        learned, call.token, hit = cache.take_read(endpoint, asked, generation, payload, call.redis_key)
+        if learned is not None:
+            for other in calls:
+                other.generation = learned  # the read's, for every id it read
+        asked = None  # (learned with the first)
+        if hit is not MISSING and hit[1] > 0:
+            value, fresh_for = hit
+            found[key] = value
+            if cache.has_l1:
+                cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
+            cache.record(call, "l2_hits")
+    return endpoint
+
+
+def _run(
+    cache: FunctionCache,
+    batch: _Batch,
+    bound: inspect.BoundArguments,
+    *,
+    endpoint: Any,
+    calls: list[Call],
+    missing: list[Hashable],
+    found: dict[Hashable, Any],
+) -> Flow:
+    """Run the function once for ``missing``; store what it returned (one pipeline); fill ``found``."""
+    try:
+        result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing))))
+    except Exception:
+        for call in calls:
+            cache.record(call, "misses", error=True)
+        raise
+    writes: list[tuple[str, bytes, int, bytes]] = []
+    writers: list[tuple[Call, Any, float | None]] = []  # (call, value, L1 seconds), waiting on L2
+    for key, call in zip(missing, calls, strict=True):
+        cache.record(call, "misses")
+        if key not in result:
+            continue
+        value = found[key] = result[key]
+        keep = _keep(cache, value)
+        if keep is None:
+            continue
+        l1_seconds, l2_seconds, to_l1, to_l2 = keep
+        write = _flow.write_op(cache, call, endpoint, value, l2_seconds) if endpoint and to_l2 else None
+        if write is not None:
+            writes.append((write.key, write.payload, write.ttl_ms, write.token))
+            writers.append((call, value, l1_seconds if to_l1 else 0.0))
+        elif to_l1 and cache.has_l1:
+            cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
+    if writes and endpoint is not None:
+        ok, taken = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, tuple(writes)))
+        for (call, value, l1_seconds), stored in zip(
+            writers, taken if ok else [True] * len(writers), strict=True
+        ):
+            if not stored:
+                cache.stats.count("l2_writes_refused")  # invalidated since our read: not in L1 either
+            elif cache.has_l1 and l1_seconds != 0.0:
+                cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
+
+
+def _keep(cache: FunctionCache, value: Any) -> tuple[float | None, float | None, bool, bool] | None:
+    """Return (L1 seconds, L2 seconds, into L1?, into L2?) for ``value``, or None to keep it nowhere."""
+    if cache.policy is None:
+        return None, None, True, True
+    lifetimes = cache.policy.lifetimes(value)
+    if lifetimes is None:
+        cache.stats.count("not_cached")
+        return None
+    l1_seconds, l2_seconds = lifetimes
+    return l1_seconds, l2_seconds, l1_seconds is not None, l2_seconds is not None
+
+
+def _decorate(function: Any, *, options: Options) -> Any:
+    label = f"{OWNER} on {getattr(function, '__qualname__', function)!r}"
+    if not callable(function):
+        raise TypeError(f"{OWNER} must decorate a function, not {type(function).__name__}")
+    signature = inspect.signature(function)
+    batch = _Batch(function, signature, label, options.ignore)
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+    name = options.name or f"{module}.{qualname}"
+    key_names = tuple(p for p in signature.parameters if p not in options.ignore)
+    cache = FunctionCache.of(function, options, label=label, name=name, key_names=key_names)
+    batch.label = cache.label
+    is_async = inspect.iscoroutinefunction(function)
+    if is_async:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> dict[Hashable, Any]:
+            return await run_async(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
+
+        async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
+            """Drop the entries of the ids in these arguments from L1 and L2."""
+            for key_values in _key_values(batch, args, kwargs):
+                await run_async(_flow.invalidate(cache, key_values))
+
+        async def cache_clear() -> None:
+            """Drop every entry of this function from L1 and L2."""
+            await run_async(_flow.clear(cache))
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> dict[Hashable, Any]:  # type: ignore[misc]
+            return run_sync(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
+
+        def cache_invalidate(*args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+            """Drop the entries of the ids in these arguments from L1 and L2."""
+            for key_values in _key_values(batch, args, kwargs):
+                run_sync(_flow.invalidate(cache, key_values))
+
+        def cache_clear() -> None:  # type: ignore[misc]
+            """Drop every entry of this function from L1 and L2."""
+            run_sync(_flow.clear(cache))
+
+    def cache_stats(*, reset: bool = False) -> CacheStats:
+        """Return this function's stats (each id counts as a call); ``reset=True`` zeroes them."""
+        return cache.snapshot(reset=reset)
+
+    functools.update_wrapper(wrapper, function)
+    wrapper.cache_invalidate = cache_invalidate  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+    wrapper.cache_stats = cache_stats  # type: ignore[attr-defined]
+    wrapper.__tiercache__ = cache  # type: ignore[attr-defined]
+    _registry.register(cache)
+    return wrapper
+
+
+def _key_values(batch: _Batch, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, ...]]:
+    bound = batch.bind(args, kwargs)
+    others = batch.others(bound)
+    return [(key, *others) for key in batch.ids(bound)]
