@@ -158,3 +158,25 @@ def test_bad_uses_name_the_function() -> None:
         listing([1])
     with pytest.raises(TypeError, match=r"listing: ids must be a collection of ids, not str"):
         listing("abc")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("l2", L2S)
+def test_planted_bytes_under_an_id_are_a_miss_and_get_replaced(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """Garbage, a huge length, another type of key: read as misses, overwritten by the conditional write."""
+    client = client_for(request, l2)
+
+    @tiered_cache_many(ttl_l1=None, ttl_l2=600, name=f"planted-batch-{l2}")
+    def load(ids: list[int]) -> dict[int, int]:
+        return {i: i + 100 for i in ids}
+
+    cache = load.__tiercache__
+    load([0])  # learn the generation
+    client.set(cache.redis_key_for((1,)), b"\x00garbage\xff" * 20)
+    client.set(cache.redis_key_for((2,)), b"\x92\xdd\xff\xff\xff\xff")  # msgpack claiming 4 G items
+    client.rpush(cache.redis_key_for((3,)), b"a list, not a string")
+    assert load([1, 2, 3, 4]) == {1: 101, 2: 102, 3: 103, 4: 104}
+    assert load([1, 2, 3, 4]) == {1: 101, 2: 102, 3: 103, 4: 104}
+    stats = load.cache_stats()
+    assert stats.misses == 5 and stats.l2_hits == 4

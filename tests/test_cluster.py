@@ -226,3 +226,22 @@ def test_batch_reads_and_writes_group_by_slot(on_cluster: str, cluster: RedisClu
     load.cache_invalidate([5, 6])
     assert load([5, 6, 7]) == {5: 15, 6: 18, 7: 21}
     assert asked[-1] == [5, 6]
+
+
+def test_async_batch_on_a_cluster(on_cluster: str) -> None:
+    asked: list[list[int]] = []
+
+    @tiered_cache_many(ttl_l1=None, ttl_l2=600, name="cluster.aload")
+    async def load(ids: list[int]) -> dict[int, int]:
+        asked.append(list(ids))
+        return {i: -i for i in ids}
+
+    async def scenario() -> None:
+        ids = list(range(30))
+        assert await load(ids) == {i: -i for i in ids}
+        await load.cache_invalidate([3, 4])  # tombstones: the rewrite goes through the script
+        assert await load(ids) == {i: -i for i in ids}
+        assert asked == [ids, [3, 4]]
+        assert load.cache_stats().l2_errors == 0
+
+    asyncio.run(scenario())

@@ -19,6 +19,7 @@ import redis.cluster
 from tiercache._l2.coherence import Announce
 from tiercache._l2.envelope import (
     ABSENT,
+    FOREIGN_TOKEN,
     fresh_since_absent,
 )
 from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable
@@ -153,6 +154,19 @@ def _queue_conditional_write(
         pipeline.eval(WRITE_IF_UNCHANGED, 1, key, token, payload, ttl_ms)
 
 
+def _of_another_type(items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]) -> list[int]:
+    """Return the writes that found a key of another type where MGET said nothing was.
+
+    Such a key is planted, not ours: it is overwritten as the single-call write overwrites
+    anything that is not ours (its read fails, so it compares FOREIGN_TOKEN).
+    """
+    return [
+        index
+        for index, ((_, _, _, token), reply) in enumerate(zip(items, replies, strict=True))
+        if token == ABSENT and isinstance(reply, redis.ResponseError) and "WRONGTYPE" in str(reply)
+    ]
+
+
 def _conditional_replies(
     items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
 ) -> list[bool]:
@@ -258,6 +272,14 @@ class SyncStore:
             for key, payload, ttl_ms, token in items:
                 _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
             replies = pipeline.execute(raise_on_error=False)
+            redo = _of_another_type(items, replies)
+            if redo:  # (planted keys of another type only: MGET read them as absent)
+                pipeline = self.client.pipeline(transaction=False)
+                for index in redo:
+                    key, payload, ttl_ms, _ = items[index]
+                    _queue_conditional_write(pipeline, key, payload, ttl_ms, FOREIGN_TOKEN, nx_get=False)
+                for index, reply in zip(redo, pipeline.execute(raise_on_error=False), strict=True):
+                    replies[index] = reply
         return _conditional_replies(items, replies)
 
     def ping(self) -> bool:
@@ -500,6 +522,14 @@ class AsyncStore:
             for key, payload, ttl_ms, token in items:
                 _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
             replies = await pipeline.execute(raise_on_error=False)
+            redo = _of_another_type(items, replies)
+            if redo:  # (as in SyncStore)
+                pipeline = self.client.pipeline(transaction=False)
+                for index in redo:
+                    key, payload, ttl_ms, _ = items[index]
+                    _queue_conditional_write(pipeline, key, payload, ttl_ms, FOREIGN_TOKEN, nx_get=False)
+                for index, reply in zip(redo, await pipeline.execute(raise_on_error=False), strict=True):
+                    replies[index] = reply
         return _conditional_replies(items, replies)
 
     async def ping(self) -> bool:
