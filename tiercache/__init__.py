@@ -15,7 +15,9 @@ from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.policies import NOT_NONE
 from tiercache._decorator.protocols import (
     NO_VALUE,
+    AsyncBatchCachedFunction,
     AsyncCachedFunction,
+    BatchCachedFunction,
     BoundAsyncCachedFunction,
     BoundCachedFunction,
     CachedFunction,
@@ -30,7 +32,9 @@ from tiercache._l2.codec import register_type
 __all__ = [
     "NOT_NONE",
     "NO_VALUE",
+    "AsyncBatchCachedFunction",
     "AsyncCachedFunction",
+    "BatchCachedFunction",
     "BoundAsyncCachedFunction",
     "BoundCachedFunction",
     "CacheInfo",

@@ -35,4 +35,6 @@ def misuse() -> None:
     Registry().resolve("a", "b")  # E: call-arg
     Registry.default(3)  # E: arg-type
     session: str = get_session("s")  # E: assignment
+    resolve_adapter.cache_set("not an int", "a", "b")  # E: arg-type
+    resolve_adapter.cache_get("a")  # E: call-arg
     print(text, session)

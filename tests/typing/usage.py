@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Literal, assert_type
 
-from tiercache import CacheInfo, CacheStats, tiered_cache
+from tiercache import NO_VALUE, CacheInfo, CacheStats, NoValue, WarmReport, tiered_cache, tiered_cache_many
 
 
 @tiered_cache(ttl_l1=60, ttl_l2=600)
@@ -78,3 +78,39 @@ async def coroutines() -> None:
     await AdapterRegistry.aresolve.cache_invalidate(registry, "storage")
     assert_type(await AdapterRegistry.adefault("queue"), str)
     assert_type(await registry.adefault("queue"), str)
+
+
+@tiered_cache(ttl_l1=lambda user: 5 if user is None else 60, ttl_l2=600)
+def find_user(user_id: int) -> str | None:
+    return None if user_id < 0 else str(user_id)
+
+
+@tiered_cache_many(ttl_l1=60, ttl_l2=600)
+def load_users(user_ids: list[int]) -> dict[int, str]:
+    return {i: str(i) for i in user_ids}
+
+
+@tiered_cache_many(ttl_l1=60, ttl_l2=600)
+async def aload_users(user_ids: list[int]) -> dict[int, str]:
+    return {i: str(i) for i in user_ids}
+
+
+def entries() -> None:
+    found = find_user.cache_get(3)
+    assert_type(found, str | None | Literal[NoValue.NO_VALUE])
+    if found is not NO_VALUE:
+        assert_type(found, str | None)
+    find_user.cache_set("three", 3)
+    assert_type(find_user.cache_contains(user_id=3), bool)
+    assert_type(find_user.cache_warm([1, 2], concurrency=2), WarmReport)
+    assert_type(load_users([1, 2]), dict[int, str])
+    load_users.cache_invalidate([1])
+    assert_type(load_users.cache_stats(), CacheStats)
+
+
+async def batch_coroutines() -> None:
+    assert_type(await aload_users([1]), dict[int, str])
+    await aload_users.cache_invalidate([1])
+    assert_type(await get_session.cache_get("s"), dict[str, int] | Literal[NoValue.NO_VALUE])
+    await get_session.cache_set({"s": 2}, "s")
+    assert_type(await get_session.cache_warm(["s"]), WarmReport)

@@ -21,6 +21,7 @@ from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.options import Options
+from tiercache._decorator.protocols import BatchDecorator
 from tiercache._l1.lru import MISSING
 
 __all__ = ["tiered_cache_many"]
@@ -30,7 +31,7 @@ OWNER: Final = "tiered_cache_many()"
 UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy")
 
 
-def tiered_cache_many(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+def tiered_cache_many(**options: Any) -> BatchDecorator:
     """Cache a function of many ids (its first parameter) one entry per id.
 
     The function takes a collection of ids and returns a mapping ``{id: value}``; an id it leaves

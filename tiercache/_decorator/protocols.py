@@ -15,7 +15,10 @@ from tiercache._decorator.warming import Progress, WarmReport
 
 __all__ = [
     "NO_VALUE",
+    "AsyncBatchCachedFunction",
     "AsyncCachedFunction",
+    "BatchCachedFunction",
+    "BatchDecorator",
     "BoundAsyncCachedFunction",
     "BoundCachedFunction",
     "CacheInfo",
@@ -222,3 +225,36 @@ class Decorator(Protocol):
     ) -> AsyncCachedFunction[P, R]: ...
     @overload
     def __call__(self, function: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
+class BatchCachedFunction(Protocol[P, R]):
+    """A sync function wrapped by ``@tiered_cache_many``: called as before, cached one id at a time."""
+
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def cache_clear(self) -> None: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+
+
+class AsyncBatchCachedFunction(Protocol[P, R]):
+    """An async function wrapped by ``@tiered_cache_many``; invalidation and clearing are awaitable."""
+
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+    async def cache_invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    async def cache_clear(self) -> None: ...
+    def cache_stats(self, *, reset: bool = False) -> CacheStats: ...
+
+
+class BatchDecorator(Protocol):
+    """What ``@tiered_cache_many(...)`` returns: it decorates a sync or an async function of ids."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # async first: a coroutine function is also a Callable
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncBatchCachedFunction[P, R]: ...
+    @overload
+    def __call__(self, function: Callable[P, R]) -> BatchCachedFunction[P, R]: ...
