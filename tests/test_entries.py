@@ -13,6 +13,8 @@ import pytest
 import tiercache
 from tests.test_policies import TIERS, client_for, stored, ttls, wait_until
 from tiercache import NO_VALUE, WarmReport, tiered_cache
+from tiercache._l1.lru import MISSING as MISSING_VALUE
+from tiercache._l2 import stores
 
 
 @pytest.mark.parametrize("l2", TIERS)
@@ -205,3 +207,84 @@ async def test_async_warm(l2: str, request: pytest.FixtureRequest) -> None:
     assert (report.computed, report.cached, report.failed) == (9, 1, 0)
     assert peak == 4
     assert await fetch.cache_get(7) == 49 and stored(fetch, client, 7)
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_after_a_set_returns_no_reader_puts_the_old_value_back(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """Stress: readers miss L1 and read L2 while cache_set replaces the value; once it returns,
+    the set value (or a later one) is what every tier answers, never the one before it."""
+    client_for(request, l2)
+    stop = threading.Event()
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"set-stress-{l2}")
+    def lookup(key: str) -> int:
+        return -1
+
+    def reader() -> None:
+        while not stop.is_set():
+            lookup("k")
+            lookup.__tiercache__.local.data.pop("k", None)  # expired, as it were: read L2 again
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    stale = 0
+    try:
+        for version in range(300):
+            lookup.cache_set(version, "k")
+            seen = lookup.__tiercache__.local.get("k")
+            seen_l2 = lookup.cache_get("k")
+            stale += (seen is not MISSING_VALUE and seen < version) + (seen_l2 < version)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(5)
+    assert stale == 0
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_reader_that_read_before_the_set_wrote_cannot_put_the_old_value_back(
+    l2: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forced: a reader misses L1 after the set dropped it, reads the old value from Redis before
+    the set's write, and tries to keep it in L1 after the set has returned."""
+    client_for(request, l2)
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"set-race-{l2}")
+    def lookup(key: str) -> str:
+        return "computed"
+
+    lookup.cache_set("old", "k")
+    set_dropped, reader_read, set_done = threading.Event(), threading.Event(), threading.Event()
+    write_many, read = stores.SyncStore.write_many, stores.SyncStore.read
+
+    def paused_write(store: Any, *args: Any, **kwargs: Any) -> Any:
+        set_dropped.set()
+        assert reader_read.wait(5)  # the reader has read the old value
+        return write_many(store, *args, **kwargs)
+
+    def paused_read(store: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = read(store, *args, **kwargs)
+        if threading.current_thread() is not threading.main_thread():
+            reader_read.set()
+            assert set_done.wait(5)  # ... and keeps it until the set has returned
+        return answer
+
+    monkeypatch.setattr(stores.SyncStore, "write_many", paused_write)
+    monkeypatch.setattr(stores.SyncStore, "read", paused_read)
+    seen: list[str] = []
+
+    def reader() -> None:
+        assert set_dropped.wait(5)
+        seen.append(lookup("k"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    lookup.cache_set("new", "k")
+    set_done.set()
+    thread.join(5)
+    assert seen == ["old"]  # (it read before the set wrote: that answer stands for its caller)
+    assert lookup.__tiercache__.local.get("k") == "new"
+    assert lookup("k") == "new" and lookup.cache_get("k") == "new"

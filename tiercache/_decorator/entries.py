@@ -70,17 +70,22 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
     enabled, endpoint = cache.route()
     l1_key, canonical = cache.l1_key(key_values)
     cache.drop_local((l1_key,))  # runs under way here write nothing from now on
-    lease = cache.l1.lease()
     l1_seconds = l2_seconds = None
     if cache.policy is not None:
         l1_seconds, l2_seconds = cache.policy.lifetimes(value, asked=True)
     if endpoint is not None:
         key = cache.redis_key_for(key_values, canonical)
         written = False
-        if enabled and (l2_seconds is not None or cache.policy is None):
-            written = yield from _write(cache, endpoint, key, value, l2_seconds)
-        if not written:  # no new value in Redis: the old one must not outlive this call there
-            yield from drop_keys(cache, endpoint, (key,), action="cache_set()")
+        try:
+            if enabled and (l2_seconds is not None or cache.policy is None):
+                written = yield from _write(cache, endpoint, key, value, l2_seconds)
+            if not written:  # no new value in Redis: the old one must not outlive this call there
+                yield from drop_keys(cache, endpoint, (key,), action="cache_set()")
+        finally:
+            # Again, as invalidate() does: a caller that missed L1 after the first drop may have
+            # read the old value from Redis before our write, and be about to keep it in L1.
+            cache.drop_local((l1_key,))
+    lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
     if enabled and cache.has_l1 and (l1_seconds is not None or cache.policy is None):
         cache.l1.set(l1_key, value, l1_seconds, lease)
 
