@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import tiercache
 from tests.support.clock import Clock
-from tiercache import NOT_NONE, ComputeTimeoutError, tiered_cache
+from tiercache import NOT_NONE, ComputeTimeoutError, MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l1.lru import MISSING
 
 TIERS = ["l1", "fake_l2", "real_l2"]
@@ -465,3 +465,24 @@ def test_an_invalidation_while_a_run_overruns_keeps_its_value_out(
 def test_hard_timeout_shorter_than_timeout_is_refused() -> None:
     with pytest.raises(ValueError, match=r"hard_timeout \(1\) is shorter than timeout \(2\)"):
         tiered_cache(timeout=2, hard_timeout=1)
+
+
+def test_the_adapter_spreads_set_many_expiries_too(real_l2: str) -> None:
+    client = redis.Redis.from_url(real_l2)
+    settings = MultiTierCacheSettings(l2_url=real_l2, ttl_jitter=0.5, l1_ttl_seconds=100, l2_ttl_seconds=1000)
+    cache = MultiTierCache(settings)
+    cache.set_many({f"k{i}": i for i in range(100)})
+    pttls = [client.pttl(cache._tiers.key(f"k{i}")) for i in range(100)]
+    assert all(499_000 <= ttl <= 1_000_000 for ttl in pttls), pttls[:5]
+    assert max(pttls) - min(pttls) > 200_000
+    now = time.monotonic()
+    lives = [entry[1] - now for entry in cache._tiers.local.data.values()]
+    assert all(49 <= life <= 100.1 for life in lives) and max(lives) - min(lives) > 20
+
+
+def test_adapter_ttl_jitter_is_checked_and_read_from_the_environment() -> None:
+    with pytest.raises(
+        ValueError, match=r"MultiTierCacheSettings: ttl_jitter must be a fraction \(0 <= x < 1\)"
+    ):
+        MultiTierCacheSettings(ttl_jitter=2)
+    assert MultiTierCacheSettings.from_env({"TIERCACHE_TTL_JITTER": "0.2"}).ttl_jitter == 0.2

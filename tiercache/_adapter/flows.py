@@ -10,6 +10,7 @@ import time
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tiercache._core.checks import shortening
 from tiercache._core.ops import (
     Flow,
     Op,
@@ -85,16 +86,18 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     lease = tiers.l1.lease()
     stored: set[str] = set()
     endpoint = yield from _usable(tiers)
+    # One jitter draw per key, for both tiers (see shortening): 1.0 without ttl_jitter.
+    keep = {key: shortening(tiers.settings.ttl_jitter) for key in items}
     if endpoint is not None and (yield from know_generation(tiers, endpoint)):
-        ttl_ms = round((ttl or tiers.settings.l2_ttl_seconds) * 1000)
+        l2_seconds = ttl or tiers.settings.l2_ttl_seconds
         payloads = {
-            key: tiers.seal_value(
-                endpoint, value, tiers.key(key), NO_TOKEN, ttl=ttl or tiers.settings.l2_ttl_seconds
-            )
+            key: tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key])
             for key, value in items.items()
         }
         writes = tuple(
-            (tiers.key(key), payload, ttl_ms) for key, payload in payloads.items() if payload is not None
+            (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
+            for key, payload in payloads.items()
+            if payload is not None
         )
         op = WriteMany(endpoint, writes, tiers.announce([tiers.key(key) for key in items]))
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
@@ -104,7 +107,8 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
         if tiers.settings.write_through or key not in stored:
             tiers.remember(key)
-            tiers.l1.set(key, value, ttl, lease)
+            l1_seconds = ttl if ttl is not None else tiers.local.ttl
+            tiers.l1.set(key, value, l1_seconds * keep[key], lease)
         else:
             tiers.l1.delete(key)
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from tiercache._core.checks import (
     DEFAULT_MAX_VALUE_BYTES,
     check_bool,
+    check_fraction,
     check_int,
     check_namespace,
     check_seconds,
@@ -34,6 +35,8 @@ def _check_field(owner: str, name: str, value: Any, kind: str) -> None:
         check_int(value, name, owner, *_INT_RANGES[kind])
     elif kind == "seconds":
         check_seconds(value, name, owner)
+    elif kind == "fraction":
+        check_fraction(value, name, owner)
     elif kind == "policy" and value not in L1_POLICIES:
         raise ValueError(f"{owner}: {name} must be one of {sorted(L1_POLICIES)}, not {value!r}")
     elif (kind == "text" or (kind == "optional text" and value is not None)) and (
@@ -58,7 +61,7 @@ def _from_text(owner: str, name: str, raw: str, kind: str) -> Any:
         if not number.is_integer():
             raise ValueError(f"{owner}: {variable}={raw!r} is not a whole number")
         return int(number)
-    if kind == "seconds":
+    if kind in {"seconds", "fraction"}:
         return parse_number(raw, variable, owner)
     return raw
 
@@ -129,6 +132,8 @@ class MultiTierCacheSettings(_Checked):
     coherent: bool = True
     #: Connections per client (one for threads, one per event loop); a burst beyond waits.
     l2_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Take up to this fraction off each set's TTLs, at random (entries set together expire apart).
+    ttl_jitter: float = 0.0
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -157,6 +162,7 @@ class MultiTierCacheSettings(_Checked):
         "max_value_bytes": "count",
         "coherent": "bool",
         "l2_max_connections": "count",
+        "ttl_jitter": "fraction",
     }
 
     def _check(self) -> None:

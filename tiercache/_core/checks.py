@@ -6,17 +6,20 @@ and the argument at fault, so a caller can tell which of several settings was wr
 
 from __future__ import annotations
 
+import random
 from typing import Final
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "check_bool",
+    "check_fraction",
     "check_int",
     "check_namespace",
     "check_seconds",
     "check_size",
     "parse_flag",
     "parse_number",
+    "shortening",
 ]
 
 #: Values whose encoding is larger stay in L1 only (configure(), the adapter settings).
@@ -46,6 +49,25 @@ def check_seconds(value: object, name: str, owner: str, *, optional: bool = Fals
         hint = " (use None to turn this tier off)" if optional else ""
         raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
     return float(value)
+
+
+def check_fraction(value: object, name: str, owner: str, *, zero: bool = True) -> float:
+    """Return ``value`` as a fraction, ``0 <= x < 1`` (``0 < x < 1`` without ``zero``); else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a fraction (0 <= x < 1), not {type(value).__name__}")
+    if not 0 <= value < 1 or (not zero and value == 0):
+        low = "0 <=" if zero else "0 <"
+        raise ValueError(f"{owner}: {name} must be a fraction ({low} x < 1), not {value!r}")
+    return float(value)
+
+
+def shortening(jitter: float) -> float:
+    """Return what to multiply an entry's TTLs by for ``ttl_jitter``: 1 - up to ``jitter``, at random.
+
+    Shortened, never lengthened: a TTL stays the longest a value is served. One draw serves
+    every tier of an entry, so an L1 copy does not outlive its L2 one because of it.
+    """
+    return 1.0 - random.random() * jitter if jitter else 1.0
 
 
 def check_size(value: object, name: str, owner: str) -> int:

@@ -183,7 +183,7 @@ def _run(
         lock = yield from _lock_or_wait(cache, call, endpoint)
         if call.found is not MISSING:  # another process filled L2 while we waited
             value, fresh_for = call.found
-            cache.l1.set(call.l1_key, value, max(fresh_for, 0.0), call.lease)
+            cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.record(call, "l2_hits")
             return value

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tiercache._core.checks import check_bool, check_namespace, check_seconds, check_size
+from tiercache._core.checks import check_bool, check_fraction, check_namespace, check_seconds, check_size
 from tiercache._decorator.policies import Seconds
 from tiercache._l1.lru import L1_POLICIES, Clock
 from tiercache._l2.signing import signing_keys
@@ -111,17 +111,10 @@ def _ttl(name: str) -> Callable[[Any], Seconds]:
 
 
 def _fraction(name: str, *, optional: bool) -> Callable[[Any], float | None]:
-    def check(value: Any) -> float | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{OWNER}: {name} must be a fraction (0 <= x < 1), not {type(value).__name__}")
-        if not 0 <= value < 1 or (optional and value == 0):
-            low = "0 <" if optional else "0 <="
-            raise ValueError(f"{OWNER}: {name} must be a fraction ({low} x < 1), not {value!r}")
-        return float(value)
-
-    return check
+    # ttl_jitter may be 0 (off); refresh_ahead is off as None, so 0 would be a mistake.
+    return lambda value: (
+        None if value is None and optional else check_fraction(value, name, OWNER, zero=not optional)
+    )
 
 
 def _cache_if(predicate: Any) -> Callable[[Any], object] | None:

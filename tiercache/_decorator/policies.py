@@ -7,10 +7,11 @@ computed value, on the miss path only; a function with none of them never comes 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, overload
+
+from tiercache._core.checks import shortening
 
 __all__ = ["NOT_NONE", "Lifetimes", "ResultPolicy", "Seconds"]
 
@@ -65,9 +66,7 @@ class ResultPolicy:
         l1 = self._seconds("ttl_l1", self.ttl_l1, value)
         l2 = self._seconds("ttl_l2", self.ttl_l2, value)
         if self.jitter:
-            # Shortened, never lengthened: a TTL stays the longest a value is served. One draw
-            # for both tiers keeps an L1 entry from outliving its L2 copy by the jitter.
-            keep = 1.0 - random.random() * self.jitter
+            keep = shortening(self.jitter)  # (one draw for both tiers: see shortening)
             l1 = None if l1 is None else l1 * keep
             l2 = None if l2 is None else l2 * keep
         return l1, l2
