@@ -288,3 +288,25 @@ def test_a_reader_that_read_before_the_set_wrote_cannot_put_the_old_value_back(
     assert seen == ["old"]  # (it read before the set wrote: that answer stands for its caller)
     assert lookup.__tiercache__.local.get("k") == "new"
     assert lookup("k") == "new" and lookup.cache_get("k") == "new"
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_set_in_one_process_reaches_the_l1_of_another(l2: str, request: pytest.FixtureRequest) -> None:
+    """Two caches of one function (two processes, as far as the channel knows): each side's set
+    drops the other's L1 copy, and an invalidation reaches the entry a set put in L1."""
+    client_for(request, l2)
+
+    def make() -> Any:
+        @tiered_cache(ttl_l1=600, ttl_l2=600, name=f"two-{l2}")
+        def lookup(key: str) -> str:
+            return "computed"
+
+        return lookup
+
+    first, second = make(), make()
+    assert second("k") == "computed"
+    first.cache_set("from first", "k")  # (first never called it: the set is all it knows of "k")
+    wait_until(lambda: second("k") == "from first")
+    second.cache_invalidate("k")  # the entry first's set put in its L1 must hear of this
+    wait_until(lambda: first.__tiercache__.local.get("k") is MISSING_VALUE)
+    assert first("k") == "computed"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.support.clock import Clock
-from tiercache import tiered_cache
+from tiercache import NO_VALUE, tiered_cache
 
 KEYS = st.sampled_from(["a", "b", "c"])
 PROCESSES = st.sampled_from([0, 1])
@@ -46,10 +46,10 @@ class TwoProcesses(RuleBasedStateMachine):
 
         return tiered_cache(ttl_l1=TTL_L1, ttl_l2=600, name=self.name, clock=self.clock)(lookup)
 
-    def _heard(self, keys: list[str] | None) -> None:
-        """Wait until the other processes' L1s no longer hold what was invalidated."""
+    def _heard(self, keys: list[str] | None, *, by: list[Any] | None = None) -> None:
+        """Wait until the other processes' L1s (``by``: these) no longer hold what was invalidated."""
         deadline = time.monotonic() + 2
-        for process in self.processes:
+        for process in self.processes if by is None else by:
             data = process.__tiercache__.local.data
             while any(key in data for key in keys) if keys is not None else data:
                 assert time.monotonic() < deadline, "the announcement never arrived"
@@ -74,6 +74,22 @@ class TwoProcesses(RuleBasedStateMachine):
         self.processes[process].cache_invalidate(key)
         self.floor[key] = self.db[key]
         self._heard([key])
+
+    @rule(process=PROCESSES, key=KEYS)
+    def change_and_set(self, process: int, key: str) -> None:
+        """The writer puts the new version in itself: from now on nothing older is served."""
+        self.db[key] += 1
+        self.processes[process].cache_set((key, self.db[key]), key)
+        self.floor[key] = self.db[key]
+        self._heard([key], by=[other for index, other in enumerate(self.processes) if index != process])
+
+    @rule(process=PROCESSES, key=KEYS)
+    def peek(self, process: int, key: str) -> None:
+        found = self.processes[process].cache_get(key)
+        if found is not NO_VALUE:
+            assert self.floor[key] <= found[1] <= self.db[key], (
+                f"{key}: peeked {found}, floor {self.floor[key]}"
+            )
 
     @rule(process=PROCESSES)
     def clear(self, process: int) -> None:

@@ -74,7 +74,9 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
     if cache.policy is not None:
         l1_seconds, l2_seconds = cache.policy.lifetimes(value, asked=True)
     if endpoint is not None:
-        key = cache.redis_key_for(key_values, canonical)
+        # (redis_key() notes the key's digest: other processes' announcements of it must find
+        # the entry we are about to keep in L1)
+        key = cache.redis_key(Call(l1_key, key_values, (), None, canonical=canonical))
         written = False
         try:
             if enabled and (l2_seconds is not None or cache.policy is None):
