@@ -26,10 +26,14 @@ KEYS = st.sampled_from(["a", "b", "c"])
 PROCESSES = st.sampled_from([0, 1])
 TTL_L1 = 10.0
 _examples = itertools.count()
+REFRESHES: list[int] = []  # refreshes ahead seen, so the test knows they happened
 
 
 class TwoProcesses(RuleBasedStateMachine):
     """The data source, two processes caching it, and what each call may return."""
+
+    #: Options of the cached function beyond the TTLs (a subclass refreshes ahead).
+    options: dict[str, Any] = {}  # noqa: RUF012 - read only
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,7 +48,9 @@ class TwoProcesses(RuleBasedStateMachine):
         def lookup(key: str) -> tuple[str, int]:
             return key, self.db[key]
 
-        return tiered_cache(ttl_l1=TTL_L1, ttl_l2=600, name=self.name, clock=self.clock)(lookup)
+        return tiered_cache(ttl_l1=TTL_L1, ttl_l2=600, name=self.name, clock=self.clock, **self.options)(
+            lookup
+        )
 
     def _heard(self, keys: list[str] | None, *, by: list[Any] | None = None) -> None:
         """Wait until the other processes' L1s (``by``: these) no longer hold what was invalidated."""
@@ -97,7 +103,7 @@ class TwoProcesses(RuleBasedStateMachine):
         self.floor = dict(self.db)
         self._heard(None)
 
-    @rule(seconds=st.sampled_from([0.5, 3.0, TTL_L1 + 0.1]))
+    @rule(seconds=st.sampled_from([0.5, 3.0, TTL_L1 + 0.1, 310.0]))
     def tick(self, seconds: float) -> None:
         self.clock.now += seconds
 
@@ -111,13 +117,21 @@ class TwoProcesses(RuleBasedStateMachine):
         for process in self.processes:
             stats = process.cache_stats()
             assert stats.l2_corrupt == stats.l2_rejected == stats.l2_errors == 0
+            REFRESHES.append(stats.refreshes_ahead)
 
 
+class TwoProcessesRefreshingAhead(TwoProcesses):
+    """The same, with background refreshes of entries in the last half of their life racing it all."""
+
+    options = {"refresh_ahead": 0.5}  # noqa: RUF012 - read only
+
+
+@pytest.mark.parametrize("machine", [TwoProcesses, TwoProcessesRefreshingAhead])
 @pytest.mark.parametrize("backend", ["fake_l2", "real_l2"])
 def test_two_processes_never_serve_what_an_invalidation_dropped(
-    backend: str, request: pytest.FixtureRequest
+    backend: str, machine: type[TwoProcesses], request: pytest.FixtureRequest
 ) -> None:
     request.getfixturevalue(backend)
     run_state_machine_as_test(
-        TwoProcesses, settings=settings(max_examples=40, stateful_step_count=30, deadline=None)
+        machine, settings=settings(max_examples=40, stateful_step_count=30, deadline=None)
     )
