@@ -2,7 +2,9 @@
 
 ``monotonic`` times L1 expiry, flights and generation re-reads; ``wall`` stamps the L2
 deadlines other processes read. Given a test's clock, the wall clock follows it from the
-moment the cache was made, so L2 freshness moves with it too and expiry tests never sleep.
+moment the first cache on that clock was made, so L2 freshness moves with it too and expiry
+tests never sleep; every cache on one clock reads the same wall clock from it, as processes
+sharing real time do (caches made at different moments of a test would disagree otherwise).
 What must track real time stays on it: a lock's wait and a tombstone's life are measured by
 Redis, in real seconds.
 """
@@ -10,6 +12,7 @@ Redis, in real seconds.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,5 +31,12 @@ class Clocks:
         """Return the real clocks, or for a test's ``clock`` both clocks moving with it."""
         if clock is time.monotonic:
             return cls()
-        offset = time.time() - clock()
+        try:
+            offset = _offsets.setdefault(clock, time.time() - clock())
+        except TypeError:  # (a clock that cannot be weakly referenced: this cache's own offset)
+            offset = time.time() - clock()
         return cls(clock, lambda: clock() + offset)
+
+
+#: Each test clock's distance from the wall clock, fixed by the first cache that follows it.
+_offsets: weakref.WeakKeyDictionary[Callable[[], float], float] = weakref.WeakKeyDictionary()
