@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.test_policies import L2S, TIERS, client_for, ttls
-from tiercache import NOT_NONE, tiered_cache_many
+from tiercache import NOT_NONE, UnkeyableArgumentError, tiered_cache_many
 from tiercache._l2 import stores
 
 
@@ -180,3 +180,13 @@ def test_planted_bytes_under_an_id_are_a_miss_and_get_replaced(
     assert load([1, 2, 3, 4]) == {1: 101, 2: 102, 3: 103, 4: 104}
     stats = load.cache_stats()
     assert stats.misses == 5 and stats.l2_hits == 4
+
+
+def test_an_id_too_long_to_be_a_key_is_named() -> None:
+    @tiered_cache_many(ttl_l2=None, name="long-ids")
+    def load(ids: list[str]) -> dict[str, int]:
+        return {i: len(i) for i in ids}
+
+    assert load(["short"]) == {"short": 5}
+    with pytest.raises(UnkeyableArgumentError, match=r"long-ids"):
+        load(["x" * 100_000])

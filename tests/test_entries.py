@@ -310,3 +310,12 @@ def test_a_set_in_one_process_reaches_the_l1_of_another(l2: str, request: pytest
     second.cache_invalidate("k")  # the entry first's set put in its L1 must hear of this
     wait_until(lambda: first.__tiercache__.local.get("k") is MISSING_VALUE)
     assert first("k") == "computed"
+
+
+def test_a_set_with_an_argument_too_long_to_be_a_key_is_refused() -> None:
+    @tiered_cache(ttl_l2=None, name="long-set")
+    def lookup(key: str) -> str:
+        return key
+
+    with pytest.raises(tiercache.UnkeyableArgumentError, match=r"long-set"):
+        lookup.cache_set("v", "x" * 100_000)

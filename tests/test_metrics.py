@@ -159,3 +159,18 @@ def test_cumulative_counts_match_a_direct_count(durations, bounds):
     assert histogram.cumulative(bounds) == expected
     # and never more than the observations truly at or below each bound
     assert all(count <= sum(1 for ns in durations if ns <= b) for count, b in zip(expected, bounds))
+
+
+def test_the_policy_counters_are_exported(fake_l2):
+    @tiered_cache(ttl_l1=60, ttl_l2=None, cache_if=lambda n: n > 0, name="metrics.policy")
+    def sign(n: int) -> int:
+        return n
+
+    sign(-1)
+    sign(-2)
+    sign(3)
+    samples = scrape(TiercacheCollector())
+    label = (("function", reading_name(sign)),)
+    assert samples[("tiercache_not_cached_total", label)] == sign.cache_stats().not_cached == 2
+    assert samples[("tiercache_refreshes_ahead_total", label)] == 0
+    assert samples[("tiercache_timeouts_total", label)] == 0

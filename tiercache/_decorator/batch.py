@@ -37,17 +37,15 @@ def tiered_cache_many(**options: Any) -> BatchDecorator:
     The function takes a collection of ids and returns a mapping ``{id: value}``; an id it leaves
     out of the mapping is not cached (nor returned). The wrapper returns ``{id: value}`` for the
     ids asked for, from L1, then L2 (one MGET), then one run of the function with the ids still
-    missing, whose values go back to L2 in one pipeline. Options are ``tiered_cache``'s, but for
-    %s. Stats count each id as a call. Sync or async.
+    missing, whose values go back to L2 in one pipeline. Options are ``tiered_cache``'s but
+    for lock, key, refresh_ahead, timeout, hard_timeout and copy (see UNSUPPORTED). Stats count
+    each id as a call. Sync or async.
     """
     unsupported = sorted(set(options) & set(UNSUPPORTED))
     if unsupported:
         raise TypeError(f"{OWNER}: {unsupported} apply to single calls, not to batches of ids")
     checked = Options.checked(options)
     return functools.partial(_decorate, options=checked)
-
-
-tiered_cache_many.__doc__ = (tiered_cache_many.__doc__ or "") % ", ".join(UNSUPPORTED)
 
 
 class _Batch:
@@ -114,6 +112,8 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
     lease = cache.l1.lease() if cache.has_l1 else 0
     for key in ids:
         l1_key, canonical = cache.l1_key((key, *others))
+        if endpoint is None and canonical is None:
+            cache.check_raw_key((key, *others))  # (with L2, redis_key() encodes and checks it)
         call = calls[key] = Call(l1_key, (key, *others), (), None, canonical=canonical)
         call.lease = lease
         if cache.has_l1:

@@ -69,6 +69,8 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
     """
     enabled, endpoint = cache.route()
     l1_key, canonical = cache.l1_key(key_values)
+    if endpoint is None and canonical is None:
+        cache.check_raw_key(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.drop_local((l1_key,))  # runs under way here write nothing from now on
     l1_seconds = l2_seconds = None
     if cache.policy is not None:
