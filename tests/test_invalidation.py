@@ -301,3 +301,36 @@ def test_concurrent_adapter_gets_never_resurrect_a_deleted_key(
                 thread.join()
             stale += cache.get(key) is not None
     assert stale == 0, f"{stale} of 100 trials found a deleted key again"
+
+
+def test_a_clear_waiting_for_redis_is_replayed_before_any_read_even_if_redis_returns_meanwhile(
+    fake_l2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forced: the breaker refuses the replay of a deferred clear, then closes (its probe found Redis
+    back) before the same call's read. The read must not go ahead with the clear still pending:
+    Redis still holds the old generation's values."""
+    db = {"v": 1}
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=unique("deferred"))
+    def f(key: int) -> int:
+        return db["v"]
+
+    assert f(1) == 1  # in L1 and L2
+    breaker = f.__tiercache__.endpoint().breaker
+    fake_l2.connected = False
+    db["v"] = 2
+    f.cache_clear()  # cannot reach Redis: L1 dropped, the clear waits for Redis
+    assert f.__tiercache__.pending_count() == 1
+    fake_l2.connected = True
+    allow = breaker.allow
+
+    def refuses_once_then_closes() -> bool:
+        monkeypatch.setattr(breaker, "allow", allow)
+        breaker.success()  # (as the probe thread would, a moment after this answer)
+        return False
+
+    monkeypatch.setattr(breaker, "allow", refuses_once_then_closes)
+    assert f(1) == 2
+    assert f(2) == 2 and f.__tiercache__.pending_count() == 0  # (the next read replayed the clear)
+    f.__tiercache__.local.clear()
+    assert f(1) == 2  # and Redis no longer answers with the old generation's value
