@@ -283,9 +283,18 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _start_tls_server(d: Path, san: str) -> RedisProcess:
     """A redis-server that speaks only TLS, with a certificate for ``san``, wanting client certs."""
+    # The extensions a strict verifier (Python 3.13's default, VERIFY_X509_STRICT) requires.
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "1", "-subj", "/CN=tiercache-test-ca", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text(f"subjectAltName={san}\n")
+             "-days", "1", "-subj", "/CN=tiercache-test-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text(
+        f"subjectAltName={san}\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+    )
     for name in ("server", "client"):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=d)  # fmt: skip
