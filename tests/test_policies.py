@@ -486,3 +486,56 @@ def test_adapter_ttl_jitter_is_checked_and_read_from_the_environment() -> None:
     ):
         MultiTierCacheSettings(ttl_jitter=2)
     assert MultiTierCacheSettings.from_env({"TIERCACHE_TTL_JITTER": "0.2"}).ttl_jitter == 0.2
+
+
+def test_a_run_that_overran_and_then_died_does_not_keep_its_key_claimed(fake_l2: object) -> None:
+    """SystemExit in the run's thread (or a cancelled task) ends it without a value: the next
+    caller with a stale value must be able to start a run again, not get the stale one for good."""
+    clock = Clock()
+    release = threading.Event()
+    runs: list[int] = []
+
+    @tiered_cache(ttl_l1=10, ttl_l2=10, stale_ttl=60, timeout=0.05, clock=clock, name="dies")
+    def lookup(key: str) -> str:
+        runs.append(1)
+        if len(runs) == 2:
+            assert release.wait(5)
+            raise SystemExit  # (in the run's own thread: it ends the run, not the process)
+        return f"{key}#{len(runs)}"
+
+    client = fakeredis.FakeRedis(server=fake_l2)  # type: ignore[arg-type]
+    assert lookup("k") == "k#1"
+    clock.now += 15
+    client.delete(lookup.cache_key("k"))
+    assert lookup("k") == "k#1"  # stale after the timeout; the run goes on
+    release.set()
+    wait_until(lambda: not lookup.__tiercache__.refreshing("k"))
+    assert lookup("k") == "k#3"  # a new run, not the stale value again
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_run_that_overran_does_not_keep_its_key_claimed(fake_l2: object) -> None:
+    clock = Clock()
+    release = asyncio.Event()
+    runs: list[int] = []
+
+    @tiered_cache(ttl_l1=10, ttl_l2=10, stale_ttl=60, timeout=0.05, clock=clock, name="cancelled")
+    async def lookup(key: str) -> str:
+        runs.append(1)
+        if len(runs) == 2:
+            await release.wait()
+            raise asyncio.CancelledError  # the run's own task ends cancelled
+        return f"{key}#{len(runs)}"
+
+    client = fakeredis.FakeRedis(server=fake_l2)  # type: ignore[arg-type]
+    assert await lookup("k") == "k#1"
+    clock.now += 15
+    client.delete(lookup.cache_key("k"))
+    assert await lookup("k") == "k#1"
+    release.set()
+    deadline = time.monotonic() + 5
+    while lookup.__tiercache__.refreshing("k"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    assert await lookup("k") == "k#3"
+    assert lookup.cache_stats().refresh_errors == 1

@@ -150,8 +150,23 @@ def _perform_sync(op: Op) -> Any:
             return None
         return _background.submit(lambda: run_sync(flow))
     if isinstance(op, Outcome):
-        return op.pending.result()  # (done: its flow was spawned after it)
+        return _outcome(op.pending)  # (done: its flow was spawned after it)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
+
+
+def _outcome(pending: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Any:
+    """Return the value of a finished run that overran, or raise how it ended, as an Exception.
+
+    A run that ended by SystemExit in its thread, or by cancellation, interrupted nobody who
+    waits here: it is thrown into the flow like any failure of the function, so the flow can
+    let go of the key.
+    """
+    if pending.cancelled():
+        raise RuntimeError("the run was cancelled")
+    error = pending.exception()
+    if error is not None and not isinstance(error, Exception):
+        raise RuntimeError(f"the run ended with {error!r}") from error
+    return pending.result()
 
 
 async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
@@ -240,7 +255,8 @@ async def _perform_async(op: Op) -> Any:
         _keep(asyncio.ensure_future(run_async(op.flow)))  # (after a run: its flow awaits the Outcome)
         return None
     if isinstance(op, Outcome):
-        return await op.pending
+        await asyncio.wait((op.pending,))  # (never raises: the outcome is read below)
+        return _outcome(op.pending)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
 
 

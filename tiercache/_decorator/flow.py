@@ -261,16 +261,21 @@ def _finish(
 ) -> Flow:
     """Store the value of a run that outlasted its callers, once it has ended."""
     try:
-        value = yield Outcome(pending)
-    except Exception as exc:
-        cache.stats.count("refresh_errors")
-        cache.log_once("overran", "%s: a run that outlasted its timeout raised %r", cache.label, exc)
-    else:
-        yield from _store(cache, call, endpoint, value)
-    if lock is not None and endpoint is not None:
-        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
-    if claimed:
-        cache.release_refresh(call.l1_key)
+        try:
+            value = yield Outcome(pending)
+        except Exception as exc:
+            cache.stats.count("refresh_errors")
+            cache.log_once("overran", "%s: a run that outlasted its timeout raised %r", cache.label, exc)
+        else:
+            yield from _store(cache, call, endpoint, value)
+        if lock is not None and endpoint is not None:
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+    finally:
+        # Whatever ended the run (a cancelled task, SystemExit in its thread, a TTL function
+        # that raised), the key must not stay claimed: its callers would get the stale value
+        # for good and never run the function again. (No yield here: see refresh().)
+        if claimed:
+            cache.release_refresh(call.l1_key)
 
 
 def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any) -> Flow:
