@@ -162,3 +162,30 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: Redi
         assert sync.write("cw:old", value(NO_TOKEN), 60_000, ABSENT) is False
     finally:
         endpoint.close()
+
+
+def test_an_old_redis_takes_batched_conditional_writes_through_the_script(
+    redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's SET NX GET answered with a syntax error (Redis < 7.0) is redone by the script,
+    with the same check: absent keys are written, an invalidated one is not."""
+    real_set = redis.client.Pipeline.set
+
+    def old_set(self: Any, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("nx") and kwargs.get("get"):  # what Redis < 7.0 answers
+            return self.execute_command("SET", name, value, "NX", "GET", "NOT-IN-REDIS-6")
+        return real_set(self, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "set", old_set)
+    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    store = endpoint.sync_store()
+    client = redis_server.client()
+    try:
+        client.delete("cw:b1", "cw:b2")
+        client.set("cw:b3", tombstone(new_token()))
+        items = tuple((key, value(NO_TOKEN), 60_000, ABSENT) for key in ("cw:b1", "cw:b2", "cw:b3"))
+        assert store.write_many_if_unchanged(items) == [True, True, False]
+        assert client.get("cw:b1") == client.get("cw:b2") == value(NO_TOKEN)
+        assert client.get("cw:b3") != value(NO_TOKEN)
+    finally:
+        endpoint.close()

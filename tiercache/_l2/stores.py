@@ -154,17 +154,23 @@ def _queue_conditional_write(
         pipeline.eval(WRITE_IF_UNCHANGED, 1, key, token, payload, ttl_ms)
 
 
-def _of_another_type(items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]) -> list[int]:
-    """Return the writes that found a key of another type where MGET said nothing was.
+def _to_redo(
+    items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
+) -> list[tuple[int, bytes]]:
+    """Return the SET NX GET writes to send again through the script, each with the token to compare.
 
-    Such a key is planted, not ours: it is overwritten as the single-call write overwrites
-    anything that is not ours (its read fails, so it compares FOREIGN_TOKEN).
+    A key of another type where MGET said nothing was is planted, not ours: it is overwritten as
+    the single-call write overwrites anything not ours (its read fails: FOREIGN_TOKEN). A syntax
+    error is a Redis older than 7.0 (NX with GET is 7.0's): the script does the same check.
     """
-    return [
-        index
-        for index, ((_, _, _, token), reply) in enumerate(zip(items, replies, strict=True))
-        if token == ABSENT and isinstance(reply, redis.ResponseError) and "WRONGTYPE" in str(reply)
-    ]
+    redo = []
+    for index, ((_, _, _, token), reply) in enumerate(zip(items, replies, strict=True)):
+        if token == ABSENT and isinstance(reply, redis.ResponseError):
+            if "WRONGTYPE" in str(reply):
+                redo.append((index, FOREIGN_TOKEN))
+            elif "syntax" in str(reply).lower():
+                redo.append((index, ABSENT))
+    return redo
 
 
 def _conditional_replies(
@@ -272,13 +278,14 @@ class SyncStore:
             for key, payload, ttl_ms, token in items:
                 _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
             replies = pipeline.execute(raise_on_error=False)
-            redo = _of_another_type(items, replies)
-            if redo:  # (planted keys of another type only: MGET read them as absent)
+            redo = _to_redo(items, replies)
+            if redo:  # (rare: planted keys, or an old Redis, once)
+                self._nx_get = self._nx_get and all(token != ABSENT for _, token in redo)
                 pipeline = self.client.pipeline(transaction=False)
-                for index in redo:
+                for index, token in redo:
                     key, payload, ttl_ms, _ = items[index]
-                    _queue_conditional_write(pipeline, key, payload, ttl_ms, FOREIGN_TOKEN, nx_get=False)
-                for index, reply in zip(redo, pipeline.execute(raise_on_error=False), strict=True):
+                    _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=False)
+                for (index, _), reply in zip(redo, pipeline.execute(raise_on_error=False), strict=True):
                     replies[index] = reply
         return _conditional_replies(items, replies)
 
@@ -522,13 +529,14 @@ class AsyncStore:
             for key, payload, ttl_ms, token in items:
                 _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=self._nx_get)
             replies = await pipeline.execute(raise_on_error=False)
-            redo = _of_another_type(items, replies)
+            redo = _to_redo(items, replies)
             if redo:  # (as in SyncStore)
+                self._nx_get = self._nx_get and all(token != ABSENT for _, token in redo)
                 pipeline = self.client.pipeline(transaction=False)
-                for index in redo:
+                for index, token in redo:
                     key, payload, ttl_ms, _ = items[index]
-                    _queue_conditional_write(pipeline, key, payload, ttl_ms, FOREIGN_TOKEN, nx_get=False)
-                for index, reply in zip(redo, await pipeline.execute(raise_on_error=False), strict=True):
+                    _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=False)
+                for (index, _), reply in zip(redo, await pipeline.execute(raise_on_error=False), strict=True):
                     replies[index] = reply
         return _conditional_replies(items, replies)
 
