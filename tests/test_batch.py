@@ -190,3 +190,18 @@ def test_an_id_too_long_to_be_a_key_is_named() -> None:
     assert load(["short"]) == {"short": 5}
     with pytest.raises(UnkeyableArgumentError, match=r"long-ids"):
         load(["x" * 100_000])
+
+
+def test_batches_get_the_decorators_checks_of_the_function() -> None:
+    """The same checks as @tiered_cache's, naming tiered_cache_many()."""
+    with pytest.raises(ValueError, match=r"tiered_cache_many\(\) on .*: ignore names \['nope'\]"):
+
+        @tiered_cache_many(ttl_l2=None, ignore="nope")
+        def load(ids: list[int]) -> dict[int, int]:
+            return {}
+
+    with pytest.raises(TypeError, match=r"tiered_cache_many\(\) on .*: cannot cache a generator function"):
+
+        @tiered_cache_many(ttl_l2=None)
+        def generate(ids: list[int]) -> Any:
+            yield {}

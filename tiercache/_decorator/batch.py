@@ -19,6 +19,7 @@ from tiercache._core.shells import run_async, run_sync
 from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
+from tiercache._decorator.decorator import examined
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.options import Options
 from tiercache._decorator.protocols import BatchDecorator
@@ -230,13 +231,8 @@ def _keep(cache: FunctionCache, value: Any) -> tuple[float | None, float | None,
 
 
 def _decorate(function: Any, *, options: Options) -> Any:
-    label = f"{OWNER} on {getattr(function, '__qualname__', function)!r}"
-    if not callable(function):
-        raise TypeError(f"{OWNER} must decorate a function, not {type(function).__name__}")
-    signature = inspect.signature(function)
+    label, signature, name = examined(function, options, OWNER)
     batch = _Batch(function, signature, label, options.ignore)
-    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
-    name = options.name or f"{module}.{qualname}"
     key_names = tuple(p for p in signature.parameters if p not in options.ignore)
     cache = FunctionCache.of(function, options, label=label, name=name, key_names=key_names)
     batch.label = cache.label

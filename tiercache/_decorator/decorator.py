@@ -23,7 +23,7 @@ from tiercache._decorator.protocols import NO_VALUE, AsyncCachedFunction, Cached
 from tiercache._decorator.warming import Progress, WarmReport, warm, warm_async
 from tiercache._l1.lru import MISSING, Clock
 
-__all__ = ["tiered_cache"]
+__all__ = ["examined", "tiered_cache"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -167,22 +167,7 @@ def _decorate(function: Any, *, options: Options) -> Any:
     if isinstance(function, (classmethod, staticmethod)):
         # @tiered_cache above @classmethod/@staticmethod: cache the function, keep the binding.
         return type(function)(_decorate(function.__func__, options=options))
-    label = f"{OWNER} on {getattr(function, '__qualname__', function)!r}"
-    if not callable(function):
-        raise TypeError(f"{OWNER} must decorate a function, not {type(function).__name__}")
-    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
-        raise TypeError(f"{label}: cannot cache a generator function (it returns a new iterator each call)")
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{label}: cannot read the function's signature ({exc}); wrap it in a def") from None
-    unknown = options.ignore - set(signature.parameters)
-    if unknown:
-        raise ValueError(
-            f"{label}: ignore names {sorted(unknown)} that are not parameters of the function "
-            f"(its parameters: {list(signature.parameters)})"
-        )
-    name = options.name or _qualified_name(function, label)
+    label, signature, name = examined(function, options, OWNER)
     is_async = inspect.iscoroutinefunction(function)
     key_names = (
         ("key(...)",)
@@ -209,6 +194,29 @@ def _decorate(function: Any, *, options: Options) -> Any:
     _attach_methods(wrapper, cache, fast.bind, is_async, options)
     _registry.register(cache)
     return wrapper
+
+
+def examined(function: Any, options: Options, owner: str) -> tuple[str, inspect.Signature, str]:
+    """Check that ``function`` can be cached as ``options`` say; return its label, signature, name.
+
+    Each error names ``owner`` (the decorator) and the function.
+    """
+    label = f"{owner} on {getattr(function, '__qualname__', function)!r}"
+    if not callable(function):
+        raise TypeError(f"{owner} must decorate a function, not {type(function).__name__}")
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(f"{label}: cannot cache a generator function (it returns a new iterator each call)")
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{label}: cannot read the function's signature ({exc}); wrap it in a def") from None
+    unknown = options.ignore - set(signature.parameters)
+    if unknown:
+        raise ValueError(
+            f"{label}: ignore names {sorted(unknown)} that are not parameters of the function "
+            f"(its parameters: {list(signature.parameters)})"
+        )
+    return label, signature, options.name or _qualified_name(function, label)
 
 
 def _qualified_name(function: Any, label: str) -> str:
