@@ -195,7 +195,7 @@ def _run(
         if key not in result:
             continue
         value = found[key] = result[key]
-        keep = _keep(cache, value)
+        keep = cache.keeping(value)
         if keep is None:
             continue
         l1_seconds, l2_seconds, to_l1, to_l2 = keep
@@ -216,18 +216,6 @@ def _run(
                 cache.stats.count("l2_writes_refused")  # invalidated since our read: not in L1 either
             elif cache.has_l1 and l1_seconds != 0.0:
                 cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
-
-
-def _keep(cache: FunctionCache, value: Any) -> tuple[float | None, float | None, bool, bool] | None:
-    """Return (L1 seconds, L2 seconds, into L1?, into L2?) for ``value``, or None to keep it nowhere."""
-    if cache.policy is None:
-        return None, None, True, True
-    lifetimes = cache.policy.lifetimes(value)
-    if lifetimes is None:
-        cache.stats.count("not_cached")
-        return None
-    l1_seconds, l2_seconds = lifetimes
-    return l1_seconds, l2_seconds, l1_seconds is not None, l2_seconds is not None
 
 
 def _decorate(function: Any, *, options: Options) -> Any:

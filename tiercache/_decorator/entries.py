@@ -72,16 +72,14 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
     if endpoint is None and canonical is None:
         cache.check_raw_key(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.drop_local((l1_key,))  # runs under way here write nothing from now on
-    l1_seconds = l2_seconds = None
-    if cache.policy is not None:
-        l1_seconds, l2_seconds = cache.policy.lifetimes(value, asked=True)
+    l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
     if endpoint is not None:
         # (redis_key() notes the key's digest: other processes' announcements of it must find
         # the entry we are about to keep in L1)
         key = cache.redis_key(Call(l1_key, key_values, (), None, canonical=canonical))
         written = False
         try:
-            if enabled and (l2_seconds is not None or cache.policy is None):
+            if enabled and to_l2:
                 written = yield from _write(cache, endpoint, key, value, l2_seconds)
             if not written:  # no new value in Redis: the old one must not outlive this call there
                 yield from drop_keys(cache, endpoint, (key,), action="cache_set()")
@@ -90,7 +88,7 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
             # read the old value from Redis before our write, and be about to keep it in L1.
             cache.drop_local((l1_key,))
     lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
-    if enabled and cache.has_l1 and (l1_seconds is not None or cache.policy is None):
+    if enabled and cache.has_l1 and to_l1:
         cache.l1.set(l1_key, value, l1_seconds, lease)
 
 
@@ -105,7 +103,7 @@ def _write(cache: FunctionCache, endpoint: Endpoint, key: str, value: Any, secon
     payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds)
     if payload is None:
         return False
-    ttl_ms = cache.l2_ttl_ms if seconds is None else round((seconds + cache.stale_ttl) * 1000)
+    ttl_ms = cache.l2_ttl_ms_for(seconds)
     ok, _ = yield from l2_op(
         cache, endpoint, WriteMany(endpoint, ((key, payload, ttl_ms),), cache.announce((key,)))
     )

@@ -289,15 +289,10 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     """
     if not cache.enabled():
         return False
-    l1_seconds = l2_seconds = None  # (the cache's own TTLs)
-    keep_l1 = keep_l2 = True
-    if cache.policy is not None:
-        lifetimes = cache.policy.lifetimes(value)
-        if lifetimes is None:
-            cache.stats.count("not_cached")
-            return False
-        l1_seconds, l2_seconds = lifetimes
-        keep_l1, keep_l2 = l1_seconds is not None, l2_seconds is not None
+    keeping = cache.keeping(value)
+    if keeping is None:
+        return False
+    l1_seconds, l2_seconds, keep_l1, keep_l2 = keeping
     write = write_op(cache, call, endpoint, value, l2_seconds) if endpoint is not None and keep_l2 else None
     if write is not None and cache.repairs_pending and not (yield from replay_repairs(cache, write.endpoint)):
         write = None
@@ -340,8 +335,7 @@ def write_op(
     )
     if payload is None:
         return None
-    ttl_ms = cache.l2_ttl_ms if seconds is None else round((seconds + cache.stale_ttl) * 1000)
-    return Write(endpoint, key, payload, ttl_ms, call.token)
+    return Write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token)
 
 
 def _serve_ahead(

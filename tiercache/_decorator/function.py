@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 from tiercache._core.flights import Flights
 from tiercache._core.stats import ERROR, FAST
@@ -48,6 +48,8 @@ SAMPLE_EVERY: Final = 128
 LINGER: Final = 0.1
 #: What an L1 entry costs besides its key and value (the map's slot, the tuple, the expiry).
 ENTRY_OVERHEAD: Final = 150
+#: How to keep a value: L1 seconds, L2 seconds (None: the cache's TTL), into L1?, into L2?
+Keeping = tuple[float | None, float | None, bool, bool]
 #: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
 REDIS_KEY_MEMO: Final = 1024
 
@@ -396,6 +398,29 @@ class FunctionCache(Tiers):
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
         return self.redis_key(call) + ":lock"
+
+    @overload
+    def keeping(self, value: Any, *, asked: Literal[True]) -> Keeping: ...
+    @overload
+    def keeping(self, value: Any, *, asked: bool = False) -> Keeping | None: ...
+    def keeping(self, value: Any, *, asked: bool = False) -> Keeping | None:
+        """Return how to keep a value to store (see Keeping), or None to keep it nowhere.
+
+        ``asked``: the caller put the value in itself (``cache_set``), so ``cache_if`` is not
+        asked; a value it rejects is counted as not cached.
+        """
+        if self.policy is None:
+            return None, None, True, True
+        lifetimes = self.policy.lifetimes(value, asked=asked)
+        if lifetimes is None:
+            self.stats.count("not_cached")
+            return None
+        l1_seconds, l2_seconds = lifetimes
+        return l1_seconds, l2_seconds, l1_seconds is not None, l2_seconds is not None
+
+    def l2_ttl_ms_for(self, seconds: float | None) -> int:
+        """Return Redis's TTL for a value fresh for ``seconds`` (None: ``ttl_l2``), stale period and all."""
+        return self.l2_ttl_ms if seconds is None else round((seconds + self.stale_ttl) * 1000)
 
     def l1_seconds(self, value: Any, fresh_for: float) -> float | None:
         """Return how long L1 keeps ``value``, which L2 holds fresh for ``fresh_for`` more seconds."""
