@@ -15,11 +15,14 @@ from tiercache._core.checks import (
     check_fraction,
     check_int,
     check_namespace,
+    check_optional_size,
     check_seconds,
     parse_flag,
     parse_number,
+    parse_optional_size,
 )
 from tiercache._l1.lru import L1_POLICIES
+from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url, redact_url
@@ -33,6 +36,8 @@ def _check_field(owner: str, name: str, value: Any, kind: str) -> None:
         check_bool(value, name, owner)
     elif kind in _INT_RANGES:
         check_int(value, name, owner, *_INT_RANGES[kind])
+    elif kind == "optional size":
+        check_optional_size(value, name, owner)
     elif kind == "seconds":
         check_seconds(value, name, owner)
     elif kind == "fraction":
@@ -61,6 +66,8 @@ def _from_text(owner: str, name: str, raw: str, kind: str) -> Any:
         if not number.is_integer():
             raise ValueError(f"{owner}: {variable}={raw!r} is not a whole number")
         return int(number)
+    if kind == "optional size":
+        return parse_optional_size(raw, variable, name, owner)
     if kind in {"seconds", "fraction"}:
         return parse_number(raw, variable, owner)
     return raw
@@ -129,6 +136,8 @@ class MultiTierCacheSettings(_Checked):
     l2_ssl_keyfile: str | None = field(default=None, repr=False)
     signing_key: str | None = field(default=None, repr=False)
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    #: Values whose encoding is at least this long are compressed in L2 (None: never).
+    compress_min_bytes: int | None = DEFAULT_COMPRESS_MIN_BYTES
     coherent: bool = True
     #: Connections per client (one for threads, one per event loop); a burst beyond waits.
     l2_max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -160,6 +169,7 @@ class MultiTierCacheSettings(_Checked):
         "l2_ssl_keyfile": "optional text",
         "signing_key": "optional text",
         "max_value_bytes": "count",
+        "compress_min_bytes": "optional size",
         "coherent": "bool",
         "l2_max_connections": "count",
         "ttl_jitter": "fraction",

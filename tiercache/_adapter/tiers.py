@@ -45,7 +45,9 @@ class AdapterTiers(Tiers):
             else None
         )
         keys = signing_keys(settings.signing_key, label) if settings.signing_key else ()
-        self.set_signing(Signer(keys) if keys else None, settings.max_value_bytes)
+        self.set_payload_rules(
+            Signer(keys) if keys else None, settings.max_value_bytes, settings.compress_min_bytes
+        )
         self.coherent = settings.coherent
         self.follow(self._endpoint, settings.namespace)
 

@@ -81,6 +81,18 @@ def check_size(value: object, name: str, owner: str) -> int:
     return value
 
 
+def check_optional_size(value: object, name: str, owner: str) -> int | None:
+    """Return ``value`` as a positive whole number of bytes, or None (off); else raise."""
+    return None if value is None else check_size(value, name, owner)
+
+
+def parse_optional_size(raw: str, variable: str, name: str, owner: str) -> int | None:
+    """Return an environment variable's text as a size, or None for ``off``/``none``."""
+    if raw.strip().lower() in {"off", "none"}:
+        return None
+    return check_size(parse_number(raw, variable, owner), name, owner)
+
+
 def check_int(value: object, name: str, owner: str, low: int, high: int) -> int:
     """Return ``value`` if it is an int from ``low`` to ``high``; else raise naming ``owner``."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -22,6 +22,7 @@ from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
+from tiercache._l2.compression import compress, inflate
 from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal, token_of
 from tiercache._l2.errors import RemoteError, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
@@ -101,6 +102,7 @@ class Tiers:
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+        self.compress_min_bytes: int | None = None
         # Cross-process coherence (see _l2.coherence): where our changes are announced (None: they
         # are not, and this L1 follows its TTL alone), and who we are in those announcements.
         self.coherent = True
@@ -253,10 +255,17 @@ class Tiers:
         self._generation = generation
         self._payload_start = prefix_of(generation, signed=self.signer is not None)
 
-    def set_signing(self, signer: Signer | None, max_value_bytes: int) -> None:
-        """Sign (and require signatures) with ``signer``, or neither; bound values at a size."""
+    def set_payload_rules(
+        self, signer: Signer | None, max_value_bytes: int, compress_min_bytes: int | None = None
+    ) -> None:
+        """Set what L2 payloads carry and may be.
+
+        Sign (and require signatures) with ``signer``, or neither; bound values at a size;
+        compress encodings of ``compress_min_bytes`` and more (None: none).
+        """
         self.signer = signer
         self.max_value_bytes = max_value_bytes
+        self.compress_min_bytes = compress_min_bytes
         if self._generation is not None:
             self._set_generation(self._generation)
 
@@ -287,13 +296,16 @@ class Tiers:
             self._reject(f"a payload of {len(payload)} bytes, over max_value_bytes")
             return MISSING
         try:
-            opened = (
+            current = (
                 open_current(payload, self._payload_start) if self._generation_endpoint is endpoint else None
             )
-            if opened is None or self.signer is not None:  # (else the common case, in one step)
-                opened = self._open(endpoint, payload, key, opened)
-                if opened is None:
-                    return MISSING
+            opened = (  # the common case in one step, any other by _open
+                current
+                if current is not None and self.signer is None
+                else self._open(endpoint, payload, key, current)
+            )
+            if opened is None:
+                return MISSING
             fresh_until_ms, body = opened
             fresh_for = fresh_until_ms / 1000 - self.clocks.wall()
             if fresh_for < -(self.stale_ttl + DEADLINE_SLACK):
@@ -308,10 +320,11 @@ class Tiers:
 
     def _open(  # noqa: PLR0911 - one exit per kind of payload
         self, endpoint: Endpoint, payload: bytes, key: str, current: tuple[int, memoryview] | None
-    ) -> tuple[int, memoryview] | None:
+    ) -> tuple[int, bytes | memoryview] | None:
         """Return ``(fresh_until_ms, body)`` of a value we may trust, else None (a miss).
 
-        ``current`` is what ``open_current`` made of it, if it is of the current generation.
+        ``current`` is what ``open_current`` made of it, if it is an uncompressed value of the
+        current generation in our signing mode.
         """
         if current is not None:
             if self.signer is None:
@@ -320,16 +333,24 @@ class Tiers:
                 self._reject("a value whose signature does not verify")
                 return None
             return current[0], current[1][:-MAC_SIZE]
-        # Not a value of the current generation in our signing mode: find out what it is.
+        # Not the common case: find out what it is.
         envelope = open_envelope(payload)  # raises DecodeError if it is not ours at all
         if envelope.tombstone:
             return None  # invalidated
         if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
             return None  # cleared since it was written
         if self.signer is not None:
-            self._reject("an unsigned value where signing is required")
-            return None
-        # We check no signatures: a value signed by a process that does is as good as any.
+            if not envelope.signed:
+                self._reject("an unsigned value where signing is required")
+                return None
+            # What is stored is signed, compressed or not: nothing is inflated before it verifies.
+            if not self.signer.verify(key, payload):
+                self._reject("a value whose signature does not verify")
+                return None
+        # Without signing we check no signatures: a value signed by a process that does is as
+        # good as any.
+        if envelope.compression:
+            return envelope.fresh_until_ms, inflate(envelope.compression, envelope.body, self.max_value_bytes)
         return envelope.fresh_until_ms, envelope.body
 
     def _reject(self, what: str) -> None:
@@ -350,7 +371,8 @@ class Tiers:
 
         It carries the key's ``token`` and ``generation`` (see ``_l2.envelope``; default: the one
         known now) and stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is
-        signed when the cache has signing keys, and refused beyond ``max_value_bytes``.
+        signed when the cache has signing keys, refused beyond ``max_value_bytes`` (measured before
+        compression, as readers bound what they inflate by it), compressed from ``compress_min_bytes``.
         """
         if self._generation_endpoint is not endpoint or self._generation is None:
             return None
@@ -387,7 +409,10 @@ class Tiers:
         fresh_for = ttl if ttl is not None else (self.ttl_l2 or 0.0)
         fresh_until_ms = round((self.clocks.wall() + fresh_for) * 1000)
         signed = self.signer is not None
-        payload = seal(body, generation, token, fresh_until_ms, signed=signed)
+        compression = 0
+        if self.compress_min_bytes is not None and len(body) >= self.compress_min_bytes:
+            compression, body = compress(body) or (0, body)
+        payload = seal(body, generation, token, fresh_until_ms, signed=signed, compression=compression)
         return payload if self.signer is None else payload + self.signer.sign(key, payload)
 
     # -- invalidations that could not reach L2 --------------------------------------------

@@ -13,12 +13,15 @@ from tiercache._core.checks import (
     DEFAULT_MAX_VALUE_BYTES,
     check_bool,
     check_namespace,
+    check_optional_size,
     check_seconds,
     check_size,
     parse_flag,
     parse_number,
+    parse_optional_size,
 )
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
+from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, check_url, redact_url
@@ -42,6 +45,8 @@ class Settings:
     #: Keys (newest first) signing and checking every L2 value, as bytes; () signs nothing.
     signing_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    #: L2 values whose encoding is at least this long are compressed; None: none are.
+    compress_min_bytes: int | None = DEFAULT_COMPRESS_MIN_BYTES
     #: The longest canonical encoding of a call's arguments; longer ones raise UnkeyableArgumentError.
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     #: Connections per client (one client for threads, one per event loop); callers beyond it
@@ -73,6 +78,8 @@ class Settings:
         for name in ("max_value_bytes", "max_key_bytes", "max_connections"):
             if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
                 found[name] = check_size(parse_number(raw, variable, owner), name, owner)
+        if raw := environ.get(variable := "TIERCACHE_COMPRESS_MIN_BYTES"):
+            found["compress_min_bytes"] = parse_optional_size(raw, variable, "compress_min_bytes", owner)
         if raw := environ.get("TIERCACHE_SIGNING_KEY"):
             found["signing_keys"] = signing_keys(raw, owner)
         return cls(**found)
@@ -119,6 +126,7 @@ def configure(
     max_value_bytes: int | object = _UNSET,
     max_key_bytes: int | object = _UNSET,
     max_connections: int | object = _UNSET,
+    compress_min_bytes: int | object | None = _UNSET,
 ) -> Settings:
     """Set process-wide defaults; arguments left out keep their value. Return the new settings.
 
@@ -129,6 +137,8 @@ def configure(
     yourself the default; pass None to go back to ``redis_url``. ``signing_key`` (a key of 16
     bytes or more, or a list of them, newest first) signs every L2 value and makes unsigned or
     forged ones misses (None: no signing); ``max_value_bytes`` keeps larger values in L1 only;
+    ``compress_min_bytes`` (default 1024) compresses L2 values whose encoding is at least that
+    long, with zstd (``tiercache[zstd]``, or Python 3.14+) else zlib (None: never compress);
     ``max_key_bytes`` (default 64 KiB) bounds the canonical encoding of a call's arguments: a
     call whose key would be longer raises UnkeyableArgumentError, after bounded work.
     ``max_connections`` (default 50) bounds each L2 client's connections (one client serves
@@ -154,6 +164,8 @@ def configure(
     for name, size in (*sizes, ("max_connections", max_connections)):
         if size is not _UNSET:
             changes[name] = check_size(size, name, owner)
+    if compress_min_bytes is not _UNSET:
+        changes["compress_min_bytes"] = check_optional_size(compress_min_bytes, "compress_min_bytes", owner)
     clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
     changes.update({name: client for name, client in clients.items() if client is not _UNSET})
     for name, value in (("enabled", enabled), ("l2", l2)):

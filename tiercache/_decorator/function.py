@@ -275,7 +275,7 @@ class FunctionCache(Tiers):
         self.max_key_bytes = settings.max_key_bytes
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
-        self.set_signing(Signer(keys) if keys else None, size)
+        self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
         self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:

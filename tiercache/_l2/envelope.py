@@ -25,9 +25,12 @@ from tiercache._l2.signing import MAC_SIZE
 
 __all__ = [
     "ABSENT",
+    "COMPRESSED",
     "FOREIGN_TOKEN",
     "FORMAT_VERSION",
     "NO_TOKEN",
+    "ZLIB",
+    "ZSTD",
     "Envelope",
     "carried",
     "fresh_since_absent",
@@ -53,9 +56,13 @@ TOKEN_SIZE: Final = 8
 _STAMP: Final = struct.Struct(">q")
 _STAMP_OFFSET: Final = TOKEN_OFFSET + TOKEN_SIZE
 
-#: Flags: the payload ends with a MAC (see ``signing``); the entry is a tombstone (no value).
+#: Flags: the payload ends with a MAC (see ``signing``); the entry is a tombstone (no value);
+#: the body is a zstd frame or a zlib stream (see ``compression``), inflated before decoding.
 SIGNED: Final = 1
 TOMBSTONE: Final = 2
+ZSTD: Final = 4
+ZLIB: Final = 8
+COMPRESSED: Final = ZSTD | ZLIB
 
 #: The token of values written where no invalidation had been.
 NO_TOKEN: Final = bytes(TOKEN_SIZE)
@@ -76,6 +83,8 @@ class Envelope(NamedTuple):
     body: memoryview
     signed: bool
     tombstone: bool
+    #: ZSTD, ZLIB or 0 (not compressed).
+    compression: int
 
 
 def carried(token: bytes) -> bytes:
@@ -114,9 +123,20 @@ def prefix_of(generation: int, *, signed: bool = False) -> bytes:
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, SIGNED if signed else 0, generation)
 
 
-def seal(body: bytes, generation: int, token: bytes, fresh_until_ms: int, *, signed: bool = False) -> bytes:
-    """Wrap an encoded value for L2 (with ``signed`` the flag is set and the caller appends the MAC)."""
-    flags = SIGNED if signed else 0
+def seal(
+    body: bytes,
+    generation: int,
+    token: bytes,
+    fresh_until_ms: int,
+    *,
+    signed: bool = False,
+    compression: int = 0,
+) -> bytes:
+    """Wrap an encoded value for L2 (with ``signed`` the flag is set and the caller appends the MAC).
+
+    ``compression`` is the flag of the compressor ``body`` went through, if any.
+    """
+    flags = (SIGNED if signed else 0) | compression
     return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, generation, token, fresh_until_ms) + body
 
 
@@ -150,7 +170,10 @@ def open_envelope(payload: bytes) -> Envelope:
         raise DecodeError("signed payload too short to hold its MAC")
     view = memoryview(payload)
     body = view[HEADER_SIZE : len(payload) - MAC_SIZE if signed else None]
-    return Envelope(generation, token, fresh_until_ms, body, signed, bool(flags & TOMBSTONE))
+    compression = flags & COMPRESSED
+    if compression == COMPRESSED:
+        raise DecodeError("payload flagged as compressed twice over")
+    return Envelope(generation, token, fresh_until_ms, body, signed, bool(flags & TOMBSTONE), compression)
 
 
 def generation_from(raw: bytes | None) -> int | None:
