@@ -14,7 +14,9 @@ from typing import Any, Final, cast
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -23,7 +25,19 @@ from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable
-from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
+from tiercache._l2.pool import (
+    SyncWaitingConnectionPool,
+    SyncWaitingSentinelPool,
+    WaitingConnectionPool,
+    WaitingSentinelPool,
+)
+from tiercache._l2.sentinel import (
+    SentinelTarget,
+    asking_sentinels,
+    primary_client,
+    primary_options,
+    sentinel_target,
+)
 from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
@@ -129,8 +143,10 @@ class Endpoint:
         cluster_url = plain_cluster_url(url)
         if cluster_url is not None:
             return cls._cluster_from_url(url, cluster_url, options)
-
         wait = max(POOL_WAIT, 10 * timeout)
+        target = sentinel_target(url)
+        if target is not None:
+            return cls._sentinel_from_url(url, target, options, max_connections, wait)
 
         def make_sync() -> redis.Redis:
             pool = SyncWaitingConnectionPool.from_url(
@@ -216,6 +232,61 @@ class Endpoint:
             checker=one_off,
         )
         return endpoint
+
+    @classmethod
+    def _sentinel_from_url(
+        cls, url: str, target: SentinelTarget, options: dict[str, Any], max_connections: int, wait: float
+    ) -> Endpoint:
+        # Connections ask the sentinels where the primary is each time they connect; one that
+        # finds a demoted primary (READONLY) or a dead one is dropped, and the next connects to
+        # whichever server the sentinels name by then. Until they name one, L2 is unavailable
+        # (the breaker opens, calls go on without it); the probe finds the new primary.
+        server = primary_options(target, options)
+        asking = asking_sentinels(target, options)
+        sentinels = list(target.sentinels)
+
+        def make_sync() -> redis.Redis:
+            manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
+            pool = SyncWaitingSentinelPool(
+                service_name=target.service,
+                sentinel_manager=manager,
+                retry=_retry_once(),
+                max_connections=max_connections,
+                wait=wait,
+                **server,
+            )
+            return redis.Redis.from_pool(pool)
+
+        def make_async() -> redis.asyncio.Redis:
+            manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
+            pool = WaitingSentinelPool(
+                service_name=target.service,
+                sentinel_manager=manager,
+                retry=_async_retry_once(),
+                max_connections=max_connections,
+                wait=wait,
+                **server,
+            )
+            return redis.asyncio.Redis.from_pool(pool)
+
+        def one_off() -> contextlib.closing[redis.Redis]:
+            return contextlib.closing(primary_client(target, {**options, "retry": Retry(NoBackoff(), 0)}))
+
+        def probe() -> bool:
+            try:
+                with one_off() as client:
+                    return bool(client.ping())
+            except Exception:  # no primary named yet, or it does not answer: "not back yet"
+                return False
+
+        def subscribe(_attempt: int) -> Any:
+            # On the primary; a replica hears what its primary publishes as well, so a listener
+            # left on a demoted primary still hears, and one on a dead primary reconnects here.
+            listen = {**options, "retry": Retry(NoBackoff(), 0)}
+            listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
+            return primary_client(target, listen).pubsub()  # type: ignore[no-untyped-call]
+
+        return cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off)
 
     @classmethod
     def from_clients(

@@ -17,6 +17,7 @@ import redis.cluster
 
 from tiercache._l2.announcement import encode
 from tiercache._l2.coherence import channel_for
+from tiercache._l2.sentinel import primary_client, sentinel_target
 from tiercache._l2.signing import Signer
 from tiercache._l2.urls import check_url, plain_cluster_url
 
@@ -43,7 +44,7 @@ class Usage:
 
 
 def connect(url: str, owner: str) -> redis.Redis | redis.cluster.RedisCluster:
-    """Return a client for ``url`` (``redis+cluster://`` for a cluster) and check that it answers.
+    """Return a client for ``url`` (a cluster's, a sentinel service's primary) and check it answers.
 
     Raises ValueError for a bad URL and one of ``FAILURES`` when the server cannot be reached.
     """
@@ -51,8 +52,12 @@ def connect(url: str, owner: str) -> redis.Redis | redis.cluster.RedisCluster:
     options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
     plain = plain_cluster_url(url)
     client: redis.Redis | redis.cluster.RedisCluster
+    target = sentinel_target(url)
     if plain is not None:
         client = redis.cluster.RedisCluster.from_url(plain, **options)
+    elif target is not None:
+        client = primary_client(target, options)
+        client.ping()
     else:
         client = redis.Redis.from_url(url, **options)
         client.ping()

@@ -18,9 +18,17 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.exceptions import MaxConnectionsError
 
-__all__ = ["NO_CONNECTION", "SyncWaitingConnectionPool", "WaitingConnectionPool"]
+__all__ = [
+    "NO_CONNECTION",
+    "SyncWaitingConnectionPool",
+    "SyncWaitingSentinelPool",
+    "WaitingConnectionPool",
+    "WaitingSentinelPool",
+]
 
 #: What a caller that waited its time without a connection gets (as BlockingConnectionPool says).
 NO_CONNECTION = "No connection available."
@@ -126,3 +134,23 @@ class SyncWaitingConnectionPool(redis.ConnectionPool):
         if self._queued:  # (read after the count changed: a waiter that queued sees the change)
             with self._freed:
                 self._freed.notify()
+
+
+class SyncWaitingSentinelPool(SyncWaitingConnectionPool, redis.sentinel.SentinelConnectionPool):
+    """The waiting pool for threads, over connections to whichever server the sentinels call primary."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the connections, and those to the sentinels, which redis-py's pool leaves open."""
+        super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            sentinel.close()
+
+
+class WaitingSentinelPool(WaitingConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool):
+    """The waiting pool for coroutines, over connections to the sentinels' primary."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the connections, and those to the sentinels, which redis-py's pool leaves open."""
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.aclose()

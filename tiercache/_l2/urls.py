@@ -10,11 +10,18 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-__all__ = ["DEFAULT_REDIS_URL", "check_url", "plain_cluster_url", "redact_url"]
+from tiercache._l2.sentinel import sentinel_target
+
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "check_url",
+    "plain_cluster_url",
+    "redact_url",
+]
 
 #: Where L2 lives unless configured otherwise.
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
-_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 _CLUSTER_SUFFIX = "+cluster"
 
 
@@ -35,7 +42,8 @@ def check_url(url: str, owner: str) -> str:
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     try:
-        redis.connection.parse_url(plain_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
+        if sentinel_target(url) is None:
+            redis.connection.parse_url(plain_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
     except ValueError as exc:
         raise ValueError(f"{owner}: redis_url {redact_url(url)!r} is invalid: {exc}") from None
     return url

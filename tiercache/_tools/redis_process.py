@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 import redis.cluster
 
-__all__ = ["RedisProcess", "free_port", "redis_server_binary"]
+__all__ = ["RedisProcess", "RedisSentinelProcesses", "free_port", "redis_server_binary"]
 
 
 def redis_server_binary() -> str | None:
@@ -36,7 +36,9 @@ def free_port() -> int:
 class RedisProcess:
     """One redis-server child process on 127.0.0.1."""
 
-    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, *extra: str, config: Path | None = None
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -44,6 +46,7 @@ class RedisProcess:
         self.directory = directory
         self.port = port or free_port()
         self.extra = extra
+        self.config = config  # a configuration file read first (sentinels rewrite theirs)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,7 +64,8 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         """Start the server and wait until it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv = [self.binary, *([str(self.config)] if self.config else [])]
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", str(self.directory), *self.extra]
         with open(self.directory / f"redis-{self.port}.log", "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
@@ -193,3 +197,86 @@ class RedisClusterProcesses:
         """Terminate every node."""
         for node in self.nodes:
             node.stop()
+
+
+class RedisSentinelProcesses:
+    """A primary, its replica and ``sentinels`` sentinels watching them, all on 127.0.0.1.
+
+    The sentinels call the primary down after ``down_after_ms`` without an answer and then
+    promote the replica (a quorum of two): what a small production deployment looks like.
+    """
+
+    SERVICE = "tiercache-primary"
+
+    def __init__(self, directory: Path, sentinels: int = 3, down_after_ms: int = 1000) -> None:
+        self.directory = directory
+        self.down_after_ms = down_after_ms
+        self.primary = RedisProcess(directory / "primary")
+        self.replica = RedisProcess(
+            directory / "replica", None, "--replicaof", "127.0.0.1", str(self.primary.port)
+        )
+        self.sentinels = [self._sentinel(directory / f"sentinel{i}") for i in range(sentinels)]
+
+    def _sentinel(self, directory: Path) -> RedisProcess:
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.SERVICE} 10000\n"
+            f"sentinel parallel-syncs {self.SERVICE} 1\n"
+        )
+        return RedisProcess(directory, None, "--sentinel", config=config)
+
+    @property
+    def url(self) -> str:
+        """The ``redis+sentinel://`` URL of the service, naming every sentinel."""
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    def start(self, timeout: float = 30.0) -> RedisSentinelProcesses:
+        """Start the servers and sentinels; wait until every sentinel knows the replica and the others."""
+        self.primary.start()
+        self.replica.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._replicating() and all(self._sees_all(sentinel) for sentinel in self.sentinels):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the sentinels did not see the whole deployment within {timeout}s")
+
+    def _replicating(self) -> bool:
+        try:
+            info = self.replica.client().info("replication")
+        except redis.RedisError:
+            return False
+        return info.get("master_link_status") == "up"
+
+    def _sees_all(self, sentinel: RedisProcess) -> bool:
+        try:
+            state = sentinel.client().sentinel_master(self.SERVICE)
+        except redis.RedisError:
+            return False
+        if not isinstance(state, dict):
+            return False
+        others = len(self.sentinels) - 1
+        return int(state.get("num-slaves", 0)) >= 1 and int(state.get("num-other-sentinels", 0)) >= others
+
+    def primary_port(self) -> int | None:
+        """Return the port the first answering sentinel names as primary, or None."""
+        for sentinel in self.sentinels:
+            try:
+                address = sentinel.client().sentinel_get_master_addr_by_name(self.SERVICE)
+            except redis.RedisError:
+                continue
+            if isinstance(address, tuple):
+                return int(address[1])
+        return None
+
+    def stop(self) -> None:
+        """Terminate every process (sentinels first, so none starts a failover on the way out)."""
+        for process in [*self.sentinels, self.replica, self.primary]:
+            process.stop()

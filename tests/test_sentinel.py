@@ -1,0 +1,252 @@
+"""Redis Sentinel: URLs, sync and async use, the adapter and the CLI, and a failover under load."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tiercache
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._l2.sentinel import SentinelTarget, sentinel_target
+from tiercache._l2.urls import check_url, redact_url
+from tiercache._tools.cli import main as cli_main
+from tiercache._tools.redis_process import RedisSentinelProcesses
+
+_names = itertools.count()
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_sentinels_service_db_and_logins() -> None:
+    url = (
+        "rediss+sentinel://app:s%40cret@10.0.0.1:26380,sentinel-b,[::1]:26390/orders/3"
+        "?sentinel_password=watch&ssl_ca_certs=/etc/ca.pem&ssl_check_hostname=false"
+    )
+    target = sentinel_target(url)
+    assert target == SentinelTarget(
+        sentinels=(("10.0.0.1", 26380), ("sentinel-b", 26379), ("::1", 26390)),
+        service="orders",
+        db=3,
+        username="app",
+        password="s@cret",  # noqa: S106 - a test URL
+        tls=True,
+        sentinel_password="watch",  # noqa: S106 - a test URL
+        tls_options={"ssl_ca_certs": "/etc/ca.pem", "ssl_check_hostname": False},
+    )
+    assert "s@cret" not in repr(target) and "watch" not in repr(target)
+    assert "s%40cret" not in redact_url(url) and "watch" not in redact_url(url)
+    assert sentinel_target("redis+sentinel://h:1/svc") == SentinelTarget((("h", 1),), "svc")
+    assert sentinel_target("redis://h:1/0") is None
+    assert check_url(url, "owner") == url
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis+sentinel://h:1", "path is /service"),
+        ("redis+sentinel://h:1/svc/x", "database 'x'"),
+        ("redis+sentinel://h:1/svc/0/extra", "path is /service"),
+        ("redis+sentinel://h:99999/svc", "not host:port"),
+        ("redis+sentinel://h:1,/svc", "not host:port"),
+        ("redis+sentinel://h:1/svc?socket_timeout=1", "unknown query parameter"),
+    ],
+)
+def test_malformed_sentinel_urls_are_refused_naming_the_owner(url: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=rf"tiercache.configure\(\): redis_url .* is invalid: .*{complaint}"):
+        tiercache.configure(redis_url=url)
+    with pytest.raises(ValueError, match="MultiTierCacheSettings"):
+        MultiTierCacheSettings(l2_url=url)
+
+
+# -- against real sentinels -------------------------------------------------------------------
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[RedisSentinelProcesses]:
+    """A primary, a replica and three sentinels of its own (a failover changes them for good)."""
+    processes = RedisSentinelProcesses(tmp_path / "sentinel").start()
+    yield processes
+    processes.stop()
+
+
+def doubler(name: str, runs: list[int], **options: Any) -> Any:
+    @tiered_cache(ttl_l1=None, ttl_l2=600, name=name, **options)
+    def double(n: int) -> int:
+        runs.append(n)
+        return 2 * n
+
+    return double
+
+
+def test_sync_and_async_functions_share_the_sentinels_primary(deployment: RedisSentinelProcesses) -> None:
+    tiercache.configure(redis_url=deployment.url)
+    name = f"sentinel.shared.{next(_names)}"
+    runs: list[int] = []
+    double = doubler(name, runs)
+    assert double(21) == 42 and double(21) == 42
+    assert double.cache_stats().l2_hits == 1
+    assert deployment.primary.client().exists(double.cache_key(21))
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600, name=name)
+    async def double_async(n: int) -> int:
+        runs.append(n)
+        return 2 * n
+
+    assert asyncio.run(double_async(21)) == 42 and runs == [21]
+    assert double_async.cache_stats().l2_hits == 1
+
+
+def test_invalidations_reach_other_l1s_through_the_sentinels_primary(
+    deployment: RedisSentinelProcesses,
+) -> None:
+    tiercache.configure(redis_url=deployment.url)
+    name = f"sentinel.coherent.{next(_names)}"
+    runs: list[int] = []
+
+    def make() -> Any:
+        return tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(lambda n: runs.append(n) or len(runs))
+
+    first, second = make(), make()
+    first(1)
+    assert second(1) == 1  # from L2 into its L1
+    first.cache_invalidate(1)
+    deadline = time.monotonic() + 5
+    while second.cache_stats().l1_size:
+        assert time.monotonic() < deadline, "the other L1 never heard of the invalidation"
+        time.sleep(0.02)
+    assert second(1) == 2
+
+
+def test_the_adapter_and_the_cli_take_sentinel_urls(
+    deployment: RedisSentinelProcesses, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace = f"sentinel-adapter-{next(_names)}"
+    settings = MultiTierCacheSettings(l2_url=deployment.url, namespace=namespace)
+    with MultiTierCache(settings) as writer, MultiTierCache(settings) as reader:
+        writer.set("user:1", {"name": "Ada"})
+        assert reader.get("user:1") == {"name": "Ada"}
+        assert reader.get_metrics()["l2_hits"] == 1
+    assert cli_main(["stats", "--redis-url", deployment.url, "--namespace", namespace, "--json"]) == 0
+    assert namespace in capsys.readouterr().out
+    assert cli_main(["flush", "--redis-url", deployment.url, "--namespace", namespace, "--yes"]) == 0
+    assert deployment.primary.client().keys(f"{namespace}:k:*") == []
+
+
+# -- failover ---------------------------------------------------------------------------------
+
+
+class Load:
+    """Threads and an event loop calling cached functions as fast as they can, every result checked."""
+
+    def __init__(self, sync_function: Any, async_function: Any, keys: int = 50, threads: int = 4) -> None:
+        self.sync_function = sync_function
+        self.async_function = async_function
+        self.keys = keys
+        self.errors: list[BaseException] = []
+        self.wrong: list[tuple[int, Any]] = []
+        self.calls = 0
+        self._stop = threading.Event()
+        self._workers = [threading.Thread(target=self._sync_caller, args=(i,)) for i in range(threads)]
+        self._workers.append(threading.Thread(target=lambda: asyncio.run(self._async_caller())))
+
+    def _check(self, n: int, value: Any) -> None:
+        self.calls += 1
+        if value != 2 * n:
+            self.wrong.append((n, value))
+
+    def _sync_caller(self, seed: int) -> None:
+        for n in itertools.cycle(range(seed, seed + self.keys)):
+            if self._stop.is_set():
+                return
+            try:
+                self._check(n % self.keys, self.sync_function(n % self.keys))
+            except BaseException as exc:
+                self.errors.append(exc)
+            time.sleep(0.001)
+
+    async def _async_caller(self) -> None:
+        for n in itertools.cycle(range(self.keys)):
+            if self._stop.is_set():
+                return
+            try:
+                self._check(n, await self.async_function(n))
+            except BaseException as exc:
+                self.errors.append(exc)
+            await asyncio.sleep(0.001)
+
+    def __enter__(self) -> Load:
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
+
+
+def test_a_killed_primary_fails_over_with_no_caller_errors_and_hits_resume(
+    deployment: RedisSentinelProcesses,
+) -> None:
+    """The primary is SIGKILLed under load; the sentinels promote the replica.
+
+    Every call returns its right value (0 errors, 0 wrong values), and L2 hits resume on the new
+    primary within the failover time plus 2 s. The timeline goes to the test's output.
+    """
+    tiercache.configure(redis_url=deployment.url, timeout=0.1)
+    name = f"sentinel.failover.{next(_names)}"
+    runs: list[int] = []
+    sync_function = doubler(name, runs)
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600, name=name)
+    async def async_function(n: int) -> int:
+        return 2 * n
+
+    for n in range(50):
+        sync_function(n)
+    wait_until(lambda: deployment.replica.client().dbsize() >= 50, "the replica never caught up")
+    timeline: list[tuple[float, str]] = []
+    stats = sync_function.cache_stats
+    with Load(sync_function, async_function) as load:
+        time.sleep(0.5)
+        hits_before = stats().l2_hits
+        assert hits_before > 0
+        killed = time.monotonic()
+        deployment.primary.kill()
+        timeline.append((0.0, "primary killed (SIGKILL)"))
+        promoted = resumed = None
+        while time.monotonic() - killed < 30 and (promoted is None or resumed is None):
+            now = time.monotonic() - killed
+            if promoted is None and deployment.primary_port() == deployment.replica.port:
+                promoted = now
+                timeline.append((now, "sentinels name the replica primary"))
+                hits_at_promotion = stats().l2_hits
+            if promoted is not None and resumed is None and stats().l2_hits > hits_at_promotion:
+                resumed = now
+                timeline.append((now, "L2 hits again (on the new primary)"))
+            time.sleep(0.02)
+        time.sleep(1.0)  # and they go on
+    after = stats()
+    for at, event in timeline:
+        print(f"t={at:6.2f}s  {event}")
+    print(f"calls {load.calls}, errors {len(load.errors)}, wrong {len(load.wrong)}, {after}")
+    assert promoted is not None, "the sentinels never promoted the replica"
+    assert resumed is not None and resumed <= promoted + 2.0, f"L2 hits resumed at {resumed}"
+    assert load.errors == [] and load.wrong == []
+    assert load.calls > 1000
+    assert after.l2_hits > hits_before and after.degraded is False
+
+
+def wait_until(condition: Any, message: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
