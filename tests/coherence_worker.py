@@ -1,4 +1,4 @@
-"""A reader process for the cross-process staleness test: ``python -m tests.coherence_worker URL NS LAST``.
+"""A reader for the cross-process staleness tests: ``python -m tests.coherence_worker URL NS LAST [tags]``.
 
 It serves ``current("k")`` (cached in L1 for an hour) in a loop, as a busy service would, and
 prints one JSON line: for each version it saw, the monotonic time it first saw it.
@@ -16,12 +16,16 @@ import tiercache
 from tiercache import tiered_cache
 
 
-def main(url: str, namespace: str, last: int) -> None:
-    """Serve until version ``last`` is seen (or a minute passes); report first sightings."""
+def main(url: str, namespace: str, last: int, tagged: bool = False) -> None:
+    """Serve until version ``last`` is seen (or a minute passes); report first sightings.
+
+    ``tagged``: the function carries the tag ``item:KEY``, invalidated by tag.
+    """
     tiercache.configure(redis_url=url, namespace=namespace)
     truth = redis.Redis.from_url(url)
+    tags = (lambda key: [f"item:{key}"]) if tagged else None
 
-    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.current")
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.current", tags=tags)
     def current(key: str) -> int:
         return int(truth.get(f"truth:{namespace}:{key}") or 0)
 
@@ -40,4 +44,4 @@ def main(url: str, namespace: str, last: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["tags"])

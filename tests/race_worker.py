@@ -1,8 +1,8 @@
 """Process A of the cross-process invalidation race: ``python -m tests.race_worker URL NS TRUTH_PORT``.
 
 It reads commands on stdin. ``compute KEY`` calls the cached ``lookup(KEY)`` (``acompute KEY``
-its async twin, on an event loop of its own), whose body reads the
-truth (a plain Redis key, read directly, not through the cache's URL) and prints ``returning
+its async twin, on an event loop of its own; ``tcompute KEY`` a twin tagged ``item:KEY``), whose
+body reads the truth (a plain Redis key, read directly, not through the cache's URL) and prints ``returning
 VALUE`` just before it returns; once the call is over it prints ``done VALUE``. The test, as
 process B, changes the truth and invalidates as soon as it sees ``returning``.
 """
@@ -33,12 +33,18 @@ def main(url: str, namespace: str, truth_port: int) -> None:
     async def alookup(key: str) -> str:
         return lookup.__wrapped__(key)  # the same body, run by the async twin's flow
 
+    @tiered_cache(ttl_l1=600, ttl_l2=600, name="race.tagged", tags=lambda key: [f"item:{key}"])
+    def tagged(key: str) -> str:
+        return lookup.__wrapped__(key)
+
     loop = asyncio.new_event_loop()
     print("ready", flush=True)
     for line in sys.stdin:
         command, _, key = line.strip().partition(" ")
         if command == "compute":
             print(f"done {lookup(key)}", flush=True)
+        elif command == "tcompute":
+            print(f"done {tagged(key)}", flush=True)
         elif command == "acompute":
             print(f"done {loop.run_until_complete(alookup(key))}", flush=True)
     loop.close()

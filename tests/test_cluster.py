@@ -245,3 +245,43 @@ def test_async_batch_on_a_cluster(on_cluster: str) -> None:
         assert load.cache_stats().l2_errors == 0
 
     asyncio.run(scenario())
+
+
+def test_tags_across_slots_sync_and_async(on_cluster: str, cluster: RedisClusterProcesses) -> None:
+    """Entries and their tags' keys spread over the primaries: one read each, one SET per tag."""
+    db = {n: n for n in range(20)}
+    runs: list[int] = []
+
+    def parity(n: int) -> list[str]:
+        return ["even" if n % 2 == 0 else "odd", f"n:{n}"]
+
+    @tiered_cache(ttl_l1=None, name="cluster.tagged", tags=parity)
+    def value(n: int) -> int:
+        runs.append(n)
+        return db[n]
+
+    @tiered_cache(ttl_l1=None, name="cluster.tagged", tags=parity)
+    async def avalue(n: int) -> int:
+        runs.append(n)
+        return db[n]
+
+    assert [value(n) for n in range(20)] == list(range(20))
+
+    async def before() -> list[int]:
+        return list(await asyncio.gather(*(avalue(n) for n in range(20))))
+
+    assert asyncio.run(before()) == list(range(20))  # from L2: the sync calls wrote them
+    assert len(runs) == 20
+    ports = {cluster.primary_of(value.cache_key(n)).port for n in range(20)}
+    assert len(ports) == 3
+    for n in range(20):
+        db[n] = -n
+    tiercache.invalidate_tags("even")
+    assert [value(n) for n in range(20)] == [-n if n % 2 == 0 else n for n in range(20)]
+
+    async def after() -> list[int]:
+        await tiercache.ainvalidate_tags("odd")
+        return list(await asyncio.gather(*(avalue(n) for n in range(20))))
+
+    assert asyncio.run(after()) == [-n for n in range(20)]
+    assert len(runs) == 40

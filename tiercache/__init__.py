@@ -25,6 +25,7 @@ from tiercache._decorator.protocols import (
     NoValue,
 )
 from tiercache._decorator.registry import stats
+from tiercache._decorator.tags import ainvalidate_tags, invalidate_tags
 from tiercache._decorator.warming import WarmReport
 from tiercache._errors import ComputeTimeoutError, InvalidationError, ReentrantCallError
 from tiercache._l2.codec import register_type
@@ -53,7 +54,9 @@ __all__ = [
     "Settings",
     "UnkeyableArgumentError",
     "WarmReport",
+    "ainvalidate_tags",
     "configure",
+    "invalidate_tags",
     "register_type",
     "stats",
     "tiered_cache",

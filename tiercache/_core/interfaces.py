@@ -49,6 +49,14 @@ class Store(Protocol):
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one round trip."""
 
+    def read_tagged(
+        self, key: str, generation_key: str | None, tag_keys: tuple[str, ...]
+    ) -> tuple[bytes | None, bytes | None, list[bytes | None]]:
+        """Return ``(generation, payload, tokens of tag_keys)`` in one round trip."""
+
+    def claim_tokens(self, keys: tuple[str, ...], token: bytes, ttl_ms: int) -> list[bytes | None]:
+        """Set each of ``keys`` to ``token`` for ``ttl_ms`` unless it exists; return what each holds."""
+
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` if the key's token is still ``token``; return whether it was."""
 
@@ -88,6 +96,14 @@ class AsyncStore(Protocol):
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """See ``Store.read_many``."""
+
+    async def read_tagged(
+        self, key: str, generation_key: str | None, tag_keys: tuple[str, ...]
+    ) -> tuple[bytes | None, bytes | None, list[bytes | None]]:
+        """See ``Store.read_tagged``."""
+
+    async def claim_tokens(self, keys: tuple[str, ...], token: bytes, ttl_ms: int) -> list[bytes | None]:
+        """See ``Store.claim_tokens``."""
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """See ``Store.write``."""

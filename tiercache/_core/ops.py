@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REMOTE_OPS",
     "AcquireLock",
+    "ClaimTags",
     "Compute",
     "Flow",
     "Invalidate",
@@ -36,6 +37,7 @@ __all__ = [
     "RaiseGeneration",
     "Read",
     "ReadMany",
+    "ReadTagged",
     "ReleaseLock",
     "RemoteOp",
     "Sleep",
@@ -75,6 +77,40 @@ class ReadMany:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read_many(self.keys, self.generation_key)
+
+
+@dataclass(slots=True)
+class ReadTagged:
+    """Fetch ``key`` and its tags' tokens (``tag_keys``) in one round trip.
+
+    Sent ``(generation or None, payload, [token or None per tag key])``.
+    """
+
+    endpoint: Endpoint
+    key: str
+    generation_key: str | None
+    tag_keys: tuple[str, ...]
+
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
+        return store.read_tagged(self.key, self.generation_key, self.tag_keys)
+
+
+@dataclass(slots=True)
+class ClaimTags:
+    """Give each of ``keys`` (tags Redis holds no token for) ``token`` unless one came meanwhile.
+
+    Sent the token each holds now, ours or the one that came first.
+    """
+
+    endpoint: Endpoint
+    keys: tuple[str, ...]
+    token: bytes
+    ttl_ms: int
+
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
+        return store.claim_tokens(self.keys, self.token, self.ttl_ms)
 
 
 @dataclass(slots=True)
@@ -268,6 +304,8 @@ class Spawn:
 REMOTE_OPS = (
     Read,
     ReadMany,
+    ReadTagged,
+    ClaimTags,
     Write,
     WriteManyIfUnchanged,
     WriteMany,
@@ -280,6 +318,8 @@ REMOTE_OPS = (
 RemoteOp = (
     Read
     | ReadMany
+    | ReadTagged
+    | ClaimTags
     | Write
     | WriteManyIfUnchanged
     | WriteMany

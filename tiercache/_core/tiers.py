@@ -56,6 +56,13 @@ TOMBSTONE_FLOOR: Final = 300.0
 DEADLINE_SLACK: Final = 1.0
 
 
+def _untag(body: memoryview, tags: bytes) -> memoryview | None:
+    """Return the body after its tag block if that block is ``tags``, else None (a tag moved on)."""
+    if not tags or body[: len(tags)] != tags:
+        return None
+    return body[len(tags) :]
+
+
 class Tiers:
     """The state behind one cache's L1 and L2, and the answers the flows need from it."""
 
@@ -103,6 +110,8 @@ class Tiers:
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         self.compress_min_bytes: int | None = None
+        #: Whether entries carry tag blocks (a function with ``tags=``; see ``_l2.envelope``).
+        self.tagged = False
         # Cross-process coherence (see _l2.coherence): where our changes are announced (None: they
         # are not, and this L1 follows its TTL alone), and who we are in those announcements.
         self.coherent = True
@@ -253,7 +262,7 @@ class Tiers:
 
     def _set_generation(self, generation: int) -> None:
         self._generation = generation
-        self._payload_start = prefix_of(generation, signed=self.signer is not None)
+        self._payload_start = prefix_of(generation, signed=self.signer is not None, tagged=self.tagged)
 
     def set_payload_rules(
         self, signer: Signer | None, max_value_bytes: int, compress_min_bytes: int | None = None
@@ -269,8 +278,14 @@ class Tiers:
         if self._generation is not None:
             self._set_generation(self._generation)
 
-    def take_read(
-        self, endpoint: Endpoint, asked: str | None, generation: bytes | None, payload: bytes | None, key: str
+    def take_read(  # noqa: PLR0917 - a read's answer, in the parts the stores return
+        self,
+        endpoint: Endpoint,
+        asked: str | None,
+        generation: bytes | None,
+        payload: bytes | None,
+        key: str,
+        tags: bytes | None = None,
     ) -> tuple[int | None, bytes, Any]:
         """Take in an L2 read's answer for ``key``, the one way every flow does.
 
@@ -280,15 +295,19 @@ class Tiers:
         or MISSING.
         """
         learned = self.learn_generation(endpoint, generation) if asked is not None else None
-        return learned, token_of(payload), self.open_payload(endpoint, payload, key)
+        return learned, token_of(payload), self.open_payload(endpoint, payload, key, tags)
 
-    def open_payload(self, endpoint: Endpoint, payload: bytes | None, key: str) -> Any:
+    def open_payload(
+        self, endpoint: Endpoint, payload: bytes | None, key: str, tags: bytes | None = None
+    ) -> Any:
         """Return ``(value, seconds it stays fresh)`` from the L2 payload under ``key``, or MISSING.
 
         The seconds are negative for an entry past its TTL (kept for ``stale_ttl``). A payload
         that is not ours, damaged, from a newer format, too large, past its deadline and stale
         period, or (with signing) without a valid MAC is a miss (counted, logged once); the value
         written next overwrites it. A tombstone, or a value of another generation, is a miss.
+        ``tags``: for a function with tags, the tag block its entry must start with (built from
+        the tokens Redis holds now; empty when one of them is missing, which nothing matches).
         """
         if payload is None:
             return MISSING
@@ -301,8 +320,8 @@ class Tiers:
             )
             opened = (  # the common case in one step, any other by _open
                 current
-                if current is not None and self.signer is None
-                else self._open(endpoint, payload, key, current)
+                if current is not None and self.signer is None and tags is None
+                else self._open(endpoint, payload, key, current, tags)
             )
             if opened is None:
                 return MISSING
@@ -319,26 +338,35 @@ class Tiers:
         return value, fresh_for
 
     def _open(  # noqa: PLR0911 - one exit per kind of payload
-        self, endpoint: Endpoint, payload: bytes, key: str, current: tuple[int, memoryview] | None
+        self,
+        endpoint: Endpoint,
+        payload: bytes,
+        key: str,
+        current: tuple[int, memoryview] | None,
+        tags: bytes | None,
     ) -> tuple[int, bytes | memoryview] | None:
         """Return ``(fresh_until_ms, body)`` of a value we may trust, else None (a miss).
 
         ``current`` is what ``open_current`` made of it, if it is an uncompressed value of the
-        current generation in our signing mode.
+        current generation in our signing and tagging mode.
         """
         if current is not None:
-            if self.signer is None:
-                return current
-            if not self.signer.verify(key, payload):
-                self._reject("a value whose signature does not verify")
-                return None
-            return current[0], current[1][:-MAC_SIZE]
+            fresh_until_ms, body = current
+            if self.signer is not None:
+                if not self.signer.verify(key, payload):
+                    self._reject("a value whose signature does not verify")
+                    return None
+                body = body[:-MAC_SIZE]
+            untagged = body if tags is None else _untag(body, tags)
+            return None if untagged is None else (fresh_until_ms, untagged)
         # Not the common case: find out what it is.
         envelope = open_envelope(payload)  # raises DecodeError if it is not ours at all
         if envelope.tombstone:
             return None  # invalidated
         if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
             return None  # cleared since it was written
+        if envelope.tagged != (tags is not None):
+            return None  # written by the function with (or without) tags, before a deploy changed that
         if self.signer is not None:
             if not envelope.signed:
                 self._reject("an unsigned value where signing is required")
@@ -349,9 +377,12 @@ class Tiers:
                 return None
         # Without signing we check no signatures: a value signed by a process that does is as
         # good as any.
+        kept = envelope.body if tags is None else _untag(envelope.body, tags)
+        if kept is None:
+            return None
         if envelope.compression:
-            return envelope.fresh_until_ms, inflate(envelope.compression, envelope.body, self.max_value_bytes)
-        return envelope.fresh_until_ms, envelope.body
+            return envelope.fresh_until_ms, inflate(envelope.compression, kept, self.max_value_bytes)
+        return envelope.fresh_until_ms, kept
 
     def _reject(self, what: str) -> None:
         self.stats.count("l2_rejected")
@@ -366,6 +397,7 @@ class Tiers:
         *,
         ttl: float | None = None,
         generation: int | None = None,
+        tags: bytes = b"",
     ) -> bytes | None:
         """Return the L2 payload for ``value`` under ``key``, or None when it can only live in L1.
 
@@ -412,7 +444,9 @@ class Tiers:
         compression = 0
         if self.compress_min_bytes is not None and len(body) >= self.compress_min_bytes:
             compression, body = compress(body) or (0, body)
-        payload = seal(body, generation, token, fresh_until_ms, signed=signed, compression=compression)
+        payload = seal(
+            body, generation, token, fresh_until_ms, signed=signed, compression=compression, tags=tags
+        )
         return payload if self.signer is None else payload + self.signer.sign(key, payload)
 
     # -- invalidations that could not reach L2 --------------------------------------------

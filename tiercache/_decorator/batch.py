@@ -29,7 +29,7 @@ __all__ = ["tiered_cache_many"]
 
 OWNER: Final = "tiered_cache_many()"
 #: Options of ``tiered_cache`` a batch function cannot take: each concerns one call's single run.
-UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy")
+UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy", "tags")
 
 
 def tiered_cache_many(**options: Any) -> BatchDecorator:
@@ -39,7 +39,7 @@ def tiered_cache_many(**options: Any) -> BatchDecorator:
     out of the mapping is not cached (nor returned). The wrapper returns ``{id: value}`` for the
     ids asked for, from L1, then L2 (one MGET), then one run of the function with the ids still
     missing, whose values go back to L2 in one pipeline. Options are ``tiered_cache``'s but
-    for lock, key, refresh_ahead, timeout, hard_timeout and copy (see UNSUPPORTED). Stats count
+    for lock, key, refresh_ahead, timeout, hard_timeout, copy and tags (see UNSUPPORTED). Stats count
     each id as a call. Sync or async.
     """
     unsupported = sorted(set(options) & set(UNSUPPORTED))

@@ -47,6 +47,7 @@ def tiered_cache(
     timeout: float | None = None,
     hard_timeout: float | None = None,
     lock: bool | float = False,
+    tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
     max_entries: int = 1000,
     max_bytes: int | None = None,
     l1_policy: str = "lru",
@@ -75,6 +76,7 @@ def tiered_cache(
     timeout: float | None = None,
     hard_timeout: float | None = None,
     lock: bool | float = False,
+    tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
     max_entries: int = 1000,
     max_bytes: int | None = None,
     l1_policy: str = "lru",
@@ -118,6 +120,9 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
             ``tiercache.ComputeTimeoutError`` (a TimeoutError); the run still fills the cache.
         lock: across processes, let only one compute a cold key while the others wait up to
             this many seconds (True: 2) for it to appear in Redis, then compute themselves.
+        tags: names this function's entries carry, or a function of its arguments returning
+            them (``tags=lambda user_id: [f"user:{user_id}"]``): ``tiercache.invalidate_tags()``
+            drops every entry carrying any of them, in every function and process.
         max_entries: the L1 bound; the least recently used entry goes first.
         max_bytes: also bound L1 by size: the entries' keys and values (values sized by their
             msgpack encoding) stay under this many bytes; a larger value is not kept in L1.
@@ -319,16 +324,16 @@ def _async_methods(
 
     async def cache_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
-        value = await run_async(_entries.peek(cache, bind(*args, **kwargs)))
+        value = await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
     async def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
-        return await run_async(_entries.peek(cache, bind(*args, **kwargs))) is not MISSING
+        return await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
     async def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
-        await run_async(_entries.put(cache, bind(*args, **kwargs), value))
+        await run_async(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
     async def cache_warm(
         items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
@@ -364,16 +369,16 @@ def _sync_methods(
 
     def sync_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
-        value = run_sync(_entries.peek(cache, bind(*args, **kwargs)))
+        value = run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
     def sync_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
-        return run_sync(_entries.peek(cache, bind(*args, **kwargs))) is not MISSING
+        return run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
     def sync_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
-        run_sync(_entries.put(cache, bind(*args, **kwargs), value))
+        run_sync(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
     def sync_warm(
         items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tiercache._core.ops import Flow, Read, WriteMany, drop_keys, know_generation, l2_op, replay_repairs
+from tiercache._core.ops import (
+    ClaimTags,
+    Flow,
+    WriteMany,
+    drop_keys,
+    know_generation,
+    l2_op,
+    replay_repairs,
+)
+from tiercache._decorator.flow import read_op
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING
 from tiercache._l2.envelope import new_token
@@ -19,7 +28,12 @@ if TYPE_CHECKING:
 __all__ = ["peek", "put"]
 
 
-def peek(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
+def peek(
+    cache: FunctionCache,
+    key_values: tuple[Any, ...],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> Flow:
     """Return the live value of the call with these key values (L1, else L2), or MISSING.
 
     A stale value is not live. Found in L2, it is kept in L1 as a hit would be (under a lease
@@ -29,7 +43,7 @@ def peek(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
     if not enabled:
         return MISSING
     l1_key, canonical = cache.l1_key(key_values)
-    call = Call(l1_key, key_values, (), None, canonical=canonical)
+    call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.has_l1:
         call.lease = cache.l1.lease()
         value, due = cache.l1.lookup(l1_key)
@@ -37,6 +51,8 @@ def peek(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
             return value
         if due is not None and cache.l1.due(due):
             return due[0]  # still within its life
+    if cache.tagged:
+        cache.note_tags(call)  # (what we keep in L1 below, invalidate_tags() must find)
     if endpoint is None or not endpoint.breaker.allow():
         return MISSING
     return (yield from _peek_l2(cache, call, endpoint))
@@ -46,10 +62,11 @@ def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
     if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
         return MISSING
     call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
-    ok, reply = yield from l2_op(cache, endpoint, Read(endpoint, call.redis_key, generation_key))
+    ok, reply = yield from l2_op(cache, endpoint, read_op(cache, call, endpoint, generation_key))
     if not ok:
         return MISSING
-    _, _, found = cache.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key)
+    tags = cache.take_tags(call, reply[2]) if cache.tagged else None
+    _, _, found = cache.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key, tags)
     if found is MISSING or found[1] <= 0:
         return MISSING
     value, fresh_for = found
@@ -58,7 +75,13 @@ def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
     return value
 
 
-def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
+def put(
+    cache: FunctionCache,
+    key_values: tuple[Any, ...],
+    value: Any,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> Flow:
     """Make ``value`` the call's cached result in both tiers, as an invalidation would clear it.
 
     It replaces what the entry held under a new token, so a value computed from before (here or
@@ -73,14 +96,17 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
         cache.check_raw_key(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.drop_local((l1_key,))  # runs under way here write nothing from now on
     l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
+    call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
+    if cache.tagged:
+        cache.note_tags(call)  # (the value we keep in L1, invalidate_tags() must find)
     if endpoint is not None:
         # (redis_key() notes the key's digest: other processes' announcements of it must find
         # the entry we are about to keep in L1)
-        key = cache.redis_key(Call(l1_key, key_values, (), None, canonical=canonical))
+        key = cache.redis_key(call)
         written = False
         try:
             if enabled and to_l2:
-                written = yield from _write(cache, endpoint, key, value, l2_seconds)
+                written = yield from _write(cache, endpoint, call, key, value, l2_seconds)
             if not written:  # no new value in Redis: the old one must not outlive this call there
                 yield from drop_keys(cache, endpoint, (key,), action="cache_set()")
         finally:
@@ -92,7 +118,9 @@ def put(cache: FunctionCache, key_values: tuple[Any, ...], value: Any) -> Flow:
         cache.l1.set(l1_key, value, l1_seconds, lease)
 
 
-def _write(cache: FunctionCache, endpoint: Endpoint, key: str, value: Any, seconds: float | None) -> Flow:
+def _write(  # noqa: PLR0917 - one put's state
+    cache: FunctionCache, endpoint: Endpoint, call: Call, key: str, value: Any, seconds: float | None
+) -> Flow:
     """Write ``value`` under ``key`` unconditionally, and announce it; return whether Redis took it."""
     if not endpoint.breaker.allow():
         return False
@@ -100,7 +128,15 @@ def _write(cache: FunctionCache, endpoint: Endpoint, key: str, value: Any, secon
         return False
     if not (yield from know_generation(cache, endpoint)):
         return False
-    payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds)
+    tags = b""
+    if cache.tagged:  # the tokens the tags hold now (claimed where none): an invalidation from
+        # now on makes this value a miss, as it would any value set before it
+        claim = ClaimTags(endpoint, cache.tag_keys(call), new_token(), cache.tag_ttl_ms)
+        ok, held = yield from l2_op(cache, endpoint, claim)
+        tags = (cache.take_tags(call, held) if ok else b"") or b""
+        if not tags:
+            return False
+    payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds, tags=tags)
     if payload is None:
         return False
     ttl_ms = cache.l2_ttl_ms_for(seconds)

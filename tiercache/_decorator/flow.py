@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tiercache._core.flights import Settled
 from tiercache._core.ops import (
     AcquireLock,
+    ClaimTags,
     Compute,
     Flow,
     Join,
@@ -25,6 +26,7 @@ from tiercache._core.ops import (
     Outcome,
     Overran,
     Read,
+    ReadTagged,
     ReleaseLock,
     Sleep,
     Spawn,
@@ -39,7 +41,7 @@ from tiercache._decorator.function import Call
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
-from tiercache._l2.envelope import FOREIGN_TOKEN, carried
+from tiercache._l2.envelope import FOREIGN_TOKEN, carried, new_token
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
@@ -69,6 +71,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         if value is not MISSING:
             cache.record(call, "l1_hits")
             return value
+    if cache.tagged:
+        cache.note_tags(call)  # before the read: invalidate_tags() from now on voids the lease
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
     if (
@@ -87,7 +91,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         call.flags |= LOOKED_UP
         call.read_at = time.monotonic()
         call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
-        read = Read(endpoint, call.redis_key, generation_key)
+        read = read_op(cache, call, endpoint, generation_key)
         try:
             reply = yield read
         except RemoteError as exc:
@@ -96,9 +100,13 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
             if endpoint.breaker.failures or endpoint.breaker.state != CLOSED:
                 endpoint.breaker.success()
             answered = True
-            generation, payload = reply
             learned, call.token, call.found = cache.take_read(
-                endpoint, generation_key, generation, payload, call.redis_key
+                endpoint,
+                generation_key,
+                reply[0],
+                reply[1],
+                call.redis_key,
+                cache.take_tags(call, reply[2]) if cache.tagged else None,
             )
             if learned is not None:  # (as _read_done does; spelt out here, a frame less per hit)
                 call.generation = learned
@@ -141,19 +149,28 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
     return (yield from _run(cache, call, endpoint, stale, leading=True))
 
 
-def _read_done(
-    cache: FunctionCache, call: Call, read: Read, reply: tuple[bytes | None, bytes | None]
-) -> None:
+def read_op(
+    cache: FunctionCache, call: Call, endpoint: Endpoint, generation_key: str | None
+) -> Read | ReadTagged:
+    """Return the L2 read of ``call``: its entry (and generation), with its tags' tokens if it has tags."""
+    if cache.tagged:
+        return ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call))
+    return Read(endpoint, call.redis_key, generation_key)
+
+
+def _read_done(cache: FunctionCache, call: Call, read: Read | ReadTagged, reply: tuple[Any, ...]) -> None:
     """Leave what the read found in ``call.found``, and the key's token in ``call.token``."""
-    generation, payload = reply
+    tags = cache.take_tags(call, reply[2]) if isinstance(read, ReadTagged) else None
     learned, call.token, call.found = cache.take_read(
-        read.endpoint, read.generation_key, generation, payload, read.key
+        read.endpoint, read.generation_key, reply[0], reply[1], read.key, tags
     )
     if learned is not None:
         call.generation = learned  # the read's: a value computed from it is of this generation
 
 
-def _read_failed(cache: FunctionCache, call: Call, read: Read, error: RemoteError) -> Endpoint | None:
+def _read_failed(
+    cache: FunctionCache, call: Call, read: Read | ReadTagged, error: RemoteError
+) -> Endpoint | None:
     """Count a failed read; return the endpoint to go on with, None once it is unreachable."""
     cache.remote_failed(read.endpoint, error)
     if isinstance(error, RemoteUnavailable):
@@ -162,7 +179,7 @@ def _read_failed(cache: FunctionCache, call: Call, read: Read, error: RemoteErro
     return read.endpoint
 
 
-def _run(
+def _run(  # noqa: PLR0912 - each branch an outcome of one run
     cache: FunctionCache,
     call: Call,
     endpoint: Endpoint | None,
@@ -188,6 +205,8 @@ def _run(
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.record(call, "l2_hits")
             return value
+    if cache.tagged and endpoint is not None and call.tag_tokens is not None and None in call.tag_tokens:
+        yield from _claim_tags(cache, call, endpoint)
     try:
         value = yield Compute(cache.function, call, cache.timeout if soft else cache.hard_timeout)
     except Overran as overran:
@@ -216,6 +235,27 @@ def _run(
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.record(call, "misses")
     return value
+
+
+def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, None]:
+    """Give the call's tags Redis holds no token for one, before the function runs.
+
+    An entry never carries "no token" (a tag key that expired would otherwise bring entries
+    invalidated under it back): the first claimant's token wins, and the value computed next
+    carries it. If Redis cannot say, ``call.tag_tokens`` keeps its gaps and the value stays
+    out of L2.
+    """
+    tokens = call.tag_tokens or []
+    missing = [i for i, token in enumerate(tokens) if token is None]
+    keys = cache.tag_keys(call)
+    claim = ClaimTags(endpoint, tuple(keys[i] for i in missing), new_token(), cache.tag_ttl_ms)
+    ok, held = yield from l2_op(cache, endpoint, claim)
+    if not ok:
+        return
+    found = list(tokens)
+    for i, token in zip(missing, held, strict=True):
+        found[i] = token
+    cache.take_tags(call, found)
 
 
 def _overran(  # noqa: PLR0917 - _run's state, handed on whole
@@ -329,9 +369,14 @@ def write_op(
     # write could land on a key whose invalidation has already expired, so it is not sent.
     if time.monotonic() - call.read_at > (cache.tombstone_ms or 0) / 1000 - TOMBSTONE_MARGIN:
         return None
+    tags = b""
+    if cache.tagged:
+        tags = cache.tag_block_of(call) or b""
+        if not tags:
+            return None  # which tokens its tags had when it read is not known: nothing proves it fresh
     key = call.redis_key or cache.redis_key(call)
     payload = cache.seal_value(
-        endpoint, value, key, carried(call.token), ttl=seconds, generation=call.generation
+        endpoint, value, key, carried(call.token), ttl=seconds, generation=call.generation, tags=tags
     )
     if payload is None:
         return None
@@ -408,7 +453,8 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
         yield Sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
         read_at = time.monotonic()
-        read = Read(endpoint, cache.redis_key(call), None)
+        call.redis_key = cache.redis_key(call)
+        read = read_op(cache, call, endpoint, None)
         ok, reply = yield from l2_op(cache, endpoint, read)
         if not ok:
             return None

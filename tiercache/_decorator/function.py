@@ -30,11 +30,13 @@ from tiercache._decorator.keys import (
 )
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
+from tiercache._decorator.tag_names import TAG_FLOOR, TagListener, TagSpec, tag_key
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
+from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import ABSENT
+from tiercache._l2.envelope import ABSENT, TOKEN_SIZE, tag_block
 from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]
@@ -70,6 +72,8 @@ class Call:
         "read_at",
         "redis_key",
         "started_ns",
+        "tag_tokens",
+        "tags",
         "token",
     )
 
@@ -96,6 +100,9 @@ class Call:
         self.read_at = 0.0
         self.redis_key = ""  # once known (the L2 read), for the write
         self.generation = 0  # the generation our read was made in (a value computed from it is of it)
+        self.tags: tuple[str, ...] = ()  # a tagged function's: the digests of this call's tags
+        # ... and the tokens Redis held for them when we read (None: unknown, or one missing)
+        self.tag_tokens: list[bytes | None] | None = None
 
 
 def entry_size(key: Hashable, value: Any) -> int:
@@ -148,6 +155,13 @@ class FunctionCache(Tiers):
         )
         self.function = function
         self.name = name
+        #: What ``tags=`` says (None: no tags), and which L1 keys were noted under each digest.
+        self.tags = TagSpec(options.tags, label) if options.tags is not None else None
+        self.tagged = self.tags is not None
+        self._keys_by_tag: dict[str, set[Hashable]] = {}
+        self._tags_lock = threading.Lock()
+        self.tag_namespace = ""
+        self._tag_listener: TagListener | None = None
         self.key_names = key_names
         self.ttl_l1 = ttl_l1
         self.uses_l2 = ttl_l2 is not None
@@ -238,6 +252,7 @@ class FunctionCache(Tiers):
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
         self._refreshing.clear()
+        self._tags_lock = threading.Lock()  # (a parent's thread may have held it when it forked)
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
 
@@ -268,6 +283,7 @@ class FunctionCache(Tiers):
         namespace = self.namespace if self.namespace is not None else settings.namespace
         self.key_prefix = f"{namespace}:{self.key_label}"
         self.generation_key = f"{self.key_prefix}:gen"
+        self.tag_namespace = namespace
         self._enabled = self._enabled_here and settings.enabled
         use_l2 = self.uses_l2 and settings.l2
         self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
@@ -276,6 +292,11 @@ class FunctionCache(Tiers):
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
+        if self.tags is not None and self._endpoint is not None and self._endpoint.bus is not None:
+            # Its ear for other processes' tag invalidations (the bus holds members weakly)
+            self._tag_listener = TagListener(namespace, self.drop_tagged, self.signer)
+            if self.coherent:
+                self._endpoint.bus.join(channel_for(namespace), self._tag_listener)
         self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:
@@ -394,6 +415,68 @@ class FunctionCache(Tiers):
         if key is None or (self.has_l1 and self.channel is not None):
             key = self.redis_key(call)
         return key, self.generation_key_if_due(endpoint), self._generation or 0
+
+    # -- tags (see tags) ----------------------------------------------------------------------
+
+    def note_tags(self, call: Call) -> None:
+        """Work out ``call``'s tags, and note its L1 key under each (before its L2 read).
+
+        An invalidation of a tag then drops the key, voiding the call's lease: a value it read
+        or computed before is kept out of L1. Past a bound the notes keep only the keys L1
+        holds, and every lease taken before is voided (as ``note_digest`` does).
+        """
+        if self.tags is None:
+            return
+        call.tags = tags = self.tags.digests(call.args, call.kwargs)
+        # Under the lock: a note made while an invalidation takes the notes away must land
+        # either in what it takes (dropped now) or in what is left (dropped by its second look).
+        with self._tags_lock:
+            notes = self._keys_by_tag
+            for tag in tags:
+                keys = notes.get(tag)
+                if keys is None:
+                    keys = notes[tag] = set()
+                keys.add(call.l1_key)
+            if len(notes) > 2 * self.local.max_entries + 1024:
+                held = self.local.data
+                self._keys_by_tag = {d: kept for d, keys in notes.items() if (kept := keys & held.keys())}
+                self.local.void_leases()
+
+    def drop_tagged(self, digests: Sequence[str]) -> None:
+        """Drop the L1 entries, and cut loose the runs, noted under any of ``digests``."""
+        keys: set[Hashable] = set()
+        with self._tags_lock:
+            for tag in digests:
+                keys |= self._keys_by_tag.pop(tag, set())
+        if keys:
+            self.drop_local(list(keys))
+        if not self.has_l1:  # runs that just ended linger for late callers: not under a note
+            self.drop_local(None)
+
+    def tag_keys(self, call: Call) -> tuple[str, ...]:
+        """Return the Redis keys of ``call``'s tags."""
+        return tuple(tag_key(self.tag_namespace, tag) for tag in call.tags)
+
+    def take_tags(self, call: Call, tokens: Sequence[bytes | None]) -> bytes:
+        """Keep the tokens a read found for ``call``'s tags; return the tag block its entry must carry.
+
+        Empty (matching no entry) when one is missing or not a token: no entry carries none.
+        """
+        found = [token if isinstance(token, bytes) and len(token) == TOKEN_SIZE else None for token in tokens]
+        call.tag_tokens = found
+        return tag_block(found) if None not in found else b""  # type: ignore[arg-type]
+
+    def tag_block_of(self, call: Call) -> bytes | None:
+        """Return the tag block a value computed for ``call`` is written with (None: not known)."""
+        tokens = call.tag_tokens
+        if tokens is None or None in tokens:
+            return None
+        return tag_block(tokens)  # type: ignore[arg-type]
+
+    @property
+    def tag_ttl_ms(self) -> int:
+        """How long a tag's token claimed by this function lives in Redis."""
+        return max(self.l2_ttl_ms, round(TAG_FLOOR * 1000))
 
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""

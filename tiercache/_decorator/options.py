@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from tiercache._core.checks import check_bool, check_fraction, check_namespace, check_seconds, check_size
 from tiercache._decorator.policies import Seconds
+from tiercache._decorator.tag_names import TagSpec
 from tiercache._l1.lru import L1_POLICIES, Clock
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url
@@ -46,6 +47,8 @@ class Options:
     timeout: float | None = None
     #: Seconds a caller waits for the function at most: then TimeoutError (the run goes on).
     hard_timeout: float | None = None
+    #: Tag names, or a function of the call's arguments returning them (see tiercache.invalidate_tags).
+    tags: tuple[str, ...] | Callable[..., Any] | None = None
     #: Seconds a cold key's lock is held (``lock=True``: DEFAULT_LOCK_SECONDS); None: no lock.
     lock: float | None = None
     max_entries: int = 1000
@@ -212,6 +215,7 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
     "timeout": _optional_seconds("timeout"),
     "hard_timeout": _optional_seconds("hard_timeout"),
     "lock": _lock,
+    "tags": lambda tags: TagSpec.checked(tags, OWNER),
     "max_entries": _max_entries,
     "max_bytes": _optional_size("max_bytes"),
     "l1_policy": _l1_policy,

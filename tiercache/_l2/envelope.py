@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from tiercache._l2.codec import DecodeError
@@ -40,6 +41,7 @@ __all__ = [
     "open_envelope",
     "prefix_of",
     "seal",
+    "tag_block",
     "token_of",
     "tombstone",
 ]
@@ -57,12 +59,16 @@ _STAMP: Final = struct.Struct(">q")
 _STAMP_OFFSET: Final = TOKEN_OFFSET + TOKEN_SIZE
 
 #: Flags: the payload ends with a MAC (see ``signing``); the entry is a tombstone (no value);
-#: the body is a zstd frame or a zlib stream (see ``compression``), inflated before decoding.
+#: the body is a zstd frame or a zlib stream (see ``compression``), inflated before decoding;
+#: the body starts with the tokens of the entry's tags (``tag_block``), for functions with tags.
 SIGNED: Final = 1
 TOMBSTONE: Final = 2
 ZSTD: Final = 4
 ZLIB: Final = 8
 COMPRESSED: Final = ZSTD | ZLIB
+TAGGED: Final = 16
+#: Tags one entry may carry (the tag block's count is one byte).
+MAX_TAGS: Final = 64
 
 #: The token of values written where no invalidation had been.
 NO_TOKEN: Final = bytes(TOKEN_SIZE)
@@ -85,6 +91,8 @@ class Envelope(NamedTuple):
     tombstone: bool
     #: ZSTD, ZLIB or 0 (not compressed).
     compression: int
+    #: Whether the body starts with a tag block (see ``tag_block``).
+    tagged: bool
 
 
 def carried(token: bytes) -> bytes:
@@ -113,14 +121,26 @@ def token_of(payload: bytes | None) -> bytes:
     return FOREIGN_TOKEN
 
 
-def prefix_of(generation: int, *, signed: bool = False) -> bytes:
+def tag_block(tokens: Sequence[bytes]) -> bytes:
+    """Return what a tagged entry's body starts with: its tags' tokens, as read before computing.
+
+    A count, then each token (``TOKEN_SIZE`` bytes) in the order of the tags' digests. A reader
+    builds the same bytes from the tokens Redis holds now: if they differ, a tag was
+    invalidated since the value was read for, and the entry is a miss.
+    """
+    return bytes([len(tokens)]) + b"".join(tokens)
+
+
+def prefix_of(generation: int, *, signed: bool = False, tagged: bool = False) -> bytes:
     """Return the bytes every current value payload of ``generation`` starts with.
 
     Magic, format, flags and generation come first, so one ``startswith`` tells a value of the
     current generation from anything else (an older generation, a newer format, another signing
     mode, a tombstone, someone else's bytes); only those need ``open_envelope``.
     """
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, SIGNED if signed else 0, generation)
+    return _PREFIX.pack(
+        MAGIC, FORMAT_VERSION, (SIGNED if signed else 0) | (TAGGED if tagged else 0), generation
+    )
 
 
 def seal(
@@ -131,13 +151,15 @@ def seal(
     *,
     signed: bool = False,
     compression: int = 0,
+    tags: bytes = b"",
 ) -> bytes:
     """Wrap an encoded value for L2 (with ``signed`` the flag is set and the caller appends the MAC).
 
-    ``compression`` is the flag of the compressor ``body`` went through, if any.
+    ``compression`` is the flag of the compressor ``body`` went through, if any; ``tags`` the
+    entry's tag block (see ``tag_block``), which stays uncompressed before it.
     """
-    flags = (SIGNED if signed else 0) | compression
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, generation, token, fresh_until_ms) + body
+    flags = (SIGNED if signed else 0) | compression | (TAGGED if tags else 0)
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, generation, token, fresh_until_ms) + tags + body
 
 
 def tombstone(token: bytes) -> bytes:
@@ -173,7 +195,8 @@ def open_envelope(payload: bytes) -> Envelope:
     compression = flags & COMPRESSED
     if compression == COMPRESSED:
         raise DecodeError("payload flagged as compressed twice over")
-    return Envelope(generation, token, fresh_until_ms, body, signed, bool(flags & TOMBSTONE), compression)
+    dead, tagged = bool(flags & TOMBSTONE), bool(flags & TAGGED)
+    return Envelope(generation, token, fresh_until_ms, body, signed, dead, compression, tagged)
 
 
 def generation_from(raw: bytes | None) -> int | None:

@@ -238,6 +238,27 @@ class SyncStore:
             found = cast("list[bytes | None]", self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
+    def read_tagged(
+        self, key: str, generation_key: str | None, tag_keys: tuple[str, ...]
+    ) -> tuple[bytes | None, bytes | None, list[bytes | None]]:
+        """Return ``(generation, payload, tokens of tag_keys)`` in one MGET (on a cluster, one per node)."""
+        generation, found = self.read_many((key, *tag_keys), generation_key)
+        return generation, found[0], found[1:]
+
+    def claim_tokens(self, keys: tuple[str, ...], token: bytes, ttl_ms: int) -> list[bytes | None]:
+        """Set each of ``keys`` to ``token`` for ``ttl_ms`` unless it exists; return what each holds.
+
+        SET NX, then GET, in one pipeline (on a cluster, grouped by node; each key's two
+        commands stay in order): whoever came first, every claimant learns the same token.
+        """
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.set(key, token, px=ttl_ms, nx=True)
+                pipeline.get(key)
+            replies = pipeline.execute()
+        return cast("list[bytes | None]", replies[1::2])
+
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``.
 
@@ -496,6 +517,23 @@ class AsyncStore:
         with _TRANSLATED:
             found = cast("list[bytes | None]", await self._mget(names)) if names else []
         return (found[0], found[1:]) if generation_key is not None else (None, found)
+
+    async def read_tagged(
+        self, key: str, generation_key: str | None, tag_keys: tuple[str, ...]
+    ) -> tuple[bytes | None, bytes | None, list[bytes | None]]:
+        """See ``SyncStore.read_tagged``."""
+        generation, found = await self.read_many((key, *tag_keys), generation_key)
+        return generation, found[0], found[1:]
+
+    async def claim_tokens(self, keys: tuple[str, ...], token: bytes, ttl_ms: int) -> list[bytes | None]:
+        """See ``SyncStore.claim_tokens``."""
+        with _TRANSLATED:
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.set(key, token, px=ttl_ms, nx=True)
+                pipeline.get(key)
+            replies = await pipeline.execute()
+        return cast("list[bytes | None]", replies[1::2])
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore)."""

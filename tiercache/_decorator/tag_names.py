@@ -1,0 +1,100 @@
+"""Tag names: what ``tags=`` may be, the digests tags are known by, and who hears of them.
+
+The leaf of tagging (``tags`` holds the invalidation): a function's cache asks it which tags a
+call carries, and keeps a listener that drops its entries when another process invalidates one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, Final
+
+from tiercache._l2.announcement import DIGEST_LENGTH
+from tiercache._l2.envelope import MAX_TAGS, new_token
+from tiercache._l2.signing import Signer
+
+__all__ = ["TAG_FLOOR", "TagListener", "TagSpec", "checked_names", "digest_of", "tag_key"]
+
+#: Seconds a tag's token lives at least. An entry outliving its tags' keys is a miss, so this
+#: only bounds how often a long-lived entry is recomputed; each writer lengthens it to its own
+#: entries' lifetime when it claims a token.
+TAG_FLOOR: Final = 86400.0
+
+
+def digest_of(tag: str) -> str:
+    """Return the 32 hex characters a tag is known by in Redis and in announcements."""
+    hashed = hashlib.blake2b(tag.encode("utf-8"), digest_size=DIGEST_LENGTH // 2, person=b"tiercache-tag")
+    return hashed.hexdigest()
+
+
+def tag_key(namespace: str, digest: str) -> str:
+    """Return the Redis key of the tag with ``digest`` in ``namespace``."""
+    return f"{namespace}:tag:{digest}"
+
+
+def checked_names(tags: object, where: str) -> tuple[str, ...]:
+    """Return ``tags`` as a tuple of tag names; else raise, the message starting with ``where``."""
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"{where} must be a list of tag names (str), not {type(tags).__name__}")
+    names = tuple(tags)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{where} must hold non-empty str tag names, not {name!r}")
+    if len(set(names)) > MAX_TAGS:
+        raise ValueError(f"{where} holds {len(set(names))} tags; an entry carries {MAX_TAGS} at most")
+    return names
+
+
+class TagSpec:
+    """What ``tags=`` says: fixed names, or a function of the call's arguments returning them."""
+
+    __slots__ = ("_digests", "_function", "_label")
+
+    def __init__(self, tags: Callable[..., Iterable[str]] | tuple[str, ...], label: str) -> None:
+        self._label = label
+        self._function = tags if callable(tags) else None
+        self._digests = () if callable(tags) else tuple(sorted({digest_of(name) for name in tags}))
+
+    @classmethod
+    def checked(cls, tags: object, owner: str) -> Callable[..., Iterable[str]] | tuple[str, ...] | None:
+        """Return ``tags=`` as given if it is one; else raise naming ``owner`` (the decorator)."""
+        if tags is None or callable(tags):
+            return tags
+        return checked_names(tags, f"{owner}: tags")
+
+    def digests(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> tuple[str, ...]:
+        """Return the digests of the tags of a call with these arguments, sorted (its tag block's order)."""
+        if self._function is None:
+            return self._digests
+        names = self._function(*args, **(kwargs or {}))
+        function = getattr(self._function, "__name__", "function")
+        where = f"{self._label}: tags={function}() returned a value that"
+        return tuple(sorted({digest_of(name) for name in checked_names(names, where)}))
+
+    def may_carry(self, digests: Sequence[str]) -> bool:
+        """Whether entries of this function may carry any of ``digests``."""
+        return self._function is not None or any(d in self._digests for d in digests)
+
+
+class TagListener:
+    """A tagged function's ear on its namespace's channel: announcements there name tag digests."""
+
+    def __init__(self, namespace: str, drop: Callable[[Sequence[str]], None], signer: Signer | None) -> None:
+        self.key_prefix = f"{namespace}:tag"  # what tag announcements name as their cache
+        # Its own: a listener hears every tag announcement, this process's too (a second drop
+        # of what the invalidation dropped already), so no origin can be shared by mistake, as
+        # one inherited through fork() would be.
+        self.origin = new_token()
+        self.signer = signer
+        self._drop = drop
+
+    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
+        """Do nothing: the function follows the channel itself, and a lost one flushes it."""
+
+    def drop_announced(self, digests: Sequence[str]) -> None:
+        """Drop what the function keeps under those tags (invalidated in another process)."""
+        self._drop(digests)
+
+    def set_deaf(self, deaf: bool) -> None:
+        """Do nothing: the function shortens its own L1 lifetimes while deaf."""
