@@ -16,10 +16,14 @@ from typing import Any
 
 import fakeredis
 import pytest
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 import tiercache
 from tests.support.delay_proxy import DelayProxy
 from tiercache import InvalidationError, tiered_cache, tiered_cache_many
+from tiercache._decorator import registry
 from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2.envelope import TAGGED, open_envelope
 from tiercache._tools.redis_process import RedisProcess
@@ -92,6 +96,8 @@ def test_bad_tags_are_refused_naming_the_option_and_the_function() -> None:
         tiered_cache(tags=["a", 7])
     with pytest.raises(ValueError, match="65 tags; an entry carries 64 at most"):
         tiered_cache(tags=[f"t{i}" for i in range(65)])
+    with pytest.raises(TypeError, match="tags is called with the function's arguments, before it runs"):
+        tiered_cache(tags=lambda user_id, result: [result["team"]])
     with pytest.raises(TypeError, match="apply to single calls"):
         tiered_cache_many(tags=["a"])
 
@@ -471,10 +477,6 @@ def test_tagged_functions_on_fakeredis_and_a_process_without_tagged_functions(
 
 # -- a model ------------------------------------------------------------------------------------
 
-from hypothesis import settings as hypothesis_settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test  # noqa: E402
-
 USERS = st.sampled_from(["1", "2", "3"])
 
 
@@ -569,3 +571,36 @@ def test_every_namespace_in_use_and_the_settings_one_are_told(
     tiercache.invalidate_tags("t")
     after = [client.get(key) for key in keys]
     assert all(token is not None for token in after) and after[0] != before[0] and after[1] != before[1]
+
+
+def test_notes_of_keys_l1_let_go_are_bounded(backend: str) -> None:
+    """A fixed tag on 5,000 keys through an L1 of 10: the notes keep what L1 holds, not all."""
+    runs: list[int] = []
+    lookup = tiered_cache(max_entries=10, name=unique("bounded"), tags=["t"], **options_for(backend))(
+        lambda n: runs.append(n) or n
+    )
+    for n in range(5000):
+        lookup(n)
+    cache = lookup.__tiercache__
+    assert sum(map(len, cache._keys_by_tag.values())) <= 2 * 10 + 1024 + 1
+    held = [n for n in range(4990, 5000) if lookup(n) == n]
+    assert len(runs) == 5000 and len(held) == 10  # the last ten are L1 hits
+    tiercache.invalidate_tags("t")
+    for n in range(4990, 5000):
+        lookup(n)
+    assert len(runs) == 5010  # every one of them was dropped
+
+
+def test_a_process_without_tagged_functions_raises_when_redis_cannot_be_told(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its settings' Redis is unreachable (the suite's default): nothing could replay it later."""
+    monkeypatch.setattr(registry, "all_caches", list)  # no cached function in this process
+    with pytest.raises(InvalidationError, match=r"invalidate_tags\(\) was refused .* nothing can replay it"):
+        tiercache.invalidate_tags("user:1")
+    monkeypatch.undo()
+    lookup = tiered_cache(ttl_l2=None, tags=["t"], name=unique("l1only"))(lambda key: key)
+    lookup("k")
+    tiercache.invalidate_tags("t")  # a tagged function here: a warning, once, not an exception
+    tiercache.invalidate_tags("t")
+    assert sum("could not tell" in record.getMessage() for record in caplog.records) <= 1

@@ -160,6 +160,7 @@ class FunctionCache(Tiers):
         self.tagged = self.tags is not None
         self._keys_by_tag: dict[str, set[Hashable]] = {}
         self._tags_lock = threading.Lock()
+        self._tag_notes = 0  # (tag, key) notes made since the notes were last pruned
         self.tag_namespace = ""
         self._tag_listener: TagListener | None = None
         self.key_names = key_names
@@ -436,10 +437,13 @@ class FunctionCache(Tiers):
                 keys = notes.get(tag)
                 if keys is None:
                     keys = notes[tag] = set()
-                keys.add(call.l1_key)
-            if len(notes) > 2 * self.local.max_entries + 1024:
+                if call.l1_key not in keys:
+                    keys.add(call.l1_key)
+                    self._tag_notes += 1
+            if self._tag_notes > 2 * self.local.max_entries + 1024:  # (keys L1 let go stay noted)
                 held = self.local.data
                 self._keys_by_tag = {d: kept for d, keys in notes.items() if (kept := keys & held.keys())}
+                self._tag_notes = sum(map(len, self._keys_by_tag.values()))
                 self.local.void_leases()
 
     def drop_tagged(self, digests: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ call carries, and keeps a listener that drops its entries when another process i
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final
 
@@ -46,6 +47,13 @@ def checked_names(tags: object, where: str) -> tuple[str, ...]:
     return names
 
 
+def _parameters(function: Callable[..., object]) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(function).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return ()
+
+
 class TagSpec:
     """What ``tags=`` says: fixed names, or a function of the call's arguments returning them."""
 
@@ -59,7 +67,16 @@ class TagSpec:
     @classmethod
     def checked(cls, tags: object, owner: str) -> Callable[..., Iterable[str]] | tuple[str, ...] | None:
         """Return ``tags=`` as given if it is one; else raise naming ``owner`` (the decorator)."""
-        if tags is None or callable(tags):
+        if tags is None:
+            return None
+        if callable(tags):
+            if "result" in _parameters(tags):
+                raise TypeError(
+                    f"{owner}: tags is called with the function's arguments, before it runs: a tag "
+                    "that depends on the result could only be read after the run, when an "
+                    "invalidation during the run can no longer be told apart (derive it from the "
+                    "arguments instead)"
+                )
             return tags
         return checked_names(tags, f"{owner}: tags")
 

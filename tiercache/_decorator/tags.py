@@ -101,13 +101,19 @@ def _invalidate_flow(names: tuple[str, ...]) -> Flow:
     if not digests:
         return
     _drop_tagged(digests)
+    refused: list[InvalidationError] = []
     try:
         for endpoint, namespace, caches in _targets(digests):
-            yield from _new_tokens(endpoint, namespace, digests, caches)
+            try:
+                yield from _new_tokens(endpoint, namespace, digests, caches)
+            except InvalidationError as exc:
+                refused.append(exc)  # the other namespaces are still told
     finally:
         # Again, as cache_invalidate() does: a call that missed L1 after the first drop may
         # have read the old tokens before they changed, and be about to keep its value in L1.
         _drop_tagged(digests)
+    if refused:
+        raise refused[0]
 
 
 def _new_tokens(
@@ -133,28 +139,42 @@ def _new_tokens(
         raise caches[0].refusal(_OWNER, endpoint, reply)
     # No function here may carry the tags on this endpoint: tell Redis all the same (others may).
     # If it cannot be told, nothing here can replay it later: say so, by an exception where that
-    # was all this call was for (no tagged function here at all), else in the log.
-    try:
-        yield op
-    except RemoteError as exc:
-        if any(cache.tags is not None for cache in _registry.all_caches()):
+    # was all this call was for (no tagged function here at all), else in the log, once.
+    error: RemoteError | None = None
+    if endpoint.breaker.allow():
+        try:
+            yield op
+        except RemoteError as exc:
+            error = exc
+            if isinstance(exc, RemoteUnavailable):
+                endpoint.breaker.failure(exc)
+        else:
+            endpoint.breaker.success()
+            return
+    why = str(error) if error is not None else "unreachable"
+    if any(cache.tags is not None for cache in _registry.all_caches()):
+        if (endpoint.name, namespace) not in _warned:
+            _warned.add((endpoint.name, namespace))
             logger.warning(
-                "%s could not reach %s for namespace %r (%s): other processes there may serve "
+                "%s could not tell %s for namespace %r (%s): other processes there may serve "
                 "entries carrying these tags until they expire",
                 _OWNER,
                 endpoint.name,
                 namespace,
-                exc,
+                why,
             )
-            return
-        raise InvalidationError(
-            "tiercache",
-            _OWNER,
-            endpoint.name,
-            str(exc),
-            "no function of this process carries these tags here, so nothing can replay it; "
-            "other processes may serve entries carrying them until they expire",
-        ) from exc
+        return
+    raise InvalidationError(
+        "tiercache",
+        _OWNER,
+        endpoint.name,
+        why,
+        "no function of this process carries these tags there, so nothing can replay it; "
+        "other processes may serve entries carrying them until they expire",
+    )
+
+
+_warned: set[tuple[str, str]] = set()
 
 
 def _defer(caches: list[FunctionCache]) -> None:
