@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import tiercache
 from tests.strategies import normal_form, values
+from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
 from tiercache._decorator.keys import canonical_bytes, digest
@@ -277,29 +278,9 @@ def test_acl_username_and_password(acl_server: RedisProcess, caplog: pytest.LogC
     assert "hunter2" not in text
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def _start_tls_server(d: Path, san: str) -> RedisProcess:
     """A redis-server that speaks only TLS, with a certificate for ``san``, wanting client certs."""
-    # The extensions a strict verifier (Python 3.13's default, VERIFY_X509_STRICT) requires.
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "1", "-subj", "/CN=tiercache-test-ca",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # fmt: skip
-    (d / "san.ext").write_text(
-        f"subjectAltName={san}\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}", cwd=d)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "1", "-extfile", "san.ext", cwd=d)  # fmt: skip
+    make_certificates(d, san)
     port = free_port()
     tls = ["--tls-port", str(port), "--tls-auth-clients", "yes", "--tls-cert-file", str(d / "server.crt"),
            "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(d / "ca.crt")]  # fmt: skip

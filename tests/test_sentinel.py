@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import redis.sentinel
 
 import tiercache
+from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l2.sentinel import SentinelTarget, sentinel_target
 from tiercache._l2.urls import check_url, redact_url
 from tiercache._tools.cli import main as cli_main
-from tiercache._tools.redis_process import RedisSentinelProcesses
+from tiercache._tools.redis_process import RedisProcess, RedisSentinelProcesses, free_port
 
 _names = itertools.count()
 
@@ -250,3 +255,97 @@ def wait_until(condition: Any, message: str, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, message
         time.sleep(0.02)
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+def _tls_client(port: int, d: Path) -> redis.Redis:
+    return redis.Redis(
+        port=port, ssl=True, ssl_ca_certs=str(d / "ca.crt"), ssl_check_hostname=False, socket_timeout=2
+    )
+
+
+def _start_tls(d: Path, *extra: str, config: Path | None = None) -> tuple[RedisProcess, int]:
+    """A redis-server (or, with ``config``, a sentinel) listening on a TLS port only."""
+    port = free_port()
+    server = RedisProcess(d, port)  # for its binary and stop(): started here, TLS only
+    argv = [server.binary, *([str(config)] if config else [])]
+    argv += ["--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(d)]
+    argv += ["--tls-cert-file", str(d.parent / "server.crt"), "--tls-key-file", str(d.parent / "server.key")]
+    argv += ["--tls-ca-cert-file", str(d.parent / "ca.crt"), "--tls-auth-clients", "no"]
+    argv += ["--tls-replication", "yes", *extra]
+    if config is None:
+        argv += ["--save", "", "--appendonly", "no"]
+    server.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    return server, port
+
+
+@pytest.fixture
+def tls_deployment(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A primary, a replica and three sentinels that all speak TLS only; the service's URL."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    make_certificates(tmp_path, "IP:127.0.0.1")
+    processes: list[RedisProcess] = []
+    try:
+        (tmp_path / "primary").mkdir()
+        primary, primary_port = _start_tls(tmp_path / "primary")
+        processes.append(primary)
+        (tmp_path / "replica").mkdir()
+        replica, _ = _start_tls(tmp_path / "replica", "--replicaof", "127.0.0.1", str(primary_port))
+        processes.append(replica)
+        sentinel_ports = []
+        for i in range(3):
+            d = tmp_path / f"sentinel{i}"
+            d.mkdir()
+            config = d / "sentinel.conf"
+            config.write_text(
+                f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+            )
+            sentinel, port = _start_tls(d, "--sentinel", config=config)
+            processes.append(sentinel)
+            sentinel_ports.append(port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                states = [_tls_client(port, tmp_path).sentinel_master(SERVICE) for port in sentinel_ports]
+                if all(int(s["num-slaves"]) >= 1 and int(s["num-other-sentinels"]) >= 2 for s in states):
+                    break
+            except redis.RedisError:
+                pass
+            assert time.monotonic() < deadline, "the TLS sentinels never saw the whole deployment"
+            time.sleep(0.1)
+        hosts = ",".join(f"127.0.0.1:{port}" for port in sentinel_ports)
+        yield f"rediss+sentinel://{hosts}/{SERVICE}/0?ssl_ca_certs={tmp_path / 'ca.crt'}", tmp_path
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+SERVICE = "tiercache-tls"
+
+
+def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_primary(
+    tls_deployment: tuple[str, Path],
+) -> None:
+    url, _ = tls_deployment
+    tiercache.configure(redis_url=url, timeout=1.0, connect_timeout=1.0)
+    runs: list[int] = []
+    double = doubler(f"sentinel.tls.{next(_names)}", runs)
+    assert double(4) == 8 and double(4) == 8 and runs == [4]
+    assert double.cache_stats().l2_hits == 1 and double.cache_stats().l2_errors == 0
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600, name=double.cache_parameters()["name"])
+    async def double_async(n: int) -> int:
+        runs.append(n)
+        return 2 * n
+
+    assert asyncio.run(double_async(4)) == 8 and runs == [4]
+    pool = double.__tiercache__.endpoint().sync_store().client.connection_pool
+    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert all(
+        sentinel.connection_pool.connection_kwargs["ssl_check_hostname"]
+        for sentinel in pool.sentinel_manager.sentinels
+    )
