@@ -81,7 +81,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Measure tiercache against its peers in one run (ratios, medians)."""
-    session.install("-e", ".[hiredis]")
+    session.install("-e", ".[hiredis,zstd]")
     install_groups(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
 

@@ -130,7 +130,7 @@ def main() -> int:
         hot = policies.hot_key_rows()
         batches = policies.batch_rows()
         print("running: compression", file=sys.stderr)
-        compressed = compression.rows(server.url, repeats=3 if args.quick else 7)
+        compressed = compression.rows(server.url, repeats=4 if args.quick else 8)
         print("running: tags", file=sys.stderr)
         tag_hits = tags.hit_rows(repeats=5 if args.quick else 9)
         tag_invalidation = tags.invalidation_row()

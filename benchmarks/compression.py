@@ -82,7 +82,7 @@ def _per_call_us(call: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
-def rows(url: str, repeats: int = 7) -> list[CompressionRow]:
+def rows(url: str, repeats: int = 8) -> list[CompressionRow]:
     client = redis.Redis.from_url(url)
     found = []
     for size, target in SIZES.items():
@@ -95,6 +95,8 @@ def rows(url: str, repeats: int = 7) -> list[CompressionRow]:
         }
         stored = {}
         for mode in MODES:
+            if mode == "zstd" and not compression.has_zstd():
+                raise RuntimeError("the compression benchmark needs zstd: pip install 'tiercache[zstd]'")
             with _mode(mode):
                 cached = tiered_cache(ttl_l1=None, ttl_l2=3600, name=f"bench.compression.{mode}.{target}")(
                     _returning(value)
@@ -105,9 +107,12 @@ def rows(url: str, repeats: int = 7) -> list[CompressionRow]:
                     raise AssertionError(f"compression {mode}: the value read back differs")
             subjects[mode] = lambda cached=cached: cached("k")
         samples: dict[str, list[float]] = {name: [] for name in subjects}
-        for _ in range(repeats):
-            for name, call in subjects.items():
-                samples[name].append(_per_call_us(call, calls))
+        names = list(subjects)
+        for repeat in range(repeats):
+            # Each round in another order: whichever runs first in a round is measured slower.
+            shift = repeat % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(_per_call_us(subjects[name], calls))
         medians = {name: statistics.median(times) for name, times in samples.items()}
         found.append(CompressionRow(size, len(encoded), stored, medians))
     client.delete("raw:compression")
