@@ -91,7 +91,11 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         call.flags |= LOOKED_UP
         call.read_at = time.monotonic()
         call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
-        read = read_op(cache, call, endpoint, generation_key)
+        read = (  # (read_op(), spelt out: a frame less per hit)
+            ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call))
+            if cache.tagged
+            else Read(endpoint, call.redis_key, generation_key)
+        )
         try:
             reply = yield read
         except RemoteError as exc:
