@@ -19,7 +19,7 @@ import redis.sentinel
 import tiercache
 from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._l2.sentinel import SentinelTarget, sentinel_target
+from tiercache._l2.sentinel import SentinelTarget, asking_sentinels, primary_options, sentinel_target
 from tiercache._l2.urls import check_url, redact_url
 from tiercache._tools.cli import main as cli_main
 from tiercache._tools.redis_process import RedisProcess, RedisSentinelProcesses, free_port
@@ -349,3 +349,23 @@ def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_primary(
         sentinel.connection_pool.connection_kwargs["ssl_check_hostname"]
         for sentinel in pool.sentinel_manager.sentinels
     )
+
+
+def test_tls_files_given_beside_the_url_reach_the_sentinels_too() -> None:
+    """An adapter's l2_ssl_* files, for rediss+sentinel://, are the sentinels' as much as the primary's."""
+    target = sentinel_target("rediss+sentinel://h:1/svc")
+    assert target is not None
+    options = {
+        "socket_timeout": 0.1,
+        "socket_connect_timeout": 0.2,
+        "ssl_ca_certs": "/ca.pem",
+        "retry_on_error": [],
+    }
+    asking = asking_sentinels(target, options)
+    assert (
+        asking["ssl_ca_certs"] == "/ca.pem" and asking["ssl"] is True and asking["ssl_check_hostname"] is True
+    )
+    assert asking["socket_timeout"] == 0.1 and "retry_on_error" not in asking
+    assert primary_options(target, options)["ssl_ca_certs"] == "/ca.pem"
+    plain = sentinel_target("redis+sentinel://h:1/svc")
+    assert plain is not None and "ssl" not in asking_sentinels(plain, options)

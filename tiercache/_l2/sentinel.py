@@ -109,7 +109,9 @@ def asking_sentinels(target: SentinelTarget, options: dict[str, Any]) -> dict[st
     names: tuple[str, ...] = ("socket_timeout", "socket_connect_timeout")
     timeouts = {name: options[name] for name in names if name in options}
     login = {"username": target.sentinel_username, "password": target.sentinel_password}
-    return {**timeouts, **login, **_tls(target)}
+    # TLS files given beside the URL (an adapter's l2_ssl_* settings) serve the sentinels too.
+    files = {name: value for name, value in options.items() if name.startswith("ssl_")} if target.tls else {}
+    return {**timeouts, **login, **files, **_tls(target)}
 
 
 def primary_client(target: SentinelTarget, options: dict[str, Any]) -> redis.Redis:
