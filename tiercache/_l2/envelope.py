@@ -1,6 +1,7 @@
 """The bytes of an L2 entry around its value: generation, version token, deadline; tombstones.
 
-Format 2, a fixed 28-byte header, then the msgpack body (``codec``), then a MAC if signed::
+Format 2, a fixed 28-byte header, then (a tagged function's) the tag block, then the msgpack
+body (``codec``; compressed when the flags say so), then a MAC if signed::
 
     b"tc" | format (1) | flags (1) | generation (u64) | token (8 bytes) | fresh until (unix ms, i64)
 
