@@ -132,6 +132,4 @@ def table(found: list[CompressionRow]) -> list[str]:
 
 
 if __name__ == "__main__":  # python -m benchmarks.compression, against TIERCACHE_REDIS_URL
-    import os
-
-    print("\n".join(table(rows(os.environ.get("TIERCACHE_REDIS_URL", "redis://127.0.0.1:6379/0")))))
+    print("\n".join(table(rows(tiercache.configure().redis_url))))
