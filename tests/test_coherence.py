@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 import pytest
 
 import tiercache
+from tests.support.staleness import staleness_ms
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
 from tiercache._tools.redis_process import RedisProcess
@@ -220,42 +218,12 @@ def test_four_processes_stop_serving_an_invalidated_value_within_100ms(
     versions = 250
     tiercache.configure(redis_url=redis_server.url, namespace=namespace)
     truth = redis_server.client()
-    truth.set(f"truth:{namespace}:k", 0)
 
     @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.current")
     def current(key: str) -> int:
         return int(truth.get(f"truth:{namespace}:{key}") or 0)
 
-    readers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.coherence_worker", redis_server.url, namespace, str(versions)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    try:
-        for reader in readers:
-            assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
-        invalidated: dict[int, float] = {}
-        for version in range(1, versions + 1):
-            truth.set(f"truth:{namespace}:k", version)
-            current.cache_invalidate("k")
-            invalidated[version] = time.monotonic()
-            time.sleep(0.03)
-        sightings = [json.loads(reader.communicate(timeout=30)[0]) for reader in readers]
-    finally:
-        for reader in readers:
-            reader.kill()
-    staleness = []
-    for seen in sightings:
-        first = sorted((int(v), t) for v, t in seen.items())
-        for version, at in invalidated.items():
-            # The first time this reader served this version or a later one.
-            served = min(t for v, t in first if v >= version)
-            staleness.append(max(served - at, 0.0) * 1000)
-    staleness.sort()
+    staleness = staleness_ms(redis_server.url, namespace, versions, lambda: current.cache_invalidate("k"))
     p50, p99 = statistics.median(staleness), staleness[int(len(staleness) * 0.99) - 1]
     with capsys.disabled():
         print(

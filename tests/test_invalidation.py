@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 
+import tiercache
 from tests.support.delay_proxy import DelayProxy
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._tools.redis_process import RedisProcess
@@ -44,13 +45,18 @@ def tiers(request: pytest.FixtureRequest) -> dict[str, Any]:
 # -- 1. a call made after the invalidate never joins a run that began before it ----------------
 
 
-@pytest.mark.parametrize("how", ["invalidate", "clear"])
+def tagged_if(how: str) -> dict[str, Any]:
+    """``tags=`` for the tag invalidation (``how == "tags"``); no tags for the others."""
+    return {"tags": lambda key: [f"item:{key}"]} if how == "tags" else {}
+
+
+@pytest.mark.parametrize("how", ["invalidate", "clear", "tags"])
 def test_a_call_after_invalidate_starts_its_own_run_sync(tiers: dict[str, Any], how: str) -> None:
     """The 200 ms run that read v1 finishes after the invalidate: later calls get v2, and keep it."""
     db = {"x": "v1"}
     body_started = threading.Event()
 
-    @tiered_cache(name=unique("join"), **tiers)
+    @tiered_cache(name=unique("join"), **tiers, **tagged_if(how))
     def f(key: str) -> str:
         value = db[key]
         body_started.set()
@@ -63,23 +69,30 @@ def test_a_call_after_invalidate_starts_its_own_run_sync(tiers: dict[str, Any], 
     assert body_started.wait(5)
     time.sleep(0.05)
     db["x"] = "v2"
-    f.cache_invalidate("x") if how == "invalidate" else f.cache_clear()
+    if how == "invalidate":
+        f.cache_invalidate("x")
+    elif how == "clear":
+        f.cache_clear()
+    else:
+        tiercache.invalidate_tags("item:x")
     assert f("x") == "v2"
     thread.join()
     assert early == ["v1"]  # it started before the invalidate: the old value is its to keep
     assert f("x") == "v2"  # but the old run stored nothing, in L1 or L2
-    fresh = tiered_cache(name=f.cache_parameters()["name"], **tiers)(lambda key: "recomputed")
+    fresh = tiered_cache(name=f.cache_parameters()["name"], **tiers, **tagged_if(how))(
+        lambda key: "recomputed"
+    )
     assert fresh("x") in ("v2", "recomputed")
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("how", ["invalidate", "clear"])
+@pytest.mark.parametrize("how", ["invalidate", "clear", "tags"])
 async def test_a_call_after_invalidate_starts_its_own_run_async(tiers: dict[str, Any], how: str) -> None:
     """The async twin: a task awaiting a 200 ms run does not hand its v1 to calls made later."""
     db = {"x": "v1"}
     body_started = asyncio.Event()
 
-    @tiered_cache(name=unique("ajoin"), **tiers)
+    @tiered_cache(name=unique("ajoin"), **tiers, **tagged_if(how))
     async def f(key: str) -> str:
         value = db[key]
         body_started.set()
@@ -90,7 +103,12 @@ async def test_a_call_after_invalidate_starts_its_own_run_async(tiers: dict[str,
     await asyncio.wait_for(body_started.wait(), 5)
     await asyncio.sleep(0.05)
     db["x"] = "v2"
-    await (f.cache_invalidate("x") if how == "invalidate" else f.cache_clear())
+    if how == "invalidate":
+        await f.cache_invalidate("x")
+    elif how == "clear":
+        await f.cache_clear()
+    else:
+        await tiercache.ainvalidate_tags("item:x")
     assert await f("x") == "v2"
     assert await early == "v1"
     assert await f("x") == "v2"

@@ -3,9 +3,7 @@ under the guarantee of ``cache_invalidate()``."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import json
 import statistics
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 
 import tiercache
 from tests.support.delay_proxy import DelayProxy
+from tests.support.staleness import staleness_ms
 from tiercache import InvalidationError, tiered_cache, tiered_cache_many
 from tiercache._decorator import registry
 from tiercache._decorator.tag_names import digest_of, tag_key
@@ -237,58 +236,7 @@ async def test_ainvalidate_tags_and_async_functions(real_l2: str) -> None:
 
 
 # -- runs under way when the tag is invalidated --------------------------------------------------
-
-
-@pytest.mark.parametrize("ttl_l2", [None, 600], ids=["l1", "l1+l2"])
-def test_a_run_under_way_stores_its_value_nowhere(real_l2: str, ttl_l2: float | None) -> None:
-    """It read v1, the tag is invalidated while it runs: its caller gets v1, later calls v2."""
-    db = {"x": "v1"}
-    body_started = threading.Event()
-    name = unique("inflight")
-
-    @tiered_cache(ttl_l2=ttl_l2, name=name, tags=lambda key: [f"item:{key}"])
-    def lookup(key: str) -> str:
-        value = db[key]
-        body_started.set()
-        time.sleep(0.2)
-        return value
-
-    early: list[str] = []
-    thread = threading.Thread(target=lambda: early.append(lookup("x")))
-    thread.start()
-    assert body_started.wait(5)
-    db["x"] = "v2"
-    tiercache.invalidate_tags("item:x")
-    assert lookup("x") == "v2"
-    thread.join()
-    assert early == ["v1"]
-    assert lookup("x") == "v2"
-    if ttl_l2:
-        reader = tiered_cache(ttl_l1=None, name=name, tags=lambda key: [f"item:{key}"])(
-            lambda key: "computed"
-        )
-        assert reader("x") in ("v2", "computed")
-
-
-@pytest.mark.asyncio
-async def test_an_async_run_under_way_stores_its_value_nowhere(real_l2: str) -> None:
-    db = {"x": "v1"}
-    body_started = asyncio.Event()
-
-    @tiered_cache(name=unique("ainflight"), tags=lambda key: [f"item:{key}"])
-    async def lookup(key: str) -> str:
-        value = db[key]
-        body_started.set()
-        await asyncio.sleep(0.2)
-        return value
-
-    early = asyncio.ensure_future(lookup("x"))
-    await asyncio.wait_for(body_started.wait(), 5)
-    db["x"] = "v2"
-    await tiercache.ainvalidate_tags("item:x")
-    assert await lookup("x") == "v2"
-    assert await early == "v1"
-    assert await lookup("x") == "v2"
+# (A single run that read before the invalidation: tests/test_invalidation.py, how="tags".)
 
 
 def test_concurrent_hits_never_end_on_a_value_invalidated_by_tag(real_l2: str) -> None:
@@ -370,45 +318,9 @@ def test_four_processes_stop_serving_a_value_invalidated_by_tag_within_100ms(
     namespace = f"tags-coherence-{time.monotonic_ns()}"
     versions = 100
     tiercache.configure(redis_url=redis_server.url, namespace=namespace)
-    truth = redis_server.client()
-    truth.set(f"truth:{namespace}:k", 0)
-    readers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.coherence_worker",
-                redis_server.url,
-                namespace,
-                str(versions),
-                "tags",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    try:
-        for reader in readers:
-            assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
-        invalidated: dict[int, float] = {}
-        for version in range(1, versions + 1):
-            truth.set(f"truth:{namespace}:k", version)
-            tiercache.invalidate_tags("item:k")
-            invalidated[version] = time.monotonic()
-            time.sleep(0.03)
-        sightings = [json.loads(reader.communicate(timeout=30)[0]) for reader in readers]
-    finally:
-        for reader in readers:
-            reader.kill()
-    staleness = []
-    for seen in sightings:
-        first = sorted((int(v), t) for v, t in seen.items())
-        for version, at in invalidated.items():
-            served = min(t for v, t in first if v >= version)
-            staleness.append(max(served - at, 0.0) * 1000)
-    staleness.sort()
+    staleness = staleness_ms(
+        redis_server.url, namespace, versions, lambda: tiercache.invalidate_tags("item:k"), tagged=True
+    )
     p50, p99 = statistics.median(staleness), staleness[int(len(staleness) * 0.99) - 1]
     with capsys.disabled():
         print(f"\ntag invalidation staleness over {len(staleness)} pairs, ms: p50 {p50:.2f} p99 {p99:.2f}")
