@@ -293,11 +293,15 @@ class FunctionCache(Tiers):
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
-        if self.tags is not None and self._endpoint is not None and self._endpoint.bus is not None:
+        if (
+            self.tags is not None
+            and self.coherent
+            and self._endpoint is not None
+            and self._endpoint.bus is not None
+        ):
             # Its ear for other processes' tag invalidations (the bus holds members weakly)
             self._tag_listener = TagListener(namespace, self.drop_tagged, self.signer)
-            if self.coherent:
-                self._endpoint.bus.join(channel_for(namespace), self._tag_listener)
+            self._endpoint.bus.join(channel_for(namespace), self._tag_listener)
         self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:
@@ -466,9 +470,10 @@ class FunctionCache(Tiers):
 
         Empty (matching no entry) when one is missing or not a token: no entry carries none.
         """
-        found = [token if isinstance(token, bytes) and len(token) == TOKEN_SIZE else None for token in tokens]
-        call.tag_tokens = found
-        return tag_block(found) if None not in found else b""  # type: ignore[arg-type]
+        call.tag_tokens = [
+            token if isinstance(token, bytes) and len(token) == TOKEN_SIZE else None for token in tokens
+        ]
+        return self.tag_block_of(call) or b""
 
     def tag_block_of(self, call: Call) -> bytes | None:
         """Return the tag block a value computed for ``call`` is written with (None: not known)."""

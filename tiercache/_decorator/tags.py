@@ -121,11 +121,11 @@ def _new_tokens(
 ) -> Flow:
     """Give the tags new tokens in Redis and announce it; else have the functions cleared later."""
     keys = tuple(tag_key(namespace, digest) for digest in digests)
-    ttl = max([TAG_FLOOR, *(cache.l2_ttl_ms / 1000 for cache in caches)])
+    ttl_ms = max((cache.tag_ttl_ms for cache in caches), default=round(TAG_FLOOR * 1000))
     signer = caches[0].signer if caches else _default_signer()
     channel = channel_for(namespace)
     told = (channel, announcement(TagListener(namespace, _drop_tagged, signer), channel, digests))
-    op = Invalidate(endpoint, keys, new_token(), round(ttl * 1000), told)
+    op = Invalidate(endpoint, keys, new_token(), ttl_ms, told)
     if caches:
         if not endpoint.breaker.allow():
             _defer(caches)

@@ -241,33 +241,26 @@ class Endpoint:
         # finds a demoted primary (READONLY) or a dead one is dropped, and the next connects to
         # whichever server the sentinels name by then. Until they name one, L2 is unavailable
         # (the breaker opens, calls go on without it); the probe finds the new primary.
-        server = primary_options(target, options)
         asking = asking_sentinels(target, options)
         sentinels = list(target.sentinels)
+        pooled = {
+            "service_name": target.service,
+            "max_connections": max_connections,
+            "wait": wait,
+            **primary_options(target, options),
+        }
 
         def make_sync() -> redis.Redis:
             manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
-            pool = SyncWaitingSentinelPool(
-                service_name=target.service,
-                sentinel_manager=manager,
-                retry=_retry_once(),
-                max_connections=max_connections,
-                wait=wait,
-                **server,
+            return redis.Redis.from_pool(
+                SyncWaitingSentinelPool(sentinel_manager=manager, retry=_retry_once(), **pooled)
             )
-            return redis.Redis.from_pool(pool)
 
         def make_async() -> redis.asyncio.Redis:
             manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
-            pool = WaitingSentinelPool(
-                service_name=target.service,
-                sentinel_manager=manager,
-                retry=_async_retry_once(),
-                max_connections=max_connections,
-                wait=wait,
-                **server,
+            return redis.asyncio.Redis.from_pool(
+                WaitingSentinelPool(sentinel_manager=manager, retry=_async_retry_once(), **pooled)
             )
-            return redis.asyncio.Redis.from_pool(pool)
 
         def one_off() -> contextlib.closing[redis.Redis]:
             return contextlib.closing(primary_client(target, {**options, "retry": Retry(NoBackoff(), 0)}))

@@ -154,6 +154,13 @@ def _queue_conditional_write(
         pipeline.eval(WRITE_IF_UNCHANGED, 1, key, token, payload, ttl_ms)
 
 
+def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int) -> None:
+    """Queue, per key, SET NX of ``token`` then GET: each key's two commands stay in order."""
+    for key in keys:
+        pipeline.set(key, token, px=ttl_ms, nx=True)
+        pipeline.get(key)
+
+
 def _to_redo(
     items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
 ) -> list[tuple[int, bytes]]:
@@ -253,9 +260,7 @@ class SyncStore:
         """
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipeline.set(key, token, px=ttl_ms, nx=True)
-                pipeline.get(key)
+            _queue_claims(pipeline, keys, token, ttl_ms)
             replies = pipeline.execute()
         return cast("list[bytes | None]", replies[1::2])
 
@@ -529,9 +534,7 @@ class AsyncStore:
         """See ``SyncStore.claim_tokens``."""
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipeline.set(key, token, px=ttl_ms, nx=True)
-                pipeline.get(key)
+            _queue_claims(pipeline, keys, token, ttl_ms)
             replies = await pipeline.execute()
         return cast("list[bytes | None]", replies[1::2])
 
