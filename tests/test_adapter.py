@@ -273,18 +273,6 @@ async def test_l2_url_takes_precedence_over_host_and_port(redis_server: RedisPro
     assert settings.redis_url() == redis_server.url
 
 
-async def test_closed_cache_refuses_work_and_context_managers_close(redis_server: RedisProcess) -> None:
-    settings = MultiTierCacheSettings(l2_url=redis_server.url)
-    async with MultiTierCacheAdapter(settings) as cache:
-        await cache.set("k", 1)
-    with pytest.raises(RuntimeError, match=r"MultiTierCacheAdapter.get\(\): the cache is closed"):
-        await cache.get("k")
-    with MultiTierCache(settings) as sync_cache:
-        sync_cache.set("k", 1)
-    with pytest.raises(RuntimeError, match="closed"):
-        sync_cache.set("k", 2)
-
-
 async def test_bad_arguments_name_the_method() -> None:
     cache = MemoryCache()
     with pytest.raises(TypeError, match=r"MemoryCache.get\(\): key must be a str, not int"):
@@ -315,7 +303,8 @@ async def test_memory_adapters_have_the_same_interface_and_no_redis() -> None:
         await cache.close()
     public = {name for name in dir(MultiTierCacheAdapter) if not name.startswith("_")}
     assert public <= {name for name in dir(MemoryCacheAdapter) if not name.startswith("_")}
-    assert public == {name for name in dir(MultiTierCache) if not name.startswith("_")}
+    # The one name the sync twin lacks: aclose(), close() under the name async code looks for.
+    assert public - {"aclose"} == {name for name in dir(MultiTierCache) if not name.startswith("_")}
 
 
 @pytest.mark.parametrize(

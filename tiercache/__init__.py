@@ -7,6 +7,7 @@ from tiercache._adapter.adapter import (
     MultiTierCacheAdapter,
 )
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
+from tiercache._core.closing import CloseReport
 from tiercache._core.stats import CacheStats
 from tiercache._decorator.batch import tiered_cache_many
 from tiercache._decorator.config import Settings, configure
@@ -29,6 +30,7 @@ from tiercache._decorator.tags import ainvalidate_tags, invalidate_tags
 from tiercache._decorator.warming import WarmReport
 from tiercache._errors import ComputeTimeoutError, InvalidationError, ReentrantCallError
 from tiercache._l2.codec import register_type
+from tiercache._lifecycle import aclose, close
 
 __all__ = [
     "NOT_NONE",
@@ -41,6 +43,7 @@ __all__ = [
     "CacheInfo",
     "CacheStats",
     "CachedFunction",
+    "CloseReport",
     "ComputeTimeoutError",
     "InvalidationError",
     "MemoryCache",
@@ -54,7 +57,9 @@ __all__ = [
     "Settings",
     "UnkeyableArgumentError",
     "WarmReport",
+    "aclose",
     "ainvalidate_tags",
+    "close",
     "configure",
     "invalidate_tags",
     "register_type",

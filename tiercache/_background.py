@@ -7,31 +7,61 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from typing import Final
 
-__all__ = ["submit"]
+__all__ = ["stop", "submit"]
 
 logger = logging.getLogger("tiercache")
 
 _WORKERS = 4
-_jobs: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+#: What tells a worker to end (put once per worker, after the jobs it should still run: none).
+_STOP: Final = object()
+_jobs: queue.SimpleQueue[object] = queue.SimpleQueue()
 _threads: list[threading.Thread] = []
 _lock = threading.Lock()
 
 
 def submit(job: Callable[[], object]) -> None:
     """Run ``job`` soon on a background thread; its exceptions are logged, never raised."""
-    _jobs.put(job)
     with _lock:
+        _jobs.put(job)
         _threads[:] = [thread for thread in _threads if thread.is_alive()]
         if len(_threads) < _WORKERS:
-            thread = threading.Thread(target=_work, name="tiercache-background", daemon=True)
+            thread = threading.Thread(target=_work, args=(_jobs,), name="tiercache-background", daemon=True)
             _threads.append(thread)
             thread.start()
 
 
-def _work() -> None:
+def stop() -> tuple[int, list[threading.Thread]]:
+    """End the workers: drop the jobs not started; let those running finish, then end.
+
+    Return how many jobs were dropped and the workers (to join). The jobs are refreshes and
+    fills nobody waits for; one submitted afterwards starts new workers (tiercache reopens
+    lazily).
+    """
+    global _jobs
+    with _lock:
+        # Each worker reads the queue it was started with: a worker started after this one
+        # cannot take a stop meant for the old ones, nor an old one a new job.
+        jobs, _jobs = _jobs, queue.SimpleQueue()
+        threads, _threads[:] = list(_threads), []
+    dropped = 0
     while True:
-        job = _jobs.get()
+        try:
+            jobs.get_nowait()
+        except queue.Empty:
+            break
+        dropped += 1
+    for _ in threads:
+        jobs.put(_STOP)
+    return dropped, threads
+
+
+def _work(jobs: queue.SimpleQueue[object]) -> None:
+    while True:
+        job = jobs.get()
+        if job is _STOP or not callable(job):
+            return
         try:
             job()
         except Exception:

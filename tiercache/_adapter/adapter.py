@@ -15,8 +15,10 @@ from typing import Any
 from tiercache._adapter import flows
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
 from tiercache._adapter.tiers import AdapterTiers
+from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
 from tiercache._core.shells import run_async, run_sync
 from tiercache._l1.lru import Clock
+from tiercache._l2.endpoint import CLOSE_WAIT
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
 
@@ -40,14 +42,11 @@ class _Base:
         self.settings = settings if settings is not None else MultiTierCacheSettings.from_env()
         label = f"{type(self).__name__}({self.settings.namespace})"
         self._tiers = AdapterTiers(self.settings, label, clock or time.monotonic)
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
 
     def _key(self, method: str, key: object) -> str:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__}.{method}(): the cache is closed")
         if not isinstance(key, str):
             raise TypeError(f"{type(self).__name__}.{method}(): key must be a str, not {type(key).__name__}")
         return key
@@ -115,8 +114,6 @@ class MultiTierCacheAdapter(_Base):
 
     async def clear(self) -> None:
         """Drop every entry of this adapter's namespace from both tiers (no key scan)."""
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__}.clear(): the cache is closed")
         await run_async(flows.clear(self._tiers))
 
     async def get_metrics(self) -> dict[str, Any]:
@@ -127,12 +124,23 @@ class MultiTierCacheAdapter(_Base):
         """Start every counter again from zero."""
         self._tiers.reset_metrics()
 
-    async def close(self) -> None:
-        """Close this adapter's Redis connections; it cannot be used afterwards."""
-        self._closed = True
+    async def close(self, timeout: float = CLOSE_WAIT) -> CloseReport:
+        """Close this adapter's Redis connections and its listener; report what was left pending.
+
+        Deletes and clears made while Redis was unreachable get one last try; any still pending
+        are logged and in the report. Safe to call twice; using the adapter again reopens it.
+        """
+        owner = f"{type(self).__name__}.close()"
+        seconds = checked_timeout(timeout, owner)
+        await run_async(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
         if endpoint is not None:
-            await endpoint.aclose()
+            await endpoint.aclose(seconds)
+        return report((self._tiers,), owner)
+
+    async def aclose(self, timeout: float = CLOSE_WAIT) -> CloseReport:
+        """Do what close() does (under the name ``contextlib.aclosing`` and frameworks look for)."""
+        return await self.close(timeout)
 
     async def __aenter__(self) -> MultiTierCacheAdapter:
         await self.init()
@@ -173,8 +181,6 @@ class MultiTierCache(_Base):
 
     def clear(self) -> None:
         """Drop every entry of this cache's namespace from both tiers (no key scan)."""
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__}.clear(): the cache is closed")
         run_sync(flows.clear(self._tiers))
 
     def get_metrics(self) -> dict[str, Any]:
@@ -185,12 +191,19 @@ class MultiTierCache(_Base):
         """Start every counter again from zero."""
         self._tiers.reset_metrics()
 
-    def close(self) -> None:
-        """Close this cache's Redis connections; it cannot be used afterwards."""
-        self._closed = True
+    def close(self, timeout: float = CLOSE_WAIT) -> CloseReport:
+        """Close this cache's Redis connections and its listener; report what was left pending.
+
+        Deletes and clears made while Redis was unreachable get one last try; any still pending
+        are logged and in the report. Safe to call twice; using the cache again reopens it.
+        """
+        owner = f"{type(self).__name__}.close()"
+        seconds = checked_timeout(timeout, owner)
+        run_sync(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
         if endpoint is not None:
-            endpoint.close()
+            endpoint.close(seconds)
+        return report((self._tiers,), owner)
 
     def __enter__(self) -> MultiTierCache:
         self.init()

@@ -20,7 +20,10 @@ from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting
 from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn
 from tiercache._errors import ReentrantCallError
 
-__all__ = ["run_async", "run_sync"]
+__all__ = ["COMPUTE_THREAD", "run_async", "run_sync", "running_computations", "settle_background"]
+
+#: The name of the threads that run sync functions with a ``compute_timeout``.
+COMPUTE_THREAD = "tiercache-compute"
 
 
 _REMOTE: frozenset[type] = frozenset(REMOTE_OPS)
@@ -132,7 +135,7 @@ def _compute_within(
         else:
             future.set_result(result)
 
-    threading.Thread(target=run, name="tiercache-compute", daemon=True).start()
+    threading.Thread(target=run, name=COMPUTE_THREAD, daemon=True).start()
     done, _ = concurrent.futures.wait((future,), timeout)
     if not done:  # (not future.result(timeout): the function may raise TimeoutError itself)
         raise Overran(future)
@@ -286,3 +289,26 @@ def _retrieve_exception(task: asyncio.Future[Any]) -> None:
     # The leader may have been cancelled with nobody left awaiting: mark the outcome as seen.
     if not task.cancelled():
         task.exception()
+
+async def settle_background(timeout: float) -> int:
+    """Wait up to ``timeout`` s for the running loop's background tasks, then cancel the rest.
+
+    Return how many were cancelled. (A refresh cancelled here changes nothing: the next call
+    refreshes; a run past its ``compute_timeout`` is the caller's function, cancelled like any
+    task the loop is left with when it shuts down.)
+    """
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _background_tasks if task.get_loop() is loop]
+    if not mine:
+        return 0
+    _, pending = await asyncio.wait(mine, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)  # (a task may take its time to unwind)
+    return len(pending)
+
+
+def running_computations() -> int:
+    """Return how many sync runs past their ``compute_timeout`` still run on their threads."""
+    return sum(thread.name == COMPUTE_THREAD and thread.is_alive() for thread in threading.enumerate())

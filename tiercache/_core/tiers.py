@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_PENDING_KEYS",
     "TOMBSTONE_FLOOR",
     "Tiers",
+    "live_tiers",
 ]
 
 logger = logging.getLogger("tiercache")
@@ -118,6 +120,8 @@ class Tiers:
         self.channel: str | None = None
         self.origin = os.urandom(8)
         self.key_prefix = ""
+        self._endpoint: Endpoint | None = None  # set by subclasses, as they resolve where L2 is
+        _live.add(self)
         self._by_digest: dict[str, Hashable] = {}  # see note_digest()
 
     def enabled(self) -> bool:
@@ -127,6 +131,10 @@ class Tiers:
     def endpoint(self) -> Endpoint | None:
         """Return the L2 endpoint in use now, or None when this cache keeps to L1."""
         raise NotImplementedError
+
+    def endpoint_in_use(self) -> Endpoint | None:
+        """Return the endpoint this cache last used, without resolving settings again (closing)."""
+        return self._endpoint
 
     def after_fork(self) -> None:
         """Replace locks a thread of the parent may have held when it forked."""
@@ -536,3 +544,11 @@ class Tiers:
             coherent=self.hears_others,
             reset=reset,
         )
+
+
+_live: weakref.WeakSet[Tiers] = weakref.WeakSet()
+
+
+def live_tiers() -> list[Tiers]:
+    """Return every cache of this process still referenced: functions and adapters."""
+    return list(_live)

@@ -71,6 +71,7 @@ class CircuitBreaker:
         self._held_back = 0
         self._open_logged = False  # whether the current outage was logged (then so is its end)
         self._summary: threading.Timer | None = None
+        self._prober: threading.Thread | None = None
         _breakers.add(self)
 
     @property
@@ -140,8 +141,13 @@ class CircuitBreaker:
             opening=True,
         )
         self._on_open()
-        if self._probe is not None:
-            threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True).start()
+        self._start_prober()
+
+    def _start_prober(self) -> None:
+        if self._probe is not None and not self._stopped.is_set():
+            prober = threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True)
+            self._prober = prober
+            prober.start()
 
     def _log_change(self, message: str, *args: object, opening: bool) -> None:
         """Log a state change, or count it as held back.
@@ -197,13 +203,26 @@ class CircuitBreaker:
             backoff = min(backoff * 2, self.max_backoff)
             self._backoff = backoff
 
-    def stop(self) -> None:
-        """Stop probing (the endpoint is being closed), and say what was held back."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop probing (the endpoint is being closed), and say what was held back.
+
+        Waits up to ``timeout`` seconds for a probe under way (a PING bounded by its timeouts).
+        """
         self._stopped.set()
         summary = self._summary
         if summary is not None:
             summary.cancel()
             self._log_summary()
+            summary.join(timeout)
+        prober = self._prober
+        if prober is not None and prober is not threading.current_thread():
+            prober.join(timeout)
+
+    def resume(self) -> None:
+        """Probe again after stop(), if Redis was unavailable when it stopped."""
+        self._stopped.clear()
+        if self.state != CLOSED and (self._prober is None or not self._prober.is_alive()):
+            self._start_prober()
 
     def _reset_after_fork(self) -> None:
         # The child has no prober thread; it learns about an outage again on its first call.
@@ -212,6 +231,7 @@ class CircuitBreaker:
         self.failures = 0
         self._backoff = self.first_backoff
         self._summary = None
+        self._prober = None
         self._held_back = 0
 
 

@@ -102,6 +102,8 @@ class Bus:
         self._failing = False  # the last attempt to subscribe failed
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
+        self._pubsub: Any = None
         self.losses = 0  # subscriptions lost (for tests and the log)
         self._warned = False  # that we cannot follow, since the last time we could
         _buses.add(self)
@@ -143,9 +145,29 @@ class Bus:
         with self._lock:
             return bool(self._confirmed) and set(self._members) <= self._confirmed
 
-    def stop(self) -> None:
-        """Stop listening (the thread ends within one poll)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, waiting up to ``timeout`` s for the thread (it ends within one poll).
+
+        From now on announcements go unheard: every member's L1 is flushed, and what members
+        cache until their channel is followed again (a join, or resume()) lives briefly.
+        """
         self._stopped.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        members = self._all_members()
+        with self._lock:
+            self._confirmed.clear()
+            self._unconfirmed = weakref.WeakSet(members)
+        for member in members:
+            member.set_deaf(True)
+            member.drop_local(None, keep_stale=True)
+
+    def resume(self) -> None:
+        """Listen again after stop(), if anyone follows; members hear once subscribed again."""
+        with self._lock:
+            if self._members and (self._thread is None or not self._thread.is_alive()):
+                self._start()
 
     def after_fork(self) -> None:
         """In a child: no listener thread survived the fork; start a new one if anyone follows."""
@@ -153,6 +175,15 @@ class Bus:
         self._changed = threading.Condition(self._lock)
         self._thread = None
         self._confirmed = set()
+        # The parent's listener is not here to close its subscription: this process's copy of
+        # the socket would stay open (and the server would keep a connection of the parent's
+        # open after the parent closed it, filling its buffer with messages nobody reads).
+        # redis-py shuts a socket down only in the process that opened it: this just closes ours.
+        pubsub, self._pubsub = self._pubsub, None
+        connection = getattr(pubsub, "connection", None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
         if self._members:
             # The parent's L1 came with the fork, and what it will miss until we listen, we
             # cannot know: flush now and once the child's subscription is up.
@@ -174,7 +205,7 @@ class Bus:
         while self._keep_listening():
             pubsub = None
             try:
-                pubsub = self._subscribe(attempt)
+                pubsub = self._pubsub = self._subscribe(attempt)
                 self._follow(pubsub)
             except Exception as exc:  # any failure of the subscription means "lost"
                 if self._lost(exc):
@@ -185,6 +216,7 @@ class Bus:
             else:
                 continue  # stopped, or nobody follows any more
             finally:
+                self._pubsub = None
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # a dead connection may fail to close
                         pubsub.close()

@@ -41,7 +41,7 @@ from tiercache._l2.sentinel import (
 from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "Endpoint"]
+__all__ = ["CLOSE_WAIT", "DEFAULT_MAX_CONNECTIONS", "Endpoint", "live_endpoints"]
 
 logger = logging.getLogger("tiercache")
 
@@ -49,6 +49,8 @@ logger = logging.getLogger("tiercache")
 DEFAULT_MAX_CONNECTIONS: Final = 50
 #: The least a caller waits for a pooled connection to come free before it skips L2.
 POOL_WAIT: Final = 1.0
+#: How long close() waits for the listener and prober threads to end.
+CLOSE_WAIT: Final = 5.0
 
 
 def _retry_once() -> Retry:
@@ -111,6 +113,11 @@ class Endpoint:
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_store: AsyncStore | None = None
         self._access_checked: set[str] = set()
+        # close() sets it; the next store asked for reopens (listener and prober too).
+        self._closed = False
+        # Clients the application built are theirs to close, not ours.
+        self.owns_clients = True
+        _live.add(self)
 
     @classmethod
     def from_url(
@@ -323,7 +330,7 @@ class Endpoint:
 
         # Without a sync client nothing can probe or listen from a thread: calls probe, one at a
         # time, and L1s follow TTLs only.
-        return cls(
+        endpoint = cls(
             f"client {kind}",
             make_sync,
             make_async,
@@ -334,6 +341,8 @@ class Endpoint:
             # The application's own client checks, and stays open: it is theirs.
             checker=(lambda: contextlib.nullcontext(sync_client)) if sync_client is not None else None,
         )
+        endpoint.owns_clients = False
+        return endpoint
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r})"
@@ -375,6 +384,8 @@ class Endpoint:
         store = self._sync
         if store is None:
             with self._lock:
+                if self._closed:
+                    self._reopen()
                 if self._sync is None:
                     self._sync = SyncStore(self._make_sync(), self)
                 store = self._sync
@@ -384,6 +395,10 @@ class Endpoint:
 
     def async_store(self) -> AsyncStore:
         """Return the store for coroutines running on the current event loop."""
+        if self._closed:
+            with self._lock:
+                if self._closed:
+                    self._reopen()
         if not self._async_per_loop:
             if self._shared_async is None:
                 self._shared_async = AsyncStore(self._make_async(), self)
@@ -394,28 +409,55 @@ class Endpoint:
         store = self._async.get(loop)
         if store is None:
             store = self._async[loop] = AsyncStore(self._make_async(), self)
-            store.close_with_loop(lambda: self._forget_loop(loop))
+            store.close_with_loop(lambda: self._forget_store(loop, store))
         self._last_loop, self._last_store = loop, store
         return store
 
-    def _forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._async.pop(loop, None)
-        if self._last_loop is loop:
+    def _forget_store(self, loop: asyncio.AbstractEventLoop, store: AsyncStore) -> None:
+        # Only that store: the loop may have a newer one by the time an old one closes.
+        if self._async.get(loop) is store:
+            del self._async[loop]
+        if self._last_store is store:
             self._last_loop, self._last_store = None, None
 
-    def close(self) -> None:
-        """Stop probing and listening; drop the sync client's connections (async ones go with their loops)."""
-        self.breaker.stop()
-        if self.bus is not None:
-            self.bus.stop()
-        if self._sync is not None:
-            self._sync.client.close()
+    def close(self, timeout: float = CLOSE_WAIT) -> None:
+        """Stop listening and probing, and close the connections this endpoint opened for threads.
 
-    async def aclose(self) -> None:
+        Waits up to ``timeout`` seconds for the listener and a probe under way. Safe to call
+        twice; the next operation reopens the endpoint (connections, listener, prober). Async
+        connections belong to their event loop: ``aclose()`` closes the running loop's, and
+        every other loop's close when that loop shuts down. Clients the application built
+        (``from_clients``) stay open: they are theirs.
+        """
+        with self._lock:
+            self._closed = True
+            store, self._sync = self._sync, None
+            self._last_loop, self._last_store = None, None
+        self.breaker.stop(timeout)
+        if self.bus is not None:
+            self.bus.stop(timeout)
+        if store is not None and self.owns_clients:
+            store.client.close()
+
+    async def aclose(self, timeout: float = CLOSE_WAIT) -> None:
         """Like close(), and close the running loop's async connections now too."""
-        self.close()
-        loop = asyncio.get_running_loop()
-        store = self._shared_async if not self._async_per_loop else self._async.get(loop)
-        self._forget_loop(loop)
+        # The joins of close() take a poll at most (50 ms), and nothing when nothing runs.
+        self.close(timeout)
+        store = self._async.get(asyncio.get_running_loop()) if self._async_per_loop else None
         if store is not None:
-            await store.client.aclose()
+            await store.aclose()
+
+    def _reopen(self) -> None:
+        # (Called under self._lock.)
+        self._closed = False
+        self.breaker.resume()
+        if self.bus is not None:
+            self.bus.resume()
+
+
+_live: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+
+
+def live_endpoints() -> list[Endpoint]:
+    """Return every endpoint of this process still referenced (tiercache.close() closes them)."""
+    return list(_live)

@@ -474,6 +474,14 @@ class AsyncStore:
             # Start it (registering it with the running loop) and leave it at its ``yield``.
             self._closer.__anext__().send(None)
 
+    async def aclose(self) -> None:
+        """Close the client now (and forget this store), rather than when its loop shuts down."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # (runs its ``finally``)
+        else:
+            await self.client.aclose()
+
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
         if self._in_flight:

@@ -1,0 +1,319 @@
+"""tiercache.close() / aclose(): nothing left running or open, nothing lost, and a lazy reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tiercache
+from tests.faults import until
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache._background import submit
+from tiercache._l2.envelope import open_envelope
+from tiercache._tools.redis_process import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_from_earlier_tests() -> None:
+    """Close what earlier tests left running, so that what a test finds is its own doing."""
+    tiercache.close()
+
+
+def tiercache_threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("tiercache"))
+
+
+def worker(redis_server: RedisProcess, mode: str, namespace: str) -> list[dict[str, Any]]:
+    """Run tests/lifecycle_worker.py in a fresh interpreter that makes every warning an error."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    command = [sys.executable, "-X", "dev", "-W", "error", "-m", "tests.lifecycle_worker"]
+    done = subprocess.run(
+        [*command, redis_server.url, dead, namespace, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # -X dev shows every ResourceWarning (an unclosed socket, an "Unclosed connection" of
+    # redis.asyncio) and every exception ignored in a destructor, on stderr.
+    for bad in ("Warning", "Unclosed", "Exception ignored", "Traceback"):
+        assert bad not in done.stderr, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def by_what(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["what"]: line for line in lines}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_close_leaves_no_thread_or_socket_and_reopens(
+    redis_server: RedisProcess, isolated_settings: str, mode: str
+) -> None:
+    seen = by_what(worker(redis_server, mode, isolated_settings))
+    closed = seen["closed"]
+    # Background refreshes, listeners, probers of a dead Redis: all stopped; every connection
+    # closed (in async mode, checked inside the loop: its connections are closed now).
+    assert closed["threads"] == [] and closed["peers"] == []
+    # The invalidation made while Redis was unreachable is reported, not silently dropped.
+    assert closed["report"]["pending"] == {"lifecycle.unreachable": 1}
+    assert seen["closed twice"]["report"]["pending"] == {"lifecycle.unreachable": 1}
+    assert seen["closed twice"]["adapter"]["clean"]
+    # Used again, everything reopens; the value changed while closed is seen (L1 was flushed).
+    assert seen["reopened"]["value"] == 2 and seen["reopened"]["adapter"] == 1
+    assert seen["closed again"]["threads"] == [] and seen["closed again"]["peers"] == []
+
+
+@pytest.mark.slow
+def test_preload_then_fork_needs_no_close_before_the_fork(
+    redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """A gunicorn --preload parent warms its caches up and forks workers without closing."""
+    seen = by_what(worker(redis_server, "fork", isolated_settings))
+    children = seen["children"]["results"]
+    assert [child.get("error") for child in children] == [None, None]
+    assert [child["status"] for child in children] == [0, 0]
+    for child in children:
+        # Each worker heard the other's invalidations (its own listener, started at fork)...
+        assert child["seen"][2:] == [2, 2, 1], child
+        # ...and closing it leaves nothing behind, not even the parent's inherited sockets.
+        assert child["threads"] == [] and child["peers"] == [], child
+        assert child["report"]["clean"]
+    assert seen["parent"] == {"what": "parent", "value": 2, "tagged": 2}
+    assert seen["parent closed"]["threads"] == [] and seen["parent closed"]["peers"] == []
+
+
+# -- in this process ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, to pause."""
+    process = RedisProcess(tmp_path).start()
+    tiercache.configure(redis_url=process.url, timeout=0.1, connect_timeout=0.25)
+    yield process
+    process.stop()
+
+
+def test_close_stops_every_thread_and_a_call_reopens(real_l2: str) -> None:
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    assert "tiercache-coherence" in tiercache_threads()
+    report = tiercache.close()
+    assert report.clean and report == tiercache.CloseReport()
+    assert tiercache_threads() == []
+    assert double(2) == 4 and double.cache_stats().l2_hits == 1  # (L1 was flushed at close)
+    until(lambda: "tiercache-coherence" in tiercache_threads(), timeout=2.0)
+    tiercache.close()
+    assert tiercache_threads() == []
+
+
+def test_close_flushes_coherent_l1s_only(real_l2: str) -> None:
+    """Closed, a process hears no invalidations: what its L1s hold could go stale unheard."""
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def coherent(x: int) -> int:
+        return x
+
+    @tiered_cache(ttl_l1=60, ttl_l2=None)
+    def local_only(x: int) -> int:
+        return x
+
+    coherent(1)
+    local_only(1)
+    tiercache.close()
+    assert coherent.cache_stats().l1_size == 0
+    assert local_only.cache_stats().l1_size == 1
+
+
+def test_background_work_is_waited_for_then_reported(real_l2: str) -> None:
+    release = threading.Event()
+    submit(lambda: release.wait(10))
+    time.sleep(0.05)
+    started = time.monotonic()
+    report = tiercache.close(timeout=0.2)
+    assert 0.15 < time.monotonic() - started < 2.0
+    assert report.still_running == 1 and not report.clean
+    release.set()
+    until(lambda: tiercache_threads() == [], timeout=2.0)
+    assert tiercache.close().clean
+
+
+def test_queued_background_jobs_are_dropped_not_run(real_l2: str) -> None:
+    release = threading.Event()
+    ran: list[int] = []
+    for _ in range(4):
+        submit(lambda: release.wait(10))
+    time.sleep(0.05)
+    for n in range(3):
+        submit(lambda n=n: ran.append(n))
+    closing = threading.Thread(target=lambda: reports.append(tiercache.close(timeout=5)))
+    reports: list[tiercache.CloseReport] = []
+    closing.start()
+    time.sleep(0.05)
+    release.set()
+    closing.join(10)
+    assert reports[0].dropped == 3 and reports[0].still_running == 0
+    assert ran == [] and tiercache_threads() == []
+
+
+@pytest.mark.slow
+def test_close_replays_invalidations_redis_missed_or_reports_them(
+    server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    @tiered_cache(ttl_l1=60, ttl_l2=60, name="lifecycle.missed")
+    def value(key: str) -> str:
+        return key
+
+    value("k")
+    stored = value.cache_key("k")
+    server.pause()
+    try:
+        value("other")  # times out: the breaker opens
+        value.cache_invalidate("k")  # deferred
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tiercache"):
+            report = tiercache.close(timeout=0.5)
+    finally:
+        server.resume()
+    assert report.pending_invalidations == {"lifecycle.missed": 1}
+    assert "1 invalidation(s) of lifecycle.missed never reached Redis" in caplog.text
+    assert open_envelope(server.client().get(stored)).tombstone is False  # (still the old value)
+    # Redis answers again: the next close gives the invalidation its last try, and it lands.
+    value.__tiercache__.endpoint_in_use().breaker.success()  # (as the prober would, once resumed)
+    assert tiercache.close().clean
+    assert value.cache_stats().pending_invalidations == 0
+    raw = server.client().get(stored)
+    assert raw is None or open_envelope(raw).tombstone
+
+
+def test_close_while_threads_call_never_fails_a_call(real_l2: str) -> None:
+    """Closing under load: calls racing with it go on (reopening), none fails or is wrong."""
+
+    @tiered_cache(ttl_l1=0.01, ttl_l2=60)
+    def square(x: int) -> int:
+        return x * x
+
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def call() -> None:
+        n = 0
+        while not stop.is_set():
+            n = (n + 1) % 50
+            try:
+                if square(n) != n * n:
+                    problems.append(f"square({n}) wrong")
+            except Exception as exc:
+                problems.append(repr(exc))
+
+    callers = [threading.Thread(target=call) for _ in range(4)]
+    for thread in callers:
+        thread.start()
+    try:
+        for _ in range(20):
+            tiercache.close()
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join(10)
+    assert problems == []
+    tiercache.close()
+    assert tiercache_threads() == []
+
+
+@pytest.mark.asyncio
+async def test_aclose_closes_this_loops_connections_now(real_l2: str, redis_server: RedisProcess) -> None:
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    async def double(x: int) -> int:
+        return 2 * x
+
+    def clients() -> int:
+        return len(redis_server.client().client_list()) - 1  # (less the one asking)
+
+    before = clients()
+    assert await double(2) == 4
+    assert clients() > before
+    report = await tiercache.aclose()
+    assert report.clean and tiercache_threads() == []
+    until(lambda: clients() == before, timeout=2.0)
+    assert await double(2) == 4  # reopened, on this loop
+    await tiercache.aclose()
+    until(lambda: clients() == before, timeout=2.0)
+
+
+@pytest.mark.asyncio
+async def test_aclose_cancels_this_loops_refreshes_past_the_timeout(real_l2: str) -> None:
+    started = asyncio.Event()
+
+    @tiered_cache(ttl_l1=0.01, ttl_l2=0.05, stale_ttl=60, name="lifecycle.slow")
+    async def slow(x: int) -> int:
+        if started.is_set():
+            await asyncio.sleep(30)  # the refresh
+        started.set()
+        return x
+
+    await slow(1)
+    await asyncio.sleep(0.1)
+    assert await slow(1) == 1  # stale: served, and a refresh starts in the background
+    await asyncio.sleep(0.01)
+    report = await tiercache.aclose(timeout=0.1)
+    assert report.dropped == 1
+
+
+def test_bad_timeouts_name_the_function() -> None:
+    with pytest.raises(TypeError, match=r"tiercache.close\(\): timeout must be a number of seconds"):
+        tiercache.close(timeout="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"MultiTierCache.close\(\): timeout must be a finite number > 0"):
+        MultiTierCache().close(timeout=-1)
+
+
+@pytest.mark.asyncio
+async def test_adapters_close_and_reopen(redis_server: RedisProcess, isolated_settings: str) -> None:
+    settings = MultiTierCacheSettings(l2_url=redis_server.url, namespace=isolated_settings)
+    async with MultiTierCacheAdapter(settings) as cache:
+        await cache.set("k", 1)
+    assert await cache.get("k") == 1  # reopened
+    assert (await cache.aclose()).clean
+    assert (await cache.aclose()).clean  # twice
+    with MultiTierCache(settings) as sync_cache:
+        sync_cache.set("k", 2)
+    assert sync_cache.get("k") == 2
+    sync_cache.close()
+    sync_cache.close()
+    # (The background workers are the process's, not an adapter's: tiercache.close() ends them.)
+    assert [name for name in tiercache_threads() if name != "tiercache-background"] == []
+
+
+def test_close_leaves_the_applications_own_clients_open(redis_server: RedisProcess) -> None:
+    client = redis_server.client()
+    tiercache.configure(redis_client=client)
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    tiercache.close()
+    assert client.ping()  # still usable: it is the application's
+    assert double(3) == 6
+    tiercache.close()
+    client.close()
