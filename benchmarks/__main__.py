@@ -19,7 +19,19 @@ from importlib import metadata
 from pathlib import Path
 
 import tiercache
-from benchmarks import arguments, compression, flood, frames, l1_costs, l1_hits, l2, policies, tags, zipf
+from benchmarks import (
+    arguments,
+    compression,
+    flood,
+    frames,
+    l1_costs,
+    l1_hits,
+    l2,
+    policies,
+    tags,
+    tracing,
+    zipf,
+)
 from benchmarks.harness import Scenario
 from tiercache._tools.redis_process import RedisProcess
 
@@ -134,6 +146,8 @@ def main() -> int:
         print("running: tags", file=sys.stderr)
         tag_hits = tags.hit_rows(repeats=5 if args.quick else 9)
         tag_invalidation = tags.invalidation_row()
+        print("running: tracing", file=sys.stderr)
+        traced = tracing.rows(repeats=5 if args.quick else 9)
         print("running: a flood of forged clears", file=sys.stderr)
         floods = flood.rows(server.url)
         rates = zipf.rows(requests=50_000 if args.quick else 200_000)
@@ -252,6 +266,14 @@ def main() -> int:
         f"{tag_invalidation.clear_ms:.1f} ms for `cache_clear()` of a function",
         f"holding as many; afterwards {tag_invalidation.misses_after:,} of the "
         f"{tag_invalidation.entries:,} calls recomputed.",
+        "",
+        "### Tracing",
+        "",
+        "The same hit with tiercache's OpenTelemetry spans off (the application does not trace)",
+        "and on (an SDK TracerProvider whose one processor drops the spans: the SDK's cost of",
+        "making a span is in the figure, exporting it is not). Rounds alternate.",
+        "",
+        *tracing.table(traced),
         "",
         "### A flood of forged clear announcements",
         "",

@@ -58,7 +58,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     if endpoint is not None:
         tiers.stats.count("l2_lookups", len(wanted))
         generation_key = tiers.generation_key_if_due(endpoint)
-        read = ReadMany(endpoint, tuple(tiers.key(k) for k in wanted), generation_key)
+        read = ReadMany(endpoint, tuple(tiers.key(k) for k in wanted), generation_key, owner=tiers)
         ok, reply = yield from l2_op(tiers, endpoint, read)
         if ok:
             generation, payloads = reply
@@ -99,7 +99,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
             for key, payload in payloads.items()
             if payload is not None
         )
-        op = WriteMany(endpoint, writes, tiers.announce([tiers.key(key) for key in items]))
+        op = WriteMany(endpoint, writes, tiers.announce([tiers.key(key) for key in items]), owner=tiers)
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
         if ok:
             stored = {key for key, payload in payloads.items() if payload is not None}
@@ -150,5 +150,5 @@ def ping(tiers: AdapterTiers) -> Flow:
     endpoint = tiers.endpoint()
     if endpoint is None or not endpoint.breaker.allow():
         return False
-    ok, _ = yield from l2_op(tiers, endpoint, Ping(endpoint))
+    ok, _ = yield from l2_op(tiers, endpoint, Ping(endpoint, owner=tiers))
     return bool(ok)

@@ -6,4 +6,6 @@
 - ``tiers``: one cache's L1, L2 endpoint, generation, repairs and stats.
 - ``stats``: counters, latency histogram, the frozen snapshot users read.
 - ``checks``: the argument and environment checks both front ends use.
+- ``closing``: the last try at deferred invalidations when closing, and the report of what is left.
+- ``tracing``: OpenTelemetry spans for L2 operations and computations, when the application traces.
 """

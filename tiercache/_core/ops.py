@@ -1,7 +1,8 @@
 """The I/O a flow can ask for, and the steps every flow's L2 work shares.
 
 A flow yields these operations; a shell (``shells``) performs them and sends back the result,
-or throws the operation's exception into the flow.
+or throws the operation's exception into the flow. Each names its ``owner``, the cache it is
+done for, which only tracing reads (None: no cache in particular).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Read:
     endpoint: Endpoint
     key: str
     generation_key: str | None
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -73,6 +75,7 @@ class ReadMany:
     endpoint: Endpoint
     keys: tuple[str, ...]
     generation_key: str | None
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -90,6 +93,7 @@ class ReadTagged:
     key: str
     generation_key: str | None
     tag_keys: tuple[str, ...]
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -107,6 +111,7 @@ class ClaimTags:
     keys: tuple[str, ...]
     token: bytes
     ttl_ms: int
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -126,6 +131,7 @@ class Write:
     payload: bytes
     ttl_ms: int
     token: bytes
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -138,6 +144,7 @@ class WriteManyIfUnchanged:
 
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int, bytes], ...]
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -151,6 +158,7 @@ class WriteMany:
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int], ...]
     announce: Announce = None
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -166,6 +174,7 @@ class Invalidate:
     tombstone: bytes | None
     ttl_ms: int
     announce: Announce = None
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -181,6 +190,7 @@ class RaiseGeneration:
     floor: int
     step: int
     announce: Announce = None
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -192,6 +202,7 @@ class Ping:
     """Check that the endpoint answers."""
 
     endpoint: Endpoint
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -206,6 +217,7 @@ class AcquireLock:
     key: str
     token: bytes
     ttl_ms: int
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -219,6 +231,7 @@ class ReleaseLock:
     endpoint: Endpoint
     key: str
     token: bytes
+    owner: Tiers | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
@@ -261,6 +274,7 @@ class Compute:
     function: Callable[..., Any]
     call: Call
     timeout: float | None = None
+    owner: Tiers | None = None
 
 
 class Overran(Exception):
@@ -273,6 +287,8 @@ class Overran(Exception):
     def __init__(self, pending: Any) -> None:
         super().__init__("the function outlasted its timeout")
         self.pending = pending
+
+    owner: Tiers | None = None
 
 
 @dataclass(slots=True)
@@ -352,7 +368,7 @@ def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool
     generation_key = tiers.generation_key_if_due(endpoint)
     if generation_key is None:
         return True
-    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key))
+    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key, tiers))
     if ok:
         tiers.learn_generation(endpoint, reply[0])
     return bool(ok)
@@ -381,8 +397,8 @@ def drop_keys(
 def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> Invalidate:
     # One fresh token for the lot: it only has to differ from any token a writer read before.
     if tiers.tombstone_ms is None:
-        return Invalidate(endpoint, keys, None, 0, announce)
-    return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce)
+        return Invalidate(endpoint, keys, None, 0, announce, tiers)
+    return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce, tiers)
 
 
 def new_generation(
@@ -397,7 +413,9 @@ def new_generation(
     if not endpoint.breaker.allow():
         tiers.defer(clear=True)
         return
-    op = RaiseGeneration(endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None))
+    op = RaiseGeneration(
+        endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), tiers
+    )
     ok, reply = yield from l2_op(tiers, endpoint, op)
     if ok:
         tiers.learn_generation(endpoint, reply[0])
@@ -414,7 +432,7 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
     if clears or floor:
         announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
         op = RaiseGeneration(
-            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce
+            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce, tiers
         )
         ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:

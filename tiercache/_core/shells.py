@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Final
 
 from tiercache import _background
+from tiercache._core import tracing as _tracing
 from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
 from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn
 from tiercache._errors import ReentrantCallError
@@ -27,6 +29,8 @@ COMPUTE_THREAD = "tiercache-compute"
 
 
 _REMOTE: frozenset[type] = frozenset(REMOTE_OPS)
+#: What a computation runs inside while nobody traces.
+_NO_SPAN: Final = contextlib.nullcontext()
 
 
 def _abandon(flights: Flights[Any] | None, key: Hashable, flight: Flight[Any] | None) -> None:
@@ -36,7 +40,7 @@ def _abandon(flights: Flights[Any] | None, key: Hashable, flight: Flight[Any] | 
         flights.settle(key, flight, ABANDONED)
 
 
-def run_sync(flow: Flow) -> Any:
+def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no helpers
     """Drive ``flow`` to its end in the calling thread and return its result."""
     flights: Flights[threading.Event] | None = None
     flight: Flight[threading.Event] | None = None
@@ -49,20 +53,28 @@ def run_sync(flow: Flow) -> Any:
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first: L2 work (one set lookup, not nine checks)
                 try:
-                    reply = op.perform(op.endpoint.sync_store())  # type: ignore[union-attr]
+                    store = op.endpoint.sync_store()  # type: ignore[union-attr]
+                    tracer = _tracing.tracer()
+                    if tracer is None:
+                        reply = op.perform(store)  # type: ignore[union-attr]
+                    else:
+                        with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
+                            reply = record(op.perform(store))  # type: ignore[union-attr]
                 except Exception as exc:
                     error = exc
                 continue
             if type(op) is Compute:  # here, not in a helper: each frame per level limits recursion
                 call, function = op.call, op.function
+                tracer = _tracing.tracer()
                 try:
-                    reply = (
-                        _compute_within(function, call.args, call.kwargs, op.timeout)
-                        if op.timeout is not None
-                        else function(*call.args)
-                        if call.kwargs is None
-                        else function(*call.args, **call.kwargs)
-                    )
+                    with _NO_SPAN if tracer is None else _tracing.compute_span(tracer, op):
+                        reply = (
+                            _compute_within(function, call.args, call.kwargs, op.timeout)
+                            if op.timeout is not None
+                            else function(*call.args)
+                            if call.kwargs is None
+                            else function(*call.args, **call.kwargs)
+                        )
                 except Exception as exc:
                     error = exc
                 continue
@@ -191,7 +203,12 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
                     store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
                     if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
                         await store.drop_idle_connections()  # the breaker opened: they may be dead
-                    reply = await op.perform(store)  # type: ignore[union-attr]
+                    tracer = _tracing.tracer()
+                    if tracer is None:
+                        reply = await op.perform(store)  # type: ignore[union-attr]
+                    else:
+                        with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
+                            reply = record(await op.perform(store))  # type: ignore[union-attr]
                 except Exception as exc:
                     error = exc
                 continue
@@ -248,10 +265,14 @@ async def _perform_async(op: Op) -> Any:
     # (L2 operations never get here: run_async performs them itself, first.)
     if isinstance(op, Compute):
         call = op.call
-        running = op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
-        if op.timeout is None:
-            return await running
-        return await _compute_within_async(running, op.timeout)
+        tracer = _tracing.tracer()
+        with _NO_SPAN if tracer is None else _tracing.compute_span(tracer, op):
+            running = (
+                op.function(*call.args) if call.kwargs is None else op.function(*call.args, **call.kwargs)
+            )
+            if op.timeout is None:
+                return await running
+            return await _compute_within_async(running, op.timeout)
     if isinstance(op, Sleep):
         return await asyncio.sleep(op.seconds)
     if isinstance(op, Spawn):
@@ -289,6 +310,7 @@ def _retrieve_exception(task: asyncio.Future[Any]) -> None:
     # The leader may have been cancelled with nobody left awaiting: mark the outcome as seen.
     if not task.cancelled():
         task.exception()
+
 
 async def settle_background(timeout: float) -> int:
     """Wait up to ``timeout`` s for the running loop's background tasks, then cancel the rest.

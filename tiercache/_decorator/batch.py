@@ -106,7 +106,7 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
     others = batch.others(bound)
     enabled, endpoint = cache.route()
     if not enabled:
-        result = batch.values((yield Compute(batch.function, batch.call_for(bound, ids))))
+        result = batch.values((yield Compute(batch.function, batch.call_for(bound, ids), owner=cache)))
         return {key: result[key] for key in ids if key in result}
     calls: dict[Hashable, Call] = {}
     found: dict[Hashable, Any] = {}
@@ -148,7 +148,7 @@ def _read(
         generation_key = due if index == 0 else generation_key
         call.flags |= LOOKED_UP
         call.read_at = read_at
-    read = ReadMany(endpoint, tuple(call.redis_key for call in calls), generation_key)
+    read = ReadMany(endpoint, tuple(call.redis_key for call in calls), generation_key, cache)
     ok, reply = yield from l2_op(cache, endpoint, read)
     if not ok:
         for call in calls:
@@ -183,7 +183,7 @@ def _run(
 ) -> Flow:
     """Run the function once for ``missing``; store what it returned (one pipeline); fill ``found``."""
     try:
-        result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing))))
+        result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing), owner=cache)))
     except Exception:
         for call in calls:
             cache.record(call, "misses", error=True)
@@ -208,7 +208,7 @@ def _run(
                 cache.redis_key(call)  # (notes its digest, so that announcements reach this entry)
             cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
     if writes and endpoint is not None:
-        ok, taken = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, tuple(writes)))
+        ok, taken = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, tuple(writes), cache))
         for (call, value, l1_seconds), stored in zip(
             writers, taken if ok else [True] * len(writers), strict=True
         ):

@@ -131,7 +131,7 @@ def _write(  # noqa: PLR0917 - one put's state
     tags = b""
     if cache.tagged:  # the tokens the tags hold now (claimed where none): an invalidation from
         # now on makes this value a miss, as it would any value set before it
-        claim = ClaimTags(endpoint, cache.tag_keys(call), new_token(), cache.tag_ttl_ms)
+        claim = ClaimTags(endpoint, cache.tag_keys(call), new_token(), cache.tag_ttl_ms, owner=cache)
         ok, held = yield from l2_op(cache, endpoint, claim)
         tags = (cache.take_tags(call, held) if ok else b"") or b""
         if not tags:
@@ -141,6 +141,6 @@ def _write(  # noqa: PLR0917 - one put's state
         return False
     ttl_ms = cache.l2_ttl_ms_for(seconds)
     ok, _ = yield from l2_op(
-        cache, endpoint, WriteMany(endpoint, ((key, payload, ttl_ms),), cache.announce((key,)))
+        cache, endpoint, WriteMany(endpoint, ((key, payload, ttl_ms),), cache.announce((key,)), owner=cache)
     )
     return bool(ok)

@@ -92,9 +92,9 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         call.read_at = time.monotonic()
         call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
         read = (  # (read_op(), spelt out: a frame less per hit)
-            ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call))
+            ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), cache)
             if cache.tagged
-            else Read(endpoint, call.redis_key, generation_key)
+            else Read(endpoint, call.redis_key, generation_key, cache)
         )
         try:
             reply = yield read
@@ -158,8 +158,8 @@ def read_op(
 ) -> Read | ReadTagged:
     """Return the L2 read of ``call``: its entry (and generation), with its tags' tokens if it has tags."""
     if cache.tagged:
-        return ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call))
-    return Read(endpoint, call.redis_key, generation_key)
+        return ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), cache)
+    return Read(endpoint, call.redis_key, generation_key, cache)
 
 
 def _read_done(cache: FunctionCache, call: Call, read: Read | ReadTagged, reply: tuple[Any, ...]) -> None:
@@ -212,7 +212,7 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
     if cache.tagged and endpoint is not None and call.tag_tokens is not None and None in call.tag_tokens:
         yield from _claim_tags(cache, call, endpoint)
     try:
-        value = yield Compute(cache.function, call, cache.timeout if soft else cache.hard_timeout)
+        value = yield Compute(cache.function, call, cache.timeout if soft else cache.hard_timeout, cache)
     except Overran as overran:
         return (
             yield from _overran(
@@ -221,7 +221,7 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
         )
     except Exception as exc:
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
         if stale is not None:  # fail-safe: a stale value beats an exception
             cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
             if leading:
@@ -234,7 +234,7 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
         raise
     stored = yield from _store(cache, call, endpoint, value)
     if lock is not None and endpoint is not None:
-        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.record(call, "misses")
@@ -252,7 +252,7 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     tokens = call.tag_tokens or []
     missing = [i for i, token in enumerate(tokens) if token is None]
     keys = cache.tag_keys(call)
-    claim = ClaimTags(endpoint, tuple(keys[i] for i in missing), new_token(), cache.tag_ttl_ms)
+    claim = ClaimTags(endpoint, tuple(keys[i] for i in missing), new_token(), cache.tag_ttl_ms, cache)
     ok, held = yield from l2_op(cache, endpoint, claim)
     if not ok:
         return
@@ -313,7 +313,7 @@ def _finish(
         else:
             yield from _store(cache, call, endpoint, value)
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
     finally:
         # Whatever ended the run (a cancelled task, SystemExit in its thread, a TTL function
         # that raised), the key must not stay claimed: its callers would get the stale value
@@ -384,7 +384,7 @@ def write_op(
     )
     if payload is None:
         return None
-    return Write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token)
+    return Write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token, cache)
 
 
 def _serve_ahead(
@@ -416,14 +416,14 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
         lock = None
         if endpoint is not None and cache.lock_ttl_ms:
             lock = os.urandom(8)
-            acquire = AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms)
+            acquire = AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, cache)
             ok, acquired = yield from l2_op(cache, endpoint, acquire)
             if ok and not acquired:
                 return  # another process is refreshing it
             if not ok:
                 lock = None
         try:
-            value = yield Compute(cache.function, call)
+            value = yield Compute(cache.function, call, owner=cache)
         except Exception as exc:
             cache.stats.count("refresh_errors")
             cache.log_once(
@@ -432,7 +432,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
             return
         yield from _store(cache, call, endpoint, value)
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock))
+            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
     finally:
         cache.release_refresh(call.l1_key)
 
@@ -445,7 +445,7 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     """
     lock = os.urandom(8)
     ok, acquired = yield from l2_op(
-        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms)
+        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, cache)
     )
     if not ok:
         return None  # no coordination without Redis: compute ourselves

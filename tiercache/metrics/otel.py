@@ -1,4 +1,4 @@
-"""OpenTelemetry export (``pip install 'tiercache[otel]'``): observable instruments per cached function.
+"""OpenTelemetry export (``pip install 'tiercache[otel]'``): instruments per cached function, and spans.
 
 ``instrument()`` registers asynchronous instruments on a meter; the SDK calls them back at each
 collection, so exporting costs nothing on the call path. Counters carry a ``function`` attribute
@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import TracerProvider
 
+from tiercache._core import tracing
 from tiercache.metrics._source import COUNTERS, Reading, readings
 
-__all__ = ["instrument"]
+__all__ = ["instrument", "trace"]
 
 
 def instrument(meter_provider: MeterProvider | None = None, prefix: str = "tiercache") -> None:
@@ -72,3 +74,21 @@ def _observe(
         ]
 
     return callback
+
+
+def trace(tracer_provider: TracerProvider | None = None) -> None:
+    """Send tiercache's spans to ``tracer_provider`` (None, the default: the global provider).
+
+    Spans need no call of this: tiercache makes them whenever the global tracer provider is
+    set (``opentelemetry.trace.set_tracer_provider``), and none while it is the API's default.
+    Call it to use another provider than the global one. One span per L2 operation
+    (``tiercache.l2.read``, ``.write``, ...) and per computation on a miss
+    (``tiercache.compute``), with the attributes ``tiercache.function``, ``tiercache.outcome``
+    and ``tiercache.key_digest`` (never the arguments); none for L1 hits.
+    """
+    if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
+        raise TypeError(
+            "tiercache.metrics.otel.trace(): tracer_provider must be an opentelemetry TracerProvider, "
+            f"not {type(tracer_provider).__name__}"
+        )
+    tracing.choose_provider(tracer_provider)
