@@ -378,3 +378,21 @@ async def test_defaults_are_the_design_notes() -> None:
         True,
         True,
     )
+
+
+async def test_a_value_only_l1_can_hold_takes_the_old_one_out_of_redis(
+    redis_server: RedisProcess, isolated_settings: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Otherwise other processes would go on reading the value this set replaced."""
+    settings = MultiTierCacheSettings(l2_url=redis_server.url, namespace=isolated_settings)
+    writer, reader = MultiTierCache(settings), MultiTierCache(settings)  # two L1s, as two processes
+    writer.set("k", 1)
+    assert reader.get("k") == 1
+    unencodable = object()
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        writer.set("k", unencodable)
+    assert writer.get("k") is unencodable  # kept in the writer's L1
+    reader.invalidate_l1()
+    assert reader.get("k") is None  # and no longer 1 in Redis
+    writer.close()
+    reader.close()

@@ -7,8 +7,8 @@ Flows like ``_decorator.flow``'s, driven by the same shells: ``MultiTierCacheAda
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core.checks import shortening
 from tiercache._core.ops import (
@@ -16,6 +16,7 @@ from tiercache._core.ops import (
     Op,
     Ping,
     ReadMany,
+    Swap,
     WriteMany,
     drop_keys,
     know_generation,
@@ -30,7 +31,12 @@ from tiercache._l2.envelope import NO_TOKEN
 if TYPE_CHECKING:
     from tiercache._adapter.tiers import AdapterTiers
 
-__all__ = ["clear", "delete", "get_many", "ping", "set_many"]
+__all__ = ["UNCHANGED", "clear", "delete", "get_many", "ping", "set_many", "update"]
+
+#: What update()'s ``change`` returns to leave the key as it is.
+UNCHANGED: Final = object()
+#: Compare-and-swap tries before update() gives up on a key other writers keep changing.
+MAX_SWAPS: Final = 64
 
 
 def _usable(tiers: AdapterTiers) -> Generator[Op, Any, Endpoint | None]:
@@ -103,14 +109,74 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
         if ok:
             stored = {key for key, payload in payloads.items() if payload is not None}
+        # A value only L1 can hold replaces the old one in Redis too: other processes must not
+        # go on reading what this set replaced.
+        unstorable = tuple(tiers.key(key) for key, payload in payloads.items() if payload is None)
+        if unstorable:
+            yield from drop_keys(tiers, endpoint, unstorable, action="set()")
+    l1_seconds = ttl if ttl is not None else tiers.local.ttl
     for key, value in items.items():
-        # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
-        if tiers.settings.write_through or key not in stored:
-            tiers.remember(key)
-            l1_seconds = ttl if ttl is not None else tiers.local.ttl
-            tiers.l1.set(key, value, l1_seconds * keep[key], lease)
+        _keep_local(tiers, key, value, l1_seconds * keep[key], lease, stored=key in stored)
+
+
+def _keep_local(
+    tiers: AdapterTiers, key: str, value: Any, seconds: float, lease: int | None, *, stored: bool
+) -> None:
+    # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
+    if tiers.settings.write_through or not stored:
+        tiers.remember(key)
+        tiers.l1.set(key, value, seconds, lease)
+    else:
+        tiers.l1.delete(key)
+
+
+def update(
+    tiers: AdapterTiers, key: str, change: Callable[[Any], Any], ttl: float | None, *, keep_ttl: bool = False
+) -> Flow:
+    """Set ``key`` to ``change(value)`` in both tiers; return ``(value, what change returned)``.
+
+    ``change`` gets MISSING for an absent key; it returns UNCHANGED to write nothing, or raises
+    to stop. In L2 the read and the write are one compare-and-swap, tried again while other
+    writers change the key in between: no concurrent update is lost, and ``change`` may run more
+    than once. The new value lives ``ttl`` seconds (None: the default), or with ``keep_ttl``
+    what the old one had left. With L2 off or unreachable, L1 alone, as set() does.
+    """
+    lease = tiers.l1.lease()
+    endpoint = yield from _usable(tiers)
+    if endpoint is not None and (yield from know_generation(tiers, endpoint)):
+        redis_key = tiers.key(key)
+        for _ in range(MAX_SWAPS):
+            read = ReadMany(endpoint, (redis_key,), None, owner=tiers)
+            ok, reply = yield from l2_op(tiers, endpoint, read)
+            if not ok:
+                break
+            payload = reply[1][0]
+            _, _, hit = tiers.take_read(endpoint, None, None, payload, redis_key)
+            current, left = (MISSING, 0.0) if hit is MISSING else hit
+            new = change(current)
+            if new is UNCHANGED:
+                return current, new
+            seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
+            sealed = tiers.seal_value(endpoint, new, redis_key, NO_TOKEN, ttl=seconds)
+            if sealed is None:  # only L1 can hold it: Redis must not keep serving the old one
+                yield from drop_keys(tiers, endpoint, (redis_key,), action="update")
+                break
+            announce = tiers.announce((redis_key,))
+            swap = Swap(endpoint, redis_key, payload, sealed, round(seconds * 1000), announce, tiers)
+            ok, swapped = yield from l2_op(tiers, endpoint, swap)
+            if not ok:
+                break
+            if swapped:
+                l1_seconds = seconds if keep_ttl or ttl is not None else tiers.local.ttl
+                _keep_local(tiers, key, new, l1_seconds, lease, stored=True)
+                return current, new
         else:
-            tiers.l1.delete(key)
+            raise RuntimeError(f"{tiers.label}: {key!r} changed under each of {MAX_SWAPS} tries to update it")
+    current = tiers.l1.get(key)
+    new = change(current)
+    if new is not UNCHANGED:
+        _keep_local(tiers, key, new, ttl if ttl is not None else tiers.local.ttl, lease, stored=False)
+    return current, new
 
 
 def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:

@@ -60,6 +60,11 @@ class Store(Protocol):
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` if the key's token is still ``token``; return whether it was."""
 
+    def swap(
+        self, key: str, expected: bytes | None, payload: bytes, ttl_ms: int, announce: Announce = None
+    ) -> bool:
+        """Store ``payload`` only if the key holds ``expected`` (None: nothing); return whether it did."""
+
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""
 
@@ -107,6 +112,11 @@ class AsyncStore(Protocol):
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """See ``Store.write``."""
+
+    async def swap(
+        self, key: str, expected: bytes | None, payload: bytes, ttl_ms: int, announce: Announce = None
+    ) -> bool:
+        """See ``Store.swap``."""
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""

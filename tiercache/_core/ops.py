@@ -43,6 +43,7 @@ __all__ = [
     "RemoteOp",
     "Sleep",
     "Spawn",
+    "Swap",
     "Write",
     "WriteMany",
     "WriteManyIfUnchanged",
@@ -136,6 +137,26 @@ class Write:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write(self.key, self.payload, self.ttl_ms, self.token)
+
+
+@dataclass(slots=True)
+class Swap:
+    """Store ``payload`` under ``key`` only if it still holds ``expected`` (None: nothing).
+
+    Then announce. Sent whether it did (False: another writer changed the key since it was read).
+    """
+
+    endpoint: Endpoint
+    key: str
+    expected: bytes | None
+    payload: bytes
+    ttl_ms: int
+    announce: Announce = None
+    owner: Tiers | None = None
+
+    def perform(self, store: Store | AsyncStore) -> Any:
+        """Do it on ``store``: the result, or from an async store the awaitable of it."""
+        return store.swap(self.key, self.expected, self.payload, self.ttl_ms, self.announce)
 
 
 @dataclass(slots=True)
@@ -323,6 +344,7 @@ REMOTE_OPS = (
     ReadTagged,
     ClaimTags,
     Write,
+    Swap,
     WriteManyIfUnchanged,
     WriteMany,
     Invalidate,
@@ -337,6 +359,7 @@ RemoteOp = (
     | ReadTagged
     | ClaimTags
     | Write
+    | Swap
     | WriteManyIfUnchanged
     | WriteMany
     | Invalidate

@@ -32,6 +32,7 @@ from tiercache._core.ops import (
     ReadTagged,
     ReleaseLock,
     RemoteOp,
+    Swap,
     Write,
     WriteMany,
     WriteManyIfUnchanged,
@@ -47,6 +48,7 @@ OPERATIONS: dict[type, str] = {
     ClaimTags: "claim_tags",
     Write: "write",
     WriteMany: "write_many",
+    Swap: "swap",
     WriteManyIfUnchanged: "write_many",
     Invalidate: "invalidate",
     RaiseGeneration: "clear",
@@ -156,7 +158,7 @@ def compute_span(found: Any, op: Compute) -> Iterator[None]:
 
 
 def _keys_of(op: RemoteOp) -> tuple[str, ...]:
-    if isinstance(op, (Read, ReadTagged, Write, AcquireLock, ReleaseLock)):
+    if isinstance(op, (Read, ReadTagged, Write, Swap, AcquireLock, ReleaseLock)):
         return (op.key,)
     if isinstance(op, (ReadMany, ClaimTags, Invalidate)):
         return op.keys
@@ -171,7 +173,7 @@ def _outcome_of(op: RemoteOp, reply: Any) -> str:
     if isinstance(op, ReadMany) and op.keys:
         found = sum(payload is not None for payload in reply[1])
         return "hit" if found == len(op.keys) else "miss" if not found else "partial"
-    if isinstance(op, Write):
+    if isinstance(op, (Write, Swap)):
         return "stored" if reply else "refused"
     if isinstance(op, WriteManyIfUnchanged):
         return "stored" if all(reply) else "refused" if not any(reply) else "partial"

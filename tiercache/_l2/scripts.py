@@ -11,7 +11,7 @@ from tiercache._l2.envelope import (
     TOKEN_SIZE,
 )
 
-__all__ = ["RAISE_GENERATION", "RELEASE_LOCK", "WRITE_IF_UNCHANGED"]
+__all__ = ["RAISE_GENERATION", "RELEASE_LOCK", "SWAP_IF_EQUAL", "WRITE_IF_UNCHANGED"]
 
 # Delete the lock only if it still holds our token: never release another holder's lock.
 RELEASE_LOCK = (
@@ -42,6 +42,16 @@ elseif current then
   end
 end
 if token ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# Compare-and-swap: store ARGV[2] for ARGV[3] ms only if the key holds exactly ARGV[1] (empty: it
+# holds nothing). A key of another type reads as nothing, as MGET reads it, so it is overwritten.
+SWAP_IF_EQUAL = """
+local current = redis.pcall('GET', KEYS[1])
+if type(current) ~= 'string' then current = '' end
+if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """

@@ -24,7 +24,7 @@ from tiercache._l2.envelope import (
 )
 from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.pool import NO_CONNECTION
-from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, WRITE_IF_UNCHANGED
+from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
 
 
 class Owner(Protocol):
@@ -205,6 +205,7 @@ class SyncStore:
         self.openings_seen = endpoint.openings
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
+        self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(RAISE_GENERATION)
         # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
@@ -283,6 +284,19 @@ class SyncStore:
             raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
+
+    def swap(
+        self, key: str, expected: bytes | None, payload: bytes, ttl_ms: int, announce: Announce = None
+    ) -> bool:
+        """Store ``payload`` under ``key`` only if it holds ``expected`` (None: nothing); then announce.
+
+        Return whether it did: False when another writer changed the key since it was read.
+        """
+        with _TRANSLATED:
+            swapped = bool(self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
+            if swapped and announce is not None:
+                self.client.publish(*announce)
+            return swapped
 
     def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
@@ -437,6 +451,7 @@ class AsyncStore:
         self.openings_seen = endpoint.openings
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
+        self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(RAISE_GENERATION)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget  # as in SyncStore
@@ -560,6 +575,16 @@ class AsyncStore:
             raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
+
+    async def swap(
+        self, key: str, expected: bytes | None, payload: bytes, ttl_ms: int, announce: Announce = None
+    ) -> bool:
+        """See ``SyncStore.swap``."""
+        with _TRANSLATED:
+            swapped = bool(await self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
+            if swapped and announce is not None:
+                await self.client.publish(*announce)
+            return swapped
 
     async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
