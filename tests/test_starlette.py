@@ -37,11 +37,12 @@ def quiet(redis_server: RedisProcess) -> int:
     return connections(redis_server)
 
 
-def session_app(redis_url: str, namespace: str) -> tuple[FastAPI, dict[str, Any], list[str]]:
+def session_app(redis_url: str, namespace: str, name: str) -> tuple[FastAPI, dict[str, Any], list[str]]:
+    """A FastAPI app over a cached session lookup called ``name`` (each test its own: stats by name)."""
     sessions: dict[str, Any] = {"s1": {"user": "ada"}, "s2": {"user": "grace"}}
     lookups: list[str] = []
 
-    @tiered_cache(ttl_l1=60, ttl_l2=300, name="app.get_session")
+    @tiered_cache(ttl_l1=60, ttl_l2=300, name=name)
     async def get_session(session_id: str) -> dict[str, Any] | None:
         lookups.append(session_id)  # the slow lookup (a database, say)
         return sessions.get(session_id)
@@ -74,7 +75,7 @@ def session_app(redis_url: str, namespace: str) -> tuple[FastAPI, dict[str, Any]
 def test_a_cached_session_lookup_behind_fastapi(
     redis_server: RedisProcess, isolated_settings: str, quiet: int
 ) -> None:
-    app, _, lookups = session_app(redis_server.url, isolated_settings)
+    app, _, lookups = session_app(redis_server.url, isolated_settings, "app.get_session")
     with TestClient(app) as client:
         assert client.get("/sessions/s1").json() == {"user": "ada"}
         assert client.get("/sessions/s1").json() == {"user": "ada"}
@@ -96,14 +97,14 @@ def test_the_app_can_start_again_after_shutting_down(
     redis_server: RedisProcess, isolated_settings: str, quiet: int
 ) -> None:
     """As a test suite does, one TestClient after another: the second startup reopens."""
-    app, _, lookups = session_app(redis_server.url, isolated_settings)
+    app, _, lookups = session_app(redis_server.url, isolated_settings, "app.get_session_again")
     with TestClient(app) as client:
         assert client.get("/sessions/s2").json() == {"user": "grace"}
     assert tiercache_threads() == []
     with TestClient(app) as client:
         assert client.get("/sessions/s2").json() == {"user": "grace"}
-        stats = client.get("/cache/stats").json()["app.get_session"]
-        assert stats["l2_hits"] == 1  # L1 was flushed at shutdown; Redis still had it
+        stats = client.get("/cache/stats").json()["app.get_session_again"]
+        assert stats["l2_hits"] == 1, stats  # L1 was flushed at shutdown; Redis still had it
     assert lookups == ["s2"]
     assert tiercache_threads() == [] and connections(redis_server) == quiet
 
