@@ -1,0 +1,447 @@
+"""tiercache.contrib.django.TieredCache against Django's cache contract, on a real redis-server.
+
+The contract tests follow the cases of Django's own ``BaseCacheTests`` (tests/cache/tests.py)
+that apply to a Redis-backed cache, written again for pytest; culling (a local-memory notion)
+and pickled objects (tiercache never pickles) are left out. Then what only a shared cache can
+show: other processes' L1s follow, and incr() is atomic across processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        SECRET_KEY="tiercache-tests",  # noqa: S106 - signs nothing that leaves the test
+        INSTALLED_APPS=["django.contrib.sessions"],
+        SESSION_ENGINE="django.contrib.sessions.backends.cache",
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        ROOT_URLCONF=__name__,
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        USE_TZ=True,
+    )
+    django.setup()
+
+from django.core.cache import CacheKeyWarning, caches
+from django.http import HttpRequest, JsonResponse
+from django.test import Client, override_settings
+from django.urls import path
+
+from tiercache._tools.redis_process import RedisProcess
+from tiercache.contrib.django import TieredCache
+
+BACKEND = "tiercache.contrib.django.TieredCache"
+
+
+def visit(request: HttpRequest) -> JsonResponse:
+    """A view that counts a visitor's visits in their session."""
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    return JsonResponse({"visits": request.session["visits"]})
+
+
+def leave(request: HttpRequest) -> JsonResponse:
+    """A view that ends the visitor's session (as logging out does)."""
+    request.session.flush()
+    return JsonResponse({"left": True})
+
+
+urlpatterns = [path("visit", visit), path("leave", leave)]
+
+
+def caches_setting(url: str, namespace: str, **default: Any) -> dict[str, Any]:
+    options = {"NAMESPACE": namespace}
+    return {
+        "default": {"BACKEND": BACKEND, "LOCATION": url, "OPTIONS": options, **default},
+        "prefix": {"BACKEND": BACKEND, "LOCATION": url, "OPTIONS": options, "KEY_PREFIX": "cacheprefix"},
+        "v2": {"BACKEND": BACKEND, "LOCATION": url, "OPTIONS": options, "VERSION": 2},
+        "custom_key": {
+            "BACKEND": BACKEND,
+            "LOCATION": url,
+            "OPTIONS": options,
+            "KEY_FUNCTION": lambda key, prefix, version: f"CUSTOM-{prefix}-{version}-{key}",
+        },
+    }
+
+
+@pytest.fixture
+def cache(redis_server: RedisProcess, isolated_settings: str) -> Iterator[Any]:
+    with override_settings(CACHES=caches_setting(redis_server.url, isolated_settings)):
+        yield caches["default"]
+
+
+# -- Django's contract -------------------------------------------------------------------------
+
+
+def test_simple_and_none_is_a_value(cache: Any) -> None:
+    cache.set("key", "value")
+    assert cache.get("key") == "value"
+    cache.set("key_default_none", None)
+    assert cache.get("key_default_none", default="default") is None
+    assert cache.get("does_not_exist") is None
+    assert cache.get("does_not_exist", "bang!") == "bang!"
+
+
+def test_add(cache: Any) -> None:
+    assert cache.add("addkey1", "value") is True
+    assert cache.add("addkey1", "newvalue") is False
+    assert cache.get("addkey1") == "value"
+
+
+def test_prefix(cache: Any) -> None:
+    cache.set("somekey", "value")
+    assert caches["prefix"].has_key("somekey") is False
+    caches["prefix"].set("somekey", "value2")
+    assert cache.get("somekey") == "value"
+    assert caches["prefix"].get("somekey") == "value2"
+
+
+def test_get_many(cache: Any) -> None:
+    cache.set_many({"a": "a", "b": "b", "c": "c", "d": "d"})
+    assert cache.get_many(["a", "c", "d"]) == {"a": "a", "c": "c", "d": "d"}
+    assert cache.get_many(["a", "b", "e"]) == {"a": "a", "b": "b"}
+    assert cache.get_many(iter(["a", "b", "e"])) == {"a": "a", "b": "b"}
+    cache.set_many({"x": None, "y": 1})
+    assert cache.get_many(["x", "y"]) == {"x": None, "y": 1}
+
+
+def test_delete(cache: Any) -> None:
+    cache.set_many({"key1": "spam", "key2": "eggs"})
+    assert cache.delete("key1") is True
+    assert cache.get("key1") is None
+    assert cache.get("key2") == "eggs"
+    assert cache.delete("nonexistent_key") is False
+
+
+def test_has_key_and_in(cache: Any) -> None:
+    cache.set("hello1", "goodbye1")
+    assert cache.has_key("hello1") is True
+    assert cache.has_key("goodbye1") is False
+    cache.set("no_expiry", "here", None)
+    assert cache.has_key("no_expiry") is True
+    cache.set("null", None)
+    assert cache.has_key("null") is True
+    assert "null" in cache and "goodbye1" not in cache
+
+
+def test_incr_and_decr(cache: Any) -> None:
+    cache.set("answer", 41)
+    assert cache.incr("answer") == 42 and cache.get("answer") == 42
+    assert cache.incr("answer", 10) == 52
+    assert cache.incr("answer", -10) == 42
+    assert cache.decr("answer") == 41 and cache.decr("answer", -1) == 42
+    for delta in (1, -1):
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr("does_not_exist", delta)
+    with pytest.raises(ValueError, match="not found"):
+        cache.decr("does_not_exist")
+    cache.set("null", None)
+    with pytest.raises(TypeError):
+        cache.incr("null")
+
+
+def test_close_keeps_working(cache: Any) -> None:
+    cache.set("key", 1)
+    cache.close()  # (Django calls it after every request)
+    assert cache.get("key") == 1
+
+
+def test_data_types(cache: Any) -> None:
+    values = {
+        "string": "this is a string",
+        "int": 42,
+        "bool": True,
+        "list": [1, 2, 3, 4],
+        "tuple": (1, 2, 3, 4),
+        "dict": {"A": 1, "B": 2},
+        "binary": b"\x78\x9c\x00value",
+        "unicode": "Iñtërnâtiônàlizætiøn2",
+    }
+    for key, value in values.items():
+        cache.set(key, value)
+        assert cache.get(key) == value
+        assert cache.delete(key) is True
+        assert cache.add(key, value) is True
+        assert cache.get(key) == value
+    cache.clear()
+    cache.set_many(values)
+    assert cache.get_many(values) == values
+    # (And from Redis, not only this process's L1:)
+    cache._cache.invalidate_l1()
+    assert cache.get_many(values) == values
+
+
+def test_expiration(cache: Any) -> None:
+    cache.set("expire1", "very quickly", 1)
+    cache.set("expire2", "very quickly", 1)
+    cache.set("expire3", "very quickly", 1)
+    time.sleep(1.5)
+    assert cache.get("expire1") is None
+    assert cache.add("expire2", "newvalue") is True
+    assert cache.get("expire2") == "newvalue"
+    assert cache.has_key("expire3") is False
+
+
+def test_touch(cache: Any) -> None:
+    cache.set("expire1", "very quickly", timeout=1)
+    assert cache.touch("expire1", timeout=3) is True
+    time.sleep(1.5)
+    assert cache.has_key("expire1") is True
+    cache._cache.invalidate_l1()
+    assert cache.has_key("expire1") is True  # Redis has the new timeout too
+    time.sleep(2)
+    assert cache.has_key("expire1") is False
+    assert cache.touch("nonexistent") is False
+
+
+def test_set_many(cache: Any) -> None:
+    assert cache.set_many({"key1": "spam", "key2": "eggs"}) == []
+    assert cache.get("key1") == "spam" and cache.get("key2") == "eggs"
+    assert cache.set_many({}) == []
+    cache.set_many({"key1": "spam", "key2": "eggs"}, 1)
+    time.sleep(1.5)
+    assert cache.get("key1") is None and cache.get("key2") is None
+
+
+def test_delete_many_and_clear(cache: Any) -> None:
+    cache.set_many({"key1": "spam", "key2": "eggs", "key3": "ham"})
+    assert cache.delete_many(["key1", "key2"]) is None
+    assert cache.get("key1") is None and cache.get("key2") is None and cache.get("key3") == "ham"
+    assert cache.delete_many([]) is None
+    cache.clear()
+    assert cache.get("key3") is None
+
+
+def test_long_and_float_timeouts(cache: Any) -> None:
+    month = 60 * 60 * 24 * 30 + 1  # (memcached would read this as a date: we do not)
+    cache.set("key1", "eggs", month)
+    assert cache.add("key2", "ham", month) is True
+    cache.set_many({"key3": "sausage"}, month)
+    cache.set("key4", "spam", 100.2)
+    cache._cache.invalidate_l1()
+    assert cache.get_many(["key1", "key2", "key3", "key4"]) == {
+        "key1": "eggs",
+        "key2": "ham",
+        "key3": "sausage",
+        "key4": "spam",
+    }
+
+
+def test_forever_timeout(cache: Any) -> None:
+    cache.set("key1", "eggs", None)
+    assert cache.get("key1") == "eggs"
+    assert cache.add("key2", "ham", None) is True
+    assert cache.add("key1", "new eggs", None) is False
+    cache.set_many({"key3": "sausage", "key4": "lobster bisque"}, None)
+    cache.set("key5", "belgian fries", timeout=1)
+    assert cache.touch("key5", timeout=None) is True
+    time.sleep(1.5)
+    cache._cache.invalidate_l1()
+    assert cache.get_many(["key1", "key2", "key3", "key5"]) == {
+        "key1": "eggs",
+        "key2": "ham",
+        "key3": "sausage",
+        "key5": "belgian fries",
+    }
+
+
+def test_zero_timeout(cache: Any) -> None:
+    cache.set("key1", "eggs", 0)
+    assert cache.get("key1") is None
+    assert cache.add("key2", "ham", 0) is True
+    assert cache.get("key2") is None
+    cache.set_many({"key3": "sausage", "key4": "lobster bisque"}, 0)
+    assert cache.get("key3") is None and cache.get("key4") is None
+    cache.set("key5", "belgian fries", timeout=5)
+    assert cache.touch("key5", timeout=0) is True
+    assert cache.get("key5") is None
+
+
+def test_key_versions(cache: Any) -> None:
+    v2 = caches["v2"]
+    cache.set("answer1", 42)
+    assert cache.get("answer1", version=1) == 42 and cache.get("answer1", version=2) is None
+    assert v2.get("answer1") is None and v2.get("answer1", version=1) == 42
+    v2.set("answer3", 42)
+    assert cache.get("answer3") is None and cache.get("answer3", version=2) == 42
+    assert cache.add("answer4", 42, version=2) is True
+    assert cache.add("answer4", 37, version=2) is False
+    assert cache.add("answer4", 37, version=1) is True
+    assert cache.get_many(["answer4"], version=2) == {"answer4": 42}
+    assert cache.incr("answer4", version=2) == 43
+    assert cache.delete("answer4", version=2) is True and cache.get("answer4") == 37
+
+
+def test_incr_and_decr_version(cache: Any) -> None:
+    cache.set("answer", 42, version=2)
+    assert cache.incr_version("answer", version=2) == 3
+    assert cache.get("answer", version=2) is None and cache.get("answer", version=3) == 42
+    assert cache.decr_version("answer", version=3) == 2
+    assert cache.get("answer", version=2) == 42
+    with pytest.raises(ValueError, match="not found"):
+        cache.incr_version("does_not_exist")
+
+
+def test_custom_key_function(cache: Any) -> None:
+    caches["custom_key"].set("answer1", 42)
+    assert caches["custom_key"].get("answer1") == 42
+    assert cache.get("answer1") is None
+
+
+def test_get_or_set(cache: Any) -> None:
+    assert cache.get_or_set("projector", lambda: 42) == 42
+    assert cache.get_or_set("projector", 43) == 42
+    assert cache.get_or_set("null", None) is None
+
+
+def test_keys_memcached_would_refuse_warn_as_django_s_redis_backend_does(cache: Any) -> None:
+    with pytest.warns(CacheKeyWarning, match="will cause errors if used with memcached"):
+        cache.set("key with spaces", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheKeyWarning)
+        assert cache.get("key with spaces") == 1
+
+
+def test_bad_settings_name_the_backend(redis_server: RedisProcess) -> None:
+    with pytest.raises(ValueError, match=r"TieredCache: unknown OPTIONS entry 'L1_SIZE'"):
+        TieredCache(redis_server.url, {"OPTIONS": {"L1_SIZE": 10}})
+    with pytest.raises(ValueError, match="TieredCache: LOCATION must be one Redis URL"):
+        TieredCache([redis_server.url, redis_server.url], {})
+    with pytest.raises(ValueError, match="TieredCache: LOCATION must be a Redis URL"):
+        TieredCache("", {})
+    backend = TieredCache(redis_server.url, {})
+    with pytest.raises(TypeError, match="TieredCache: timeout must be a number of seconds or None"):
+        backend.set("k", 1, timeout="soon")
+
+
+def test_threads_share_one_l1_and_one_pool(cache: Any, redis_server: RedisProcess) -> None:
+    """Django makes a backend object per thread; they are one cache underneath."""
+    import threading  # noqa: PLC0415
+
+    seen: list[Any] = []
+    cache.set("shared", 1)
+    thread = threading.Thread(target=lambda: seen.append(caches["default"]))
+    thread.start()
+    thread.join()
+    assert seen[0] is not cache and seen[0]._cache is cache._cache
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+def test_the_cache_session_engine_over_a_real_request(cache: Any) -> None:
+    client = Client()
+    assert client.get("/visit").json() == {"visits": 1}
+    assert client.get("/visit").json() == {"visits": 2}
+    session_key = client.cookies["sessionid"].value
+    # The session lives in the cache (and in Redis: another process would find it).
+    cache._cache.invalidate_l1()
+    assert cache.get(f"django.contrib.sessions.cache{session_key}") == {"visits": 2}
+    # A second visitor has a session of their own.
+    assert Client().get("/visit").json() == {"visits": 1}
+    assert client.get("/leave").json() == {"left": True}  # flushes the session: out of the cache
+    assert cache.get(f"django.contrib.sessions.cache{session_key}") is None
+
+
+# -- what only a shared cache shows -------------------------------------------------------------
+
+PEER = """
+import sys, django
+from django.conf import settings
+url, namespace, action = sys.argv[1:4]
+settings.configure(CACHES={"default": {
+    "BACKEND": "tiercache.contrib.django.TieredCache", "LOCATION": url,
+    "OPTIONS": {"NAMESPACE": namespace}}})
+django.setup()
+from django.core.cache import cache
+import tiercache
+if action == "set":
+    cache.set("greeting", "hello from another process")
+elif action == "delete":
+    cache.delete("greeting")
+else:
+    for _ in range(int(action)):
+        cache.incr("counter")
+tiercache.close()
+"""
+
+
+def peer(redis_server: RedisProcess, namespace: str, action: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(PEER), redis_server.url, namespace, action],
+        text=True,
+    )
+
+
+def until(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.slow
+def test_other_processes_changes_reach_this_l1(
+    cache: Any, redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    cache.set("greeting", "hello")
+    assert cache.get("greeting") == "hello"  # in this process's L1 now
+    assert peer(redis_server, isolated_settings, "set").wait(60) == 0
+    assert until(lambda: cache.get("greeting") == "hello from another process")
+    assert peer(redis_server, isolated_settings, "delete").wait(60) == 0
+    assert until(lambda: cache.get("greeting") is None)
+
+
+@pytest.mark.slow
+def test_incr_is_atomic_across_processes(
+    cache: Any, redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    cache.set("counter", 0, None)
+    peers = [peer(redis_server, isolated_settings, "150") for _ in range(4)]
+    for _ in range(150):
+        cache.incr("counter")
+    assert [process.wait(120) for process in peers] == [0, 0, 0, 0]
+    cache._cache.invalidate_l1()
+    assert cache.get("counter") == 5 * 150
+
+
+def test_an_unreachable_redis_never_fails_a_call() -> None:
+    """Run apart: the deletes it makes stay pending (and reported) for the rest of its process."""
+    code = """
+    import django, logging
+    from django.conf import settings
+    from tiercache._tools.redis_process import free_port
+    settings.configure(CACHES={"default": {"BACKEND": "tiercache.contrib.django.TieredCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}})
+    django.setup()
+    logging.disable(logging.WARNING)  # (the outage is logged, once)
+    from django.core.cache import cache
+    import tiercache
+    cache.set("k", 1)
+    assert cache.get("k") == 1  # from L1
+    assert cache.add("new", 2) is True and cache.incr("k") == 2
+    assert cache.delete("k") is True and cache.get("k") is None
+    cache.clear()
+    report = tiercache.close()
+    print(sum(report.pending_invalidations.values()))
+    """
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # the clear (it covers the delete): reported, not lost
