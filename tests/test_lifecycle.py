@@ -317,3 +317,66 @@ def test_close_leaves_the_applications_own_clients_open(redis_server: RedisProce
     assert double(3) == 6
     tiercache.close()
     client.close()
+
+
+def test_a_call_that_reopens_during_close_leaves_it_open_and_listening(real_l2: str) -> None:
+    """Forced: a call reopens the endpoint between close() stopping its prober and its listener."""
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(1)
+    endpoint = double.__tiercache__.endpoint_in_use()
+    assert endpoint is not None and endpoint.bus is not None
+    stop_prober = endpoint.breaker.stop
+
+    def stop_then_a_call_comes(timeout: float = 5.0) -> None:
+        stop_prober(timeout)
+        endpoint.sync_store()  # what a call racing with close() does: reopen
+
+    endpoint.breaker.stop = stop_then_a_call_comes  # type: ignore[method-assign]
+    try:
+        tiercache.close()
+    finally:
+        del endpoint.breaker.stop
+    # Open, so listening and able to probe: not left with its listener stopped by the close.
+    until(lambda: endpoint.bus.connected, timeout=2.0)
+    assert not endpoint.breaker._stopped.is_set()
+    assert double(2) == 4
+
+
+@pytest.mark.asyncio
+async def test_aclose_while_tasks_call_never_fails_a_call(real_l2: str, redis_server: RedisProcess) -> None:
+    @tiered_cache(ttl_l1=0.01, ttl_l2=60)
+    async def square(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * x
+
+    def clients() -> int:
+        return len(redis_server.client().client_list()) - 1
+
+    before = clients()
+    stop = asyncio.Event()
+    problems: list[str] = []
+
+    async def call() -> None:
+        n = 0
+        while not stop.is_set():
+            n = (n + 1) % 50
+            try:
+                if await square(n) != n * n:
+                    problems.append(f"square({n}) wrong")
+            except Exception as exc:
+                problems.append(repr(exc))
+
+    callers = [asyncio.ensure_future(call()) for _ in range(8)]
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+        await tiercache.aclose()
+    stop.set()
+    await asyncio.gather(*callers)
+    assert problems == []
+    await tiercache.aclose()
+    assert tiercache_threads() == []
+    until(lambda: clients() == before, timeout=2.0)

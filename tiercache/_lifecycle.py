@@ -11,6 +11,7 @@ other processes' invalidations.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from tiercache import _background
@@ -35,14 +36,16 @@ def close(timeout: float = CLOSE_WAIT) -> CloseReport:
     timeout = checked_timeout(timeout, "tiercache.close()")
     deadline = time.monotonic() + timeout
     dropped, workers = _background.stop()
-    for worker in workers:
+    # (A background job may be what closes tiercache: it does not wait for itself.)
+    others = [worker for worker in workers if worker is not threading.current_thread()]
+    for worker in others:
         worker.join(max(deadline - time.monotonic(), 0.0))
     caches = live_tiers()
     for tiers in caches:
         run_sync(last_repairs(tiers))
     for endpoint in live_endpoints():
         endpoint.close(timeout)
-    running = sum(worker.is_alive() for worker in workers) + running_computations()
+    running = sum(worker.is_alive() for worker in others) + running_computations()
     return report(caches, "tiercache.close()", still_running=running, dropped=dropped)
 
 

@@ -115,6 +115,7 @@ class Endpoint:
         self._access_checked: set[str] = set()
         # close() sets it; the next store asked for reopens (listener and prober too).
         self._closed = False
+        self._reopenings = 0  # (close() checks whether a call reopened it meanwhile)
         # Clients the application built are theirs to close, not ours.
         self.owns_clients = True
         _live.add(self)
@@ -381,11 +382,11 @@ class Endpoint:
 
     def sync_store(self) -> SyncStore:
         """Return the store for sync callers, its pool rid of connections from before an outage."""
+        if self._closed:
+            self._reopen()
         store = self._sync
         if store is None:
             with self._lock:
-                if self._closed:
-                    self._reopen()
                 if self._sync is None:
                     self._sync = SyncStore(self._make_sync(), self)
                 store = self._sync
@@ -396,9 +397,7 @@ class Endpoint:
     def async_store(self) -> AsyncStore:
         """Return the store for coroutines running on the current event loop."""
         if self._closed:
-            with self._lock:
-                if self._closed:
-                    self._reopen()
+            self._reopen()
         if not self._async_per_loop:
             if self._shared_async is None:
                 self._shared_async = AsyncStore(self._make_async(), self)
@@ -421,35 +420,48 @@ class Endpoint:
             self._last_loop, self._last_store = None, None
 
     def close(self, timeout: float = CLOSE_WAIT) -> None:
-        """Stop listening and probing, and close the connections this endpoint opened for threads.
+        """Stop listening and probing, and close the idle connections this endpoint opened for threads.
 
         Waits up to ``timeout`` seconds for the listener and a probe under way. Safe to call
-        twice; the next operation reopens the endpoint (connections, listener, prober). Async
-        connections belong to their event loop: ``aclose()`` closes the running loop's, and
-        every other loop's close when that loop shuts down. Clients the application built
-        (``from_clients``) stay open: they are theirs.
+        twice; the next operation reopens the endpoint (listener, prober, connections). Calls
+        still in flight finish on their connections, which go back to the pool: closed by the
+        next close, never left to the garbage collector. Async connections belong to their event
+        loop: ``aclose()`` closes the running loop's, and every other loop's close when that loop
+        shuts down. Clients the application built (``from_clients``) stay open: they are theirs.
         """
         with self._lock:
             self._closed = True
-            store, self._sync = self._sync, None
-            self._last_loop, self._last_store = None, None
+            reopenings = self._reopenings
+        # Not under the lock: a listener may be asking for the sync store (a cluster's does).
         self.breaker.stop(timeout)
         if self.bus is not None:
             self.bus.stop(timeout)
+        store = self._sync
         if store is not None and self.owns_clients:
-            store.client.close()
+            store.close_connections()
+        with self._lock:
+            if self._reopenings != reopenings:
+                # A call reopened the endpoint while we were closing it, and we may just have
+                # stopped what it restarted: it is open, so it listens and probes.
+                self._resume()
 
     async def aclose(self, timeout: float = CLOSE_WAIT) -> None:
-        """Like close(), and close the running loop's async connections now too."""
+        """Like close(), and close the running loop's idle async connections now too."""
         # The joins of close() take a poll at most (50 ms), and nothing when nothing runs.
         self.close(timeout)
         store = self._async.get(asyncio.get_running_loop()) if self._async_per_loop else None
         if store is not None:
-            await store.aclose()
+            await store.close_connections()
 
     def _reopen(self) -> None:
+        with self._lock:
+            if self._closed:
+                self._closed = False
+                self._reopenings += 1
+                self._resume()
+
+    def _resume(self) -> None:
         # (Called under self._lock.)
-        self._closed = False
         self.breaker.resume()
         if self.bus is not None:
             self.bus.resume()

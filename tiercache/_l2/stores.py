@@ -212,6 +212,19 @@ class SyncStore:
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
 
+    def close_connections(self) -> None:
+        """Close the idle connections now; the store stays usable (it connects again when used).
+
+        Connections in use belong to calls in flight: they finish, and the connection goes back
+        to the pool, where the next close finds it.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
+            if pool is None:
+                self.client.close()  # a cluster client: it reconnects when used again
+            else:
+                pool.disconnect(inuse_connections=False)
+
     def drop_idle_connections(self) -> None:
         """Drop pooled connections made before the breaker last opened (the endpoint calls this).
 
@@ -489,13 +502,14 @@ class AsyncStore:
             # Start it (registering it with the running loop) and leave it at its ``yield``.
             self._closer.__anext__().send(None)
 
-    async def aclose(self) -> None:
-        """Close the client now (and forget this store), rather than when its loop shuts down."""
-        closer, self._closer = self._closer, None
-        if closer is not None:
-            await closer.aclose()  # (runs its ``finally``)
-        else:
-            await self.client.aclose()
+    async def close_connections(self) -> None:
+        """Close the idle connections now (see SyncStore's); the loop's end closes the rest."""
+        pool = getattr(self.client, "connection_pool", None)
+        with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
+            if pool is None:
+                await self.client.aclose()  # a cluster client: it reconnects when used again
+            else:
+                await pool.disconnect(inuse_connections=False)
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
