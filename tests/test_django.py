@@ -445,3 +445,18 @@ def test_an_unreachable_redis_never_fails_a_call() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"  # the clear (it covers the delete): reported, not lost
+
+
+def test_add_after_another_process_cleared_sees_what_it_added(
+    redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """The update reads the generation with the key: one learned before a clear would take an
+    entry written after it for stale, and add over it."""
+    deaf = TieredCache(redis_server.url, {"OPTIONS": {"NAMESPACE": isolated_settings, "COHERENT": False}})
+    other = TieredCache(redis_server.url, {"OPTIONS": {"NAMESPACE": isolated_settings}})
+    assert deaf._cache is not other._cache  # two L1s and two generations, as two processes
+    deaf.set("x", 1)  # learns the generation
+    other.clear()
+    assert other.add("k", "other's") is True
+    assert deaf.add("k", "deaf's") is False
+    assert other.get("k") == "other's"

@@ -146,12 +146,14 @@ def update(
     if endpoint is not None and (yield from know_generation(tiers, endpoint)):
         redis_key = tiers.key(key)
         for _ in range(MAX_SWAPS):
-            read = ReadMany(endpoint, (redis_key,), None, owner=tiers)
+            # The generation is read with the key, every time: with one learned a moment ago, an
+            # entry another process wrote after a clear would look stale, and be overwritten.
+            read = ReadMany(endpoint, (redis_key,), tiers.generation_key, owner=tiers)
             ok, reply = yield from l2_op(tiers, endpoint, read)
             if not ok:
                 break
-            payload = reply[1][0]
-            _, _, hit = tiers.take_read(endpoint, None, None, payload, redis_key)
+            generation, (payload,) = reply
+            _, _, hit = tiers.take_read(endpoint, tiers.generation_key, generation, payload, redis_key)
             current, left = (MISSING, 0.0) if hit is MISSING else hit
             new = change(current)
             if new is UNCHANGED:
