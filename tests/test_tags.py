@@ -516,3 +516,39 @@ def test_a_process_without_tagged_functions_raises_when_redis_cannot_be_told(
     tiercache.invalidate_tags("t")  # a tagged function here: a warning, once, not an exception
     tiercache.invalidate_tags("t")
     assert sum("could not tell" in record.getMessage() for record in caplog.records) <= 1
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_tag_drop_during_cache_set_cannot_hide_its_entry_from_later_invalidations(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """Forced: a drop of the tags (an announcement's echo) lands while cache_set() talks to Redis.
+
+    It took away the note of the key cache_set() was about to keep in L1, so the next
+    invalidation of the tag could not find that entry (found by the model above).
+    """
+    request.getfixturevalue(l2)
+    db = {"u": 1}
+
+    @tiered_cache(ttl_l1=600, tags=lambda user_id: ["all"], name=unique("set-race"))
+    def read(user_id: str) -> int:
+        return db[user_id]
+
+    assert read("u") == 1
+    cache = read.__tiercache__
+    original = cache.redis_key
+
+    def echo_then_key(call: Any) -> str:
+        cache.drop_tagged([digest_of("all")])  # an earlier invalidation's echo, arriving now
+        return original(call)
+
+    cache.redis_key = echo_then_key  # type: ignore[method-assign]
+    try:
+        db["u"] = 5
+        read.cache_set(5, "u")
+    finally:
+        del cache.redis_key
+    assert read("u") == 5
+    db["u"] = 6
+    tiercache.invalidate_tags("all")
+    assert read("u") == 6

@@ -114,6 +114,12 @@ def put(
             # read the old value from Redis before our write, and be about to keep it in L1.
             cache.drop_local((l1_key,))
     lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
+    if cache.tagged:
+        # Noted again, after the lease: a drop of these tags since the first note (another
+        # process's, or the echo of one made here before) took that note away, and our entry
+        # would have been kept where no invalidation of its tags could find it. From the lease
+        # on, such a drop voids it instead (and keeps this value out of L1: a miss, not stale).
+        cache.note_tags(call)
     if enabled and cache.has_l1 and to_l1:
         cache.l1.set(l1_key, value, l1_seconds, lease)
 
