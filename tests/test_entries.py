@@ -319,3 +319,25 @@ def test_a_set_with_an_argument_too_long_to_be_a_key_is_refused() -> None:
 
     with pytest.raises(tiercache.UnkeyableArgumentError, match=r"long-set"):
         lookup.cache_set("v", "x" * 100_000)
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_set_just_after_another_process_cleared_is_not_lost(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """The setter has not heard of the clear (here: it hears nothing). Sealed in the generation
+    it knew, its value would be a miss for everyone; it lands in the new one instead."""
+    client_for(request, l2)
+    runs: list[str] = []
+
+    def body(key: str) -> str:
+        runs.append(key)
+        return f"computed {key}"
+
+    setter = tiered_cache(ttl_l1=60, coherent=False, name="entries.cleared")(body)
+    reader = tiered_cache(ttl_l1=None, name="entries.cleared")(body)  # another process's, L2 only
+    setter("warm")  # learns the generation
+    reader.cache_clear()
+    setter.cache_set("set by hand", "k")
+    assert reader("k") == "set by hand"
+    assert runs == ["warm"]

@@ -17,12 +17,12 @@ from tiercache._core.ops import (
     Ping,
     ReadMany,
     Swap,
-    WriteMany,
     drop_keys,
     know_generation,
     l2_op,
     new_generation,
     replay_repairs,
+    write_in_generation,
 )
 from tiercache._l1.lru import MISSING
 from tiercache._l2.endpoint import Endpoint
@@ -96,18 +96,21 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     keep = {key: shortening(tiers.settings.ttl_jitter) for key in items}
     if endpoint is not None and (yield from know_generation(tiers, endpoint)):
         l2_seconds = ttl or tiers.settings.l2_ttl_seconds
-        payloads = {
-            key: tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key])
-            for key, value in items.items()
-        }
-        writes = tuple(
-            (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
-            for key, payload in payloads.items()
-            if payload is not None
-        )
-        op = WriteMany(endpoint, writes, tiers.announce([tiers.key(key) for key in items]), owner=tiers)
-        ok, _ = (yield from l2_op(tiers, endpoint, op)) if writes else (False, None)
-        if ok:
+        payloads: dict[str, bytes | None] = {}
+
+        def seal() -> tuple[tuple[str, bytes, int], ...]:
+            payloads.update(
+                (key, tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key]))
+                for key, value in items.items()
+            )
+            return tuple(
+                (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
+                for key, payload in payloads.items()
+                if payload is not None
+            )
+
+        announce = tiers.announce([tiers.key(key) for key in items])
+        if (yield from write_in_generation(tiers, endpoint, seal, announce)):
             stored = {key for key, payload in payloads.items() if payload is not None}
         # A value only L1 can hold replaces the old one in Redis too: other processes must not
         # go on reading what this set replaced.

@@ -68,8 +68,16 @@ class Store(Protocol):
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""
 
-    def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
-        """Store ``(key, payload, ttl_ms)`` items in one round trip (then announce)."""
+    def write_many(
+        self,
+        items: tuple[tuple[str, bytes, int], ...],
+        announce: Announce = None,
+        generation_key: str | None = None,
+    ) -> bytes | None:
+        """Store ``(key, payload, ttl_ms)`` items in one round trip (then announce).
+
+        With ``generation_key``, return the generation as it was once the items had landed.
+        """
 
     def invalidate(
         self, keys: Sequence[str], tombstone: bytes | None, ttl_ms: int, announce: Announce = None
@@ -121,7 +129,12 @@ class AsyncStore(Protocol):
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)`` at once; say which were taken."""
 
-    async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
+    async def write_many(
+        self,
+        items: tuple[tuple[str, bytes, int], ...],
+        announce: Announce = None,
+        generation_key: str | None = None,
+    ) -> bytes | None:
         """See ``Store.write_many``."""
 
     async def invalidate(

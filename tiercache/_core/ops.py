@@ -52,6 +52,7 @@ __all__ = [
     "l2_op",
     "new_generation",
     "replay_repairs",
+    "write_in_generation",
 ]
 
 
@@ -174,16 +175,20 @@ class WriteManyIfUnchanged:
 
 @dataclass(slots=True)
 class WriteMany:
-    """Store ``(key, payload, ttl_ms)`` items in one round trip, whatever they held."""
+    """Store ``(key, payload, ttl_ms)`` items in one round trip, whatever they held.
+
+    Sent the generation (read from ``generation_key``) as it was once they had landed, if asked.
+    """
 
     endpoint: Endpoint
     items: tuple[tuple[str, bytes, int], ...]
     announce: Announce = None
     owner: Tiers | None = None
+    generation_key: str | None = None
 
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.write_many(self.items, self.announce)
+        return store.write_many(self.items, self.announce, self.generation_key)
 
 
 @dataclass(slots=True)
@@ -395,6 +400,37 @@ def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool
     if ok:
         tiers.learn_generation(endpoint, reply[0])
     return bool(ok)
+
+
+#: Times write_in_generation() writes again because a clear came before its writes landed.
+MAX_REWRITES = 8
+
+
+def write_in_generation(
+    tiers: Tiers,
+    endpoint: Endpoint,
+    seal: Callable[[], tuple[tuple[str, bytes, int], ...]],
+    announce: Announce,
+) -> Generator[Op, Any, bool]:
+    """Write what ``seal()`` returns, sealed in the generation known now; False if it did not land.
+
+    A value set (not computed) must survive a clear made just before it, in another process
+    this one has not heard from yet: sealed in the old generation, it would be a miss for all.
+    So the generation is read once the writes have landed; if a clear came first, everything
+    is sealed again in the new generation and written again.
+    """
+    for _ in range(MAX_REWRITES):
+        sealed_in = tiers.known_generation()
+        items = seal()
+        if not items:
+            return False
+        op = WriteMany(endpoint, items, announce, tiers, tiers.generation_key)
+        ok, raw = yield from l2_op(tiers, endpoint, op)
+        if not ok:
+            return False
+        if tiers.learn_generation(endpoint, raw) <= sealed_in:
+            return True
+    return False
 
 
 def drop_keys(

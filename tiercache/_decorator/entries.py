@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from tiercache._core.ops import (
     ClaimTags,
     Flow,
-    WriteMany,
     drop_keys,
     know_generation,
     l2_op,
     replay_repairs,
+    write_in_generation,
 )
 from tiercache._decorator.flow import read_op
 from tiercache._decorator.function import Call
@@ -142,11 +142,10 @@ def _write(  # noqa: PLR0917 - one put's state
         tags = (cache.take_tags(call, held) if ok else b"") or b""
         if not tags:
             return False
-    payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds, tags=tags)
-    if payload is None:
-        return False
     ttl_ms = cache.l2_ttl_ms_for(seconds)
-    ok, _ = yield from l2_op(
-        cache, endpoint, WriteMany(endpoint, ((key, payload, ttl_ms),), cache.announce((key,)), owner=cache)
-    )
-    return bool(ok)
+
+    def seal() -> tuple[tuple[str, bytes, int], ...]:
+        payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds, tags=tags)
+        return () if payload is None else ((key, payload, ttl_ms),)
+
+    return (yield from write_in_generation(cache, endpoint, seal, cache.announce((key,))))

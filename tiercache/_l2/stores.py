@@ -311,15 +311,32 @@ class SyncStore:
                 self.client.publish(*announce)
             return swapped
 
-    def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
-        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
+    def write_many(
+        self,
+        items: tuple[tuple[str, bytes, int], ...],
+        announce: Announce = None,
+        generation_key: str | None = None,
+    ) -> bytes | None:
+        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce).
+
+        With ``generation_key``, return the generation read after the writes landed: in the same
+        pipeline on one server (one connection keeps the order), after it on a cluster (whose
+        pipeline sends each node its share at once).
+        """
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
-            pipeline.execute()
+            after = generation_key is not None and not self.endpoint.cluster
+            if after:
+                pipeline.get(generation_key)
+            replies = pipeline.execute()
+            generation = replies[-1] if after else None
+            if generation_key is not None and not after:
+                generation = self.client.get(generation_key)
             if announce is not None:
                 self.client.publish(*announce)
+            return cast("bytes | None", generation)
 
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one pipelined round trip.
@@ -600,15 +617,27 @@ class AsyncStore:
                 await self.client.publish(*announce)
             return swapped
 
-    async def write_many(self, items: tuple[tuple[str, bytes, int], ...], announce: Announce = None) -> None:
-        """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce)."""
+    async def write_many(
+        self,
+        items: tuple[tuple[str, bytes, int], ...],
+        announce: Announce = None,
+        generation_key: str | None = None,
+    ) -> bytes | None:
+        """See ``SyncStore.write_many``."""
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
-            await pipeline.execute()
+            after = generation_key is not None and not self.endpoint.cluster
+            if after:
+                pipeline.get(generation_key)
+            replies = await pipeline.execute()
+            generation = replies[-1] if after else None
+            if generation_key is not None and not after:
+                generation = await self.client.get(generation_key)
             if announce is not None:
                 await self.client.publish(*announce)
+            return cast("bytes | None", generation)
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one round trip (see SyncStore)."""
