@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import tiercache
+from tests.support.sockets import connections_to
 from tiercache import tiered_cache
 from tiercache._tools.redis_process import RedisProcess
 from tiercache.contrib.starlette import caching, lifespan
@@ -26,13 +27,13 @@ def tiercache_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith("tiercache"))
 
 
-def connections(server: RedisProcess) -> int:
-    return len(server.client().client_list()) - 1  # (less the one asking)
+def connections(server: RedisProcess) -> set[int]:
+    return connections_to(server.port)
 
 
 @pytest.fixture
-def quiet(redis_server: RedisProcess) -> int:
-    """Close what earlier tests left open; return the server's connections before the app runs."""
+def quiet(redis_server: RedisProcess) -> set[int]:
+    """Close what earlier tests left open; return this process's connections before the app runs."""
     tiercache.close()
     return connections(redis_server)
 
@@ -73,7 +74,7 @@ def session_app(redis_url: str, namespace: str, name: str) -> tuple[FastAPI, dic
 
 
 def test_a_cached_session_lookup_behind_fastapi(
-    redis_server: RedisProcess, isolated_settings: str, quiet: int
+    redis_server: RedisProcess, isolated_settings: str, quiet: set[int]
 ) -> None:
     app, _, lookups = session_app(redis_server.url, isolated_settings, "app.get_session")
     with TestClient(app) as client:
@@ -87,14 +88,14 @@ def test_a_cached_session_lookup_behind_fastapi(
         assert client.post("/sessions/s1/logout").json() == {"ok": True}
         assert client.get("/sessions/s1").status_code == 404  # invalidated: not served stale
         assert lookups == ["s1", "s1"]
-        assert connections(redis_server) > quiet
+        assert connections(redis_server) - quiet  # the app's own
     # Shut down: the lifespan closed tiercache, on the app's own event loop.
     assert tiercache_threads() == []
-    assert connections(redis_server) == quiet
+    assert connections(redis_server) <= quiet
 
 
 def test_the_app_can_start_again_after_shutting_down(
-    redis_server: RedisProcess, isolated_settings: str, quiet: int
+    redis_server: RedisProcess, isolated_settings: str, quiet: set[int]
 ) -> None:
     """As a test suite does, one TestClient after another: the second startup reopens."""
     app, _, lookups = session_app(redis_server.url, isolated_settings, "app.get_session_again")
@@ -106,11 +107,11 @@ def test_the_app_can_start_again_after_shutting_down(
         stats = client.get("/cache/stats").json()["app.get_session_again"]
         assert stats["l2_hits"] == 1, stats  # L1 was flushed at shutdown; Redis still had it
     assert lookups == ["s2"]
-    assert tiercache_threads() == [] and connections(redis_server) == quiet
+    assert tiercache_threads() == [] and connections(redis_server) <= quiet
 
 
 def test_a_starlette_lifespan_of_its_own_can_nest_caching(
-    redis_server: RedisProcess, isolated_settings: str, quiet: int
+    redis_server: RedisProcess, isolated_settings: str, quiet: set[int]
 ) -> None:
     @tiered_cache(ttl_l1=60, ttl_l2=300, name="app.resolve_adapter")
     async def resolve_adapter(category: str, name: str) -> str:
@@ -134,4 +135,4 @@ def test_a_starlette_lifespan_of_its_own_can_nest_caching(
         assert client.get("/adapters/llm/openai").json() == {"adapter": "llm/openai"}
     assert started == ["up"]
     assert resolve_adapter.cache_stats().l1_hits == 1
-    assert tiercache_threads() == [] and connections(redis_server) == quiet
+    assert tiercache_threads() == [] and connections(redis_server) <= quiet

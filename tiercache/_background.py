@@ -14,17 +14,22 @@ __all__ = ["stop", "submit"]
 logger = logging.getLogger("tiercache")
 
 _WORKERS = 4
+#: A job, and what to call instead if it never runs.
+_Job = tuple[Callable[[], object], Callable[[], object] | None]
 #: What tells a worker to end (put once per worker, after the jobs it should still run: none).
-_STOP: Final = object()
-_jobs: queue.SimpleQueue[object] = queue.SimpleQueue()
+_STOP: Final[_Job] = (lambda: None, None)
+_jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
 _threads: list[threading.Thread] = []
 _lock = threading.Lock()
 
 
-def submit(job: Callable[[], object]) -> None:
-    """Run ``job`` soon on a background thread; its exceptions are logged, never raised."""
+def submit(job: Callable[[], object], dropped: Callable[[], object] | None = None) -> None:
+    """Run ``job`` soon on a background thread; its exceptions are logged, never raised.
+
+    ``dropped`` is called instead if the job never runs (stop() came first).
+    """
     with _lock:
-        _jobs.put(job)
+        _jobs.put((job, dropped))
         _threads[:] = [thread for thread in _threads if thread.is_alive()]
         if len(_threads) < _WORKERS:
             thread = threading.Thread(target=_work, args=(_jobs,), name="tiercache-background", daemon=True)
@@ -48,20 +53,27 @@ def stop() -> tuple[int, list[threading.Thread]]:
     dropped = 0
     while True:
         try:
-            jobs.get_nowait()
+            item = jobs.get_nowait()
         except queue.Empty:
             break
         dropped += 1
+        _, on_drop = item
+        if on_drop is not None:
+            try:
+                on_drop()
+            except Exception:
+                logger.exception("tiercache: releasing a dropped background job failed")
     for _ in threads:
         jobs.put(_STOP)
     return dropped, threads
 
 
-def _work(jobs: queue.SimpleQueue[object]) -> None:
+def _work(jobs: queue.SimpleQueue[_Job]) -> None:
     while True:
-        job = jobs.get()
-        if job is _STOP or not callable(job):
+        item = jobs.get()
+        if item is _STOP:
             return
+        job, _ = item
         try:
             job()
         except Exception:

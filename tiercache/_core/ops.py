@@ -335,11 +335,14 @@ class Sleep:
 class Spawn:
     """Run ``flow`` in the background; the caller does not wait for it.
 
-    With ``after`` (a run that overran), start it once that run has ended.
+    With ``after`` (a run that overran), start it once that run has ended. ``dropped`` is called
+    if the flow never starts (tiercache closed first): what the flow would have released in its
+    ``finally``, it releases (a generator that never started runs no ``finally``).
     """
 
     flow: Generator[Any, Any, Any]
     after: Any = None
+    dropped: Callable[[], object] | None = None
 
 
 #: The operations on L2; each performs itself on a store (``perform``; awaited for an async one).

@@ -161,9 +161,9 @@ def _perform_sync(op: Op) -> Any:
     if isinstance(op, Spawn):
         flow = op.flow
         if op.after is not None:  # no background thread waits for the run: it starts when it ends
-            op.after.add_done_callback(lambda _: _background.submit(lambda: run_sync(flow)))
+            op.after.add_done_callback(lambda _: _background.submit(lambda: run_sync(flow), op.dropped))
             return None
-        return _background.submit(lambda: run_sync(flow))
+        return _background.submit(lambda: run_sync(flow), op.dropped)
     if isinstance(op, Outcome):
         return _outcome(op.pending)  # (done: its flow was spawned after it)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")

@@ -278,7 +278,8 @@ def _overran(  # noqa: PLR0917 - _run's state, handed on whole
     """
     cache.stats.count("timeouts")
     claimed = cache.claim_refresh(call.l1_key)  # (callers with a stale value wait for no second run)
-    yield Spawn(_finish(cache, call, endpoint, lock, pending, claimed=claimed), after=pending)
+    release = (lambda: cache.release_refresh(call.l1_key)) if claimed else None
+    yield Spawn(_finish(cache, call, endpoint, lock, pending, claimed=claimed), pending, release)
     if stale is not None:
         cache.log_once(
             "timeout", "%s outlasted timeout=%g s; serving its stale value", cache.label, cache.timeout
@@ -393,7 +394,7 @@ def _serve_ahead(
     """Serve a hit near the end of its life; start one background refresh of it (per key, per process)."""
     if cache.claim_refresh(call.l1_key):
         cache.stats.count("refreshes_ahead")
-        yield Spawn(refresh(cache, call, endpoint))
+        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
     cache.record(call, outcome)
     return value
 
@@ -401,7 +402,7 @@ def _serve_ahead(
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
     """Return a stale value at once; start one background refresh of it (per key, per process)."""
     if cache.claim_refresh(call.l1_key):
-        yield Spawn(refresh(cache, call, endpoint))
+        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
     cache.record(call, "stale_served")
     return value
 

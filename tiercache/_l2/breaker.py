@@ -146,8 +146,8 @@ class CircuitBreaker:
     def _start_prober(self) -> None:
         if self._probe is not None and not self._stopped.is_set():
             prober = threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True)
-            self._prober = prober
             prober.start()
+            self._prober = prober  # (started first: stop() may join whatever it finds here)
 
     def _log_change(self, message: str, *args: object, opening: bool) -> None:
         """Log a state change, or count it as held back.

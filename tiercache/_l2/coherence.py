@@ -152,7 +152,8 @@ class Bus:
         cache until their channel is followed again (a join, or resume()) lives briefly.
         """
         self._stopped.set()
-        thread = self._thread
+        with self._lock:  # (_start() assigns and starts under it: never joined before it starts)
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         members = self._all_members()
