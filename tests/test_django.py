@@ -460,3 +460,83 @@ def test_add_after_another_process_cleared_sees_what_it_added(
     assert other.add("k", "other's") is True
     assert deaf.add("k", "deaf's") is False
     assert other.get("k") == "other's"
+
+
+# -- a model -------------------------------------------------------------------------------------
+
+KEYS = ("a", "b", "c")
+
+
+def test_two_processes_against_a_model(redis_server: RedisProcess, isolated_settings: str) -> None:
+    """Random operations by two processes' caches; both must agree with a dict, always.
+
+    ``here`` keeps an L1 (and hears the other's announcements); ``there`` has none, so it reads
+    Redis itself. After every step both must come to the model, within an announcement's delay.
+    Every add, incr and touch is checked against the model at once: they are compare-and-swaps.
+    """
+    from hypothesis import settings as hypothesis_settings  # noqa: PLC0415
+    from hypothesis import strategies as st  # noqa: PLC0415
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: PLC0415
+
+    options = {"NAMESPACE": isolated_settings}
+    here = TieredCache(redis_server.url, {"OPTIONS": options})
+    there = TieredCache(redis_server.url, {"OPTIONS": {**options, "L1_ENABLED": False}})
+    who = st.sampled_from(["here", "there"])
+    keys, values = st.sampled_from(KEYS), st.integers(-5, 5)
+
+    class TwoProcesses(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            here.clear()
+            self.model: dict[str, int] = {}
+
+        def cache(self, name: str) -> TieredCache:
+            return here if name == "here" else there
+
+        @rule(name=who, key=keys, value=values)
+        def set(self, name: str, key: str, value: int) -> None:
+            self.cache(name).set(key, value)
+            self.model[key] = value
+
+        @rule(name=who, key=keys, value=values)
+        def add(self, name: str, key: str, value: int) -> None:
+            assert self.cache(name).add(key, value) is (key not in self.model)
+            self.model.setdefault(key, value)
+
+        @rule(name=who, key=keys, delta=values)
+        def incr(self, name: str, key: str, delta: int) -> None:
+            if key not in self.model:
+                with pytest.raises(ValueError, match="not found"):
+                    self.cache(name).incr(key, delta)
+                return
+            self.model[key] += delta
+            assert self.cache(name).incr(key, delta) == self.model[key]
+
+        @rule(name=who, key=keys)
+        def delete(self, name: str, key: str) -> None:
+            assert self.cache(name).delete(key) is (key in self.model)
+            self.model.pop(key, None)
+
+        @rule(name=who, key=keys)
+        def touch(self, name: str, key: str) -> None:
+            assert self.cache(name).touch(key, 60) is (key in self.model)
+
+        @rule(name=who)
+        def clear(self, name: str) -> None:
+            self.cache(name).clear()
+            self.model.clear()
+
+        @invariant()
+        def both_agree_with_the_model(self) -> None:
+            # Within the announcement's delay (a clear's, for the L1-less one too: until it hears
+            # of the new generation, an old entry looks current), then for good.
+            for cache in (there, here):
+                assert until(lambda cache=cache: cache.get_many(KEYS) == self.model, timeout=2.0), (
+                    cache.get_many(KEYS),
+                    self.model,
+                )
+
+    TwoProcesses.TestCase.settings = hypothesis_settings(
+        max_examples=25, stateful_step_count=20, deadline=None
+    )
+    TwoProcesses.TestCase().runTest()
