@@ -164,7 +164,7 @@ def update(
             seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
             sealed = tiers.seal_value(endpoint, new, redis_key, NO_TOKEN, ttl=seconds)
             if sealed is None:  # only L1 can hold it: Redis must not keep serving the old one
-                yield from drop_keys(tiers, endpoint, (redis_key,), action="update")
+                yield from drop_keys(tiers, endpoint, (redis_key,), action="update()")
                 break
             announce = tiers.announce((redis_key,))
             swap = Swap(endpoint, redis_key, payload, sealed, round(seconds * 1000), announce, tiers)
