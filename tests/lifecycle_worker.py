@@ -21,34 +21,17 @@ from typing import Any
 import redis
 
 import tiercache
+from tests.support.leftovers import tcp_sockets
 from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
 
 
 def leftovers() -> dict[str, Any]:
     """Return the threads (but this one) and the sockets this process still has open."""
     gc.collect()  # (connections nobody references any more are closed by now, not later)
-    sockets = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # (the listing's own descriptor)
-        if target.startswith("socket:") and (peer := _peer(target[8:-1])) is not None:
-            sockets.append(peer)
+    # Every TCP socket, whatever its state (an event loop's own socket pair is not TCP).
+    peers = [f"tcp to port {remote} state {state}" for _, remote, state in tcp_sockets()]
     threads = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
-    return {"threads": threads, "sockets": len(sockets), "peers": sockets}
-
-
-def _peer(inode: str) -> str | None:
-    # Which TCP connection an inode is, for the test's failure message (None: not TCP, such as
-    # an event loop's own socket pair).
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with open(table) as rows:
-            for row in list(rows)[1:]:
-                fields = row.split()
-                if fields[9] == inode:
-                    return f"tcp to port {int(fields[2].split(':')[1], 16)} state {fields[3]}"
-    return None
+    return {"threads": threads, "sockets": len(peers), "peers": peers}
 
 
 def emit(what: str, **facts: Any) -> None:

@@ -18,7 +18,7 @@ import pytest
 import tiercache
 from tests.faults import until
 from tests.support.clock import Clock
-from tests.support.sockets import connections_to
+from tests.support.leftovers import connections_to, tiercache_threads
 from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
 from tiercache._background import submit
 from tiercache._l2.envelope import open_envelope
@@ -31,10 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def nothing_left_from_earlier_tests() -> None:
     """Close what earlier tests left running, so that what a test finds is its own doing."""
     tiercache.close()
-
-
-def tiercache_threads() -> list[str]:
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith("tiercache"))
 
 
 def worker(redis_server: RedisProcess, mode: str, namespace: str) -> list[dict[str, Any]]:
@@ -158,21 +154,33 @@ def test_background_work_is_waited_for_then_reported(real_l2: str) -> None:
     assert tiercache.close().clean
 
 
-def test_queued_background_jobs_are_dropped_not_run(real_l2: str) -> None:
+def occupy_workers() -> threading.Event:
+    """Give each of the 4 background workers a job that waits for the event returned."""
     release = threading.Event()
-    ran: list[int] = []
     for _ in range(4):
         submit(lambda: release.wait(10))
     time.sleep(0.05)
-    for n in range(3):
-        submit(lambda n=n: ran.append(n))
-    closing = threading.Thread(target=lambda: reports.append(tiercache.close(timeout=5)))
+    return release
+
+
+def close_releasing(release: threading.Event) -> tiercache.CloseReport:
+    """Call close() on another thread, free the workers once it waits for them; its report."""
     reports: list[tiercache.CloseReport] = []
+    closing = threading.Thread(target=lambda: reports.append(tiercache.close(timeout=5)))
     closing.start()
     time.sleep(0.05)
     release.set()
     closing.join(10)
-    assert reports[0].dropped == 3 and reports[0].still_running == 0
+    return reports[0]
+
+
+def test_queued_background_jobs_are_dropped_not_run(real_l2: str) -> None:
+    release = occupy_workers()
+    ran: list[int] = []
+    for n in range(3):
+        submit(lambda n=n: ran.append(n))
+    report = close_releasing(release)
+    assert report.dropped == 3 and report.still_running == 0
     assert ran == [] and tiercache_threads() == []
 
 
@@ -390,18 +398,9 @@ def test_a_refresh_dropped_by_close_leaves_its_key_free_to_refresh(real_l2: str)
         return f"{key}#{len(runs)}"
 
     assert hot("k") == "k#1"
-    busy = threading.Event()
-    for _ in range(4):  # every worker busy: the refresh waits in the queue
-        submit(lambda: busy.wait(10))
-    time.sleep(0.05)
+    release = occupy_workers()  # the refresh will wait in the queue
     clock.now += 85  # due for a refresh
     assert hot("k") == "k#1"  # served at once; the refresh is queued
-    closing = threading.Thread(target=lambda: reports.append(tiercache.close(timeout=5)))
-    reports: list[tiercache.CloseReport] = []
-    closing.start()
-    time.sleep(0.05)
-    busy.set()
-    closing.join(10)
-    assert reports[0].dropped == 1 and runs == [1]
+    assert close_releasing(release).dropped == 1 and runs == [1]
     assert hot("k") == "k#1"  # still due: a new refresh starts
     until(lambda: hot("k") == "k#2", timeout=5.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 import pytest
@@ -16,15 +15,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import tiercache
-from tests.support.sockets import connections_to
+from tests.support.leftovers import connections_to, tiercache_threads
 from tiercache import tiered_cache
 from tiercache._tools.redis_process import RedisProcess
 from tiercache.contrib.starlette import caching, lifespan
 from tiercache.metrics.prometheus import TiercacheCollector
-
-
-def tiercache_threads() -> list[str]:
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith("tiercache"))
 
 
 def connections(server: RedisProcess) -> set[int]:
