@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +22,11 @@ import redis
 
 import tiercache
 from tests.support.delay_proxy import DelayProxy
+from tests.support.races import race_worker as start_race_worker
+from tests.support.races import stale_samples
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._tools.redis_process import RedisProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()
 
 
@@ -199,21 +199,10 @@ def test_concurrent_async_l1_hits_never_resurrect_an_invalidated_entry(tiers: di
 
 
 @pytest.fixture
-def race_worker(redis_server: RedisProcess, isolated_settings: str) -> Any:
+def race_worker(redis_server: RedisProcess, isolated_settings: str) -> Iterator[subprocess.Popen[str]]:
     """Process A, talking to Redis through a proxy that delays what it sends by 30 ms."""
-    with DelayProxy(redis_server.port, to_server=0.03) as proxy:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.race_worker", proxy.url, isolated_settings, str(redis_server.port)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    with start_race_worker(redis_server, isolated_settings) as worker:
         yield worker
-        worker.stdin.close()  # type: ignore[union-attr]
-        worker.wait(timeout=10)
-        worker.stdout.close()
 
 
 @pytest.mark.parametrize("command", ["compute", "acompute"], ids=["sync", "async"])
@@ -225,22 +214,15 @@ def test_a_write_already_on_its_way_cannot_undo_another_processes_invalidate(
     command: str,
 ) -> None:
     """A computes from v1; B sets v2 and invalidates as A's body returns; A's write lands 30 ms late."""
-    truth = redis_server.client()
     b_side = tiered_cache(ttl_l1=600, ttl_l2=600, name="race.lookup")(lambda key: "unused")
-    stale = []
-    for sample in range(20):
-        key = f"k{sample}"
-        truth.set(f"truth:{isolated_settings}:{key}", "v1")
-        race_worker.stdin.write(f"{command} {key}\n")  # type: ignore[union-attr]
-        race_worker.stdin.flush()  # type: ignore[union-attr]
-        assert race_worker.stdout.readline().strip() == "returning v1"  # type: ignore[union-attr]
-        truth.set(f"truth:{isolated_settings}:{key}", "v2")
-        b_side.cache_invalidate(key)
-        assert race_worker.stdout.readline().strip() == "done v1"  # type: ignore[union-attr]
-        time.sleep(0.05)  # A's write has landed (or been refused) by now
-        fresh_process = tiered_cache(ttl_l1=None, ttl_l2=600, name="race.lookup")(lambda key: "recomputed")
-        if fresh_process(key) == "v1":
-            stale.append(key)
+    stale = stale_samples(
+        race_worker,
+        redis_server,
+        isolated_settings,
+        command,
+        b_side.cache_invalidate,
+        lambda: tiered_cache(ttl_l1=None, ttl_l2=600, name="race.lookup")(lambda key: "recomputed"),
+    )
     assert stale == [], f"{len(stale)} of 20 samples left v1 in Redis after the invalidate"
 
 

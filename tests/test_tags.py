@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 import tiercache
-from tests.support.delay_proxy import DelayProxy
+from tests.support.races import race_worker, stale_samples
 from tests.support.staleness import staleness_ms
 from tiercache import InvalidationError, tiered_cache, tiered_cache_many
 from tiercache._decorator import registry
@@ -27,7 +26,6 @@ from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2.envelope import TAGGED, open_envelope
 from tiercache._tools.redis_process import RedisProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()
 
 
@@ -277,38 +275,17 @@ def test_a_write_delayed_on_its_way_cannot_undo_another_processes_tag_invalidati
     redis_server: RedisProcess, real_l2: str, isolated_settings: str
 ) -> None:
     """Process A computes from v1 through a proxy delaying its commands 30 ms; B invalidates the tag."""
-    with DelayProxy(redis_server.port, to_server=0.03) as proxy:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.race_worker", proxy.url, isolated_settings, str(redis_server.port)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+    with race_worker(redis_server, isolated_settings) as worker:
+        stale = stale_samples(
+            worker,
+            redis_server,
+            isolated_settings,
+            "tcompute",
+            lambda key: tiercache.invalidate_tags(f"item:{key}"),
+            lambda: tiered_cache(ttl_l1=None, name="race.tagged", tags=lambda key: [f"item:{key}"])(
+                lambda key: "recomputed"
+            ),
         )
-        assert worker.stdin is not None and worker.stdout is not None
-        try:
-            assert worker.stdout.readline().strip() == "ready"
-            truth = redis_server.client()
-            stale = []
-            for sample in range(20):
-                key = f"k{sample}"
-                truth.set(f"truth:{isolated_settings}:{key}", "v1")
-                worker.stdin.write(f"tcompute {key}\n")
-                worker.stdin.flush()
-                assert worker.stdout.readline().strip() == "returning v1"
-                truth.set(f"truth:{isolated_settings}:{key}", "v2")
-                tiercache.invalidate_tags(f"item:{key}")
-                assert worker.stdout.readline().strip() == "done v1"
-                time.sleep(0.05)  # A's write has landed by now
-                fresh = tiered_cache(ttl_l1=None, name="race.tagged", tags=lambda key: [f"item:{key}"])(
-                    lambda key: "recomputed"
-                )
-                if fresh(key) == "v1":
-                    stale.append(key)
-        finally:
-            worker.stdin.close()
-            worker.wait(timeout=10)
-            worker.stdout.close()
     assert stale == [], f"{len(stale)} of 20 samples served v1 from Redis after the tag's invalidation"
 
 
