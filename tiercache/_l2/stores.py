@@ -218,12 +218,11 @@ class SyncStore:
         Connections in use belong to calls in flight: they finish, and the connection goes back
         to the pool, where the next close finds it.
         """
-        pool = getattr(self.client, "connection_pool", None)
+        if getattr(self.client, "connection_pool", None) is not None:
+            self.drop_idle_connections()  # (the idle ones, as after an outage)
+            return
         with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
-            if pool is None:
-                self.client.close()  # a cluster client: it reconnects when used again
-            else:
-                pool.disconnect(inuse_connections=False)
+            self.client.close()  # a cluster client: it reconnects when used again
 
     def drop_idle_connections(self) -> None:
         """Drop pooled connections made before the breaker last opened (the endpoint calls this).
@@ -521,12 +520,11 @@ class AsyncStore:
 
     async def close_connections(self) -> None:
         """Close the idle connections now (see SyncStore's); the loop's end closes the rest."""
-        pool = getattr(self.client, "connection_pool", None)
+        if getattr(self.client, "connection_pool", None) is not None:
+            await self.drop_idle_connections()
+            return
         with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
-            if pool is None:
-                await self.client.aclose()  # a cluster client: it reconnects when used again
-            else:
-                await pool.disconnect(inuse_connections=False)
+            await self.client.aclose()  # a cluster client: it reconnects when used again
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
