@@ -17,6 +17,7 @@ import redis
 import redis.sentinel
 
 import tiercache
+from tests.support.leftovers import tiercache_threads
 from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l2.sentinel import SentinelTarget, asking_sentinels, primary_options, sentinel_target
@@ -83,7 +84,7 @@ def deployment(tmp_path: Path) -> Iterator[RedisSentinelProcesses]:
 
 
 def doubler(name: str, runs: list[int], **options: Any) -> Any:
-    @tiered_cache(ttl_l1=None, ttl_l2=600, name=name, **options)
+    @tiered_cache(**{"ttl_l1": None, "ttl_l2": 600, "name": name, **options})
     def double(n: int) -> int:
         runs.append(n)
         return 2 * n
@@ -143,6 +144,71 @@ def test_the_adapter_and_the_cli_take_sentinel_urls(
     assert namespace in capsys.readouterr().out
     assert cli_main(["flush", "--redis-url", deployment.url, "--namespace", namespace, "--yes"]) == 0
     assert deployment.primary.client().keys(f"{namespace}:k:*") == []
+
+
+# -- sentinels down ---------------------------------------------------------------------------
+
+
+def dead_sentinels_url() -> str:
+    """A sentinel URL whose three sentinels are ports nothing listens on (connections refused)."""
+    return "redis+sentinel://" + ",".join(f"127.0.0.1:{free_port()}" for _ in range(3)) + "/svc/0"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_with_every_sentinel_down_a_call_asks_each_once_and_goes_on(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's sentinel clients retry ten times each, with backoff: 22 s for a caller here.
+
+    Each sentinel is asked once per connection instead (asking the next one is the retry), and
+    the breaker takes it from there. The bound is loose: refused connections cost microseconds.
+    """
+    tiercache.configure(redis_url=dead_sentinels_url())
+    name = f"sentinel.down.{next(_names)}"
+
+    @tiered_cache(ttl_l1=None, ttl_l2=600, name=name, coherent=False)
+    async def double_async(n: int) -> int:
+        return 2 * n
+
+    double = doubler(name, [], coherent=False) if kind == "sync" else double_async
+    started = time.monotonic()
+    assert (double(1) if kind == "sync" else asyncio.run(double_async(1))) == 2
+    assert time.monotonic() - started < 2.0
+    assert double.cache_stats().l2_errors == 1
+    # Said in a line, not in redis-py's kilobytes of every sentinel client's settings.
+    said = [record.getMessage() for record in caplog.records if "is unavailable" in record.getMessage()]
+    assert len(said) == 1 and "MasterNotFoundError: No master found for 'svc'" in said[0]
+    assert len(said[0]) < 500, said[0]
+
+
+def test_no_client_tiercache_makes_retries_a_sentinel() -> None:
+    tiercache.configure(redis_url=dead_sentinels_url())
+    endpoint = doubler(f"sentinel.retries.{next(_names)}", []).__tiercache__.endpoint()
+
+    async def async_manager() -> Any:
+        return endpoint.async_store().client.connection_pool.sentinel_manager
+
+    managers = [
+        endpoint.sync_store().client.connection_pool.sentinel_manager,
+        asyncio.run(async_manager()),
+        endpoint._checker().thing.connection_pool.sentinel_manager,  # the probe's and the check's
+    ]
+    for manager in managers:
+        for sentinel in manager.sentinels:
+            assert sentinel.connection_pool.connection_kwargs["retry"].get_retries() == 0
+
+
+def test_close_ends_a_listener_whose_sentinels_died(deployment: RedisSentinelProcesses) -> None:
+    """The listener reconnects through the sentinels: when they are gone, close() still ends it."""
+    tiercache.configure(redis_url=deployment.url)
+    double = doubler(f"sentinel.closing.{next(_names)}", [], ttl_l1=600)
+    assert double(2) == 4
+    bus = double.__tiercache__.endpoint().bus
+    wait_until(lambda: bus.connected, "the listener never subscribed")
+    deployment.stop()
+    wait_until(lambda: bus.losses >= 1, "the listener never noticed")
+    report = tiercache.close()
+    assert tiercache_threads() == [] and report.clean, report
 
 
 # -- failover ---------------------------------------------------------------------------------
@@ -361,11 +427,11 @@ def test_tls_files_given_beside_the_url_reach_the_sentinels_too() -> None:
         "ssl_ca_certs": "/ca.pem",
         "retry_on_error": [],
     }
-    asking = asking_sentinels(target, options)
+    asking = asking_sentinels(target, options, retry=None)
     assert (
         asking["ssl_ca_certs"] == "/ca.pem" and asking["ssl"] is True and asking["ssl_check_hostname"] is True
     )
     assert asking["socket_timeout"] == 0.1 and "retry_on_error" not in asking
     assert primary_options(target, options)["ssl_ca_certs"] == "/ca.pem"
     plain = sentinel_target("redis+sentinel://h:1/svc")
-    assert plain is not None and "ssl" not in asking_sentinels(plain, options)
+    assert plain is not None and "ssl" not in asking_sentinels(plain, options, retry=None)

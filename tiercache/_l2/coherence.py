@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Protocol
 
 from tiercache._l2.announcement import encode, parse
+from tiercache._l2.errors import brief
 from tiercache._l2.signing import Signer
 
 __all__ = ["Bus", "Member", "announcement", "channel_for"]
@@ -258,14 +259,14 @@ class Bus:
             logger.warning(
                 "tiercache: lost the invalidation channel of %s (%s); L1 flushed, reconnecting",
                 self.name,
-                exc,
+                brief(exc),
             )
         elif warn:
             logger.warning(
                 "tiercache: cannot follow the invalidation channel of %s (%s); until it can, L1 "
                 "entries of coherent functions live at most %g s",
                 self.name,
-                exc,
+                brief(exc),
                 DEAF_L1_SECONDS,
             )
         return was_up

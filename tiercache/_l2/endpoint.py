@@ -249,7 +249,6 @@ class Endpoint:
         # finds a demoted primary (READONLY) or a dead one is dropped, and the next connects to
         # whichever server the sentinels name by then. Until they name one, L2 is unavailable
         # (the breaker opens, calls go on without it); the probe finds the new primary.
-        asking = asking_sentinels(target, options)
         sentinels = list(target.sentinels)
         pooled = {
             "service_name": target.service,
@@ -259,12 +258,14 @@ class Endpoint:
         }
 
         def make_sync() -> redis.Redis:
+            asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
             manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
             return redis.Redis.from_pool(
                 SyncWaitingSentinelPool(sentinel_manager=manager, retry=_retry_once(), **pooled)
             )
 
         def make_async() -> redis.asyncio.Redis:
+            asking = asking_sentinels(target, options, AsyncRetry(NoBackoff(), 0))
             manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
             return redis.asyncio.Redis.from_pool(
                 WaitingSentinelPool(sentinel_manager=manager, retry=_async_retry_once(), **pooled)

@@ -8,7 +8,7 @@ out of memory, no permission), which says nothing about the endpoint's health.
 
 from __future__ import annotations
 
-__all__ = ["RemoteError", "RemoteRejected", "RemoteSaturated", "RemoteUnavailable"]
+__all__ = ["RemoteError", "RemoteRejected", "RemoteSaturated", "RemoteUnavailable", "brief"]
 
 
 class RemoteError(Exception):
@@ -37,3 +37,17 @@ class RemoteRejected(RemoteError):
     def __init__(self, message: str, *, kept_in_redis: bool = True) -> None:
         super().__init__(message)
         self.kept_in_redis = kept_in_redis
+
+
+#: The most of an error's text that goes into a message or a log line.
+BRIEF_CHARS = 240
+
+
+def brief(error: BaseException) -> str:
+    """Return ``"Kind: text"`` for ``error``, cut to BRIEF_CHARS.
+
+    Some redis-py errors carry the repr of every client they tried (a sentinel's "No master
+    found" is kilobytes of connection settings): a log line should name the failure, not that.
+    """
+    said = f"{type(error).__name__}: {error}"
+    return said if len(said) <= BRIEF_CHARS else said[: BRIEF_CHARS - 1] + "\u2026"

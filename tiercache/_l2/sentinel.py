@@ -15,6 +15,8 @@ from typing import Any, Final, cast
 
 import redis
 import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["SentinelTarget", "asking_sentinels", "primary_client", "primary_options", "sentinel_target"]
 
@@ -104,19 +106,23 @@ def primary_options(target: SentinelTarget, options: dict[str, Any]) -> dict[str
     return {**base, **_tls(target), **login}
 
 
-def asking_sentinels(target: SentinelTarget, options: dict[str, Any]) -> dict[str, Any]:
-    """Return the options of connections to the sentinels themselves (timeouts, login, TLS)."""
+def asking_sentinels(target: SentinelTarget, options: dict[str, Any], retry: Any) -> dict[str, Any]:
+    """Return the options of connections to the sentinels themselves (timeouts, login, TLS).
+
+    ``retry`` is the sentinels' own (a sync or an asyncio ``Retry``): callers give one that does
+    not retry. Asking one sentinel after another is already the retry; redis-py's default (ten
+    tries each, with backoff) held a caller 20 s when every sentinel was down.
+    """
     names: tuple[str, ...] = ("socket_timeout", "socket_connect_timeout")
     timeouts = {name: options[name] for name in names if name in options}
     login = {"username": target.sentinel_username, "password": target.sentinel_password}
     # TLS files given beside the URL (an adapter's l2_ssl_* settings) serve the sentinels too.
     files = {name: value for name, value in options.items() if name.startswith("ssl_")} if target.tls else {}
-    return {**timeouts, **login, **files, **_tls(target)}
+    return {**timeouts, **login, **files, **_tls(target), "retry": retry}
 
 
 def primary_client(target: SentinelTarget, options: dict[str, Any]) -> redis.Redis:
     """Return a client of the service's primary (found through the sentinels as it connects)."""
-    manager = redis.sentinel.Sentinel(
-        list(target.sentinels), sentinel_kwargs=asking_sentinels(target, options)
-    )  # type: ignore[no-untyped-call]
+    asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
+    manager = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
     return cast("redis.Redis", manager.master_for(target.service, **primary_options(target, options)))  # type: ignore[no-untyped-call]

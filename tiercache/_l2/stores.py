@@ -22,7 +22,7 @@ from tiercache._l2.envelope import (
     FOREIGN_TOKEN,
     fresh_since_absent,
 )
-from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable
+from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable, brief
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
 
@@ -45,8 +45,8 @@ def _translate(exc: BaseException) -> RemoteError:
     if isinstance(exc, redis.ResponseError):
         return RemoteRejected(str(exc))
     if _saturated(exc):
-        return RemoteSaturated(f"{type(exc).__name__}: {exc}")
-    return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
+        return RemoteSaturated(brief(exc))
+    return RemoteUnavailable(brief(exc))
 
 
 def _saturated(exc: BaseException) -> bool:
