@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import subprocess
@@ -21,6 +22,7 @@ from tests.support.clock import Clock
 from tests.support.leftovers import connections_to, tiercache_threads
 from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
 from tiercache._background import submit
+from tiercache._decorator import config as _config
 from tiercache._l2.envelope import open_envelope
 from tiercache._tools.redis_process import RedisProcess, free_port
 
@@ -152,6 +154,58 @@ def test_background_work_is_waited_for_then_reported(real_l2: str) -> None:
     release.set()
     until(lambda: tiercache_threads() == [], timeout=2.0)
     assert tiercache.close().clean
+
+
+def test_a_listener_stuck_in_a_redis_call_is_waited_for_then_reported(real_l2: str) -> None:
+    """A listener blocked in a call (a server that does not answer) ends when the call does."""
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    endpoint = _config.endpoint_for(_config.current())
+    assert endpoint.bus is not None
+    release = threading.Event()
+    subscribe = endpoint.bus._subscribe
+
+    def stuck(attempt: int) -> Any:
+        release.wait(10)  # (as a connect to a server that never answers, bounded by its timeout)
+        return subscribe(attempt)
+
+    endpoint.bus._subscribe = stuck
+    assert double(2) == 4
+    report = tiercache.close(timeout=0.2)
+    assert report.still_running == 1 and not report.clean
+    release.set()
+    until(lambda: tiercache_threads() == [], timeout=2.0)
+    assert tiercache.close().clean
+
+
+def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
+    """A call racing with a reset reopens the endpoint the reset dropped; then nothing uses it.
+
+    Its function still follows that endpoint's channel, so its listener would go on for good,
+    where no close() finds it (close() knows the endpoints still in use).
+    """
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(1)
+    old = double.__tiercache__.endpoint_in_use()
+    assert old is not None and old.bus is not None
+    bus = old.bus
+    _config.reset()  # closes the endpoint and forgets it
+    old.sync_store()  # the racing call: reopened, so listening again
+    until(lambda: bus.connected, timeout=2.0)
+    tiercache.configure(redis_url=real_l2)
+    assert double(1) == 2 and double.__tiercache__.endpoint_in_use() is not old
+    del old
+    gc.collect()
+    until(lambda: bus._thread is None, timeout=2.0)
+    tiercache.close()
+    assert tiercache_threads() == []
 
 
 def occupy_workers() -> threading.Event:

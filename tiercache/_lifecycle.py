@@ -43,9 +43,8 @@ def close(timeout: float = CLOSE_WAIT) -> CloseReport:
     caches = live_tiers()
     for tiers in caches:
         run_sync(last_repairs(tiers))
-    for endpoint in live_endpoints():
-        endpoint.close(timeout)
-    running = sum(worker.is_alive() for worker in others) + running_computations()
+    running = sum(endpoint.close(timeout) for endpoint in live_endpoints())
+    running += sum(worker.is_alive() for worker in others) + running_computations()
     return report(caches, "tiercache.close()", still_running=running, dropped=dropped)
 
 
@@ -63,7 +62,8 @@ async def aclose(timeout: float = CLOSE_WAIT) -> CloseReport:
     caches = live_tiers()
     for tiers in caches:
         await run_async(last_repairs(tiers))
+    running = 0
     for endpoint in live_endpoints():
-        await endpoint.aclose(timeout)
-    running = sum(worker.is_alive() for worker in workers) + running_computations()
+        running += await endpoint.aclose(timeout)
+    running += sum(worker.is_alive() for worker in workers) + running_computations()
     return report(caches, "tiercache.aclose()", still_running=running, dropped=dropped + cancelled)

@@ -134,9 +134,8 @@ class MultiTierCacheAdapter(_Base):
         seconds = checked_timeout(timeout, owner)
         await run_async(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
-        if endpoint is not None:
-            await endpoint.aclose(seconds)
-        return report((self._tiers,), owner)
+        running = await endpoint.aclose(seconds) if endpoint is not None else 0
+        return report((self._tiers,), owner, still_running=running)
 
     async def aclose(self, timeout: float = CLOSE_WAIT) -> CloseReport:
         """Do what close() does (under the name ``contextlib.aclosing`` and frameworks look for)."""
@@ -201,9 +200,8 @@ class MultiTierCache(_Base):
         seconds = checked_timeout(timeout, owner)
         run_sync(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
-        if endpoint is not None:
-            endpoint.close(seconds)
-        return report((self._tiers,), owner)
+        running = endpoint.close(seconds) if endpoint is not None else 0
+        return report((self._tiers,), owner, still_running=running)
 
     def __enter__(self) -> MultiTierCache:
         self.init()

@@ -23,7 +23,8 @@ class CloseReport:
     invalidations made while Redis was unreachable that it never took, even at close: other
     processes may serve those old values until they expire. This process replays them if it
     uses the cache again. ``still_running`` counts background runs (stale refreshes, runs past
-    their ``compute_timeout``) that had not ended when close stopped waiting for them, and
+    their ``compute_timeout``), and listeners or Redis probers still in a Redis call, that had
+    not ended when close stopped waiting for them (they end on their own), and
     ``dropped`` the background refreshes that had not started (they are not needed: the next
     call refreshes).
     """
@@ -71,5 +72,9 @@ def report(caches: Iterable[Tiers], owner: str, *, still_running: int = 0, dropp
             ", ".join(sorted(pending)),
         )
     if still_running:
-        logger.warning("%s: %d background run(s) had not ended; they end on their own", owner, still_running)
+        logger.warning(
+            "%s: %d background run(s) or Redis thread(s) had not ended; they end on their own",
+            owner,
+            still_running,
+        )
     return CloseReport(pending, still_running, dropped)

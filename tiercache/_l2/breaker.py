@@ -203,10 +203,11 @@ class CircuitBreaker:
             backoff = min(backoff * 2, self.max_backoff)
             self._backoff = backoff
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         """Stop probing (the endpoint is being closed), and say what was held back.
 
-        Waits up to ``timeout`` seconds for a probe under way (a PING bounded by its timeouts).
+        Waits up to ``timeout`` seconds for a probe under way (a PING bounded by its timeouts);
+        returns whether the prober ended.
         """
         self._stopped.set()
         summary = self._summary
@@ -217,6 +218,8 @@ class CircuitBreaker:
         prober = self._prober
         if prober is not None and prober is not threading.current_thread():
             prober.join(timeout)
+            return not prober.is_alive()
+        return True
 
     def resume(self) -> None:
         """Probe again after stop(), if Redis was unavailable when it stopped."""

@@ -146,17 +146,20 @@ class Bus:
         with self._lock:
             return bool(self._confirmed) and set(self._members) <= self._confirmed
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop listening, waiting up to ``timeout`` s for the thread (it ends within one poll).
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop listening, waiting up to ``timeout`` s for the thread; return whether it ended.
 
-        From now on announcements go unheard: every member's L1 is flushed, and what members
-        cache until their channel is followed again (a join, or resume()) lives briefly.
+        It ends within one poll, or once a Redis call under way returns (bounded by the socket
+        timeouts). From now on announcements go unheard: every member's L1 is flushed, and what
+        members cache until their channel is followed again (a join, or resume()) lives briefly.
         """
         self._stopped.set()
         with self._lock:  # (_start() assigns and starts under it: never joined before it starts)
             thread = self._thread
+        ended = True
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            ended = not thread.is_alive()
         members = self._all_members()
         with self._lock:
             self._confirmed.clear()
@@ -164,6 +167,15 @@ class Bus:
         for member in members:
             member.set_deaf(True)
             member.drop_local(None, keep_stale=True)
+        return ended
+
+    def abandon(self) -> None:
+        """Stop listening without waiting: the endpoint this bus served is gone.
+
+        Its members may live on (a function now using another endpoint): without this, the
+        thread would go on listening for them, where no close() could find it.
+        """
+        self._stopped.set()
 
     def resume(self) -> None:
         """Listen again after stop(), if anyone follows; members hear once subscribed again."""

@@ -99,6 +99,8 @@ class Endpoint:
         self.cluster = cluster
         # Cross-process invalidations; None when no sync connection can be made to listen on.
         self.bus = Bus(name, subscribe) if subscribe is not None else None
+        if self.bus is not None:
+            weakref.finalize(self, self.bus.abandon)
         self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
         # Counted whenever the breaker opens: pooled connections may all be dead now (a Redis
         # restart kills every one of them), so each store drops its idle ones before its next
@@ -420,10 +422,11 @@ class Endpoint:
         if self._last_store is store:
             self._last_loop, self._last_store = None, None
 
-    def close(self, timeout: float = CLOSE_WAIT) -> None:
+    def close(self, timeout: float = CLOSE_WAIT) -> int:
         """Stop listening and probing, and close the idle connections this endpoint opened for threads.
 
-        Waits up to ``timeout`` seconds for the listener and a probe under way. Safe to call
+        Waits up to ``timeout`` seconds for the listener and a probe under way, and returns how
+        many of the two were still in a Redis call when it stopped waiting. Safe to call
         twice; the next operation reopens the endpoint (listener, prober, connections). Calls
         still in flight finish on their connections, which go back to the pool: closed by the
         next close, never left to the garbage collector. Async connections belong to their event
@@ -434,9 +437,9 @@ class Endpoint:
             self._closed = True
             reopenings = self._reopenings
         # Not under the lock: a listener may be asking for the sync store (a cluster's does).
-        self.breaker.stop(timeout)
+        running = int(not self.breaker.stop(timeout))
         if self.bus is not None:
-            self.bus.stop(timeout)
+            running += int(not self.bus.stop(timeout))
         store = self._sync
         if store is not None and self.owns_clients:
             store.close_connections()
@@ -445,14 +448,16 @@ class Endpoint:
                 # A call reopened the endpoint while we were closing it, and we may just have
                 # stopped what it restarted: it is open, so it listens and probes.
                 self._resume()
+        return running
 
-    async def aclose(self, timeout: float = CLOSE_WAIT) -> None:
+    async def aclose(self, timeout: float = CLOSE_WAIT) -> int:
         """Like close(), and close the running loop's idle async connections now too."""
         # The joins of close() take a poll at most (50 ms), and nothing when nothing runs.
-        self.close(timeout)
+        running = self.close(timeout)
         store = self._async.get(asyncio.get_running_loop()) if self._async_per_loop else None
         if store is not None:
             await store.close_connections()
+        return running
 
     def _reopen(self) -> None:
         with self._lock:
