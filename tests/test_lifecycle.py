@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import tiercache
 from tests.faults import until
 from tests.support.clock import Clock
 from tests.support.leftovers import connections_to, tiercache_threads
-from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, _background, tiered_cache
 from tiercache._background import submit
 from tiercache._decorator import config as _config
 from tiercache._l2.envelope import open_envelope
@@ -192,20 +193,28 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     def double(x: int) -> int:
         return 2 * x
 
-    double(1)
-    old = double.__tiercache__.endpoint_in_use()
-    assert old is not None and old.bus is not None
-    bus = old.bus
-    _config.reset()  # closes the endpoint and forgets it
-    old.sync_store()  # the racing call: reopened, so listening again
+    def reopened_behind_a_reset() -> tuple[Any, weakref.ref[Any]]:
+        # (No assert here: pytest keeps what an assert looked at, and the endpoint must go.)
+        double(1)
+        endpoint = double.__tiercache__.endpoint_in_use()
+        _config.reset()  # closes the endpoint and forgets it
+        endpoint.sync_store()  # the racing call: reopened, so listening again
+        return endpoint.bus, weakref.ref(endpoint)
+
+    bus, endpoint = reopened_behind_a_reset()
     until(lambda: bus.connected, timeout=2.0)
     tiercache.configure(redis_url=real_l2)
-    assert double(1) == 2 and double.__tiercache__.endpoint_in_use() is not old
-    del old
+    assert double(1) == 2 and double.__tiercache__.endpoint_in_use() is not endpoint()
+    pubsub = bus._pubsub
+    poll = pubsub.get_message
+    pubsub.get_message = lambda timeout: (time.sleep(1.0), poll(timeout=timeout))[1]  # a slow poll
+    del pubsub
+    for worker in _background.stop()[1]:  # (a worker holds its last job: one was the endpoint's)
+        worker.join(5)
     gc.collect()
-    until(lambda: bus._thread is None, timeout=2.0)
-    tiercache.close()
-    assert tiercache_threads() == []
+    assert endpoint() is None
+    report = tiercache.close()  # waits for it: it is in its (slow) poll still
+    assert tiercache_threads() == [] and report.clean
 
 
 def occupy_workers() -> threading.Event:

@@ -103,6 +103,7 @@ class Bus:
         self._failing = False  # the last attempt to subscribe failed
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._abandoned = False  # its endpoint is gone: it listens no more, ever
         # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
         self._pubsub: Any = None
         self.losses = 0  # subscriptions lost (for tests and the log)
@@ -173,8 +174,10 @@ class Bus:
         """Stop listening without waiting: the endpoint this bus served is gone.
 
         Its members may live on (a function now using another endpoint): without this, the
-        thread would go on listening for them, where no close() could find it.
+        thread would go on listening for them, where no close() could find it (close() waits
+        for it through abandoned_listeners()).
         """
+        self._abandoned = True
         self._stopped.set()
 
     def resume(self) -> None:
@@ -356,6 +359,12 @@ class Bus:
 
 
 _buses: weakref.WeakSet[Bus] = weakref.WeakSet()
+
+
+def abandoned_listeners() -> list[threading.Thread]:
+    """Return the listener threads still ending whose endpoint is gone (close() waits for them)."""
+    threads = [bus._thread for bus in list(_buses) if bus._abandoned]
+    return [thread for thread in threads if thread is not None and thread.is_alive()]
 
 
 def _after_fork_in_child() -> None:
