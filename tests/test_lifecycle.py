@@ -217,6 +217,21 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     assert tiercache_threads() == [] and report.clean
 
 
+def test_a_child_forked_while_an_abandoned_listener_ends_does_not_restart_it(real_l2: str) -> None:
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(1)
+    endpoint = double.__tiercache__.endpoint_in_use()
+    assert endpoint is not None and endpoint.bus is not None
+    bus = endpoint.bus
+    bus.abandon()  # what the endpoint's finalizer does
+    bus.after_fork()  # what a child forked now runs (its members live on)
+    assert bus._thread is None
+    until(lambda: "tiercache-coherence" not in tiercache_threads(), timeout=2.0)  # (the parent's ends)
+
+
 def occupy_workers() -> threading.Event:
     """Give each of the 4 background workers a job that waits for the event returned."""
     release = threading.Event()

@@ -201,7 +201,7 @@ class Bus:
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.disconnect()
-        if self._members:
+        if self._members and not self._abandoned:
             # The parent's L1 came with the fork, and what it will miss until we listen, we
             # cannot know: flush now and once the child's subscription is up.
             self._flush_all()
