@@ -11,6 +11,7 @@ from tiercache._core.tiers import Tiers
 from tiercache._l1.lru import Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.layout import ADAPTER_SEGMENT
 from tiercache._l2.signing import Signer, signing_keys
 
 __all__ = ["AdapterTiers"]
@@ -57,7 +58,7 @@ class AdapterTiers(Tiers):
 
     def key(self, key: str) -> str:
         """Return the Redis key of the adapter key ``key``."""
-        return f"{self.key_prefix}:k:{key}"
+        return f"{self.key_prefix}:{ADAPTER_SEGMENT}:{key}"
 
     def digest_for(self, redis_key: str) -> str:
         """Return the digest announcements name ``redis_key`` by (keyed when signing)."""

@@ -16,6 +16,7 @@ from tiercache._core.checks import check_bool, check_fraction, check_namespace, 
 from tiercache._decorator.policies import Seconds
 from tiercache._decorator.tag_names import TagSpec
 from tiercache._l1.lru import L1_POLICIES, Clock
+from tiercache._l2.layout import RESERVED_LABELS
 from tiercache._l2.signing import signing_keys
 from tiercache._l2.urls import check_url
 
@@ -186,6 +187,11 @@ def _version(version: Any) -> str | None:
 def _name(name: Any) -> str | None:
     if name is not None and (not isinstance(name, str) or not name or any(c.isspace() for c in name)):
         raise ValueError(f"{OWNER}: name must be a non-empty str without whitespace, not {name!r}")
+    if name in RESERVED_LABELS:
+        raise ValueError(
+            f"{OWNER}: name {name!r} is reserved: the keys of a namespace's {RESERVED_LABELS[name]} "
+            f"start with <namespace>:{name}:, and a function of that name would share them"
+        )
     return name
 
 

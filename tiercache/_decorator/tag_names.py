@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.envelope import MAX_TAGS, new_token
+from tiercache._l2.layout import TAG_SEGMENT
 from tiercache._l2.signing import Signer
 
 __all__ = ["TAG_FLOOR", "TagListener", "TagSpec", "checked_names", "digest_of", "tag_key"]
@@ -31,7 +32,7 @@ def digest_of(tag: str) -> str:
 
 def tag_key(namespace: str, digest: str) -> str:
     """Return the Redis key of the tag with ``digest`` in ``namespace``."""
-    return f"{namespace}:tag:{digest}"
+    return f"{namespace}:{TAG_SEGMENT}:{digest}"
 
 
 def checked_names(tags: object, where: str) -> tuple[str, ...]:

@@ -1,8 +1,7 @@
 """What ``tiercache stats`` and ``tiercache flush`` do to a Redis: SCAN, MEMORY USAGE, UNLINK, PUBLISH.
 
 Never KEYS: SCAN walks the keyspace in pages, so a big production Redis keeps serving while it
-runs. Key names are ``<namespace>:<function label>:<digest>`` (plus ``:gen`` and ``:lock`` keys)
-for decorated functions and ``<namespace>:k:<key>`` / ``<namespace>:gen`` for adapters.
+runs. Key names are read as ``_l2.layout`` makes them: a function's, the adapters', the tags'.
 """
 
 from __future__ import annotations
@@ -17,16 +16,19 @@ import redis.cluster
 
 from tiercache._l2.announcement import encode
 from tiercache._l2.coherence import channel_for
+from tiercache._l2.layout import ADAPTER_SEGMENT, TAG_SEGMENT
 from tiercache._l2.sentinel import primary_client, sentinel_target
 from tiercache._l2.signing import Signer
 from tiercache._l2.urls import check_url, plain_cluster_url
 
-__all__ = ["ADAPTER", "FAILURES", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
+__all__ = ["ADAPTER", "FAILURES", "TAGS", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
 
 #: What a Redis that cannot be reached or fails raises (a cluster client raises its own kind too).
 FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 #: What the tables call the keys of MultiTierCache/MultiTierCacheAdapter instances.
 ADAPTER = "(adapter)"
+#: What the tables call the keys of tags (``tags=`` of decorated functions).
+TAGS = "(tags)"
 #: Who a flush's invalidation announcement comes from (no cache has this origin).
 FLUSH_ORIGIN = b"tc-flush"
 _DIGEST = re.compile(r"[0-9a-f]{32}")
@@ -77,8 +79,10 @@ def owner_of(key: str, namespace: str | None) -> tuple[str, str] | None:
         rest = key[len(namespace) + 1 :]
     else:
         return None
-    if rest == "gen" or rest.startswith("k:"):
+    if rest == "gen" or rest.startswith(f"{ADAPTER_SEGMENT}:"):
         return namespace, ADAPTER
+    if rest.startswith(f"{TAG_SEGMENT}:") and _DIGEST.fullmatch(rest[len(TAG_SEGMENT) + 1 :]):
+        return namespace, TAGS
     rest = rest.removesuffix(":lock")
     label, colon, tail = rest.rpartition(":")
     if colon and (tail == "gen" or _DIGEST.fullmatch(tail)):
@@ -124,14 +128,20 @@ def usage(client: Any, namespace: str | None = None) -> tuple[list[Usage], int]:
     return sorted(found.values(), key=lambda u: (u.namespace, -u.memory_bytes)), others
 
 
+def _owned(client: Any, namespace: str, function: str | None) -> Iterator[list[tuple[str, tuple[str, str]]]]:
+    """Yield pages of ``(key, owner)`` of the namespace's keys (only ``function``'s, if given).
+
+    SCAN's pattern only narrows the walk: ``ns:f:*`` also matches a function labelled ``f:x``,
+    so each key's owner decides.
+    """
+    for page in _pages(client, _pattern(namespace, function)):
+        owned = [(key, owner) for key in page if (owner := owner_of(key, namespace)) is not None]
+        yield [(key, owner) for key, owner in owned if function is None or owner[1] == function]
+
+
 def count_keys(client: Any, namespace: str, function: str | None) -> int:
     """Return how many keys ``flush`` would delete."""
-    return sum(
-        1
-        for page in _pages(client, _pattern(namespace, function))
-        for key in page
-        if owner_of(key, namespace) is not None
-    )
+    return sum(len(page) for page in _owned(client, namespace, function))
 
 
 def flush(client: Any, namespace: str, function: str | None, signer: Signer | None = None) -> int:
@@ -143,9 +153,10 @@ def flush(client: Any, namespace: str, function: str | None, signer: Signer | No
     """
     deleted = 0
     prefixes: set[str] = set() if function is None else {f"{namespace}:{function}"}
-    for page in _pages(client, _pattern(namespace, function)):
-        owned = [(key, owner) for key in page if (owner := owner_of(key, namespace)) is not None]
-        prefixes.update(namespace if label == ADAPTER else f"{namespace}:{label}" for _, (_, label) in owned)
+    for owned in _owned(client, namespace, function):
+        for _, (_, label) in owned:
+            if label != TAGS:  # (tags hold no values: no L1 has entries under their prefix)
+                prefixes.add(namespace if label == ADAPTER else f"{namespace}:{label}")
         if owned:
             deleted += int(client.unlink(*(key for key, _ in owned)))
     for prefix in sorted(prefixes):
