@@ -18,7 +18,7 @@ from tiercache import _background
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
 from tiercache._core.shells import run_async, run_sync, running_computations, settle_background
 from tiercache._core.tiers import live_tiers
-from tiercache._l2.coherence import abandoned_listeners
+from tiercache._l2.coherence import wait_for_abandoned
 from tiercache._l2.endpoint import CLOSE_WAIT, live_endpoints
 
 __all__ = ["aclose", "close"]
@@ -45,9 +45,7 @@ def close(timeout: float = CLOSE_WAIT) -> CloseReport:
     for tiers in caches:
         run_sync(last_repairs(tiers))
     running = sum(endpoint.close(timeout) for endpoint in live_endpoints())
-    for listener in abandoned_listeners():
-        listener.join(timeout)  # (it ends within one poll, unless a Redis call holds it)
-        running += listener.is_alive()
+    running += wait_for_abandoned(timeout)
     running += sum(worker.is_alive() for worker in others) + running_computations()
     return report(caches, "tiercache.close()", still_running=running, dropped=dropped)
 
@@ -69,8 +67,6 @@ async def aclose(timeout: float = CLOSE_WAIT) -> CloseReport:
     running = 0
     for endpoint in live_endpoints():
         running += await endpoint.aclose(timeout)
-    for listener in abandoned_listeners():
-        listener.join(timeout)  # (as the endpoints' own: one poll, 50 ms, at most as a rule)
-        running += listener.is_alive()
+    running += wait_for_abandoned(timeout)  # (as the endpoints' joins: one poll, as a rule)
     running += sum(worker.is_alive() for worker in workers) + running_computations()
     return report(caches, "tiercache.aclose()", still_running=running, dropped=dropped + cancelled)

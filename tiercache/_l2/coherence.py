@@ -175,7 +175,7 @@ class Bus:
 
         Its members may live on (a function now using another endpoint): without this, the
         thread would go on listening for them, where no close() could find it (close() waits
-        for it through abandoned_listeners()).
+        for it through wait_for_abandoned()).
         """
         self._abandoned = True
         self._stopped.set()
@@ -361,10 +361,18 @@ class Bus:
 _buses: weakref.WeakSet[Bus] = weakref.WeakSet()
 
 
-def abandoned_listeners() -> list[threading.Thread]:
-    """Return the listener threads still ending whose endpoint is gone (close() waits for them)."""
+def wait_for_abandoned(timeout: float) -> int:
+    """Wait up to ``timeout`` s for each listener whose endpoint is gone; return how many still run.
+
+    Each ends within one poll (50 ms), unless a Redis call holds it.
+    """
     threads = [bus._thread for bus in list(_buses) if bus._abandoned]
-    return [thread for thread in threads if thread is not None and thread.is_alive()]
+    running = 0
+    for thread in threads:
+        if thread is not None:
+            thread.join(timeout)
+            running += thread.is_alive()
+    return running
 
 
 def _after_fork_in_child() -> None:
