@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import tiercache
+from tests.support.servers import configured_server
 from tests.support.staleness import staleness_ms
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
@@ -44,10 +45,8 @@ def process_like(source: dict[str, int], **options: Any) -> Any:
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     """A redis-server of this test's own (some tests kill it)."""
-    process = RedisProcess(tmp_path).start()
-    tiercache.configure(redis_url=process.url)
-    yield process
-    process.stop()
+    with configured_server(tmp_path) as process:
+        yield process
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

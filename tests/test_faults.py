@@ -14,6 +14,7 @@ import pytest
 import tiercache
 from tests.faults import Caller, Record, black_hole, expected, until
 from tests.support.clock import Clock
+from tests.support.servers import configured_server
 from tiercache._l2 import breaker as _breaker
 from tiercache._l2.codec import encode_value
 from tiercache._l2.coherence import JOIN_WAIT
@@ -29,10 +30,8 @@ CONNECT_TIMEOUT = 0.25
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server of this test's own, to kill, stop or pause."""
-    process = RedisProcess(tmp_path).start()
-    tiercache.configure(redis_url=process.url, timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
-    yield process
-    process.stop()
+    with configured_server(tmp_path, timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT) as process:
+        yield process
 
 
 @pytest.fixture(params=["sync", "async"])

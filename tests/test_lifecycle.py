@@ -21,9 +21,12 @@ import tiercache
 from tests.faults import until
 from tests.support.clock import Clock
 from tests.support.leftovers import connections_to, tiercache_threads
+from tests.support.servers import configured_server
 from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings, _background, tiered_cache
 from tiercache._background import submit
 from tiercache._decorator import config as _config
+from tiercache._l2.coherence import Bus
+from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import open_envelope
 from tiercache._tools.redis_process import RedisProcess, free_port
 
@@ -104,10 +107,8 @@ def test_preload_then_fork_needs_no_close_before_the_fork(
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server of this test's own, to pause."""
-    process = RedisProcess(tmp_path).start()
-    tiercache.configure(redis_url=process.url, timeout=0.1, connect_timeout=0.25)
-    yield process
-    process.stop()
+    with configured_server(tmp_path, timeout=0.1, connect_timeout=0.25) as process:
+        yield process
 
 
 def test_close_stops_every_thread_and_a_call_reopens(real_l2: str) -> None:
@@ -182,6 +183,23 @@ def test_a_listener_stuck_in_a_redis_call_is_waited_for_then_reported(real_l2: s
     assert tiercache.close().clean
 
 
+def listening_double() -> tuple[Any, Endpoint]:
+    """A cached function called once, and the endpoint whose channel it now follows.
+
+    (No assert here: pytest keeps what an assert looked at, and one test needs the endpoint gone.)
+    """
+
+    @tiered_cache(ttl_l1=60, ttl_l2=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(1)
+    endpoint = double.__tiercache__.endpoint_in_use()
+    if endpoint is None or endpoint.bus is None:
+        pytest.fail("the function follows no channel")
+    return double, endpoint
+
+
 def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     """A call racing with a reset reopens the endpoint the reset dropped; then nothing uses it.
 
@@ -189,19 +207,13 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     where no close() finds it (close() knows the endpoints still in use).
     """
 
-    @tiered_cache(ttl_l1=60, ttl_l2=60)
-    def double(x: int) -> int:
-        return 2 * x
-
-    def reopened_behind_a_reset() -> tuple[Any, weakref.ref[Any]]:
-        # (No assert here: pytest keeps what an assert looked at, and the endpoint must go.)
-        double(1)
-        endpoint = double.__tiercache__.endpoint_in_use()
+    def reopened_behind_a_reset() -> tuple[Any, Bus, weakref.ref[Endpoint]]:
+        double, endpoint = listening_double()
         _config.reset()  # closes the endpoint and forgets it
         endpoint.sync_store()  # the racing call: reopened, so listening again
-        return endpoint.bus, weakref.ref(endpoint)
+        return double, endpoint.bus, weakref.ref(endpoint)
 
-    bus, endpoint = reopened_behind_a_reset()
+    double, bus, endpoint = reopened_behind_a_reset()
     until(lambda: bus.connected, timeout=2.0)
     tiercache.configure(redis_url=real_l2)
     assert double(1) == 2 and double.__tiercache__.endpoint_in_use() is not endpoint()
@@ -218,13 +230,7 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
 
 
 def test_a_child_forked_while_an_abandoned_listener_ends_does_not_restart_it(real_l2: str) -> None:
-    @tiered_cache(ttl_l1=60, ttl_l2=60)
-    def double(x: int) -> int:
-        return 2 * x
-
-    double(1)
-    endpoint = double.__tiercache__.endpoint_in_use()
-    assert endpoint is not None and endpoint.bus is not None
+    _, endpoint = listening_double()
     bus = endpoint.bus
     bus.abandon()  # what the endpoint's finalizer does
     bus.after_fork()  # what a child forked now runs (its members live on)
@@ -406,14 +412,7 @@ def test_close_leaves_the_applications_own_clients_open(redis_server: RedisProce
 
 def test_a_call_that_reopens_during_close_leaves_it_open_and_listening(real_l2: str) -> None:
     """Forced: a call reopens the endpoint between close() stopping its prober and its listener."""
-
-    @tiered_cache(ttl_l1=60, ttl_l2=60)
-    def double(x: int) -> int:
-        return 2 * x
-
-    double(1)
-    endpoint = double.__tiercache__.endpoint_in_use()
-    assert endpoint is not None and endpoint.bus is not None
+    double, endpoint = listening_double()
     stop_prober = endpoint.breaker.stop
 
     def stop_then_a_call_comes(timeout: float = 5.0) -> None:

@@ -19,6 +19,7 @@ import redis.asyncio
 
 import tiercache
 from tests.support.clock import Clock
+from tests.support.servers import configured_server
 from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
 from tiercache._l2 import breaker as _breaker
 from tiercache._l2.breaker import CircuitBreaker
@@ -28,12 +29,10 @@ from tiercache._tools.redis_process import RedisProcess
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = RedisProcess(tmp_path).start()
     # Generous timeouts: a loaded CI machine may take longer than 0.25 s to accept one of 50
     # connections opened at once, and these tests are about pools and retries, not timeouts.
-    tiercache.configure(redis_url=process.url, timeout=2, connect_timeout=2)
-    yield process
-    process.stop()
+    with configured_server(tmp_path, timeout=2, connect_timeout=2) as process:
+        yield process
 
 
 def written(server: RedisProcess, namespace: str) -> int:
