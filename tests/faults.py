@@ -99,6 +99,14 @@ def until(condition: Callable[[], bool], timeout: float, step: float = 0.01) -> 
     return time.monotonic() - started
 
 
+async def opened(gate: asyncio.Event, timeout: float = 10.0) -> None:
+    """In a function body: wait until the test sets ``gate``, ``timeout`` s at most.
+
+    A test whose premise broke (a value it meant to be stored was not) then fails, never hangs.
+    """
+    await asyncio.wait_for(gate.wait(), timeout)
+
+
 @contextmanager
 def black_hole() -> Iterator[int]:
     """Yield a loopback port whose connects hang (a listener with a full accept queue)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tiercache
-from tests.faults import Caller, Record, black_hole, expected, until
+from tests.faults import Caller, Record, black_hole, expected, opened, until
 from tests.support.clock import Clock
 from tests.support.servers import configured_server
 from tiercache._l2 import breaker as _breaker
@@ -273,7 +273,7 @@ def test_stale_value_is_served_at_once_while_one_refresh_runs_async(server: Redi
 
         @tiercache.tiered_cache(ttl_l1=None, ttl_l2=60, stale_ttl=60, name="faults.aprice", clock=clock)
         async def price(key: str) -> str:
-            await gate.wait()
+            await opened(gate)
             return f"{key}-v{next(versions)}"
 
         gate.set()

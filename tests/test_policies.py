@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tiercache
+from tests.faults import opened
 from tests.support.clock import Clock
 from tiercache import NOT_NONE, ComputeTimeoutError, MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._l1.lru import MISSING
@@ -34,7 +35,11 @@ def client_for(request: pytest.FixtureRequest, l2: str) -> Any:
     if l2 == "fake_l2":
         request.getfixturevalue("fake_l2")
         return fakeredis.FakeRedis(server=request.getfixturevalue("fake_server"))
-    return redis.Redis.from_url(request.getfixturevalue("real_l2"))
+    url = request.getfixturevalue("real_l2")
+    # Generous L2 timeouts: these tests are about policies, and a first read on a cold connection
+    # that outlives the default 0.1 s on a busy CI machine would leave their first value unstored.
+    tiercache.configure(timeout=2, connect_timeout=2)
+    return redis.Redis.from_url(url)
 
 
 def ttls(l2: str, seconds: Any = 3600) -> dict[str, Any]:
@@ -302,7 +307,7 @@ async def test_async_refresh_ahead(l2: str, request: pytest.FixtureRequest) -> N
     async def hot(key: str) -> str:
         runs.append(1)
         if len(runs) > 1:
-            await release.wait()
+            await opened(release)
         return f"{key}#{len(runs)}"
 
     assert await hot("k") == "k#1"
@@ -389,7 +394,7 @@ async def test_async_timeout_serves_the_stale_value(l2: str, request: pytest.Fix
     async def lookup(key: str) -> str:
         runs.append(1)
         if len(runs) > 1:
-            await release.wait()
+            await opened(release)
         return f"{key}#{len(runs)}"
 
     assert await lookup("k") == "k#1"
@@ -430,7 +435,7 @@ async def test_async_hard_timeout_raises(fake_l2: object) -> None:
 
     @tiered_cache(hard_timeout=0.05, name="async-hard")
     async def lookup(key: str) -> str:
-        await release.wait()
+        await opened(release)
         return key
 
     with pytest.raises(TimeoutError):
@@ -523,7 +528,7 @@ async def test_a_cancelled_run_that_overran_does_not_keep_its_key_claimed(fake_l
     async def lookup(key: str) -> str:
         runs.append(1)
         if len(runs) == 2:
-            await release.wait()
+            await opened(release)
             raise asyncio.CancelledError  # the run's own task ends cancelled
         return f"{key}#{len(runs)}"
 
