@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +98,21 @@ def until(condition: Callable[[], bool], timeout: float, step: float = 0.01) -> 
             raise AssertionError(f"not within {timeout}s")
         time.sleep(step)
     return time.monotonic() - started
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Keep the garbage collector out of a timed stretch.
+
+    Late in the suite the heap holds a few hundred thousand objects, and one full collection
+    takes 0.15-0.2 s here (measured with gc.callbacks), which is more than the timeouts the
+    fault tests time.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def opened(gate: asyncio.Event, timeout: float = 10.0) -> None:
