@@ -45,7 +45,7 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Return a connection: at once while one is free or may be made, else after a wait."""
         try:
-            return await super().get_connection()  # type: ignore[no-untyped-call]
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         except MaxConnectionsError:
             pass
         deadline = time.monotonic() + self._wait
@@ -67,7 +67,7 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
                     raise redis.ConnectionError(NO_CONNECTION) from None
                 raise
             try:
-                return await super().get_connection()  # type: ignore[no-untyped-call]
+                return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
             except MaxConnectionsError:
                 continue  # a newcomer took it first: queue again
 
@@ -106,7 +106,7 @@ class SyncWaitingConnectionPool(redis.ConnectionPool):
         """Return a connection: at once while one is free or may be made, else after a wait."""
         seen = self._releases
         try:
-            return super().get_connection()
+            return super().get_connection(*args, **kwargs)
         except MaxConnectionsError:
             pass
         deadline = time.monotonic() + self._wait
@@ -123,7 +123,7 @@ class SyncWaitingConnectionPool(redis.ConnectionPool):
                     self._queued -= 1
             seen = self._releases
             try:
-                return super().get_connection()
+                return super().get_connection(*args, **kwargs)
             except MaxConnectionsError:
                 continue  # another thread took it first: wait for the next release
 

@@ -1,6 +1,8 @@
 """The commands the tiers send to Redis, as sync and async twins; the only redis-py calls.
 
-Anything the client raises leaves here as a ``RemoteError`` (see ``errors``).
+Anything the client raises leaves here as a ``RemoteError`` (see ``errors``). Announcements go
+out as ``execute_command("PUBLISH", ...)``: redis-py's asyncio RedisCluster has no ``publish()``
+before 8.0.
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ class SyncStore:
         with _TRANSLATED:
             swapped = bool(self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
             if swapped and announce is not None:
-                self.client.publish(*announce)
+                self.client.execute_command("PUBLISH", *announce)
             return swapped
 
     def write_many(
@@ -334,7 +336,7 @@ class SyncStore:
             if generation_key is not None and not after:
                 generation = self.client.get(generation_key)
             if announce is not None:
-                self.client.publish(*announce)
+                self.client.execute_command("PUBLISH", *announce)
             return cast("bytes | None", generation)
 
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
@@ -379,7 +381,9 @@ class SyncStore:
                 _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                _, unheard = _attempt("PUBLISH", (), lambda: self.client.publish(*announce))
+                _, unheard = _attempt(
+                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
+                )
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -413,7 +417,9 @@ class SyncStore:
                 lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
             )
             _, unheard = (
-                _attempt("PUBLISH", (), lambda: self.client.publish(*announce)) if announce else (None, [])
+                _attempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
+                if announce
+                else (None, [])
             )
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
@@ -612,7 +618,7 @@ class AsyncStore:
         with _TRANSLATED:
             swapped = bool(await self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
             if swapped and announce is not None:
-                await self.client.publish(*announce)
+                await self.client.execute_command("PUBLISH", *announce)
             return swapped
 
     async def write_many(
@@ -634,7 +640,7 @@ class AsyncStore:
             if generation_key is not None and not after:
                 generation = await self.client.get(generation_key)
             if announce is not None:
-                await self.client.publish(*announce)
+                await self.client.execute_command("PUBLISH", *announce)
             return cast("bytes | None", generation)
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
@@ -676,7 +682,9 @@ class AsyncStore:
                 _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                _, unheard = await _aattempt("PUBLISH", (), lambda: self.client.publish(*announce))
+                _, unheard = await _aattempt(
+                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
+                )
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -710,7 +718,7 @@ class AsyncStore:
                 lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
             )
             _, unheard = (
-                await _aattempt("PUBLISH", (), lambda: self.client.publish(*announce))
+                await _aattempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
                 if announce
                 else (None, [])
             )
