@@ -1,20 +1,32 @@
-"""Sessions: tests, lint, typecheck, bench, docs, demo (``python -m nox -s <name>``)."""
+"""Sessions (``python -m nox -s <name>``): tests, other_pythons, lowest, newest, lint, typecheck, docs,
+bench, demo.
+
+Every environment but ``lowest`` and ``newest`` installs exactly what ``uv.lock`` pins, so a fresh
+machine runs what CI last passed with; those two resolve afresh on purpose, to try the oldest and
+the newest releases ``pyproject.toml`` allows.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "uv"
 
-PYPROJECT = nox.project.load_toml("pyproject.toml")
 #: The CPython versions requires-python promises (and the classifiers list); tests run on each the
 #: machine has.
 SUPPORTED = ("3.11", "3.12", "3.13", "3.14")
+#: Every extra, so the oldest and newest releases of each are tried.
+EXTRAS = ("hiredis", "cli", "plot", "prometheus", "otel", "zstd", "django")
+#: The suite on both cores: one redis-server per worker; a file stays on one worker (a docs page's
+#: examples build on each other).
+PARALLEL = ("-n", "auto", "--dist", "loadfile")
 
 
 def _runs(command: str) -> bool:
@@ -45,26 +57,75 @@ def _installed_pythons() -> list[str]:
 
 
 PYTHONS = _installed_pythons()
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHER_PYTHONS = [version for version in PYTHONS if version != THIS_PYTHON]
 
 
-def install_groups(session: nox.Session, *groups: str) -> None:
-    for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+def sync(session: nox.Session, *groups: str, extras: tuple[str, ...] = (), project: bool = True) -> None:
+    """Install the project (with ``extras``) and ``groups`` at the versions uv.lock pins."""
+    location = session.virtualenv.location
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        *(f"--extra={extra}" for extra in extras),
+        *(() if project else ("--no-install-project",)),
+        f"--python={location}",
+        env={"UV_PROJECT_ENVIRONMENT": location},
+    )
 
 
-@nox.session(python=PYTHONS)
+def resolve(session: nox.Session, resolution: str) -> None:
+    """Install the project, every extra and the test group, resolved afresh with ``resolution``.
+
+    (In a new environment each time: uv keeps what is installed where it satisfies a requirement.)
+    """
+    session.run_install(
+        "uv",
+        "pip",
+        "install",
+        f"--resolution={resolution}",
+        "-e",
+        f".[{','.join(EXTRAS)}]",
+        "--group=test",
+    )
+    session.run_install("uv", "pip", "list")  # (the log then says which releases were tried)
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite on every supported CPython here (it starts its own redis-servers)."""
-    session.install("-e", ".")
-    install_groups(session, "test")
-    session.run("pytest", *session.posargs)
+    """Run the whole test suite on this Python, in parallel (it starts its own redis-servers)."""
+    sync(session, "test")
+    session.run("pytest", *PARALLEL, *session.posargs)
+
+
+@nox.session(python=OTHER_PYTHONS)
+def other_pythons(session: nox.Session) -> None:
+    """Run the whole test suite on every other supported CPython this machine has."""
+    sync(session, "test")
+    session.run("pytest", *PARALLEL, *session.posargs)
+
+
+@nox.session(python=PYTHONS[:1], reuse_venv=False)
+def lowest(session: nox.Session) -> None:
+    """Run the suite with the oldest release every requirement allows, on the oldest Python."""
+    resolve(session, "lowest-direct")
+    session.run("pytest", *PARALLEL, *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1:], reuse_venv=False)
+def newest(session: nox.Session) -> None:
+    """Run the suite with the newest release of everything, on the newest Python."""
+    resolve(session, "highest")
+    session.run("pytest", *PARALLEL, *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff, and the package's layers with import-linter."""
-    session.install("-e", ".")
-    install_groups(session, "lint")
+    sync(session, "lint")
     session.run("ruff", "check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
     session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
     session.run("lint-imports", "--no-cache")
@@ -73,28 +134,26 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
-    session.install("-e", ".")
-    install_groups(session, "typecheck")
+    sync(session, "typecheck")
     session.run("mypy", "tiercache")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Measure tiercache against its peers in one run (ratios, medians)."""
-    session.install("-e", ".[hiredis,zstd]")
-    install_groups(session, "bench")
+    sync(session, "bench", extras=("hiredis", "zstd"))
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run the demo: cached slow lookups under a skewed request stream."""
-    session.install(".[cli,plot]")
+    sync(session, extras=("cli", "plot"))
     session.run("python", "-m", "tiercache", "demo", *session.posargs)
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs (warnings are errors)."""
-    install_groups(session, "docs")
+    sync(session, "docs", project=False)
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"})

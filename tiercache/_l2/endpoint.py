@@ -185,7 +185,7 @@ class Endpoint:
         def subscribe(_attempt: int) -> Any:
             # Its own client: a subscribed connection can do nothing else, and waits longer.
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
-            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()
 
         return cls(
             redact_url(url),
@@ -230,7 +230,7 @@ class Endpoint:
             netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
             node_url = urllib.parse.urlunsplit(parts._replace(netloc=f"{netloc}{host}:{port}"))
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
-            return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()  # type: ignore[no-untyped-call]
+            return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()
 
         endpoint = cls(
             redact_url(url),
@@ -261,14 +261,14 @@ class Endpoint:
 
         def make_sync() -> redis.Redis:
             asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
-            manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
+            manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.Redis.from_pool(
                 SyncWaitingSentinelPool(sentinel_manager=manager, retry=_retry_once(), **pooled)
             )
 
         def make_async() -> redis.asyncio.Redis:
             asking = asking_sentinels(target, options, AsyncRetry(NoBackoff(), 0))
-            manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
+            manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.asyncio.Redis.from_pool(
                 WaitingSentinelPool(sentinel_manager=manager, retry=_async_retry_once(), **pooled)
             )
@@ -288,7 +288,7 @@ class Endpoint:
             # left on a demoted primary still hears, and one on a dead primary reconnects here.
             listen = {**options, "retry": Retry(NoBackoff(), 0)}
             listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
-            return primary_client(target, listen).pubsub()  # type: ignore[no-untyped-call]
+            return primary_client(target, listen).pubsub()
 
         return cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off)
 
@@ -330,7 +330,7 @@ class Endpoint:
             if isinstance(sync_client, redis.cluster.RedisCluster):
                 nodes = sync_client.get_nodes()  # type: ignore[no-untyped-call]
                 return nodes[attempt % len(nodes)].redis_connection.pubsub()
-            return cast("redis.Redis", sync_client).pubsub()  # type: ignore[no-untyped-call]
+            return cast("redis.Redis", sync_client).pubsub()
 
         # Without a sync client nothing can probe or listen from a thread: calls probe, one at a
         # time, and L1s follow TTLs only.

@@ -124,5 +124,5 @@ def asking_sentinels(target: SentinelTarget, options: dict[str, Any], retry: Any
 def primary_client(target: SentinelTarget, options: dict[str, Any]) -> redis.Redis:
     """Return a client of the service's primary (found through the sentinels as it connects)."""
     asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
-    manager = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
-    return cast("redis.Redis", manager.master_for(target.service, **primary_options(target, options)))  # type: ignore[no-untyped-call]
+    manager = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=asking)
+    return cast("redis.Redis", manager.master_for(target.service, **primary_options(target, options)))
