@@ -77,12 +77,16 @@ def test_prometheus_counters_match_cache_stats(fake_l2):
     assert samples[("tiercache_degraded", label)] == 0
 
 
-def test_prometheus_latency_histogram(isolated_settings):
-    """Calls that take ~20 ms land between the 10 ms and 25 ms buckets; sum and count add up."""
+def test_prometheus_latency_histogram(isolated_settings, monkeypatch):
+    """Calls that take 20 ms land between the 10 ms and 25 ms buckets; sum and count add up."""
+    now_ns = [0]
+    # Latency is read from perf_counter_ns: a clock that moves only when the function "works"
+    # gives every call exactly 20 ms, however busy the machine is.
+    monkeypatch.setattr(time, "perf_counter_ns", lambda: now_ns[0])
 
     @tiered_cache(ttl_l1=60, ttl_l2=None, name="metrics.slow")
     def slow(n: int) -> int:
-        time.sleep(0.02)
+        now_ns[0] += 20_000_000
         return n
 
     for n in range(5):
