@@ -113,6 +113,32 @@ def test_l2_fixture_says_when_the_configured_server_does_not_answer(
     result.stdout.no_fnmatch_line("*hunter2*")
 
 
+def test_l2_fixture_names_both_versions_when_fakeredis_cannot_make_a_client(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fakeredis too old for the redis-py beside it fails the test in one line naming both versions."""
+    monkeypatch.delenv("TIERCACHE_REDIS_URL", raising=False)
+    # What fakeredis 2.40.0 raises with redis-py 8.2.0, from inside its client's class.
+    pytester.makeconftest(
+        """
+        import fakeredis
+
+        class TooOld:
+            def __init__(self, *args, **kwargs):
+                raise AttributeError("'method_descriptor' object has no attribute '__closure__'")
+
+        fakeredis.FakeRedis = TooOld
+        """
+    )
+    result = run(pytester, "\n    def test_l2(tiercache_l2):\n        pass\n")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*tiercache_l2: fakeredis 2.* cannot make a client with redis-py *.* (AttributeError: *)*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*def __init__*")
+
+
 def test_disabled_marker_and_fixture_bypass_the_cache(pytester: pytest.Pytester) -> None:
     """@pytest.mark.tiercache_disabled and the tiercache_disabled fixture make every call run the function."""
     result = run(

@@ -78,12 +78,34 @@ def tiercache_l2(tiercache_isolated: str) -> Iterator[Any]:
         pytest.fail(
             "tiercache_l2 needs fakeredis (pip install fakeredis) or TIERCACHE_REDIS_URL", pytrace=False
         )
-    server = fakeredis.FakeServer()
-    client = fakeredis.FakeRedis(server=server)
+    server, client = _fake_redis(fakeredis)
     _config.configure(
         redis_client=client, async_redis_client=lambda: fakeredis.FakeAsyncRedis(server=server), l2=True
     )
     yield client
+
+
+def _fake_redis(fakeredis: Any) -> tuple[Any, Any]:
+    """Return a fakeredis server and a client of it; fail the test in one line if they cannot be made.
+
+    A fakeredis older than the installed redis-py fails deep inside its own code (its client
+    subclasses redis-py's); the versions, not that traceback, say what to do.
+    """
+    try:
+        server = fakeredis.FakeServer()
+        client = fakeredis.FakeRedis(server=server)
+        fakeredis.FakeAsyncRedis(server=server)
+    except Exception as exc:  # (whatever it raises, the versions are the news)
+        import redis  # noqa: PLC0415 - only this message needs its version
+
+        fake_version = getattr(fakeredis, "__version__", "?")
+        pytest.fail(
+            f"tiercache_l2: fakeredis {fake_version} cannot make a client with redis-py "
+            f"{redis.__version__} ({type(exc).__name__}: {exc}); install a fakeredis that supports "
+            "it (pip install -U fakeredis) or set TIERCACHE_REDIS_URL",
+            pytrace=False,
+        )
+    return server, client
 
 
 @pytest.fixture
