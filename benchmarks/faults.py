@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import tiercache
-from tests.faults import Caller, Record, black_hole, until
+from tests.support.faults import Caller, Record, black_hole, until
 from tiercache._decorator import config as _config
 from tiercache._tools.redis_process import RedisProcess, free_port
 

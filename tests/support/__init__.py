@@ -1,0 +1,1 @@
+"""What test modules share: clocks, servers, workers, waiting, strategies (no tests here)."""

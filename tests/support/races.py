@@ -1,6 +1,6 @@
 """The delay-proxy race: process A's write is on its way while this process invalidates.
 
-Process A (``tests/race_worker.py``) talks to Redis through a proxy that delays what it sends
+Process A (``tests/support/workers/race.py``) talks to Redis through a proxy that delays what it sends
 by 30 ms: the write of a value it computed from v1 lands after this process changed the data
 and invalidated. Whatever Redis serves afterwards must not be v1.
 """
@@ -12,13 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from tests.support.delay_proxy import DelayProxy
+from tests.support.paths import ROOT
 from tiercache._tools.redis_process import RedisProcess
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @contextmanager
@@ -26,7 +24,7 @@ def race_worker(server: RedisProcess, namespace: str) -> Iterator[subprocess.Pop
     """Start process A, its commands to ``server`` delayed 30 ms; stop it on the way out."""
     with DelayProxy(server.port, to_server=0.03) as proxy:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.race_worker", proxy.url, namespace, str(server.port)],
+            [sys.executable, "-m", "tests.support.workers.race", proxy.url, namespace, str(server.port)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

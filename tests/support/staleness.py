@@ -7,11 +7,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support.paths import ROOT
 
 
 def staleness_ms(
@@ -19,13 +18,13 @@ def staleness_ms(
 ) -> list[float]:
     """Return, sorted, how long after each invalidation each of 4 readers first served it (ms).
 
-    The readers (``tests.coherence_worker``) serve ``current("k")`` from an L1 that keeps it an
+    The readers (``tests.support.workers.coherence``) serve ``current("k")`` from an L1 that keeps it an
     hour; here the truth moves to each version in turn and ``invalidate()`` follows, 30 ms apart.
     ``tagged``: the readers' function carries the tag ``item:k``.
     """
     truth = redis.Redis.from_url(url)
     truth.set(f"truth:{namespace}:k", 0)
-    argv = [sys.executable, "-m", "tests.coherence_worker", url, namespace, str(versions)]
+    argv = [sys.executable, "-m", "tests.support.workers.coherence", url, namespace, str(versions)]
     readers = [
         subprocess.Popen([*argv, *(["tags"] if tagged else [])], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(4)

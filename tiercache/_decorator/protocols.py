@@ -39,7 +39,7 @@ T = TypeVar("T")
 #: both and keeps the first declaration. The two need ``__get__``'s self-type spelt differently
 #: to bind a method: mypy matches a callable (``Callable[Concatenate[S, Q], T]``) strictly, where
 #: the protocol itself would let it bind a staticmethod too; pyright matches only the protocol
-#: itself. tests/test_typing.py runs both over the same examples.
+#: itself. tests/unit/test_typing.py runs both over the same examples.
 MYPY = False
 
 

@@ -1,0 +1,1 @@
+"""What the docs promise, one folder per page of docs/ (decorator.md: decorator/, ...)."""

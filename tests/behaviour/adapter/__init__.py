@@ -1,0 +1,1 @@
+"""What docs/adapter.md promises."""

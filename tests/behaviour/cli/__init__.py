@@ -1,0 +1,1 @@
+"""What docs/cli.md promises."""

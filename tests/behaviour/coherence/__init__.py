@@ -1,0 +1,1 @@
+"""What docs/coherence.md promises."""

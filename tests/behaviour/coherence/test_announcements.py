@@ -1,0 +1,173 @@
+"""Invalidation announcements: a flat, bounded format; digests, never arguments; signed when values are."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tiercache
+from tests.support.faults import until
+from tiercache import tiered_cache
+from tiercache._l2.announcement import encode, parse
+from tiercache._l2.coherence import channel_for
+from tiercache._l2.signing import Signer
+from tiercache._tools.redis_process import RedisProcess
+
+KEY = b"k" * 16
+digests = st.lists(st.text("0123456789abcdef", min_size=32, max_size=32), max_size=20)
+
+
+@given(
+    origin=st.binary(min_size=8, max_size=8),
+    prefix=st.text(max_size=40),
+    found=st.one_of(st.none(), digests),
+    signed=st.booleans(),
+)
+def test_announcements_round_trip(origin: bytes, prefix: str, found: list[str] | None, signed: bool) -> None:
+    signer = Signer((KEY,)) if signed else None
+    data = encode("ns:invalidations", origin, prefix, found, signer)
+    message = parse(data)
+    assert message is not None
+    assert (message.origin, message.key_prefix, message.digests, message.signed) == (
+        origin,
+        prefix,
+        found,
+        signed,
+    )
+    if signer is not None:
+        assert signer.verify("ns:invalidations", data)
+        assert not signer.verify("another:invalidations", data)  # the channel is signed too
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_to_an_announcement_or_none(data: bytes) -> None:
+    parse(data)
+
+
+def test_what_used_to_crash_a_process_is_not_an_announcement() -> None:
+    """192 bytes of 64 nested extension values: the format has no nesting to recurse into."""
+    data = msgpack.packb([])
+    for _ in range(64):
+        data = msgpack.packb(msgpack.ExtType(1, data))
+    assert len(data) < 200 and parse(data) is None
+    truncated = encode("c", b"o" * 8, "p", ["a" * 32, "b" * 32], None)[:-5]
+    assert parse(truncated) is None
+    assert parse(encode("c", b"o" * 8, "p", ["a" * 32], None) + b"extra") is None
+    assert parse(encode("c", b"o" * 8, "p", ["A" * 32], None)) is None  # digests are lowercase hex
+
+
+def listen(server: RedisProcess, channel: str) -> list[bytes]:
+    """Collect what is published on ``channel`` (a raw subscriber, as an eavesdropper would be)."""
+    seen: list[bytes] = []
+    ready = threading.Event()
+    pubsub = server.client().pubsub()
+
+    def run() -> None:
+        pubsub.subscribe(channel)
+        ready.set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.05)
+            if message and message["type"] == "message":
+                seen.append(message["data"])
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ready.wait(2)
+    time.sleep(0.05)
+    return seen
+
+
+@pytest.mark.parametrize("signing", [None, "a-signing-key-of-16-bytes+"])
+def test_the_channel_carries_digests_not_arguments(
+    real_l2: str, redis_server: RedisProcess, signing: str | None
+) -> None:
+    @tiered_cache(name="announce.session", signing_key=signing)
+    def get_session(session_id: str) -> dict[str, str]:
+        return {"id": session_id}
+
+    get_session("victim-session-id")
+    seen = listen(redis_server, channel_for(tiercache.configure().namespace))
+    get_session.cache_invalidate("victim-session-id")
+    until(lambda: bool(seen), timeout=2)
+    assert all(b"victim-session-id" not in message for message in seen)
+    digest = get_session.cache_key("victim-session-id")[-32:]
+    assert digest.encode() in seen[0]
+
+
+def test_a_signing_cache_ignores_what_it_cannot_verify(real_l2: str, redis_server: RedisProcess) -> None:
+    """Forged (unsigned, or signed with another key) announcements drop nothing; genuine ones do."""
+    source = {"a": 1}
+    key = "a-signing-key-of-16-bytes+"
+    one = tiered_cache(ttl_l1=3600, name="announce.signed", signing_key=key)(lambda k: source[k])
+    other = tiered_cache(ttl_l1=3600, name="announce.signed", signing_key=key)(lambda k: source[k])
+    assert one("a") == other("a") == 1
+    cache = one.__tiercache__
+    channel = cache.channel
+    assert channel is not None
+    digest = one.cache_key("a")[-32:]
+    client = redis_server.client()
+    for signer in (None, Signer((b"not-the-key-at-all!!",))):
+        client.publish(channel, encode(channel, b"stranger", cache.key_prefix, [digest], signer))
+    client.publish(channel, encode(channel, b"stranger", cache.key_prefix, None, None))  # a forged clear
+    source["a"] = 2
+    time.sleep(0.2)
+    assert one("a") == 1  # nothing it could verify arrived: the entry stands
+    other.cache_invalidate("a")  # genuine, and signed
+    until(lambda: one("a") == 2, timeout=2)
+
+
+def test_the_listener_survives_hostile_announcements(real_l2: str, redis_server: RedisProcess) -> None:
+    source = {"a": 1}
+    one = tiered_cache(ttl_l1=3600, name="announce.hostile")(lambda k: source[k])
+    other = tiered_cache(ttl_l1=3600, name="announce.hostile")(lambda k: source[k])
+    assert one("a") == other("a") == 1
+    channel = one.__tiercache__.channel
+    nested = msgpack.packb([])
+    for _ in range(64):
+        nested = msgpack.packb(msgpack.ExtType(1, nested))
+    client = redis_server.client()
+    for junk in (nested, b"tcA2" + b"\xff" * 200, b"\x00" * (1 << 20)):
+        client.publish(channel, junk)
+    source["a"] = 2
+    other.cache_invalidate("a")
+    until(lambda: one("a") == 2, timeout=2)  # the listener is alive and still follows
+
+
+def test_a_megabyte_of_announcement_does_not_stall_the_listener(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """32k digests in one announcement (the 1 MiB cap) are looked up, not hashed at will: a real
+    invalidation published right after still arrives within a fraction of a second."""
+    source = {"a": 1}
+    one = tiered_cache(ttl_l1=3600, name="announce.big")(lambda k: source[k])
+    other = tiered_cache(ttl_l1=3600, name="announce.big")(lambda k: source[k])
+    assert one("a") == other("a") == 1
+    cache = one.__tiercache__
+    channel = cache.channel
+    flood = [f"{i:032x}" for i in range(((1 << 20) - 200) // 32)]
+    big = encode(channel, b"stranger", cache.key_prefix, flood, None)
+    assert len(big) <= 1 << 20
+    client = redis_server.client()
+    for _ in range(5):
+        client.publish(channel, big)
+    source["a"] = 2
+    started = time.monotonic()
+    other.cache_invalidate("a")
+    until(lambda: one("a") == 2, timeout=2)
+    assert time.monotonic() - started < 1.0
+
+
+def test_without_an_l1_an_unknown_digest_forgets_lingering_runs(real_l2: str) -> None:
+    """An L1-less function lets a finished run linger 0.1 s for late callers: an announcement it
+    cannot place (its note pruned) drops them all, rather than let one hand out an old value."""
+    f = tiered_cache(ttl_l1=None, name="announce.linger")(lambda key: key)
+    f("a")
+    flights = f.__tiercache__.thread_flights
+    assert flights._landed  # the run lingers
+    f.__tiercache__.drop_announced(["0" * 32])
+    assert not flights._landed

@@ -1,0 +1,251 @@
+"""Cross-process L1 coherence: changes anywhere reach every L1 within milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tiercache
+from tests.support.servers import configured_server
+from tests.support.staleness import staleness_ms
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
+from tiercache._tools.redis_process import RedisProcess
+
+
+def until(condition: Callable[[], bool], timeout: float = 2.0) -> float:
+    """Wait for ``condition``; return how long it took (fail past ``timeout``)."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"not within {timeout}s")
+        time.sleep(0.002)
+    return time.monotonic() - started
+
+
+def process_like(source: dict[str, int], **options: Any) -> Any:
+    """A cached function as one process of a service would have it (its own L1, same keys)."""
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.lookup", **options)
+    def lookup(key: str) -> int:
+        return source[key]
+
+    return lookup
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    """A redis-server of this test's own (some tests kill it)."""
+    with configured_server(tmp_path) as process:
+        yield process
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_invalidate_and_clear_reach_other_l1s(real_l2: str, caplog: pytest.LogCaptureFixture) -> None:
+    source = {"a": 1, "b": 1}
+    one, other = process_like(source), process_like(source)
+    assert (one("a"), other("a"), other("b")) == (1, 1, 1)
+    source.update(a=2, b=2)
+    assert other("a") == 1  # cached
+    one.cache_invalidate("a")
+    until(lambda: other("a") == 2)
+    assert other("b") == 1  # only the invalidated key went
+    one.cache_clear()
+    until(lambda: other("b") == 2)
+
+
+def test_async_functions_follow_too(real_l2: str) -> None:
+    source = {"a": 1}
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.alookup")
+    async def one(key: str) -> int:
+        return source[key]
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.alookup")
+    async def other(key: str) -> int:
+        return source[key]
+
+    async def scenario() -> float:
+        assert await one("a") == 1 and await other("a") == 1
+        # An event loop never waits for the subscription (see Bus.join): an announcement made
+        # before it is confirmed is the documented gap, not what this test is about.
+        bus = other.__tiercache__.endpoint().bus
+        deadline = time.monotonic() + 2
+        while not bus.connected:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.002)
+        source["a"] = 2
+        await one.cache_invalidate("a")
+        started = time.monotonic()
+        while await other("a") != 2:
+            await asyncio.sleep(0.002)
+            assert time.monotonic() - started < 2
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 2
+
+
+def test_coherent_false_keeps_to_ttl(real_l2: str) -> None:
+    source = {"a": 1}
+    one, other = process_like(source, coherent=False), process_like(source, coherent=False)
+    one("a")
+    other("a")
+    source["a"] = 2
+    one.cache_invalidate("a")
+    time.sleep(0.2)
+    assert one("a") == 2 and other("a") == 1  # the other L1 was not told
+
+
+def test_adapter_set_delete_and_clear_reach_other_adapters(real_l2: str) -> None:
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-{time.monotonic_ns()}")
+    writer, reader = MultiTierCache(settings), MultiTierCache(settings)
+    writer.set("k", "v1")
+    writer.set("j", "v1")
+    assert reader.get("k") == "v1" and reader.get("j") == "v1"
+    writer.set("k", "v2")
+    until(lambda: reader.get("k") == "v2")
+    writer.delete("k")
+    until(lambda: reader.get("k") is None)
+    writer.clear()
+    until(lambda: reader.get("j") is None)
+    quiet = MultiTierCache(
+        MultiTierCacheSettings(l2_url=real_l2, namespace=settings.namespace, coherent=False)
+    )
+    writer.set("q", 1)
+    assert quiet.get("q") == 1
+    writer.set("q", 2)
+    time.sleep(0.2)
+    assert quiet.get("q") == 1
+
+
+def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_server: RedisProcess) -> None:
+    source = {"a": 1}
+    lookup = process_like(source)
+    lookup("a")
+    channel = channel_for(tiercache.configure().namespace)
+    client = redis_server.client()
+    for junk in (b"\xc1", b"x" * 100, b"\x93\xc0\xc0\xc0", b"\xdd\x40\x00\x00\x00"):
+        client.publish(channel, junk)
+    source["a"] = 2
+    time.sleep(0.1)
+    assert lookup("a") == 1  # nothing well-formed arrived: the entry stands
+
+    class Stranger:
+        key_prefix = lookup.__tiercache__.key_prefix
+        origin = b"stranger"
+        signer = None
+
+    client.delete(lookup.cache_key("a"))  # as the stranger's invalidation would have, before announcing
+    digest = lookup.cache_key("a")[-32:]  # announcements name entries by their key's digest
+    client.publish(channel, announcement(Stranger(), channel, [digest]))  # type: ignore[arg-type]
+    until(lambda: lookup("a") == 2)
+
+
+def test_a_lost_subscription_stops_trusting_l1(
+    server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs: list[str] = []
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.lost")
+    def lookup(key: str) -> str:
+        runs.append(key)
+        return key
+
+    lookup("cached-before")
+    assert lookup("cached-before") == "cached-before" and runs == ["cached-before"]
+    server.kill()
+    # Whatever was invalidated while we could not hear it, the entry must not be served as fresh.
+    waited = until(lambda: (lookup("cached-before"), len(runs))[1] > 1, timeout=1.0)
+    server.restart()
+    bus = lookup.__tiercache__.endpoint().bus
+    until(lambda: bus.connected, timeout=5)
+    # Entries cached during the outage are dropped once the subscription is back.
+    assert lookup("cached-before") == "cached-before"
+    assert bus.losses == 1
+    assert sum("lost the invalidation channel" in r.getMessage() for r in caplog.records) == 1
+    assert waited < 0.5
+
+
+def test_a_stalled_redis_is_noticed_by_ping(server: RedisProcess) -> None:
+    source = {"a": 1}
+    lookup = process_like(source)
+    lookup("a")
+    bus = lookup.__tiercache__.endpoint().bus
+    until(lambda: bus.connected)
+    source["a"] = 2
+    server.pause()
+    try:
+        waited = until(lambda: lookup("a") == 2, timeout=PING_AFTER + LOST_AFTER + 1.0)
+    finally:
+        server.resume()
+    assert waited <= PING_AFTER + LOST_AFTER + 0.5
+
+
+def test_a_lost_subscription_keeps_stale_values_for_fail_safe(server: RedisProcess) -> None:
+    calls = {"n": 0}
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, stale_ttl=600, name="coherence.failsafe")
+    def lookup(key: str) -> str:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("the source is down too")
+        return "good"
+
+    assert lookup("k") == "good"
+    server.kill()
+    bus = lookup.__tiercache__.endpoint().bus
+    # Not subscribed any more, and the loss handled: the L1s flushed (connected turns false first).
+    until(lambda: not bus.connected and bus.losses >= 1)
+    assert lookup("k") == "good"  # not trusted as fresh, so it ran; it raised; stale beats that
+    assert lookup.cache_stats().stale_served == 1
+
+
+@pytest.mark.slow
+def test_four_processes_stop_serving_an_invalidated_value_within_100ms(
+    redis_server: RedisProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace = f"coherence-{time.monotonic_ns()}"
+    versions = 250
+    tiercache.configure(redis_url=redis_server.url, namespace=namespace)
+    truth = redis_server.client()
+
+    @tiered_cache(ttl_l1=3600, ttl_l2=3600, name="coherence.current")
+    def current(key: str) -> int:
+        return int(truth.get(f"truth:{namespace}:{key}") or 0)
+
+    staleness = staleness_ms(redis_server.url, namespace, versions, lambda: current.cache_invalidate("k"))
+    p50, p99 = statistics.median(staleness), staleness[int(len(staleness) * 0.99) - 1]
+    with capsys.disabled():
+        print(
+            f"\nstaleness over {len(staleness)} (reader, invalidation) pairs, ms: p50 {p50:.2f}"
+            f" p90 {staleness[int(len(staleness) * 0.9)]:.2f} p99 {p99:.2f} max {staleness[-1]:.2f}"
+        )
+    assert len(staleness) == 4 * versions
+    assert p99 < 100
+
+
+def test_the_listener_ends_with_its_caches_and_starts_again(real_l2: str) -> None:
+
+    source = {"a": 1}
+    first = process_like(source)
+    first("a")
+    bus = first.__tiercache__.endpoint().bus
+    thread = bus._thread
+    assert thread is not None and bus.connected
+    del first
+    gc.collect()
+    thread.join(timeout=5)  # quiet for PING_AFTER, then it sees nobody follows and ends
+    assert not thread.is_alive()
+    one, other = process_like(source), process_like(source)
+    one("a")
+    other("a")
+    source["a"] = 2
+    one.cache_invalidate("a")
+    until(lambda: other("a") == 2)  # a new listener follows the channel again

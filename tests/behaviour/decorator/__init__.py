@@ -1,0 +1,1 @@
+"""What docs/decorator.md promises."""

@@ -1,0 +1,1 @@
+"""What docs/invalidation.md promises."""

@@ -1,0 +1,1 @@
+"""What docs/keys.md promises."""

@@ -1,0 +1,1 @@
+"""What docs/metrics.md promises."""

@@ -1,0 +1,1 @@
+"""What docs/policies.md promises."""

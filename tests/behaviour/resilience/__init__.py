@@ -1,0 +1,1 @@
+"""What docs/resilience.md promises."""

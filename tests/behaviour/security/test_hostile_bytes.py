@@ -1,0 +1,179 @@
+"""Bytes planted in Redis by someone who can write to it: never a crash, an exception, or a stall.
+
+Each payload is planted in the suite's real redis-server inside a well-formed envelope (signing
+off, so it reaches the decoder), and the call that reads it runs in a thread with a 1 MiB stack,
+musl/Alpine Python's default, where deep C recursion crashes the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import tracemalloc
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.support.stacks import in_small_stack
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._l2.codec import MAX_HASHED, MAX_NESTING, MAX_OBJECTS, DecodeError, decode_value, encode_value
+from tiercache._l2.envelope import NO_TOKEN, seal
+from tiercache._tools.redis_process import RedisProcess
+
+_names = itertools.count()
+P = 2**61 - 1  # an int's hash is the int modulo this
+
+
+def tuple_chain(levels: int, inside: Any = None) -> bytes:
+    data = msgpack.packb([] if inside is None else inside)
+    for _ in range(levels):
+        data = msgpack.packb(msgpack.ExtType(1, data))
+    return data
+
+
+def colliding_bigints(count: int) -> list[int]:
+    """Ints beyond 64 bits that all hash to 7."""
+    return [7 + k * P for k in range(16, 16 + count)]
+
+
+def bigint_ext(value: int) -> msgpack.ExtType:
+    return msgpack.ExtType(4, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+HOSTILE = {
+    "64 nested extensions (192 bytes)": lambda: tuple_chain(64),
+    "5,000 nested extensions": lambda: tuple_chain(5000),
+    "31 extensions of 1,000 nested lists": lambda: tuple_chain(31, inside=_deep_list(1000)),
+    "a map of 32k colliding big ints": lambda: msgpack.packb(
+        {bigint_ext(k): 1 for k in colliding_bigints(32_768)}
+    ),
+    "a set of 32k colliding big ints": lambda: msgpack.packb(
+        msgpack.ExtType(2, msgpack.packb([bigint_ext(k) for k in colliding_bigints(32_768)]))
+    ),
+    "a frozenset of 32k colliding big ints": lambda: msgpack.packb(
+        msgpack.ExtType(3, msgpack.packb([bigint_ext(k) for k in colliding_bigints(32_768)]))
+    ),
+    "8 MiB of empty lists": lambda: (
+        b"\xdd" + (8 * 1024 * 1024 - 16).to_bytes(4, "big") + b"\x90" * (8 * 1024 * 1024 - 16)
+    ),
+}
+
+
+def _deep_list(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_values_are_refused_quickly_without_crashing(name: str) -> None:
+    """In a 1 MiB thread: a DecodeError within a second, never a crash or a stall."""
+    payload = HOSTILE[name]()
+    started = time.monotonic()
+    with pytest.raises(DecodeError):
+        in_small_stack(lambda: decode_value(payload))
+    assert time.monotonic() - started < 1.0
+
+
+def test_amplification_is_bounded_while_decoding() -> None:
+    """An 8 MiB payload of empty lists is refused having built at most MAX_OBJECTS of them."""
+    payload = HOSTILE["8 MiB of empty lists"]()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError):
+            decode_value(payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_legitimate_values_at_the_bounds_still_decode() -> None:
+    """The bounds leave room for real values: deep tuples, big string-keyed maps, long lists."""
+    deep = ()
+    for _ in range(MAX_NESTING - 1):
+        deep = (deep,)
+    for value in (
+        deep,
+        {f"k{i}": i for i in range(100_000)},  # str keys: any size
+        {i: i for i in range(100_000)},  # 64-bit int keys: any size
+        {(i, i): i for i in range(MAX_HASHED)},  # tuple keys: up to the bound
+        set(range(100_000)),
+        [[i] for i in range(MAX_OBJECTS - 10)],
+        _deep_list(400),  # (deeper lists than this cannot even be compared in Python)
+    ):
+        assert decode_value(encode_value(value)) == value
+
+
+def test_values_nested_past_the_bound_cannot_be_written_either() -> None:
+    deep = ()
+    for _ in range(MAX_NESTING + 1):
+        deep = (deep,)
+    with pytest.raises(TypeError):
+        encode_value(deep)
+
+
+# -- the same, planted in Redis ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_planted_hostile_value_is_a_miss(name: str, real_l2: str, redis_server: RedisProcess) -> None:
+    @tiered_cache(name=f"hostile.{next(_names)}")
+    def lookup(key: str) -> str:
+        return f"fresh {key}"
+
+    redis_server.client().set(lookup.cache_key("k"), seal(HOSTILE[name](), 0, NO_TOKEN, 2**62))
+    started = time.monotonic()
+    assert in_small_stack(lambda: lookup("k")) == "fresh k"
+    assert time.monotonic() - started < 2.0
+    stats = lookup.cache_stats()
+    assert stats.l2_corrupt + stats.l2_rejected == 1 and stats.misses == 1
+
+
+@pytest.mark.parametrize("planted", [b"x" * 256, b"9" * 40, b"-1", b"\xff\x00"])
+def test_a_malformed_generation_is_a_miss_never_an_exception(
+    planted: bytes, real_l2: str, redis_server: RedisProcess
+) -> None:
+    """Sync, async, signed or not, and the adapter: every call still returns its value."""
+    for signing in (None, "a-signing-key-of-16-bytes+"):
+        name = f"hostile.gen.{next(_names)}"
+        sync = tiered_cache(name=name, signing_key=signing)(lambda key: f"v-{key}")
+
+        @tiered_cache(name=name, signing_key=signing)
+        async def asynchronous(key: str) -> str:
+            return f"v-{key}"
+
+        sync.cache_key("k")  # resolves the function's settings: its generation key is known now
+        redis_server.client().set(sync.__tiercache__.generation_key, planted)
+        for _ in range(2):
+            assert sync("k") == "v-k"
+            assert asyncio.run(asynchronous("k")) == "v-k"
+        assert sync.cache_stats().l2_corrupt >= 1
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"hostile-{next(_names)}")
+    redis_server.client().set(f"{settings.namespace}:gen", planted)
+    with MultiTierCache(settings) as cache:
+        cache.set("k", "v")
+        assert cache.get("k") == "v"
+        cache.invalidate_l1()
+        cache.get("k")  # from L2 or not at all: never an exception
+
+
+def test_the_deepest_legitimate_value_fits_a_quarter_of_a_small_stack() -> None:
+    """32 levels of extension values decode in a thread with a 256 KiB stack (the docs' figure)."""
+    deep: Any = ()
+    for _ in range(MAX_NESTING - 1):
+        deep = (deep,)
+    payload = encode_value(deep)
+    previous = threading.stack_size(256 * 1024)
+    try:
+        result: list[Any] = []
+        thread = threading.Thread(target=lambda: result.append(decode_value(payload)))
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(previous)
+    assert result == [deep]

@@ -1,0 +1,1 @@
+"""What docs/services.md promises."""

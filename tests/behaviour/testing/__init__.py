@@ -1,0 +1,1 @@
+"""What docs/testing.md promises."""

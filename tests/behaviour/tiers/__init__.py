@@ -1,0 +1,1 @@
+"""What docs/tiers.md promises."""

@@ -1,0 +1,1 @@
+"""Processes the tests start: each a ``python -m tests.support.workers.NAME`` program."""

@@ -1,0 +1,1 @@
+"""One test module per module of the package (its folders mirror tiercache's): no Redis of its own."""

@@ -1,0 +1,1 @@
+"""tiercache._core."""

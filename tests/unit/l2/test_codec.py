@@ -1,0 +1,155 @@
+"""The L2 codec: exact round trips for the supported types, a closed set of extensions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import pickle
+import zoneinfo
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.strategies import same_typed, values
+from tiercache import register_type, tiered_cache
+from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
+
+
+@given(values)
+@settings(max_examples=400)
+def test_values_round_trip_equal_and_of_the_same_types(value: Any) -> None:
+    """None, bool, ints of any size, float, str, bytes, list, tuple, dict, set, frozenset,
+    datetime (naive and aware), date, time, timedelta, Decimal, UUID, nested anyhow."""
+    assert same_typed(decode_value(encode_value(value)), value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {(1, "a"): [(), ((),)], frozenset({(1, 2)}): {None}},
+        2**64,
+        -(2**63) - 1,
+        2**64 - 1,
+        dt.datetime(2024, 3, 31, 2, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+        dt.datetime(2021, 11, 7, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("America/New_York")),
+        dt.datetime(2020, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")),
+        dt.time(23, 59, 59, 999999, tzinfo=dt.UTC),
+        Decimal("1.10"),
+        Decimal("-0"),
+        float("inf"),
+        -0.0,
+    ],
+)
+def test_edge_values_round_trip(value: Any) -> None:
+    assert same_typed(decode_value(encode_value(value)), value)
+
+
+def test_timezone_utc_comes_back_as_the_singleton() -> None:
+    back = decode_value(encode_value(dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
+    assert back.tzinfo is dt.UTC
+
+
+class Plain:
+    pass
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [
+        (Plain(), "test_codec.Plain"),
+        ([1, {"k": Plain()}], "test_codec.Plain"),
+        (Color.RED, "test_codec.Color"),
+        (OrderedDict(a=1), "collections.OrderedDict"),
+        (1 + 2j, "builtins.complex"),
+        (dt.datetime(2020, 1, 1, tzinfo=dt.tzinfo()), "tzinfo datetime.tzinfo"),
+    ],
+)
+def test_foreign_types_are_refused_with_their_name(value: Any, type_name: str) -> None:
+    """Subclasses and other types are not silently turned into something else."""
+    with pytest.raises(UnencodableError) as caught:
+        encode_value(value)
+    assert caught.value.type_name.endswith(type_name)
+
+
+def test_a_str_with_a_lone_surrogate_is_refused_for_what_it_is(
+    fake_l2: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(UnencodableError, match=r"lone surrogate \('\\ud800'\)") as caught:
+        encode_value({"name": ["ok", "bad\ud800"]})  # deep inside: still named
+    assert caught.value.type_name == "str"
+
+    @tiered_cache(name="codec.surrogates")
+    def echo(key: str) -> str:
+        return key + "\udc00"
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert echo("k") == "k\udc00"  # kept in L1, served from there
+    assert echo.cache_stats().unencodable == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "lone surrogate ('\\udc00')" in line and "a str value" not in line and "register_type" not in line
+
+
+class Money:
+    def __init__(self, amount: Decimal, currency: str) -> None:
+        self.amount, self.currency = amount, currency
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Money) and (self.amount, self.currency) == (other.amount, other.currency)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_registered_types_round_trip_and_nest() -> None:
+    register_type(Money, lambda m: [m.amount, m.currency], lambda f: Money(*f), name="test.Money")
+    value = {"price": Money(Decimal("9.99"), "EUR"), "list": [Money(Decimal("1"), "USD")]}
+    assert decode_value(encode_value(value)) == value
+
+
+def test_register_type_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="register_type"):
+        register_type("Money", str, str)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="register_type"):
+        register_type(Money, "x", str)  # type: ignore[arg-type]
+
+
+def test_unregistered_type_name_on_the_wire_is_a_decode_error_not_an_import() -> None:
+    payload = msgpack.packb(msgpack.ExtType(11, msgpack.packb(["os.system", "echo pwned"])))
+    with pytest.raises(DecodeError, match="not registered"):
+        decode_value(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\xc1",  # never used in msgpack
+        b"\x92\x01",  # truncated array
+        msgpack.packb(msgpack.ExtType(99, b"")),  # unknown extension
+        msgpack.packb(msgpack.ExtType(5, b"\x01")),  # datetime with a bad body
+        msgpack.packb(msgpack.ExtType(2, msgpack.packb([[1]]))),  # set of an unhashable
+        pickle.dumps({"a": 1}),
+        b"\xd9\x02\xff\xfe",  # invalid UTF-8 in a str
+    ],
+)
+def test_garbage_is_a_decode_error(payload: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_value(payload)
+
+
+@given(st.binary(max_size=256))
+@settings(max_examples=500)
+def test_decoding_arbitrary_bytes_raises_nothing_but_decode_error(payload: bytes) -> None:
+    try:
+        decode_value(payload)
+    except DecodeError:
+        pass
