@@ -285,3 +285,18 @@ def test_tags_across_slots_sync_and_async(on_cluster: str, cluster: RedisCluster
 
     assert asyncio.run(after()) == [-n for n in range(20)]
     assert len(runs) == 40
+
+
+def test_a_cluster_that_fails_to_come_up_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start that raises half-way stops every node it started."""
+    cluster = RedisClusterProcesses(tmp_path / "cluster")
+
+    def raising(timeout: float = 0.0) -> None:
+        raise RuntimeError("the cluster did not become ok")
+
+    monkeypatch.setattr(cluster, "wait_ok", raising)
+    with pytest.raises(RuntimeError):
+        cluster.start()
+    assert all(node.process is not None and node.process.poll() is not None for node in cluster.nodes)

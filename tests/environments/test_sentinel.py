@@ -435,3 +435,19 @@ def test_tls_files_given_beside_the_url_reach_the_sentinels_too() -> None:
     assert primary_options(target, options)["ssl_ca_certs"] == "/ca.pem"
     plain = sentinel_target("redis+sentinel://h:1/svc")
     assert plain is not None and "ssl" not in asking_sentinels(plain, options, retry=None)
+
+
+def test_a_deployment_that_fails_to_come_up_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start that raises half-way (redis-py 7.0 raised TypeError on SENTINEL MASTER) stops what it began."""
+    deployment = RedisSentinelProcesses(tmp_path / "sentinel")
+
+    def raising(*_: object) -> bool:
+        raise TypeError("parse_sentinel_master() got an unexpected keyword argument")
+
+    monkeypatch.setattr(deployment, "_replicating", raising)
+    with pytest.raises(TypeError):
+        deployment.start()
+    processes = [deployment.primary, deployment.replica, *deployment.sentinels]
+    assert all(p.process is not None and p.process.poll() is not None for p in processes)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -31,6 +32,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(deployment: RedisClusterProcesses | RedisSentinelProcesses) -> Iterator[None]:
+    # A deployment that fails to come up (a timeout, a client library that raises on a reply)
+    # must not leave its servers running: nobody would hold their pids any more.
+    try:
+        yield
+    except BaseException:
+        deployment.stop()
+        raise
 
 
 class RedisProcess:
@@ -153,20 +165,24 @@ class RedisClusterProcesses:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self, timeout: float = 20.0) -> RedisClusterProcesses:
-        """Start every node, join them into one cluster, and wait until it reports ok."""
-        for node in self.nodes:
-            node.start()
+        """Start every node, join them into one cluster, and wait until it reports ok.
+
+        If anything fails on the way, every node started so far is stopped before it raises.
+        """
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(  # noqa: S603
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=timeout,
-        )
-        self.wait_ok(timeout)
+        with _stopped_on_failure(self):
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(  # noqa: S603
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=timeout,
+            )
+            self.wait_ok(timeout)
         return self
 
     def wait_ok(self, timeout: float = 20.0) -> None:
@@ -235,17 +251,24 @@ class RedisSentinelProcesses:
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
     def start(self, timeout: float = 30.0) -> RedisSentinelProcesses:
-        """Start the servers and sentinels; wait until every sentinel knows the replica and the others."""
-        self.primary.start()
-        self.replica.start()
-        for sentinel in self.sentinels:
-            sentinel.start()
+        """Start the servers and sentinels; wait until every sentinel knows the replica and the others.
+
+        If anything fails on the way, every process started so far is stopped before it raises.
+        """
+        with _stopped_on_failure(self):
+            self.primary.start()
+            self.replica.start()
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self._wait_seen(timeout)
+        return self
+
+    def _wait_seen(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._replicating() and all(self._sees_all(sentinel) for sentinel in self.sentinels):
-                return self
+                return
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"the sentinels did not see the whole deployment within {timeout}s")
 
     def _replicating(self) -> bool:
