@@ -192,7 +192,11 @@ class Tiers:
         if len(notes) > 2 * self.local.max_entries + 1024:
             held = self.local.data
             self._by_digest = {d: key for d, key in list(notes.items()) if key in held}
-            self.local.void_leases()
+            self.lose_track()
+
+    def lose_track(self) -> None:
+        """Refuse what calls under way would write to L1: their notes were let go (see note_digest)."""
+        self.local.void_leases()
 
     def drop_announced(self, digests: Sequence[str]) -> None:
         """Drop the L1 entries another process invalidated, known here by their digests.

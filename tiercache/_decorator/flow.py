@@ -143,6 +143,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
     if settled is not None:
         cache.record(call, "coalesced", error=settled.error is not None)
         return settled.unwrap()
+    cache.keep_findable(call)
     # Leading now: a run that ended while our L2 read was under way wrote L1 before it let go
     # of the key, so this look catches it and we do not run the function a second time.
     value = cache.l1.get(call.l1_key) if cache.has_l1 else MISSING

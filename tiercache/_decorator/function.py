@@ -257,6 +257,16 @@ class FunctionCache(Tiers):
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
 
+    def lose_track(self) -> None:
+        """Refuse what calls under way would write to L1, and cut their runs loose.
+
+        Their notes were let go: an invalidation would not find them, so calls made after one
+        must not join them (see keep_findable).
+        """
+        super().lose_track()
+        for flights in self._flight_tables():
+            flights.detach_all()
+
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` (None: all) from L1 and cut their runs loose: they were invalidated."""
         super().drop_local(keys, keep_stale=keep_stale)
@@ -448,7 +458,7 @@ class FunctionCache(Tiers):
                 held = self.local.data
                 self._keys_by_tag = {d: kept for d, keys in notes.items() if (kept := keys & held.keys())}
                 self._tag_notes = sum(map(len, self._keys_by_tag.values()))
-                self.local.void_leases()
+                self.lose_track()
 
     def drop_tagged(self, digests: Sequence[str]) -> None:
         """Drop the L1 entries, and cut loose the runs, noted under any of ``digests``."""
@@ -460,6 +470,18 @@ class FunctionCache(Tiers):
             self.drop_local(list(keys))
         if not self.has_l1:  # runs that just ended linger for late callers: not under a note
             self.drop_local(None)
+
+    def keep_findable(self, call: Call) -> None:
+        """Cut the run ``call`` has just begun loose if its key was dropped since it was noted.
+
+        A tag drop takes the notes it finds: one that came between this call's ``note_tags()``
+        and its run took the note before the run existed, so the next ``invalidate_tags()``
+        would not find the run, and calls made after it returned would join a run that may
+        have read the data before it changed. (An untagged key is dropped by name: always found.)
+        """
+        if self.tagged and self.has_l1 and not self.local.valid(call.l1_key, call.lease):
+            for flights in self._flight_tables():
+                flights.detach(call.l1_key)
 
     def tag_keys(self, call: Call) -> tuple[str, ...]:
         """Return the Redis keys of ``call``'s tags."""

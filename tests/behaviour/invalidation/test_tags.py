@@ -268,6 +268,93 @@ def test_concurrent_hits_never_end_on_a_value_invalidated_by_tag(real_l2: str) -
     assert stale == 0, f"{stale} of 100 trials ended on a value invalidated by tag"
 
 
+def test_a_call_after_invalidate_tags_never_joins_a_run_an_earlier_invalidation_left_unnoted(
+    redis_server: RedisProcess, real_l2: str
+) -> None:
+    """Redis stalls a tagged call's read while invalidate_tags() runs; the call then starts a run.
+
+    That first invalidate_tags() dropped the call's note before its run existed; after the
+    second one returns, a new call must start a run of its own, not join the first (which read
+    the data before it changed).
+    """
+    tiercache.configure(timeout=5)  # the stalled read waits for Redis: it is the point
+    db = {"x": "v1", "warm-up": "-"}
+    runs: list[str] = []
+    running, gate = threading.Event(), threading.Event()
+    lookup = tiered_cache(name=unique("unnoted"), tags=["t"])(
+        lambda key: _slow_first(db, key, runs, running, gate)
+    )
+    cache = lookup.__tiercache__
+    lookup("warm-up")  # the listener, the generation and the tag's token are in place
+    redis_server.pause()  # Redis stalls: nothing it is asked is answered until it resumes
+    stall = threading.Timer(0.4, redis_server.resume)
+    stall.start()
+    early: list[str] = []
+    first = threading.Thread(target=lambda: early.append(lookup("x")))
+    first.start()
+    _until(lambda: "x" in cache._keys_by_tag.get(digest_of("t"), ()))  # noted; its read waits
+    tiercache.invalidate_tags("t")  # waits for Redis too; its local drop took the note at once
+    assert running.wait(5)  # the stalled call now runs the function, which read v1
+    db["x"] = "v2"
+    tiercache.invalidate_tags("t")
+    later: list[str] = []
+    second = threading.Thread(target=lambda: later.append(lookup("x")))
+    second.start()
+    second.join(2)
+    gate.set()
+    for thread in (first, second, stall):
+        thread.join(5)
+    assert later == ["v2"], "a call made after invalidate_tags() returned joined a run that read v1"
+    assert early == ["v1"]
+
+
+def test_a_run_whose_note_the_bound_on_notes_let_go_is_not_joined_after_invalidate_tags(
+    real_l2: str,
+) -> None:
+    """A run under way while 2,000 other keys pass through an L1 of 10 (the notes keep what L1 holds)."""
+    db = {"x": "v1", **{str(n): str(n) for n in range(2000)}}
+    runs: list[str] = []
+    running, gate = threading.Event(), threading.Event()
+    lookup = tiered_cache(name=unique("pruned"), tags=["t"], max_entries=10)(
+        lambda key: _slow_first(db, key, runs, running, gate)
+    )
+    early: list[str] = []
+    first = threading.Thread(target=lambda: early.append(lookup("x")))
+    first.start()
+    assert running.wait(5)  # its run read v1
+    for n in range(2000):
+        lookup(str(n))
+    db["x"] = "v2"
+    tiercache.invalidate_tags("t")
+    later: list[str] = []
+    second = threading.Thread(target=lambda: later.append(lookup("x")))
+    second.start()
+    second.join(2)
+    gate.set()
+    for thread in (first, second):
+        thread.join(5)
+    assert later == ["v2"], "a call made after invalidate_tags() returned joined a run that read v1"
+
+
+def _slow_first(
+    db: dict[str, str], key: str, runs: list[str], running: threading.Event, gate: threading.Event
+) -> str:
+    """Read ``db[key]``; the first run for ``x`` then waits for ``gate``."""
+    value = db[key]
+    runs.append(key)
+    if key == "x" and runs.count("x") == 1:
+        running.set()
+        gate.wait(10)
+    return value
+
+
+def _until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 # -- other processes ----------------------------------------------------------------------------
 
 
