@@ -199,7 +199,7 @@ def test_garbage_in_redis_is_a_miss_counted_logged_once_and_overwritten(
 
 def test_a_key_of_another_redis_type_is_overwritten(server: RedisProcess, mode: str) -> None:
     caller = Caller(mode, ttl_l1=None)
-    caller.calls(["warm"])  # learn the generation: later reads are plain GETs
+    caller.calls(["warm"])  # the generation is known: the next write is a plain SET NX GET
     client = server.client()
     client.rpush(caller.function.cache_key("k"), "someone", "else's", "list")
     assert caller.calls(["k", "k"]).problems == []

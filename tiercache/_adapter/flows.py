@@ -63,7 +63,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     endpoint = (yield from _usable(tiers)) if wanted else None
     if endpoint is not None:
         tiers.stats.count("l2_lookups", len(wanted))
-        generation_key = tiers.generation_key_if_due(endpoint)
+        generation_key: str | None = tiers.generation_key  # with every read: a clear is final at once
         read = ReadMany(endpoint, tuple(tiers.key(k) for k in wanted), generation_key, owner=tiers)
         ok, reply = yield from l2_op(tiers, endpoint, read)
         if ok:

@@ -42,8 +42,8 @@ __all__ = [
 
 logger = logging.getLogger("tiercache")
 
-#: How long a process trusts the generation it last read before reading it again with the next
-#: L2 look-up. Bounds how late another process's clear is seen (without coherence).
+#: How long a set trusts the generation it last read before it reads it first (every L2 read
+#: fetches it anyway, and a set reads it again once its writes have landed: see write_in_generation).
 GENERATION_RECHECK: Final = 0.5
 #: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
 MAX_PENDING_KEYS: Final = 10_000
@@ -98,6 +98,7 @@ class Tiers:
         self._generation: int | None = None
         self._payload_start = b""  # what value payloads of that generation start with
         self._generation_endpoint: Endpoint | None = None
+        self._generation_raw: bytes | int | None = None  # as Redis last sent the one followed
         self._generation_due = 0.0
         # Invalidations that could not reach L2 yet, replayed before the next L2 operation: keys
         # to drop, a clear, and whether Redis must be told our generation again (it went back).
@@ -253,6 +254,8 @@ class Tiers:
         value planted back): Redis is told ours again, which changes nothing in the first case.
         Return the generation read.
         """
+        if raw == self._generation_raw and endpoint is self._generation_endpoint:
+            return self._generation or 0  # what every read brings back, mostly: nothing changed
         generation = raw if isinstance(raw, int) else generation_from(raw)
         if generation is None:
             self.stats.count("l2_corrupt")
@@ -264,6 +267,7 @@ class Tiers:
                 self._pending_floor = self.repairs_pending = True
         else:
             self._set_generation(generation)
+            self._generation_raw = raw  # (only a generation followed: one that went back is repaired)
         self._generation_endpoint = endpoint
         self._generation_due = self.clocks.monotonic() + GENERATION_RECHECK
         return generation

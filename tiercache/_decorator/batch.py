@@ -141,11 +141,10 @@ def _read(
     cache: FunctionCache, endpoint: Any, calls: list[Call], found: dict[Hashable, Any], wanted: list[Hashable]
 ) -> Flow:
     """Read ``calls`` from L2 in one MGET into ``found``; return the endpoint (None if it failed)."""
-    generation_key = None
     read_at = time.monotonic()
-    for index, call in enumerate(calls):
-        call.redis_key, due, call.generation = cache.read_of(call, endpoint)
-        generation_key = due if index == 0 else generation_key
+    generation_key = cache.generation_key
+    for call in calls:
+        call.redis_key, _, call.generation = cache.read_of(call)
         call.flags |= LOOKED_UP
         call.read_at = read_at
     read = ReadMany(endpoint, tuple(call.redis_key for call in calls), generation_key, cache)
@@ -155,7 +154,7 @@ def _read(
             call.flags &= ~LOOKED_UP  # (none of them may write: their tokens are unknown)
         return None
     generation, payloads = reply
-    asked = generation_key
+    asked: str | None = generation_key
     for key, call, payload in zip(wanted, calls, payloads, strict=True):
         learned, call.token, hit = cache.take_read(endpoint, asked, generation, payload, call.redis_key)
         if learned is not None:

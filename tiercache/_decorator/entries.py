@@ -61,7 +61,7 @@ def peek(
 def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
     if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
         return MISSING
-    call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
+    call.redis_key, generation_key, call.generation = cache.read_of(call)
     ok, reply = yield from l2_op(cache, endpoint, read_op(cache, call, endpoint, generation_key))
     if not ok:
         return MISSING

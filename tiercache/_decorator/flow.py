@@ -90,7 +90,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         # from it may only be written while the key's tombstones last, and Redis times those).
         call.flags |= LOOKED_UP
         call.read_at = time.monotonic()
-        call.redis_key, generation_key, call.generation = cache.read_of(call, endpoint)
+        call.redis_key, generation_key, call.generation = cache.read_of(call)
         read = (  # (read_op(), spelt out: a frame less per hit)
             ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), cache)
             if cache.tagged
@@ -393,7 +393,7 @@ def _serve_ahead(
     cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None, outcome: str
 ) -> Flow:
     """Serve a hit near the end of its life; start one background refresh of it (per key, per process)."""
-    if cache.claim_refresh(call.l1_key):
+    if cache.claim_refresh(call.l1_key, call.started_ns):
         cache.stats.count("refreshes_ahead")
         yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
     cache.record(call, outcome)
@@ -402,7 +402,7 @@ def _serve_ahead(
 
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
     """Return a stale value at once; start one background refresh of it (per key, per process)."""
-    if cache.claim_refresh(call.l1_key):
+    if cache.claim_refresh(call.l1_key, call.started_ns):
         yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
     cache.record(call, "stale_served")
     return value
@@ -460,7 +460,7 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
         pause = min(pause * 2, 0.05)
         read_at = time.monotonic()
         call.redis_key = cache.redis_key(call)
-        read = read_op(cache, call, endpoint, None)
+        read = read_op(cache, call, endpoint, cache.generation_key)
         ok, reply = yield from l2_op(cache, endpoint, read)
         if not ok:
             return None

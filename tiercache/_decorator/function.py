@@ -54,6 +54,8 @@ ENTRY_OVERHEAD: Final = 150
 Keeping = tuple[float | None, float | None, bool, bool]
 #: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
 REDIS_KEY_MEMO: Final = 1024
+#: Keys whose last background refresh's end is remembered (see claim_refresh).
+REFRESHES_REMEMBERED: Final = 1024
 
 
 class Call:
@@ -202,6 +204,7 @@ class FunctionCache(Tiers):
             weakref.WeakKeyDictionary()
         )
         self._refreshing: set[Hashable] = set()
+        self._refreshed: dict[Hashable, int] = {}  # when each key's last refresh ended (see claim_refresh)
         self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
@@ -253,6 +256,7 @@ class FunctionCache(Tiers):
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
         self._refreshing.clear()
+        self._refreshed.clear()
         self._tags_lock = threading.Lock()  # (a parent's thread may have held it when it forked)
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
@@ -420,16 +424,17 @@ class FunctionCache(Tiers):
             self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
 
-    def read_of(self, call: Call, endpoint: Endpoint) -> tuple[str, str | None, int]:
-        """Return what an L2 read of ``call`` needs: key, generation key if due, generation now.
+    def read_of(self, call: Call) -> tuple[str, str, int]:
+        """Return what an L2 read of ``call`` needs: its key, the generation's key, the generation now.
 
-        The generation is the one the read is made in: a clear landing from now on makes the
-        value computed from it a miss.
+        Every read fetches the generation with the entry (see Tiers.take_read): a clear is final
+        for every process's next read, heard of or not. The generation returned is the one the
+        read is made in: a clear landing from now on makes the value computed from it a miss.
         """
         key = self._redis_keys.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
         if key is None or (self.has_l1 and self.channel is not None):
             key = self.redis_key(call)
-        return key, self.generation_key_if_due(endpoint), self._generation or 0
+        return key, self.generation_key, self._generation or 0
 
     # -- tags (see tags) ----------------------------------------------------------------------
 
@@ -552,10 +557,17 @@ class FunctionCache(Tiers):
             ttl = seconds if isinstance(seconds, (int, float)) else 0.0
         return fresh_for < self.refresh_ahead * (ttl or 0.0)
 
-    def claim_refresh(self, l1_key: Hashable) -> bool:
-        """Return True (once) if no background refresh of this key runs in this process yet."""
+    def claim_refresh(self, l1_key: Hashable, seen_ns: int | None = None) -> bool:
+        """Return True (once) if no background refresh of this key runs in this process yet.
+
+        ``seen_ns``: when the caller found the value it would refresh (``perf_counter_ns``). A
+        refresh of the key that ended since replaced that value already: a caller whose read
+        crossed its write does not start another.
+        """
         with self._lock:
             if l1_key in self._refreshing:
+                return False
+            if seen_ns is not None and self._refreshed.get(l1_key, seen_ns) > seen_ns:
                 return False
             self._refreshing.add(l1_key)
             return True
@@ -568,6 +580,9 @@ class FunctionCache(Tiers):
         """Mark the background refresh of this key as finished."""
         with self._lock:
             self._refreshing.discard(l1_key)
+            if len(self._refreshed) >= REFRESHES_REMEMBERED:
+                self._refreshed.clear()  # (a read that crossed a refresh then may start one more)
+            self._refreshed[l1_key] = time.perf_counter_ns()
 
     # -- outcomes -------------------------------------------------------------------------
 

@@ -175,11 +175,23 @@ def _to_redo(
     redo = []
     for index, ((_, _, _, token), reply) in enumerate(zip(items, replies, strict=True)):
         if token == ABSENT and isinstance(reply, redis.ResponseError):
-            if "WRONGTYPE" in str(reply):
-                redo.append((index, FOREIGN_TOKEN))
-            elif "syntax" in str(reply).lower():
-                redo.append((index, ABSENT))
+            again = _redo_token(reply)
+            if again is not None:
+                redo.append((index, again))
     return redo
+
+
+def _redo_token(error: redis.ResponseError) -> bytes | None:
+    """Return the token to send a refused SET NX GET again with, through the script (None: give up).
+
+    WRONGTYPE: a key of another type, which MGET reads as nothing, is planted, not ours; it is
+    overwritten as any bytes not ours are. A syntax error: a Redis older than 7.0.
+    """
+    if "WRONGTYPE" in str(error):
+        return FOREIGN_TOKEN
+    if "syntax" in str(error).lower():
+        return ABSENT
+    return None
 
 
 def _conditional_replies(
@@ -292,10 +304,11 @@ class SyncStore:
                 return found is None or fresh_since_absent(found)
             return bool(self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
         except redis.ResponseError as exc:
-            if token == ABSENT and self._nx_get and "syntax" in str(exc).lower():
-                self._nx_get = False  # Redis < 7.0: NX with GET is 7.0's; the script does it
-                return self.write(key, payload, ttl_ms, token)
-            raise _translate(exc) from exc
+            again = _redo_token(exc) if token == ABSENT and self._nx_get else None
+            if again is None:
+                raise _translate(exc) from exc
+            self._nx_get = again != ABSENT  # Redis < 7.0: NX with GET is 7.0's; the script does it
+            return self.write(key, payload, ttl_ms, again)
         except Exception as exc:
             raise _translate(exc) from exc
 
@@ -604,10 +617,11 @@ class AsyncStore:
                 return found is None or fresh_since_absent(found)
             return bool(await self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
         except redis.ResponseError as exc:
-            if token == ABSENT and self._nx_get and "syntax" in str(exc).lower():
-                self._nx_get = False  # Redis < 7.0, as in SyncStore.write()
-                return await self.write(key, payload, ttl_ms, token)
-            raise _translate(exc) from exc
+            again = _redo_token(exc) if token == ABSENT and self._nx_get else None
+            if again is None:
+                raise _translate(exc) from exc
+            self._nx_get = again != ABSENT  # as in SyncStore.write()
+            return await self.write(key, payload, ttl_ms, again)
         except Exception as exc:
             raise _translate(exc) from exc
 

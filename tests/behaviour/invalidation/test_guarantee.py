@@ -334,3 +334,38 @@ def test_a_clear_waiting_for_redis_is_replayed_before_any_read_even_if_redis_ret
     assert f(2) == 2 and f.__tiercache__.pending_count() == 0  # (the next read replayed the clear)
     f.__tiercache__.local.clear()
     assert f(1) == 2  # and Redis no longer answers with the old generation's value
+
+
+# -- 5. a clear is final for every other process's Redis read -----------------------------------
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_process_that_has_not_heard_of_a_clear_never_reads_the_old_value_from_redis(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """The reader read the generation a moment ago and hears no announcement (delayed, or lost)."""
+    request.getfixturevalue(l2)
+    db = {"k": "v1"}
+    name = unique("clear-unheard")
+    clearer = tiered_cache(name=name, ttl_l1=None)(lambda key: db[key])
+    reader = tiered_cache(name=name, ttl_l1=None, coherent=False)(lambda key: db[key])
+    assert clearer("k") == "v1" and reader("k") == "v1"
+    assert reader.cache_stats().l2_hits == 1  # read from Redis, with its generation
+    db["k"] = "v2"
+    clearer.cache_clear()
+    assert reader("k") == "v2"
+
+
+def test_an_adapter_that_has_not_heard_of_a_clear_never_reads_the_old_value_from_redis(real_l2: str) -> None:
+    """As above, for the adapters' clear(): the reader keeps nothing in L1, so it reads Redis."""
+    namespace = unique("adapter-clear")
+    clearer = MultiTierCache(MultiTierCacheSettings(l2_url=real_l2, namespace=namespace))
+    reader = MultiTierCache(
+        MultiTierCacheSettings(
+            l2_url=real_l2, namespace=namespace, coherent=False, write_back_l1_on_l2_hit=False
+        )
+    )
+    clearer.set("k", "v1")
+    assert reader.get("k") == "v1"
+    clearer.clear()
+    assert reader.get("k") is None

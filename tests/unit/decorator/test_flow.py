@@ -113,13 +113,13 @@ def test_unreadable_payload_is_a_counted_miss_and_gets_overwritten(cache: Functi
 
 
 def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
-    """WRONGTYPE (another program's list under our key): a miss, and our SET replaces it."""
+    """Redis refused the read (an ACL that denies the key, say): a miss, and our write replaces it."""
     endpoint = cache.endpoint()
     assert endpoint is not None
-    cache.learn_generation(endpoint, b"")  # a plain GET, then (an MGET of a list reads as nil)
+    cache.learn_generation(endpoint, b"")  # known from an earlier read (a refused one learns none)
     flow, read = start(cache)
-    assert read.generation_key is None
-    assert isinstance(flow.throw(RemoteRejected("WRONGTYPE")), Join)
+    assert read.generation_key == cache.generation_key  # every read fetches the generation too
+    assert isinstance(flow.throw(RemoteRejected("NOPERM")), Join)
     flow.send(None)
     assert isinstance(flow.send("value"), Write)
     assert not endpoint.breaker.is_open
@@ -363,3 +363,13 @@ def test_lock_waiter_computes_itself_when_the_holder_is_too_slow() -> None:
         else:
             op = flow.send((None, None))
     assert isinstance(flow.send("mine"), Write)
+
+
+def test_a_caller_whose_read_crossed_a_refresh_starts_no_second_one(cache: FunctionCache) -> None:
+    """One background refresh per key, even for a hit that read the old value as it was replaced."""
+    seen = time.perf_counter_ns()  # a hit read the value, due for a refresh...
+    assert cache.claim_refresh("k", seen)  # ...another hit started that refresh...
+    assert not cache.claim_refresh("k", seen)  # ...which is under way,
+    cache.release_refresh("k")  # ...and has replaced the value by the time the first hit asks:
+    assert not cache.claim_refresh("k", seen)
+    assert cache.claim_refresh("k", time.perf_counter_ns())  # a value read afterwards may be refreshed
