@@ -6,6 +6,7 @@ Flows like ``_decorator.flow``'s, driven by the same shells: ``MultiTierCacheAda
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -45,6 +46,13 @@ def _usable(tiers: AdapterTiers) -> Generator[Op, Any, Endpoint | None]:
     if endpoint is None or not endpoint.breaker.allow():
         return None
     return endpoint if (yield from replay_repairs(tiers, endpoint)) else None
+
+
+def _ready_to_write(tiers: AdapterTiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
+    """Whether L2 may be written now: breaker closed, old repairs replayed, the generation known."""
+    if endpoint.breaker.allow() and (yield from replay_repairs(tiers, endpoint)):
+        return (yield from know_generation(tiers, endpoint))
+    return False
 
 
 def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
@@ -87,39 +95,65 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     """Write ``items`` to L2 in one round trip, and to L1 as the settings say.
 
     A delete of one of them while the write is under way wins in L1 as it does in Redis's order.
+    A key Redis did not take (unreachable, refusing, a value only L1 can hold) is invalidated
+    there, now or once Redis is back, so the value this set replaced is not read again; sets of
+    one key at once leave it out of L1 (see Tiers.begin_set).
     """
     tiers.sets += len(items)
     lease = tiers.l1.lease()
     stored: set[str] = set()
-    endpoint = yield from _usable(tiers)
+    endpoint = tiers.endpoint()
     # One jitter draw per key, for both tiers (see shortening): 1.0 without ttl_jitter.
     keep = {key: shortening(tiers.settings.ttl_jitter) for key in items}
-    if endpoint is not None and (yield from know_generation(tiers, endpoint)):
-        l2_seconds = ttl or tiers.settings.l2_ttl_seconds
-        payloads: dict[str, bytes | None] = {}
-
-        def seal() -> tuple[tuple[str, bytes, int], ...]:
-            payloads.update(
-                (key, tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key]))
-                for key, value in items.items()
-            )
-            return tuple(
-                (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
-                for key, payload in payloads.items()
-                if payload is not None
-            )
-
-        announce = tiers.announce([tiers.key(key) for key in items])
-        if (yield from write_in_generation(tiers, endpoint, seal, announce)):
-            stored = {key for key, payload in payloads.items() if payload is not None}
-        # A value only L1 can hold replaces the old one in Redis too: other processes must not
-        # go on reading what this set replaced.
-        unstorable = tuple(tiers.key(key) for key, payload in payloads.items() if payload is None)
-        if unstorable:
-            yield from drop_keys(tiers, endpoint, unstorable, action="set()")
     l1_seconds = ttl if ttl is not None else tiers.local.ttl
-    for key, value in items.items():
-        _keep_local(tiers, key, value, l1_seconds * keep[key], lease, stored=key in stored)
+    if endpoint is None:
+        for key, value in items.items():
+            _keep_local(tiers, key, value, l1_seconds * keep[key], lease, stored=False)
+        return
+    for key in items:
+        tiers.begin_set(key)
+    try:
+        stored = yield from _write_many(tiers, endpoint, items, ttl, keep)
+        # What Redis did not take, it must not go on serving: the old value is invalidated.
+        left = tuple(tiers.key(key) for key in items if key not in stored)
+        if left:
+            yield from drop_keys(tiers, endpoint, left, action="set()")
+    finally:
+        for key, value in items.items():
+            seconds = l1_seconds * keep[key]
+            tiers.end_set(
+                key, functools.partial(_keep_local, tiers, key, value, seconds, lease, stored=key in stored)
+            )
+
+
+def _write_many(
+    tiers: AdapterTiers,
+    endpoint: Endpoint,
+    items: Mapping[str, Any],
+    ttl: float | None,
+    keep: dict[str, float],
+) -> Generator[Op, Any, set[str]]:
+    """Write ``items`` to L2 in one round trip, in the current generation; return the keys Redis took."""
+    if not (yield from _ready_to_write(tiers, endpoint)):
+        return set()
+    l2_seconds = ttl or tiers.settings.l2_ttl_seconds
+    payloads: dict[str, bytes | None] = {}
+
+    def seal() -> tuple[tuple[str, bytes, int], ...]:
+        payloads.update(
+            (key, tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key]))
+            for key, value in items.items()
+        )
+        return tuple(
+            (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
+            for key, payload in payloads.items()
+            if payload is not None
+        )
+
+    announce = tiers.announce([tiers.key(key) for key in items])
+    if not (yield from write_in_generation(tiers, endpoint, seal, announce)):
+        return set()
+    return {key for key, payload in payloads.items() if payload is not None}
 
 
 def _keep_local(
@@ -142,46 +176,79 @@ def update(
     to stop. In L2 the read and the write are one compare-and-swap, tried again while other
     writers change the key in between: no concurrent update is lost, and ``change`` may run more
     than once. The new value lives ``ttl`` seconds (None: the default), or with ``keep_ttl``
-    what the old one had left. With L2 off or unreachable, L1 alone, as set() does.
+    what the old one had left. With L2 off or unreachable, L1 alone, as set() does, and the old
+    value is invalidated in Redis (now or once it is back).
     """
     lease = tiers.l1.lease()
-    endpoint = yield from _usable(tiers)
-    if endpoint is not None and (yield from know_generation(tiers, endpoint)):
-        redis_key = tiers.key(key)
-        for _ in range(MAX_SWAPS):
-            # The generation is read with the key, every time: with one learned a moment ago, an
-            # entry another process wrote after a clear would look stale, and be overwritten.
-            read = ReadMany(endpoint, (redis_key,), tiers.generation_key, owner=tiers)
-            ok, reply = yield from l2_op(tiers, endpoint, read)
-            if not ok:
-                break
-            generation, (payload,) = reply
-            _, _, hit = tiers.take_read(endpoint, tiers.generation_key, generation, payload, redis_key)
-            current, left = (MISSING, 0.0) if hit is MISSING else hit
-            new = change(current)
-            if new is UNCHANGED:
-                return current, new
-            seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
-            sealed = tiers.seal_value(endpoint, new, redis_key, NO_TOKEN, ttl=seconds)
-            if sealed is None:  # only L1 can hold it: Redis must not keep serving the old one
-                yield from drop_keys(tiers, endpoint, (redis_key,), action="update()")
-                break
-            announce = tiers.announce((redis_key,))
-            swap = Swap(endpoint, redis_key, payload, sealed, round(seconds * 1000), announce, tiers)
-            ok, swapped = yield from l2_op(tiers, endpoint, swap)
-            if not ok:
-                break
-            if swapped:
-                l1_seconds = seconds if keep_ttl or ttl is not None else tiers.local.ttl
-                _keep_local(tiers, key, new, l1_seconds, lease, stored=True)
-                return current, new
-        else:
-            raise RuntimeError(f"{tiers.label}: {key!r} changed under each of {MAX_SWAPS} tries to update it")
+    endpoint = tiers.endpoint()
+    l1_default = ttl if ttl is not None else tiers.local.ttl
+    if endpoint is None:
+        current, new = _change_locally(tiers, key, change)
+        if new is not UNCHANGED:
+            _keep_local(tiers, key, new, l1_default, lease, stored=False)
+        return current, new
+    kept: Callable[[], object] = lambda: None  # noqa: E731 - what end_set() keeps in L1: nothing yet
+    tiers.begin_set(key)
+    try:
+        swapped = yield from _swap(tiers, endpoint, key, change, ttl, keep_ttl=keep_ttl)
+        if swapped is not None:
+            current, new, l1_seconds = swapped
+            if new is not UNCHANGED:
+                kept = functools.partial(_keep_local, tiers, key, new, l1_seconds, lease, stored=True)
+            return current, new
+        # Redis could not take it: L1 alone, and Redis must not go on serving what it replaced.
+        current, new = _change_locally(tiers, key, change)
+        if new is not UNCHANGED:
+            yield from drop_keys(tiers, endpoint, (tiers.key(key),), action="update()")
+            kept = functools.partial(_keep_local, tiers, key, new, l1_default, lease, stored=False)
+        return current, new
+    finally:
+        tiers.end_set(key, kept)
+
+
+def _change_locally(tiers: AdapterTiers, key: str, change: Callable[[Any], Any]) -> tuple[Any, Any]:
     current = tiers.l1.get(key)
-    new = change(current)
-    if new is not UNCHANGED:
-        _keep_local(tiers, key, new, ttl if ttl is not None else tiers.local.ttl, lease, stored=False)
-    return current, new
+    return current, change(current)
+
+
+def _swap(
+    tiers: AdapterTiers,
+    endpoint: Endpoint,
+    key: str,
+    change: Callable[[Any], Any],
+    ttl: float | None,
+    *,
+    keep_ttl: bool,
+) -> Generator[Op, Any, tuple[Any, Any, float] | None]:
+    """Compare-and-swap ``key`` in L2; return ``(value, new value, its L1 seconds)``, None if L2 could not."""
+    if not (yield from _ready_to_write(tiers, endpoint)):
+        return None
+    redis_key = tiers.key(key)
+    for _ in range(MAX_SWAPS):
+        # The generation is read with the key, every time: with one learned a moment ago, an
+        # entry another process wrote after a clear would look stale, and be overwritten.
+        read = ReadMany(endpoint, (redis_key,), tiers.generation_key, owner=tiers)
+        ok, reply = yield from l2_op(tiers, endpoint, read)
+        if not ok:
+            return None
+        generation, (payload,) = reply
+        _, _, hit = tiers.take_read(endpoint, tiers.generation_key, generation, payload, redis_key)
+        current, left = (MISSING, 0.0) if hit is MISSING else hit
+        new = change(current)
+        if new is UNCHANGED:
+            return current, new, 0.0
+        seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
+        sealed = tiers.seal_value(endpoint, new, redis_key, NO_TOKEN, ttl=seconds)
+        if sealed is None:  # only L1 can hold it
+            return None
+        announce = tiers.announce((redis_key,))
+        swap = Swap(endpoint, redis_key, payload, sealed, round(seconds * 1000), announce, tiers)
+        ok, swapped = yield from l2_op(tiers, endpoint, swap)
+        if not ok:
+            return None
+        if swapped:
+            return current, new, seconds if keep_ttl or ttl is not None else tiers.local.ttl
+    raise RuntimeError(f"{tiers.label}: {key!r} changed under each of {MAX_SWAPS} tries to update it")
 
 
 def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:

@@ -102,6 +102,7 @@ class AdapterTiers(Tiers):
             "l2_rejected": stats.l2_rejected,
             "degraded": stats.degraded,
             "degraded_seconds": stats.degraded_seconds,
+            "pending_invalidations": stats.pending_invalidations,
         }
 
     def reset_metrics(self) -> None:

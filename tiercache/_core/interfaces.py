@@ -73,10 +73,11 @@ class Store(Protocol):
         items: tuple[tuple[str, bytes, int], ...],
         announce: Announce = None,
         generation_key: str | None = None,
-    ) -> bytes | None:
+    ) -> tuple[bytes | None, list[str]]:
         """Store ``(key, payload, ttl_ms)`` items in one round trip (then announce).
 
-        With ``generation_key``, return the generation as it was once the items had landed.
+        Return the generation as it was once the items had landed (with ``generation_key``), and
+        ``[why]`` if Redis refused the announcement (the items stand).
         """
 
     def invalidate(
@@ -134,7 +135,7 @@ class AsyncStore(Protocol):
         items: tuple[tuple[str, bytes, int], ...],
         announce: Announce = None,
         generation_key: str | None = None,
-    ) -> bytes | None:
+    ) -> tuple[bytes | None, list[str]]:
         """See ``Store.write_many``."""
 
     async def invalidate(

@@ -177,7 +177,8 @@ class WriteManyIfUnchanged:
 class WriteMany:
     """Store ``(key, payload, ttl_ms)`` items in one round trip, whatever they held.
 
-    Sent the generation (read from ``generation_key``) as it was once they had landed, if asked.
+    Sent the generation (read from ``generation_key``) as it was once they had landed, if asked,
+    and ``[why]`` if Redis refused to publish the announcement.
     """
 
     endpoint: Endpoint
@@ -428,9 +429,21 @@ def write_in_generation(
         if not items:
             return False
         op = WriteMany(endpoint, items, announce, tiers, tiers.generation_key)
-        ok, raw = yield from l2_op(tiers, endpoint, op)
+        ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:
             return False
+        raw, unheard = reply
+        if unheard:
+            # The values landed; only other processes' L1s were not told (they keep what they
+            # hold until ttl_l1, as a process that cannot hear announcements does).
+            tiers.log_once(
+                "set-unheard",
+                "%s: Redis at %s took a set but refused to announce it (%s); other processes' "
+                "L1s keep what they hold until it expires",
+                tiers.label,
+                endpoint.name,
+                "; ".join(unheard),
+            )
         if tiers.learn_generation(endpoint, raw) <= sealed_in:
             return True
     return False

@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
@@ -124,6 +124,8 @@ class Tiers:
         self._endpoint: Endpoint | None = None  # set by subclasses, as they resolve where L2 is
         _live.add(self)
         self._by_digest: dict[str, Hashable] = {}  # see note_digest()
+        # Sets under way, by L1 key: how many, and whether two ever overlapped (see begin_set).
+        self._sets: dict[Hashable, list[int]] = {}
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -464,6 +466,34 @@ class Tiers:
             body, generation, token, fresh_until_ms, signed=signed, compression=compression, tags=tags
         )
         return payload if self.signer is None else payload + self.signer.sign(key, payload)
+
+    # -- sets of one key at once -----------------------------------------------------------
+
+    def begin_set(self, key: Hashable) -> None:
+        """Note that a set of ``key`` (its L1 key) begins writing Redis; ``end_set`` must follow.
+
+        Which of two sets' writes Redis took last is not known here, so neither may decide what
+        L1 keeps: sets that overlapped leave the key out of L1, and the next read asks Redis.
+        """
+        with self._lock:
+            under_way = self._sets.get(key)
+            if under_way is None:
+                self._sets[key] = [1, 0]
+            else:
+                under_way[0] += 1
+                under_way[1] = 1  # overlapped
+
+    def end_set(self, key: Hashable, keep: Callable[[], object]) -> None:
+        """End a set of ``key`` begun by ``begin_set``: ``keep()`` its value in L1, unless sets overlapped."""
+        with self._lock:
+            under_way = self._sets[key]
+            under_way[0] -= 1
+            if not under_way[0]:
+                del self._sets[key]
+            if under_way[1]:
+                self.local.delete(key)
+            else:
+                keep()
 
     # -- invalidations that could not reach L2 --------------------------------------------
 

@@ -99,10 +99,15 @@ def put(
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.tagged:
         cache.note_tags(call)  # (the value we keep in L1, invalidate_tags() must find)
-    if endpoint is not None:
-        # (redis_key() notes the key's digest: other processes' announcements of it must find
-        # the entry we are about to keep in L1)
-        key = cache.redis_key(call)
+    if endpoint is None:  # L1 is the only store there is: the last set wins
+        _keep(cache, call, value, l1_seconds, keep=enabled and to_l1)
+        return
+    # (redis_key() notes the key's digest: other processes' announcements of it must find
+    # the entry we are about to keep in L1)
+    key = cache.redis_key(call)
+    kept = False
+    cache.begin_set(l1_key)  # another set of the key at once: which one Redis kept is not known here
+    try:
         written = False
         try:
             if enabled and to_l2:
@@ -113,6 +118,13 @@ def put(
             # Again, as invalidate() does: a caller that missed L1 after the first drop may have
             # read the old value from Redis before our write, and be about to keep it in L1.
             cache.drop_local((l1_key,))
+        kept = enabled and to_l1
+    finally:
+        cache.end_set(l1_key, lambda: _keep(cache, call, value, l1_seconds, keep=kept))
+
+
+def _keep(cache: FunctionCache, call: Call, value: Any, seconds: float | None, *, keep: bool) -> None:
+    """Keep a set's value in L1 (``keep``), under a lease taken after the set's last drop."""
     lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
     if cache.tagged:
         # Noted again, after the lease: a drop of these tags since the first note (another
@@ -120,8 +132,8 @@ def put(
         # would have been kept where no invalidation of its tags could find it. From the lease
         # on, such a drop voids it instead (and keeps this value out of L1: a miss, not stale).
         cache.note_tags(call)
-    if enabled and cache.has_l1 and to_l1:
-        cache.l1.set(l1_key, value, l1_seconds, lease)
+    if keep and cache.has_l1:
+        cache.l1.set(call.l1_key, value, seconds, lease)
 
 
 def _write(  # noqa: PLR0917 - one put's state

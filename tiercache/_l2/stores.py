@@ -330,12 +330,13 @@ class SyncStore:
         items: tuple[tuple[str, bytes, int], ...],
         announce: Announce = None,
         generation_key: str | None = None,
-    ) -> bytes | None:
+    ) -> tuple[bytes | None, list[str]]:
         """Store ``(key, payload, ttl_ms)`` items in one pipelined round trip (then announce).
 
-        With ``generation_key``, return the generation read after the writes landed: in the same
-        pipeline on one server (one connection keeps the order), after it on a cluster (whose
-        pipeline sends each node its share at once).
+        Return the generation read after the writes landed (with ``generation_key``: in the same
+        pipeline on one server, one connection keeping the order; after it on a cluster, whose
+        pipeline sends each node its share at once), and ``[why]`` if Redis refused to publish
+        the announcement (the writes stand). A refused write raises RemoteRejected.
         """
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
@@ -348,9 +349,12 @@ class SyncStore:
             generation = replies[-1] if after else None
             if generation_key is not None and not after:
                 generation = self.client.get(generation_key)
+            unheard: list[str] = []
             if announce is not None:
-                self.client.execute_command("PUBLISH", *announce)
-            return cast("bytes | None", generation)
+                _, unheard = _attempt(
+                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
+                )
+            return cast("bytes | None", generation), unheard
 
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one pipelined round trip.
@@ -640,7 +644,7 @@ class AsyncStore:
         items: tuple[tuple[str, bytes, int], ...],
         announce: Announce = None,
         generation_key: str | None = None,
-    ) -> bytes | None:
+    ) -> tuple[bytes | None, list[str]]:
         """See ``SyncStore.write_many``."""
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
@@ -653,9 +657,12 @@ class AsyncStore:
             generation = replies[-1] if after else None
             if generation_key is not None and not after:
                 generation = await self.client.get(generation_key)
+            unheard: list[str] = []
             if announce is not None:
-                await self.client.execute_command("PUBLISH", *announce)
-            return cast("bytes | None", generation)
+                _, unheard = await _aattempt(
+                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
+                )
+            return cast("bytes | None", generation), unheard
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one round trip (see SyncStore)."""

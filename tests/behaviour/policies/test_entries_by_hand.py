@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 
 import tiercache
+from tests.support.concurrency import at_once
 from tests.support.tiers import TIERS, client_for, stored, ttls, wait_until
 from tiercache import NO_VALUE, WarmReport, tiered_cache
 from tiercache._l1.lru import MISSING as MISSING_VALUE
@@ -341,3 +342,18 @@ def test_a_set_just_after_another_process_cleared_is_not_lost(
     setter.cache_set("set by hand", "k")
     assert reader("k") == "set by hand"
     assert runs == ["warm"]
+
+
+# -- sets at once, and sets Redis cannot take ------------------------------------------------------
+
+
+def test_two_threads_setting_one_key_leave_this_process_answering_what_redis_holds(real_l2: str) -> None:
+    """300 trials: two cache_set() of one key at once; afterwards L1 agrees with Redis (or is empty)."""
+    name = f"entries.concurrent-sets.{time.monotonic_ns()}"
+    setter = tiered_cache(ttl_l1=600, name=name)(lambda key: "computed")
+    redis_view = tiered_cache(ttl_l1=None, name=name, coherent=False)(lambda key: "computed")
+    disagreed = 0
+    for trial in range(300):
+        at_once([lambda i=i, t=trial: setter.cache_set(f"{t}-{i}", "k") for i in range(2)])
+        disagreed += setter.cache_get("k") != redis_view.cache_get("k")
+    assert disagreed == 0, f"{disagreed} of 300 trials left L1 holding another value than Redis"

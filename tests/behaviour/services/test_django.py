@@ -37,6 +37,7 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 
+from tests.support.concurrency import at_once
 from tiercache._tools.redis_process import RedisProcess
 from tiercache.contrib.django import TieredCache
 
@@ -540,3 +541,14 @@ def test_two_processes_against_a_model(redis_server: RedisProcess, isolated_sett
         max_examples=25, stateful_step_count=20, deadline=None
     )
     TwoProcesses.TestCase().runTest()
+
+
+def test_two_threads_setting_one_key_leave_this_process_answering_what_redis_holds(cache: Any) -> None:
+    """100 trials: two set() of one key at once; what L1 answers is what Redis holds."""
+    disagreed = 0
+    for trial in range(100):
+        at_once([lambda i=i, t=trial: cache.set("k", f"{t}-{i}") for i in range(2)])
+        answered = cache.get("k")
+        cache._cache.invalidate_l1()
+        disagreed += answered != cache.get("k")
+    assert disagreed == 0, f"{disagreed} of 100 trials left L1 holding another value than Redis"

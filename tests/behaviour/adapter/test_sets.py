@@ -1,0 +1,95 @@
+"""The adapters' set(): sets of one key at once, and sets Redis cannot take (the sync adapter, in threads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.concurrency import at_once
+from tiercache import MultiTierCache, MultiTierCacheSettings
+from tiercache._tools.redis_process import RedisProcess
+
+
+def adapters(url: str) -> tuple[MultiTierCache, MultiTierCache]:
+    """An adapter with an L1, and one that reads Redis on every get (what another process sees)."""
+    namespace = f"adapter-sets-{time.monotonic_ns()}"
+    writer = MultiTierCache(MultiTierCacheSettings(l2_url=url, namespace=namespace))
+    redis_view = MultiTierCache(
+        MultiTierCacheSettings(l2_url=url, namespace=namespace, coherent=False, write_back_l1_on_l2_hit=False)
+    )
+    return writer, redis_view
+
+
+def test_two_threads_setting_one_key_leave_this_adapter_answering_what_redis_holds(real_l2: str) -> None:
+    """300 trials: two set() of one key at once; afterwards this adapter's L1 agrees with Redis."""
+    writer, redis_view = adapters(real_l2)
+    disagreed = 0
+    for trial in range(300):
+        at_once([lambda i=i: writer.set("k", f"{trial}-{i}") for i in range(2)])
+        disagreed += writer.get("k") != redis_view.get("k")
+    assert disagreed == 0, f"{disagreed} of 300 trials left L1 holding another value than Redis"
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, to pause or fill."""
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["set", "set_many"])
+def test_a_set_redis_could_not_take_never_brings_the_replaced_value_back(
+    own_server: RedisProcess, how: str
+) -> None:
+    """Redis stops answering (a partition: it keeps its data); set() keeps the new value in L1 and
+    invalidates the old one once Redis answers again."""
+    namespace = f"adapter-outage-{how}"
+    # (Not following the channel: a listener that loses it flushes L1, which is not the point here.)
+    settings = MultiTierCacheSettings(l2_url=own_server.url, namespace=namespace, coherent=False)
+    writer = MultiTierCache(settings)
+    writer.set("k", "old")
+    own_server.pause()
+    writer.get("probe")  # times out: the breaker opens, and L2 is skipped until Redis answers again
+    if how == "set":
+        writer.set("k", "new")
+    else:
+        writer.set_many({"k": "new"})
+    assert writer.get("k") == "new"  # from L1
+    assert writer.get_metrics()["pending_invalidations"] == 1
+    own_server.resume()
+    until(lambda: not writer.get_metrics()["degraded"])  # the probe finds Redis back
+    # The next L2 operation replays the drop first.
+    writer.get("unrelated")
+    other = MultiTierCache(dataclasses.replace(settings, write_back_l1_on_l2_hit=False))
+    assert other.get("k") != "old"  # another process
+    writer.invalidate_l1()
+    assert writer.get("k") != "old"  # this one, once its L1 entry is gone
+
+
+def test_a_set_a_full_redis_refuses_drops_the_replaced_value(own_server: RedisProcess) -> None:
+    """maxmemory with noeviction refuses the SET; the DEL that replaces it needs no memory."""
+    settings = MultiTierCacheSettings(l2_url=own_server.url, namespace="adapter-full")
+    writer = MultiTierCache(settings)
+    writer.set_many({"k": "old", "j": "old"})
+    client = own_server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        writer.set_many({"k": "new", "j": "new"})
+    finally:
+        client.config_set("maxmemory", 0)
+    other = MultiTierCache(dataclasses.replace(settings, coherent=False, write_back_l1_on_l2_hit=False))
+    assert other.get_many(["k", "j"]) == {}
+    assert writer.get_many(["k", "j"]) == {"k": "new", "j": "new"}  # L1 keeps what Redis refused
