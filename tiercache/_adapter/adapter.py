@@ -15,6 +15,7 @@ from typing import Any
 from tiercache._adapter import flows
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
 from tiercache._adapter.tiers import AdapterTiers
+from tiercache._core.checks import MAX_SECONDS
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
 from tiercache._core.shells import run_async, run_sync
 from tiercache._l1.lru import Clock
@@ -59,9 +60,10 @@ class _Base:
     def _ttl(self, method: str, ttl: object) -> float | None:
         if ttl is None:
             return None
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < float("inf"):
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_SECONDS:
             raise ValueError(
-                f"{type(self).__name__}.{method}(): ttl must be a number of seconds > 0, not {ttl!r}"
+                f"{type(self).__name__}.{method}(): ttl must be a number of seconds > 0 and at most "
+                f"{MAX_SECONDS:,} (about 317 years), not {ttl!r}"
             )
         return float(ttl)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from tiercache._core.checks import shortening
+from tiercache._core.checks import milliseconds, shortening
 from tiercache._core.ops import (
     Flow,
     Op,
@@ -145,7 +145,7 @@ def _write_many(
             for key, value in items.items()
         )
         return tuple(
-            (tiers.key(key), payload, round(l2_seconds * keep[key] * 1000))
+            (tiers.key(key), payload, milliseconds(l2_seconds * keep[key]))
             for key, payload in payloads.items()
             if payload is not None
         )
@@ -242,7 +242,7 @@ def _swap(
         if sealed is None:  # only L1 can hold it
             return None
         announce = tiers.announce((redis_key,))
-        swap = Swap(endpoint, redis_key, payload, sealed, round(seconds * 1000), announce, tiers)
+        swap = Swap(endpoint, redis_key, payload, sealed, milliseconds(seconds), announce, tiers)
         ok, swapped = yield from l2_op(tiers, endpoint, swap)
         if not ok:
             return None

@@ -6,17 +6,20 @@ and the argument at fault, so a caller can tell which of several settings was wr
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Final
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_SECONDS",
     "check_bool",
     "check_fraction",
     "check_int",
     "check_namespace",
     "check_seconds",
     "check_size",
+    "milliseconds",
     "parse_flag",
     "parse_number",
     "shortening",
@@ -24,6 +27,9 @@ __all__ = [
 
 #: Values whose encoding is larger stay in L1 only (configure(), the adapter settings).
 DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
+#: The longest lifetime there is (about 317 years): longer than anyone means, and well within
+#: what Redis's PX and an entry's 64-bit deadline in milliseconds can hold.
+MAX_SECONDS: Final = 10**10
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -48,7 +54,19 @@ def check_seconds(value: object, name: str, owner: str, *, optional: bool = Fals
     if not value > 0 or value == float("inf"):
         hint = " (use None to turn this tier off)" if optional else ""
         raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
+    if value > MAX_SECONDS:
+        raise ValueError(
+            f"{owner}: {name} must be at most {MAX_SECONDS:,} seconds (about 317 years), not {value!r}"
+        )
     return float(value)
+
+
+def milliseconds(seconds: float) -> int:
+    """Return a lifetime as Redis's PX takes it: whole milliseconds, at least one.
+
+    Rounded, 0.4 ms would be PX 0, which Redis refuses: the old value would stay where it was.
+    """
+    return max(1, math.ceil(seconds * 1000))
 
 
 def check_fraction(value: object, name: str, owner: str, *, zero: bool = True) -> float:

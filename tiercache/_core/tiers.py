@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
+from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES, milliseconds
 from tiercache._core.clocks import Clocks
 from tiercache._core.interfaces import LocalTier
 from tiercache._core.stats import CacheStats, StatsRecorder
@@ -88,7 +88,7 @@ class Tiers:
         self.ttl_l2 = ttl_l2
         self.stale_ttl = stale_ttl
         # An entry stays in Redis for its stale period too; its envelope says when it went stale.
-        self.l2_ttl_ms = round(((ttl_l2 or 0.0) + stale_ttl) * 1000)
+        self.l2_ttl_ms = milliseconds((ttl_l2 or 0.0) + stale_ttl)
         # Invalidations leave tombstones (see _l2.envelope) where values are computed and written
         # conditionally; None: plain deletes (the adapters, whose values are set, not computed).
         self.tombstone_ms = max(self.l2_ttl_ms, round(TOMBSTONE_FLOOR * 1000)) if tombstones else None

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Literal, overload
 
+from tiercache._core.checks import milliseconds
 from tiercache._core.flights import Flights
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
@@ -539,7 +540,7 @@ class FunctionCache(Tiers):
 
     def l2_ttl_ms_for(self, seconds: float | None) -> int:
         """Return Redis's TTL for a value fresh for ``seconds`` (None: ``ttl_l2``), stale period and all."""
-        return self.l2_ttl_ms if seconds is None else round((seconds + self.stale_ttl) * 1000)
+        return self.l2_ttl_ms if seconds is None else milliseconds(seconds + self.stale_ttl)
 
     def l1_seconds(self, value: Any, fresh_for: float) -> float | None:
         """Return how long L1 keeps ``value``, which L2 holds fresh for ``fresh_for`` more seconds."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, overload
 
-from tiercache._core.checks import shortening
+from tiercache._core.checks import MAX_SECONDS, shortening
 
 __all__ = ["NOT_NONE", "Lifetimes", "ResultPolicy", "Seconds"]
 
@@ -82,4 +82,4 @@ class ResultPolicy:
                 f"{self.label}: {option} returned {seconds!r} for a {type(value).__name__} result; "
                 "it must return seconds (a finite number) or None"
             )
-        return None if seconds <= 0 else float(seconds)
+        return None if seconds <= 0 else min(float(seconds), MAX_SECONDS)  # (longer means "for ever")

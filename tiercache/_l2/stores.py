@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import redis
 import redis.asyncio
@@ -45,10 +45,23 @@ logger = logging.getLogger("tiercache")
 
 def _translate(exc: BaseException) -> RemoteError:
     if isinstance(exc, redis.ResponseError):
-        return RemoteRejected(str(exc))
+        return RemoteRejected(_without_arguments(str(exc)))
     if _saturated(exc):
         return RemoteSaturated(brief(exc))
     return RemoteUnavailable(brief(exc))
+
+
+#: How redis-py annotates the error of a pipelined command: it quotes the command, values and all.
+_PIPELINE_ERROR: Final = ") of pipeline caused error: "
+
+
+def _without_arguments(message: str) -> str:
+    """Return Redis's error without the command redis-py quotes before it (our values' bytes)."""
+    quoted, found, reason = message.rpartition(_PIPELINE_ERROR)
+    if not found:
+        return message
+    command = quoted.partition("(")[2].partition(" ")[0]
+    return f"{command or 'a command'} in a pipeline: {reason}"
 
 
 def _saturated(exc: BaseException) -> bool:

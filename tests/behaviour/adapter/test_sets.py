@@ -93,3 +93,35 @@ def test_a_set_a_full_redis_refuses_drops_the_replaced_value(own_server: RedisPr
     other = MultiTierCache(dataclasses.replace(settings, coherent=False, write_back_l1_on_l2_hit=False))
     assert other.get_many(["k", "j"]) == {}
     assert writer.get_many(["k", "j"]) == {"k": "new", "j": "new"}  # L1 keeps what Redis refused
+
+
+def test_a_timeout_under_a_millisecond_never_leaves_the_replaced_value(real_l2: str) -> None:
+    """A lifetime of 0.4 ms once rounded to PX 0, which Redis refuses: the old value stayed for all."""
+    writer, redis_view = adapters(real_l2)
+    writer.set("k", "old")
+    writer.set("k", "new", ttl=0.0004)
+    assert writer.get_metrics()["l2_errors"] == 0  # Redis took it (for a millisecond)
+    assert redis_view.get("k") != "old"
+    assert writer.get("k") != "old"
+
+
+def test_a_refused_write_is_logged_without_the_value(
+    own_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's pipeline errors quote the command: the value's bytes must not reach the log."""
+    writer = MultiTierCache(MultiTierCacheSettings(l2_url=own_server.url, namespace="adapter-refused-log"))
+    client = own_server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        writer.set_many({"k": "private-session-token", "j": "x"})
+    finally:
+        client.config_set("maxmemory", 0)
+    assert "maxmemory" in caplog.text  # the refusal is logged...
+    assert "private-session-token" not in caplog.text  # ...not what was refused
+
+
+@pytest.mark.parametrize("ttl", [1e16, 1e300])
+def test_a_lifetime_redis_cannot_hold_is_refused_naming_it(ttl: float) -> None:
+    with pytest.raises(ValueError, match=r"MultiTierCache.*ttl.*at most"):
+        MultiTierCache(MultiTierCacheSettings(l2_enabled=False)).set("k", 1, ttl=ttl)

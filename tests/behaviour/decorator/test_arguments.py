@@ -169,3 +169,16 @@ def test_positional_ttls_and_cache_parameters() -> None:
     assert parameters["ttl_l1"] == 30 and parameters["ttl_l2"] is None
     assert "signing_key" not in parameters and "redis_url" not in parameters
     assert "secret" not in repr(parameters)
+
+
+@pytest.mark.parametrize("option", ["ttl_l1", "ttl_l2", "stale_ttl"])
+def test_a_lifetime_redis_cannot_hold_is_refused_at_decoration(option: str) -> None:
+    """1e16 s overflowed the envelope's deadline: every call raised struct.error."""
+    with pytest.raises(ValueError, match=rf"tiered_cache\(\): {option} must be at most"):
+        tiered_cache(**{option: 1e16})
+
+
+def test_a_ttl_function_asking_for_ever_keeps_for_the_longest_lifetime_there_is(fake_l2: object) -> None:
+    lookup = tiered_cache(ttl_l1=None, ttl_l2=lambda result: 1e300, name="arguments.forever")(lambda key: key)
+    assert lookup("k") == "k" and lookup("k") == "k"
+    assert lookup.cache_stats().l2_hits == 1

@@ -552,3 +552,10 @@ def test_two_threads_setting_one_key_leave_this_process_answering_what_redis_hol
         cache._cache.invalidate_l1()
         disagreed += answered != cache.get("k")
     assert disagreed == 0, f"{disagreed} of 100 trials left L1 holding another value than Redis"
+
+
+def test_a_timeout_under_a_millisecond_never_leaves_the_replaced_value(cache: Any) -> None:
+    cache.set("k", "old")
+    cache.set("k", "new", 0.0004)
+    cache._cache.invalidate_l1()
+    assert cache.get("k") != "old"
