@@ -37,6 +37,9 @@ class LocalTier(Protocol):
     def delete(self, key: Hashable) -> bool:
         """Drop ``key``; return whether it was there."""
 
+    def discard(self, key: Hashable, entry: Entry) -> None:
+        """Remove the expired ``entry`` of ``key`` if it is still the one there (voiding no lease)."""
+
 
 class Store(Protocol):
     """The L2 commands a flow can have performed, for callers that block."""

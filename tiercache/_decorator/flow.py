@@ -41,7 +41,7 @@ from tiercache._decorator.function import Call
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
-from tiercache._l2.envelope import FOREIGN_TOKEN, carried, new_token
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, carried, new_token
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
@@ -132,6 +132,12 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
                 # Past its TTL by our clock, not yet by Redis's (the two differ by their skew, or a
                 # test's clock moved on): a miss. Writers' clocks behind ours only make it early.
                 call.found = MISSING
+            elif stale is not None and call.token != ABSENT:
+                # Redis holds a tombstone, an entry of a cleared generation or of an old tag token:
+                # what L1 keeps stale was invalidated (unheard here: a deaf process, a channel lost
+                # for a moment), so it is no fallback for a slow or failing run.
+                cache.l1.discard(call.l1_key, stale)
+                stale = None
     else:
         endpoint = None  # the breaker keeps this call off L2
     if stale is not None and not answered and cache.l1.due(stale):

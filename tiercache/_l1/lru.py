@@ -175,6 +175,13 @@ class LocalCache:
         except KeyError:
             pass  # dropped since we read it: our read came first, the drop stands
 
+    def discard(self, key: Hashable, entry: Entry) -> None:
+        """Remove the expired ``entry`` of ``key``, if it is still the one there (no lease is voided).
+
+        For a stale entry found invalidated elsewhere: it must not serve as a fallback.
+        """
+        self._discard(key, entry)
+
     def _discard(self, key: Hashable, entry: Entry) -> None:
         # Only the entry we saw expire: another thread may have written a fresh one since.
         with self._lock:

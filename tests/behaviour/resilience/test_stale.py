@@ -113,3 +113,50 @@ def test_l1_only_function_serves_stale_and_refreshes_in_the_background() -> None
     assert config("a") == "a-v1"  # stale, served at once
     until(lambda: config("a") == "a-v2", timeout=2.0)
     assert next(versions) == 3
+
+
+# -- never a value Redis knows was invalidated -----------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["slow", "raises"])
+@pytest.mark.parametrize("how", ["invalidate", "clear", "tags"])
+def test_a_stale_value_invalidated_in_redis_is_never_served(
+    server: RedisProcess, failure: str, how: str
+) -> None:
+    """The invalidation was not heard here (another process that does not announce, or a channel
+    lost for a moment): the stale value lives on in L1, but Redis knows it is gone."""
+    tiercache.configure(timeout=2)  # (the reads must answer: a tombstone is the point)
+    clock = Clock()
+    db = {"k": "v1"}
+    slow, healthy = threading.Event(), [True]
+    name = f"stale.invalidated.{how}.{failure}"
+    options: dict[str, object] = {"tags": ["t"]} if how == "tags" else {}
+
+    def body(key: str) -> str:
+        if not healthy[0]:
+            if failure == "raises":
+                raise ConnectionError("backend down")
+            slow.wait(0.3)
+        return db[key]
+
+    reader = tiercache.tiered_cache(
+        ttl_l1=10, ttl_l2=600, stale_ttl=600, timeout=0.05, clock=clock, name=name, coherent=False, **options
+    )(body)
+    other = tiercache.tiered_cache(name=name, coherent=False, **options)(body)  # another process
+    assert reader("k") == "v1"
+    db["k"] = "v2"
+    healthy[0] = False
+    if how == "invalidate":
+        other.cache_invalidate("k")
+    elif how == "clear":
+        other.cache_clear()
+    else:
+        tiercache.invalidate_tags("t")
+        reader.__tiercache__.local.set("k", "v1", 10)  # as if this process had not heard of it
+    clock.now += 11  # the L1 entry is stale now: past ttl_l1, within stale_ttl
+    if failure == "raises":
+        with pytest.raises(ConnectionError):
+            reader("k")
+    else:
+        assert reader("k") == "v2"  # it waited for the function, as a call without a stale value does
+    assert reader.cache_stats().stale_served == 0
