@@ -68,6 +68,21 @@ def _async_retry_once() -> AsyncRetry:
 AsyncClientSource = Callable[[], "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]
 
 
+#: What the caches cannot do without each command (see _l2.stores.missing_permissions).
+DENIED_MEANS: Final = {
+    "GET": "nothing can be read back from Redis (every call misses L2)",
+    "MGET": "nothing can be read back from Redis (every call misses L2)",
+    "SET": "values are not stored there, and cache_invalidate(), cache_set() and the adapters' "
+    "set() raise InvalidationError",
+    "EVALSHA": "a value replacing an invalidated or expired one is not stored, cache_clear() and "
+    "the adapters' clear() raise InvalidationError, and the adapters' update() and Django's incr() fail",
+    "DEL": "the adapters' delete() raises InvalidationError, and lock= locks are held until they expire",
+    "PUBLISH": "invalidations raise InvalidationError (other processes cannot be told), and sets "
+    "are not announced",
+    "SUBSCRIBE": "other processes' invalidations cannot be heard: L1 entries live 1 s at most",
+}
+
+
 class Endpoint:
     """One Redis deployment, shared by every function and adapter that uses it.
 
@@ -373,11 +388,11 @@ class Endpoint:
             return
         if denied:
             logger.warning(
-                "tiercache: the Redis user at %s may not run %s on %s:*; values will not be stored "
-                "there and cache_invalidate()/cache_clear() raise InvalidationError",
+                "tiercache: the Redis user at %s may not run %s on %s:*: %s",
                 self.name,
                 ", ".join(denied),
                 namespace,
+                "; ".join(dict.fromkeys(DENIED_MEANS[name] for name in denied)),
             )
 
     def _connections_went_bad(self) -> None:

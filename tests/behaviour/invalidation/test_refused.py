@@ -292,3 +292,31 @@ def test_a_function_that_stops_using_l2_is_no_longer_kept_short(tmp_path: Path) 
     first = f("y")
     clock.now += DEAF_L1_SECONDS + 1
     assert f("y") == first  # still from L1, past the deaf bound
+
+
+def test_the_warning_says_what_a_missing_command_really_costs(
+    redis_server: RedisProcess, real_l2: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without DEL, functions still store values and invalidate (tombstones are SETs); the adapters'
+    delete() is what raises. The warning said values would not be stored and invalidations raise."""
+    url = user_url(redis_server, "+@all -del -unlink")
+    user = url.split("//", 1)[1].split(":", 1)[0]
+    db = {"x": "v1"}
+    writer, restricted = two_processes(real_l2, url, db)
+
+    def ours() -> list[str]:
+        return [r.getMessage() for r in caplog.records if f"{user}:***@" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert restricted("x") == "v1"
+        until(lambda: any("may not run" in message for message in ours()), timeout=5)
+    warning = next(message for message in ours() if "may not run" in message)
+    assert "DEL" in warning and "delete() raises" in warning
+    assert "not stored" not in warning and "cache_invalidate()" not in warning
+    assert writer("x") == "v1" and writer.cache_stats().l2_hits == 1  # the restricted user stored it
+    db["x"] = "v2"
+    restricted.cache_invalidate("x")  # no exception: a tombstone is a SET
+    assert fresh_read(real_l2, writer.cache_parameters()["name"], "x") in ("v2", "computed")
+    adapter = MultiTierCache(MultiTierCacheSettings(l2_url=url, namespace=f"refused-del-{next(_users)}"))
+    with pytest.raises(InvalidationError, match="delete"):
+        adapter.delete("k")
