@@ -1,9 +1,9 @@
 """``@tiered_cache_many``: a function of many ids, cached one entry per id.
 
-``load_users(ids) -> {id: user}``: a call looks each id up in L1, the rest in one MGET, then runs
-the function once with only the ids still missing and writes their values back in one
-pipeline of conditional writes (the invalidation protocol of single calls, per id). The ids are
-the function's first parameter; its other parameters are part of every id's key.
+``load_users(ids) -> {id: user}``: a call looks each id up in L1, the rest in L2 (an MGET per
+CHUNK ids), then runs the function once with only the ids still missing and writes their values
+back in pipelines of conditional writes (the invalidation protocol of single calls, per id). The
+ids are the function's first parameter; its other parameters are part of every id's key.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from tiercache._l1.lru import MISSING
 __all__ = ["tiered_cache_many"]
 
 OWNER: Final = "tiered_cache_many()"
+#: Ids per L2 read (MGET) and per write pipeline: one command for 200,000 ids outlasted the L2
+#: timeout, and held Redis from every other client meanwhile.
+CHUNK: Final = 1000
 #: Options of ``tiered_cache`` a batch function cannot take: each concerns one call's single run.
 UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy", "tags")
 
@@ -37,10 +40,10 @@ def tiered_cache_many(**options: Any) -> BatchDecorator:
 
     The function takes a collection of ids and returns a mapping ``{id: value}``; an id it leaves
     out of the mapping is not cached (nor returned). The wrapper returns ``{id: value}`` for the
-    ids asked for, from L1, then L2 (one MGET), then one run of the function with the ids still
-    missing, whose values go back to L2 in one pipeline. Options are ``tiered_cache``'s but
-    for lock, key, refresh_ahead, timeout, hard_timeout, copy and tags (see UNSUPPORTED). Stats count
-    each id as a call. Sync or async.
+    ids asked for, from L1, then L2 (an MGET per CHUNK ids), then one run of the function with
+    the ids still missing, whose values go back to L2 in a pipeline per CHUNK ids. Options are
+    ``tiered_cache``'s but for lock, key, refresh_ahead, timeout, hard_timeout, copy and tags
+    (see UNSUPPORTED). Stats count each id as a call. Sync or async.
     """
     unsupported = sorted(set(options) & set(UNSUPPORTED))
     if unsupported:
@@ -78,7 +81,18 @@ class _Batch:
             raise TypeError(
                 f"{self.label}: {self.ids_name} must be a collection of ids, not {type(ids).__name__}"
             )
-        return list(dict.fromkeys(ids))  # each id once, in order
+        # Each id once, in order. Ids equal as keys of a dict but of other types (1, True, 1.0)
+        # would be one key of the mapping the function returns, and three entries of single
+        # calls: which value is whose cannot be told, so they are refused.
+        seen: dict[Hashable, Hashable] = {}
+        for key in ids:
+            first = seen.setdefault(key, key)
+            if type(first) is not type(key):
+                raise TypeError(
+                    f"{self.label}: ids {first!r} and {key!r} are equal as keys of a dict, but "
+                    "not the same id for the cache; ask for them in separate calls"
+                )
+        return list(seen)
 
     def others(self, bound: inspect.BoundArguments) -> tuple[Any, ...]:
         return tuple(
@@ -126,8 +140,11 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
     if wanted and endpoint is not None and endpoint.breaker.allow():
         if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
             endpoint = None
-        else:
-            endpoint = yield from _read(cache, endpoint, [calls[key] for key in wanted], found, wanted)
+        for start in range(0, len(wanted), CHUNK):
+            if endpoint is None:
+                break
+            chunk = wanted[start : start + CHUNK]
+            endpoint = yield from _read(cache, endpoint, [calls[key] for key in chunk], found, chunk)
     else:
         endpoint = None
     missing = [key for key in wanted if key not in found]
@@ -140,7 +157,7 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
 def _read(
     cache: FunctionCache, endpoint: Any, calls: list[Call], found: dict[Hashable, Any], wanted: list[Hashable]
 ) -> Flow:
-    """Read ``calls`` from L2 in one MGET into ``found``; return the endpoint (None if it failed)."""
+    """Read ``calls`` (a chunk) in one MGET into ``found``; return the endpoint (None if it failed)."""
     read_at = time.monotonic()
     generation_key = cache.generation_key
     for call in calls:
@@ -180,7 +197,7 @@ def _run(
     missing: list[Hashable],
     found: dict[Hashable, Any],
 ) -> Flow:
-    """Run the function once for ``missing``; store what it returned (one pipeline); fill ``found``."""
+    """Run the function once for ``missing``; store what it returned (pipelines); fill ``found``."""
     try:
         result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing), owner=cache)))
     except Exception:
@@ -206,11 +223,23 @@ def _run(
             if cache.channel is not None and not call.redis_key:
                 cache.redis_key(call)  # (notes its digest, so that announcements reach this entry)
             cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
-    if writes and endpoint is not None:
-        ok, taken = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, tuple(writes), cache))
-        for (call, value, l1_seconds), stored in zip(
-            writers, taken if ok else [True] * len(writers), strict=True
-        ):
+    yield from _write_back(cache, endpoint, writes, writers)
+
+
+def _write_back(
+    cache: FunctionCache,
+    endpoint: Any,
+    writes: list[tuple[str, bytes, int, bytes]],
+    writers: list[tuple[Call, Any, float | None]],
+) -> Flow:
+    """Write the values to L2 in pipelines of CHUNK, then to L1 those Redis did not refuse."""
+    for start in range(0, len(writes), CHUNK):
+        items = tuple(writes[start : start + CHUNK])
+        taken: list[bool] = [True] * len(items)  # (L2 failed or gave up: L1 keeps them, as without L2)
+        if endpoint is not None:
+            ok, reply = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, items, cache))
+            taken, endpoint = (reply, endpoint) if ok else (taken, None)
+        for (call, value, l1_seconds), stored in zip(writers[start : start + CHUNK], taken, strict=True):
             if not stored:
                 cache.stats.count("l2_writes_refused")  # invalidated since our read: not in L1 either
             elif cache.has_l1 and l1_seconds != 0.0:

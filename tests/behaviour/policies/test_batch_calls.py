@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.tiers import L2S, TIERS, client_for, ttls
 from tiercache import NOT_NONE, UnkeyableArgumentError, tiered_cache_many
+from tiercache._decorator.batch import CHUNK
 from tiercache._l2 import stores
 
 
@@ -205,3 +206,47 @@ def test_batches_get_the_decorators_checks_of_the_function() -> None:
         @tiered_cache_many(ttl_l2=None)
         def generate(ids: list[int]) -> Any:
             yield {}
+
+
+def test_a_batch_of_many_ids_goes_to_redis_in_bounded_chunks(
+    real_l2: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20,000 ids: reads and writes of at most CHUNK keys each, every id written and read back.
+
+    One MGET of every id outlasted the L2 timeout (0 hits, every id recomputed, the breaker open
+    for the whole process) and held Redis for every other client meanwhile.
+    """
+    sizes: dict[str, list[int]] = {"read_many": [], "write_many_if_unchanged": []}
+    for name in sizes:
+        original = getattr(stores.SyncStore, name)
+
+        def sized(store: Any, items: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            sizes[_name].append(len(items))
+            return _original(store, items, *args)
+
+        monkeypatch.setattr(stores.SyncStore, name, sized)
+    ids = list(range(20_000))
+
+    @tiered_cache_many(ttl_l1=None, ttl_l2=600, name="batch.chunks")
+    def load(ids: list[int]) -> dict[int, int]:
+        return {i: i * 2 for i in ids}
+
+    assert load(ids) == {i: i * 2 for i in ids}
+    assert load(ids) == {i: i * 2 for i in ids}
+    stats = load.cache_stats()
+    assert stats.misses == 20_000 and stats.l2_hits == 20_000 and stats.l2_errors == 0
+    assert max(sizes["read_many"]) <= CHUNK and max(sizes["write_many_if_unchanged"]) <= CHUNK
+    assert sum(sizes["write_many_if_unchanged"]) == 20_000
+
+
+@pytest.mark.parametrize("ids", [[1, True], [1, 1.0], [True, 1.0, 1]])
+def test_ids_a_mapping_cannot_tell_apart_are_refused(fake_l2: object, ids: list[Any]) -> None:
+    """1, True and 1.0 are one key of the returned dict but three entries of single calls."""
+
+    @tiered_cache_many(name="batch.equal-ids")
+    def load(ids: list[Any]) -> dict[Any, str]:
+        return {i: type(i).__name__ for i in ids}
+
+    with pytest.raises(TypeError, match=r"batch.equal-ids: ids .* are equal as keys of a dict"):
+        load(ids)
+    assert load([1, 2]) == {1: "int", 2: "int"}
