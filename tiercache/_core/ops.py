@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REMOTE_OPS",
     "AcquireLock",
+    "Await",
     "ClaimTags",
     "Compute",
     "Flow",
@@ -326,6 +327,17 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Await:
+    """Wait up to ``timeout`` seconds for ``pending``, a run that overran for an earlier caller.
+
+    Sent its value, or thrown its exception; past the timeout, ``Overran`` (the run goes on).
+    """
+
+    pending: Any
+    timeout: float | None
+
+
+@dataclass(slots=True)
 class Sleep:
     """Wait ``seconds`` (while another process fills L2)."""
 
@@ -377,7 +389,7 @@ RemoteOp = (
     | AcquireLock
     | ReleaseLock
 )
-Op = RemoteOp | Join | Land | Compute | Outcome | Sleep | Spawn
+Op = RemoteOp | Join | Land | Compute | Await | Outcome | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
 

@@ -19,7 +19,19 @@ from typing import Any, Final
 from tiercache import _background
 from tiercache._core import tracing as _tracing
 from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
-from tiercache._core.ops import REMOTE_OPS, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn
+from tiercache._core.ops import (
+    REMOTE_OPS,
+    Await,
+    Compute,
+    Flow,
+    Join,
+    Land,
+    Op,
+    Outcome,
+    Overran,
+    Sleep,
+    Spawn,
+)
 from tiercache._errors import ReentrantCallError
 
 __all__ = ["COMPUTE_THREAD", "run_async", "run_sync", "running_computations", "settle_background"]
@@ -166,6 +178,11 @@ def _perform_sync(op: Op) -> Any:
         return _background.submit(lambda: run_sync(flow), op.dropped)
     if isinstance(op, Outcome):
         return _outcome(op.pending)  # (done: its flow was spawned after it)
+    if isinstance(op, Await):
+        done, _ = concurrent.futures.wait((op.pending,), op.timeout)
+        if not done:
+            raise Overran(op.pending)
+        return _outcome(op.pending)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
 
 
@@ -280,6 +297,11 @@ async def _perform_async(op: Op) -> Any:
         return None
     if isinstance(op, Outcome):
         await asyncio.wait((op.pending,))  # (never raises: the outcome is read below)
+        return _outcome(op.pending)
+    if isinstance(op, Await):
+        done, _ = await asyncio.wait((op.pending,), timeout=op.timeout)  # (the run goes on if not)
+        if not done:
+            raise Overran(op.pending)
         return _outcome(op.pending)
     raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tiercache._core.flights import Settled
 from tiercache._core.ops import (
     AcquireLock,
+    Await,
     ClaimTags,
     Compute,
     Flow,
@@ -190,7 +191,7 @@ def _read_failed(
     return read.endpoint
 
 
-def _run(  # noqa: PLR0912 - each branch an outcome of one run
+def _run(
     cache: FunctionCache,
     call: Call,
     endpoint: Endpoint | None,
@@ -207,6 +208,10 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
             yield Land(call.l1_key, Settled(stale[0], None), linger=False)
         cache.record(call, "stale_served")
         return stale[0]
+    wait = cache.timeout if soft else cache.hard_timeout
+    overrun = cache.overrun_of(call.l1_key) if wait is not None else None
+    if overrun is not None and wait is not None:
+        return (yield from _await_overrun(cache, call, overrun, wait, stale if soft else None, leading))
     lock = None
     if leading and endpoint is not None and cache.lock_ttl_ms:
         lock = yield from _lock_or_wait(cache, call, endpoint)
@@ -219,7 +224,7 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
     if cache.tagged and endpoint is not None and call.tag_tokens is not None and None in call.tag_tokens:
         yield from _claim_tags(cache, call, endpoint)
     try:
-        value = yield Compute(cache.function, call, cache.timeout if soft else cache.hard_timeout, cache)
+        value = yield Compute(cache.function, call, wait, cache)
     except Overran as overran:
         return (
             yield from _overran(
@@ -229,16 +234,7 @@ def _run(  # noqa: PLR0912 - each branch an outcome of one run
     except Exception as exc:
         if lock is not None and endpoint is not None:
             yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
-        if stale is not None:  # fail-safe: a stale value beats an exception
-            cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, exc)
-            if leading:
-                yield Land(call.l1_key, Settled(stale[0], None), linger=False)
-            cache.record(call, "stale_served")
-            return stale[0]
-        if leading:
-            yield Land(call.l1_key, Settled(None, exc), linger=False)
-        cache.record(call, "misses", error=True)
-        raise
+        return (yield from _failed(cache, call, stale, leading, exc))
     stored = yield from _store(cache, call, endpoint, value)
     if lock is not None and endpoint is not None:
         yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
@@ -269,6 +265,47 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     cache.take_tags(call, found)
 
 
+def _failed(
+    cache: FunctionCache, call: Call, stale: tuple[Any, float] | None, leading: bool, error: Exception
+) -> Flow:
+    """Answer a caller whose run raised ``error``: with ``stale`` (fail-safe), else the error."""
+    if stale is not None:  # fail-safe: a stale value beats an exception
+        cache.log_once("fail-safe", "%s raised %r; serving its stale value instead", cache.label, error)
+        if leading:
+            yield Land(call.l1_key, Settled(stale[0], None), linger=False)
+        cache.record(call, "stale_served")
+        return stale[0]
+    if leading:
+        yield Land(call.l1_key, Settled(None, error), linger=False)
+    cache.record(call, "misses", error=True)
+    raise error
+
+
+def _await_overrun(  # noqa: PLR0917 - _run's state, handed on whole
+    cache: FunctionCache,
+    call: Call,
+    pending: Any,
+    wait: float,
+    stale: tuple[Any, float] | None,
+    leading: bool,
+) -> Flow:
+    """Wait for the run of this key that outlasted an earlier caller, as long as for a run of our own.
+
+    No second run starts (a hung upstream would get a thread per call); the run stores its value
+    itself when it ends (see _finish).
+    """
+    try:
+        value = yield Await(pending, wait)
+    except Overran:
+        return (yield from _timed_out(cache, call, stale, leading))
+    except Exception as exc:
+        return (yield from _failed(cache, call, stale, leading, exc))
+    if leading:
+        yield Land(call.l1_key, Settled(value, None), linger=False)
+    cache.record(call, "coalesced")
+    return value
+
+
 def _overran(  # noqa: PLR0917 - _run's state, handed on whole
     cache: FunctionCache,
     call: Call,
@@ -283,10 +320,15 @@ def _overran(  # noqa: PLR0917 - _run's state, handed on whole
     The run goes on; once it ends, its value is stored as any computed value is (under this
     call's lease and token: an invalidation meanwhile keeps it out of both tiers).
     """
-    cache.stats.count("timeouts")
-    claimed = cache.claim_refresh(call.l1_key)  # (callers with a stale value wait for no second run)
+    claimed = cache.claim_refresh(call.l1_key, overrun=pending)  # (later callers wait for this run)
     release = (lambda: cache.release_refresh(call.l1_key)) if claimed else None
     yield Spawn(_finish(cache, call, endpoint, lock, pending, claimed=claimed), pending, release)
+    return (yield from _timed_out(cache, call, stale, leading))
+
+
+def _timed_out(cache: FunctionCache, call: Call, stale: tuple[Any, float] | None, leading: bool) -> Flow:
+    """Answer a caller a run outlasted: with ``stale``, else ComputeTimeoutError."""
+    cache.stats.count("timeouts")
     if stale is not None:
         cache.log_once(
             "timeout", "%s outlasted timeout=%g s; serving its stale value", cache.label, cache.timeout

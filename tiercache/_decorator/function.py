@@ -206,6 +206,7 @@ class FunctionCache(Tiers):
         )
         self._refreshing: set[Hashable] = set()
         self._refreshed: dict[Hashable, int] = {}  # when each key's last refresh ended (see claim_refresh)
+        self._overruns: dict[Hashable, Any] = {}  # runs that outlasted their callers, by key
         self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
@@ -258,6 +259,7 @@ class FunctionCache(Tiers):
         super().after_fork()
         self._refreshing.clear()
         self._refreshed.clear()
+        self._overruns.clear()
         self._tags_lock = threading.Lock()  # (a parent's thread may have held it when it forked)
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
@@ -558,12 +560,13 @@ class FunctionCache(Tiers):
             ttl = seconds if isinstance(seconds, (int, float)) else 0.0
         return fresh_for < self.refresh_ahead * (ttl or 0.0)
 
-    def claim_refresh(self, l1_key: Hashable, seen_ns: int | None = None) -> bool:
+    def claim_refresh(self, l1_key: Hashable, seen_ns: int | None = None, *, overrun: Any = None) -> bool:
         """Return True (once) if no background refresh of this key runs in this process yet.
 
         ``seen_ns``: when the caller found the value it would refresh (``perf_counter_ns``). A
         refresh of the key that ended since replaced that value already: a caller whose read
-        crossed its write does not start another.
+        crossed its write does not start another. ``overrun``: the claim is for a run that
+        outlasted its caller (a future, or a task), which later callers wait for (overrun_of).
         """
         with self._lock:
             if l1_key in self._refreshing:
@@ -571,7 +574,23 @@ class FunctionCache(Tiers):
             if seen_ns is not None and self._refreshed.get(l1_key, seen_ns) > seen_ns:
                 return False
             self._refreshing.add(l1_key)
+            if overrun is not None:
+                self._overruns[l1_key] = overrun
             return True
+
+    def overrun_of(self, l1_key: Hashable) -> Any:
+        """Return the run of this key that outlasted its caller and goes on, if this caller can wait for it.
+
+        A task can be waited for on its own event loop only (None elsewhere: a run of its own).
+        """
+        pending = self._overruns.get(l1_key)
+        if isinstance(pending, asyncio.Future):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            return pending if pending.get_loop() is loop else None
+        return pending
 
     def refreshing(self, l1_key: Hashable) -> bool:
         """Whether a background run of this key (a refresh, or a run that overran) is under way."""
@@ -581,6 +600,7 @@ class FunctionCache(Tiers):
         """Mark the background refresh of this key as finished."""
         with self._lock:
             self._refreshing.discard(l1_key)
+            self._overruns.pop(l1_key, None)
             if len(self._refreshed) >= REFRESHES_REMEMBERED:
                 self._refreshed.clear()  # (a read that crossed a refresh then may start one more)
             self._refreshed[l1_key] = time.perf_counter_ns()

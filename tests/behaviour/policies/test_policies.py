@@ -22,6 +22,7 @@ from tests.support.clock import Clock
 from tests.support.faults import opened
 from tests.support.tiers import L2S, TIERS, await_until, client_for, stored, ttls, wait_until
 from tiercache import NOT_NONE, ComputeTimeoutError, MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._core.shells import running_computations
 from tiercache._l1.lru import MISSING
 
 # -- cache_if ---------------------------------------------------------------------------------
@@ -401,6 +402,52 @@ async def test_async_hard_timeout_raises(fake_l2: object) -> None:
         return bool(await lookup.cache_contains("k"))
 
     await await_until(filled)
+
+
+@pytest.mark.parametrize("l2", TIERS)
+def test_a_hung_run_is_the_only_run_of_its_key(l2: str, request: pytest.FixtureRequest) -> None:
+    """15 calls while the first run hangs: each waits hard_timeout for that run, none starts another.
+
+    Before, each call started a run (and a thread): a hung upstream grew threads without bound.
+    """
+    client_for(request, l2)
+    gate = Gate()
+    gate.runs = 1  # every run waits at the gate
+    lookup = tiered_cache(hard_timeout=0.02, name=f"hung-{l2}", **ttls(l2, 60))(gate)
+    for _ in range(15):
+        with pytest.raises(ComputeTimeoutError):
+            lookup("k")
+    assert gate.runs == 2  # the one run, still waiting at the gate
+    assert running_computations() == 1
+    assert lookup.cache_stats().timeouts == 15
+    gate.open.set()
+    wait_until(lambda: lookup.cache_contains("k"))
+    assert lookup("k") == "k#2" and gate.runs == 2
+    wait_until(lambda: running_computations() == 0)
+
+
+@pytest.mark.asyncio
+async def test_a_hung_async_run_is_the_only_run_of_its_key(fake_l2: object) -> None:
+    release = asyncio.Event()
+    runs: list[str] = []
+
+    @tiered_cache(hard_timeout=0.02, name="async-hung")
+    async def lookup(key: str) -> str:
+        runs.append(key)
+        await opened(release)
+        return key
+
+    for _ in range(15):
+        with pytest.raises(ComputeTimeoutError):
+            await lookup("k")
+    assert runs == ["k"]
+    release.set()
+
+    async def filled() -> bool:
+        return bool(await lookup.cache_contains("k"))
+
+    await await_until(filled)
+    assert await lookup("k") == "k" and runs == ["k"]
 
 
 @pytest.mark.parametrize("l2", L2S)
