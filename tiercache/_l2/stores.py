@@ -211,15 +211,22 @@ def _conditional_replies(
     items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
 ) -> list[bool]:
     """Return, per queued write, whether Redis took it (a refused command took nothing)."""
-    taken: list[bool] = []
+    return [outcome is True for outcome in _conditional_outcomes(items, replies)]
+
+
+def _conditional_outcomes(
+    items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
+) -> list[bool | RemoteError]:
+    """Return, per queued write, whether Redis took it, or the error it answered instead."""
+    outcomes: list[bool | RemoteError] = []
     for (_, _, _, token), reply in zip(items, replies, strict=True):
         if isinstance(reply, Exception):
-            taken.append(False)
+            outcomes.append(_translate(reply))
         elif token == ABSENT and not isinstance(reply, int):  # SET NX GET: what it found there
-            taken.append(reply is None or fresh_since_absent(reply))
+            outcomes.append(reply is None or fresh_since_absent(reply))
         else:
-            taken.append(bool(reply))
-    return taken
+            outcomes.append(bool(reply))
+    return outcomes
 
 
 class SyncStore:
@@ -466,6 +473,41 @@ class SyncStore:
             self._release(keys=[key], args=[token])
 
 
+#: Reads, or conditional writes, that one coalesced command carries at most: a burst of 20,000
+#: calls becomes twenty MGETs (and pipelines) of bounded size, each within the L2 timeout.
+COALESCED: Final = 1000
+
+
+class _WriteBatch:
+    """Conditional writes that arrived while another was in flight, to be sent as one pipeline."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.items: list[tuple[str, bytes, int, bytes]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
+
+    def add(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> asyncio.Future[bool]:
+        """Return a future for whether Redis takes this write, answered with the batch."""
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self.items.append((key, payload, ttl_ms, token))
+        self._waiters.append(future)
+        return future
+
+    def resolve(self, outcomes: Sequence[bool | RemoteError]) -> None:
+        for future, outcome in zip(self._waiters, outcomes, strict=True):
+            if future.done():  # a waiter may have been cancelled
+                continue
+            if isinstance(outcome, bool):
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome)
+
+    def fail(self, error: BaseException) -> None:
+        for future in self._waiters:
+            if not future.done():
+                future.set_exception(error)
+
+
 class _ReadBatch:
     """Reads that arrived while another was in flight, to be sent together as one MGET."""
 
@@ -523,6 +565,8 @@ class AsyncStore:
         self._closer: AsyncGenerator[None, None] | None = None
         self._in_flight = 0
         self._batch: _ReadBatch | None = None
+        self._writing = 0
+        self._write_batch: _WriteBatch | None = None
         self._senders: set[asyncio.Future[Any]] = set()
 
     async def drop_idle_connections(self) -> None:
@@ -562,16 +606,19 @@ class AsyncStore:
         with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
             await self.client.aclose()  # a cluster client: it reconnects when used again
 
+    def _start(self, sending: Awaitable[None]) -> None:
+        # Sent on the next turn of the loop, when every read (or write) made ready now has joined.
+        sender = asyncio.ensure_future(sending)
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
         if self._in_flight:
             batch = self._batch
-            if batch is None:
+            if batch is None or len(batch.names) >= COALESCED:
                 batch = self._batch = _ReadBatch(asyncio.get_running_loop())
-                # Sent on the next turn of the loop, when every read made ready now has joined.
-                sender = asyncio.ensure_future(self._send(batch))
-                self._senders.add(sender)
-                sender.add_done_callback(self._senders.discard)
+                self._start(self._send(batch))
             result: tuple[bytes | None, bytes | None] = await batch.add(key, generation_key)
             return result
         self._in_flight += 1
@@ -587,7 +634,8 @@ class AsyncStore:
             self._in_flight -= 1
 
     async def _send(self, batch: _ReadBatch) -> None:
-        self._batch = None  # reads from now on start the next batch
+        if self._batch is batch:
+            self._batch = None  # reads from now on start the next batch
         self._in_flight += 1
         try:
             with _TRANSLATED:
@@ -627,7 +675,25 @@ class AsyncStore:
         return cast("list[bytes | None]", replies[1::2])
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
-        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore)."""
+        """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore).
+
+        Writes coalesce as reads do: one made while another is in flight joins a pipeline sent
+        on the next turn of the loop, so a burst of misses costs a few round trips and never
+        waits out the pool (which skipped most of a burst's writes, and opened the breaker).
+        """
+        if self._writing:
+            batch = self._write_batch
+            if batch is None or len(batch.items) >= COALESCED:
+                batch = self._write_batch = _WriteBatch(asyncio.get_running_loop())
+                self._start(self._send_writes(batch))
+            return await batch.add(key, payload, ttl_ms, token)
+        self._writing += 1
+        try:
+            return await self._write_one(key, payload, ttl_ms, token)
+        finally:
+            self._writing -= 1
+
+    async def _write_one(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         try:  # the hot path of every miss, as read()
             if token == ABSENT and self._nx_get:
                 found = await self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
@@ -638,9 +704,25 @@ class AsyncStore:
             if again is None:
                 raise _translate(exc) from exc
             self._nx_get = again != ABSENT  # as in SyncStore.write()
-            return await self.write(key, payload, ttl_ms, again)
+            return await self._write_one(key, payload, ttl_ms, again)
         except Exception as exc:
             raise _translate(exc) from exc
+
+    async def _send_writes(self, batch: _WriteBatch) -> None:
+        if self._write_batch is batch:
+            self._write_batch = None  # writes from now on start the next batch
+        self._writing += 1
+        try:
+            outcomes = await self._conditional_writes(tuple(batch.items))
+        except RemoteError as exc:
+            batch.fail(exc)
+        except BaseException:  # cancelled (the loop is closing): nobody may wait forever
+            batch.fail(RemoteUnavailable("the write was cancelled"))
+            raise
+        else:
+            batch.resolve(outcomes)
+        finally:
+            self._writing -= 1
 
     async def swap(
         self, key: str, expected: bytes | None, payload: bytes, ttl_ms: int, announce: Announce = None
@@ -679,6 +761,11 @@ class AsyncStore:
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
         """Do ``write()`` for each ``(key, payload, ttl_ms, token)``, in one round trip (see SyncStore)."""
+        return [outcome is True for outcome in await self._conditional_writes(items)]
+
+    async def _conditional_writes(
+        self, items: tuple[tuple[str, bytes, int, bytes], ...]
+    ) -> list[bool | RemoteError]:
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms, token in items:
@@ -693,7 +780,7 @@ class AsyncStore:
                     _queue_conditional_write(pipeline, key, payload, ttl_ms, token, nx_get=False)
                 for (index, _), reply in zip(redo, await pipeline.execute(raise_on_error=False), strict=True):
                     replies[index] = reply
-        return _conditional_replies(items, replies)
+        return _conditional_outcomes(items, replies)
 
     async def ping(self) -> bool:
         """Return True if the endpoint answers PING."""
