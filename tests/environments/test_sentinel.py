@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import shutil
 import subprocess
 import threading
@@ -17,6 +18,7 @@ import redis
 import redis.sentinel
 
 import tiercache
+from tests.support.delay_proxy import DelayProxy
 from tests.support.leftovers import tiercache_threads
 from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
@@ -451,3 +453,52 @@ def test_a_deployment_that_fails_to_come_up_leaves_no_process(
         deployment.start()
     processes = [deployment.primary, deployment.replica, *deployment.sentinels]
     assert all(p.process is not None and p.process.poll() is not None for p in processes)
+
+
+@pytest.fixture
+def lagging_deployment(tmp_path: Path) -> Iterator[RedisSentinelProcesses]:
+    """As ``deployment``, but the replica receives the primary's writes 30 ms late (a proxy)."""
+    processes = RedisSentinelProcesses(tmp_path / "sentinel")
+    with DelayProxy(processes.primary.port, to_client=0.03) as proxy:
+        processes.replica = RedisProcess(
+            tmp_path / "sentinel" / "replica", None, "--replicaof", "127.0.0.1", str(proxy.port)
+        )
+        processes.start()
+        try:
+            yield processes
+        finally:
+            processes.stop()
+
+
+def test_an_invalidation_has_reached_the_replica_when_it_returns(
+    lagging_deployment: RedisSentinelProcesses, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover just after it returns promotes a replica that holds it: the old value cannot come back.
+
+    Before, a replica 30 ms behind did not hold the tombstone (the tag's token, the generation,
+    the set value) when the call returned; a failover then lost it, and the old value was served.
+    """
+    tiercache.configure(redis_url=lagging_deployment.url, timeout=0.2)
+    replica = lagging_deployment.replica.client()
+    primary = lagging_deployment.primary.client()
+    lookup = tiered_cache(ttl_l1=None, name=f"sentinel.confirmed.{next(_names)}", tags=["t"])(
+        lambda key: "computed"
+    )
+    generation = f"{lookup.cache_key('k').rsplit(':', 1)[0]}:gen"
+    changes = {
+        "invalidate": (lambda: lookup.cache_invalidate("k"), lambda: lookup.cache_key("k")),
+        "tags": (lambda: tiercache.invalidate_tags("t"), lambda: next(primary.scan_iter("*:tag:*"))),
+        "clear": (lookup.cache_clear, lambda: generation),
+        "set": (lambda: lookup.cache_set("replaced", "k"), lambda: lookup.cache_key("k")),
+    }
+    for how, (change, watched) in changes.items():
+        lookup("k")
+        change()
+        key = watched()
+        assert replica.get(key) == primary.get(key), f"{how}: the replica lagged behind"
+    lagging_deployment.replica.stop()  # no replica to acknowledge: said once, and nothing fails
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        lookup.cache_invalidate("k")
+        lookup.cache_invalidate("k")
+    said = [r.getMessage() for r in caplog.records if "acknowledged" in r.getMessage()]
+    assert len(said) == 1 and "a failover before it does would lose it" in said[0]

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
-from tiercache._l2.errors import RemoteUnavailable
+from tiercache._l2.errors import RemoteUnavailable, brief
 from tiercache._l2.pool import (
     SyncWaitingConnectionPool,
     SyncWaitingSentinelPool,
@@ -83,6 +83,11 @@ DENIED_MEANS: Final = {
 }
 
 
+#: The share of the L2 timeout a write waits for a replica's acknowledgement (Sentinel only),
+#: leaving the rest for the round trip: WAIT itself must not outlast the socket's timeout.
+CONFIRM_SHARE: Final = 0.5
+
+
 class Endpoint:
     """One Redis deployment, shared by every function and adapter that uses it.
 
@@ -135,6 +140,9 @@ class Endpoint:
         self._reopenings = 0  # (close() checks whether a call reopened it meanwhile)
         # Clients the application built are theirs to close, not ours.
         self.owns_clients = True
+        #: See stores.Owner: set for a Sentinel deployment, whose failover promotes a replica.
+        self.confirm_ms = 0
+        self._unconfirmed_said = False
         _live.add(self)
 
     @classmethod
@@ -305,7 +313,13 @@ class Endpoint:
             listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
             return primary_client(target, listen).pubsub()
 
-        return cls(redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off)
+        endpoint = cls(
+            redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off
+        )
+        # Invalidations, clears and sets wait for a replica (WAIT), within the L2 timeout: a
+        # failover promoting a replica that had not received them would bring old values back.
+        endpoint.confirm_ms = max(1, round(options["socket_timeout"] * 1000 * CONFIRM_SHARE))
+        return endpoint
 
     @classmethod
     def from_clients(
@@ -394,6 +408,21 @@ class Endpoint:
                 namespace,
                 "; ".join(dict.fromkeys(DENIED_MEANS[name] for name in denied)),
             )
+
+    def unconfirmed(self, what: str, reply: Any) -> None:
+        """Say (once) that no replica acknowledged ``what`` within ``confirm_ms`` (see stores.Owner)."""
+        if self._unconfirmed_said:
+            return
+        self._unconfirmed_said = True
+        answer = brief(reply) if isinstance(reply, BaseException) else f"WAIT answered {reply!r}"
+        logger.warning(
+            "tiercache: no replica of %s acknowledged %s within %d ms (%s): a failover before it "
+            "does would lose it, and the old values could be read again",
+            self.name,
+            what,
+            self.confirm_ms,
+            answer,
+        )
 
     def _connections_went_bad(self) -> None:
         self.openings += 1

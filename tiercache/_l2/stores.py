@@ -36,6 +36,12 @@ class Owner(Protocol):
     cluster: bool
     #: How many times its breaker opened (connections from before the last one may be dead).
     openings: int
+    #: Milliseconds an invalidation or a set waits for a replica to acknowledge it (0: none);
+    #: a Sentinel deployment's failover would otherwise lose what the replica had not received.
+    confirm_ms: int
+
+    def unconfirmed(self, what: str, reply: Any) -> None:
+        """Say (once) that no replica acknowledged ``what`` in time (``reply``: WAIT's answer)."""
 
 
 __all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions"]
@@ -145,6 +151,13 @@ async def _aattempt(
         return None, _refused(command, len(keys), [str(exc)])
 
 
+def _answered(command: str, reply: Any) -> tuple[Any, list[str]]:
+    """Return a pipelined command's reply, and ``[what Redis refused]`` if it answered an error."""
+    if isinstance(reply, redis.ResponseError):
+        return None, _refused(command, 0, [str(reply)])
+    return reply, []
+
+
 def _refused_in(keys: Sequence[str], results: Sequence[Any]) -> tuple[list[str], list[str]]:
     """Return the keys whose pipelined SET Redis refused, and why (each reason once)."""
     refused = [(key, r) for key, r in zip(keys, results, strict=True) if isinstance(r, redis.ResponseError)]
@@ -152,6 +165,22 @@ def _refused_in(keys: Sequence[str], results: Sequence[Any]) -> tuple[list[str],
         return [], []
     reasons = sorted({str(error) for _, error in refused})
     return [key for key, _ in refused], _refused("the tombstone's SET", len(refused), reasons)
+
+
+def _confirmed(owner: Owner, pipeline: Any) -> bool:
+    """Queue WAIT for one replica at the end of ``pipeline`` when ``owner`` asks for it; return whether."""
+    if owner.confirm_ms:
+        pipeline.execute_command("WAIT", 1, owner.confirm_ms)
+        return True
+    return False
+
+
+def _check_confirmed(owner: Owner, what: str, replies: list[Any]) -> list[Any]:
+    """Take WAIT's reply off the end of ``replies`` (see _confirmed); say if no replica had it."""
+    reply = replies.pop()
+    if isinstance(reply, Exception) or not reply:
+        owner.unconfirmed(what, reply)
+    return replies
 
 
 def _generation_reply(reply: Any) -> tuple[int, bool]:
@@ -362,11 +391,14 @@ class SyncStore:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
+            confirm = _confirmed(self.endpoint, pipeline)
             after = generation_key is not None and not self.endpoint.cluster
             if after:
                 pipeline.get(generation_key)
             replies = pipeline.execute()
-            generation = replies[-1] if after else None
+            generation = replies.pop() if after else None
+            if confirm:
+                _check_confirmed(self.endpoint, "a set", replies)
             if generation_key is not None and not after:
                 generation = self.client.get(generation_key)
             unheard: list[str] = []
@@ -428,7 +460,7 @@ class SyncStore:
         self, keys: Sequence[str], tombstone: bytes, ttl_ms: int
     ) -> tuple[Sequence[str], list[str]]:
         """Return the keys Redis refused a tombstone, and why."""
-        if len(keys) == 1:
+        if len(keys) == 1 and not self.endpoint.confirm_ms:
             _, why = _attempt(
                 "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
             )
@@ -436,7 +468,11 @@ class SyncStore:
         pipeline = self.client.pipeline(transaction=False)
         for key in keys:
             pipeline.set(key, tombstone, px=ttl_ms)
-        return _refused_in(keys, pipeline.execute(raise_on_error=False))
+        confirm = _confirmed(self.endpoint, pipeline)
+        replies = pipeline.execute(raise_on_error=False)
+        if confirm:
+            _check_confirmed(self.endpoint, "an invalidation", replies)
+        return _refused_in(keys, replies)
 
     def raise_generation(
         self, generation_key: str, floor: int, step: int, announce: Announce = None
@@ -448,11 +484,18 @@ class SyncStore:
         Raise RemoteRejected, after announcing, if Redis refused either.
         """
         with _TRANSLATED:
-            reply, kept = _attempt(
-                "the generation's SET",
-                (),
-                lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
-            )
+            if self.endpoint.confirm_ms:  # the script and WAIT on one connection: WAIT covers its writes
+                pipeline = self.client.pipeline(transaction=False)
+                pipeline.eval(RAISE_GENERATION, 1, generation_key, floor, step)
+                _confirmed(self.endpoint, pipeline)
+                replies = _check_confirmed(self.endpoint, "a clear", pipeline.execute(raise_on_error=False))
+                reply, kept = _answered("the generation's SET", replies[0])
+            else:
+                reply, kept = _attempt(
+                    "the generation's SET",
+                    (),
+                    lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
+                )
             _, unheard = (
                 _attempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
                 if announce
@@ -745,11 +788,14 @@ class AsyncStore:
             pipeline = self.client.pipeline(transaction=False)
             for key, payload, ttl_ms in items:
                 pipeline.set(key, payload, px=ttl_ms)
+            confirm = _confirmed(self.endpoint, pipeline)
             after = generation_key is not None and not self.endpoint.cluster
             if after:
                 pipeline.get(generation_key)
             replies = await pipeline.execute()
-            generation = replies[-1] if after else None
+            generation = replies.pop() if after else None
+            if confirm:
+                _check_confirmed(self.endpoint, "a set", replies)
             if generation_key is not None and not after:
                 generation = await self.client.get(generation_key)
             unheard: list[str] = []
@@ -813,7 +859,7 @@ class AsyncStore:
         self, keys: Sequence[str], tombstone: bytes, ttl_ms: int
     ) -> tuple[Sequence[str], list[str]]:
         """Return the keys Redis refused a tombstone, and why."""
-        if len(keys) == 1:
+        if len(keys) == 1 and not self.endpoint.confirm_ms:
             _, why = await _aattempt(
                 "the tombstone's SET", keys, lambda: self.client.set(keys[0], tombstone, px=ttl_ms)
             )
@@ -821,7 +867,11 @@ class AsyncStore:
         pipeline = self.client.pipeline(transaction=False)
         for key in keys:
             pipeline.set(key, tombstone, px=ttl_ms)
-        return _refused_in(keys, await pipeline.execute(raise_on_error=False))
+        confirm = _confirmed(self.endpoint, pipeline)
+        replies = await pipeline.execute(raise_on_error=False)
+        if confirm:
+            _check_confirmed(self.endpoint, "an invalidation", replies)
+        return _refused_in(keys, replies)
 
     async def raise_generation(
         self, generation_key: str, floor: int, step: int, announce: Announce = None
@@ -833,11 +883,20 @@ class AsyncStore:
         Raise RemoteRejected, after announcing, if Redis refused either.
         """
         with _TRANSLATED:
-            reply, kept = await _aattempt(
-                "the generation's SET",
-                (),
-                lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
-            )
+            if self.endpoint.confirm_ms:  # as in SyncStore.raise_generation()
+                pipeline = self.client.pipeline(transaction=False)
+                pipeline.eval(RAISE_GENERATION, 1, generation_key, floor, step)
+                _confirmed(self.endpoint, pipeline)
+                replies = _check_confirmed(
+                    self.endpoint, "a clear", await pipeline.execute(raise_on_error=False)
+                )
+                reply, kept = _answered("the generation's SET", replies[0])
+            else:
+                reply, kept = await _aattempt(
+                    "the generation's SET",
+                    (),
+                    lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
+                )
             _, unheard = (
                 await _aattempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
                 if announce
