@@ -300,3 +300,46 @@ def test_a_cluster_that_fails_to_come_up_leaves_no_process(
     with pytest.raises(RuntimeError):
         cluster.start()
     assert all(node.process is not None and node.process.poll() is not None for node in cluster.nodes)
+
+
+def test_a_cluster_missing_one_primary_serves_the_others(tmp_path: Path) -> None:
+    """1 of 3 primaries gone (``cluster-require-full-coverage no``, as the docs advise): keys on the
+    other two still hit L2, their invalidations are not deferred, and no process reads an
+    invalidated value from them.
+
+    Before: one breaker for the whole cluster, opened by the dead primary and kept open by a probe
+    that wanted every primary: no L2 hit, every invalidation deferred, and another process read
+    the old value from a live primary after the invalidation had returned.
+    """
+    cluster = RedisClusterProcesses(tmp_path / "cluster").start()
+    try:
+        tiercache.configure(redis_url=cluster.url, timeout=0.25, connect_timeout=0.25)
+        square, _ = counted()
+        generation_holder = cluster.primary_of(f"{square.cache_key(0).rsplit(':', 1)[0]}:gen")
+        victim = next(node for node in cluster.nodes if node is not generation_holder)
+        keys = range(60)
+        for n in keys:
+            square(n)
+        live = [n for n in keys if cluster.primary_of(square.cache_key(n)) is not victim]
+        dead = [n for n in keys if n not in live]
+        assert live and dead
+        victim.kill()
+        assert [square(n) for n in dead] == [n * n for n in dead]  # every caller still served
+        before = square.cache_stats().l2_hits
+        deadline = time.monotonic() + 5
+        while square.cache_stats().l2_hits - before < len(live):  # the live primaries answer again
+            assert time.monotonic() < deadline, "no L2 hits from the live primaries"
+            for n in live:
+                square(n)
+        assert not square.cache_stats().degraded  # the cluster is not down, one primary is
+        square.cache_invalidate(live[0])
+        assert square.cache_stats().pending_invalidations == 0  # it reached its (live) primary
+        other_process = tiered_cache(ttl_l1=None, name="cluster.square")(lambda n: "computed")
+        assert other_process(live[0]) == "computed"
+        square.cache_invalidate(dead[0])  # kept for the dead primary's return...
+        assert square.cache_stats().pending_invalidations == 1
+        before = square.cache_stats().l2_hits
+        square(live[1])
+        assert square.cache_stats().l2_hits == before + 1  # ...and the other keys still use L2
+    finally:
+        cluster.stop()

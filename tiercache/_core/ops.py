@@ -70,6 +70,10 @@ class Read:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read(self.key, self.generation_key)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.key,) if self.generation_key is None else (self.generation_key, self.key)
+
 
 @dataclass(slots=True)
 class ReadMany:
@@ -83,6 +87,10 @@ class ReadMany:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read_many(self.keys, self.generation_key)
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return self.keys if self.generation_key is None else (self.generation_key, *self.keys)
 
 
 @dataclass(slots=True)
@@ -102,6 +110,14 @@ class ReadTagged:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.read_tagged(self.key, self.generation_key, self.tag_keys)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (
+            (self.key, *self.tag_keys)
+            if self.generation_key is None
+            else (self.generation_key, self.key, *self.tag_keys)
+        )
+
 
 @dataclass(slots=True)
 class ClaimTags:
@@ -119,6 +135,10 @@ class ClaimTags:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.claim_tokens(self.keys, self.token, self.ttl_ms)
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return self.keys
 
 
 @dataclass(slots=True)
@@ -140,6 +160,10 @@ class Write:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write(self.key, self.payload, self.ttl_ms, self.token)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.key,)
+
 
 @dataclass(slots=True)
 class Swap:
@@ -160,6 +184,10 @@ class Swap:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.swap(self.key, self.expected, self.payload, self.ttl_ms, self.announce)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.key,)
+
 
 @dataclass(slots=True)
 class WriteManyIfUnchanged:
@@ -172,6 +200,10 @@ class WriteManyIfUnchanged:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write_many_if_unchanged(self.items)
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return tuple(item[0] for item in self.items)
 
 
 @dataclass(slots=True)
@@ -192,6 +224,11 @@ class WriteMany:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.write_many(self.items, self.announce, self.generation_key)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        keys = tuple(item[0] for item in self.items)
+        return keys if self.generation_key is None else (*keys, self.generation_key)
+
 
 @dataclass(slots=True)
 class Invalidate:
@@ -207,6 +244,10 @@ class Invalidate:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return self.keys
 
 
 @dataclass(slots=True)
@@ -224,6 +265,10 @@ class RaiseGeneration:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.generation_key,)
+
 
 @dataclass(slots=True)
 class Ping:
@@ -235,6 +280,10 @@ class Ping:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.ping()
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return ()
 
 
 @dataclass(slots=True)
@@ -251,6 +300,10 @@ class AcquireLock:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.acquire_lock(self.key, self.token, self.ttl_ms)
 
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.key,)
+
 
 @dataclass(slots=True)
 class ReleaseLock:
@@ -264,6 +317,10 @@ class ReleaseLock:
     def perform(self, store: Store | AsyncStore) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return store.release_lock(self.key, self.token)
+
+    def names(self) -> tuple[str, ...]:
+        """Return the Redis keys it touches."""
+        return (self.key,)
 
 
 @dataclass(slots=True)

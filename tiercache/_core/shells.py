@@ -29,10 +29,12 @@ from tiercache._core.ops import (
     Op,
     Outcome,
     Overran,
+    RemoteOp,
     Sleep,
     Spawn,
 )
 from tiercache._errors import ReentrantCallError
+from tiercache._l2.errors import RemoteUnavailable
 
 __all__ = ["COMPUTE_THREAD", "run_async", "run_sync", "running_computations", "settle_background"]
 
@@ -65,7 +67,7 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first: L2 work (one set lookup, not nine checks)
                 try:
-                    store = op.endpoint.sync_store()  # type: ignore[union-attr]
+                    store = _sync_store_for(op)  # type: ignore[arg-type]
                     tracer = _tracing.tracer()
                     if tracer is None:
                         reply = op.perform(store)  # type: ignore[union-attr]
@@ -73,7 +75,7 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
                         with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
                             reply = record(op.perform(store))  # type: ignore[union-attr]
                 except Exception as exc:
-                    error = exc
+                    error = _blamed_sync(op, exc)  # type: ignore[arg-type]
                 continue
             if type(op) is Compute:  # here, not in a helper: each frame per level limits recursion
                 call, function = op.call, op.function
@@ -107,6 +109,44 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
     finally:
         if flight is not None:  # (most calls lead no flight: no call, no frame)
             _abandon(flights, key, flight)
+
+
+def _sync_store_for(op: RemoteOp) -> Any:
+    """Return the sync store to perform ``op`` on; on a cluster, fail at once where a primary is down."""
+    store = op.endpoint.sync_store()
+    if op.endpoint.nodes is not None:  # (keys of a primary that failed lately: see _l2.nodes)
+        op.endpoint.nodes.check(store.client, op.names())
+    return store
+
+
+def _blamed_sync(op: RemoteOp, error: Exception) -> Exception:
+    """Return what a failed L2 operation raises: on a cluster, maybe that one primary is down."""
+    nodes = op.endpoint.nodes
+    if nodes is None or type(error) is not RemoteUnavailable:
+        return error
+    return nodes.blame(op.endpoint.sync_store().client, op.names(), error, op.endpoint.ping_node)
+
+
+async def _async_store_for(op: RemoteOp) -> Any:
+    """Return the running loop's store to perform ``op`` on (see _sync_store_for)."""
+    endpoint = op.endpoint
+    store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
+    if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
+        await store.drop_idle_connections()  # the breaker opened: they may be dead
+    if endpoint.nodes is not None:
+        endpoint.nodes.check(store.client, op.names())
+    return store
+
+
+async def _blamed_async(op: RemoteOp, error: Exception) -> Exception:
+    """``_blamed_sync`` for coroutines."""
+    nodes = op.endpoint.nodes
+    if nodes is None or type(error) is not RemoteUnavailable:
+        return error
+    blamed: Exception = await nodes.ablame(
+        op.endpoint.async_store().client, op.names(), error, op.endpoint.aping_node
+    )
+    return blamed
 
 
 def _join_sync(
@@ -215,11 +255,8 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
             if type(op) in _REMOTE:  # the common case first, as in run_sync
-                endpoint = op.endpoint  # type: ignore[union-attr]
                 try:
-                    store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
-                    if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
-                        await store.drop_idle_connections()  # the breaker opened: they may be dead
+                    store = await _async_store_for(op)  # type: ignore[arg-type]
                     tracer = _tracing.tracer()
                     if tracer is None:
                         reply = await op.perform(store)  # type: ignore[union-attr]
@@ -227,7 +264,7 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
                         with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
                             reply = record(await op.perform(store))  # type: ignore[union-attr]
                 except Exception as exc:
-                    error = exc
+                    error = await _blamed_async(op, exc)  # type: ignore[arg-type]
                 continue
             if isinstance(op, Join):
                 table = op.cache.loop_flights()

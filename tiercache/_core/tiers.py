@@ -25,7 +25,7 @@ from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, enc
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
 from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal, token_of
-from tiercache._l2.errors import RemoteError, RemoteSaturated, RemoteUnavailable
+from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
 if TYPE_CHECKING:
@@ -521,6 +521,11 @@ class Tiers:
             self._pending_keys.difference_update(keys)
             self.repairs_pending = bool(self._pending_keys or self._pending_clears or self._pending_floor)
 
+    def owes(self, key: str) -> bool:
+        """Whether an invalidation waiting for L2 covers ``key`` (a clear covers every key)."""
+        with self._lock:
+            return bool(self._pending_clears or self._pending_floor or key in self._pending_keys)
+
     def pending_count(self) -> int:
         """Return how many invalidations wait for L2 (a clear counts as one)."""
         return len(self._pending_keys) + self._pending_clears
@@ -556,6 +561,11 @@ class Tiers:
             )
             return
         self.stats.count("l2_errors")
+        if isinstance(exc, RemotePartlyDown):  # one primary of a cluster: its keys skip L2, not all
+            self.log_once(
+                "partly-down", "%s: L2 at %s: %s; its keys skip L2 meanwhile", self.label, endpoint.name, exc
+            )
+            return
         if isinstance(exc, RemoteUnavailable):
             endpoint.breaker.failure(exc)  # the breaker logs the outage, once
             return

@@ -80,9 +80,11 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         endpoint is not None
         and cache.repairs_pending
         and (not endpoint.breaker.allow() or not (yield from replay_repairs(cache, endpoint)))
+        and cache.owes(cache.redis_key(call))
     ):
         # Invalidations wait for Redis: until they are replayed there, Redis may still hold what
         # they dropped, so this call does not read it (not even if the breaker closes meanwhile).
+        # Other keys' entries are not theirs to hide (on a cluster, their primary may be up).
         endpoint = None
     # The breaker's state is read here, not asked (allow(), success()): a closed breaker with no
     # failures counted is the common case, and each call would be a frame on every L2 hit.

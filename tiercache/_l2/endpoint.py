@@ -25,6 +25,7 @@ from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable, brief
+from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
 from tiercache._l2.pool import (
     SyncWaitingConnectionPool,
     SyncWaitingSentinelPool,
@@ -81,6 +82,10 @@ DENIED_MEANS: Final = {
     "are not announced",
     "SUBSCRIBE": "other processes' invalidations cannot be heard: L1 entries live 1 s at most",
 }
+
+
+async def _no_answer(host: str, port: int) -> bool:
+    return False
 
 
 #: The share of the L2 timeout a write waits for a replica's acknowledgement (Sentinel only),
@@ -142,6 +147,11 @@ class Endpoint:
         self.owns_clients = True
         #: See stores.Owner: set for a Sentinel deployment, whose failover promotes a replica.
         self.confirm_ms = 0
+        #: A Redis Cluster's primaries that failed lately, and how to ask one whether it answers
+        #: (see _l2.nodes); None elsewhere.
+        self.nodes: ClusterNodes | None = None
+        self.ping_node: Ping = lambda host, port: False
+        self.aping_node: AsyncPing = _no_answer
         self._unconfirmed_said = False
         _live.add(self)
 
@@ -237,23 +247,53 @@ class Endpoint:
         def one_off() -> contextlib.closing[redis.cluster.RedisCluster]:
             return contextlib.closing(make_sync())  # (closed after use, as for a single server)
 
-        def probe() -> bool:
+        parts = urllib.parse.urlsplit(cluster_url)
+        credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+
+        def node_url(host: str, port: int) -> str:
+            return urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}{host}:{port}"))
+
+        def known_nodes(primaries: bool) -> list[tuple[str, int]]:
             try:
-                with one_off() as client:
-                    return bool(client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES))
-            except Exception:  # any failure (a primary still down) means "not back yet"
+                client = endpoint.sync_store().client
+                nodes = client.get_primaries() if primaries else client.get_nodes()
+            except Exception:  # (no slot map yet: the URL's node is all we know)
+                nodes = []
+            return [(node.host, node.port) for node in nodes] or [(parts.hostname or "", parts.port or 6379)]
+
+        def ping_node(host: str, port: int) -> bool:
+            try:
+                with contextlib.closing(
+                    redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **options)
+                ) as client:
+                    return bool(client.ping())
+            except Exception:  # any failure means "does not answer"
                 return False
+
+        async def aping_node(host: str, port: int) -> bool:
+            client = redis.asyncio.Redis.from_url(
+                node_url(host, port), retry=AsyncRetry(NoBackoff(), 0), **options
+            )
+            try:
+                return bool(await client.ping())
+            except Exception:  # as in ping_node
+                return False
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+        def probe() -> bool:
+            # Back as soon as one primary answers: the keys of one that does not skip L2 on their
+            # own (see _l2.nodes); a probe that waited for every primary kept all of it off L2.
+            return any(ping_node(host, port) for host, port in known_nodes(primaries=True))
 
         def subscribe(attempt: int) -> Any:
             # PUBLISH reaches every node of a cluster: listen on any reachable one, the next
             # one after each failure.
-            nodes = [(node.host, node.port) for node in endpoint.sync_store().client.get_nodes()]
-            parts = urllib.parse.urlsplit(cluster_url)
-            host, port = nodes[attempt % len(nodes)] if nodes else (parts.hostname, parts.port or 6379)
-            netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-            node_url = urllib.parse.urlunsplit(parts._replace(netloc=f"{netloc}{host}:{port}"))
+            nodes = known_nodes(primaries=False)
+            host, port = nodes[attempt % len(nodes)]
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
-            return redis.Redis.from_url(node_url, retry=Retry(NoBackoff(), 0), **listen).pubsub()
+            return redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **listen).pubsub()
 
         endpoint = cls(
             redact_url(url),
@@ -264,6 +304,8 @@ class Endpoint:
             cluster=True,
             checker=one_off,
         )
+        endpoint.nodes = ClusterNodes()
+        endpoint.ping_node, endpoint.aping_node = ping_node, aping_node
         return endpoint
 
     @classmethod

@@ -8,7 +8,14 @@ out of memory, no permission), which says nothing about the endpoint's health.
 
 from __future__ import annotations
 
-__all__ = ["RemoteError", "RemoteRejected", "RemoteSaturated", "RemoteUnavailable", "brief"]
+__all__ = [
+    "RemoteError",
+    "RemotePartlyDown",
+    "RemoteRejected",
+    "RemoteSaturated",
+    "RemoteUnavailable",
+    "brief",
+]
 
 
 class RemoteError(Exception):
@@ -24,6 +31,14 @@ class RemoteSaturated(RemoteUnavailable):
 
     The call skips L2 as for an outage (what the key holds now is unknown), but the breaker is
     not told: Redis itself is fine.
+    """
+
+
+class RemotePartlyDown(RemoteUnavailable):
+    """A primary of a Redis Cluster does not answer, while others do: the keys it serves skip L2.
+
+    As for an outage, for those keys only: the breaker, which would take the whole cluster off
+    L2, is not told (see _l2.nodes).
     """
 
 

@@ -275,6 +275,16 @@ class SyncStore:
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
         self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
 
+    def _publish(self, announce: tuple[str, bytes], near: str) -> Any:
+        """Publish ``announce``; on a cluster through the primary of ``near``, the key just written.
+
+        (A cluster passes it on to every node; the node redis-py would pick may be one that is down.)
+        """
+        if self.endpoint.cluster:
+            node = self.client.get_node_from_key(near)
+            return self.client.execute_command("PUBLISH", *announce, target_nodes=node)
+        return self.client.execute_command("PUBLISH", *announce)
+
     def close_connections(self) -> None:
         """Close the idle connections now; the store stays usable (it connects again when used).
 
@@ -371,7 +381,7 @@ class SyncStore:
         with _TRANSLATED:
             swapped = bool(self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
             if swapped and announce is not None:
-                self.client.execute_command("PUBLISH", *announce)
+                self._publish(announce, key)
             return swapped
 
     def write_many(
@@ -403,9 +413,7 @@ class SyncStore:
                 generation = self.client.get(generation_key)
             unheard: list[str] = []
             if announce is not None:
-                _, unheard = _attempt(
-                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
-                )
+                _, unheard = _attempt("PUBLISH", (), lambda: self._publish(announce, items[0][0]))
             return cast("bytes | None", generation), unheard
 
     def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
@@ -450,9 +458,7 @@ class SyncStore:
                 _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                _, unheard = _attempt(
-                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
-                )
+                _, unheard = _attempt("PUBLISH", (), lambda: self._publish(announce, keys[0]))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -497,7 +503,7 @@ class SyncStore:
                     lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
                 )
             _, unheard = (
-                _attempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
+                _attempt("PUBLISH", (), lambda: self._publish(announce, generation_key))
                 if announce
                 else (None, [])
             )
@@ -611,6 +617,15 @@ class AsyncStore:
         self._writing = 0
         self._write_batch: _WriteBatch | None = None
         self._senders: set[asyncio.Future[Any]] = set()
+
+    def _publish(self, announce: tuple[str, bytes], near: str) -> Awaitable[Any]:
+        """See ``SyncStore._publish``."""
+        if self.endpoint.cluster:
+            node = self.client.get_node_from_key(near)
+            return cast(
+                "Awaitable[Any]", self.client.execute_command("PUBLISH", *announce, target_nodes=node)
+            )
+        return cast("Awaitable[Any]", self.client.execute_command("PUBLISH", *announce))
 
     async def drop_idle_connections(self) -> None:
         """Drop pooled connections made before the breaker last opened (see SyncStore's)."""
@@ -774,7 +789,7 @@ class AsyncStore:
         with _TRANSLATED:
             swapped = bool(await self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
             if swapped and announce is not None:
-                await self.client.execute_command("PUBLISH", *announce)
+                await self._publish(announce, key)
             return swapped
 
     async def write_many(
@@ -800,9 +815,7 @@ class AsyncStore:
                 generation = await self.client.get(generation_key)
             unheard: list[str] = []
             if announce is not None:
-                _, unheard = await _aattempt(
-                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
-                )
+                _, unheard = await _aattempt("PUBLISH", (), lambda: self._publish(announce, items[0][0]))
             return cast("bytes | None", generation), unheard
 
     async def write_many_if_unchanged(self, items: tuple[tuple[str, bytes, int, bytes], ...]) -> list[bool]:
@@ -849,9 +862,7 @@ class AsyncStore:
                 _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
             if announce is not None:
-                _, unheard = await _aattempt(
-                    "PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce)
-                )
+                _, unheard = await _aattempt("PUBLISH", (), lambda: self._publish(announce, keys[0]))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
 
@@ -898,7 +909,7 @@ class AsyncStore:
                     lambda: self._raise_generation(keys=[generation_key], args=[floor, step]),
                 )
             _, unheard = (
-                await _aattempt("PUBLISH", (), lambda: self.client.execute_command("PUBLISH", *announce))
+                await _aattempt("PUBLISH", (), lambda: self._publish(announce, generation_key))
                 if announce
                 else (None, [])
             )
