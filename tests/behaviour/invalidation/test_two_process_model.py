@@ -1,11 +1,14 @@
 """L1 + L2, as two processes share them, against a model: a call never returns a value older than
-the last invalidation of its key (or clear) said is gone, nor one the data source never held.
+the last invalidation of its key (or clear, or tag) said is gone, nor one the data source never held.
 
-Hypothesis drives calls, changes to the data (with and without invalidating), invalidations and
-clears from either process, L1 expiry on a fake clock, and a process restart. The second
-"process" is a second cache of the same function on the same Redis: its own L1, its own origin
-on the invalidation channel. After an invalidation the machine waits until the announcement
-reached the other L1, which is the documented cross-process window.
+Hypothesis drives calls, changes to the data (with and without invalidating), invalidations,
+clears, tag invalidations and sets (two threads at once, too) from either process, L1 expiry on a
+fake clock, and a process restart. The second "process" is a second cache of the same function on
+the same Redis: its own L1, its own origin on the invalidation channel. After an invalidation the
+machine waits until the announcement reached the other L1s, which is the documented cross-process
+window; a process that hears nothing and keeps no L1 gets no such wait (its reads of Redis must be
+right at once), and one with stale_ttl may serve a stale value only when its function fails, and
+never one an invalidation dropped.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+import tiercache
 from tests.support.clock import Clock
+from tests.support.concurrency import at_once
 from tiercache import NO_VALUE, tiered_cache
+from tiercache._decorator.function import LINGER
 
 KEYS = st.sampled_from(["a", "b", "c"])
 PROCESSES = st.sampled_from([0, 1])
@@ -33,8 +39,10 @@ REFRESHES: list[int] = []  # refreshes ahead seen, so the test knows they happen
 class TwoProcesses(RuleBasedStateMachine):
     """The data source, two processes caching it, and what each call may return."""
 
-    #: Options of the cached function beyond the TTLs (a subclass refreshes ahead).
+    #: Options of the cached function beyond the TTLs (a subclass refreshes ahead), and those of
+    #: the second process alone (a subclass makes it deaf).
     options: dict[str, Any] = {}  # noqa: RUF012 - read only
+    second: dict[str, Any] = {}  # noqa: RUF012 - read only
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,28 +51,37 @@ class TwoProcesses(RuleBasedStateMachine):
         self.db = {"a": 0, "b": 0, "c": 0}
         # The oldest version a call may return: the data as it was at the key's last invalidation.
         self.floor = dict(self.db)
-        self.processes = [self._process(), self._process()]
+        self.down = False  # the data source fails (stale_ttl may then answer, within the floor)
+        self.processes = [self._process(0), self._process(1)]
 
-    def _process(self) -> Any:
+    def _process(self, index: int) -> Any:
         def lookup(key: str) -> tuple[str, int]:
+            if self.down:
+                raise ConnectionError("the data source is down")
             return key, self.db[key]
 
-        return tiered_cache(ttl_l1=TTL_L1, ttl_l2=TTL_L2, name=self.name, clock=self.clock, **self.options)(
-            lookup
-        )
+        options = {"ttl_l1": TTL_L1, "ttl_l2": TTL_L2, **self.options, **(self.second if index else {})}
+        return tiered_cache(name=self.name, clock=self.clock, **options)(lookup)
 
-    def _heard(self, keys: list[str] | None, *, by: list[Any] | None = None) -> None:
-        """Wait until the other processes' L1s (``by``: these) no longer hold what was invalidated."""
+    def _heard(self, keys: list[str] | None, actor: int | None) -> None:
+        """Wait until the L1s of the processes other than ``actor`` (None: any process, a tag) no
+        longer hold what was invalidated: the documented cross-process window."""
         deadline = time.monotonic() + 2
-        for process in self.processes if by is None else by:
+        for index, process in enumerate(self.processes):
             data = process.__tiercache__.local.data
-            while any(key in data for key in keys) if keys is not None else data:
+            while index != actor and any(  # (an entry past ttl_l1 is no longer served as fresh)
+                entry[1] > self.clock.now for key, entry in list(data.items()) if keys is None or key in keys
+            ):
                 assert time.monotonic() < deadline, "the announcement never arrived"
                 time.sleep(0.001)
 
     @rule(process=PROCESSES, key=KEYS)
     def call(self, process: int, key: str) -> None:
-        got_key, version = self.processes[process](key)
+        try:
+            got_key, version = self.processes[process](key)
+        except ConnectionError:
+            assert self.down, "only a failing data source may fail a call"
+            return
         assert got_key == key
         assert self.floor[key] <= version <= self.db[key], (
             f"{key}: got version {version}, the data is at {self.db[key]}, invalidated at {self.floor[key]}"
@@ -80,7 +97,7 @@ class TwoProcesses(RuleBasedStateMachine):
         self.db[key] += 1
         self.processes[process].cache_invalidate(key)
         self.floor[key] = self.db[key]
-        self._heard([key])
+        self._heard([key], process)
 
     @rule(process=PROCESSES, key=KEYS)
     def change_and_set(self, process: int, key: str) -> None:
@@ -88,7 +105,25 @@ class TwoProcesses(RuleBasedStateMachine):
         self.db[key] += 1
         self.processes[process].cache_set((key, self.db[key]), key)
         self.floor[key] = self.db[key]
-        self._heard([key], by=[other for index, other in enumerate(self.processes) if index != process])
+        self._heard([key], process)
+
+    @rule(process=PROCESSES, key=KEYS)
+    def change_and_set_from_two_threads(self, process: int, key: str) -> None:
+        """Two threads set two new versions at once: either may win, but nothing older, and this
+        process's answer is what Redis holds (what a process that just started reads)."""
+        first, second = self.db[key] + 1, self.db[key] + 2
+        self.db[key] = second
+        setter = self.processes[process]
+        at_once(
+            [lambda version=version: setter.cache_set((key, version), key) for version in (first, second)]
+        )
+        self.floor[key] = first
+        self._heard([key], process)
+        if self.down:
+            return
+        here = setter(key)
+        fresh = self._process(process)(key)
+        assert here == fresh, f"{key}: this process answers {here}, Redis holds {fresh}"
 
     @rule(process=PROCESSES, key=KEYS)
     def peek(self, process: int, key: str) -> None:
@@ -98,24 +133,15 @@ class TwoProcesses(RuleBasedStateMachine):
                 f"{key}: peeked {found}, floor {self.floor[key]}"
             )
 
-    @rule(process=PROCESSES)
-    def clear(self, process: int) -> None:
+    @rule(process=PROCESSES, change=st.booleans())
+    def clear(self, process: int, change: bool) -> None:
+        # (No wait for the new generation to be heard: every read of Redis fetches it.)
+        if change:
+            for key in self.db:
+                self.db[key] += 1
         self.processes[process].cache_clear()
         self.floor = dict(self.db)
-        self._heard(None)
-        # An empty L1 is not proof of hearing a clear: a process that learned the generation
-        # without keeping anything (a peek, a miss) must also have heard of the new one, or be
-        # due to read it (the documented window: the announcement, else GENERATION_RECHECK).
-        generation = self.processes[process].__tiercache__.known_generation()
-        deadline = time.monotonic() + 2
-        for other in self.processes:
-            cache = other.__tiercache__
-            endpoint = cache.endpoint()
-            while endpoint is not None and not (
-                cache.known_generation() >= generation or cache.generation_key_if_due(endpoint)
-            ):
-                assert time.monotonic() < deadline, "the clear's announcement never arrived"
-                time.sleep(0.001)
+        self._heard(None, process)
 
     @rule(seconds=st.sampled_from([0.5, 3.0, TTL_L1 + 0.1, 310.0]))
     def tick(self, seconds: float) -> None:
@@ -124,7 +150,7 @@ class TwoProcesses(RuleBasedStateMachine):
     @rule(process=PROCESSES)
     def restart(self, process: int) -> None:
         """A fresh process: nothing in its L1, everything from L2 or the source."""
-        self.processes[process] = self._process()
+        self.processes[process] = self._process(process)
 
     @invariant()
     def nothing_refused_or_corrupt(self) -> None:
@@ -143,7 +169,75 @@ class TwoProcessesRefreshingAhead(TwoProcesses):
     options = {"refresh_ahead": 0.5}  # noqa: RUF012 - read only
 
 
-@pytest.mark.parametrize("machine", [TwoProcesses, TwoProcessesRefreshingAhead])
+class TwoProcessesTagged(TwoProcesses):
+    """The same, every entry tagged ``item:<key>`` and ``all``, and tags invalidated too."""
+
+    options = {"tags": lambda key: [f"item:{key}", "all"]}  # noqa: RUF012 - read only
+
+    @rule(key=KEYS)
+    def change_and_invalidate_the_tag(self, key: str) -> None:
+        self.db[key] += 1
+        tiercache.invalidate_tags(f"item:{key}")
+        self.floor[key] = self.db[key]
+        self._heard([key], None)
+
+    @rule()
+    def change_all_and_invalidate_the_shared_tag(self) -> None:
+        for key in self.db:
+            self.db[key] += 1
+        tiercache.invalidate_tags("all")
+        self.floor = dict(self.db)
+        self._heard(None, None)
+
+
+class TwoProcessesOneDeaf(TwoProcesses):
+    """The second process hears no announcement (a delayed or lost channel) and keeps no L1: its
+    reads of Redis must be right the moment an invalidation, a clear or a set returns."""
+
+    second = {"coherent": False, "ttl_l1": None}  # noqa: RUF012 - read only
+
+    def _heard(self, keys: list[str] | None, actor: int | None) -> None:
+        if actor == 1:  # it announces nothing either: the other's L1 keeps to ttl_l1 (documented)
+            self.clock.now += TTL_L1 + 0.1
+        super()._heard(keys, actor)
+        # Without an L1, a run's result answers late callers for LINGER (0.1 s), heard or not.
+        self.clock.now += LINGER
+
+
+class TwoProcessesFailSafe(TwoProcesses):
+    """With stale_ttl the data source fails now and then: a stale value may answer, never one an
+    invalidation dropped, even where this process did not hear of it."""
+
+    options = {"stale_ttl": 300.0}  # noqa: RUF012 - read only
+    second = {"coherent": False}  # noqa: RUF012 - read only (its L1 holds stale copies unheard)
+
+    @rule(process=PROCESSES, key=KEYS)
+    def call_while_the_source_fails(self, process: int, key: str) -> None:
+        self.down = True
+        try:
+            self.call(process, key)
+        finally:
+            self.down = False
+
+    def _heard(self, keys: list[str] | None, actor: int | None) -> None:
+        # The deaf second process keeps what it holds until ttl_l1 (and announces nothing): let
+        # L1s pass that first; its copies, stale now, must still never be served once Redis says
+        # they were invalidated.
+        self.clock.now += TTL_L1 + 0.1
+        if actor != 0:
+            super()._heard(keys, 1)  # (only the first process hears: wait for its L1 alone)
+
+
+MACHINES = [
+    TwoProcesses,
+    TwoProcessesRefreshingAhead,
+    TwoProcessesTagged,
+    TwoProcessesOneDeaf,
+    TwoProcessesFailSafe,
+]
+
+
+@pytest.mark.parametrize("machine", MACHINES)
 @pytest.mark.parametrize("backend", ["fake_l2", "real_l2"])
 def test_two_processes_never_serve_what_an_invalidation_dropped(
     backend: str, machine: type[TwoProcesses], request: pytest.FixtureRequest
