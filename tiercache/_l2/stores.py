@@ -523,8 +523,8 @@ class SyncStore:
 
 
 #: Reads, or conditional writes, that one coalesced command carries at most: a burst of 20,000
-#: calls becomes twenty MGETs (and pipelines) of bounded size, each within the L2 timeout.
-COALESCED: Final = 1000
+#: calls becomes some eighty MGETs (and pipelines), one at a time, each well within the timeout.
+COALESCED: Final = 256
 
 
 class _WriteBatch:
@@ -591,6 +591,12 @@ class _ReadBatch:
                 future.set_exception(error)
 
 
+async def _turn(after: asyncio.Future[None] | None) -> None:
+    """Wait until the batch sent before has been answered (however it ended)."""
+    if after is not None and not after.done():
+        await asyncio.wait((after,))
+
+
 class AsyncStore:
     """The L2 calls the tiers make, for coroutines on one event loop.
 
@@ -617,6 +623,9 @@ class AsyncStore:
         self._writing = 0
         self._write_batch: _WriteBatch | None = None
         self._senders: set[asyncio.Future[Any]] = set()
+        # The last batch of each kind started: the next one waits for it (see _send).
+        self._reads_sent: asyncio.Future[None] | None = None
+        self._writes_sent: asyncio.Future[None] | None = None
 
     def _publish(self, announce: tuple[str, bytes], near: str) -> Awaitable[Any]:
         """See ``SyncStore._publish``."""
@@ -664,11 +673,12 @@ class AsyncStore:
         with contextlib.suppress(Exception):  # (a dead socket may fail to close: it is closed)
             await self.client.aclose()  # a cluster client: it reconnects when used again
 
-    def _start(self, sending: Awaitable[None]) -> None:
+    def _start(self, sending: Awaitable[None]) -> asyncio.Future[None]:
         # Sent on the next turn of the loop, when every read (or write) made ready now has joined.
         sender = asyncio.ensure_future(sending)
         self._senders.add(sender)
         sender.add_done_callback(self._senders.discard)
+        return sender
 
     async def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
@@ -676,7 +686,7 @@ class AsyncStore:
             batch = self._batch
             if batch is None or len(batch.names) >= COALESCED:
                 batch = self._batch = _ReadBatch(asyncio.get_running_loop())
-                self._start(self._send(batch))
+                self._reads_sent = self._start(self._send(batch, after=self._reads_sent))
             result: tuple[bytes | None, bytes | None] = await batch.add(key, generation_key)
             return result
         self._in_flight += 1
@@ -691,11 +701,14 @@ class AsyncStore:
         finally:
             self._in_flight -= 1
 
-    async def _send(self, batch: _ReadBatch) -> None:
-        if self._batch is batch:
-            self._batch = None  # reads from now on start the next batch
+    async def _send(self, batch: _ReadBatch, after: asyncio.Future[None] | None) -> None:
         self._in_flight += 1
         try:
+            # One batch at a time (joiners keep coming until this one's turn): a burst queues here,
+            # bounded by its callers, instead of holding every connection of the pool at once.
+            await _turn(after)
+            if self._batch is batch:
+                self._batch = None  # reads from now on start the next batch
             with _TRANSLATED:
                 values = cast("list[bytes | None]", await self._mget(batch.names))
         except RemoteError as exc:
@@ -743,7 +756,7 @@ class AsyncStore:
             batch = self._write_batch
             if batch is None or len(batch.items) >= COALESCED:
                 batch = self._write_batch = _WriteBatch(asyncio.get_running_loop())
-                self._start(self._send_writes(batch))
+                self._writes_sent = self._start(self._send_writes(batch, after=self._writes_sent))
             return await batch.add(key, payload, ttl_ms, token)
         self._writing += 1
         try:
@@ -766,11 +779,12 @@ class AsyncStore:
         except Exception as exc:
             raise _translate(exc) from exc
 
-    async def _send_writes(self, batch: _WriteBatch) -> None:
-        if self._write_batch is batch:
-            self._write_batch = None  # writes from now on start the next batch
+    async def _send_writes(self, batch: _WriteBatch, after: asyncio.Future[None] | None) -> None:
         self._writing += 1
         try:
+            await _turn(after)  # (one batch at a time, as reads)
+            if self._write_batch is batch:
+                self._write_batch = None  # writes from now on start the next batch
             outcomes = await self._conditional_writes(tuple(batch.items))
         except RemoteError as exc:
             batch.fail(exc)
