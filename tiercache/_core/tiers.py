@@ -274,6 +274,11 @@ class Tiers:
         self._generation_due = self.clocks.monotonic() + GENERATION_RECHECK
         return generation
 
+    def forget_generation(self) -> None:
+        """Forget the generation seen: the generation's key changed (a new namespace, say)."""
+        self._generation = self._generation_endpoint = self._generation_raw = None
+        self._generation_due = 0.0
+
     def known_generation(self) -> int:
         """Return the highest generation seen (0 before any)."""
         return self._generation or 0

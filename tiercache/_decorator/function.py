@@ -300,6 +300,8 @@ class FunctionCache(Tiers):
         settings = _config.current()
         namespace = self.namespace if self.namespace is not None else settings.namespace
         self.key_prefix = f"{namespace}:{self.key_label}"
+        if self.generation_key != f"{self.key_prefix}:gen":
+            self.forget_generation()  # another namespace: another generation, known only once read
         self.generation_key = f"{self.key_prefix}:gen"
         self.tag_namespace = namespace
         self._enabled = self._enabled_here and settings.enabled

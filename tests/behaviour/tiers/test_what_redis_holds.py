@@ -50,6 +50,25 @@ def test_clear_writes_a_new_generation_instead_of_scanning(real_l2: str, redis_s
     assert client.ttl(generation_key) == -1  # generations do not expire
 
 
+def test_a_new_namespace_starts_from_its_own_generation(
+    real_l2: str, redis_server: RedisProcess, isolated_settings: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After configure(namespace=...), the old namespace's generation is not "restored" in the new one."""
+
+    @tiered_cache()
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    f.cache_clear()
+    f.cache_clear()
+    tiercache.configure(namespace=f"{isolated_settings}-other")
+    assert f(1) == 1 and f(1) == 1
+    client = redis_server.client()
+    assert client.get(f.__tiercache__.generation_key) is None  # type: ignore[attr-defined]
+    assert not any("older generation" in record.getMessage() for record in caplog.records)
+
+
 def test_a_function_can_name_its_own_redis(redis_server: RedisProcess) -> None:
     runs = []
 
