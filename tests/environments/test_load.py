@@ -60,25 +60,31 @@ def test_a_burst_of_500_coroutines_is_not_an_outage(
     assert [r.getMessage() for r in caplog.records] == []
 
 
-def test_a_burst_of_20000_misses_writes_every_key_and_is_not_an_outage(
+def test_a_burst_of_20000_misses_writes_every_key_over_a_few_connections(
     server: RedisProcess, isolated_settings: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Writes coalesce into pipelines as reads do into MGETs: before, 14,624 of 20,000 writes were
-    skipped (the pool stayed busy) and 48 timed out, opening the breaker. Default timeouts."""
-    tiercache.configure(timeout=0.1, connect_timeout=0.25)
+    """Writes coalesce into pipelines of 256, one at a time, as reads do into MGETs. Before, the
+    burst opened 52 connections (one write each, pool full: with the default 0.1 s timeout, 19,897
+    writes skipped and 48 timed out); with batches not yet taking turns, 24. Counted, not timed:
+    on a loaded machine a loop busy with 20,000 tasks can outlast a 0.1 s timeout by itself, so
+    the fixture's generous timeouts apply (benchmarks/ measures the default ones)."""
 
     @tiered_cache(ttl_l1=None, ttl_l2=600)
     async def get(i: int) -> int:
         return i
 
-    async def burst() -> list[int]:
-        # A service's connections are open when a burst comes: a first connect made while the
-        # loop starts 20,000 tasks at once could outlast the 0.25 s connect timeout by itself.
-        await get(-1)
-        return await asyncio.gather(*(get(i) for i in range(20_000)))
+    client = server.client()
+
+    async def burst() -> tuple[list[int], int]:
+        await get(-1)  # a service's connections are open when a burst comes
+        before = client.info("stats")["total_connections_received"]
+        values = await asyncio.gather(*(get(i) for i in range(20_000)))
+        return values, client.info("stats")["total_connections_received"] - before
 
     with caplog.at_level(logging.WARNING, logger="tiercache"), collector_paused():
-        assert asyncio.run(burst()) == list(range(20_000))
+        values, opened = asyncio.run(burst())
+    assert values == list(range(20_000))
+    assert opened <= 3  # one read batch and one write batch in flight at a time
     stats = get.cache_stats()
     assert (stats.l2_errors, stats.l2_saturated, stats.degraded_seconds) == (0, 0, 0.0)
     assert written(server, isolated_settings) == 20_001
