@@ -294,8 +294,15 @@ def _attach_methods(
         return CacheInfo(stats.l1_hits + stats.l2_hits, stats.misses, options.max_entries, len(cache.local))
 
     def cache_parameters() -> dict[str, Any]:
-        """Return the options this function was decorated with."""
-        return options.shown(cache.name)
+        """Return the options this function was decorated with, and which free variables name it.
+
+        ``free_variables``: those whose values are part of its identity (its Redis keys);
+        ``free_variables_by_type``: those without an encoding, part of it by their type alone.
+        """
+        shown = options.shown(cache.name)
+        shown["free_variables"] = cache.closure.joined
+        shown["free_variables_by_type"] = cache.closure.opaque
+        return shown
 
     copier = options.copy or (lambda value: value)
     methods = (_async_methods if is_async else _sync_methods)(wrapper, cache, bind, copier)

@@ -20,7 +20,7 @@ from tiercache._core.flights import Flights
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
-from tiercache._decorator.identity import closure_tag, identity_of
+from tiercache._decorator.identity import Closure, closure_tag, identity_of
 from tiercache._decorator.keys import (
     DEFAULT_MAX_KEY_BYTES,
     EXACT_TYPES,
@@ -138,7 +138,7 @@ class FunctionCache(Tiers):
         name: str,
         key_names: tuple[str, ...],
         clock: Clock,
-        closure: bytes | Callable[[], bytes] = b"",
+        closure: Closure | Callable[[], Closure] | None = None,
     ) -> None:
         ttl_l1, ttl_l2 = options.ttl_l1, options.ttl_l2
         local = LocalCache(
@@ -189,7 +189,7 @@ class FunctionCache(Tiers):
         self.coherent = options.coherent
         enabled = options.enabled
         self._enabled_here = enabled
-        self._identify(closure)
+        self._identify(closure or Closure())
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
         self._enabled = enabled
@@ -225,17 +225,12 @@ class FunctionCache(Tiers):
     ) -> FunctionCache:
         """Return the cache of ``function``, told apart from its factory's others (see identity)."""
         closure = identity_of(
-            function,
-            label,
-            shared=options.ttl_l2 is not None,
-            named=options.name is not None,
-            versioned=options.version is not None,
-            limit=_config.current().max_key_bytes,
+            function, label, shared=options.ttl_l2 is not None, named=options.name is not None
         )
         clock = options.clock or time.monotonic
         return cls(function, options, name=name, key_names=key_names, clock=clock, closure=closure)
 
-    def _identify(self, closure: bytes | Callable[[], bytes]) -> None:
+    def _identify(self, closure: Closure | Callable[[], Closure]) -> None:
         """Name this function in Redis: its label and, for a factory's function, its closure.
 
         A factory's functions share a label; their free variables (see identity) tell them
@@ -243,11 +238,22 @@ class FunctionCache(Tiers):
         cannot be read yet (a callable) is read when the first Redis key is needed.
         """
         self._pending_closure = closure if callable(closure) else None
-        known = b"" if callable(closure) else closure
+        self.closure = Closure() if callable(closure) else closure
+        known = self.closure.encoding
         self.key_label = f"{self.label}~{closure_tag(known)}" if known else self.label
         self._digest_prefix = f"{KEY_FORMAT}|{self.key_label}|{','.join(self.key_names)}|".encode()
         if known:
             self._digest_prefix += known + b"|"
+        for looks in self.closure.per_process:
+            self.log_once(
+                f"per-process:{looks[:40]}",
+                "%s: its free variable %s, which looks like this process's own: it is part of the "
+                "function's identity, so processes that captured another value share none of its "
+                "entries, nor hear each other's invalidations. If that is not meant, pass it as an "
+                "argument, or give the function name= (see cache_parameters()['free_variables'])",
+                self.label,
+                looks,
+            )
 
     @property
     def identity_pending(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -22,22 +23,63 @@ _caches: weakref.WeakSet[FunctionCache] = weakref.WeakSet()
 
 
 def register(cache: FunctionCache) -> None:
-    """Track ``cache``; warn when another live function would share its Redis keys."""
-    with _lock:
-        twins = [
-            other
-            for other in _caches
-            if other.key_label == cache.key_label
-            and other.namespace == cache.namespace
-            and not (cache.identity_pending or other.identity_pending)
-        ]
-        _caches.add(cache)
+    """Track ``cache``; refuse it, or warn, when another live function would share its Redis keys.
+
+    Refused where the two differ in a free variable without an encoding that can change what they
+    return (two clients): their keys cannot say which is which, and each would read what the
+    other wrote. Functions kept in L1 alone share nothing.
+    """
+    for attempt in range(2):
+        with _lock:
+            twins = _twins_of(cache)
+            apart = next((found for other in twins if (found := _told_apart(cache, other))), None)
+            if apart is None:
+                _caches.add(cache)
+                break
+        if attempt == 0:
+            # A test's or a request's factory function, gone but in a reference cycle, is not a
+            # twin: collected, it leaves the set. Only one still reachable is a conflict.
+            del twins
+            gc.collect()
+        else:
+            variable, value = apart
+            raise TypeError(
+                f"tiered_cache(): {cache.label} is made a second time while the first is alive, and "
+                f"the two differ in their free variable {variable!r} (a {type(value).__qualname__}, "
+                "which has no encoding), so their Redis keys cannot tell them apart: each would read "
+                "what the other wrote. Give each function the factory makes a name=... or "
+                "version=... of its own (version=tenant, say), or pass the object as an argument "
+                "and ignore=... it"
+            )
     if twins:
         logger.warning(
             "%s is cached by two live functions that share one Redis key prefix; give one of them "
             "name=, version= or namespace= unless they really compute the same thing",
             cache.label,
         )
+
+
+def _twins_of(cache: FunctionCache) -> list[FunctionCache]:
+    """Return the live functions whose Redis keys would be ``cache``'s (L1-only ones share none)."""
+    if not cache.uses_l2 or cache.identity_pending:
+        return []
+    return [
+        other
+        for other in _caches
+        if other.uses_l2
+        and other.key_label == cache.key_label
+        and other.namespace == cache.namespace
+        and not other.identity_pending
+    ]
+
+
+def _told_apart(cache: FunctionCache, other: FunctionCache) -> tuple[str, object] | None:
+    """Return the free variable and object where ``cache`` differs from its twin, if it does."""
+    theirs = dict(other.closure.objects)
+    return next(
+        ((name, value) for name, value in cache.closure.objects if theirs.get(name, value) is not value),
+        None,
+    )
 
 
 def all_caches() -> list[FunctionCache]:
