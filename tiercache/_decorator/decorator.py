@@ -12,12 +12,13 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from tiercache._core.shells import run_async, run_sync
-from tiercache._core.stats import CacheStats
+from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.fastpath import EntryPoints, generate
 from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.options import OWNER, POSITIONAL, Options
 from tiercache._decorator.protocols import NO_VALUE, AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
 from tiercache._decorator.warming import Progress, WarmReport, warm, warm_async
@@ -245,11 +246,19 @@ def _entry_points(
         return serve(cache, Call(l1_key, key_values, args, kwargs, fast=True))
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        l1_key, canonical = cache.l1_key(key_values)
+        try:
+            l1_key, canonical = cache.l1_key(key_values)
+        except UnkeyableArgumentError:
+            cache.stats.add("misses", 0, 1, ERROR)  # (a call all the same: an error, as serve() counts it)
+            raise
         return serve(cache, Call(l1_key, key_values, args, kwargs, canonical=canonical))
 
     def canonical(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
-        l1_key, encoded = cache.canonical_l1_key(key_values)
+        try:
+            l1_key, encoded = cache.canonical_l1_key(key_values)
+        except UnkeyableArgumentError:
+            cache.stats.add("misses", 0, 1, ERROR)
+            raise
         return serve(cache, Call(l1_key, key_values, args, kwargs, canonical=encoded))
 
     def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:

@@ -39,6 +39,7 @@ from tiercache._core.ops import (
 )
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
+from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
@@ -62,8 +63,12 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
     path, and each generator level costs a frame on every step.
     """
     enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
-    if endpoint is None and call.canonical is None:
-        cache.check_raw_key(call.key_values)  # (with L2, redis_key() encodes the key, and checks it)
+    if call.canonical is None:
+        try:  # (raw keys, as the fast path took them: only their size can be wrong)
+            cache.check_raw_key(call.key_values)
+        except UnkeyableArgumentError:
+            cache.record(call, "misses", error=True)  # an error, not the L1 hit its tick counted
+            raise
     stale = None
     answered = False  # whether L2 answered our read (a miss there outranks a due L1 entry)
     if cache.has_l1:

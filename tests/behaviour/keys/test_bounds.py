@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -129,3 +130,30 @@ def test_the_byte_count_is_exact_and_bounded(ops: list[tuple[str, int, int]]) ->
             cache.get(key)
         assert cache.bytes == sum(entry[2] for entry in cache.data.values()) <= 1000
         assert len(cache) <= 5
+
+
+@pytest.mark.parametrize("l2", [False, True], ids=["l1-only", "with-l2"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_refused_argument_counts_as_an_error_not_a_hit(l2: bool, is_async: bool, real_l2: str) -> None:
+    """Before, a refused str counted an L1 hit (the fast path's tick) and a refused lock nothing."""
+    too_long = "x" * (DEFAULT_MAX_KEY_BYTES + 1)  # the fast path: a plain str
+    refused = [too_long, threading.Lock(), {i: i for i in range(DEFAULT_MAX_KEY_BYTES)}]
+
+    def compute(key: Any) -> int:
+        return 1
+
+    async def acompute(key: Any) -> int:
+        return 1
+
+    lookup: Any = tiered_cache(ttl_l1=60, ttl_l2=600 if l2 else None)(acompute if is_async else compute)
+
+    def call(key: Any) -> Any:
+        return asyncio.run(lookup(key)) if is_async else lookup(key)
+
+    call("k"), call("k")
+    for key in refused:
+        with pytest.raises(UnkeyableArgumentError):
+            call(key)
+    stats = lookup.cache_stats()
+    assert (stats.calls, stats.l1_hits, stats.misses, stats.errors) == (5, 1, 4, 3)
+    assert lookup.cache_info().hits == 1
