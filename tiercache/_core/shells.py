@@ -8,12 +8,13 @@ by side and alike.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import concurrent.futures
 import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from typing import Any, Final
 
 from tiercache import _background
@@ -36,7 +37,15 @@ from tiercache._core.ops import (
 from tiercache._errors import ReentrantCallError
 from tiercache._l2.errors import RemoteUnavailable
 
-__all__ = ["COMPUTE_THREAD", "run_async", "run_sync", "running_computations", "settle_background"]
+__all__ = [
+    "COMPUTE_THREAD",
+    "Started",
+    "run_async",
+    "run_sync",
+    "running_computations",
+    "settle_background",
+    "start_async",
+]
 
 #: The name of the threads that run sync functions with a ``compute_timeout``.
 COMPUTE_THREAD = "tiercache-compute"
@@ -355,6 +364,78 @@ async def _compute_within_async(running: Any, timeout: float) -> Any:
         _keep(task)
         raise Overran(task)
     return task.result()
+
+
+def start_async(flow: Flow) -> Started:
+    """Start ``flow`` now and return what to await for its end (an async ``cache_clear()``...).
+
+    Its local part (an L1 drop) runs before this returns; what follows runs as a task of the
+    running loop, kept until it ends, so a caller that forgets ``await`` loses nothing; with no
+    loop running (``asyncio.run(f.cache_clear())``, or sync code) it runs here, to its end.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return Started(None, run_sync(flow))
+    try:
+        first = next(flow)
+    except StopIteration as stop:
+        return Started(None, stop.value)
+    task = asyncio.ensure_future(run_async(_resumed(first, flow)))
+    _keep(task)
+    return Started(task)
+
+
+def _resumed(first: Op, flow: Flow) -> Flow:
+    """Go on with ``flow``, whose first op was taken: yield it, then the rest as ``flow`` does."""
+    op = first
+    while True:
+        try:
+            reply = yield op
+        except BaseException as exc:  # (thrown in by the shell: passed on, as yield from would)
+            try:
+                op = flow.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            op = flow.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+
+class Started(collections.abc.Coroutine[Any, Any, Any]):
+    """Work already started (a task) or done (its value), standing in for a coroutine.
+
+    Await it, or hand it to ``asyncio.run``, ``create_task`` or ``gather``. Never awaited, it is
+    no loss and no "never awaited" warning: the work goes on without it.
+    """
+
+    __slots__ = ("_steps", "_task", "_value")
+
+    def __init__(self, task: asyncio.Future[Any] | None, value: Any = None) -> None:
+        self._task = task
+        self._value = value
+        self._steps: Generator[Any, None, Any] | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._task is None:
+            return self._value
+        return (yield from self._task)
+
+    def send(self, value: Any) -> Any:
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps.send(value)
+
+    def throw(self, *error: Any) -> Any:
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps.throw(*error)
+
+    def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
 
 
 _background_tasks: set[asyncio.Future[Any]] = set()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any, Final
 
 from tiercache._core.ops import Compute, Flow, ReadMany, WriteManyIfUnchanged, l2_op, replay_repairs
-from tiercache._core.shells import run_async, run_sync
+from tiercache._core.shells import run_async, run_sync, start_async
 from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
@@ -258,14 +258,15 @@ def _decorate(function: Any, *, options: Options) -> Any:
         async def wrapper(*args: Any, **kwargs: Any) -> dict[Hashable, Any]:
             return await run_async(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
 
-        async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
-            """Drop the entries of the ids in these arguments from L1 and L2."""
-            for key_values in _key_values(batch, args, kwargs):
-                await run_async(_flow.invalidate(cache, key_values))
+        # Started at the call, awaited for the end: a forgotten await loses nothing (see
+        # start_async).
+        def cache_invalidate(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
+            """Drop the entries of the ids in these arguments from L1 and L2 (await the end)."""
+            return start_async(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
-        async def cache_clear() -> None:
-            """Drop every entry of this function from L1 and L2."""
-            await run_async(_flow.clear(cache))
+        def cache_clear() -> Coroutine[Any, Any, None]:
+            """Drop every entry of this function from L1 and L2 (await the end)."""
+            return start_async(_flow.clear(cache))
 
     else:
 
@@ -274,8 +275,7 @@ def _decorate(function: Any, *, options: Options) -> Any:
 
         def cache_invalidate(*args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
             """Drop the entries of the ids in these arguments from L1 and L2."""
-            for key_values in _key_values(batch, args, kwargs):
-                run_sync(_flow.invalidate(cache, key_values))
+            run_sync(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
         def cache_clear() -> None:  # type: ignore[misc]
             """Drop every entry of this function from L1 and L2."""

@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
-from tiercache._core.shells import run_async, run_sync
+from tiercache._core.shells import run_async, run_sync, start_async
 from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
@@ -19,6 +19,7 @@ from tiercache._decorator import registry as _registry
 from tiercache._decorator.fastpath import EntryPoints, generate
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.keys import UnkeyableArgumentError
+from tiercache._decorator.methods import CachedMethod, is_method
 from tiercache._decorator.options import OWNER, POSITIONAL, Options
 from tiercache._decorator.protocols import NO_VALUE, AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
 from tiercache._decorator.warming import Progress, WarmReport, warm, warm_async
@@ -169,10 +170,12 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
     return functools.partial(_decorate, options=checked)
 
 
-def _decorate(function: Any, *, options: Options) -> Any:
-    if isinstance(function, (classmethod, staticmethod)):
-        # @tiered_cache above @classmethod/@staticmethod: cache the function, keep the binding.
-        return type(function)(_decorate(function.__func__, options=options))
+def _decorate(function: Any, *, options: Options, binding: str = "") -> Any:
+    if isinstance(function, classmethod):
+        # @tiered_cache above @classmethod: cache the function, bind the class, cache_* too.
+        return _decorate(function.__func__, options=options, binding="class")
+    if isinstance(function, staticmethod):
+        return staticmethod(_decorate(function.__func__, options=options, binding="static"))
     label, signature, name = examined(function, options, OWNER)
     is_async = inspect.iscoroutinefunction(function)
     key_names = (
@@ -199,6 +202,10 @@ def _decorate(function: Any, *, options: Options) -> Any:
     fast.bind.__qualname__ = getattr(function, "__qualname__", name)  # binding errors read as the function's
     _attach_methods(wrapper, cache, fast.bind, is_async, options)
     _registry.register(cache)
+    if binding == "class":
+        return CachedMethod(wrapper, on_class=True)
+    if not binding and is_method(function, signature):
+        return CachedMethod(wrapper)  # self.method.cache_invalidate(...) binds self (see methods)
     return wrapper
 
 
@@ -293,10 +300,6 @@ def _attach_methods(
         """Return this function's stats; with ``reset=True`` also zero them."""
         return cache.snapshot(reset=reset)
 
-    def cache_key(*args: Any, **kwargs: Any) -> str:
-        """Return the Redis key the call with these arguments uses."""
-        return cache.redis_key_for(bind(*args, **kwargs))
-
     def cache_info() -> CacheInfo:
         """Return hits (either tier), misses, the L1 bound and the L1 size, as functools does."""
         stats = cache.snapshot()
@@ -314,42 +317,63 @@ def _attach_methods(
         return shown
 
     copier = options.copy or (lambda value: value)
-    methods = (_async_methods if is_async else _sync_methods)(wrapper, cache, bind, copier)
-    for attribute, method in methods.items():
+    make_methods = _async_methods if is_async else _sync_methods
+    for attribute, method in make_methods(wrapper, cache, bind, copier).items():
         setattr(wrapper, attribute, method)
+
+    def bind_methods(receiver: object) -> dict[str, Any]:
+        # The cache_* methods of wrapper bound to an instance (see methods.BoundCachedMethod).
+        return make_methods(functools.partial(wrapper, receiver), cache, bind, copier, (receiver,))
+
+    wrapper.__tiercache_bind__ = bind_methods
     wrapper.cache_stats = cache_stats
-    wrapper.cache_key = cache_key
     wrapper.cache_info = cache_info
     wrapper.cache_parameters = cache_parameters
     wrapper.__tiercache__ = cache
 
 
 def _async_methods(
-    wrapper: Any, cache: FunctionCache, bind: Callable[..., tuple[Any, ...]], copier: Callable[[Any], Any]
+    wrapper: Any,
+    cache: FunctionCache,
+    bind: Callable[..., tuple[Any, ...]],
+    copier: Callable[[Any], Any],
+    receiver: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """Return the awaitable ``cache_*`` methods of an async cached function."""
+    """Return the ``cache_*`` methods of an async cached function (bound: to ``receiver``).
+
+    Invalidating, clearing and setting start at the call (the L1 part at once, the Redis part
+    as a task of the running loop, or in this thread when no loop runs) and return what to
+    await for the end: a caller that forgets ``await`` is served all the same, not skipped.
+    """
     warm_owner = f"{cache.name}.cache_warm()"
 
-    async def cache_invalidate(*args: Any, **kwargs: Any) -> None:
-        """Drop the entry of the call with these arguments from L1 and L2."""
-        await run_async(_flow.invalidate(cache, bind(*args, **kwargs)))
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        """Return the Redis key the call with these arguments uses."""
+        return cache.redis_key_for(bind(*receiver, *args, **kwargs))
 
-    async def cache_clear() -> None:
-        """Drop every entry of this function from L1 and L2."""
-        await run_async(_flow.clear(cache))
+    def cache_invalidate(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
+        """Drop the entry of the call with these arguments from L1 and L2 (await the end)."""
+        return start_async(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
+
+    def cache_clear() -> Coroutine[Any, Any, None]:
+        """Drop every entry of this function from L1 and L2 (await the end)."""
+        return start_async(_flow.clear(cache))
 
     async def cache_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
+        args = (*receiver, *args)
         value = await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
     async def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
+        args = (*receiver, *args)
         return await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
-    async def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
+    def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
-        await run_async(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
+        args = (*receiver, *args)
+        return start_async(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
     async def cache_warm(
         items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
@@ -360,6 +384,7 @@ def _async_methods(
         )
 
     return {
+        "cache_key": cache_key,
         "cache_invalidate": cache_invalidate,
         "cache_clear": cache_clear,
         "cache_get": cache_get,
@@ -370,14 +395,22 @@ def _async_methods(
 
 
 def _sync_methods(
-    wrapper: Any, cache: FunctionCache, bind: Callable[..., tuple[Any, ...]], copier: Callable[[Any], Any]
+    wrapper: Any,
+    cache: FunctionCache,
+    bind: Callable[..., tuple[Any, ...]],
+    copier: Callable[[Any], Any],
+    receiver: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
-    """Return the ``cache_*`` methods of a sync cached function that run flows."""
+    """Return the ``cache_*`` methods of a sync cached function (bound: to ``receiver``)."""
     warm_owner = f"{cache.name}.cache_warm()"
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        """Return the Redis key the call with these arguments uses."""
+        return cache.redis_key_for(bind(*receiver, *args, **kwargs))
 
     def sync_invalidate(*args: Any, **kwargs: Any) -> None:
         """Drop the entry of the call with these arguments from L1 and L2."""
-        run_sync(_flow.invalidate(cache, bind(*args, **kwargs)))
+        run_sync(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
 
     def sync_clear() -> None:
         """Drop every entry of this function from L1 and L2."""
@@ -385,15 +418,18 @@ def _sync_methods(
 
     def sync_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
+        args = (*receiver, *args)
         value = run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
     def sync_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
+        args = (*receiver, *args)
         return run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
     def sync_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
+        args = (*receiver, *args)
         run_sync(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
     def sync_warm(
@@ -405,6 +441,7 @@ def _sync_methods(
         )
 
     return {
+        "cache_key": cache_key,
         "cache_invalidate": sync_invalidate,
         "cache_clear": sync_clear,
         "cache_get": sync_get,

@@ -526,21 +526,26 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     return None
 
 
-def invalidate(cache: FunctionCache, key_values: tuple[Any, ...]) -> Flow:
-    """Drop one call's entry: from L1 and its runs in flight, then from L2 (now or later).
+def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
+    """Drop the calls' entries: from L1 and their runs in flight, then from L2 (now or later).
 
     Raise InvalidationError (after the local drop) if Redis refused.
     """
-    l1_key, canonical = cache.l1_key(key_values)
-    cache.drop_local((l1_key,))
+    keys = [cache.l1_key(key_values) for key_values in calls]
+    l1_keys = tuple(l1_key for l1_key, _ in keys)
+    cache.drop_local(l1_keys)
     endpoint = cache.endpoint()
-    if endpoint is not None:
+    if endpoint is not None and calls:
+        redis_keys = tuple(
+            cache.redis_key_for(key_values, canonical)
+            for key_values, (_, canonical) in zip(calls, keys, strict=True)
+        )
         try:
-            yield from drop_keys(cache, endpoint, (cache.redis_key_for(key_values, canonical),))
+            yield from drop_keys(cache, endpoint, redis_keys)
         finally:
             # Again: a thread that missed L1 after the first drop may have read the old value
             # from L2 before it was gone there, and be about to put it in L1.
-            cache.drop_local((l1_key,))
+            cache.drop_local(l1_keys)
 
 
 def clear(cache: FunctionCache) -> Flow:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.tiers import L2S, TIERS, client_for, ttls
 from tiercache import NOT_NONE, UnkeyableArgumentError, tiered_cache_many
+from tiercache._core.shells import settle_background
 from tiercache._decorator.batch import CHUNK
 from tiercache._l2 import stores
 
@@ -99,6 +100,30 @@ async def test_async_batches(l2: str, request: pytest.FixtureRequest) -> None:
     await load.cache_invalidate(["a"])
     await load(["a"])
     assert asked[-1] == ["a"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("l2", TIERS)
+async def test_async_batch_invalidation_and_clear_not_awaited_still_happen(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    client_for(request, l2)
+    asked: list[list[str]] = []
+
+    @tiered_cache_many(name=f"unawaited-{l2}", **ttls(l2))
+    async def load(names: list[str]) -> dict[str, str]:
+        asked.append(list(names))
+        return {name: name.upper() for name in names}
+
+    await load(["a", "b", "c"])
+    load.cache_invalidate(["a", "b"])  # a forgotten await: was a no-op
+    await settle_background(5)
+    await load(["a", "b", "c"])
+    assert asked[-1] == ["a", "b"]
+    load.cache_clear()
+    await settle_background(5)
+    await load(["a", "b", "c"])
+    assert asked[-1] == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("l2", L2S)

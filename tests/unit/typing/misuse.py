@@ -37,4 +37,6 @@ def misuse() -> None:
     session: str = get_session("s")  # E: assignment
     resolve_adapter.cache_set("not an int", "a", "b")  # E: arg-type
     resolve_adapter.cache_get("a")  # E: call-arg
+    Registry().resolve.cache_invalidate("storage", "a")  # E: call-arg
+    Registry().resolve.cache_set(3, "a")  # E: arg-type
     print(text, session)

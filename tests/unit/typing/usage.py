@@ -37,6 +37,11 @@ class AdapterRegistry:
     async def adefault(cls, category: str) -> str:
         return category
 
+    @tiered_cache(ttl_l2=None)
+    @classmethod
+    def outer(cls, category: str) -> str:
+        return f"{cls.__name__}:{category}"
+
     @staticmethod
     @tiered_cache(ttl_l2=None)
     def half(x: int) -> float:
@@ -60,6 +65,15 @@ def methods() -> None:
     assert_type(AdapterRegistry.resolve.cache_key(registry, "storage", "s3"), str)
     AdapterRegistry.resolve.cache_invalidate(registry, "storage", "s3")
     assert_type(registry.resolve.cache_stats(), CacheStats)
+    # bound: the cache_* methods take the call's arguments, as the call does
+    registry.resolve.cache_invalidate("storage", "s3")
+    assert_type(registry.resolve.cache_key("storage", name="s3"), str)
+    assert_type(registry.resolve.cache_get("storage", "s3"), str | Literal[NoValue.NO_VALUE])
+    assert_type(registry.resolve.cache_contains("storage", "s3"), bool)
+    registry.resolve.cache_set("storage/s3", "storage", "s3")
+    assert_type(registry.resolve.cache_warm([("storage", "s3")]), WarmReport)
+    assert_type(AdapterRegistry.outer("queue"), str)
+    AdapterRegistry.outer.cache_invalidate("queue")
     assert_type(AdapterRegistry.default("queue"), str)
     assert_type(registry.default("queue"), str)
     assert_type(AdapterRegistry.default.cache_info(), CacheInfo)
@@ -76,6 +90,9 @@ async def coroutines() -> None:
     assert_type(get_session.cache_key("s"), str)
     assert_type(await registry.aresolve("storage"), str)
     await AdapterRegistry.aresolve.cache_invalidate(registry, "storage")
+    await registry.aresolve.cache_invalidate("storage")
+    await registry.aresolve.cache_set("x", "storage")
+    assert_type(await registry.aresolve.cache_get("storage"), str | Literal[NoValue.NO_VALUE])
     assert_type(await AdapterRegistry.adefault("queue"), str)
     assert_type(await registry.adefault("queue"), str)
 
