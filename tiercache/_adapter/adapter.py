@@ -15,7 +15,7 @@ from typing import Any
 from tiercache._adapter import flows
 from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSettings
 from tiercache._adapter.tiers import AdapterTiers
-from tiercache._core.checks import MAX_SECONDS
+from tiercache._core.checks import MAX_SECONDS, Duration, as_seconds
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
 from tiercache._core.shells import run_async, run_sync
 from tiercache._l1.lru import Clock
@@ -58,12 +58,13 @@ class _Base:
         return tuple(self._key(method, key) for key in keys)
 
     def _ttl(self, method: str, ttl: object) -> float | None:
+        ttl = as_seconds(ttl)
         if ttl is None:
             return None
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_SECONDS:
             raise ValueError(
-                f"{type(self).__name__}.{method}(): ttl must be a number of seconds > 0 and at most "
-                f"{MAX_SECONDS:,} (about 317 years), not {ttl!r}"
+                f"{type(self).__name__}.{method}(): ttl must be a number of seconds (or a timedelta) "
+                f"> 0 and at most {MAX_SECONDS:,} (about 317 years), not {ttl!r}"
             )
         return float(ttl)
 
@@ -100,12 +101,12 @@ class MultiTierCacheAdapter(_Base):
         """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
         return dict(await run_async(flows.get_many(self._tiers, self._keys("get_many", keys))))
 
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+    async def set(self, key: str, value: Any, ttl: Duration | None = None) -> None:
         """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
         items = {self._key("set", key): value}
         await run_async(flows.set_many(self._tiers, items, self._ttl("set", ttl)))
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
+    async def set_many(self, mapping: Mapping[str, Any], ttl: Duration | None = None) -> None:
         """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
         items = self._items("set_many", mapping)
         await run_async(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)))
@@ -168,11 +169,11 @@ class MultiTierCache(_Base):
         """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
         return dict(run_sync(flows.get_many(self._tiers, self._keys("get_many", keys))))
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+    def set(self, key: str, value: Any, ttl: Duration | None = None) -> None:
         """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
         run_sync(flows.set_many(self._tiers, {self._key("set", key): value}, self._ttl("set", ttl)))
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
+    def set_many(self, mapping: Mapping[str, Any], ttl: Duration | None = None) -> None:
         """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
         run_sync(flows.set_many(self._tiers, self._items("set_many", mapping), self._ttl("set_many", ttl)))
 

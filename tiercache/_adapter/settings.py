@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from tiercache._core.checks import (
     DEFAULT_MAX_VALUE_BYTES,
+    as_seconds,
     check_bool,
     check_fraction,
     check_int,
@@ -81,7 +82,10 @@ class _Checked:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         for name, kind in self._kinds.items():
-            _check_field(owner, name, getattr(self, name), kind)
+            value = getattr(self, name)
+            if kind == "seconds" and value is not as_seconds(value):  # a timedelta: kept as seconds
+                object.__setattr__(self, name, value := as_seconds(value))
+            _check_field(owner, name, value, kind)
         self._check()
 
     def _check(self) -> None:

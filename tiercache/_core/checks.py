@@ -6,6 +6,7 @@ and the argument at fault, so a caller can tell which of several settings was wr
 
 from __future__ import annotations
 
+import datetime
 import math
 import random
 from typing import Final
@@ -13,6 +14,8 @@ from typing import Final
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "MAX_SECONDS",
+    "Duration",
+    "as_seconds",
     "check_bool",
     "check_fraction",
     "check_int",
@@ -31,6 +34,9 @@ DEFAULT_MAX_VALUE_BYTES: Final = 8 * 1024 * 1024
 #: what Redis's PX and an entry's 64-bit deadline in milliseconds can hold.
 MAX_SECONDS: Final = 10**10
 
+#: Seconds, or a ``datetime.timedelta`` (as cashews and dogpile take them): every duration option.
+Duration = float | datetime.timedelta
+
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -44,16 +50,22 @@ def check_namespace(namespace: object, owner: str) -> str:
     return namespace
 
 
+def as_seconds(value: object) -> object:
+    """Return a ``datetime.timedelta`` as its seconds (as cashews and dogpile take TTLs); else ``value``."""
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else value
+
+
 def check_seconds(value: object, name: str, owner: str, *, optional: bool = False) -> float | None:
-    """Return ``value`` as a positive number of seconds (or None where allowed); else raise."""
+    """Return ``value`` (seconds, or a timedelta) as positive seconds (or None where allowed)."""
+    given, value = value, as_seconds(value)
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        allowed = "a number of seconds or None" if optional else "a number of seconds"
+        allowed = "a number of seconds (or a timedelta)" + (" or None" if optional else "")
         raise TypeError(f"{owner}: {name} must be {allowed}, not {type(value).__name__}")
     if not value > 0 or value == float("inf"):
         hint = " (use None to turn this tier off)" if optional else ""
-        raise ValueError(f"{owner}: {name} must be a finite number > 0, not {value!r}{hint}")
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, not {given!r}{hint}")
     if value > MAX_SECONDS:
         raise ValueError(
             f"{owner}: {name} must be at most {MAX_SECONDS:,} seconds (about 317 years), not {value!r}"

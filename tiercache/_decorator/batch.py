@@ -265,7 +265,8 @@ def _decorate(function: Any, *, options: Options) -> Any:
             return start_async(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
         def cache_clear() -> Coroutine[Any, Any, None]:
-            """Drop every entry of this function from L1 and L2 (await the end)."""
+            """Drop every entry of this function from L1 and L2 (await the end); zero its stats."""
+            cache.snapshot(reset=True)
             return start_async(_flow.clear(cache))
 
     else:
@@ -278,7 +279,8 @@ def _decorate(function: Any, *, options: Options) -> Any:
             run_sync(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
         def cache_clear() -> None:  # type: ignore[misc]
-            """Drop every entry of this function from L1 and L2."""
+            """Drop every entry of this function from L1 and L2, and zero its stats."""
+            cache.snapshot(reset=True)
             run_sync(_flow.clear(cache))
 
     def cache_stats(*, reset: bool = False) -> CacheStats:

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
+from tiercache._core.checks import Duration
 from tiercache._core.shells import run_async, run_sync, start_async
 from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
@@ -39,16 +40,16 @@ def tiered_cache(  # type: ignore[overload-overlap]  # async first: a coroutine 
 def tiered_cache(ttl_l1: Callable[P, R]) -> CachedFunction[P, R]: ...
 @overload
 def tiered_cache(
-    ttl_l1: float | None = 600,
-    ttl_l2: float | None = 86400,
+    ttl_l1: Duration | None = 600,
+    ttl_l2: Duration | None = 86400,
     *,
-    stale_ttl: float | None = None,
+    stale_ttl: Duration | None = None,
     cache_if: Callable[[Any], object] | None = None,
     ttl_jitter: float = 0.0,
     refresh_ahead: float | None = None,
-    timeout: float | None = None,
-    hard_timeout: float | None = None,
-    lock: bool | float = False,
+    timeout: Duration | None = None,
+    hard_timeout: Duration | None = None,
+    lock: bool | Duration = False,
     tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
     max_entries: int = 1000,
     max_bytes: int | None = None,
@@ -69,15 +70,15 @@ def tiered_cache(
 @overload
 def tiered_cache(
     *,
-    ttl_l1: float | Callable[[Any], float | None] | None = 600,
-    ttl_l2: float | Callable[[Any], float | None] | None = 86400,
-    stale_ttl: float | None = None,
+    ttl_l1: Duration | Callable[[Any], Duration | None] | None = 600,
+    ttl_l2: Duration | Callable[[Any], Duration | None] | None = 86400,
+    stale_ttl: Duration | None = None,
     cache_if: Callable[[Any], object] | None = None,
     ttl_jitter: float = 0.0,
     refresh_ahead: float | None = None,
-    timeout: float | None = None,
-    hard_timeout: float | None = None,
-    lock: bool | float = False,
+    timeout: Duration | None = None,
+    hard_timeout: Duration | None = None,
+    lock: bool | Duration = False,
     tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
     max_entries: int = 1000,
     max_bytes: int | None = None,
@@ -150,11 +151,16 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
         clock: seconds source for L1 expiry and L2 freshness (tests pass a fake one instead
             of sleeping); Redis's own TTLs and lock waits stay in real seconds.
 
-    Usable bare (``@tiered_cache``) or with arguments (``@tiered_cache(ttl_l1=60)``).
+    Every duration is seconds or a ``datetime.timedelta`` (``ttl_l2=timedelta(hours=1)``).
+    Usable bare (``@tiered_cache``), with arguments (``@tiered_cache(ttl_l1=60)``), or as a
+    preset (``functools.partial(tiered_cache, ttl_l1=60)``, bare or with more arguments).
 
     """
-    if len(args) == 1 and callable(args[0]) and not options:
-        return tiered_cache()(args[0])
+    if len(args) == 1 and _is_decoratable(args[0]):
+        # Bare (@tiered_cache), or a preset's options with the function:
+        # functools.partial(tiered_cache, ttl_l1=60) used bare. (A TTL function is never
+        # positional, see below, so a callable here is the function to cache.)
+        return tiered_cache(**options)(args[0])
     if len(args) > len(POSITIONAL):
         raise TypeError(f"{OWNER}: takes ttl_l1 and ttl_l2 by position, the other options by name")
     for name, value in zip(POSITIONAL, args, strict=False):
@@ -168,6 +174,11 @@ def tiered_cache(*args: Any, **options: Any) -> Any:
         options[name] = value
     checked = Options.checked(options)
     return functools.partial(_decorate, options=checked)
+
+
+def _is_decoratable(value: object) -> bool:
+    # (a classmethod object is not callable itself)
+    return callable(value) or isinstance(value, (classmethod, staticmethod))
 
 
 def _decorate(function: Any, *, options: Options, binding: str = "") -> Any:
@@ -356,7 +367,8 @@ def _async_methods(
         return start_async(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
 
     def cache_clear() -> Coroutine[Any, Any, None]:
-        """Drop every entry of this function from L1 and L2 (await the end)."""
+        """Drop every entry of this function from L1 and L2 (await the end); zero its stats."""
+        cache.snapshot(reset=True)  # (as functools.lru_cache's cache_clear() does)
         return start_async(_flow.clear(cache))
 
     async def cache_get(*args: Any, **kwargs: Any) -> Any:
@@ -413,7 +425,8 @@ def _sync_methods(
         run_sync(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
 
     def sync_clear() -> None:
-        """Drop every entry of this function from L1 and L2."""
+        """Drop every entry of this function from L1 and L2, and zero its stats (as functools)."""
+        cache.snapshot(reset=True)
         run_sync(_flow.clear(cache))
 
     def sync_get(*args: Any, **kwargs: Any) -> Any:

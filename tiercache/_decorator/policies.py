@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, overload
 
-from tiercache._core.checks import MAX_SECONDS, shortening
+from tiercache._core.checks import MAX_SECONDS, as_seconds, shortening
 
 __all__ = ["NOT_NONE", "Lifetimes", "ResultPolicy", "Seconds"]
 
@@ -74,12 +74,12 @@ class ResultPolicy:
     def _seconds(self, option: str, ttl: Seconds, value: Any) -> float | None:
         if not callable(ttl):
             return ttl
-        seconds = ttl(value)
+        seconds = as_seconds(ttl(value))
         if seconds is None:
             return None
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
             raise TypeError(
                 f"{self.label}: {option} returned {seconds!r} for a {type(value).__name__} result; "
-                "it must return seconds (a finite number) or None"
+                "it must return seconds (a finite number or a timedelta) or None"
             )
         return None if seconds <= 0 else min(float(seconds), MAX_SECONDS)  # (longer means "for ever")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import functools
 import inspect
 import typing
 from typing import Any
@@ -25,7 +27,9 @@ def f(a: int) -> int:
         ({"ttl_l1": 0}, ValueError, r"tiered_cache\(\): ttl_l1 must be a finite number > 0.*None to turn"),
         ({"ttl_l1": -5}, ValueError, r"ttl_l1"),
         ({"ttl_l2": float("inf")}, ValueError, r"ttl_l2 must be a finite number"),
-        ({"ttl_l2": "60"}, TypeError, r"ttl_l2 must be a number of seconds or None, not str"),
+        ({"ttl_l2": "60"}, TypeError, r"ttl_l2 must be a number of seconds \(or a timedelta\) or None"),
+        ({"ttl_l1": datetime.timedelta(0)}, ValueError, r"ttl_l1 .* > 0, not datetime.timedelta\(0\)"),
+        ({"stale_ttl": datetime.timedelta(seconds=-1)}, ValueError, r"stale_ttl must be a finite number > 0"),
         ({"ttl_l1": True}, TypeError, r"ttl_l1 must be a number"),
         ({"ttl_l1": None, "ttl_l2": None}, ValueError, r"both None"),
         ({"max_entries": 0}, ValueError, r"max_entries must be >= 1"),
@@ -149,13 +153,69 @@ def test_every_option_has_exactly_one_check_and_one_default() -> None:
         (lambda: tiered_cache(ttl=5), r"tiered_cache\(\): unknown option\(s\) \['ttl'\]"),
         (lambda: tiered_cache(60, 60, 60), r"ttl_l1 and ttl_l2 by position"),
         (lambda: tiered_cache(60, ttl_l1=5), r"ttl_l1 given by position and by name"),
-        (lambda: tiered_cache(lambda: 1, ttl_l2=5), r"ttl_l1 must be a number of seconds or None"),
+        (lambda: tiered_cache(lambda v: 1, None), r"ttl_l1 must be a number of seconds .*or None"),
     ],
 )
 def test_options_given_wrongly_are_named(call: Any, pattern: str) -> None:
     """An unknown option, too many positions, or one given twice raise naming the option."""
     with pytest.raises(TypeError, match=pattern):
         call()
+
+
+def test_durations_may_be_timedeltas() -> None:
+    """As cashews and dogpile take them: every duration option, and what TTL functions return."""
+    minute = datetime.timedelta(minutes=1)
+
+    @tiered_cache(minute, ttl_l2=datetime.timedelta(hours=1), stale_ttl=minute, timeout=minute, lock=minute)
+    def f(x: int) -> int:
+        return x
+
+    parameters = f.cache_parameters()
+    assert [parameters[name] for name in ("ttl_l1", "ttl_l2", "stale_ttl", "timeout", "lock")] == [
+        60.0,
+        3600.0,
+        60.0,
+        60.0,
+        60.0,
+    ]
+    tiercache.configure(timeout=datetime.timedelta(milliseconds=250))
+    assert tiercache.configure().timeout == 0.25
+
+
+def test_a_ttl_function_may_return_a_timedelta() -> None:
+    clock = [0.0]
+
+    @tiered_cache(ttl_l1=lambda value: datetime.timedelta(seconds=value), ttl_l2=None, clock=lambda: clock[0])
+    def f(x: int) -> int:
+        return x
+
+    f(5), f(50)
+    clock[0] = 10.0
+    assert not f.cache_contains(5) and f.cache_contains(50)
+
+
+def test_a_preset_of_options_decorates_bare_or_with_more_options() -> None:
+    """functools.partial(tiered_cache, ...) is how teams share settings: both uses work."""
+    l1_only = functools.partial(tiered_cache, ttl_l1=60, ttl_l2=None)
+
+    @l1_only  # was: "ttl_l1 given by position and by name"
+    def bare(x: int) -> int:
+        return x
+
+    @l1_only(ttl_l1=5)
+    def called(x: int) -> int:
+        return x
+
+    class Service:
+        @l1_only
+        @classmethod
+        def build(cls, x: int) -> str:
+            return f"{cls.__name__}:{x}"
+
+    assert bare(1) == 1 and called(1) == 1 and Service.build(1) == "Service:1"
+    assert (bare.cache_parameters()["ttl_l1"], bare.cache_parameters()["ttl_l2"]) == (60.0, None)
+    assert called.cache_parameters()["ttl_l1"] == 5.0
+    assert Service.build.cache_contains(1)
 
 
 def test_positional_ttls_and_cache_parameters() -> None:

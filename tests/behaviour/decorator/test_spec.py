@@ -155,6 +155,17 @@ async def test_clear_drops_every_entry_of_the_function(mode: str, tiers: str, cl
         assert (await late("a"))["run"] == 3
 
 
+async def test_clear_zeroes_the_stats_as_functools_does(subject: Subject) -> None:
+    await subject("a")
+    await subject("a")
+    assert subject.function.cache_info()[:2] != (0, 0)
+    await subject.clear()  # (functools.lru_cache's cache_clear() clears its statistics too)
+    assert subject.function.cache_info()[:2] == (0, 0)
+    assert subject.function.cache_stats().calls == 0
+    await subject("a")
+    assert subject.function.cache_info()[:2] == (0, 1)
+
+
 async def test_clear_reaches_another_process_within_the_generation_recheck(
     mode: str, tiers: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
