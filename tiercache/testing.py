@@ -24,6 +24,7 @@ def assert_cache_stats(function: Any, /, **expected: Any) -> CacheStats:
     rates and other floats compare to within 1e-9. The failure message lists each value that
     differs and the function's counters, so a failing test says what the cache did.
     """
+    __tracebackhide__ = True  # pytest: a failure points at the caller's line, not at this one
     snapshot = getattr(function, "cache_stats", None)
     if not callable(snapshot):
         raise TypeError(

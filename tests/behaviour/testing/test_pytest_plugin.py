@@ -192,6 +192,10 @@ def test_async_functions_and_the_failure_message(pytester: pytest.Pytester) -> N
         ]
     )
     result.stdout.no_fnmatch_line("*misses: expected*")
+    # The traceback ends at the user's own line, not inside tiercache (__tracebackhide__).
+    result.stdout.fnmatch_lines(["*assert_cache_stats(get_session, l1_hits=2, misses=1)"])
+    result.stdout.no_fnmatch_line("*raise AssertionError*")
+    result.stdout.no_fnmatch_line("*tiercache/testing.py*")
 
 
 def test_assert_cache_stats_checks_its_arguments() -> None:
