@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import tiercache
 from tiercache._l2 import keyspace as _admin
 from tiercache._l2.signing import Signer, signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tiercache", description="Two-tier (L1 + Redis) memoization.")
+    parser.add_argument("--version", action="version", version=f"tiercache {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -98,10 +101,22 @@ def _parser() -> argparse.ArgumentParser:
         help="JSON lines: a list (positional arguments), an object "
         "(keyword arguments) or any other value (the one argument); - for standard input",
     )
+    warm.add_argument(
+        "--redis-url",
+        help="the Redis to fill (default: what the application configures, else $TIERCACHE_REDIS_URL); "
+        "a function with its own redis_url= keeps it",
+    )
     warm.add_argument("--concurrency", type=_positive, default=8, help="calls at once (default 8)")
     warm.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     warm.set_defaults(run=_warm)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tiercache")
+    except importlib.metadata.PackageNotFoundError:  # (run from a source tree, not installed)
+        return "(not installed)"
 
 
 def _positive(text: str) -> int:
@@ -135,15 +150,19 @@ def _demo(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), USAGE) from None
 
 
-@contextlib.contextmanager
-def _connected(args: argparse.Namespace) -> Iterator[Any]:
-    """Yield a client of ``--redis-url``, closed after; Redis failures become exit code 1."""
+def _warn_of_secret(args: argparse.Namespace) -> None:
     if args.redis_url != os.environ.get("TIERCACHE_REDIS_URL") and _has_secret(args.redis_url):
         print(
             f"tiercache {args.command}: note: the password in --redis-url shows in the process list; "
             "set TIERCACHE_REDIS_URL instead",
             file=sys.stderr,
         )
+
+
+@contextlib.contextmanager
+def _connected(args: argparse.Namespace) -> Iterator[Any]:
+    """Yield a client of ``--redis-url``, closed after; Redis failures become exit code 1."""
+    _warn_of_secret(args)
     try:
         client = _admin.connect(args.redis_url, f"tiercache {args.command}")
     except ValueError as exc:
@@ -232,6 +251,12 @@ def _warm(args: argparse.Namespace) -> int:
     if not args.quiet:
         _needs("rich", "cli")
     function = _cached_function(args.target)
+    if args.redis_url is not None:
+        _warn_of_secret(args)
+        try:  # (after the import: it overrides what the application's module configured)
+            tiercache.configure(redis_url=args.redis_url)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc), USAGE) from None
     items = _calls(args.file)
     if args.quiet:
         report = _run_warm(function, items, args.concurrency, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -309,6 +310,44 @@ def test_warm_fills_redis_from_a_file_of_calls(
         assert "4 calls, 0 computed, 4 already cached, 0 failed" in second.stdout
     keys = redis.Redis.from_url(real_l2).keys(f"{isolated_settings}:cli.warm.*")
     assert len([k for k in keys if not k.endswith(b":gen")]) == 4
+
+
+def test_warm_takes_redis_url_as_stats_and_flush_do(
+    real_l2: str, isolated_settings: str, tmp_path: Path
+) -> None:
+    """--redis-url wins over what the application's module configures at import, and the env."""
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    module = f"import tiercache\ntiercache.configure(redis_url={nowhere!r})\n" + WARMED_MODULE
+    (tmp_path / "shop.py").write_text(module)
+    (tmp_path / "calls.jsonl").write_text('"a"\n"b"\n')
+    env = {**os.environ, "TIERCACHE_REDIS_URL": nowhere, "TIERCACHE_NAMESPACE": isolated_settings}
+
+    def warm(url: str) -> subprocess.CompletedProcess[str]:
+        command = ["warm", "shop:price", "calls.jsonl", "--quiet", "--redis-url", url]
+        return subprocess.run(
+            [sys.executable, "-m", "tiercache", *command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    done = warm(real_l2)
+    assert done.returncode == 0, done.stderr
+    assert "2 calls, 2 computed" in done.stdout
+    keys = redis.Redis.from_url(real_l2).keys(f"{isolated_settings}:cli.warm.price:*")
+    assert len([k for k in keys if not k.endswith(b":gen")]) == 2
+    refused = warm("http://x")
+    assert refused.returncode == _cli.USAGE and "must start with one of redis://" in refused.stderr
+
+
+def test_version() -> None:
+    command = [sys.executable, "-m", "tiercache", "--version"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"tiercache {importlib.metadata.version('tiercache')}"
 
 
 def test_warm_names_what_is_wrong(tmp_path: Path) -> None:
