@@ -121,3 +121,19 @@ def test_zipf_is_skewed():
     counts = Counter(zipf.draw() for _ in range(20_000))
     assert 1.7 < counts[0] / counts[1] < 2.3
     assert counts[0] > counts[10] > counts[90]
+
+
+def test_the_table_fits_80_columns_without_cutting_a_cell():
+    """The widest figures the demo can print, on an 80-column terminal: nothing cut off ("…")."""
+    from rich.console import Console  # noqa: PLC0415 - the cli extra
+
+    widest = FunctionResult(900_000, 12_345.6, 98_765.4, 54_321.0, 899_999, 899_999, 900_000)
+    slow = FunctionResult(900_000, 0.05, 999.9, 0.5, 450_000, 450_000, 900_000)
+    functions = {"resolve_adapter": widest, "get_session": slow}
+    phases = [PhaseResult(name, 1.0, "ns", functions) for name in ("no cache", "L1 only", "L1 + L2")]
+    console = Console(width=80, record=True, force_terminal=False, color_system=None)
+    console.print(_demo.report.table(phases))
+    shown = console.export_text()
+    assert "…" not in shown and max(len(line) for line in shown.splitlines()) <= 80
+    for cell in ("12.3 s", "98.8 s", "100.0%", "900,000", "50.0 µs", "999.9 ms", "500 µs", "L1 + L2"):
+        assert cell in shown, cell
