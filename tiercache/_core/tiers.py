@@ -24,7 +24,15 @@ from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
-from tiercache._l2.envelope import generation_from, open_current, open_envelope, prefix_of, seal, token_of
+from tiercache._l2.envelope import (
+    MAX_GENERATION,
+    generation_from,
+    open_current,
+    open_envelope,
+    prefix_of,
+    seal,
+    token_of,
+)
 from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
@@ -50,6 +58,9 @@ MAX_PENDING_KEYS: Final = 10_000
 # The envelope around a value (header, timestamp, MAC): a payload longer than max_value_bytes
 # plus this is refused before decoding.
 _ENVELOPE_ROOM: Final = 512
+#: What no payload starts with (ours start with the magic bytes): the payload start of a cache
+#: whose generation is at the ceiling.
+_NO_PAYLOAD_START: Final = b"\x00"
 #: Seconds a tombstone stays at least (else as long as the entries): a write whose writer read
 #: the key longer ago than its tombstone lives could miss an invalidation, so it is not sent.
 TOMBSTONE_FLOOR: Final = 300.0
@@ -263,6 +274,15 @@ class Tiers:
             self.stats.count("l2_corrupt")
             self.log_once("generation", "%s: unreadable generation in L2, read as none", self.label)
             generation = 0
+        elif generation >= MAX_GENERATION:
+            self.stats.count("l2_corrupt")
+            self.log_once(
+                "generation-ceiling",
+                "%s: L2's generation is at its ceiling (planted there, or a clear pinned below it "
+                "landed there): this cache keeps nothing in L2 until the key is flushed "
+                "(tiercache flush) and its processes restart",
+                self.label,
+            )
         known = self._generation if self._generation_endpoint is endpoint else None
         if known is not None and generation < known:
             with self._lock:
@@ -285,7 +305,11 @@ class Tiers:
 
     def _set_generation(self, generation: int) -> None:
         self._generation = generation
-        self._payload_start = prefix_of(generation, signed=self.signer is not None, tagged=self.tagged)
+        self._payload_start = (
+            _NO_PAYLOAD_START  # (the ceiling: no payload is taken as current, see _open)
+            if generation >= MAX_GENERATION
+            else prefix_of(generation, signed=self.signer is not None, tagged=self.tagged)
+        )
 
     def set_payload_rules(
         self, signer: Signer | None, max_value_bytes: int, compress_min_bytes: int | None = None
@@ -388,6 +412,8 @@ class Tiers:
             return None  # invalidated
         if envelope.generation != self._generation or self._generation_endpoint is not endpoint:
             return None  # cleared since it was written
+        if envelope.generation >= MAX_GENERATION:
+            return None  # (none is sealed there: a planted one)
         if envelope.tagged != (tags is not None):
             return None  # written by the function with (or without) tags, before a deploy changed that
         if self.signer is not None:
@@ -433,6 +459,8 @@ class Tiers:
             return None
         if generation is None:
             generation = self._generation
+        if generation >= MAX_GENERATION:
+            return None  # (no value lives in the ceiling generation: see envelope.MAX_GENERATION)
         try:
             body = encode_value(value)
         except UnencodableError as exc:

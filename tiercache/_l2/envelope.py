@@ -78,7 +78,15 @@ NO_TOKEN: Final = bytes(TOKEN_SIZE)
 ABSENT: Final = b""
 FOREIGN_TOKEN: Final = b"?"
 #: Generations are decimal text in Redis, counted in Lua's doubles: kept well inside 2**53.
+#: A clear can take the generation up to this one and no further; it is the one generation
+#: no value is sealed in or served from: a cache that reads it keeps nothing in L2. Someone
+#: who can write Redis may pin the generation just below it (a clear then lands here), or at
+#: it: either costs that function its L2 until the key is flushed and the processes restart,
+#: never a revoked value. (Read as "malformed", it let readers keep the pinned generation and
+#: write it back over every later clear.)
 MAX_GENERATION: Final = 2**52
+#: The longest decimal text read as a number: longer is not ours (read as no generation).
+_GENERATION_DIGITS: Final = 20
 
 
 class Envelope(NamedTuple):
@@ -203,11 +211,11 @@ def open_envelope(payload: bytes) -> Envelope:
 def generation_from(raw: bytes | None) -> int | None:
     """Return the generation Redis holds (0 when it holds none), or None if it is malformed.
 
-    Anyone who can write Redis can put anything there: only a short decimal number is one.
+    Anyone who can write Redis can put anything there: only a short decimal number is one, and
+    any number from MAX_GENERATION up reads as MAX_GENERATION (where clears stop).
     """
     if raw is None:
         return 0
-    if not isinstance(raw, bytes) or not 0 < len(raw) <= 16 or not raw.isdigit():
+    if not isinstance(raw, bytes) or not 0 < len(raw) <= _GENERATION_DIGITS or not raw.isdigit():
         return None
-    value = int(raw)
-    return value if value < MAX_GENERATION else None
+    return min(int(raw), MAX_GENERATION)

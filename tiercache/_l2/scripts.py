@@ -59,18 +59,19 @@ return 1
 # Generations only go up: the new one is max(what Redis holds, ARGV[1]) + ARGV[2]. ARGV[1] is the
 # highest this process has seen, so a Redis that lost the key (a restart, a failover) or had an
 # old value planted back cannot take anyone back to entries written before a clear. Anything
-# but a short decimal number reads as 0, as in ``envelope.generation_from``. Returns the new
-# generation and whether Redis held another one.
+# but a short decimal number reads as 0, as in ``envelope.generation_from``; none goes past
+# MAX_GENERATION, and once there it stays (no value is served in it: see envelope). Returns the
+# new generation and whether Redis held another one.
 RAISE_GENERATION = f"""
 local current = redis.pcall('GET', KEYS[1])
 local n = 0
-if type(current) == 'string' and #current <= 16 and string.match(current, '^%d+$') then
+if type(current) == 'string' and #current <= 20 and string.match(current, '^%d+$') then
   n = tonumber(current)
-  if n >= {MAX_GENERATION} then n = 0 end
+  if n >= {MAX_GENERATION} then return {{{MAX_GENERATION}, 0}} end
 end
 local floor = tonumber(ARGV[1])
 if floor > n then n = floor end
-n = n + tonumber(ARGV[2])
+n = math.min(n + tonumber(ARGV[2]), {MAX_GENERATION})
 local text = string.format('%d', n)
 if text == current then return {{n, 0}} end
 redis.call('SET', KEYS[1], text)

@@ -27,7 +27,7 @@ from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
 from tiercache._decorator.keys import canonical_bytes, digest
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import NO_TOKEN, seal
+from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
 from tiercache._l2.signing import Signer
 from tiercache._tools.redis_process import RedisProcess, free_port
 
@@ -445,3 +445,63 @@ def test_a_generation_planted_back_is_not_followed_by_a_process_that_saw_the_cle
     assert role("mallory") == "reader"
     role("mallory")  # the next L2 operation replays its generation
     assert int(client.get(generation_key)) >= 1
+
+
+def test_a_generation_pinned_at_the_ceiling_cannot_undo_a_clear(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """One SET of the highest generation there is (2**52 - 1) used to make every later clear
+    produce one that other processes refused as malformed: they kept the pinned one (and wrote it
+    back) and served the revoked values, signing on. A clear there now closes L2 for the function
+    in every process that reads it: nothing revoked is served, and that is counted and logged."""
+    grant = {"on": True}
+    name = "security.pinned"
+
+    def role(user: str) -> str:
+        return "admin" if grant["on"] else "reader"
+
+    clearer = tiered_cache(ttl_l1=None, name=name, signing_key=KEY_1)(role)
+    reader = tiered_cache(ttl_l1=None, name=name, signing_key=KEY_1, coherent=False)(role)
+    client = redis_server.client()
+    clearer.cache_key("x")  # (resolves the function's settings: its generation key is known)
+    client.set(clearer.__tiercache__.generation_key, MAX_GENERATION - 1)
+    users = ("ann", "bob", "eve")
+    assert [clearer(user) for user in users] == ["admin"] * 3  # written in the pinned generation
+    assert [reader(user) for user in users] == ["admin"] * 3
+    assert reader.cache_stats().l2_hits == 3
+    grant["on"] = False
+    clearer.cache_clear()
+    clearer.cache_clear()  # (a second clear at the ceiling changes nothing either)
+    late = tiered_cache(ttl_l1=None, name=name, signing_key=KEY_1, coherent=False)(role)
+    for function in (reader, clearer, late):
+        assert [function(user) for user in users] == ["reader"] * 3, function
+    assert reader.cache_stats().l2_corrupt >= 1
+    assert int(client.get(clearer.__tiercache__.generation_key)) == MAX_GENERATION  # not written back
+
+
+def test_an_adapter_generation_pinned_at_the_ceiling_cannot_undo_a_clear(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    namespace = f"pinned-{os.getpid()}-{time.monotonic_ns()}"
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=namespace, signing_key=KEY_1)
+    clearer = MultiTierCache(settings)
+    reader = MultiTierCache(
+        MultiTierCacheSettings(
+            l2_url=real_l2,
+            namespace=namespace,
+            signing_key=KEY_1,
+            coherent=False,
+            write_back_l1_on_l2_hit=False,
+        )
+    )
+    redis_server.client().set(f"{namespace}:gen", MAX_GENERATION - 1)
+    clearer.set("role:mallory", "admin")
+    assert reader.get("role:mallory") == "admin"
+    clearer.clear()
+    assert reader.get("role:mallory") is None
+    late = MultiTierCache(
+        MultiTierCacheSettings(l2_url=real_l2, namespace=namespace, signing_key=KEY_1, coherent=False)
+    )
+    assert late.get("role:mallory") is None
+    for cache in (clearer, reader, late):
+        cache.close()
