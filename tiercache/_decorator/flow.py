@@ -31,6 +31,7 @@ from tiercache._core.ops import (
     ReleaseLock,
     Sleep,
     Spawn,
+    Swap,
     Write,
     drop_keys,
     l2_op,
@@ -43,7 +44,7 @@ from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
-from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, carried, new_token
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, TOKEN_SIZE, carried, new_token
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
@@ -269,7 +270,30 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     found = list(tokens)
     for i, token in zip(missing, held, strict=True):
         found[i] = token
+        if token is not None and len(token) != TOKEN_SIZE:  # planted: replace it
+            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)
     cache.take_tags(call, found)
+
+
+def _reclaim(
+    cache: FunctionCache, endpoint: Endpoint, key: str, held: bytes
+) -> Generator[Op, Any, bytes | None]:
+    """Replace what a tag key holds that is not a token (planted) by a new token; return it.
+
+    Safe as an invalidation of the tag is: a new token matches no entry written before. Left
+    there, it kept every entry carrying the tag out of L2 for good, with nothing said.
+    """
+    cache.stats.count("l2_corrupt")
+    cache.log_once(
+        "tag-token",
+        "%s: a tag key at %s held something that is not a tag token (planted?); replaced",
+        cache.label,
+        endpoint.name,
+    )
+    token = new_token()
+    swap = Swap(endpoint, key, held or None, token, cache.tag_ttl_ms, None, cache)
+    ok, swapped = yield from l2_op(cache, endpoint, swap)
+    return token if ok and swapped else None  # (else another claimant won: the next call reads its)
 
 
 def _failed(

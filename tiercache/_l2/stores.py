@@ -205,6 +205,19 @@ def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int)
         pipeline.get(key)
 
 
+def _claimed(replies: Sequence[Any]) -> list[bytes | None]:
+    """Return what each claimed key holds, from ``_queue_claims``'s replies.
+
+    A key of another type (planted) answers GET with an error: it reads as b"", not a token,
+    which the claimant replaces (see flow._claim_tags), where raising would fail every call.
+    A SET NX answering with an error is a Redis that refused the write: raised.
+    """
+    for reply in replies[0::2]:
+        if isinstance(reply, Exception):
+            raise reply
+    return [b"" if isinstance(reply, Exception) else reply for reply in replies[1::2]]
+
+
 def _to_redo(
     items: Sequence[tuple[str, bytes, int, bytes]], replies: Sequence[Any]
 ) -> list[tuple[int, bytes]]:
@@ -347,8 +360,8 @@ class SyncStore:
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
-            replies = pipeline.execute()
-        return cast("list[bytes | None]", replies[1::2])
+            replies = pipeline.execute(raise_on_error=False)
+        return _claimed(replies)
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``.
@@ -742,8 +755,8 @@ class AsyncStore:
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
-            replies = await pipeline.execute()
-        return cast("list[bytes | None]", replies[1::2])
+            replies = await pipeline.execute(raise_on_error=False)
+        return _claimed(replies)
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore).

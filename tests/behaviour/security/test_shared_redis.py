@@ -25,6 +25,7 @@ from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
 from tiercache._decorator.keys import canonical_bytes, digest
+from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
@@ -505,3 +506,33 @@ def test_an_adapter_generation_pinned_at_the_ceiling_cannot_undo_a_clear(
     assert late.get("role:mallory") is None
     for cache in (clearer, reader, late):
         cache.close()
+
+
+@pytest.mark.parametrize("plant", ["garbage", "list"])
+def test_a_malformed_tag_token_is_reclaimed_counted_and_logged(
+    plant: str, real_l2: str, redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`SET <ns>:tag:<digest> garbage!!` (no TTL) used to keep every entry carrying the tag out of L2
+    for good, silently: now it reads as no token, is replaced by a fresh one (which, like an
+    invalidation, matches no entry written before), counted and logged once."""
+    runs: list[str] = []
+
+    @tiered_cache(ttl_l1=None, name="security.tag-token", tags=lambda user: [f"user:{user}"])
+    def profile(user: str) -> str:
+        runs.append(user)
+        return f"profile of {user}"
+
+    profile.cache_key("x")  # (resolves the function's settings)
+    key = tag_key(profile.__tiercache__.tag_namespace, digest_of("user:ann"))
+    client = redis_server.client()
+    if plant == "garbage":
+        client.set(key, b"garbage!!")
+    else:
+        client.rpush(key, b"x")
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert profile("ann") == profile("ann") == "profile of ann"
+    assert runs == ["ann"]  # the second call was an L2 hit: the entry reached Redis
+    stats = profile.cache_stats()
+    assert stats.l2_hits == 1 and stats.l2_corrupt == 1
+    assert len(client.get(key) or b"") == 8  # a token again
+    assert sum("tag key" in record.getMessage() for record in caplog.records) == 1
