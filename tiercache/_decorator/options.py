@@ -187,10 +187,11 @@ def _version(version: Any) -> str | None:
 def _name(name: Any) -> str | None:
     if name is not None and (not isinstance(name, str) or not name or any(c.isspace() for c in name)):
         raise ValueError(f"{OWNER}: name must be a non-empty str without whitespace, not {name!r}")
-    if name in RESERVED_LABELS:
+    first = name.partition(":")[0] if name is not None else None
+    if first in RESERVED_LABELS:
         raise ValueError(
-            f"{OWNER}: name {name!r} is reserved: the keys of a namespace's {RESERVED_LABELS[name]} "
-            f"start with <namespace>:{name}:, and a function of that name would share them"
+            f"{OWNER}: name {name!r} is reserved: the keys of a namespace's {RESERVED_LABELS[first]} "
+            f"start with <namespace>:{first}:, and a function of that name would share them"
         )
     return name
 

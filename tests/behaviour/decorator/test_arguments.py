@@ -46,6 +46,8 @@ def f(a: int) -> int:
         ({"name": ""}, ValueError, r"name must be a non-empty str"),
         ({"name": "k"}, ValueError, r"tiered_cache\(\): name 'k' is reserved: .* adapters .*<namespace>:k:"),
         ({"name": "tag"}, ValueError, r"name 'tag' is reserved: the keys of a namespace's tags"),
+        ({"name": "k:roles"}, ValueError, r"name 'k:roles' is reserved: .* adapters .*<namespace>:k:"),
+        ({"name": "tag:x"}, ValueError, r"name 'tag:x' is reserved: the keys of a namespace's tags"),
         ({"enabled": "yes"}, TypeError, r"enabled must be a bool, not str"),
         ({"redis_url": "http://x"}, ValueError, r"redis_url 'http://x' must start with one of redis://"),
         ({"redis_url": "redis://:pw@h:notaport/0"}, ValueError, r"redis_url .* is invalid"),
