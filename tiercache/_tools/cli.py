@@ -187,6 +187,7 @@ def _stats(args: argparse.Namespace) -> int:
         return OK
     from rich.console import Console  # noqa: PLC0415 - the CLI's optional extra
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
     table = Table(title=f"tiercache keys at {redact_url(args.redis_url)}", title_justify="left")
     table.add_column("namespace")
@@ -194,11 +195,25 @@ def _stats(args: argparse.Namespace) -> int:
     table.add_column("keys", justify="right")
     table.add_column("memory", justify="right")
     for entry in found:
-        table.add_row(entry.namespace, entry.function, f"{entry.keys:,}", _size(entry.memory_bytes))
+        table.add_row(
+            Text(_printable(entry.namespace)),  # (Text: never read as markup)
+            Text(_printable(entry.function)),
+            f"{entry.keys:,}",
+            _size(entry.memory_bytes),
+        )
     console = Console()
     console.print(table)
     console.print(f"{others:,} other keys (not tiercache's) were scanned and left out.")
     return OK
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` (from Redis: anyone's) with what a terminal would act on shown escaped.
+
+    ESC, BEL and the other control characters would reach the operator's terminal as commands
+    (clear the screen, set the clipboard through OSC 52, draw a link); they print as Python escapes them.
+    """
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _size(n: int) -> str:

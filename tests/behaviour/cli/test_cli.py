@@ -112,6 +112,22 @@ def test_stats_table_for_people(populated, real_l2, isolated_settings, capsys):
     assert "cli.square" in out and "cli.cube" in out and ADAPTER in out
 
 
+def test_stats_prints_redis_key_names_as_text_never_as_markup_or_terminal_codes(
+    real_l2, isolated_settings, redis_server, capsys
+):
+    """Key names are Redis's, so anyone's: a `[/bold]` used to kill every stats with MarkupError,
+    and ESC/OSC sequences reached the operator's terminal (clear screen, OSC 52 clipboard)."""
+    client = redis_server.client()
+    digest = "0" * 32
+    client.set(f"{isolated_settings}:[/bold]:{digest}", b"x")
+    client.set(f"{isolated_settings}:\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J:{digest}", b"x")
+    code, out, err = cli(capsys, "stats", "--redis-url", real_l2, "--namespace", isolated_settings)
+    assert code == 0, err
+    assert "[/bold]" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]52" in out  # shown escaped, so the operator sees what was planted
+
+
 def flush_square(capsys, url: str, namespace: str) -> tuple[int, str, str]:
     return cli(
         capsys, "flush", "--redis-url", url, "--namespace", namespace, "--function", "cli.square", "--yes"
