@@ -33,7 +33,7 @@ from tiercache._l2.envelope import (
     seal,
     token_of,
 )
-from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable
+from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable, printable
 from tiercache._l2.signing import MAC_SIZE, Signer
 
 if TYPE_CHECKING:
@@ -380,7 +380,9 @@ class Tiers:
             value = decode_value(body)
         except DecodeError as exc:
             self.stats.count("l2_corrupt")
-            self.log_once("corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, exc)
+            self.log_once(
+                "corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, printable(str(exc))
+            )
             return MISSING
         return value, fresh_for
 

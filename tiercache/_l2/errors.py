@@ -15,6 +15,7 @@ __all__ = [
     "RemoteSaturated",
     "RemoteUnavailable",
     "brief",
+    "printable",
 ]
 
 
@@ -64,5 +65,14 @@ def brief(error: BaseException) -> str:
     Some redis-py errors carry the repr of every client they tried (a sentinel's "No master
     found" is kilobytes of connection settings): a log line should name the failure, not that.
     """
-    said = f"{type(error).__name__}: {error}"
-    return said if len(said) <= BRIEF_CHARS else said[: BRIEF_CHARS - 1] + "\u2026"
+    return printable(f"{type(error).__name__}: {error}")
+
+
+def printable(text: str, limit: int = BRIEF_CHARS) -> str:
+    """Return ``text`` fit for a log line: control characters escaped, cut to ``limit``.
+
+    Redis supplies much of what errors say (a sentinel's primary host, a planted zone name in
+    a value): a newline would forge a log line, ESC drive a terminal, a megabyte fill a disk.
+    """
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 4])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "\u2026"

@@ -29,6 +29,7 @@ from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
+from tiercache._l2.errors import BRIEF_CHARS, brief
 from tiercache._l2.signing import Signer
 from tiercache._tools.redis_process import RedisProcess, free_port
 
@@ -536,3 +537,32 @@ def test_a_malformed_tag_token_is_reclaimed_counted_and_logged(
     assert stats.l2_hits == 1 and stats.l2_corrupt == 1
     assert len(client.get(key) or b"") == 8  # a token again
     assert sum("tag key" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_redis_supplied_text_reaches_log_lines_escaped_and_cut(
+    real_l2: str, redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A planted datetime's zone name went into the log raw: newlines (forged lines), ESC, and a
+    1 MiB zone made a 1 MiB line."""
+    zone = "Fake/Zone\nCRITICAL forged line \x1b[2J" + "x" * (1 << 20)
+    fields = [2026, 1, 2, 3, 4, 5, 6, 0, zone]
+    inner = msgpack.packb(fields, use_bin_type=True)
+    body = msgpack.packb(msgpack.ExtType(5, inner), use_bin_type=True)  # (the codec's datetime)
+
+    @tiered_cache(ttl_l1=None, name="security.zone")
+    def when(key: str) -> str:
+        return "fresh"
+
+    redis_server.client().set(when.cache_key("k"), seal(body, 0, NO_TOKEN, 2**62))
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        assert when("k") == "fresh"
+    (line,) = [record.getMessage() for record in caplog.records if "unreadable" in record.getMessage()]
+    assert "\n" not in line and "\x1b" not in line and len(line) < 400
+    assert "\\n" in line  # (escaped, so the operator can still see what was planted)
+
+
+def test_errors_in_log_lines_are_escaped_and_cut() -> None:
+    """What redis-py's errors say comes partly from Redis (a sentinel's primary host)."""
+    said = brief(ConnectionError("Error connecting to evil\nhost\x1b]0;title\x07:6379" + "x" * 10_000))
+    assert "\n" not in said and "\x1b" not in said and "\x07" not in said and len(said) <= BRIEF_CHARS
+    assert said.startswith("ConnectionError: Error connecting to evil\\nhost\\x1b]0;title\\x07:6379")
