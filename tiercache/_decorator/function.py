@@ -318,6 +318,11 @@ class FunctionCache(Tiers):
         keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
         size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
         self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
+        if self.tags is not None:
+            # Tags are the namespace's, shared by every function: keyed by the process's key
+            # (configure(), TIERCACHE_SIGNING_KEY), which invalidate_tags() uses too; by its
+            # oldest, as key names are, so that adding a key renames nothing.
+            self.tags.key_with(settings.signing_keys[-1] if settings.signing_keys else None)
         if (
             self.tags is not None
             and self.coherent

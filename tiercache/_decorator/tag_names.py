@@ -24,9 +24,15 @@ __all__ = ["TAG_FLOOR", "TagListener", "TagSpec", "checked_names", "digest_of", 
 TAG_FLOOR: Final = 86400.0
 
 
-def digest_of(tag: str) -> str:
-    """Return the 32 hex characters a tag is known by in Redis and in announcements."""
-    hashed = hashlib.blake2b(tag.encode("utf-8"), digest_size=DIGEST_LENGTH // 2, person=b"tiercache-tag")
+def digest_of(tag: str, secret: bytes | None = None) -> str:
+    """Return the 32 hex characters a tag is known by in Redis and in announcements.
+
+    Keyed by ``secret`` (the process's oldest signing key) when there is one, as argument
+    digests are: unkeyed, ``user:742113`` was found among a million ids in a second.
+    """
+    hashed = hashlib.blake2b(
+        tag.encode("utf-8"), digest_size=DIGEST_LENGTH // 2, person=b"tiercache-tag", key=secret or b""
+    )
     return hashed.hexdigest()
 
 
@@ -58,12 +64,20 @@ def _parameters(function: Callable[..., object]) -> tuple[str, ...]:
 class TagSpec:
     """What ``tags=`` says: fixed names, or a function of the call's arguments returning them."""
 
-    __slots__ = ("_digests", "_function", "_label")
+    __slots__ = ("_digests", "_function", "_label", "_names", "_secret")
 
     def __init__(self, tags: Callable[..., Iterable[str]] | tuple[str, ...], label: str) -> None:
         self._label = label
         self._function = tags if callable(tags) else None
-        self._digests = () if callable(tags) else tuple(sorted({digest_of(name) for name in tags}))
+        self._names: tuple[str, ...] = () if callable(tags) else tags
+        self._secret: bytes | None = None
+        self._digests = tuple(sorted({digest_of(name) for name in self._names}))
+
+    def key_with(self, secret: bytes | None) -> None:
+        """Key the tags' digests with ``secret`` (the settings' oldest signing key), or not."""
+        if secret != self._secret:
+            self._secret = secret
+            self._digests = tuple(sorted({digest_of(name, secret) for name in self._names}))
 
     @classmethod
     def checked(cls, tags: object, owner: str) -> Callable[..., Iterable[str]] | tuple[str, ...] | None:
@@ -88,7 +102,7 @@ class TagSpec:
         names = self._function(*args, **(kwargs or {}))
         function = getattr(self._function, "__name__", "function")
         where = f"{self._label}: tags={function}() returned a value that"
-        return tuple(sorted({digest_of(name) for name in checked_names(names, where)}))
+        return tuple(sorted({digest_of(name, self._secret) for name in checked_names(names, where)}))
 
     def may_carry(self, digests: Sequence[str]) -> bool:
         """Whether entries of this function may carry any of ``digests``."""

@@ -97,7 +97,10 @@ def _targets(digests: Sequence[str]) -> list[tuple[Endpoint, str, list[FunctionC
 
 
 def _invalidate_flow(names: tuple[str, ...]) -> Flow:
-    digests = sorted({digest_of(name) for name in names})
+    # Under every signing key the process holds (its oldest keys the tags, as key names; a
+    # process that already dropped it keys them by another), or none.
+    secrets = _config.current().signing_keys or (None,)
+    digests = sorted({digest_of(name, secret) for name in names for secret in secrets})
     if not digests:
         return
     _drop_tagged(digests)

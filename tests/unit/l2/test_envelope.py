@@ -95,7 +95,9 @@ def test_open_envelope_raises_nothing_but_decode_error(payload: bytes) -> None:
         (b"0", 0),
         (b"17", 17),
         (str(MAX_GENERATION - 1).encode(), MAX_GENERATION - 1),
-        (str(MAX_GENERATION).encode(), None),
+        (str(MAX_GENERATION).encode(), MAX_GENERATION),  # the ceiling, where clears stop
+        (b"9" * 20, MAX_GENERATION),  # (any number past it reads as it)
+        (b"9" * 21, None),
         (b"x" * 256, None),
         (b"-1", None),
         (b"1e9", None),
@@ -105,7 +107,8 @@ def test_open_envelope_raises_nothing_but_decode_error(payload: bytes) -> None:
     ],
 )
 def test_only_a_short_decimal_number_is_a_generation(raw: bytes | None, expected: int | None) -> None:
-    """Whatever else Redis holds under a generation key is malformed (a miss), never an exception."""
+    """Whatever else Redis holds under a generation key is malformed (a miss), never an exception;
+    a number from the ceiling up is the ceiling (see envelope.MAX_GENERATION)."""
     assert generation_from(raw) == expected
 
 
