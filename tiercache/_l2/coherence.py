@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Protocol
 
-from tiercache._l2.announcement import encode, parse
+from tiercache._l2.announcement import Announcement, encode, parse
 from tiercache._l2.errors import brief
 from tiercache._l2.signing import Signer
 
@@ -68,6 +68,45 @@ class Member(Protocol):
         """Bound L1 lifetimes to DEAF_L1_SECONDS while announcements cannot be heard (or lift it)."""
 
 
+#: How far from this host's clock a signed announcement's time may be (either way: clocks of
+#: two hosts differ) and still be obeyed: the window a replay must fit in, where Replays
+#: remembers every nonce it saw.
+ANNOUNCEMENT_WINDOW_MS: Final = 30_000
+#: Nonces remembered at most: past this many genuine announcements within one window, the
+#: oldest nonces are forgotten (and those announcements could be replayed once more).
+MAX_NONCES: Final = 1 << 16
+
+
+class Replays:
+    """Tell a signed announcement heard for the first time, and recently sent, from a replay.
+
+    Only what verified is remembered, so nobody without the key can fill the memory.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}  # nonce -> when it stops mattering (ms), oldest first
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def timely(sent_ms: int, now_ms: int) -> bool:
+        """Whether an announcement sent at ``sent_ms`` is within the window of ``now_ms``."""
+        return abs(now_ms - sent_ms) <= ANNOUNCEMENT_WINDOW_MS
+
+    def first(self, nonce: bytes, now_ms: int) -> bool:
+        """Record ``nonce`` (of a verified, timely announcement); False if it was seen before."""
+        with self._lock:
+            seen = self._seen
+            while seen:
+                oldest, until = next(iter(seen.items()))
+                if until > now_ms and len(seen) < MAX_NONCES:
+                    break
+                del seen[oldest]
+            if nonce in seen:
+                return False
+            seen[nonce] = now_ms + 2 * ANNOUNCEMENT_WINDOW_MS
+            return True
+
+
 #: ``(channel, message)`` to publish after a change, or None.
 Announce = tuple[str, bytes] | None
 
@@ -106,6 +145,7 @@ class Bus:
         self._abandoned = False  # its endpoint is gone: it listens no more, ever
         # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
         self._pubsub: Any = None
+        self._replays = Replays()
         self.losses = 0  # subscriptions lost (for tests and the log)
         self._warned = False  # that we cannot follow, since the last time we could
         _buses.add(self)
@@ -343,15 +383,34 @@ class Bus:
             return
         with self._lock:
             members = list(self._members.get(channel, {}).get(message.key_prefix, ()))
+        first_heard: bool | None = None  # (asked once, when a signing member first verifies it)
         for member in members:
             if member.origin == message.origin:
                 continue  # our own change: already applied here
-            if member.signer is not None and not (message.signed and member.signer.verify(channel, data)):
-                continue
+            if member.signer is not None:
+                # A genuine announcement replayed is refused as a forged one is: sent too long
+                # ago (or too far ahead), or its nonce heard before.
+                if not self._verified(channel, data, message, member.signer):
+                    continue
+                if first_heard is None:
+                    first_heard = self._replays.first(message.nonce, time.time_ns() // 1_000_000)
+                if not first_heard:
+                    continue
             if message.digests is None:
                 member.drop_local(None)
             else:
                 member.drop_announced(message.digests)
+
+    @staticmethod
+    def _verified(channel: str, data: bytes, message: Announcement, signer: Signer) -> bool:
+        """Whether ``message`` is signed by ``signer``'s keys, with a nonce, and sent lately."""
+        now_ms = time.time_ns() // 1_000_000
+        return (
+            message.signed
+            and bool(message.nonce)
+            and Replays.timely(message.sent_ms, now_ms)
+            and signer.verify(channel, data)
+        )
 
     def _flush_all(self) -> None:
         for member in self._all_members():
