@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import redis
 import redis.cluster
@@ -144,19 +144,34 @@ def count_keys(client: Any, namespace: str, function: str | None) -> int:
     return sum(len(page) for page in _owned(client, namespace, function))
 
 
+#: Values ``flush`` reads under one label, with signing, to find one that verifies.
+_VALUES_TRIED: Final = 8
+
+
 def flush(client: Any, namespace: str, function: str | None, signer: Signer | None = None) -> int:
     """Delete a namespace's keys (or one function's) and tell coherent L1s; return the count.
 
     Each function whose keys were found is announced on the namespace's invalidation channel, so
     processes listening there drop their L1 entries of it too (signed with ``signer``: caches
-    that sign ignore unsigned announcements).
+    that sign ignore unsigned announcements). With ``signer``, only a function named by the
+    caller, or one holding a value signed with that key, is announced: anyone can plant keys
+    under any label, and a signed clear-all of a label they chose is theirs to use.
     """
     deleted = 0
     prefixes: set[str] = set() if function is None else {f"{namespace}:{function}"}
+    tried: dict[str, int] = {}  # prefix -> values read to find a signed one
     for owned in _owned(client, namespace, function):
-        for _, (_, label) in owned:
-            if label != TAGS:  # (tags hold no values: no L1 has entries under their prefix)
-                prefixes.add(namespace if label == ADAPTER else f"{namespace}:{label}")
+        for key, (_, label) in owned:
+            if label == TAGS:  # (tags hold no values: no L1 has entries under their prefix)
+                continue
+            prefix = namespace if label == ADAPTER else f"{namespace}:{label}"
+            if signer is None or prefix in prefixes:
+                prefixes.add(prefix)
+            elif tried.get(prefix, 0) < _VALUES_TRIED and not key.endswith((":gen", ":lock")):
+                tried[prefix] = tried.get(prefix, 0) + 1
+                payload = client.get(key)
+                if isinstance(payload, bytes) and signer.verify(key, payload):
+                    prefixes.add(prefix)
         if owned:
             deleted += int(client.unlink(*(key for key, _ in owned)))
     for prefix in sorted(prefixes):

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 import tiercache
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._l2.announcement import parse
+from tiercache._l2.coherence import channel_for
 from tiercache._l2.keyspace import ADAPTER, TAGS, owner_of
 from tiercache._l2.layout import RESERVED_LABELS
 from tiercache._tools import cli as _cli
@@ -132,6 +134,29 @@ def flush_square(capsys, url: str, namespace: str) -> tuple[int, str, str]:
     return cli(
         capsys, "flush", "--redis-url", url, "--namespace", namespace, "--function", "cli.square", "--yes"
     )
+
+
+def test_a_signed_flush_announces_only_what_it_verified(
+    real_l2, isolated_settings, redis_server, capsys, monkeypatch
+):
+    """flush signed a clear-all for every label it found in Redis, a planted one too: a genuine
+    announcement of the attacker's choosing. With a key, it announces a function it was named,
+    or one holding a value that verifies."""
+    key = "cli-signing-key-0123456789"
+    monkeypatch.setenv("TIERCACHE_SIGNING_KEY", key)
+    real = tiered_cache(name="cli.real", signing_key=key)(lambda x: x)
+    real(1)
+    client = redis_server.client()
+    client.set(f"{isolated_settings}:cli.planted:{'0' * 32}", b"tc\x02 not signed")
+    heard: list[str] = []
+    with client.pubsub() as spy:
+        spy.subscribe(channel_for(isolated_settings))
+        spy.get_message(timeout=1)
+        code, _, err = cli(capsys, "flush", "--redis-url", real_l2, "--namespace", isolated_settings, "--yes")
+        assert code == 0, err
+        while (message := spy.get_message(timeout=0.5)) is not None:
+            heard.append(parse(message["data"]).key_prefix)
+    assert heard == [f"{isolated_settings}:cli.real"]
 
 
 def test_flush_one_function_leaves_the_others(populated, real_l2, isolated_settings, capsys):
