@@ -114,11 +114,17 @@ MAX_INNER_DEPTH: Final = 32
 #: Containers (lists, maps, extension values) one payload may make; an 8 MiB payload of empty
 #: lists would otherwise cost some 600 MB.
 MAX_OBJECTS: Final = 1 << 18
-#: Maps and sets larger than this may only hold keys whose hashes cannot be made to collide at
-#: will (str and bytes, whose hashes are keyed per process, and 64-bit ints, floats, None and
-#: bools, which share a hash with a dozen others at most): 32k crafted big ints or tuples of
-#: ints would take seconds to hash into one map.
+#: Keys whose hashes can be made to collide at will (big ints, tuples: not str and bytes, whose
+#: hashes are keyed per process, nor 64-bit ints, floats, None and bools, which share a hash with
+#: a dozen others at most) one payload may put in maps and sets, all of them together: 32k
+#: crafted big ints would take seconds to hash into one map, and 63 maps of 4,095 each (under a
+#: bound per map) took 6 s.
 MAX_HASHED: Final = 4096
+#: Items (of lists and maps, all together) one payload may make. A payload's bytes bound them
+#: from above, so only one longer than this is counted: 8 MiB of two-character strings (746
+#: bytes of zstd) made some 200 MB of objects. Each list and map is refused from its header
+#: when longer, so no more than twice this many are ever built.
+MAX_ITEMS: Final = 1 << 19
 _SCALAR_KEYS: Final = frozenset({str, bytes, int, float, bool, type(None)})
 # Every byte that can start a map, an array or an extension value; counting them bounds the
 # containers a payload can hold (from above: the same bytes occur inside strings and numbers).
@@ -130,7 +136,7 @@ _NOT_CONTAINERS: Final = bytes(
 
 
 class _MapKeyNotStrict(Exception):
-    """A map key that is not str or bytes: decoded again, with checks (see decode_value)."""
+    """A map key that is not str or bytes, or a set of keys that can collide: decode again, counted."""
 
 
 def _pack_inner(value: Any, depth: int = 0) -> bytes:
@@ -188,10 +194,10 @@ def _shallow(value: list[Any], limit: int) -> bool:
     return True
 
 
-def _hashable_safely(items: list[Any], what: str) -> list[Any]:
-    """Return ``items`` if a set or map of them cannot be made slow to build; else raise."""
-    if len(items) > MAX_HASHED and any(_collides_at_will(item) for item in items):
-        raise DecodeError(f"a {what} of {len(items)} keys of types whose hashes can be made to collide")
+def _safe_set(items: list[Any]) -> list[Any]:
+    """Return ``items`` if no key of theirs can be made to collide; else have them counted."""
+    if any(_collides_at_will(item) for item in items):
+        raise _MapKeyNotStrict  # (decoded again by _Counted, which bounds such keys in all)
     return items
 
 
@@ -255,8 +261,8 @@ _EXT_ENCODERS: dict[type, Callable[[Any, int], msgpack.ExtType]] = {
 # given depth) for the rest.
 _EXT_DECODERS: dict[int, Callable[[bytes, int], Any]] = {
     _TUPLE: lambda data, depth: tuple(_unpack_inner(data, depth)),
-    _SET: lambda data, depth: set(_hashable_safely(_unpack_inner(data, depth), "set")),
-    _FROZENSET: lambda data, depth: frozenset(_hashable_safely(_unpack_inner(data, depth), "set")),
+    _SET: lambda data, depth: set(_safe_set(_unpack_inner(data, depth))),
+    _FROZENSET: lambda data, depth: frozenset(_safe_set(_unpack_inner(data, depth))),
     _BIGINT: lambda data, _: int.from_bytes(data, "big", signed=True),
     _DATETIME: lambda data, depth: _decode_datetime(_unpack_inner(data, depth)),
     _DATE: lambda data, depth: dt.date.fromordinal(_unpack_inner(data, depth)),
@@ -302,10 +308,22 @@ _DEFAULTS = [_default_at(depth) for depth in range(MAX_NESTING + 1)]
 _HOOKS = [_hook_at(depth) for depth in range(MAX_NESTING + 1)]
 
 
+# Every byte that can start an extension value: keys that can collide are ours (tuples, big
+# ints...), so an encoding with fewer such bytes than MAX_HASHED cannot hold too many.
+_NOT_EXTENSIONS: Final = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+
+
+def _may_pass_bounds(packed: bytes) -> bool:
+    """Whether ``packed`` may hold more items, or keys that can collide, than a reader takes."""
+    return len(packed) > MAX_ITEMS or (
+        len(packed) > MAX_HASHED and len(packed.translate(None, _NOT_EXTENSIONS)) > MAX_HASHED
+    )
+
+
 def encode_value(value: Any) -> bytes:
     """Return the msgpack encoding of ``value``; raise UnencodableError naming a foreign type."""
     try:
-        return _pack_inner(value)
+        packed = _pack_inner(value)
     except UnencodableError:
         raise
     except UnicodeEncodeError as exc:
@@ -316,6 +334,12 @@ def encode_value(value: Any) -> bytes:
         ) from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise UnencodableError(type(value).__qualname__) from exc
+    if _may_pass_bounds(packed):  # then decode it once: a value readers refuse stays in L1
+        try:
+            decode_value(packed)
+        except DecodeError as exc:
+            raise UnencodableError(type(value).__qualname__, f"past what a reader accepts: {exc}") from None
+    return packed
 
 
 def decode_value(body: bytes | memoryview) -> Any:
@@ -325,8 +349,19 @@ def decode_value(body: bytes | memoryview) -> Any:
     sets whose keys could collide) and a small C stack; past them the payload is refused.
     """
     try:
-        if len(body) > MAX_OBJECTS and len(bytes(body).translate(None, _NOT_CONTAINERS)) > MAX_OBJECTS:
-            return _Counted().decode(body)  # possibly more containers than allowed: count them
+        if len(body) > MAX_ITEMS or (
+            len(body) > MAX_OBJECTS and len(bytes(body).translate(None, _NOT_CONTAINERS)) > MAX_OBJECTS
+        ):
+            # Possibly more items or containers than allowed: count them (faster while map keys
+            # are str or bytes, as they mostly are).
+            try:
+                return _Counted(strict=True).decode(body)
+            except ValueError as exc:
+                if "map key" not in str(exc):
+                    raise
+            except _MapKeyNotStrict:
+                pass
+            return _Counted().decode(body)
         try:  # the common case, at msgpack's speed: map keys are str or bytes
             return msgpack.unpackb(body, ext_hook=_HOOKS[0], raw=False)
         except ValueError as exc:
@@ -342,38 +377,68 @@ def decode_value(body: bytes | memoryview) -> Any:
 
 
 class _Counted:
-    """A decoding that counts containers and checks map keys as it builds them (the slow road)."""
+    """A decoding that counts containers and items as it builds them (the slow road).
 
-    def __init__(self) -> None:
+    ``strict``: map keys must be str or bytes (msgpack refuses others), so maps are counted as
+    they come, built by msgpack; else each map's keys are checked before it is built.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
         self.objects = 0
+        self.items = 0
+        self.hashed = 0  # keys that can be made to collide, in every map and set so far
         self.depth = 0
+        self.strict = strict
 
     def decode(self, body: bytes | memoryview) -> Any:
         return msgpack.unpackb(body, **self._options())
 
     def _options(self) -> dict[str, Any]:
+        maps = {"object_hook": self._built_map} if self.strict else {"object_pairs_hook": self._map}
         return {
             "ext_hook": self._ext,
             "list_hook": self._list,
-            "object_pairs_hook": self._map,
+            **maps,
             "raw": False,
-            "strict_map_key": False,
+            "strict_map_key": self.strict,
+            "max_array_len": MAX_ITEMS,  # (refused from the header, before any item is built)
+            "max_map_len": MAX_ITEMS,
         }
+
+    def _built_map(self, mapping: dict[Any, Any]) -> dict[Any, Any]:
+        self._count()
+        self._count_items(len(mapping))
+        return mapping
 
     def _count(self) -> None:
         self.objects += 1
         if self.objects > MAX_OBJECTS:
             raise DecodeError(f"a payload of more than {MAX_OBJECTS} lists, maps and extension values")
 
+    def _count_items(self, count: int) -> None:
+        self.items += count
+        if self.items > MAX_ITEMS:
+            raise DecodeError(f"a payload of more than {MAX_ITEMS} items in its lists and maps")
+
     def _list(self, items: list[Any]) -> list[Any]:
         self._count()
+        self._count_items(len(items))
         return items
 
     def _map(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
         self._count()
-        if len(pairs) > MAX_HASHED:
-            _hashable_safely([key for key, _ in pairs], "map")
+        self._count_items(len(pairs))
+        self._count_hashed([key for key, _ in pairs])
         return dict(pairs)
+
+    def _count_hashed(self, keys: list[Any]) -> list[Any]:
+        self.hashed += sum(1 for key in keys if _collides_at_will(key))
+        if self.hashed > MAX_HASHED:
+            raise DecodeError(
+                f"a payload of more than {MAX_HASHED} map or set keys of types whose hashes can be "
+                "made to collide"
+            )
+        return keys
 
     def _ext(self, code: int, data: bytes) -> Any:
         self._count()
@@ -387,16 +452,20 @@ class _Counted:
         self.depth += 1
         try:
             unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1), **self._options())
-            return _CONTAINER_CODES[code](_unpack_one(unpacker, data))
+            contents = _unpack_one(unpacker, data)
+            if code in _SETS:
+                self._count_hashed(contents)
+            return _CONTAINER_CODES[code](contents)
         finally:
             self.depth -= 1
 
 
+_SETS: Final = frozenset({_SET, _FROZENSET})
 # The extension values whose contents are msgpack, decoded by _Counted with its own hooks.
 _CONTAINER_CODES: dict[int, Callable[[Any], Any]] = {
     _TUPLE: tuple,
-    _SET: lambda items: set(_hashable_safely(items, "set")),
-    _FROZENSET: lambda items: frozenset(_hashable_safely(items, "set")),
+    _SET: set,
+    _FROZENSET: frozenset,
     _DATETIME: _decode_datetime,
     _DATE: dt.date.fromordinal,
     _TIME: _decode_time,

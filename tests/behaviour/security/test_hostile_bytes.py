@@ -19,7 +19,15 @@ import pytest
 
 from tests.support.stacks import in_small_stack
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._l2.codec import MAX_HASHED, MAX_NESTING, MAX_OBJECTS, DecodeError, decode_value, encode_value
+from tiercache._l2.codec import (
+    MAX_HASHED,
+    MAX_ITEMS,
+    MAX_NESTING,
+    MAX_OBJECTS,
+    DecodeError,
+    decode_value,
+    encode_value,
+)
 from tiercache._l2.envelope import NO_TOKEN, seal
 from tiercache._tools.redis_process import RedisProcess
 
@@ -56,10 +64,23 @@ HOSTILE = {
     "a frozenset of 32k colliding big ints": lambda: msgpack.packb(
         msgpack.ExtType(3, msgpack.packb([bigint_ext(k) for k in colliding_bigints(32_768)]))
     ),
+    "63 maps of 4,095 colliding big ints (each under the bound)": lambda: msgpack.packb(
+        [{bigint_ext(k): 1 for k in colliding_bigints(4095)} for _ in range(63)]
+    ),
+    "63 sets of 4,095 colliding big ints": lambda: msgpack.packb(
+        [msgpack.ExtType(2, msgpack.packb([bigint_ext(k) for k in colliding_bigints(4095)]))] * 63
+    ),
+    "8 MiB of two-character strings": lambda: two_character_strings(8 * 1024 * 1024),
+    "4 lists of 2 MiB of one-character strings": lambda: msgpack.packb([["a"] * (1 << 20)] * 4),
     "8 MiB of empty lists": lambda: (
         b"\xdd" + (8 * 1024 * 1024 - 16).to_bytes(4, "big") + b"\x90" * (8 * 1024 * 1024 - 16)
     ),
 }
+
+
+def two_character_strings(size: int) -> bytes:
+    count = (size - 5) // 3
+    return b"\xdd" + count.to_bytes(4, "big") + b"\xa2ab" * count
 
 
 def _deep_list(depth: int) -> Any:
@@ -90,6 +111,32 @@ def test_amplification_is_bounded_while_decoding() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 64 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    "name", ["8 MiB of two-character strings", "4 lists of 2 MiB of one-character strings"]
+)
+def test_items_are_bounded_in_all_before_they_are_built(name: str) -> None:
+    """8 MiB of two-character strings (746 bytes of zstd) made some 200 MB of objects per read."""
+    payload = HOSTILE[name]()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match=r"max_array_len|items"):
+            decode_value(payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_values_past_a_reader_s_bounds_stay_in_l1() -> None:
+    """What every reader would refuse is not written: encode_value refuses it (L1 only)."""
+    with pytest.raises(TypeError, match="past what a reader accepts"):
+        encode_value(list(range(MAX_ITEMS + 1)))
+    with pytest.raises(TypeError, match="past what a reader accepts"):
+        encode_value(
+            [{(i, i): i for i in range(MAX_HASHED // 2 + 1)}, {(i, -i): i for i in range(MAX_HASHED // 2)}]
+        )
 
 
 def test_legitimate_values_at_the_bounds_still_decode() -> None:
