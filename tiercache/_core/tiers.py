@@ -272,8 +272,12 @@ class Tiers:
         generation = raw if isinstance(raw, int) else generation_from(raw)
         if generation is None:
             self.stats.count("l2_corrupt")
-            self.log_once("generation", "%s: unreadable generation in L2, read as none", self.label)
+            self.log_once(
+                "generation", "%s: unreadable generation in L2, read as none; rewritten", self.label
+            )
             generation = 0
+            with self._lock:  # (rewritten with ours, as one gone back is: else read again and again)
+                self._pending_floor = self.repairs_pending = True
         elif generation >= MAX_GENERATION:
             self.stats.count("l2_corrupt")
             self.log_once(

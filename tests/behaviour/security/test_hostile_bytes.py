@@ -209,6 +209,17 @@ def test_a_malformed_generation_is_a_miss_never_an_exception(
         cache.get("k")  # from L2 or not at all: never an exception
 
 
+def test_a_malformed_generation_is_rewritten(real_l2: str, redis_server: RedisProcess) -> None:
+    """Left there, a planted generation (256 MB, in the attack) was read again every half second."""
+    lookup = tiered_cache(name=f"hostile.gen-repair.{next(_names)}")(lambda key: key)
+    lookup.cache_key("k")
+    generation_key = lookup.__tiercache__.generation_key
+    redis_server.client().set(generation_key, b"x" * 100_000)
+    assert lookup("k") == "k"
+    lookup("j")  # (the next L2 operation replays the repair)
+    assert redis_server.client().get(generation_key) == b"0"
+
+
 def test_the_deepest_legitimate_value_fits_a_quarter_of_a_small_stack() -> None:
     """32 levels of extension values decode in a thread with a 256 KiB stack (the docs' figure)."""
     deep: Any = ()
