@@ -104,6 +104,33 @@ def test_a_value_larger_than_max_bytes_is_not_kept() -> None:
     assert runs == [1, 1, 0]
 
 
+class Opaque:
+    """A type L2 cannot hold, so L1 cannot size it by its encoding."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+def test_max_bytes_bounds_values_l2_cannot_hold_too() -> None:
+    """They were weighed by sys.getsizeof of the outer object: 300 lists holding 1 MiB each
+    were kept under max_bytes=1 MiB (+301 MB)."""
+    megabyte = 1 << 20
+
+    @tiered_cache(ttl_l2=None, max_bytes=4 * megabyte)
+    def heavy(n: int) -> list[Any]:
+        return [bytes([n % 256]) * megabyte, Opaque(b"x" * 1000)]
+
+    @tiered_cache(ttl_l2=None, max_bytes=4 * megabyte)
+    def nested(n: int) -> Opaque:
+        return Opaque(b"y" * megabyte)
+
+    for n in range(30):
+        heavy(n), nested(n)
+    for function in (heavy, nested):
+        cache = function.__tiercache__
+        assert cache.local.bytes <= 4 * megabyte and 2 <= len(cache.local) <= 4
+
+
 def test_max_bytes_is_checked() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         tiered_cache(max_bytes=0)
