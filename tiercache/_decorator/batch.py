@@ -20,6 +20,7 @@ from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.decorator import examined
+from tiercache._decorator.flow import CHUNK
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.options import Options
 from tiercache._decorator.protocols import BatchDecorator
@@ -28,9 +29,6 @@ from tiercache._l1.lru import MISSING
 __all__ = ["tiered_cache_many"]
 
 OWNER: Final = "tiered_cache_many()"
-#: Ids per L2 read (MGET) and per write pipeline: one command for 200,000 ids outlasted the L2
-#: timeout, and held Redis from every other client meanwhile.
-CHUNK: Final = 1000
 #: Options of ``tiered_cache`` a batch function cannot take: each concerns one call's single run.
 UNSUPPORTED: Final = ("lock", "key", "refresh_ahead", "timeout", "hard_timeout", "copy", "tags")
 

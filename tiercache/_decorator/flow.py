@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["clear", "invalidate", "refresh", "serve", "write_op"]
+__all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
 
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, PLR0915 - an exit per tier, see below
@@ -550,6 +550,12 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     return None
 
 
+#: Keys one Redis command of a batch names at most (tiered_cache_many's reads, writes and
+#: invalidations): one MGET of 200,000 ids outlasted the L2 timeout, and every other client of
+#: Redis waits while one runs.
+CHUNK: Final = 1000
+
+
 def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
     """Drop the calls' entries: from L1 and their runs in flight, then from L2 (now or later).
 
@@ -565,7 +571,8 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
             for key_values, (_, canonical) in zip(calls, keys, strict=True)
         )
         try:
-            yield from drop_keys(cache, endpoint, redis_keys)
+            for start in range(0, len(redis_keys), CHUNK):  # (one command of 300k keys blocks Redis)
+                yield from drop_keys(cache, endpoint, redis_keys[start : start + CHUNK])
         finally:
             # Again: a thread that missed L1 after the first drop may have read the old value
             # from L2 before it was gone there, and be about to put it in L1.

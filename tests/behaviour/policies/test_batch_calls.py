@@ -241,7 +241,7 @@ def test_a_batch_of_many_ids_goes_to_redis_in_bounded_chunks(
     One MGET of every id outlasted the L2 timeout (0 hits, every id recomputed, the breaker open
     for the whole process) and held Redis for every other client meanwhile.
     """
-    sizes: dict[str, list[int]] = {"read_many": [], "write_many_if_unchanged": []}
+    sizes: dict[str, list[int]] = {"read_many": [], "write_many_if_unchanged": [], "invalidate": []}
     for name in sizes:
         original = getattr(stores.SyncStore, name)
 
@@ -262,6 +262,9 @@ def test_a_batch_of_many_ids_goes_to_redis_in_bounded_chunks(
     assert stats.misses == 20_000 and stats.l2_hits == 20_000 and stats.l2_errors == 0
     assert max(sizes["read_many"]) <= CHUNK and max(sizes["write_many_if_unchanged"]) <= CHUNK
     assert sum(sizes["write_many_if_unchanged"]) == 20_000
+    load.cache_invalidate(ids)  # (one command of every id would hold Redis as long)
+    assert max(sizes["invalidate"]) <= CHUNK and sum(sizes["invalidate"]) == 20_000
+    assert load([0, 19_999]) == {0: 0, 19_999: 39_998} and load.cache_stats().misses == 20_002
 
 
 @pytest.mark.parametrize("ids", [[1, True], [1, 1.0], [True, 1.0, 1]])
