@@ -116,7 +116,7 @@ def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
     """Redis refused the read (an ACL that denies the key, say): a miss, and our write replaces it."""
     endpoint = cache.endpoint()
     assert endpoint is not None
-    cache.learn_generation(endpoint, b"")  # known from an earlier read (a refused one learns none)
+    cache.learn_generation(endpoint, b"0")  # known from an earlier read (a refused one learns none)
     flow, read = start(cache)
     assert read.generation_key == cache.generation_key  # every read fetches the generation too
     assert isinstance(flow.throw(RemoteRejected("NOPERM")), Join)
