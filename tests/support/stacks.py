@@ -6,11 +6,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+#: musl's built-in thread stack size (Alpine's Python threads get it unless a size is set).
+MUSL_THREAD_STACK = 128 * 1024
 
-def in_small_stack(work: Callable[[], Any]) -> Any:
-    """Run ``work`` in a thread with a 1 MiB stack; return its result or raise its exception."""
+
+def in_small_stack(work: Callable[[], Any], size: int = MUSL_THREAD_STACK) -> Any:
+    """Run ``work`` in a thread with a ``size`` stack; return its result or raise its exception."""
     outcome: list[Any] = []
-    previous = threading.stack_size(1 << 20)
+    previous = threading.stack_size(size)
     try:
 
         def run() -> None:

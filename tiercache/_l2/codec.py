@@ -102,12 +102,16 @@ def _tz_from_spec(spec: Any) -> dt.tzinfo | None:
 
 
 # Bounds on what a payload may make us build, whoever wrote it (see docs/security.md):
-#: Extension values (a tuple in a tuple...) nest at most this deep. Past the first levels each
-#: is decoded by an Unpacker of its own, whose state lives on the heap: about 2 KB of C stack a
-#: level, not the ~40 KB an unpackb() frame takes, so 32 levels need about 200 KB in all.
+#: Extension values (a tuple in a tuple...) nest at most this deep. An unpackb() frame takes
+#: about 40 KB of C stack (its state is an array of 1,024 levels); an Unpacker keeps its state
+#: on the heap, about 2 KB of C stack a level. The payload is decoded by unpackb(), and so is an
+#: extension value of the first level that turns out to hold no other (the usual tuple in a
+#: list: nothing nests under it); any other by an Unpacker of its own. So decoding takes at most about 110 KB
+#: of C stack, within musl's 128 KiB thread stacks (it took 2 x 40 + 30 x 2 KB before, and a
+#: 220-byte planted value crashed such a thread).
 MAX_NESTING: Final = 32
-# The levels decoded by unpackb() (the usual tuple in a list is one).
-_UNPACKB_LEVELS: Final = 2
+# The deepest extension level whose contents may be decoded by unpackb().
+_UNPACKB_LEVELS: Final = 1
 #: Lists and maps inside one extension value nest at most this deep (the top level is held to
 #: msgpack's own 1,024), so a value nests at most 1,024 + 32 * 32 levels in all.
 MAX_INNER_DEPTH: Final = 32
@@ -135,6 +139,19 @@ _NOT_CONTAINERS: Final = bytes(
 )
 
 
+# Every byte that can start an extension value: keys that can collide are ours (tuples, big
+# ints...), so an encoding with fewer such bytes than MAX_HASHED cannot hold too many.
+_NOT_EXTENSIONS: Final = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+
+
+class _Nested(Exception):
+    """An extension value inside one decoded by unpackb(): decode that one again, on the heap."""
+
+
+def _nested(code: int, data: bytes) -> Any:
+    raise _Nested
+
+
 class _MapKeyNotStrict(Exception):
     """A map key that is not str or bytes, or a set of keys that can collide: decode again, counted."""
 
@@ -147,12 +164,16 @@ def _pack_inner(value: Any, depth: int = 0) -> bytes:
 def _unpack_inner(data: bytes, depth: int) -> Any:
     """Decode one extension value's contents (strict map keys), within the C stack's bounds.
 
-    The first levels go through unpackb(), the fastest way (about 40 KB of C stack each); deeper
-    ones through an Unpacker of their own, whose state lives on the heap (about 2 KB a level).
+    Contents of the first level go through unpackb(), the fastest way (about 40 KB of C stack),
+    unless they hold an extension value: then, as any deeper level, through an Unpacker of their
+    own, whose state lives on the heap (about 2 KB a level). See MAX_NESTING.
     """
     try:
         if depth <= _UNPACKB_LEVELS:
-            return _within_depth(msgpack.unpackb(data, ext_hook=_HOOKS[depth], raw=False), data)
+            try:
+                return _within_depth(msgpack.unpackb(data, ext_hook=_nested, raw=False), data)
+            except _Nested:
+                pass  # (it holds an extension value: an Unpacker decodes it, and those under it)
         unpacker = msgpack.Unpacker(ext_hook=_HOOKS[depth], raw=False, max_buffer_size=max(len(data), 1))
         return _unpack_one(unpacker, data)
     except ValueError as exc:
@@ -306,11 +327,6 @@ def _hook_at(depth: int) -> Callable[[int, bytes], Any]:
 
 _DEFAULTS = [_default_at(depth) for depth in range(MAX_NESTING + 1)]
 _HOOKS = [_hook_at(depth) for depth in range(MAX_NESTING + 1)]
-
-
-# Every byte that can start an extension value: keys that can collide are ours (tuples, big
-# ints...), so an encoding with fewer such bytes than MAX_HASHED cannot hold too many.
-_NOT_EXTENSIONS: Final = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
 
 
 def _may_pass_bounds(packed: bytes) -> bool:
