@@ -41,6 +41,7 @@ from tiercache._core.ops import (
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._decorator.keys import UnkeyableArgumentError
+from tiercache._decorator.tag_names import TOKENS
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
 from tiercache._l2.breaker import CLOSED
@@ -270,23 +271,25 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     found = list(tokens)
     for i, token in zip(missing, held, strict=True):
         found[i] = token
-        if token is not None and len(token) != TOKEN_SIZE:  # planted: replace it
-            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)
+        if token is not None and (len(token) != TOKEN_SIZE or TOKENS.planted_back(keys[i], token)):
+            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)  # planted: replace it
     cache.take_tags(call, found)
 
 
 def _reclaim(
     cache: FunctionCache, endpoint: Endpoint, key: str, held: bytes
 ) -> Generator[Op, Any, bytes | None]:
-    """Replace what a tag key holds that is not a token (planted) by a new token; return it.
+    """Replace what a tag key holds by a new token (it is planted); return the new token.
 
     Safe as an invalidation of the tag is: a new token matches no entry written before. Left
-    there, it kept every entry carrying the tag out of L2 for good, with nothing said.
+    there, something that is not a token kept every entry carrying the tag out of L2 for good,
+    with nothing said; an old token planted back brought back the entries written under it.
     """
     cache.stats.count("l2_corrupt")
     cache.log_once(
         "tag-token",
-        "%s: a tag key at %s held something that is not a tag token (planted?); replaced",
+        "%s: a tag key at %s held something that is not a tag token, or one an invalidation "
+        "replaced (planted?); replaced",
         cache.label,
         endpoint.name,
     )

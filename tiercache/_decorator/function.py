@@ -31,7 +31,7 @@ from tiercache._decorator.keys import (
 )
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
-from tiercache._decorator.tag_names import TAG_FLOOR, TagListener, TagSpec, tag_key
+from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagSpec, tag_key
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
@@ -529,6 +529,8 @@ class FunctionCache(Tiers):
         with self._tags_lock:
             for tag in digests:
                 keys |= self._keys_by_tag.pop(tag, set())
+        for tag in digests:
+            TOKENS.replaced(tag_key(self.tag_namespace, tag))
         if keys:
             self.drop_local(list(keys))
         if not self.has_l1:  # runs that just ended linger for late callers: not under a note
@@ -553,11 +555,17 @@ class FunctionCache(Tiers):
     def take_tags(self, call: Call, tokens: Sequence[bytes | None]) -> bytes:
         """Keep the tokens a read found for ``call``'s tags; return the tag block its entry must carry.
 
-        Empty (matching no entry) when one is missing or not a token: no entry carries none.
+        Empty (matching no entry) when one is missing, not a token, or one an invalidation this
+        process saw replaced (planted back): no entry carries none, and the claim replaces it.
         """
-        call.tag_tokens = [
-            token if isinstance(token, bytes) and len(token) == TOKEN_SIZE else None for token in tokens
-        ]
+        kept: list[bytes | None] = []
+        for key, token in zip(self.tag_keys(call), tokens, strict=True):
+            if not isinstance(token, bytes) or len(token) != TOKEN_SIZE or TOKENS.planted_back(key, token):
+                kept.append(None)
+            else:
+                TOKENS.read(key, token)
+                kept.append(token)
+        call.tag_tokens = kept
         return self.tag_block_of(call) or b""
 
     def tag_block_of(self, call: Call) -> bytes | None:

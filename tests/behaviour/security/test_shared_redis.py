@@ -566,3 +566,32 @@ def test_errors_in_log_lines_are_escaped_and_cut() -> None:
     said = brief(ConnectionError("Error connecting to evil\nhost\x1b]0;title\x07:6379" + "x" * 10_000))
     assert "\n" not in said and "\x1b" not in said and "\x07" not in said and len(said) <= BRIEF_CHARS
     assert said.startswith("ConnectionError: Error connecting to evil\\nhost\\x1b]0;title\\x07:6379")
+
+
+def test_an_old_tag_token_planted_back_does_not_revive_what_an_invalidation_revoked(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """One 8-byte SET of a tag's old token, with the entries saved under it, revived 90 of 100
+    revoked entries. A process that read the old token before the invalidation now refuses it
+    (and replaces it with a new one); one that never read it is the window that remains."""
+    grant = {"on": True}
+    users = [f"u{i}" for i in range(20)]
+
+    @tiered_cache(ttl_l1=None, name="security.tag-back", signing_key=KEY_1, tags=["roles"])
+    def role(user: str) -> str:
+        return "admin" if grant["on"] else "reader"
+
+    assert [role(user) for user in users] == ["admin"] * 20
+    client = redis_server.client()
+    key = tag_key(role.__tiercache__.tag_namespace, digest_of("roles"))
+    saved_token = client.get(key)
+    saved = {user: client.get(role.cache_key(user)) for user in users}
+    grant["on"] = False
+    tiercache.invalidate_tags("roles")
+    assert role("u0") == "reader"
+    client.set(key, saved_token)  # planted back...
+    for user, payload in saved.items():
+        client.set(role.cache_key(user), payload)  # ...with the genuine entries written under it
+    assert [role(user) for user in users] == ["reader"] * 20
+    assert client.get(key) != saved_token  # replaced
+    assert role.cache_stats().l2_corrupt >= 1
