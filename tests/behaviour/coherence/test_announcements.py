@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import msgpack
 import pytest
@@ -99,16 +100,25 @@ def test_the_channel_carries_digests_not_arguments(
     assert digest.encode() in seen[0]
 
 
+SIGNING_KEY = "a-signing-key-of-16-bytes+"
+
+
+def signing_pair(name: str, source: dict[str, int]) -> tuple[Any, Any, str]:
+    """Two signing functions of one name (two processes, as the channel sees them), each holding
+    ``source["a"]`` in L1; and their channel."""
+    one = tiered_cache(ttl_l1=3600, name=name, signing_key=SIGNING_KEY)(lambda k: source[k])
+    other = tiered_cache(ttl_l1=3600, name=name, signing_key=SIGNING_KEY)(lambda k: source[k])
+    assert one("a") == other("a") == source["a"]
+    channel = one.__tiercache__.channel
+    assert channel is not None
+    return one, other, channel
+
+
 def test_a_signing_cache_ignores_what_it_cannot_verify(real_l2: str, redis_server: RedisProcess) -> None:
     """Forged (unsigned, or signed with another key) announcements drop nothing; genuine ones do."""
     source = {"a": 1}
-    key = "a-signing-key-of-16-bytes+"
-    one = tiered_cache(ttl_l1=3600, name="announce.signed", signing_key=key)(lambda k: source[k])
-    other = tiered_cache(ttl_l1=3600, name="announce.signed", signing_key=key)(lambda k: source[k])
-    assert one("a") == other("a") == 1
+    one, other, channel = signing_pair("announce.signed", source)
     cache = one.__tiercache__
-    channel = cache.channel
-    assert channel is not None
     digest = one.cache_key("a")[-32:]
     client = redis_server.client()
     for signer in (None, Signer((b"not-the-key-at-all!!",))):
@@ -128,14 +138,7 @@ def test_a_signing_cache_obeys_a_genuine_announcement_once_and_never_a_replay(
     replayed at 16k/s took a signing cache's L1 hit rate from 100% to 4.5%. A signed announcement
     now carries its time and a nonce under the MAC: heard once, or sent too long ago, it is
     ignored."""
-    source = {"a": 1}
-    key = "a-signing-key-of-16-bytes+"
-    one = tiered_cache(ttl_l1=3600, name="announce.replay", signing_key=key)(lambda k: source[k])
-    other = tiered_cache(ttl_l1=3600, name="announce.replay", signing_key=key)(lambda k: source[k])
-    assert one("a") == other("a") == 1
-    cache = one.__tiercache__
-    channel = cache.channel
-    assert channel is not None
+    one, other, channel = signing_pair("announce.replay", {"a": 1})
     client = redis_server.client()
     captured: list[bytes] = []
     with client.pubsub() as spy:
@@ -158,13 +161,9 @@ def test_a_signed_announcement_from_outside_the_window_is_ignored(
     real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sent (by its own clock) more than ANNOUNCEMENT_WINDOW_MS ago: refused, even never heard."""
-    source = {"a": 1}
-    key = "a-signing-key-of-16-bytes+"
-    one = tiered_cache(ttl_l1=3600, name="announce.window", signing_key=key)(lambda k: source[k])
-    assert one("a") == 1
+    one, _, channel = signing_pair("announce.window", {"a": 1})
     cache = one.__tiercache__
-    channel = cache.channel
-    assert channel is not None
+    key = SIGNING_KEY
     real_ns = time.time_ns
     monkeypatch.setattr(time, "time_ns", lambda: real_ns() - (ANNOUNCEMENT_WINDOW_MS + 5_000) * 1_000_000)
     old = encode(channel, b"stranger", cache.key_prefix, None, Signer((key.encode(),)))
