@@ -529,8 +529,6 @@ class FunctionCache(Tiers):
         with self._tags_lock:
             for tag in digests:
                 keys |= self._keys_by_tag.pop(tag, set())
-        for tag in digests:
-            TOKENS.replaced(tag_key(self.tag_namespace, tag))
         if keys:
             self.drop_local(list(keys))
         if not self.has_l1:  # runs that just ended linger for late callers: not under a note

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final
@@ -62,26 +63,34 @@ class TokenMemory:
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
-        self._last: OrderedDict[str, bytes] = OrderedDict()  # tag key -> token read last
+        # tag key -> the token read last, and when it was first read (monotonic seconds)
+        self._last: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._replaced: OrderedDict[str, deque[bytes]] = OrderedDict()  # tag key -> tokens gone
         self._lock = threading.Lock()
 
     def read(self, key: str, token: bytes) -> None:
         """Remember ``token`` as what the tag at ``key`` held when read."""
         with self._lock:
-            self._last[key] = token
+            known = self._last.get(key)
+            if known is None or known[0] != token:
+                self._last[key] = (token, time.monotonic())
             self._last.move_to_end(key)
             if len(self._last) > self._size:
                 self._last.popitem(last=False)
 
-    def replaced(self, key: str) -> None:
-        """Forget the token read last at ``key`` as current: an invalidation replaced it for good."""
+    def replaced(self, key: str, *, first_read_before: float | None = None) -> None:
+        """Retire the token read last at ``key``: an invalidation replaced it for good.
+
+        ``first_read_before``: only if it was first read before then. An announcement comes a
+        moment after the token changed in Redis; a token first read since is the new one.
+        """
         with self._lock:
-            token = self._last.pop(key, None)
-            if token is None:
+            known = self._last.get(key)
+            if known is None or (first_read_before is not None and known[1] > first_read_before):
                 return
+            del self._last[key]
             gone = self._replaced.setdefault(key, deque(maxlen=8))
-            gone.append(token)
+            gone.append(known[0])
             self._replaced.move_to_end(key)
             if len(self._replaced) > self._size:
                 self._replaced.popitem(last=False)
@@ -92,6 +101,9 @@ class TokenMemory:
             return token in self._replaced.get(key, ())
 
 
+#: An announcement that a tag changed retires the token read last only if it was first read at
+#: least this many seconds before (see TokenMemory.replaced): the bound on an announcement's way.
+ANNOUNCED_WITHIN: Final = 1.0
 #: This process's memory of tag tokens (tags are shared by every function of a namespace).
 TOKENS: Final = TokenMemory()
 
@@ -169,6 +181,7 @@ class TagListener:
 
     def __init__(self, namespace: str, drop: Callable[[Sequence[str]], None], signer: Signer | None) -> None:
         self.key_prefix = f"{namespace}:tag"  # what tag announcements name as their cache
+        self.namespace = namespace
         # Its own: a listener hears every tag announcement, this process's too (a second drop
         # of what the invalidation dropped already), so no origin can be shared by mistake, as
         # one inherited through fork() would be.
@@ -181,6 +194,9 @@ class TagListener:
 
     def drop_announced(self, digests: Sequence[str]) -> None:
         """Drop what the function keeps under those tags (invalidated in another process)."""
+        first_read_before = time.monotonic() - ANNOUNCED_WITHIN
+        for digest in digests:
+            TOKENS.replaced(tag_key(self.namespace, digest), first_read_before=first_read_before)
         self._drop(digests)
 
     def set_deaf(self, deaf: bool) -> None:

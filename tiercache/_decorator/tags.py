@@ -29,7 +29,7 @@ from tiercache._core.ops import Flow, Invalidate, l2_op
 from tiercache._core.shells import run_async, run_sync
 from tiercache._decorator import config as _config
 from tiercache._decorator import registry as _registry
-from tiercache._decorator.tag_names import TAG_FLOOR, TagListener, checked_names, digest_of, tag_key
+from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, checked_names, digest_of, tag_key
 from tiercache._errors import InvalidationError
 from tiercache._l2.coherence import announcement, channel_for
 from tiercache._l2.envelope import new_token
@@ -124,6 +124,8 @@ def _new_tokens(
 ) -> Flow:
     """Give the tags new tokens in Redis and announce it; else have the functions cleared later."""
     keys = tuple(tag_key(namespace, digest) for digest in digests)
+    for key in keys:  # (read before this changes them in Redis: gone for good, see TokenMemory)
+        TOKENS.replaced(key)
     ttl_ms = max((cache.tag_ttl_ms for cache in caches), default=round(TAG_FLOOR * 1000))
     signer = caches[0].signer if caches else _default_signer()
     channel = channel_for(namespace)

@@ -24,9 +24,12 @@ from tests.support.strategies import normal_form, values
 from tests.support.tls import make_certificates
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._core.tiers import DEADLINE_SLACK, GENERATION_RECHECK
+from tiercache._decorator import tag_names
 from tiercache._decorator.keys import canonical_bytes, digest
 from tiercache._decorator.tag_names import digest_of, tag_key
+from tiercache._l2.announcement import encode
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
+from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
 from tiercache._l2.errors import BRIEF_CHARS, brief
@@ -595,3 +598,32 @@ def test_an_old_tag_token_planted_back_does_not_revive_what_an_invalidation_revo
     assert [role(user) for user in users] == ["reader"] * 20
     assert client.get(key) != saved_token  # replaced
     assert role.cache_stats().l2_corrupt >= 1
+
+
+def test_a_tag_token_another_process_replaced_is_refused_when_planted_back(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, where the invalidation came from another process: heard announced, the token read
+    last is retired if it was first read before the announcement's way (ANNOUNCED_WITHIN); a token
+    first read since is the new one (this process's own announcement, heard back, retires nothing)."""
+    grant = {"on": True}
+
+    @tiered_cache(ttl_l1=None, name="security.tag-back-remote", tags=["roles"])
+    def role(user: str) -> str:
+        return "admin" if grant["on"] else "reader"
+
+    assert role("ann") == "admin"
+    client = redis_server.client()
+    namespace = role.__tiercache__.tag_namespace
+    key = tag_key(namespace, digest_of("roles"))
+    saved_token, saved_entry = client.get(key), client.get(role.cache_key("ann"))
+    monkeypatch.setattr(tag_names, "ANNOUNCED_WITHIN", 0.0)  # (as if the token was read long ago)
+    grant["on"] = False
+    client.set(key, b"newtoken")  # another process's invalidate_tags("roles")...
+    channel = channel_for(namespace)
+    client.publish(channel, encode(channel, b"stranger", f"{namespace}:tag", [digest_of("roles")], None))
+    time.sleep(0.2)  # (...announced, and heard)
+    client.set(key, saved_token)  # planted back, with the entry written under it
+    client.set(role.cache_key("ann"), saved_entry)
+    assert role("ann") == "reader"
+    assert client.get(key) not in (saved_token, b"newtoken")
