@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import os
 import threading
@@ -19,7 +20,9 @@ __all__ = ["all_caches", "forget_all", "named_caches", "register", "stats"]
 
 logger = logging.getLogger("tiercache")
 _lock = threading.Lock()
-_caches: weakref.WeakSet[FunctionCache] = weakref.WeakSet()
+# Live functions, each with its rank in the order they were decorated (oldest first).
+_caches: weakref.WeakKeyDictionary[FunctionCache, int] = weakref.WeakKeyDictionary()
+_decorated = itertools.count()
 
 
 def register(cache: FunctionCache) -> None:
@@ -34,7 +37,7 @@ def register(cache: FunctionCache) -> None:
             twins = _twins_of(cache)
             apart = next((found for other in twins if (found := _told_apart(cache, other))), None)
             if apart is None:
-                _caches.add(cache)
+                _caches[cache] = next(_decorated)
                 break
         if attempt == 0:
             # A test's or a request's factory function, gone but in a reference cycle, is not a
@@ -83,9 +86,10 @@ def _told_apart(cache: FunctionCache, other: FunctionCache) -> tuple[str, object
 
 
 def all_caches() -> list[FunctionCache]:
-    """Return the live cached functions, oldest first."""
+    """Return the live cached functions, oldest first (stats() names a younger twin ``#2``)."""
     with _lock:
-        return sorted(_caches, key=id)
+        ranked = sorted(_caches.items(), key=lambda item: item[1])
+    return [cache for cache, _ in ranked]
 
 
 def named_caches() -> list[tuple[str, FunctionCache]]:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from tests.support.strategies import normal_form, values
 from tiercache import tiered_cache
 from tiercache._decorator.identity import closure_identity
+from tiercache._decorator.registry import named_caches
 
 DB = {"users": {1: "alice"}, "orders": {1: "order-1"}}
 
@@ -307,3 +308,12 @@ def test_classmethods_and_builtins_in_a_closure_count_by_their_qualified_names(f
     assert closure_identity(make(_Maker.build).__wrapped__).endswith(
         b"tests.unit.decorator.test_identity._Maker._Maker.build"
     )
+
+
+def test_twins_are_named_in_the_order_they_were_decorated() -> None:
+    """stats() names the younger of two live functions of one name ``#2``, whatever their addresses."""
+    made = [tiered_cache(ttl_l2=None, name="tests.twins")(lambda x, n=n: x + n) for n in range(6)]
+    names = [name for name, cache in named_caches() if name.startswith("tests.twins")]
+    assert names == ["tests.twins", *(f"tests.twins#{n}" for n in range(2, 7))]
+    order = [cache for name, cache in named_caches() if name.startswith("tests.twins")]
+    assert order == [function.__tiercache__ for function in made]
