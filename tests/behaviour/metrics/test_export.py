@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -39,6 +40,10 @@ def reading_name(function) -> str:
 
 
 def workload():
+    # An earlier test's square, garbage in a reference cycle, would otherwise go at the next
+    # automatic collection, between a reading and reading_name(), and the names would shift.
+    gc.collect()
+
     @tiered_cache(ttl_l1=60, ttl_l2=3600, name="metrics.square")
     def square(n: int) -> int:
         if n < 0:
