@@ -68,11 +68,14 @@ def brief(error: BaseException) -> str:
     return printable(f"{type(error).__name__}: {error}")
 
 
-def printable(text: str, limit: int = BRIEF_CHARS) -> str:
-    """Return ``text`` fit for a log line: control characters escaped, cut to ``limit``.
+def printable(text: str, limit: int | None = BRIEF_CHARS) -> str:
+    """Return ``text`` fit for a log line or a terminal: control characters escaped, cut.
 
-    Redis supplies much of what errors say (a sentinel's primary host, a planted zone name in
-    a value): a newline would forge a log line, ESC drive a terminal, a megabyte fill a disk.
+    Cut to ``limit`` characters (None: not cut). Redis supplies much of what errors say (a
+    sentinel's primary host, a planted zone name in a value) and every key name: a newline
+    would forge a log line, ESC drive a terminal (clear it, set its clipboard through OSC 52),
+    a megabyte fill a disk.
     """
-    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 4])
-    return shown if len(shown) <= limit else shown[: limit - 1] + "\u2026"
+    kept = text if limit is None else text[: limit * 4]
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in kept)
+    return shown if limit is None or len(shown) <= limit else shown[: limit - 1] + "\u2026"

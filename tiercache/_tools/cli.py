@@ -23,6 +23,7 @@ from typing import Any
 
 import tiercache
 from tiercache._l2 import keyspace as _admin
+from tiercache._l2.errors import printable
 from tiercache._l2.signing import Signer, signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
 
@@ -196,8 +197,8 @@ def _stats(args: argparse.Namespace) -> int:
     table.add_column("memory", justify="right")
     for entry in found:
         table.add_row(
-            Text(_printable(entry.namespace)),  # (Text: never read as markup)
-            Text(_printable(entry.function)),
+            Text(printable(entry.namespace, None)),  # (Text: never read as markup)
+            Text(printable(entry.function, None)),
             f"{entry.keys:,}",
             _size(entry.memory_bytes),
         )
@@ -205,15 +206,6 @@ def _stats(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"{others:,} other keys (not tiercache's) were scanned and left out.")
     return OK
-
-
-def _printable(text: str) -> str:
-    """Return ``text`` (from Redis: anyone's) with what a terminal would act on shown escaped.
-
-    ESC, BEL and the other control characters would reach the operator's terminal as commands
-    (clear the screen, set the clipboard through OSC 52, draw a link); they print as Python escapes them.
-    """
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _size(n: int) -> str:
