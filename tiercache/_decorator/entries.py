@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tiercache._core.ops import (
-    ClaimTags,
     Flow,
     drop_keys,
     know_generation,
@@ -16,7 +15,7 @@ from tiercache._core.ops import (
     replay_repairs,
     write_in_generation,
 )
-from tiercache._decorator.flow import read_op
+from tiercache._decorator.flow import claim_tokens, read_op
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING
 from tiercache._l2.envelope import new_token
@@ -149,9 +148,8 @@ def _write(  # noqa: PLR0917 - one put's state
     tags = b""
     if cache.tagged:  # the tokens the tags hold now (claimed where none): an invalidation from
         # now on makes this value a miss, as it would any value set before it
-        claim = ClaimTags(endpoint, cache.tag_keys(call), new_token(), cache.tag_ttl_ms, owner=cache)
-        ok, held = yield from l2_op(cache, endpoint, claim)
-        tags = (cache.take_tags(call, held) if ok else b"") or b""
+        held = yield from claim_tokens(cache, endpoint, cache.tag_keys(call))
+        tags = (cache.take_tags(call, held) if held is not None else b"") or b""
         if not tags:
             return False
     ttl_ms = cache.l2_ttl_ms_for(seconds)

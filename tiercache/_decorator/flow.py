@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
+__all__ = ["CHUNK", "claim_tokens", "clear", "invalidate", "refresh", "serve", "write_op"]
 
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, PLR0915 - an exit per tier, see below
@@ -264,16 +264,33 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     tokens = call.tag_tokens or []
     missing = [i for i, token in enumerate(tokens) if token is None]
     keys = cache.tag_keys(call)
-    claim = ClaimTags(endpoint, tuple(keys[i] for i in missing), new_token(), cache.tag_ttl_ms, cache)
-    ok, held = yield from l2_op(cache, endpoint, claim)
-    if not ok:
+    held = yield from claim_tokens(cache, endpoint, tuple(keys[i] for i in missing))
+    if held is None:
         return
     found = list(tokens)
     for i, token in zip(missing, held, strict=True):
         found[i] = token
-        if token is not None and (len(token) != TOKEN_SIZE or TOKENS.planted_back(keys[i], token)):
-            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)  # planted: replace it
     cache.take_tags(call, found)
+
+
+def claim_tokens(
+    cache: FunctionCache, endpoint: Endpoint, keys: tuple[str, ...]
+) -> Generator[Op, Any, list[bytes | None] | None]:
+    """Claim a token for each tag key Redis holds none for; return what each holds (None: failed).
+
+    What a key holds that is no token, or a token an invalidation replaced, was planted: it is
+    replaced by a new one (see ``_reclaim``), for every claimant (a call's run, a cache_set).
+    """
+    ok, held = yield from l2_op(
+        cache, endpoint, ClaimTags(endpoint, keys, new_token(), cache.tag_ttl_ms, cache)
+    )
+    if not ok:
+        return None
+    found: list[bytes | None] = list(held)
+    for i, token in enumerate(found):
+        if token is not None and (len(token) != TOKEN_SIZE or TOKENS.planted_back(keys[i], token)):
+            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)
+    return found
 
 
 def _reclaim(

@@ -540,6 +540,10 @@ def test_a_malformed_tag_token_is_reclaimed_counted_and_logged(
     assert stats.l2_hits == 1 and stats.l2_corrupt == 1
     assert len(client.get(key) or b"") == 8  # a token again
     assert sum("tag key" in record.getMessage() for record in caplog.records) == 1
+    client.set(key, b"garbage again")  # and a value set by hand claims as a run does
+    profile.cache_set("set by hand", "ann")
+    assert len(client.get(key) or b"") == 8
+    assert profile("ann") == "set by hand" and runs == ["ann"]  # (from L2: no L1 here)
 
 
 def test_redis_supplied_text_reaches_log_lines_escaped_and_cut(
