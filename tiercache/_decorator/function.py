@@ -75,6 +75,7 @@ class Call:
         "read_at",
         "redis_key",
         "started_ns",
+        "tag_keys",
         "tag_tokens",
         "tags",
         "token",
@@ -104,6 +105,7 @@ class Call:
         self.redis_key = ""  # once known (the L2 read), for the write
         self.generation = 0  # the generation our read was made in (a value computed from it is of it)
         self.tags: tuple[str, ...] = ()  # a tagged function's: the digests of this call's tags
+        self.tag_keys: tuple[str, ...] | None = None  # ... their Redis keys, once asked for
         # ... and the tokens Redis held for them when we read (None: unknown, or one missing)
         self.tag_tokens: list[bytes | None] | None = None
 
@@ -547,8 +549,11 @@ class FunctionCache(Tiers):
                 flights.detach(call.l1_key)
 
     def tag_keys(self, call: Call) -> tuple[str, ...]:
-        """Return the Redis keys of ``call``'s tags."""
-        return tuple(tag_key(self.tag_namespace, tag) for tag in call.tags)
+        """Return the Redis keys of ``call``'s tags, made once a call (read, tokens, claim)."""
+        keys = call.tag_keys
+        if keys is None:
+            keys = call.tag_keys = tuple(tag_key(self.tag_namespace, tag) for tag in call.tags)
+        return keys
 
     def take_tags(self, call: Call, tokens: Sequence[bytes | None]) -> bytes:
         """Keep the tokens a read found for ``call``'s tags; return the tag block its entry must carry.
