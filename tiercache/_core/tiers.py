@@ -34,6 +34,7 @@ from tiercache._l2.envelope import (
     token_of,
 )
 from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable, printable
+from tiercache._l2.oversized import BOUND, Oversized
 from tiercache._l2.signing import MAC_SIZE, Signer
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class Tiers:
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+        BOUND.allow(DEFAULT_MAX_VALUE_BYTES + _ENVELOPE_ROOM)
         self.compress_min_bytes: int | None = None
         #: Whether entries carry tag blocks (a function with ``tags=``; see ``_l2.envelope``).
         self.tagged = False
@@ -325,6 +327,7 @@ class Tiers:
         """
         self.signer = signer
         self.max_value_bytes = max_value_bytes
+        BOUND.allow(max_value_bytes + _ENVELOPE_ROOM)  # (replies longer are refused as they arrive)
         self.compress_min_bytes = compress_min_bytes
         if self._generation is not None:
             self._set_generation(self._generation)
@@ -383,10 +386,7 @@ class Tiers:
                 return MISSING
             value = decode_value(body)
         except DecodeError as exc:
-            self.stats.count("l2_corrupt")
-            self.log_once(
-                "corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, printable(str(exc))
-            )
+            self._unreadable(payload, exc)
             return MISSING
         return value, fresh_for
 
@@ -438,6 +438,15 @@ class Tiers:
         if envelope.compression:
             return envelope.fresh_until_ms, inflate(envelope.compression, kept, self.max_value_bytes)
         return envelope.fresh_until_ms, kept
+
+    def _unreadable(self, payload: bytes, error: DecodeError) -> None:
+        if isinstance(payload, Oversized):  # (only its first bytes were read: see _l2.replies)
+            self._reject(f"a payload of {payload.size} bytes, over max_value_bytes")
+            return
+        self.stats.count("l2_corrupt")
+        self.log_once(
+            "corrupt", "%s: unreadable L2 entry treated as a miss: %s", self.label, printable(str(error))
+        )
 
     def _reject(self, what: str) -> None:
         self.stats.count("l2_rejected")

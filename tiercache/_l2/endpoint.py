@@ -32,6 +32,7 @@ from tiercache._l2.pool import (
     WaitingConnectionPool,
     WaitingSentinelPool,
 )
+from tiercache._l2.replies import async_parser, sync_parser
 from tiercache._l2.sentinel import (
     SentinelTarget,
     asking_sentinels,
@@ -64,6 +65,12 @@ def _retry_once() -> Retry:
 
 def _async_retry_once() -> AsyncRetry:
     return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+def _protocol(url: str) -> int:
+    """Return the RESP version ``url`` asks for (redis-py picks a parser for it; we pick ours)."""
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("protocol", ["2"])[-1]
+    return 3 if asked.strip() == "3" else 2
 
 
 AsyncClientSource = Callable[[], "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]
@@ -191,15 +198,27 @@ class Endpoint:
         if target is not None:
             return cls._sentinel_from_url(url, target, options, max_connections, wait)
 
+        protocol = _protocol(url)
+
         def make_sync() -> redis.Redis:
             pool = SyncWaitingConnectionPool.from_url(
-                url, retry=_retry_once(), max_connections=max_connections, wait=wait, **options
+                url,
+                retry=_retry_once(),
+                max_connections=max_connections,
+                wait=wait,
+                parser_class=sync_parser(protocol),
+                **options,
             )
             return redis.Redis.from_pool(pool)
 
         def make_async() -> redis.asyncio.Redis:
             pool = WaitingConnectionPool.from_url(
-                url, retry=_async_retry_once(), max_connections=max_connections, wait=wait, **options
+                url,
+                retry=_async_retry_once(),
+                max_connections=max_connections,
+                wait=wait,
+                parser_class=async_parser(protocol),
+                **options,
             )
             return redis.asyncio.Redis.from_pool(pool)
 
@@ -218,7 +237,9 @@ class Endpoint:
         def subscribe(_attempt: int) -> Any:
             # Its own client: a subscribed connection can do nothing else, and waits longer.
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
-            return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **listen).pubsub()
+            return redis.Redis.from_url(
+                url, retry=Retry(NoBackoff(), 0), parser_class=sync_parser(protocol), **listen
+            ).pubsub()
 
         return cls(
             redact_url(url),
@@ -317,6 +338,7 @@ class Endpoint:
         # whichever server the sentinels name by then. Until they name one, L2 is unavailable
         # (the breaker opens, calls go on without it); the probe finds the new primary.
         sentinels = list(target.sentinels)
+        protocol = _protocol(url)
         pooled = {
             "service_name": target.service,
             "max_connections": max_connections,
@@ -328,14 +350,24 @@ class Endpoint:
             asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
             manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.Redis.from_pool(
-                SyncWaitingSentinelPool(sentinel_manager=manager, retry=_retry_once(), **pooled)
+                SyncWaitingSentinelPool(
+                    sentinel_manager=manager,
+                    retry=_retry_once(),
+                    parser_class=sync_parser(protocol),
+                    **pooled,
+                )
             )
 
         def make_async() -> redis.asyncio.Redis:
             asking = asking_sentinels(target, options, AsyncRetry(NoBackoff(), 0))
             manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.asyncio.Redis.from_pool(
-                WaitingSentinelPool(sentinel_manager=manager, retry=_async_retry_once(), **pooled)
+                WaitingSentinelPool(
+                    sentinel_manager=manager,
+                    retry=_async_retry_once(),
+                    parser_class=async_parser(protocol),
+                    **pooled,
+                )
             )
 
         def one_off() -> contextlib.closing[redis.Redis]:
@@ -351,7 +383,7 @@ class Endpoint:
         def subscribe(_attempt: int) -> Any:
             # On the primary; a replica hears what its primary publishes as well, so a listener
             # left on a demoted primary still hears, and one on a dead primary reconnects here.
-            listen = {**options, "retry": Retry(NoBackoff(), 0)}
+            listen = {**options, "retry": Retry(NoBackoff(), 0), "parser_class": sync_parser(protocol)}
             listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
             return primary_client(target, listen).pubsub()
 

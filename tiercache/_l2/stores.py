@@ -25,7 +25,9 @@ from tiercache._l2.envelope import (
     fresh_since_absent,
 )
 from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable, brief
+from tiercache._l2.oversized import Oversized
 from tiercache._l2.pool import NO_CONNECTION
+from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
 
 
@@ -52,6 +54,8 @@ logger = logging.getLogger("tiercache")
 def _translate(exc: BaseException) -> RemoteError:
     if isinstance(exc, redis.ResponseError):
         return RemoteRejected(_without_arguments(str(exc)))
+    if isinstance(exc, OversizedReply):  # (Redis answered; what it holds is not ours: see replies)
+        return RemoteRejected(str(exc))
     if _saturated(exc):
         return RemoteSaturated(brief(exc))
     return RemoteUnavailable(brief(exc))
@@ -198,6 +202,20 @@ def _queue_conditional_write(
         pipeline.eval(WRITE_IF_UNCHANGED, 1, key, token, payload, ttl_ms)
 
 
+def _bounded(client: Any, names: Sequence[str]) -> Any:
+    """Return a pipeline reading ``names`` through READ_BOUNDED, to execute (see replies)."""
+    pipeline = client.pipeline(transaction=False)
+    queue_bounded_reads(pipeline, names)
+    return pipeline
+
+
+def _swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]:
+    """Return SWAP_IF_EQUAL's arguments; for a string past the bound, its length and first bytes."""
+    if isinstance(expected, Oversized):
+        return [expected, payload, ttl_ms, expected.size]
+    return [expected or b"", payload, ttl_ms]
+
+
 def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int) -> None:
     """Queue, per key, SET NX of ``token`` then GET: each key's two commands stay in order."""
     for key in keys:
@@ -332,16 +350,33 @@ class SyncStore:
                 return None, payload
             both: Any = self._mget([generation_key, key])
             return both[0], both[1]
+        except OversizedReply:
+            found = self._read_bounded([key] if generation_key is None else [generation_key, key])
+            return (None, found[0]) if generation_key is None else (found[0], found[1])
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _translate(exc) from exc
+
+    def _read_bounded(self, names: Sequence[str], other_type: bytes | None = None) -> list[bytes | None]:
+        """Read ``names`` again, each string past the bound as ``Oversized`` (see replies)."""
+        with _TRANSLATED:
+            return from_bounded_reads(_bounded(self.client, names).execute(raise_on_error=False), other_type)
+
+    def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
+        """MGET ``names``; read again through READ_BOUNDED if one is past the bound."""
+        try:
+            with _TRANSLATED:
+                return cast("list[bytes | None]", self._mget(names)) if names else []
+        except RemoteRejected as exc:
+            if not isinstance(exc.__cause__, OversizedReply):
+                raise
+            return self._read_bounded(names)
 
     def read_many(
         self, keys: tuple[str, ...], generation_key: str | None
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
         names = (generation_key, *keys) if generation_key is not None else keys
-        with _TRANSLATED:
-            found = cast("list[bytes | None]", self._mget(names)) if names else []
+        found = self._mget_bounded(names)
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
     def read_tagged(
@@ -360,7 +395,10 @@ class SyncStore:
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
-            replies = pipeline.execute(raise_on_error=False)
+            try:
+                replies = pipeline.execute(raise_on_error=False)
+            except OversizedReply:  # (the claims were made: what each key holds is read again)
+                return self._read_bounded(keys, other_type=b"")
         return _claimed(replies)
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
@@ -392,7 +430,7 @@ class SyncStore:
         Return whether it did: False when another writer changed the key since it was read.
         """
         with _TRANSLATED:
-            swapped = bool(self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
+            swapped = bool(self._swap_if_equal(keys=[key], args=_swap_args(expected, payload, ttl_ms)))
             if swapped and announce is not None:
                 self._publish(announce, key)
             return swapped
@@ -709,10 +747,31 @@ class AsyncStore:
                 return None, payload
             both: Any = await self._mget([generation_key, key])
             return both[0], both[1]
+        except OversizedReply:
+            found = await self._read_bounded([key] if generation_key is None else [generation_key, key])
+            return (None, found[0]) if generation_key is None else (found[0], found[1])
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _translate(exc) from exc
         finally:
             self._in_flight -= 1
+
+    async def _read_bounded(
+        self, names: Sequence[str], other_type: bytes | None = None
+    ) -> list[bytes | None]:
+        """See ``SyncStore._read_bounded``."""
+        with _TRANSLATED:
+            replies = await _bounded(self.client, names).execute(raise_on_error=False)
+            return from_bounded_reads(replies, other_type)
+
+    async def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
+        """MGET ``names``; read again through READ_BOUNDED if one is past the bound."""
+        try:
+            with _TRANSLATED:
+                return cast("list[bytes | None]", await self._mget(names)) if names else []
+        except RemoteRejected as exc:
+            if not isinstance(exc.__cause__, OversizedReply):
+                raise
+            return await self._read_bounded(names)
 
     async def _send(self, batch: _ReadBatch, after: asyncio.Future[None] | None) -> None:
         self._in_flight += 1
@@ -722,8 +781,7 @@ class AsyncStore:
             await _turn(after)
             if self._batch is batch:
                 self._batch = None  # reads from now on start the next batch
-            with _TRANSLATED:
-                values = cast("list[bytes | None]", await self._mget(batch.names))
+            values = await self._mget_bounded(batch.names)
         except RemoteError as exc:
             batch.fail(exc)
         except BaseException:  # cancelled (the loop is closing): nobody may wait forever
@@ -739,8 +797,7 @@ class AsyncStore:
     ) -> tuple[bytes | None, list[bytes | None]]:
         """Return ``(generation, payloads)`` for ``keys`` in one MGET."""
         names = (generation_key, *keys) if generation_key is not None else keys
-        with _TRANSLATED:
-            found = cast("list[bytes | None]", await self._mget(names)) if names else []
+        found = await self._mget_bounded(names)
         return (found[0], found[1:]) if generation_key is not None else (None, found)
 
     async def read_tagged(
@@ -755,7 +812,10 @@ class AsyncStore:
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
-            replies = await pipeline.execute(raise_on_error=False)
+            try:
+                replies = await pipeline.execute(raise_on_error=False)
+            except OversizedReply:  # as in SyncStore's
+                return await self._read_bounded(keys, other_type=b"")
         return _claimed(replies)
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
@@ -814,7 +874,7 @@ class AsyncStore:
     ) -> bool:
         """See ``SyncStore.swap``."""
         with _TRANSLATED:
-            swapped = bool(await self._swap_if_equal(keys=[key], args=[expected or b"", payload, ttl_ms]))
+            swapped = bool(await self._swap_if_equal(keys=[key], args=_swap_args(expected, payload, ttl_ms)))
             if swapped and announce is not None:
                 await self._publish(announce, key)
             return swapped

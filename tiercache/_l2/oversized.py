@@ -1,0 +1,52 @@
+"""How long a string reply from Redis may be, and what one past that reads as (see replies).
+
+No Redis client here: the core reads these.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from tiercache._l2.envelope import TOKEN_OFFSET, TOKEN_SIZE
+
+__all__ = ["BOUND", "FLOOR", "OVERSIZED_PREFIX", "Oversized", "ReplyBound"]
+
+#: The least bound, whatever the caches ask (key names, announcements, script replies).
+FLOOR: Final = 1 << 20
+#: How much of a string past the bound is read back: its token and one byte (see envelope.token_of),
+#: so a conditional write can still replace what it holds. Shorter than any envelope, longer
+#: than any generation, and no tag token's length: nothing takes it for one.
+OVERSIZED_PREFIX: Final = TOKEN_OFFSET + TOKEN_SIZE + 1
+
+
+class ReplyBound:
+    """The longest string reply this process takes: the largest any of its caches may need."""
+
+    def __init__(self, least: int) -> None:
+        self.bytes = least
+        self._lock = threading.Lock()
+
+    def allow(self, length: int) -> None:
+        """Let replies of ``length`` bytes through from now on (the bound only grows)."""
+        with self._lock:
+            self.bytes = max(self.bytes, length)
+
+
+#: The one bound of this process (caches raise it to their ``max_value_bytes``).
+BOUND: Final = ReplyBound(FLOOR)
+
+
+class Oversized(bytes):
+    """What a string past the bound reads as: its first OVERSIZED_PREFIX bytes, and its ``size``.
+
+    Shorter than any envelope, so no cache opens it as a value; its token is the one Redis's
+    conditional write compares; it is no generation and no tag token.
+    """
+
+    size: int
+
+    def __new__(cls, prefix: bytes, size: int) -> Oversized:
+        made = super().__new__(cls, prefix)
+        made.size = size
+        return made
