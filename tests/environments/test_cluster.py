@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tiercache import (
     tiered_cache,
     tiered_cache_many,
 )
+from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._tools import cli as _cli
 from tiercache._tools.redis_process import RedisClusterProcesses
 
@@ -343,3 +345,40 @@ def test_a_cluster_missing_one_primary_serves_the_others(tmp_path: Path) -> None
         assert square.cache_stats().l2_hits == before + 1  # ...and the other keys still use L2
     finally:
         cluster.stop()
+
+
+def test_strings_planted_past_the_bound_are_refused_as_they_arrive(
+    on_cluster: str, cluster: RedisClusterProcesses
+) -> None:
+    """As on one server (tests/behaviour/security/test_oversized_replies.py): redis-py's cluster
+    clients take no parser, so theirs are given one; before, a 64 MiB value under a hot key was
+    read whole on every call, and could time out and take every function off L2."""
+    huge = 64 << 20
+    square, runs = counted()
+
+    @tiered_cache(ttl_l1=None, name="cluster.acube")
+    async def acube(n: int) -> int:
+        runs.append(-n)
+        return n**3
+
+    @tiered_cache(ttl_l1=None, name="cluster.tagged", tags=lambda n: [f"n:{n}"])
+    def tagged(n: int) -> int:
+        runs.append(100 + n)
+        return n
+
+    square(0), asyncio.run(acube(0)), tagged(0)  # (connected, settings resolved)
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    client.set(square.cache_key(7), b"\xa7" * huge)
+    client.set(acube.cache_key(7), b"\xa7" * huge)
+    client.set(tag_key(tagged.__tiercache__.tag_namespace, digest_of("n:7")), b"t" * huge)
+    tracemalloc.start()
+    assert (square(7), asyncio.run(acube(7)), tagged(7)) == (49, 343, 7)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < huge // 2
+    assert (square(7), asyncio.run(acube(7)), tagged(7)) == (49, 343, 7)  # L2 hits: replaced
+    assert runs.count(7) == runs.count(-7) == runs.count(107) == 1
+    for function in (square, acube, tagged):
+        stats = function.cache_stats()
+        assert stats.l2_errors == 0 and not stats.degraded
+    client.close()

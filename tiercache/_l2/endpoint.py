@@ -32,7 +32,7 @@ from tiercache._l2.pool import (
     WaitingConnectionPool,
     WaitingSentinelPool,
 )
-from tiercache._l2.replies import async_parser, sync_parser
+from tiercache._l2.replies import async_parser, bound_async_cluster, bound_cluster, sync_parser
 from tiercache._l2.sentinel import (
     SentinelTarget,
     asking_sentinels,
@@ -257,13 +257,19 @@ class Endpoint:
         options = {key: value for key, value in options.items() if key != "retry_on_error"}
         endpoint: Endpoint
 
+        protocol = _protocol(cluster_url)
+
         def make_sync() -> redis.cluster.RedisCluster:
-            return redis.cluster.RedisCluster.from_url(cluster_url, retry=Retry(NoBackoff(), 0), **options)
+            client = redis.cluster.RedisCluster.from_url(cluster_url, retry=Retry(NoBackoff(), 0), **options)
+            bound_cluster(client, protocol)
+            return client
 
         def make_async() -> redis.asyncio.cluster.RedisCluster:
-            return redis.asyncio.cluster.RedisCluster.from_url(
+            client = redis.asyncio.cluster.RedisCluster.from_url(
                 cluster_url, retry=AsyncRetry(NoBackoff(), 0), **options
             )
+            bound_async_cluster(client, protocol)
+            return client
 
         def one_off() -> contextlib.closing[redis.cluster.RedisCluster]:
             return contextlib.closing(make_sync())  # (closed after use, as for a single server)
@@ -314,6 +320,7 @@ class Endpoint:
             nodes = known_nodes(primaries=False)
             host, port = nodes[attempt % len(nodes)]
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
+            listen["parser_class"] = sync_parser(protocol)
             return redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **listen).pubsub()
 
         endpoint = cls(

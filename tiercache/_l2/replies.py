@@ -30,6 +30,8 @@ __all__ = [
     "READ_BOUNDED",
     "OversizedReply",
     "async_parser",
+    "bound_async_cluster",
+    "bound_cluster",
     "from_bounded_reads",
     "queue_bounded_reads",
     "sync_parser",
@@ -66,9 +68,12 @@ return {0}
 
 
 def queue_bounded_reads(pipeline: Any, keys: Any) -> None:
-    """Queue READ_BOUNDED for each of ``keys`` on ``pipeline`` (EVAL: a pipeline loads no script)."""
+    """Queue READ_BOUNDED for each of ``keys`` on ``pipeline``.
+
+    EVAL, as a command: a pipeline loads no script, and a cluster's has no ``eval()``.
+    """
     for key in keys:
-        pipeline.eval(READ_BOUNDED, 1, key, BOUND.bytes, OVERSIZED_PREFIX)
+        pipeline.execute_command("EVAL", READ_BOUNDED, 1, key, BOUND.bytes, OVERSIZED_PREFIX)
 
 
 def from_bounded_reads(replies: list[Any], other_type: bytes | None = None) -> list[bytes | None]:
@@ -164,3 +169,33 @@ def sync_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
 def async_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
     """Return the bounded parser for redis.asyncio's connections speaking RESP ``protocol``."""
     return _ASYNC[hiredis, protocol]
+
+
+def bound_cluster(client: Any, protocol: int) -> None:
+    """Have a new sync RedisCluster's node connections parse with the bound.
+
+    Its constructor drops a ``parser_class``, but its node pools take one: set it in the
+    options every node is made with, and on the nodes made already (whose connections, opened
+    to read the slot map, are closed: the next ones are made bounded).
+    """
+    parser = sync_parser(protocol)
+    manager = client.nodes_manager
+    manager.connection_kwargs["parser_class"] = parser
+    for node in manager.nodes_cache.values():
+        pool = node.redis_connection.connection_pool
+        pool.connection_kwargs["parser_class"] = parser
+        pool.disconnect()
+        pool.reset()
+
+
+def bound_async_cluster(client: Any, protocol: int) -> None:
+    """Have a new asyncio RedisCluster's connections parse with the bound.
+
+    As redis-py itself wires its maintenance notifications in: the options every node is made
+    with, and the start-up nodes made already (they connect only when first used).
+    """
+    parser = async_parser(protocol)
+    manager = client.nodes_manager
+    manager.connection_kwargs["parser_class"] = parser
+    for node in manager.startup_nodes.values():
+        node.connection_kwargs["parser_class"] = parser

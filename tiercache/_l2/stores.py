@@ -216,6 +216,11 @@ def _swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]
     return [expected or b"", payload, ttl_ms]
 
 
+def _any_oversized(replies: Sequence[Any]) -> bool:
+    """Whether a reply of a pipeline was a string past the bound (see replies)."""
+    return any(isinstance(reply, OversizedReply) for reply in replies)
+
+
 def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int) -> None:
     """Queue, per key, SET NX of ``token`` then GET: each key's two commands stay in order."""
     for key in keys:
@@ -396,9 +401,12 @@ class SyncStore:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
             try:
-                replies = pipeline.execute(raise_on_error=False)
+                replies: list[Any] | None = pipeline.execute(raise_on_error=False)
             except OversizedReply:  # (the claims were made: what each key holds is read again)
-                return self._read_bounded(keys, other_type=b"")
+                replies = None
+        # (A cluster's pipeline answers each command on its own: the error is among the replies.)
+        if replies is None or _any_oversized(replies):
+            return self._read_bounded(keys, other_type=b"")
         return _claimed(replies)
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
@@ -813,9 +821,11 @@ class AsyncStore:
             pipeline = self.client.pipeline(transaction=False)
             _queue_claims(pipeline, keys, token, ttl_ms)
             try:
-                replies = await pipeline.execute(raise_on_error=False)
+                replies: list[Any] | None = await pipeline.execute(raise_on_error=False)
             except OversizedReply:  # as in SyncStore's
-                return await self._read_bounded(keys, other_type=b"")
+                replies = None
+        if replies is None or _any_oversized(replies):
+            return await self._read_bounded(keys, other_type=b"")
         return _claimed(replies)
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
