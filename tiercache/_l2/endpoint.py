@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import urllib.parse
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 import redis
@@ -24,8 +25,9 @@ from redis.retry import Retry
 from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
-from tiercache._l2.errors import RemoteUnavailable, brief
+from tiercache._l2.errors import RemoteError, RemoteUnavailable, brief
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
+from tiercache._l2.oversized import Guard
 from tiercache._l2.pool import (
     SyncWaitingConnectionPool,
     SyncWaitingSentinelPool,
@@ -51,6 +53,12 @@ logger = logging.getLogger("tiercache")
 DEFAULT_MAX_CONNECTIONS: Final = 50
 #: The least a caller waits for a pooled connection to come free before it skips L2.
 POOL_WAIT: Final = 1.0
+#: At most one background ask of timed-out keys' lengths per this many seconds (see suspect()).
+SUSPECT_EVERY: Final = 1.0
+#: How many keys of a timed-out read are asked, how often, how far apart.
+SUSPECTS: Final = 64
+SUSPECT_TRIES: Final = 10
+SUSPECT_PAUSE: Final = 0.2
 #: How long close() waits for the listener and prober threads to end.
 CLOSE_WAIT: Final = 5.0
 
@@ -154,6 +162,9 @@ class Endpoint:
         self.owns_clients = True
         #: See stores.Owner: set for a Sentinel deployment, whose failover promotes a replica.
         self.confirm_ms = 0
+        #: See stores.Owner: reads ask lengths first for a while after a planted string was found.
+        self.guard = Guard()
+        self._suspected_at = -SUSPECT_EVERY
         #: A Redis Cluster's primaries that failed lately, and how to ask one whether it answers
         #: (see _l2.nodes); None elsewhere.
         self.nodes: ClusterNodes | None = None
@@ -504,6 +515,32 @@ class Endpoint:
             self.confirm_ms,
             answer,
         )
+
+    def suspect(self, names: Sequence[str]) -> None:
+        """Have the lengths of ``names`` asked, in the background: a read of them timed out.
+
+        Redis copies a whole string into its output buffer before it sends a byte of it: a
+        planted 256 MB one makes every read of it time out, so the bounded parsers never see it
+        (see oversized.Guard). Asked by length (READ_BOUNDED copies nothing), such a key arms the
+        guard, and the reads after it go the bounded way and repair it. At most one such ask a
+        second, and none while guarded.
+        """
+        now = time.monotonic()
+        if self.guard.until or now < self._suspected_at + SUSPECT_EVERY:
+            return
+        self._suspected_at = now
+        asked = tuple(names[:SUSPECTS])
+        _background.submit(lambda: self._ask_lengths(asked))
+
+    def _ask_lengths(self, names: tuple[str, ...]) -> None:
+        # Redis may still be busy copying for the reads that timed out: try again a few times.
+        for _ in range(SUSPECT_TRIES):
+            try:
+                self.sync_store().read_bounded(names)  # (arms the guard if one is past the bound)
+            except RemoteError:
+                time.sleep(SUSPECT_PAUSE)
+            else:
+                return
 
     def _connections_went_bad(self) -> None:
         self.openings += 1

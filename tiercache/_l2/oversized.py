@@ -6,11 +6,13 @@ No Redis client here: the core reads these.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Final
 
 from tiercache._l2.envelope import TOKEN_OFFSET, TOKEN_SIZE
 
-__all__ = ["BOUND", "FLOOR", "OVERSIZED_PREFIX", "Oversized", "ReplyBound"]
+__all__ = ["BOUND", "FLOOR", "GUARD_SECONDS", "OVERSIZED_PREFIX", "Guard", "Oversized", "ReplyBound"]
 
 #: The least bound, whatever the caches ask (key names, announcements, script replies).
 FLOOR: Final = 1 << 20
@@ -50,3 +52,35 @@ class Oversized(bytes):
         made = super().__new__(cls, prefix)
         made.size = size
         return made
+
+
+#: How long an endpoint reads by length first after a string past the bound was found there.
+GUARD_SECONDS: Final = 60.0
+
+
+class Guard:
+    """Whether an endpoint's reads ask each key's length before its value (see replies).
+
+    Refusing a reply as it arrives bounds our memory, not Redis's work: Redis copies the whole
+    string into its output buffer first (256 MB: a tenth of a second and more, for every read),
+    and concurrent reads of such keys time out behind each other, open the breaker, and never
+    get as far as repairing them. Once one is found, reads go through READ_BOUNDED, which never
+    copies one, for GUARD_SECONDS after the last found: the repairs land, and the hot path pays
+    nothing while nobody plants.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: When guarding ends (0.0: not guarding; read on every L2 read, so a plain attribute).
+        self.until = 0.0
+
+    def arm(self) -> None:
+        """Guard from now on, for GUARD_SECONDS."""
+        self.until = self._clock() + GUARD_SECONDS
+
+    def active(self) -> bool:
+        """Whether reads are guarded now (checked only while ``until`` is set)."""
+        if self._clock() < self.until:
+            return True
+        self.until = 0.0
+        return False

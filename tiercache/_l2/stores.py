@@ -25,7 +25,7 @@ from tiercache._l2.envelope import (
     fresh_since_absent,
 )
 from tiercache._l2.errors import RemoteError, RemoteRejected, RemoteSaturated, RemoteUnavailable, brief
-from tiercache._l2.oversized import Oversized
+from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
@@ -41,9 +41,14 @@ class Owner(Protocol):
     #: Milliseconds an invalidation or a set waits for a replica to acknowledge it (0: none);
     #: a Sentinel deployment's failover would otherwise lose what the replica had not received.
     confirm_ms: int
+    #: Whether reads ask each key's length first (see oversized.Guard).
+    guard: Guard
 
     def unconfirmed(self, what: str, reply: Any) -> None:
         """Say (once) that no replica acknowledged ``what`` in time (``reply``: WAIT's answer)."""
+
+    def suspect(self, names: Sequence[str]) -> None:
+        """Say that a read of ``names`` timed out (a string past the bound may be why)."""
 
 
 __all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions"]
@@ -216,19 +221,54 @@ def _swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]
     return [expected or b"", payload, ttl_ms]
 
 
+def _failed_read(owner: Owner, exc: Exception, names: Sequence[str]) -> RemoteError:
+    """Return the RemoteError a failed read of ``names`` raises; a timeout makes them suspects."""
+    if isinstance(exc, redis.TimeoutError):
+        owner.suspect(names)
+    return _translate(exc)
+
+
+def _names_of(key: str, generation_key: str | None) -> list[str]:
+    """Return what ``read()`` reads: ``key``, after ``generation_key`` if given."""
+    return [key] if generation_key is None else [generation_key, key]
+
+
+def _pair(found: list[bytes | None], generation_key: str | None) -> tuple[bytes | None, bytes | None]:
+    """Return ``(generation, payload)`` from what ``_names_of`` named."""
+    return (None, found[0]) if generation_key is None else (found[0], found[1])
+
+
+def _noted(guard: Guard, found: list[bytes | None]) -> list[bytes | None]:
+    """Return ``found``; arm ``guard`` again if a string past the bound is among it."""
+    if any(isinstance(value, Oversized) for value in found):
+        guard.arm()
+    return found
+
+
 def _any_oversized(replies: Sequence[Any]) -> bool:
     """Whether a reply of a pipeline was a string past the bound (see replies)."""
     return any(isinstance(reply, OversizedReply) for reply in replies)
 
 
-def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int) -> None:
-    """Queue, per key, SET NX of ``token`` then GET: each key's two commands stay in order."""
+def _queue_claims(pipeline: Any, keys: Sequence[str], token: bytes, ttl_ms: int, *, guarded: bool) -> None:
+    """Queue, per key, SET NX of ``token`` then GET: each key's two commands stay in order.
+
+    ``guarded``: READ_BOUNDED instead of GET (see oversized.Guard).
+    """
     for key in keys:
         pipeline.set(key, token, px=ttl_ms, nx=True)
-        pipeline.get(key)
+        if guarded:
+            queue_bounded_reads(pipeline, (key,))
+        else:
+            pipeline.get(key)
 
 
-def _claimed(replies: Sequence[Any]) -> list[bytes | None]:
+def _guarded(guard: Guard) -> bool:
+    """Whether ``guard`` is on (its clock is read only while it is set)."""
+    return bool(guard.until) and guard.active()
+
+
+def _claimed(replies: Sequence[Any], *, guarded: bool) -> list[bytes | None]:
     """Return what each claimed key holds, from ``_queue_claims``'s replies.
 
     A key of another type (planted) answers GET with an error: it reads as b"", not a token,
@@ -238,6 +278,8 @@ def _claimed(replies: Sequence[Any]) -> list[bytes | None]:
     for reply in replies[0::2]:
         if isinstance(reply, Exception):
             raise reply
+    if guarded:
+        return from_bounded_reads(list(replies[1::2]), other_type=b"")
     return [b"" if isinstance(reply, Exception) else reply for reply in replies[1::2]]
 
 
@@ -302,6 +344,7 @@ class SyncStore:
         self.endpoint = endpoint
         # The breaker openings this store's pool has caught up with (see Endpoint.openings).
         self.openings_seen = endpoint.openings
+        self.guard = endpoint.guard  # (read on every read: one attribute away)
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
         self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
@@ -348,6 +391,8 @@ class SyncStore:
 
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
+        if self.guard.until and self.guard.active():
+            return _pair(self._read_bounded(_names_of(key, generation_key)), generation_key)
         # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
         try:
             if generation_key is None:
@@ -356,25 +401,34 @@ class SyncStore:
             both: Any = self._mget([generation_key, key])
             return both[0], both[1]
         except OversizedReply:
-            found = self._read_bounded([key] if generation_key is None else [generation_key, key])
-            return (None, found[0]) if generation_key is None else (found[0], found[1])
+            self.guard.arm()
+            return _pair(self._read_bounded(_names_of(key, generation_key)), generation_key)
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
-            raise _translate(exc) from exc
+            raise _failed_read(self.endpoint, exc, _names_of(key, generation_key)) from exc
+
+    def read_bounded(self, names: Sequence[str]) -> list[bytes | None]:
+        """Read ``names`` by length first (READ_BOUNDED); arm the guard if one is past the bound."""
+        return self._read_bounded(names)
 
     def _read_bounded(self, names: Sequence[str], other_type: bytes | None = None) -> list[bytes | None]:
-        """Read ``names`` again, each string past the bound as ``Oversized`` (see replies)."""
+        """Read ``names`` through READ_BOUNDED: each string past the bound as ``Oversized``."""
         with _TRANSLATED:
-            return from_bounded_reads(_bounded(self.client, names).execute(raise_on_error=False), other_type)
+            replies = _bounded(self.client, names).execute(raise_on_error=False)
+        return _noted(self.guard, from_bounded_reads(replies, other_type))
 
     def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
-        """MGET ``names``; read again through READ_BOUNDED if one is past the bound."""
-        try:
-            with _TRANSLATED:
-                return cast("list[bytes | None]", self._mget(names)) if names else []
-        except RemoteRejected as exc:
-            if not isinstance(exc.__cause__, OversizedReply):
-                raise
+        """MGET ``names``; through READ_BOUNDED while guarded, or if one is past the bound."""
+        if not names:
+            return []
+        if _guarded(self.guard):
             return self._read_bounded(names)
+        try:
+            return cast("list[bytes | None]", self._mget(names))
+        except OversizedReply:
+            self.guard.arm()
+            return self._read_bounded(names)
+        except Exception as exc:  # as in _Translated
+            raise _failed_read(self.endpoint, exc, names) from exc
 
     def read_many(
         self, keys: tuple[str, ...], generation_key: str | None
@@ -397,17 +451,19 @@ class SyncStore:
         SET NX, then GET, in one pipeline (on a cluster, grouped by node; each key's two
         commands stay in order): whoever came first, every claimant learns the same token.
         """
+        guarded = _guarded(self.guard)
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            _queue_claims(pipeline, keys, token, ttl_ms)
+            _queue_claims(pipeline, keys, token, ttl_ms, guarded=guarded)
             try:
                 replies: list[Any] | None = pipeline.execute(raise_on_error=False)
             except OversizedReply:  # (the claims were made: what each key holds is read again)
                 replies = None
         # (A cluster's pipeline answers each command on its own: the error is among the replies.)
         if replies is None or _any_oversized(replies):
+            self.guard.arm()
             return self._read_bounded(keys, other_type=b"")
-        return _claimed(replies)
+        return _noted(self.guard, _claimed(replies, guarded=guarded))
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``.
@@ -670,6 +726,7 @@ class AsyncStore:
         self.endpoint = endpoint
         # The breaker openings this store's pool has caught up with (see Endpoint.openings).
         self.openings_seen = endpoint.openings
+        self.guard = endpoint.guard  # (read on every read: one attribute away)
         self._release = client.register_script(RELEASE_LOCK)
         self._write_if_unchanged = client.register_script(WRITE_IF_UNCHANGED)
         self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
@@ -750,16 +807,18 @@ class AsyncStore:
             return result
         self._in_flight += 1
         try:
+            if self.guard.until and self.guard.active():
+                return _pair(await self._read_bounded(_names_of(key, generation_key)), generation_key)
             if generation_key is None:
                 payload: Any = await self.client.get(key)
                 return None, payload
             both: Any = await self._mget([generation_key, key])
             return both[0], both[1]
         except OversizedReply:
-            found = await self._read_bounded([key] if generation_key is None else [generation_key, key])
-            return (None, found[0]) if generation_key is None else (found[0], found[1])
+            self.guard.arm()
+            return _pair(await self._read_bounded(_names_of(key, generation_key)), generation_key)
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
-            raise _translate(exc) from exc
+            raise _failed_read(self.endpoint, exc, _names_of(key, generation_key)) from exc
         finally:
             self._in_flight -= 1
 
@@ -769,17 +828,21 @@ class AsyncStore:
         """See ``SyncStore._read_bounded``."""
         with _TRANSLATED:
             replies = await _bounded(self.client, names).execute(raise_on_error=False)
-            return from_bounded_reads(replies, other_type)
+        return _noted(self.guard, from_bounded_reads(replies, other_type))
 
     async def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
-        """MGET ``names``; read again through READ_BOUNDED if one is past the bound."""
-        try:
-            with _TRANSLATED:
-                return cast("list[bytes | None]", await self._mget(names)) if names else []
-        except RemoteRejected as exc:
-            if not isinstance(exc.__cause__, OversizedReply):
-                raise
+        """See ``SyncStore._mget_bounded``."""
+        if not names:
+            return []
+        if _guarded(self.guard):
             return await self._read_bounded(names)
+        try:
+            return cast("list[bytes | None]", await self._mget(names))
+        except OversizedReply:
+            self.guard.arm()
+            return await self._read_bounded(names)
+        except Exception as exc:  # as in _Translated
+            raise _failed_read(self.endpoint, exc, names) from exc
 
     async def _send(self, batch: _ReadBatch, after: asyncio.Future[None] | None) -> None:
         self._in_flight += 1
@@ -817,16 +880,18 @@ class AsyncStore:
 
     async def claim_tokens(self, keys: tuple[str, ...], token: bytes, ttl_ms: int) -> list[bytes | None]:
         """See ``SyncStore.claim_tokens``."""
+        guarded = _guarded(self.guard)
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            _queue_claims(pipeline, keys, token, ttl_ms)
+            _queue_claims(pipeline, keys, token, ttl_ms, guarded=guarded)
             try:
                 replies: list[Any] | None = await pipeline.execute(raise_on_error=False)
             except OversizedReply:  # as in SyncStore's
                 replies = None
         if replies is None or _any_oversized(replies):
+            self.guard.arm()
             return await self._read_bounded(keys, other_type=b"")
-        return _claimed(replies)
+        return _noted(self.guard, _claimed(replies, guarded=guarded))
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore).

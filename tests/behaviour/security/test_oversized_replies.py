@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
 from tiercache._decorator.function import LINGER
 from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2 import oversized
+from tiercache._l2.endpoint import live_endpoints
 from tiercache._l2.envelope import HEADER_SIZE, generation_from, token_of
 from tiercache._l2.oversized import BOUND, OVERSIZED_PREFIX, Oversized
 from tiercache._l2.replies import OversizedReply, async_parser, sync_parser
@@ -125,6 +128,16 @@ BIG = 12 * MiB
 HUGE = 64 * MiB
 
 
+@pytest.fixture(autouse=True)
+def unguarded() -> Iterator[None]:
+    """Each test finds its endpoint unguarded: an earlier one's planted key armed it for a minute."""
+    for endpoint in live_endpoints():
+        endpoint.guard.until = 0.0
+    yield
+    for endpoint in live_endpoints():
+        endpoint.guard.until = 0.0
+
+
 @pytest.fixture
 def watched(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     with caplog.at_level(logging.WARNING, logger="tiercache"):
@@ -212,6 +225,11 @@ async def test_async_callers_read_past_a_planted_value_as_a_miss(
     ]
     assert sorted(runs) == ["ann", "bob", "cy", "warm"]
     assert all(len(client.get(lookup.cache_key(n)) or b"") < 1000 for n in ("ann", "bob", "cy"))
+    # Found one: the endpoint's reads ask lengths first for a while (see oversized.Guard).
+    assert lookup.__tiercache__.endpoint().guard.until
+    client.set(lookup.cache_key("dan"), b"\xa7" * BIG)
+    assert await lookup("dan") == "role of dan" and await lookup("dan") == "role of dan"
+    assert runs.count("dan") == 1 and client.strlen(lookup.cache_key("dan")) < 1000
     no_breaker(lookup)
 
 
@@ -291,8 +309,11 @@ def test_the_adapter_reads_a_planted_value_past_the_bound_as_a_miss(
     cache.close()
 
 
-def test_the_bound_grows_with_the_largest_max_value_bytes(real_l2: str) -> None:
+def test_the_bound_grows_with_the_largest_max_value_bytes(
+    real_l2: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = BOUND.bytes
+    monkeypatch.setattr(BOUND, "bytes", before)  # (put back after: the other tests plant past 8 MiB)
 
     @tiered_cache(max_value_bytes=before * 2, name="oversized.larger")
     def blob() -> bytes:
@@ -300,3 +321,77 @@ def test_the_bound_grows_with_the_largest_max_value_bytes(real_l2: str) -> None:
 
     blob()
     assert BOUND.bytes >= before * 2 and oversized.FLOOR <= before
+
+
+# -- strings too long for Redis to send before the timeout ------------------------------------
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path).start()
+    yield server
+    tiercache.close()
+    server.stop()
+
+
+def test_a_read_that_timed_out_has_its_keys_asked_their_length(own_server: RedisProcess) -> None:
+    """Redis copies a whole string into its output buffer before sending a byte of it: reads of a
+    256 MB key time out, and the parser never sees its length. The keys of a read that timed out
+    are asked their length in the background (READ_BOUNDED copies nothing); one past the bound
+    guards the endpoint's reads, which then repair it."""
+    tiercache.configure(redis_url=own_server.url)
+    lookup, runs = counted("oversized.suspect")
+    lookup("warm")
+    endpoint = lookup.__tiercache__.endpoint()
+    client = own_server.client()
+    key = lookup.cache_key("ann")
+    assert BOUND.bytes < BIG
+    client.setrange(key, BIG - 1, b"x")  # (made in Redis: nothing this size crosses the wire)
+    own_server.pause()  # the read times out, as one of a 256 MB string does
+    try:
+        assert lookup("ann") == "role of ann"
+    finally:
+        own_server.resume()
+    deadline = time.monotonic() + 5
+    while not endpoint.guard.until and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert endpoint.guard.until  # the background ask found it
+    while client.strlen(key) > 1000 and time.monotonic() < deadline:
+        assert lookup("ann") == "role of ann"  # (the breaker the timeout opened may still be open)
+        time.sleep(0.05)
+    assert client.strlen(key) < 1000  # repaired by a guarded read's miss
+    ran = len(runs)
+    assert lookup("ann") == "role of ann" and len(runs) == ran  # an L2 hit now
+
+
+def test_strings_too_long_to_send_in_time_are_repaired_all_the_same(own_server: RedisProcess) -> None:
+    """256 MiB under four value keys and the generation key, read by four threads at once: every
+    read times out at first (before: for good, the breaker opening and closing, nothing
+    repaired); within a few rounds every key holds what the cache wrote."""
+    tiercache.configure(redis_url=own_server.url)
+    lookup, _ = counted("oversized.giant")
+    lookup(-1)
+    lookup.cache_clear()
+    client = own_server.client()
+    generation_key = lookup.__tiercache__.generation_key
+    for key in [lookup.cache_key(n) for n in range(4)] + [generation_key]:
+        client.setrange(key, (256 << 20) - 1, b"7")
+    lookup.__tiercache__.forget_generation()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answers: list[Any] = [None] * 4
+
+        def call(n: int) -> None:
+            answers[n] = lookup(n)
+
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == ["role of 0", "role of 1", "role of 2", "role of 3"]
+        sizes = [client.strlen(lookup.cache_key(n)) for n in range(4)] + [client.strlen(generation_key)]
+        if max(sizes) < 1000:
+            break
+        time.sleep(0.2)
+    assert max(sizes) < 1000, sizes
