@@ -295,19 +295,35 @@ _EXT_DECODERS: dict[int, Callable[[bytes, int], Any]] = {
 }
 
 
+def _plain(encoded: Any, of: type) -> Any:
+    """Return what the encoder of ``of`` returned; a str or bytes subclass as a plain str or bytes.
+
+    ``register_type(SafeString, str, mark_safe)`` reads as it should: but str() of a str
+    subclass may be the very object (SafeString's is), which the codec would take for another
+    SafeString to encode, again and again. (Another registered type is encoded as itself.)
+    """
+    kind = type(encoded)
+    if kind is str or kind is bytes or (kind is not of and kind in _registered_by_type):
+        return encoded
+    if isinstance(encoded, str):
+        return str.__str__(encoded)  # (a plain str copy of a subclass's)
+    if isinstance(encoded, bytes):
+        return bytes(encoded)
+    return encoded
+
+
 def _default_at(depth: int) -> Callable[[Any], msgpack.ExtType]:
     def default(obj: Any) -> msgpack.ExtType:
         """Encode what msgpack does not know natively, or refuse it."""
         if depth >= MAX_NESTING:
-            raise UnencodableError(f"values nested more than {MAX_NESTING} deep")
+            raise UnencodableError(type(obj).__qualname__, f"values nested more than {MAX_NESTING} deep")
         encoder = _EXT_ENCODERS.get(type(obj))
         if encoder is not None:
             return encoder(obj, depth + 1)
         registration = _registered_by_type.get(type(obj))
         if registration is not None:
-            return msgpack.ExtType(
-                _REGISTERED, _pack_inner([registration.name, registration.encode(obj)], depth + 1)
-            )
+            encoded = _plain(registration.encode(obj), type(obj))
+            return msgpack.ExtType(_REGISTERED, _pack_inner([registration.name, encoded], depth + 1))
         raise UnencodableError(f"{type(obj).__module__}.{type(obj).__qualname__}")
 
     return default

@@ -115,6 +115,46 @@ def test_registered_types_round_trip_and_nest() -> None:
     assert decode_value(encode_value(value)) == value
 
 
+class Marked(str):
+    """A str subclass whose str() is itself, as Django's SafeString."""
+
+    def __str__(self) -> str:
+        return self
+
+
+class Blob(bytes):
+    pass
+
+
+def test_a_subclass_of_str_or_bytes_registers_with_str_or_bytes_as_its_encoder() -> None:
+    """register_type(SafeString, str, mark_safe) recursed 32 times (str() of one is itself) and
+    said "a values nested more than 32 deep value is kept in L1 only"."""
+    register_type(Marked, str, Marked, name="test.Marked")
+    register_type(Blob, bytes, Blob, name="test.Blob")
+    value = {"html": Marked("<b>hi</b>"), "raw": Blob(b"\x00\x01"), "plain": "x"}
+    back = decode_value(encode_value(value))
+    assert back == value and type(back["html"]) is Marked and type(back["raw"]) is Blob
+    assert type(back["plain"]) is str
+
+
+def test_values_nested_too_deep_are_named_as_such(fake_l2: Any, caplog: pytest.LogCaptureFixture) -> None:
+    deep: Any = 1
+    for _ in range(40):
+        deep = (deep,)
+    with pytest.raises(UnencodableError) as caught:
+        encode_value(deep)
+    assert caught.value.type_name == "tuple" and "nested more than 32 deep" in caught.value.reason
+
+    @tiered_cache(name="codec.deep")
+    def nest() -> Any:
+        return deep
+
+    with caplog.at_level(logging.WARNING, logger="tiercache"):
+        nest()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == "codec.deep: a value is kept in L1 only: values nested more than 32 deep"
+
+
 def test_register_type_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="register_type"):
         register_type("Money", str, str)  # type: ignore[arg-type]
