@@ -49,6 +49,8 @@ class _Registration:
 
 
 _registered_by_type: dict[type, _Registration] = {}
+# Registered with subclasses=True: looked up along a foreign type's MRO, only once it is foreign.
+_registered_bases: dict[type, _Registration] = {}
 _registered_by_name: dict[str, _Registration] = {}
 _registry_lock = threading.Lock()
 
@@ -59,13 +61,18 @@ def register_type(
     decode: Callable[[Any], Any],
     *,
     name: str | None = None,
+    subclasses: bool = False,
 ) -> None:
     """Let values of ``cls`` be stored in L2.
 
     ``encode(obj)`` must return a value the codec already supports (which may contain other
-    registered types); ``decode(that_value)`` must rebuild an equal ``cls`` instance. The type is
-    recorded on the wire by ``name`` (default ``"module.QualName"``), so every process that reads
-    these values must register the same name; an unknown name reads as a miss, never an import.
+    registered types; a str or bytes subclass is stored as a plain str or bytes, so
+    ``register_type(SafeString, str, mark_safe)`` works); ``decode(that_value)`` must rebuild an
+    equal ``cls`` instance. The type is recorded on the wire by ``name`` (default
+    ``"module.QualName"``), so every process that reads these values must register the same
+    name; an unknown name reads as a miss, never an import. With ``subclasses``, instances of
+    subclasses of ``cls`` that are not registered themselves are encoded the same way (and
+    decoded as ``decode`` makes them).
     """
     if not isinstance(cls, type):
         raise TypeError(f"register_type(): cls must be a class, not {cls!r}")
@@ -76,6 +83,8 @@ def register_type(
     with _registry_lock:
         _registered_by_type[cls] = registration
         _registered_by_name[name] = registration
+        if subclasses:
+            _registered_bases[cls] = registration
 
 
 def _tz_spec(tz: dt.tzinfo | None) -> Any:
@@ -295,6 +304,16 @@ _EXT_DECODERS: dict[int, Callable[[bytes, int], Any]] = {
 }
 
 
+def _registered_base(kind: type) -> _Registration | None:
+    """Return the registration of a base of ``kind`` registered with its subclasses, if any."""
+    if _registered_bases:
+        for base in kind.__mro__[1:]:
+            registration = _registered_bases.get(base)
+            if registration is not None:
+                return registration
+    return None
+
+
 def _plain(encoded: Any, of: type) -> Any:
     """Return what the encoder of ``of`` returned; a str or bytes subclass as a plain str or bytes.
 
@@ -320,7 +339,7 @@ def _default_at(depth: int) -> Callable[[Any], msgpack.ExtType]:
         encoder = _EXT_ENCODERS.get(type(obj))
         if encoder is not None:
             return encoder(obj, depth + 1)
-        registration = _registered_by_type.get(type(obj))
+        registration = _registered_by_type.get(type(obj)) or _registered_base(type(obj))
         if registration is not None:
             encoded = _plain(registration.encode(obj), type(obj))
             return msgpack.ExtType(_REGISTERED, _pack_inner([registration.name, encoded], depth + 1))

@@ -17,8 +17,10 @@ L1 first and from Redis after, and every process drops from its L1 what another 
 adapters' coherence). ``OPTIONS`` takes the fields of ``MultiTierCacheSettings`` in capitals
 (``NAMESPACE``, ``SIGNING_KEY``, ``L2_TIMEOUT``, ...); ``LOCATION`` is its ``l2_url`` (any URL
 tiercache takes: ``redis+cluster://``, ``redis+sentinel://``, ...). Values are msgpack with
-tiercache's types (``tiercache.register_type`` adds yours), never pickled: a value of another
-type lives in that process's L1 only, with a warning. ``add()``, ``incr()`` and ``touch()``
+tiercache's types, never pickled: this module registers Django's responses (``cache_page``),
+safe strings (``{% cache %}``) and lazy strings (see ``_django_values``), and
+``tiercache.register_type`` adds yours; a value of another type (a model instance, a
+QuerySet) lives in that process's L1 only, with a warning. ``add()``, ``incr()`` and ``touch()``
 are compare-and-swaps in Redis, atomic across processes.
 """
 
@@ -37,6 +39,7 @@ from tiercache._adapter.adapter import MultiTierCache
 from tiercache._adapter.settings import MultiTierCacheSettings
 from tiercache._core.shells import run_sync
 from tiercache._l1.lru import MISSING
+from tiercache.contrib._django_values import register_django_types
 
 __all__ = ["FOREVER", "TieredCache"]
 
@@ -46,6 +49,8 @@ FOREVER: Final = 100 * 365 * 86400.0
 # Django's own cache options, which BaseCache reads (culling means nothing here: L1 is bounded
 # by L1_MAX_ENTRIES, and Redis by its own maxmemory policy).
 _DJANGO_OPTIONS: Final = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+
+register_django_types()  # (every process with this backend reads what the others wrote)
 
 _shared_lock = threading.Lock()
 # Weakly: a cache lives as long as a backend object uses it (Django drops them when its CACHES

@@ -8,6 +8,7 @@ show: other processes' L1s follow, and incr() is atomic across processes.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -179,6 +180,54 @@ def test_data_types(cache: Any) -> None:
     # (And from Redis, not only this process's L1:)
     cache._cache.invalidate_l1()
     assert cache.get_many(values) == values
+
+
+def test_responses_safe_strings_and_lazy_strings_reach_redis(cache: Any) -> None:
+    """cache_page stores responses, {% cache %} safe strings, forms lazy strings: all of them
+    used to stay in the writing process's L1 (another process re-ran the view)."""
+    from django.http import HttpResponse  # noqa: PLC0415
+    from django.utils.safestring import SafeString, mark_safe  # noqa: PLC0415
+    from django.utils.translation import gettext_lazy  # noqa: PLC0415
+
+    response = HttpResponse(b"<p>made once</p>", status=203, reason="Made Once")
+    response["X-Made-By"] = "test"
+    response.set_cookie("seen", "1", max_age=60, httponly=True)
+    cache.set("response", response)
+    cache.set("fragment", mark_safe("<b>bold</b>"))
+    cache.set("lazy", gettext_lazy("Hello"))
+    cache._cache.invalidate_l1()  # (from Redis, as another process reads them)
+    back = cache.get("response")
+    assert type(back) is HttpResponse and back.content == b"<p>made once</p>"
+    assert (back.status_code, back.reason_phrase, back["X-Made-By"]) == (203, "Made Once", "test")
+    assert back["Content-Type"] == response["Content-Type"]
+    assert back.cookies["seen"].value == "1" and back.cookies["seen"]["httponly"]
+    fragment = cache.get("fragment")
+    assert type(fragment) is SafeString and fragment == "<b>bold</b>"
+    lazy = cache.get("lazy")
+    assert type(lazy) is str and lazy == "Hello"
+
+
+def test_a_lazy_value_that_is_not_a_string_stays_in_l1(cache: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from django.utils.functional import lazy  # noqa: PLC0415
+
+    answer = lazy(lambda: 42, int)()
+    with caplog.at_level("WARNING", logger="tiercache"):
+        cache.set("answer", answer)
+    assert cache.get("answer") is answer  # from L1
+    cache._cache.invalidate_l1()
+    assert cache.get("answer") is None
+    assert any("a lazy value that is not a string" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stored_response_of_the_wrong_shape_is_a_miss() -> None:
+    import msgpack  # noqa: PLC0415
+
+    from tiercache._l2.codec import DecodeError, decode_value  # noqa: PLC0415
+
+    for fields in ([200, "OK", b"x", [["X", 1]], []], [99999, "OK", b"x", [], []], [200, "OK", "x", [], []]):
+        forged = msgpack.packb(msgpack.ExtType(11, msgpack.packb(["django.HttpResponse", fields])))
+        with pytest.raises(DecodeError):
+            decode_value(forged)
 
 
 def test_expiration(cache: Any) -> None:
@@ -374,6 +423,79 @@ else:
         cache.incr("counter")
 tiercache.close()
 """
+
+
+PAGE_PEER = """
+import json, os, sys, django
+from django.conf import settings
+url, namespace = sys.argv[1:3]
+settings.configure(
+    SECRET_KEY="tiercache-tests", ROOT_URLCONF="__main__", ALLOWED_HOSTS=["testserver"],
+    CACHES={"default": {"BACKEND": "tiercache.contrib.django.TieredCache", "LOCATION": url,
+                        "OPTIONS": {"NAMESPACE": namespace}}},
+    TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates"}],
+)
+django.setup()
+from django.core.cache import cache
+from django.http import HttpResponse
+from django.template import Context, Template
+from django.test import Client
+from django.urls import path
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import cache_page
+import tiercache
+
+@cache_page(60)
+def page(request):
+    response = HttpResponse(f"page made by {os.getpid()}", content_type="text/plain; charset=utf-8")
+    response["X-Made-By"] = str(os.getpid())
+    return response
+
+urlpatterns = [path("page", page)]
+served = Client().get("/page")
+fragment = Template(
+    "{% load cache %}{% cache 60 greeting %}fragment made by {{ pid }}{% endcache %}"
+).render(Context({"pid": os.getpid()}))
+cache.add("lazy", gettext_lazy("Hello"))
+lazy = cache.get("lazy")
+print(json.dumps({"pid": os.getpid(), "page": served.content.decode(), "made_by": served["X-Made-By"],
+                  "fragment": fragment, "lazy": [str(lazy), type(lazy).__name__]}))
+tiercache.close()
+"""
+
+
+@pytest.mark.slow
+def test_cache_page_fragments_and_lazy_strings_are_served_to_another_process(
+    redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    argv = [
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        textwrap.dedent(PAGE_PEER),
+        redis_server.url,
+        isolated_settings,
+    ]
+
+    def run() -> dict[str, Any]:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "L1 only" not in done.stderr
+        return dict(json.loads(done.stdout))
+
+    first, second = run(), run()
+    assert first["pid"] != second["pid"]
+    assert second["page"] == first["page"] == f"page made by {first['pid']}"  # the view ran once
+    assert second["made_by"] == str(first["pid"])
+    assert second["fragment"] == first["fragment"] == f"fragment made by {first['pid']}"
+    assert second["lazy"] == ["Hello", "str"]  # (the writer's L1 keeps the lazy object it was given)
 
 
 def peer(redis_server: RedisProcess, namespace: str, action: str) -> subprocess.Popen[str]:

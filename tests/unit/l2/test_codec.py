@@ -137,6 +137,33 @@ def test_a_subclass_of_str_or_bytes_registers_with_str_or_bytes_as_its_encoder()
     assert type(back["plain"]) is str
 
 
+class Shape:
+    def __init__(self, sides: int) -> None:
+        self.sides = sides
+
+
+class Square(Shape):
+    pass
+
+
+class Triangle:
+    pass
+
+
+class Wedge(Triangle):
+    pass
+
+
+def test_a_base_registered_with_its_subclasses_encodes_them_and_only_then() -> None:
+    register_type(Shape, lambda s: s.sides, Shape, name="test.Shape", subclasses=True)
+    register_type(Triangle, lambda _: 3, lambda _: Triangle(), name="test.Triangle")
+    back = decode_value(encode_value([Square(4), Shape(5)]))
+    assert [type(shape) for shape in back] == [Shape, Shape] and [s.sides for s in back] == [4, 5]
+    with pytest.raises(UnencodableError) as caught:
+        encode_value(Wedge())  # (registered without subclasses: a subclass is foreign)
+    assert caught.value.type_name.endswith("Wedge")
+
+
 def test_values_nested_too_deep_are_named_as_such(fake_l2: Any, caplog: pytest.LogCaptureFixture) -> None:
     deep: Any = 1
     for _ in range(40):
