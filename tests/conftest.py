@@ -25,7 +25,13 @@ pytest_plugins = ["pytester"]
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Fresh settings, a private namespace, and an L2 URL where nothing listens."""
-    for name in ("TIERCACHE_REDIS_URL", "TIERCACHE_NAMESPACE", "TIERCACHE_ENABLED", "TIERCACHE_L2"):
+    for name in (
+        "TIERCACHE_REDIS_URL",
+        "TIERCACHE_NAMESPACE",
+        "TIERCACHE_ENABLED",
+        "TIERCACHE_L2",
+        "PROMETHEUS_MULTIPROC_DIR",  # (a developer's own would make collectors sum its files)
+    ):
         monkeypatch.delenv(name, raising=False)
     _config.reset()
     namespace = f"test-{uuid.uuid4().hex[:12]}"

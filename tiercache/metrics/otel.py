@@ -4,11 +4,14 @@
 collection, so exporting costs nothing on the call path. Counters carry a ``function`` attribute
 (hits also ``tier``). OpenTelemetry has no asynchronous histogram, so latency is exported as the
 gauge ``tiercache.call.duration`` with a ``statistic`` attribute (``p50``, ``p99``, ``mean``),
-from the histogram tiercache keeps anyway.
+from the histogram tiercache keeps anyway. Every observation carries ``process.pid``: behind
+several worker processes exporting under one resource, each worker's series stay apart (a
+backend sums them), where they would overwrite each other.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
@@ -67,8 +70,9 @@ def _observe(
     values: Callable[[Reading], list[tuple[float, dict[str, str]]]],
 ) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
+        pid = os.getpid()  # (read at each collection: a forked worker is another process)
         return [
-            Observation(value, {"function": reading.function, **attributes})
+            Observation(value, {"function": reading.function, "process.pid": pid, **attributes})
             for reading in readings()
             for value, attributes in values(reading)
         ]

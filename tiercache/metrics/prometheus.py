@@ -8,12 +8,15 @@ counters as ``cache_stats()`` at scrape time, so exporting costs nothing on the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tiercache.metrics._source import COUNTERS, readings
+from tiercache.metrics._source import COUNTERS
+from tiercache.metrics._workers import WorkerFiles, sums_here
 
 __all__ = ["DEFAULT_BUCKETS", "TiercacheCollector"]
 
@@ -25,9 +28,21 @@ DEFAULT_BUCKETS = (
 
 
 class TiercacheCollector(Collector):
-    """Expose every live ``@tiered_cache`` function's counters and latency to Prometheus."""
+    """Expose every live ``@tiered_cache`` function's counters and latency to Prometheus.
 
-    def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS, prefix: str = "tiercache") -> None:
+    Behind several worker processes (gunicorn, uvicorn ``--workers``), set
+    ``PROMETHEUS_MULTIPROC_DIR`` as prometheus_client's multiprocess mode has it (or pass
+    ``multiprocess_dir``) and register the collector in every worker: each scrape then reports
+    the sum over all of them (see ``_workers``). ``multiprocess_dir=False``: this process only.
+    """
+
+    def __init__(
+        self,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        prefix: str = "tiercache",
+        *,
+        multiprocess_dir: str | os.PathLike[str] | Literal[False] | None = None,
+    ) -> None:
         if list(buckets) != sorted(set(buckets)) or not buckets or buckets[0] <= 0:
             raise ValueError(
                 f"TiercacheCollector: buckets must be ascending positive seconds, not {buckets!r}"
@@ -35,9 +50,14 @@ class TiercacheCollector(Collector):
         self._buckets = tuple(buckets)
         self._bounds_ns = [round(bound * 1e9) for bound in buckets]
         self._prefix = prefix
+        if multiprocess_dir is None:
+            multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or False
+        self._workers = (
+            WorkerFiles(multiprocess_dir, self._bounds_ns) if multiprocess_dir is not False else None
+        )
 
     def collect(self) -> Iterator[Metric]:
-        """Read every cached function's stats and yield them as metric families."""
+        """Read every cached function's stats (of every worker) and yield them as metric families."""
         p = self._prefix
         counters = {
             field: CounterMetricFamily(f"{p}_{field}", text, labels=["function"]) for field, text in COUNTERS
@@ -53,20 +73,25 @@ class TiercacheCollector(Collector):
             labels=["function"],
             unit="",
         )
-        for reading in readings():
-            stats, labels = reading.stats, [reading.function]
+        sums = self._workers.sums() if self._workers is not None else sums_here(self._bounds_ns)
+        for function, total in sums.items():
+            labels = [function]
             for field, family in counters.items():
-                family.add_metric(labels, getattr(stats, field))
-            hits.add_metric([reading.function, "l1"], stats.l1_hits)
-            hits.add_metric([reading.function, "l2"], stats.l2_hits)
-            size.add_metric(labels, stats.l1_size)
-            degraded.add_metric(labels, 1.0 if stats.degraded else 0.0)
-            cumulative = reading.latency.cumulative(self._bounds_ns)
-            buckets = [(_le(bound), count) for bound, count in zip(self._buckets, cumulative, strict=True)]
-            buckets.append(("+Inf", reading.latency.total_weight))
-            latency.add_metric(labels, buckets, reading.latency.total_ns / 1e9)
+                family.add_metric(labels, total.counters[field])
+            hits.add_metric([function, "l1"], total.l1_hits)
+            hits.add_metric([function, "l2"], total.l2_hits)
+            size.add_metric(labels, total.l1_entries)
+            degraded.add_metric(labels, 1.0 if total.degraded else 0.0)
+            buckets = [(_le(bound), count) for bound, count in zip(self._buckets, total.buckets, strict=True)]
+            buckets.append(("+Inf", total.count))
+            latency.add_metric(labels, buckets, total.total_ns / 1e9)
         yield from counters.values()
         yield from (hits, size, degraded, latency)
+
+    def close(self) -> None:
+        """Stop writing this process's figures for other workers (after writing them once more)."""
+        if self._workers is not None:
+            self._workers.close()
 
 
 def _le(bound: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 
 import pytest
@@ -132,7 +133,8 @@ def test_twins_get_numbered_names(isolated_settings):
 
 
 def test_otel_instruments_match_cache_stats(fake_l2):
-    """The OpenTelemetry readings carry the same figures, with function (and tier) attributes."""
+    """The OpenTelemetry readings carry the same figures, with function (and tier) attributes,
+    and the process's pid (behind several workers, one resource: their series stay apart)."""
     reader = InMemoryMetricReader()
     instrument(MeterProvider(metric_readers=[reader]))
     square = workload()
@@ -142,6 +144,7 @@ def test_otel_instruments_match_cache_stats(fake_l2):
             for metric in scope.metrics:
                 for point in metric.data.data_points:
                     attributes = dict(point.attributes)
+                    assert attributes.pop("process.pid") == os.getpid()  # (workers' series stay apart)
                     if attributes.pop("function") == reading_name(square):
                         points[(metric.name, tuple(sorted(attributes.items())))] = point.value
     stats = square.cache_stats()
