@@ -15,8 +15,10 @@
 Django's cache API, the cache session engine and ``cache_page`` then read from the process's
 L1 first and from Redis after, and every process drops from its L1 what another changed (the
 adapters' coherence). ``OPTIONS`` takes the fields of ``MultiTierCacheSettings`` in capitals
-(``NAMESPACE``, ``SIGNING_KEY``, ``L2_TIMEOUT``, ...); ``LOCATION`` is its ``l2_url`` (any URL
-tiercache takes: ``redis+cluster://``, ``redis+sentinel://``, ...). Values are msgpack with
+(``NAMESPACE``, ``SIGNING_KEY``, ``L2_TIMEOUT``, ...), and django-redis's and Django's own
+``RedisCache``'s where they mean something (``SOCKET_TIMEOUT``, ``db``, ...; see
+``_django_options``); ``LOCATION`` is its ``l2_url`` (any URL tiercache takes:
+``redis+cluster://``, ``redis+sentinel://``, ...). Values are msgpack with
 tiercache's types, never pickled: this module registers Django's responses (``cache_page``),
 safe strings (``{% cache %}``) and lazy strings (see ``_django_values``), and
 ``tiercache.register_type`` adds yours; a value of another type (a model instance, a
@@ -39,6 +41,7 @@ from tiercache._adapter.adapter import MultiTierCache
 from tiercache._adapter.settings import MultiTierCacheSettings
 from tiercache._core.shells import run_sync
 from tiercache._l1.lru import MISSING
+from tiercache.contrib._django_options import from_other_backends
 from tiercache.contrib._django_values import register_django_types
 
 __all__ = ["FOREVER", "TieredCache"]
@@ -199,6 +202,7 @@ def _shared_cache(location: str | None, options: dict[str, Any]) -> MultiTierCac
 
     Django makes a backend object per thread: they share one L1 and one set of connections.
     """
+    location, options = from_other_backends(location, options)
     fields = {field.name for field in dataclasses.fields(MultiTierCacheSettings)}
     chosen: dict[str, Any] = {"namespace": "django"}
     for name, value in options.items():
@@ -207,7 +211,8 @@ def _shared_cache(location: str | None, options: dict[str, Any]) -> MultiTierCac
         if not isinstance(name, str) or name.lower() not in fields or name.lower() == "l2_url":
             raise ValueError(
                 f"TieredCache: unknown OPTIONS entry {name!r} (it takes MultiTierCacheSettings' "
-                "fields in capitals, such as L1_MAX_ENTRIES, NAMESPACE or SIGNING_KEY)"
+                "fields in capitals, such as L1_MAX_ENTRIES, NAMESPACE or SIGNING_KEY, and "
+                "django-redis's where they mean something: see docs/services.md)"
             )
         chosen[name.lower()] = value
     if location is not None:

@@ -9,6 +9,7 @@ show: other processes' L1s follow, and incr() is atomic across processes.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from typing import Any
 
 import django
 import pytest
+import redis
 from django.conf import settings
 
 if not settings.configured:
@@ -39,6 +41,7 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from tests.support.concurrency import at_once
+from tiercache import MultiTierCacheSettings
 from tiercache._tools.redis_process import RedisProcess
 from tiercache.contrib.django import TieredCache
 
@@ -371,6 +374,61 @@ def test_bad_settings_name_the_backend(redis_server: RedisProcess) -> None:
     backend = TieredCache(redis_server.url, {})
     with pytest.raises(TypeError, match="TieredCache: timeout must be a number of seconds or None"):
         backend.set("k", 1, timeout="soon")
+
+
+def test_django_redis_and_redis_cache_options_are_read_as_ours(
+    redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """A settings file moved from django-redis (or Django's RedisCache) used to fail at start-up
+    on every one of its OPTIONS: those with a meaning here are now read as ours."""
+    options = {
+        "NAMESPACE": isolated_settings,
+        "CLIENT_CLASS": "django_redis.client.DefaultClient",
+        "COMPRESSOR": "django_redis.compressors.identity.IdentityCompressor",
+        "SOCKET_TIMEOUT": 0.5,
+        "SOCKET_CONNECT_TIMEOUT": 0.75,
+        "CONNECTION_POOL_KWARGS": {"max_connections": 7},
+        "IGNORE_EXCEPTIONS": True,
+        "db": 3,
+    }
+    url = redis_server.url.rsplit("/", 1)[0]  # (no database in the URL: db says which)
+    backend = TieredCache(url, {"OPTIONS": options})
+    chosen = backend._cache.settings
+    assert (chosen.l2_timeout, chosen.l2_connect_timeout, chosen.l2_max_connections) == (0.5, 0.75, 7)
+    assert chosen.compress_min_bytes is None and chosen.l2_url == f"{url}/3"
+    backend.set("moved", {"from": "django-redis"})
+    database_3 = redis.Redis.from_url(f"{url}/3")
+    assert any(b"moved" in key for key in database_3.keys("*"))
+    database_3.close()
+    zstd = {"NAMESPACE": isolated_settings, "COMPRESSOR": "django_redis.compressors.zstd.ZStdCompressor"}
+    compressing = TieredCache(f"{url}/3", {"OPTIONS": zstd})  # (any compressor: "compress")
+    assert compressing._cache.settings.compress_min_bytes == MultiTierCacheSettings().compress_min_bytes
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("SERIALIZER", "django_redis.serializers.pickle.PickleSerializer", "never pickle"),
+        ("CLIENT_CLASS", "django_redis.client.SentinelClient", "redis+sentinel://"),
+        ("CLIENT_CLASS", "django_redis.client.ShardClient", "redis+cluster://"),
+        ("CONNECTION_POOL_KWARGS", {"retry_on_timeout": True}, "a timeout never"),
+        ("IGNORE_EXCEPTIONS", False, "never fails a get or a set"),
+        ("PASSWORD", "hunter2", "redis://:PASSWORD@host"),
+        ("PARSER_CLASS", "redis.connection._HiredisParser", "makes its own Redis clients"),
+        ("pool_class", "redis.BlockingConnectionPool", "makes its own Redis clients"),
+    ],
+)
+def test_options_with_no_meaning_here_are_refused_naming_what_to_do(
+    redis_server: RedisProcess, option: str, value: Any, says: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"TieredCache: OPTIONS {option}.*{re.escape(says)}") as caught:
+        TieredCache(redis_server.url, {"OPTIONS": {option: value}})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_db_option_that_disagrees_with_the_location_is_refused(redis_server: RedisProcess) -> None:
+    with pytest.raises(ValueError, match="db=3 and LOCATION's database /0 disagree"):
+        TieredCache(redis_server.url, {"OPTIONS": {"db": 3}})
 
 
 def test_threads_share_one_l1_and_one_pool(cache: Any, redis_server: RedisProcess) -> None:
