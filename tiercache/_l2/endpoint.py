@@ -17,7 +17,9 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.connection
 import redis.sentinel
+import redis.utils
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -76,9 +78,19 @@ def _async_retry_once() -> AsyncRetry:
 
 
 def _protocol(url: str) -> int:
-    """Return the RESP version ``url`` asks for (redis-py picks a parser for it; we pick ours)."""
-    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("protocol", ["2"])[-1]
-    return 3 if asked.strip() == "3" else 2
+    """Return the RESP version connections to ``url`` speak: the URL's, else redis-py's default.
+
+    redis-py picks a parser for it, but only in place of its own: we pick ours (redis-py 8
+    speaks RESP3 by default, 7 RESP2).
+    """
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("protocol")
+    if asked:
+        return 3 if asked[-1].strip() == "3" else 2
+    # (redis-py 8 keeps its default in redis.utils, 7 in redis.connection)
+    default = getattr(redis.utils, "DEFAULT_RESP_VERSION", None) or getattr(
+        redis.connection, "DEFAULT_RESP_VERSION", 2
+    )
+    return 3 if str(default) == "3" else 2
 
 
 AsyncClientSource = Callable[[], "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]
@@ -165,6 +177,7 @@ class Endpoint:
         #: See stores.Owner: reads ask lengths first for a while after a planted string was found.
         self.guard = Guard()
         self._suspected_at = -SUSPECT_EVERY
+        self._asking = False
         #: A Redis Cluster's primaries that failed lately, and how to ask one whether it answers
         #: (see _l2.nodes); None elsewhere.
         self.nodes: ClusterNodes | None = None
@@ -526,21 +539,27 @@ class Endpoint:
         second, and none while guarded.
         """
         now = time.monotonic()
-        if self.guard.until or now < self._suspected_at + SUSPECT_EVERY:
+        if self.guard.until or self._asking or now < self._suspected_at + SUSPECT_EVERY:
             return
-        self._suspected_at = now
+        self._suspected_at, self._asking = now, True  # (one ask at a time: an outage times out too)
         asked = tuple(names[:SUSPECTS])
-        _background.submit(lambda: self._ask_lengths(asked))
+        _background.submit(lambda: self._ask_lengths(asked), dropped=self._asked)
 
     def _ask_lengths(self, names: tuple[str, ...]) -> None:
         # Redis may still be busy copying for the reads that timed out: try again a few times.
-        for _ in range(SUSPECT_TRIES):
-            try:
-                self.sync_store().read_bounded(names)  # (arms the guard if one is past the bound)
-            except RemoteError:
-                time.sleep(SUSPECT_PAUSE)
-            else:
-                return
+        try:
+            for _ in range(SUSPECT_TRIES):
+                try:
+                    self.sync_store().read_bounded(names)  # (arms the guard if one is past the bound)
+                except RemoteError:
+                    time.sleep(SUSPECT_PAUSE)
+                else:
+                    return
+        finally:
+            self._asked()
+
+    def _asked(self) -> None:
+        self._asking = False
 
     def _connections_went_bad(self) -> None:
         self.openings += 1

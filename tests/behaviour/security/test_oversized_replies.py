@@ -395,3 +395,42 @@ def test_strings_too_long_to_send_in_time_are_repaired_all_the_same(own_server: 
             break
         time.sleep(0.2)
     assert max(sizes) < 1000, sizes
+
+
+@pytest.mark.parametrize("asked", ["", "?protocol=2", "?protocol=3"])
+def test_the_bounded_parser_speaks_the_protocol_of_its_connection(
+    asked: str, redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """redis-py swaps in a RESP3 parser only for its own RESP2 one: ours is chosen by the
+    protocol the connection speaks (the URL's, else redis-py's default: 3 from redis-py 8)."""
+    from redis._parsers import _AsyncRESP3Parser, _RESP3Parser  # noqa: PLC0415
+
+    from tiercache._l2.endpoint import Endpoint  # noqa: PLC0415
+
+    endpoint = Endpoint.from_url(f"{redis_server.url}{asked}", timeout=1.0, connect_timeout=1.0)
+    try:
+        client = endpoint.sync_store().client
+        assert client.set("protocol-check", b"x") and client.get("protocol-check") == b"x"
+        connection = client.connection_pool.get_connection()
+        try:
+            speaks = int(connection.protocol or 2)
+            if not HIREDIS_AVAILABLE:
+                assert isinstance(connection._parser, _RESP3Parser) == (speaks == 3)
+            assert type(connection._parser).__module__ == "tiercache._l2.replies"
+        finally:
+            client.connection_pool.release(connection)
+
+        async def async_check() -> None:
+            store = endpoint.async_store()
+            assert await store.client.get("protocol-check") == b"x"
+            connection = await store.client.connection_pool.get_connection()
+            try:
+                if not HIREDIS_AVAILABLE:
+                    assert isinstance(connection._parser, _AsyncRESP3Parser) == (speaks == 3)
+                assert type(connection._parser).__module__ == "tiercache._l2.replies"
+            finally:
+                await store.client.connection_pool.release(connection)
+
+        asyncio.run(async_check())
+    finally:
+        endpoint.close()
