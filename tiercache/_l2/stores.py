@@ -392,7 +392,7 @@ class SyncStore:
     def read(self, key: str, generation_key: str | None) -> tuple[bytes | None, bytes | None]:
         """Return ``(generation, payload)``; the generation only when ``generation_key`` is given."""
         if self.guard.until and self.guard.active():
-            return _pair(self._read_bounded(_names_of(key, generation_key)), generation_key)
+            return _pair(self.read_bounded(_names_of(key, generation_key)), generation_key)
         # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
         try:
             if generation_key is None:
@@ -402,31 +402,30 @@ class SyncStore:
             return both[0], both[1]
         except OversizedReply:
             self.guard.arm()
-            return _pair(self._read_bounded(_names_of(key, generation_key)), generation_key)
+            return _pair(self.read_bounded(_names_of(key, generation_key)), generation_key)
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _failed_read(self.endpoint, exc, _names_of(key, generation_key)) from exc
 
-    def read_bounded(self, names: Sequence[str]) -> list[bytes | None]:
-        """Read ``names`` by length first (READ_BOUNDED); arm the guard if one is past the bound."""
-        return self._read_bounded(names)
+    def read_bounded(self, names: Sequence[str], other_type: bytes | None = None) -> list[bytes | None]:
+        """Read ``names`` by length first (READ_BOUNDED): a string past the bound as ``Oversized``.
 
-    def _read_bounded(self, names: Sequence[str], other_type: bytes | None = None) -> list[bytes | None]:
-        """Read ``names`` through READ_BOUNDED: each string past the bound as ``Oversized``."""
+        Arm the guard if there is one. ``other_type``: what a key of another type reads as.
+        """
         with _TRANSLATED:
             replies = _bounded(self.client, names).execute(raise_on_error=False)
-        return _noted(self.guard, from_bounded_reads(replies, other_type))
+            return _noted(self.guard, from_bounded_reads(replies, other_type))
 
     def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
         """MGET ``names``; through READ_BOUNDED while guarded, or if one is past the bound."""
         if not names:
             return []
         if _guarded(self.guard):
-            return self._read_bounded(names)
+            return self.read_bounded(names)
         try:
             return cast("list[bytes | None]", self._mget(names))
         except OversizedReply:
             self.guard.arm()
-            return self._read_bounded(names)
+            return self.read_bounded(names)
         except Exception as exc:  # as in _Translated
             raise _failed_read(self.endpoint, exc, names) from exc
 
@@ -459,11 +458,11 @@ class SyncStore:
                 replies: list[Any] | None = pipeline.execute(raise_on_error=False)
             except OversizedReply:  # (the claims were made: what each key holds is read again)
                 replies = None
-        # (A cluster's pipeline answers each command on its own: the error is among the replies.)
-        if replies is None or _any_oversized(replies):
-            self.guard.arm()
-            return self._read_bounded(keys, other_type=b"")
-        return _noted(self.guard, _claimed(replies, guarded=guarded))
+            # (A cluster's pipeline answers each command on its own: the error is among the replies.)
+            if replies is not None and not _any_oversized(replies):
+                return _noted(self.guard, _claimed(replies, guarded=guarded))
+        self.guard.arm()
+        return self.read_bounded(keys, other_type=b"")
 
     def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token``.
@@ -808,7 +807,7 @@ class AsyncStore:
         self._in_flight += 1
         try:
             if self.guard.until and self.guard.active():
-                return _pair(await self._read_bounded(_names_of(key, generation_key)), generation_key)
+                return _pair(await self.read_bounded(_names_of(key, generation_key)), generation_key)
             if generation_key is None:
                 payload: Any = await self.client.get(key)
                 return None, payload
@@ -816,31 +815,29 @@ class AsyncStore:
             return both[0], both[1]
         except OversizedReply:
             self.guard.arm()
-            return _pair(await self._read_bounded(_names_of(key, generation_key)), generation_key)
+            return _pair(await self.read_bounded(_names_of(key, generation_key)), generation_key)
         except Exception as exc:  # as in _Translated: any client failure is an L2 failure
             raise _failed_read(self.endpoint, exc, _names_of(key, generation_key)) from exc
         finally:
             self._in_flight -= 1
 
-    async def _read_bounded(
-        self, names: Sequence[str], other_type: bytes | None = None
-    ) -> list[bytes | None]:
-        """See ``SyncStore._read_bounded``."""
+    async def read_bounded(self, names: Sequence[str], other_type: bytes | None = None) -> list[bytes | None]:
+        """See ``SyncStore.read_bounded``."""
         with _TRANSLATED:
             replies = await _bounded(self.client, names).execute(raise_on_error=False)
-        return _noted(self.guard, from_bounded_reads(replies, other_type))
+            return _noted(self.guard, from_bounded_reads(replies, other_type))
 
     async def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
         """See ``SyncStore._mget_bounded``."""
         if not names:
             return []
         if _guarded(self.guard):
-            return await self._read_bounded(names)
+            return await self.read_bounded(names)
         try:
             return cast("list[bytes | None]", await self._mget(names))
         except OversizedReply:
             self.guard.arm()
-            return await self._read_bounded(names)
+            return await self.read_bounded(names)
         except Exception as exc:  # as in _Translated
             raise _failed_read(self.endpoint, exc, names) from exc
 
@@ -888,10 +885,10 @@ class AsyncStore:
                 replies: list[Any] | None = await pipeline.execute(raise_on_error=False)
             except OversizedReply:  # as in SyncStore's
                 replies = None
-        if replies is None or _any_oversized(replies):
-            self.guard.arm()
-            return await self._read_bounded(keys, other_type=b"")
-        return _noted(self.guard, _claimed(replies, guarded=guarded))
+            if replies is not None and not _any_oversized(replies):
+                return _noted(self.guard, _claimed(replies, guarded=guarded))
+        self.guard.arm()
+        return await self.read_bounded(keys, other_type=b"")
 
     async def write(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         """Store ``payload`` under ``key`` for ``ttl_ms`` if its token is still ``token`` (see SyncStore).

@@ -12,6 +12,7 @@ rule: empty the directory when the service starts); its gauges no longer count.
 from __future__ import annotations
 
 import atexit
+import copy
 import dataclasses
 import json
 import logging
@@ -120,24 +121,33 @@ class WorkerFiles:
         """Return every function's figures summed over the files of every worker (ours fresh)."""
         self.write()
         sums: dict[str, Sum] = {}
-        for document in self._documents():
-            live = _alive(document.get("pid"))
-            for name, figures in document["functions"].items():
-                total = sums.setdefault(name, Sum(buckets=[0] * len(self._bounds_ns)))
-                for counter in total.counters:
-                    total.counters[counter] += int(figures["counters"].get(counter, 0))
-                # (a worker's gauges count while it lives)
-                total.l1_hits += int(figures["l1_hits"])
-                total.l2_hits += int(figures["l2_hits"])
-                if live:
-                    total.l1_entries += int(figures["l1_entries"])
-                    total.degraded = total.degraded or bool(figures["degraded"])
-                total.buckets = [a + int(b) for a, b in zip(total.buckets, figures["buckets"], strict=True)]
-                total.count += int(figures["count"])
-                total.total_ns += int(figures["total_ns"])
+        for path, document in self._documents():
+            try:
+                self._add(sums, document)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # (another version's?)
+                self._say_once(f"shape:{path.name}", "tiercache: skipped metrics file %s: %s", path, exc)
         return sums
 
-    def _documents(self) -> Iterator[dict[str, Any]]:
+    def _add(self, sums: dict[str, Sum], document: dict[str, Any]) -> None:
+        """Add one worker's figures to ``sums``; a damaged file raises before it adds anything."""
+        live = _alive(document.get("pid"))
+        added = {}
+        for name, figures in document["functions"].items():
+            total = copy.deepcopy(sums.get(name)) or Sum(buckets=[0] * len(self._bounds_ns))
+            for counter in total.counters:
+                total.counters[counter] += int(figures["counters"].get(counter, 0))
+            total.l1_hits += int(figures["l1_hits"])
+            total.l2_hits += int(figures["l2_hits"])
+            if live:  # (a worker's gauges count while it lives; its counters for good)
+                total.l1_entries += int(figures["l1_entries"])
+                total.degraded = total.degraded or bool(figures["degraded"])
+            total.buckets = [a + int(b) for a, b in zip(total.buckets, figures["buckets"], strict=True)]
+            total.count += int(figures["count"])
+            total.total_ns += int(figures["total_ns"])
+            added[str(name)] = total
+        sums.update(added)
+
+    def _documents(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted(self.directory.glob(f"{_PREFIX}*.json")):
             try:
                 document = json.loads(path.read_text())
@@ -151,7 +161,7 @@ class WorkerFiles:
                     path,
                 )
                 continue
-            yield document
+            yield path, document
 
     def _say_once(self, tag: str, message: str, *args: Any) -> None:
         if tag not in self._said:

@@ -9,6 +9,7 @@ any one of them reports the sums.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,33 @@ def test_every_scrape_reports_the_sum_over_the_workers(
             if worker.wait(30) is None:
                 worker.kill()
             worker.stdout.close()
+
+
+def test_a_damaged_or_foreign_file_is_skipped_not_a_failed_scrape(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+    from tiercache import tiered_cache  # noqa: PLC0415
+    from tiercache.metrics.prometheus import TiercacheCollector  # noqa: PLC0415
+
+    collector = TiercacheCollector(multiprocess_dir=tmp_path)
+    bounds = [round(bound * 1e9) for bound in collector._buckets]
+    damaged = {"pid": 999991, "bounds_ns": bounds, "functions": 7}
+    (tmp_path / "tiercache-999991.json").write_text(json.dumps(damaged))
+    (tmp_path / "tiercache-999992.json").write_text("not json")
+    (tmp_path / "tiercache-999993.json").write_text('{"pid": 1, "bounds_ns": [1], "functions": {}}')
+
+    @tiered_cache(ttl_l1=60, name="workers.local")
+    def local(n: int) -> int:
+        return n
+
+    local(1)
+    local(1)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    with caplog.at_level("WARNING", logger="tiercache"):
+        text = generate_latest(registry).decode()
+    collector.close()
+    assert 'tiercache_calls_total{function="workers.local"} 2.0' in text
+    assert sum("skipped metrics file" in r.getMessage() for r in caplog.records) == 3
