@@ -88,8 +88,21 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        """Store ``value`` for ``timeout`` seconds (None: for ever; 0 or less: drop the key)."""
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+    ) -> Any:
+        """Store ``value`` for ``timeout`` seconds (None: for ever; 0 or less: drop the key).
+
+        ``nx=True`` (django-redis's): only if ``key`` has no value, atomically across processes,
+        as ``add()``; then return whether it was stored.
+        """
+        if nx:
+            return self.add(key, value, timeout, version)
         key = self.make_and_validate_key(key, version=version)
         seconds = self._seconds(timeout)
         if seconds is None:

@@ -102,6 +102,13 @@ def test_add(cache: Any) -> None:
     assert cache.get("addkey1") == "value"
 
 
+def test_set_nx_is_add_as_in_django_redis(cache: Any) -> None:
+    assert cache.set("nx", "first", nx=True) is True
+    assert cache.set("nx", "second", nx=True) is False
+    assert cache.get("nx") == "first"
+    assert cache.set("nx", "third") is None and cache.get("nx") == "third"
+
+
 def test_prefix(cache: Any) -> None:
     cache.set("somekey", "value")
     assert caches["prefix"].has_key("somekey") is False
