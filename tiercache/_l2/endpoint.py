@@ -27,9 +27,9 @@ from redis.retry import Retry
 from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
-from tiercache._l2.errors import RemoteError, RemoteUnavailable, brief
+from tiercache._l2.errors import RemoteUnavailable, brief
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
-from tiercache._l2.oversized import Guard
+from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import (
     SyncWaitingConnectionPool,
     SyncWaitingSentinelPool,
@@ -44,7 +44,7 @@ from tiercache._l2.sentinel import (
     primary_options,
     sentinel_target,
 )
-from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions
+from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions, read_bounded_with
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
 __all__ = ["CLOSE_WAIT", "DEFAULT_MAX_CONNECTIONS", "Endpoint", "live_endpoints"]
@@ -546,15 +546,22 @@ class Endpoint:
         _background.submit(lambda: self._ask_lengths(asked), dropped=self._asked)
 
     def _ask_lengths(self, names: tuple[str, ...]) -> None:
+        # On a client of its own, closed after (as the access check): the stores' pools would
+        # stay open, a sync one be made in a process that only awaits, a closed endpoint reopen.
         # Redis may still be busy copying for the reads that timed out: try again a few times.
         try:
             for _ in range(SUSPECT_TRIES):
-                try:
-                    self.sync_store().read_bounded(names)  # (arms the guard if one is past the bound)
-                except RemoteError:
-                    time.sleep(SUSPECT_PAUSE)
-                else:
+                if self._closed or self._checker is None:
                     return
+                try:
+                    with self._checker() as client:
+                        found = read_bounded_with(client, names)
+                except Exception:  # (not answered yet, or not at all: the next try, or none)
+                    time.sleep(SUSPECT_PAUSE)
+                    continue
+                if any(isinstance(value, Oversized) for value in found):
+                    self.guard.arm()
+                return
         finally:
             self._asked()
 

@@ -51,7 +51,7 @@ class Owner(Protocol):
         """Say that a read of ``names`` timed out (a string past the bound may be why)."""
 
 
-__all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions"]
+__all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions", "read_bounded_with"]
 
 logger = logging.getLogger("tiercache")
 
@@ -212,6 +212,11 @@ def _bounded(client: Any, names: Sequence[str]) -> Any:
     pipeline = client.pipeline(transaction=False)
     queue_bounded_reads(pipeline, names)
     return pipeline
+
+
+def read_bounded_with(client: Any, names: Sequence[str]) -> list[bytes | None]:
+    """Read ``names`` through READ_BOUNDED on a sync ``client``; raise what the client raises."""
+    return from_bounded_reads(_bounded(client, names).execute(raise_on_error=False))
 
 
 def _swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]:

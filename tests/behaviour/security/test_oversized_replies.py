@@ -434,3 +434,32 @@ def test_the_bounded_parser_speaks_the_protocol_of_its_connection(
         asyncio.run(async_check())
     finally:
         endpoint.close()
+
+
+def test_a_length_ask_leaves_no_store_behind_and_never_reopens_a_closed_endpoint(
+    redis_server: RedisProcess,
+) -> None:
+    """The ask runs on a client of its own, closed after: it made a sync store (a pool, kept
+    open) in processes that only await, and reopened an endpoint closed meanwhile (a listener
+    and a prober running on after tiercache.close())."""
+    from tiercache._l2.endpoint import Endpoint  # noqa: PLC0415
+
+    client = redis_server.client()
+    client.setrange("asked", BIG - 1, b"x")
+    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    try:
+        endpoint.suspect(["asked"])
+        deadline = time.monotonic() + 5
+        while endpoint._asking and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert endpoint.guard.until and endpoint._sync is None  # found, with no store made
+        endpoint.guard.until = 0.0
+        endpoint.close()
+        endpoint._suspected_at = -10.0
+        endpoint.suspect(["asked"])
+        while endpoint._asking and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert endpoint._closed and endpoint._sync is None and not endpoint.guard.until
+    finally:
+        endpoint.close()
+        client.delete("asked")
