@@ -91,13 +91,17 @@ def check_fraction(value: object, name: str, owner: str, *, zero: bool = True) -
     return float(value)
 
 
+# Our own: drawing from the global one would move the application's seeded random sequence.
+_RANDOM = random.Random()
+
+
 def shortening(jitter: float) -> float:
     """Return what to multiply an entry's TTLs by for ``ttl_jitter``: 1 - up to ``jitter``, at random.
 
     Shortened, never lengthened: a TTL stays the longest a value is served. One draw serves
     every tier of an entry, so an L1 copy does not outlive its L2 one because of it.
     """
-    return 1.0 - random.random() * jitter if jitter else 1.0
+    return 1.0 - _RANDOM.random() * jitter if jitter else 1.0
 
 
 def check_size(value: object, name: str, owner: str) -> int:

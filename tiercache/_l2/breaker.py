@@ -238,9 +238,14 @@ class CircuitBreaker:
         self._held_back = 0
 
 
+# Our own: a library's background draws must not move the application's seeded random sequence
+# (nor trip hypothesis, which checks the global one while it draws examples).
+_RANDOM = random.Random()
+
+
 def _jittered(seconds: float) -> float:
     # +-20%: processes that lost Redis together should not all probe it in the same instant.
-    return seconds * random.uniform(0.8, 1.2)
+    return seconds * _RANDOM.uniform(0.8, 1.2)
 
 
 def _reset_all_after_fork() -> None:

@@ -185,6 +185,27 @@ def test_ttl_jitter_spreads_l1_expiries_below_the_ttl() -> None:
     assert max(lifetimes) - min(lifetimes) > 30 and len(set(lifetimes)) > 250
 
 
+def test_jitter_leaves_the_application_s_seeded_random_sequence_alone() -> None:
+    """TTL jitter and the breaker's probe jitter drew from the global random module: an
+    application's seeded sequence moved with every miss (and hypothesis, which checks the global
+    state while it draws, failed tests while a prober ran in the background)."""
+    import random  # noqa: PLC0415
+
+    from tiercache._l2.breaker import _jittered  # noqa: PLC0415
+
+    @tiered_cache(ttl_l1=100, ttl_l2=None, ttl_jitter=0.5)
+    def item(n: int) -> int:
+        return n
+
+    random.seed(7)
+    expected = [random.random() for _ in range(3)]
+    random.seed(7)
+    for n in range(20):
+        item(n)
+        _jittered(1.0)
+    assert [random.random() for _ in range(3)] == expected
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("l2", L2S)
 async def test_ttl_jitter_spreads_redis_ttls(l2: str, request: pytest.FixtureRequest) -> None:
