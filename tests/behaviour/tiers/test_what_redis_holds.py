@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,13 @@ def test_each_event_loop_gets_its_own_connections_and_closes_them(
         assert asyncio.run(burst(round_ * 10)) == list(range(round_ * 10, round_ * 10 + 10))
     assert asyncio.run(burst(0)) == list(range(10))  # served from L2 on yet another loop
     assert g.cache_stats().l2_hits == 10
-    assert len(client.client_list()) <= before + 1  # nothing left open by the finished loops
+    # Nothing left open by the finished loops. (A background check on a one-off client of its
+    # own, the start-up access check or a timed-out read's length ask, holds a connection for a
+    # moment under load: it is closed within the check's few tries, a leak never is.)
+    deadline = time.monotonic() + 5
+    while len(client.client_list()) > before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(client.client_list()) <= before + 1
     # Not even by the start-up permission check: it used a client of its own, and closed it.
     assert g.__tiercache__.endpoint()._sync is None
 
