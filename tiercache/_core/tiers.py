@@ -59,6 +59,8 @@ MAX_PENDING_KEYS: Final = 10_000
 # The envelope around a value (header, timestamp, MAC): a payload longer than max_value_bytes
 # plus this is refused before decoding.
 _ENVELOPE_ROOM: Final = 512
+# Replies as long as a default cache's payloads are taken (set_payload_rules raises it further).
+BOUND.allow(DEFAULT_MAX_VALUE_BYTES + _ENVELOPE_ROOM)
 #: What no payload starts with (ours start with the magic bytes): the payload start of a cache
 #: whose generation is at the ceiling.
 _NO_PAYLOAD_START: Final = b"\x00"
@@ -124,7 +126,6 @@ class Tiers:
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
-        BOUND.allow(DEFAULT_MAX_VALUE_BYTES + _ENVELOPE_ROOM)
         self.compress_min_bytes: int | None = None
         #: Whether entries carry tag blocks (a function with ``tags=``; see ``_l2.envelope``).
         self.tagged = False
