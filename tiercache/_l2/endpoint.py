@@ -29,7 +29,7 @@ from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable, brief
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
-from tiercache._l2.oversized import Guard, Oversized
+from tiercache._l2.oversized import Guard
 from tiercache._l2.pool import (
     SyncWaitingConnectionPool,
     SyncWaitingSentinelPool,
@@ -555,12 +555,10 @@ class Endpoint:
                     return
                 try:
                     with self._checker() as client:
-                        found = read_bounded_with(client, names)
+                        read_bounded_with(client, names, self.guard)  # (arms it if one is past)
                 except Exception:  # (not answered yet, or not at all: the next try, or none)
                     time.sleep(SUSPECT_PAUSE)
                     continue
-                if any(isinstance(value, Oversized) for value in found):
-                    self.guard.arm()
                 return
         finally:
             self._asked()

@@ -214,9 +214,16 @@ def _bounded(client: Any, names: Sequence[str]) -> Any:
     return pipeline
 
 
-def read_bounded_with(client: Any, names: Sequence[str]) -> list[bytes | None]:
-    """Read ``names`` through READ_BOUNDED on a sync ``client``; raise what the client raises."""
-    return from_bounded_reads(_bounded(client, names).execute(raise_on_error=False))
+def read_bounded_with(
+    client: Any, names: Sequence[str], guard: Guard, other_type: bytes | None = None
+) -> list[bytes | None]:
+    """Read ``names`` through READ_BOUNDED on a sync ``client``; raise what the client raises.
+
+    A string past the bound reads as ``Oversized``, and arms ``guard``; a key of another type
+    reads as ``other_type``.
+    """
+    replies = _bounded(client, names).execute(raise_on_error=False)
+    return _noted(guard, from_bounded_reads(replies, other_type))
 
 
 def _swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]:
@@ -417,8 +424,7 @@ class SyncStore:
         Arm the guard if there is one. ``other_type``: what a key of another type reads as.
         """
         with _TRANSLATED:
-            replies = _bounded(self.client, names).execute(raise_on_error=False)
-            return _noted(self.guard, from_bounded_reads(replies, other_type))
+            return read_bounded_with(self.client, names, self.guard, other_type)
 
     def _mget_bounded(self, names: Sequence[str]) -> list[bytes | None]:
         """MGET ``names``; through READ_BOUNDED while guarded, or if one is past the bound."""
