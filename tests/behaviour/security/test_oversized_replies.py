@@ -51,6 +51,15 @@ def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
     return MiB
 
 
+def planted(kind: tuple[bool, int], bound: int, server: RedisProcess) -> tuple[bool, int]:
+    """Skip a hiredis case without hiredis; plant a 48 MiB bomb, a string of the bound, a small one."""
+    hiredis, protocol = kind
+    if hiredis and not HIREDIS_AVAILABLE:
+        pytest.skip("hiredis is not installed")
+    server.client().mset({"bomb": b"x" * (48 * MiB), "fits": b"y" * bound, "small": b"z"})
+    return hiredis, protocol
+
+
 def traced_peak(work: Callable[[], Any]) -> tuple[Any, int]:
     """Run ``work``; return what it returned or raised, and the most Python memory it held at once."""
     tracemalloc.start()
@@ -68,10 +77,7 @@ def traced_peak(work: Callable[[], Any]) -> tuple[Any, int]:
 def test_sync_parsers_stop_at_the_bound_and_the_client_goes_on(
     kind: tuple[bool, int], small_bound: int, redis_server: RedisProcess
 ) -> None:
-    hiredis, protocol = kind
-    if hiredis and not HIREDIS_AVAILABLE:
-        pytest.skip("hiredis is not installed")
-    redis_server.client().mset({"bomb": b"x" * (48 * MiB), "fits": b"y" * small_bound, "small": b"z"})
+    hiredis, protocol = planted(kind, small_bound, redis_server)
     client = redis.Redis.from_url(
         redis_server.url, protocol=protocol, parser_class=sync_parser(protocol, hiredis=hiredis)
     )
@@ -93,10 +99,7 @@ def test_sync_parsers_stop_at_the_bound_and_the_client_goes_on(
 async def test_async_parsers_stop_at_the_bound_and_the_client_goes_on(
     kind: tuple[bool, int], small_bound: int, redis_server: RedisProcess
 ) -> None:
-    hiredis, protocol = kind
-    if hiredis and not HIREDIS_AVAILABLE:
-        pytest.skip("hiredis is not installed")
-    redis_server.client().mset({"bomb": b"x" * (48 * MiB), "fits": b"y" * small_bound, "small": b"z"})
+    hiredis, protocol = planted(kind, small_bound, redis_server)
     client = redis.asyncio.Redis.from_url(
         redis_server.url, protocol=protocol, parser_class=async_parser(protocol, hiredis=hiredis)
     )
