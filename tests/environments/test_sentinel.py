@@ -478,7 +478,9 @@ def test_an_invalidation_has_reached_the_replica_when_it_returns(
     Before, a replica 30 ms behind did not hold the tombstone (the tag's token, the generation,
     the set value) when the call returned; a failover then lost it, and the old value was served.
     """
-    tiercache.configure(redis_url=lagging_deployment.url, timeout=0.2)
+    # WAIT takes half the timeout (500 ms), the round trip the rest: a margin a busy CI machine
+    # keeps (with 0.2 s, a 100 ms round trip under load timed out and opened the breaker instead).
+    tiercache.configure(redis_url=lagging_deployment.url, timeout=1.0)
     replica = lagging_deployment.replica.client()
     primary = lagging_deployment.primary.client()
     lookup = tiered_cache(ttl_l1=None, name=f"sentinel.confirmed.{next(_names)}", tags=["t"])(
