@@ -113,7 +113,9 @@ class CacheStats:
     see ``configure(max_connections=)``); ``not_cached`` results kept out of both tiers by
     ``cache_if`` (or TTL functions returning None for both); ``refreshes_ahead`` background
     refreshes a hit near the end of its entry's life started (``refresh_ahead``); ``timeouts``
-    calls that stopped waiting for the function (``timeout``/``hard_timeout``). ``degraded`` says whether the
+    calls that stopped waiting for the function (``timeout``/``hard_timeout``); ``invalidations``
+    the entries this process invalidated (``cache_invalidate``, one per call) and the clears it
+    made (``cache_clear``, one each). ``degraded`` says whether the
     function's Redis is being skipped right now (its circuit breaker is open), and
     ``degraded_seconds`` how long it has been skipped in all. ``pending_invalidations`` counts
     invalidations made while Redis was unreachable, waiting to be replayed there (a clear counts
@@ -140,6 +142,7 @@ class CacheStats:
     not_cached: int
     refreshes_ahead: int
     timeouts: int
+    invalidations: int
     degraded: bool
     degraded_seconds: float
     pending_invalidations: int
@@ -194,6 +197,7 @@ _COUNTERS = (
     "not_cached",
     "refreshes_ahead",
     "timeouts",
+    "invalidations",
     "fast_path_entries",
 )
 
@@ -343,6 +347,7 @@ class StatsRecorder:
             not_cached=counts["not_cached"],
             refreshes_ahead=counts["refreshes_ahead"],
             timeouts=counts["timeouts"],
+            invalidations=counts["invalidations"],
             degraded=degraded,
             degraded_seconds=degraded_seconds,
             pending_invalidations=pending_invalidations,

@@ -584,6 +584,7 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
     keys = [cache.l1_key(key_values) for key_values in calls]
     l1_keys = tuple(l1_key for l1_key, _ in keys)
     cache.drop_local(l1_keys)
+    cache.stats.count("invalidations", len(calls))
     endpoint = cache.endpoint()
     if endpoint is not None and calls:
         redis_keys = tuple(
@@ -602,6 +603,7 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
 def clear(cache: FunctionCache) -> Flow:
     """Drop every entry of the function: L1 and runs in flight at once, L2 by a new generation."""
     cache.drop_local(None)
+    cache.stats.count("invalidations")
     endpoint = cache.endpoint()
     if endpoint is not None:
         try:

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -48,6 +48,8 @@ from tiercache._l2.stores import AsyncStore, SyncStore, missing_permissions, rea
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
 __all__ = ["CLOSE_WAIT", "DEFAULT_MAX_CONNECTIONS", "Endpoint", "live_endpoints"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("tiercache")
 
@@ -565,6 +567,18 @@ class Endpoint:
 
     def _asked(self) -> None:
         self._asking = False
+
+    def aside(self, action: Callable[[Any], T]) -> T | None:
+        """Run ``action`` with a sync client of its own (closed after), as the checks above do.
+
+        For background work that must not open the stores' pools (a process that only awaits
+        would keep a sync pool) nor reopen a closed endpoint: None, and nothing run, when the
+        endpoint is closed or was given no sync client. Redis's failures are raised.
+        """
+        if self._closed or self._checker is None:
+            return None
+        with self._checker() as client:
+            return action(client)
 
     def _connections_went_bad(self) -> None:
         self.openings += 1

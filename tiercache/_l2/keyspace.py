@@ -16,12 +16,23 @@ import redis.cluster
 
 from tiercache._l2.announcement import encode
 from tiercache._l2.coherence import channel_for
-from tiercache._l2.layout import ADAPTER_SEGMENT, TAG_SEGMENT
+from tiercache._l2.layout import ADAPTER_SEGMENT, STATS_SEGMENT, TAG_SEGMENT
 from tiercache._l2.sentinel import primary_client, sentinel_target
 from tiercache._l2.signing import Signer
 from tiercache._l2.urls import check_url, plain_cluster_url
 
-__all__ = ["ADAPTER", "FAILURES", "TAGS", "Usage", "connect", "count_keys", "flush", "owner_of", "usage"]
+__all__ = [
+    "ADAPTER",
+    "FAILURES",
+    "STATS",
+    "TAGS",
+    "Usage",
+    "connect",
+    "count_keys",
+    "flush",
+    "owner_of",
+    "usage",
+]
 
 #: What a Redis that cannot be reached or fails raises (a cluster client raises its own kind too).
 FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
@@ -29,9 +40,12 @@ FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 ADAPTER = "(adapter)"
 #: What the tables call the keys of tags (``tags=`` of decorated functions).
 TAGS = "(tags)"
+#: What the tables call the keys of fleet stats (tiercache.metrics.fleet.publish()).
+STATS = "(stats)"
 #: Who a flush's invalidation announcement comes from (no cache has this origin).
 FLUSH_ORIGIN = b"tc-flush"
 _DIGEST = re.compile(r"[0-9a-f]{32}")
+_TOKEN = re.compile(r"[0-9a-f]{16}")
 _PAGE = 500
 
 
@@ -81,8 +95,9 @@ def owner_of(key: str, namespace: str | None) -> tuple[str, str] | None:
         return None
     if rest == "gen" or rest.startswith(f"{ADAPTER_SEGMENT}:"):
         return namespace, ADAPTER
-    if rest.startswith(f"{TAG_SEGMENT}:") and _DIGEST.fullmatch(rest[len(TAG_SEGMENT) + 1 :]):
-        return namespace, TAGS
+    for segment, owner, suffix in ((TAG_SEGMENT, TAGS, _DIGEST), (STATS_SEGMENT, STATS, _TOKEN)):
+        if rest.startswith(f"{segment}:") and suffix.fullmatch(rest[len(segment) + 1 :]):
+            return namespace, owner
     rest = rest.removesuffix(":lock")
     label, colon, tail = rest.rpartition(":")
     if colon and (tail == "gen" or _DIGEST.fullmatch(tail)):
@@ -162,7 +177,7 @@ def flush(client: Any, namespace: str, function: str | None, signer: Signer | No
     tried: dict[str, int] = {}  # prefix -> values read to find a signed one
     for owned in _owned(client, namespace, function):
         for key, (_, label) in owned:
-            if label == TAGS:  # (tags hold no values: no L1 has entries under their prefix)
+            if label in (TAGS, STATS):  # (they hold no values: no L1 has entries under their prefix)
                 continue
             prefix = namespace if label == ADAPTER else f"{namespace}:{label}"
             if signer is None or prefix in prefixes:

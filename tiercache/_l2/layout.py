@@ -3,20 +3,24 @@
 - a decorated function: ``<namespace>:<label>:<digest>``, and ``<namespace>:<label>:gen`` (its
   generation) and ``...:<digest>:lock`` (its stampede locks);
 - the adapters: ``<namespace>:k:<key>``, and ``<namespace>:gen``;
-- tags: ``<namespace>:tag:<digest>``.
+- tags: ``<namespace>:tag:<digest>``;
 
-So no function may be labelled ``k`` or ``tag``: its keys would be the adapters' or the tags'.
+and fleet stats write ``<namespace>:stats:<16 hex digits>`` (one per publishing process), which
+no function's key can be (their digests have 32). So no function may be labelled ``k`` or
+``tag``: its keys would be the adapters' or the tags'.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADAPTER_SEGMENT", "RESERVED_LABELS", "TAG_SEGMENT"]
+__all__ = ["ADAPTER_SEGMENT", "RESERVED_LABELS", "STATS_SEGMENT", "TAG_SEGMENT"]
 
 #: The segment after the namespace in every adapter key.
 ADAPTER_SEGMENT: Final = "k"
 #: The segment after the namespace in every tag key.
 TAG_SEGMENT: Final = "tag"
+#: The segment after the namespace in every fleet stats key (tiercache.metrics.fleet).
+STATS_SEGMENT: Final = "stats"
 #: Function labels that would share another owner's keys, and that owner.
 RESERVED_LABELS: Final = {ADAPTER_SEGMENT: "adapters", TAG_SEGMENT: "tags"}

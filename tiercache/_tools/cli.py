@@ -1,4 +1,4 @@
-"""The ``tiercache`` command: ``demo``, ``stats``, ``flush`` and ``warm``.
+"""The ``tiercache`` command: ``demo``, ``stats``, ``top``, ``flush`` and ``warm``.
 
 Exit codes scripts can rely on: 0 done; 1 Redis could not be reached or failed; 2 bad usage (a
 bad URL or argument, or a missing extra); 3 a flush that was not confirmed; 4 a warm in which
@@ -13,9 +13,11 @@ import contextlib
 import importlib
 import importlib.metadata
 import inspect
+import itertools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +28,7 @@ from tiercache._l2 import keyspace as _admin
 from tiercache._l2.errors import printable
 from tiercache._l2.signing import Signer, signing_keys
 from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
+from tiercache.metrics import fleet
 
 __all__ = ["main"]
 
@@ -84,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the figures as JSON")
     stats.set_defaults(run=_stats)
 
+    top = commands.add_parser(
+        "top", help="live calls, hit rates and latency summed over every publishing process"
+    )
+    top.add_argument("--redis-url", default=default_url, help=_URL_HELP)
+    top.add_argument("--namespace", help="only this namespace")
+    top.add_argument("--every", type=_seconds, default=2.0, help="seconds between readings (default 2)")
+    top.add_argument("--count", type=_positive, help="stop after this many readings (default: never)")
+    top.add_argument("--json", action="store_true", help="print each reading as a line of JSON")
+    top.set_defaults(run=_top)
+
     flush = commands.add_parser("flush", help="delete a namespace's keys, or one function's")
     flush.add_argument("--redis-url", default=default_url, help=_URL_HELP)
     flush.add_argument("--namespace", required=True, help="the namespace to flush")
@@ -127,6 +140,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0.05 to 3600 seconds, not {text}")
     return value
 
 
@@ -183,8 +206,10 @@ def _stats(args: argparse.Namespace) -> int:
         _needs("rich", "cli")
     with _connected(args) as client:
         found, others = _admin.usage(client, args.namespace)
+        calls = fleet.read(client, args.namespace)
     if args.json:
-        print(json.dumps({"functions": [asdict(u) for u in found], "other_keys": others}, indent=2))
+        shown = {"functions": [asdict(u) for u in found], "other_keys": others, "fleet": calls.as_dict()}
+        print(json.dumps(shown, indent=2))
         return OK
     from rich.console import Console  # noqa: PLC0415 - the CLI's optional extra
     from rich.table import Table  # noqa: PLC0415
@@ -205,7 +230,83 @@ def _stats(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     console.print(f"{others:,} other keys (not tiercache's) were scanned and left out.")
+    console.print(_fleet_table(calls, None, 0.0))
     return OK
+
+
+def _top(args: argparse.Namespace) -> int:
+    if not args.json:
+        _needs("rich", "cli")
+    readings = itertools.count() if args.count is None else range(args.count)
+    before: fleet.Fleet | None = None
+    with _connected(args) as client:
+        if args.json:
+            for n in readings:
+                if n:
+                    time.sleep(args.every)
+                now = fleet.read(client, args.namespace)
+                print(json.dumps(now.as_dict()), flush=True)
+            return OK
+        from rich.console import Console  # noqa: PLC0415 - the CLI's optional extra
+        from rich.live import Live  # noqa: PLC0415
+
+        with Live(console=Console(), auto_refresh=False) as live:
+            for n in readings:
+                if n:
+                    time.sleep(args.every)
+                now = fleet.read(client, args.namespace)
+                live.update(_fleet_table(now, before, args.every), refresh=True)
+                before = now
+    return OK
+
+
+def _fleet_table(now: fleet.Fleet, before: fleet.Fleet | None, every: float) -> Any:
+    """Return a table of ``now``'s sums; with the reading ``before`` it, calls per second too."""
+    from rich import box  # noqa: PLC0415 - the CLI's optional extra
+    from rich.console import Group  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    namespaces = sorted({namespace for namespace, _ in now.functions})
+    title = f"calls summed over {len(now.processes)} publishing processes"
+    if len(namespaces) == 1:
+        title += f", namespace {printable(namespaces[0], None)!r}"
+    table = Table(
+        title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    if len(namespaces) > 1:
+        table.add_column("namespace")
+    table.add_column("function", no_wrap=True, overflow="ellipsis", min_width=12)
+    table.add_column("calls", justify="right", no_wrap=True)
+    if before is not None:
+        table.add_column("calls/s", justify="right", no_wrap=True)
+    for column in ("L1%", "L2%", "misses", "inval.", "p50", "p99"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for (namespace, function), figures in sorted(now.functions.items()):
+        shown = figures.as_dict()
+        row: list[str | Text] = [Text(printable(namespace, None))] if len(namespaces) > 1 else []
+        row.append(Text(printable(function, None)))
+        row.append(f"{shown['calls']:,}")
+        if before is not None:
+            earlier = before.functions.get((namespace, function))
+            done = shown["calls"] - (earlier.counters["calls"] if earlier is not None else 0)
+            row.append(f"{max(done, 0) / every:,.0f}")
+        row += [f"{shown['l1_hit_rate']:.0%}", f"{shown['l2_hit_rate']:.0%}", f"{shown['misses']:,}"]
+        row.append(f"{shown['invalidations']:,}")
+        row += [_duration(shown["p50_ms"]), _duration(shown["p99_ms"])]
+        table.add_row(*row)
+    notes = []
+    if not now.processes:
+        notes.append("No process publishes its figures here: call tiercache.metrics.fleet.publish() in each.")
+    if now.skipped:
+        notes.append(f"{now.skipped:,} stats keys were not tiercache's documents and were skipped.")
+    return Group(table, *notes)
+
+
+def _duration(ms: float) -> str:
+    if ms < 0.001:
+        return f"{ms * 1e6:.0f}ns"
+    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.1f}ms"
 
 
 def _size(n: int) -> str:

@@ -26,6 +26,7 @@ COUNTERS = (
     ("not_cached", "Results kept out of both tiers by cache_if"),
     ("refreshes_ahead", "Background refreshes started by hits near the end of an entry's life"),
     ("timeouts", "Calls that stopped waiting for the function (timeout, hard_timeout)"),
+    ("invalidations", "Entries invalidated and clears made by this process"),
 )
 
 

@@ -265,7 +265,11 @@ def test_console_script_is_installed(redis_server: RedisProcess):
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"functions": [], "other_keys": 0}
+        assert json.loads(done.stdout) == {
+            "functions": [],
+            "other_keys": 0,
+            "fleet": {"processes": [], "skipped": 0, "functions": []},
+        }
 
 
 names = st.text(
