@@ -112,18 +112,23 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         return
     for key in items:
         tiers.begin_set(key)
+    refused = True  # (until the flow ends: a value refused while sealed raises, and is kept nowhere)
     try:
         stored = yield from _write_many(tiers, endpoint, items, ttl, keep)
         # What Redis did not take, it must not go on serving: the old value is invalidated.
         left = tuple(tiers.key(key) for key in items if key not in stored)
         if left:
             yield from drop_keys(tiers, endpoint, left, action="set()")
+        refused = False
     finally:
         for key, value in items.items():
             seconds = l1_seconds * keep[key]
-            tiers.end_set(
-                key, functools.partial(_keep_local, tiers, key, value, seconds, lease, stored=key in stored)
+            kept = (
+                functools.partial(tiers.l1.delete, key)
+                if refused
+                else functools.partial(_keep_local, tiers, key, value, seconds, lease, stored=key in stored)
             )
+            tiers.end_set(key, kept)
 
 
 def _write_many(

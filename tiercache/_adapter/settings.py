@@ -147,6 +147,9 @@ class MultiTierCacheSettings(_Checked):
     l2_max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: Take up to this fraction off each set's TTLs, at random (entries set together expire apart).
     ttl_jitter: float = 0.0
+    #: Pickle values msgpack cannot carry (model instances...): needs ``signing_key``, as only
+    #: values whose signature verified are unpickled. A leaked key then runs code: see security.md.
+    pickle_signed_values: bool = False
 
     _kinds: ClassVar[dict[str, str]] = {
         "l1_enabled": "bool",
@@ -177,6 +180,7 @@ class MultiTierCacheSettings(_Checked):
         "coherent": "bool",
         "l2_max_connections": "count",
         "ttl_jitter": "fraction",
+        "pickle_signed_values": "bool",
     }
 
     def _check(self) -> None:
@@ -186,6 +190,11 @@ class MultiTierCacheSettings(_Checked):
         check_namespace(self.namespace, owner)
         if self.signing_key is not None:
             signing_keys(self.signing_key, owner)
+        elif self.pickle_signed_values:
+            raise ValueError(
+                f"{owner}: pickle_signed_values needs a signing_key: unpickling runs code the bytes "
+                "name, so only values whose signature verifies may be unpickled"
+            )
         for name in ("l2_ssl_ca_certs", "l2_ssl_certfile", "l2_ssl_keyfile"):
             path = getattr(self, name)
             if path is not None and not os.path.isfile(path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Sequence
@@ -21,7 +22,7 @@ from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
+from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
 from tiercache._l2.envelope import (
@@ -125,6 +126,10 @@ class Tiers:
         #: Whether this cache has an L1 at all (an L1-less one skips its leases and look-ups).
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
+        #: Whether values msgpack cannot carry are pickled (signing caches only: see codec).
+        self.pickles = False
+        #: Whether a value pickle cannot carry either raises pickle's error (Django's contract).
+        self.refuse_unpicklable = False
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         self.compress_min_bytes: int | None = None
         #: Whether entries carry tag blocks (a function with ``tags=``; see ``_l2.envelope``).
@@ -327,6 +332,7 @@ class Tiers:
         compress encodings of ``compress_min_bytes`` and more (None: none).
         """
         self.signer = signer
+        self.pickles = self.pickles and signer is not None  # (never without verified signatures)
         self.max_value_bytes = max_value_bytes
         BOUND.allow(max_value_bytes + _ENVELOPE_ROOM)  # (replies longer are refused as they arrive)
         self.compress_min_bytes = compress_min_bytes
@@ -385,7 +391,7 @@ class Tiers:
             if fresh_for < -(self.stale_ttl + DEADLINE_SLACK):
                 self._reject("a value past its deadline (expired, or planted back)")
                 return MISSING
-            value = decode_value(body)
+            value = decode_value(body, pickled=self.pickles)
         except DecodeError as exc:
             self._unreadable(payload, exc)
             return MISSING
@@ -440,6 +446,35 @@ class Tiers:
             return envelope.fresh_until_ms, inflate(envelope.compression, kept, self.max_value_bytes)
         return envelope.fresh_until_ms, kept
 
+    def unencodable(self, value: Any) -> bytes | None:
+        """Return the body of a value msgpack cannot carry, or None to keep it in L1 alone.
+
+        Pickled where the cache pickles (see codec.encode_pickled). With ``refuse_unpicklable``, a
+        value no pickling backend could store raises pickle's error, as Django's backends do.
+        """
+        if self.pickles:
+            return encode_pickled(value)
+        if self.refuse_unpicklable:
+            pickle.dumps(value)
+        return None
+
+    def _kept_local(self, refusal: UnencodableError) -> None:
+        self.stats.count("unencodable")
+        if refusal.reason:  # a supported type, but not this value of it
+            self.log_once(
+                f"unencodable:{refusal.type_name}:{refusal.reason[:24]}",
+                "%s: a value is kept in L1 only: %s",
+                self.label,
+                refusal.reason,
+            )
+        else:
+            self.log_once(
+                f"unencodable:{refusal.type_name}",
+                "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
+                self.label,
+                refusal.type_name,
+            )
+
     def _unreadable(self, payload: bytes, error: DecodeError) -> None:
         if isinstance(payload, Oversized):  # (only its first bytes were read: see _l2.replies)
             self._reject(f"a payload of {payload.size} bytes, over max_value_bytes")
@@ -480,22 +515,11 @@ class Tiers:
         try:
             body = encode_value(value)
         except UnencodableError as exc:
-            self.stats.count("unencodable")
-            if exc.reason:  # a supported type, but not this value of it
-                self.log_once(
-                    f"unencodable:{exc.type_name}:{exc.reason[:24]}",
-                    "%s: a value is kept in L1 only: %s",
-                    self.label,
-                    exc.reason,
-                )
-            else:
-                self.log_once(
-                    f"unencodable:{exc.type_name}",
-                    "%s: a %s value is kept in L1 only (register it with tiercache.register_type())",
-                    self.label,
-                    exc.type_name,
-                )
-            return None
+            fallback = self.unencodable(value)  # (raises for a value the cache refuses outright)
+            if fallback is None:
+                self._kept_local(exc)
+                return None
+            body = fallback
         if len(body) > self.max_value_bytes:
             self.stats.count("oversized")
             self.log_once(

@@ -1,12 +1,15 @@
 """L2 values: msgpack with our own closed set of extension types (the envelope is ``envelope``).
 
 The only module that imports msgpack. Decoding never imports, evaluates or unpickles anything a
-payload names: an extension code or registered type name we do not know is a decode error.
+payload names: an extension code or registered type name we do not know is a decode error. The
+one exception is asked for by name: ``decode_value(pickled=True)`` unpickles, and callers pass
+it only for bytes whose signature verified, in caches that chose it (``pickle_signed_values``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 import threading
 import uuid
 import zoneinfo
@@ -17,7 +20,14 @@ from typing import Any, Final
 
 import msgpack
 
-__all__ = ["DecodeError", "UnencodableError", "decode_value", "encode_value", "register_type"]
+__all__ = [
+    "DecodeError",
+    "UnencodableError",
+    "decode_value",
+    "encode_pickled",
+    "encode_value",
+    "register_type",
+]
 
 
 class DecodeError(ValueError):
@@ -36,6 +46,9 @@ class UnencodableError(TypeError):
 # Extension codes. Never renumber: they are on the wire in every L2 entry.
 _TUPLE, _SET, _FROZENSET, _BIGINT = 1, 2, 3, 4
 _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _REGISTERED = 5, 6, 7, 8, 9, 10, 11
+#: A whole value as pickle: written and read only by caches that sign (see encode_pickled); no
+#: decoder is registered for it, so decode_value() refuses it as an unknown extension.
+_PICKLED: Final = 12
 
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -393,12 +406,42 @@ def encode_value(value: Any) -> bytes:
     return packed
 
 
-def decode_value(body: bytes | memoryview) -> Any:
+def encode_pickled(value: Any) -> bytes:
+    """Return ``value`` pickled, in an extension value only ``decode_value(pickled=True)`` opens.
+
+    For values msgpack cannot carry (a Django model instance, a QuerySet), in caches that sign
+    what they write and verify before they decode: unpickling runs code the bytes name, so only
+    bytes a holder of the signing key wrote may be. Raises what pickle raises.
+    """
+    packed: bytes = msgpack.packb(msgpack.ExtType(_PICKLED, pickle.dumps(value, pickle.HIGHEST_PROTOCOL)))
+    return packed
+
+
+def _pickled_body(body: bytes | memoryview) -> memoryview | None:
+    """Return the pickle inside ``body`` if ``body`` is one value of encode_pickled()'s, else None."""
+    view = memoryview(body)
+    if len(view) < 3 or view[0] not in (0xC7, 0xC8, 0xC9):
+        return None  # (pickles are longer than the fixed-size extension formats hold)
+    size = 1 << (view[0] - 0xC7)
+    start = 2 + size
+    if len(view) <= start or view[start - 1] != _PICKLED:
+        return None
+    length = int.from_bytes(view[1 : 1 + size], "big")
+    return view[start:] if len(view) - start == length else None
+
+
+def decode_value(body: bytes | memoryview, *, pickled: bool = False) -> Any:
     """Return the value encoded in ``body``; raise DecodeError for anything else.
 
     Whatever the bytes, decoding stays within the bounds above (nesting, containers, maps and
     sets whose keys could collide) and a small C stack; past them the payload is refused.
+    ``pickled``: also open encode_pickled()'s values; only for bytes whose signature verified.
     """
+    if pickled and (inner := _pickled_body(body)) is not None:
+        try:
+            return pickle.loads(inner)  # noqa: S301 - bytes a holder of the signing key wrote
+        except Exception as exc:  # (a class gone since it was written, say)
+            raise DecodeError(f"unreadable pickled value: {type(exc).__name__}: {exc}") from None
     try:
         if len(body) > MAX_ITEMS or (
             len(body) > MAX_OBJECTS and len(bytes(body).translate(None, _NOT_CONTAINERS)) > MAX_OBJECTS

@@ -68,6 +68,8 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         super().__init__(params)
         self._cache = _shared_cache(_location(server), dict(params.get("OPTIONS") or {}))
         self._tiers = self._cache._tiers  # (add, incr and touch run the adapters' update flow)
+        # As every Django backend: a value pickle cannot store either raises pickle's error.
+        self._tiers.refuse_unpicklable = True
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -217,10 +217,14 @@ def test_responses_safe_strings_and_lazy_strings_reach_redis(cache: Any) -> None
     assert type(lazy) is str and lazy == "Hello"
 
 
+def forty_two() -> int:
+    return 42
+
+
 def test_a_lazy_value_that_is_not_a_string_stays_in_l1(cache: Any, caplog: pytest.LogCaptureFixture) -> None:
     from django.utils.functional import lazy  # noqa: PLC0415
 
-    answer = lazy(lambda: 42, int)()
+    answer = lazy(forty_two, int)()  # (picklable, as a value must be for any Django backend)
     with caplog.at_level("WARNING", logger="tiercache"):
         cache.set("answer", answer)
     assert cache.get("answer") is answer  # from L1
@@ -746,3 +750,104 @@ def test_a_timeout_under_a_millisecond_never_leaves_the_replaced_value(cache: An
     cache.set("k", "new", 0.0004)
     cache._cache.invalidate_l1()
     assert cache.get("k") != "old"
+
+
+# -- values only pickle carries ----------------------------------------------------------------
+
+
+class Planted:
+    """A value whose unpickling touches a file: proof of whether a reader unpickled it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_touch, (self.marker,))
+
+
+def _touch(marker: str) -> str:
+    open(marker, "a").close()
+    return "unpickled"
+
+
+def backend(url: str, namespace: str, **options: Any) -> TieredCache:
+    return TieredCache(url, {"OPTIONS": {"NAMESPACE": namespace, "L1_ENABLED": False, **options}})
+
+
+def test_signed_caches_that_ask_for_it_carry_what_only_pickle_can(
+    redis_server: RedisProcess, isolated_settings: str
+) -> None:
+    """PICKLE_SIGNED_VALUES: a Fraction (no msgpack type) reaches Redis and another process's read."""
+    from fractions import Fraction  # noqa: PLC0415
+
+    key = "signing-key-of-these-tests-0123456789"
+    writer = backend(redis_server.url, isolated_settings, SIGNING_KEY=key, PICKLE_SIGNED_VALUES=True)
+    reader = backend(redis_server.url, isolated_settings, SIGNING_KEY=key, PICKLE_SIGNED_VALUES=True)
+    writer.set("third", Fraction(1, 3))
+    writer.set_many({"half": Fraction(1, 2), "plain": [1, 2]})
+    assert reader.get_many(["third", "half", "plain"]) == {
+        "third": Fraction(1, 3),
+        "half": Fraction(1, 2),
+        "plain": [1, 2],  # (what msgpack carries is not pickled)
+    }
+    assert redis_server.client().get(f"{isolated_settings}:k:{writer.make_key('plain')}") is not None
+
+
+def test_a_pickle_is_opened_only_by_a_reader_whose_key_verifies_it_and_who_asked_for_pickles(
+    redis_server: RedisProcess, isolated_settings: str, tmp_path: Any
+) -> None:
+    """Bytes in Redis may be anyone's: a reader with another key, or one that did not ask for
+    pickles, must never unpickle (the planted value would run code); they read a miss."""
+    marker = tmp_path / "unpickled"
+    key = "signing-key-of-these-tests-0123456789"
+    writer = backend(redis_server.url, isolated_settings, SIGNING_KEY=key, PICKLE_SIGNED_VALUES=True)
+    writer.set("planted", Planted(str(marker)))
+    marker.unlink(missing_ok=True)  # (the writer keeps nothing in L1; pickling ran no reduce target)
+    others = {
+        "another key": backend(
+            redis_server.url, isolated_settings, SIGNING_KEY="x" * 40, PICKLE_SIGNED_VALUES=True
+        ),
+        "no pickles": backend(redis_server.url, isolated_settings, SIGNING_KEY=key),
+        "no signing": backend(redis_server.url, isolated_settings),
+    }
+    for who, reader in others.items():
+        assert reader.get("planted", "missed") == "missed", who
+        assert not marker.exists(), who
+    # The same bytes, copied under another key: the signature covers the key, so a miss too.
+    client = redis_server.client()
+    client.set(
+        f"{isolated_settings}:k:{writer.make_key('copied')}",
+        client.get(f"{isolated_settings}:k:{writer.make_key('planted')}"),
+    )
+    assert writer.get("copied", "missed") == "missed" and not marker.exists()
+    assert writer.get("planted") == "unpickled" and marker.exists()  # (the control: it would run)
+
+
+def test_pickling_is_refused_without_a_signing_key(redis_server: RedisProcess) -> None:
+    with pytest.raises(ValueError, match="pickle_signed_values needs a signing_key"):
+        MultiTierCacheSettings(l2_url=redis_server.url, pickle_signed_values=True)
+    with pytest.raises(ValueError, match="pickle_signed_values needs a signing_key"):
+        backend(redis_server.url, "ns", PICKLE_SIGNED_VALUES=True)
+
+
+class Unpicklable:
+    def __getstate__(self) -> Any:
+        import pickle  # noqa: PLC0415
+
+        raise pickle.PickleError("no")
+
+
+def test_a_value_no_backend_could_pickle_raises_as_django_s_backends_do_and_is_kept_nowhere(
+    cache: Any,
+) -> None:
+    import pickle  # noqa: PLC0415
+
+    cache.set("k", "old")
+    for write in (
+        lambda: cache.set("k", Unpicklable()),
+        lambda: cache.add("fresh", Unpicklable()),  # (an add that would write)
+        lambda: cache.set_many({"k": Unpicklable(), "other": 1}),
+    ):
+        with pytest.raises(pickle.PickleError):
+            write()
+        assert cache.get("k") == "old" and cache.get("other") is None and cache.get("fresh") is None

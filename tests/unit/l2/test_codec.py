@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support.strategies import same_typed, values
 from tiercache import register_type, tiered_cache
-from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_value
+from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
 
 
 @given(values)
@@ -220,3 +220,39 @@ def test_decoding_arbitrary_bytes_raises_nothing_but_decode_error(payload: bytes
         decode_value(payload)
     except DecodeError:
         pass
+
+
+@given(values)
+def test_asking_for_pickles_changes_nothing_for_what_msgpack_carries(value: Any) -> None:
+    assert same_typed(decode_value(encode_value(value), pickled=True), value)
+
+
+@given(st.binary(max_size=300))
+def test_bytes_that_are_not_a_pickle_of_ours_are_never_unpickled(raw: bytes) -> None:
+    """Only one whole extension value of the pickle code, its length exact, is unpickled."""
+    try:
+        decode_value(raw, pickled=True)
+    except DecodeError:
+        pass
+    packed = msgpack.packb(msgpack.ExtType(12, raw))
+    for truncated_or_longer in (packed[:-1], packed + b"\x00", b"\x91" + packed):
+        with pytest.raises(DecodeError):
+            decode_value(truncated_or_longer, pickled=True)
+
+
+def test_a_pickled_value_is_opened_only_when_asked_for() -> None:
+    from fractions import Fraction  # noqa: PLC0415
+
+    body = encode_pickled(Fraction(2, 3))
+    assert decode_value(body, pickled=True) == Fraction(2, 3)
+    with pytest.raises(DecodeError, match="unknown extension code 12"):
+        decode_value(body)
+    with pytest.raises(DecodeError, match="unreadable pickled value"):
+        decode_value(msgpack.packb(msgpack.ExtType(12, b"not a pickle" * 30)), pickled=True)
+    with pytest.raises(pickle.PickleError):
+        encode_pickled(_Unpicklable())
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise pickle.PickleError("no")
