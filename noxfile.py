@@ -1,5 +1,5 @@
 """Sessions (``python -m nox -s <name>``): tests, other_pythons, lowest, newest, lint, typecheck, docs,
-bench, demo.
+django_suite, bench, demo.
 
 Every environment but ``lowest`` and ``newest`` installs exactly what ``uv.lock`` pins, so a fresh
 machine runs what CI last passed with; those two resolve afresh on purpose, to try the oldest and
@@ -136,6 +136,13 @@ def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
     sync(session, "typecheck")
     session.run("mypy", "tiercache")
+
+
+@nox.session(python=sorted({PYTHONS[0], PYTHONS[-1]}))
+def django_suite(session: nox.Session) -> None:
+    """Run Django's own cache tests (from the sdist uv.lock pins) against TieredCache."""
+    sync(session, "test")
+    session.run("python", "tests/django_suite/run.py", *session.posargs)
 
 
 @nox.session
