@@ -95,9 +95,10 @@ def test_two_uvicorn_workers_report_the_sum_of_their_calls(
         "TIERCACHE_REDIS_URL": redis_server.url,
         "TIERCACHE_NAMESPACE": isolated_settings,
     }
+    command = [sys.executable, "-m", "uvicorn", "service:app", "--app-dir", str(tmp_path)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service:app", "--app-dir", str(tmp_path)]
-        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning"],
+        command,
         env=environment,
         stderr=subprocess.PIPE,
         text=True,
