@@ -465,11 +465,14 @@ def l2_op(tiers: Tiers, endpoint: Endpoint, op: Op) -> Generator[Op, Any, tuple[
 
 
 def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
-    """Make sure the generation is known before sealing payloads; False if L2 failed."""
-    generation_key = tiers.generation_key_if_due(endpoint)
-    if generation_key is None:
+    """Make sure a generation is known before sealing payloads; False if L2 failed.
+
+    One known is enough, however old: write_in_generation() reads it again in the writes' own
+    round trip and writes again if a clear came first, so a set is one round trip.
+    """
+    if tiers.knows_generation(endpoint):
         return True
-    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), generation_key, tiers))
+    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), tiers.generation_key, tiers))
     if ok:
         tiers.learn_generation(endpoint, reply[0])
     return bool(ok)

@@ -52,8 +52,8 @@ __all__ = [
 
 logger = logging.getLogger("tiercache")
 
-#: How long a set trusts the generation it last read before it reads it first (every L2 read
-#: fetches it anyway, and a set reads it again once its writes have landed: see write_in_generation).
+#: How long reads trust the generation they last read before fetching it again with the next
+#: look-up (sets read it in their own round trip: see write_in_generation).
 GENERATION_RECHECK: Final = 0.5
 #: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
 MAX_PENDING_KEYS: Final = 10_000
@@ -260,6 +260,10 @@ class Tiers:
         return self.channel is not None and self.local.cap == math.inf
 
     # -- generations and payloads ---------------------------------------------------------
+
+    def knows_generation(self, endpoint: Endpoint) -> bool:
+        """Return whether a generation of ``endpoint`` is known here (however long ago it was read)."""
+        return self._generation_endpoint is endpoint and self._generation is not None
 
     def generation_key_if_due(self, endpoint: Endpoint) -> str | None:
         """Return the generation key when the generation should be read with the next look-up."""

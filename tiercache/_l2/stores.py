@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 import redis
@@ -190,6 +191,55 @@ def _check_confirmed(owner: Owner, what: str, replies: list[Any]) -> list[Any]:
     if isinstance(reply, Exception) or not reply:
         owner.unconfirmed(what, reply)
     return replies
+
+
+@dataclass(slots=True)
+class _WritePlan:
+    """What write_many queued on its pipeline besides the SETs, to read their replies back."""
+
+    confirm: bool
+    generation: bool  # GET of the generation key, after the SETs (one server)
+    publish: bool  # PUBLISH, after them (one server: the same connection keeps the order)
+
+
+def _queue_write_many(
+    owner: Owner,
+    pipeline: Any,
+    items: tuple[tuple[str, bytes, int], ...],
+    announce: Announce,
+    generation_key: str | None,
+) -> _WritePlan:
+    """Queue a set's whole round trip: the SETs, WAIT, the generation's GET and the announcement.
+
+    On a cluster the pipeline sends each node its share at once, with no order between nodes:
+    the generation is read, and the announcement published, after it has landed (see the stores).
+    """
+    for key, payload, ttl_ms in items:
+        pipeline.set(key, payload, px=ttl_ms)
+    plan = _WritePlan(_confirmed(owner, pipeline), False, False)
+    if generation_key is not None and not owner.cluster:
+        pipeline.get(generation_key)
+        plan.generation = True
+    if announce is not None and not owner.cluster:
+        pipeline.execute_command("PUBLISH", *announce)
+        plan.publish = True
+    return plan
+
+
+def _read_write_many(owner: Owner, plan: _WritePlan, replies: list[Any]) -> tuple[Any, list[str]]:
+    """Return (the generation read, ``[why]`` Redis refused the announcement) from the replies.
+
+    A refused SET raises (as an unpipelined one would); the announcement then went out all the
+    same, which costs the other processes an L1 entry, never a wrong value.
+    """
+    unheard = _answered("PUBLISH", replies.pop())[1] if plan.publish else []
+    generation = replies.pop() if plan.generation else None
+    if plan.confirm:
+        _check_confirmed(owner, "a set", replies)
+    failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+    if failed is not None:
+        raise failed
+    return generation, unheard
 
 
 def _generation_reply(reply: Any) -> tuple[int, bool]:
@@ -522,22 +572,15 @@ class SyncStore:
         pipeline sends each node its share at once), and ``[why]`` if Redis refused to publish
         the announcement (the writes stand). A refused write raises RemoteRejected.
         """
+        cluster = self.endpoint.cluster
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            for key, payload, ttl_ms in items:
-                pipeline.set(key, payload, px=ttl_ms)
-            confirm = _confirmed(self.endpoint, pipeline)
-            after = generation_key is not None and not self.endpoint.cluster
-            if after:
-                pipeline.get(generation_key)
-            replies = pipeline.execute()
-            generation = replies.pop() if after else None
-            if confirm:
-                _check_confirmed(self.endpoint, "a set", replies)
-            if generation_key is not None and not after:
+            plan = _queue_write_many(self.endpoint, pipeline, items, announce, generation_key)
+            replies = pipeline.execute(raise_on_error=False)
+            generation, unheard = _read_write_many(self.endpoint, plan, replies)
+            if generation_key is not None and cluster:
                 generation = self.client.get(generation_key)
-            unheard: list[str] = []
-            if announce is not None:
+            if announce is not None and cluster:
                 _, unheard = _attempt("PUBLISH", (), lambda: self._publish(announce, items[0][0]))
             return cast("bytes | None", generation), unheard
 
@@ -969,22 +1012,15 @@ class AsyncStore:
         generation_key: str | None = None,
     ) -> tuple[bytes | None, list[str]]:
         """See ``SyncStore.write_many``."""
+        cluster = self.endpoint.cluster
         with _TRANSLATED:
             pipeline = self.client.pipeline(transaction=False)
-            for key, payload, ttl_ms in items:
-                pipeline.set(key, payload, px=ttl_ms)
-            confirm = _confirmed(self.endpoint, pipeline)
-            after = generation_key is not None and not self.endpoint.cluster
-            if after:
-                pipeline.get(generation_key)
-            replies = await pipeline.execute()
-            generation = replies.pop() if after else None
-            if confirm:
-                _check_confirmed(self.endpoint, "a set", replies)
-            if generation_key is not None and not after:
+            plan = _queue_write_many(self.endpoint, pipeline, items, announce, generation_key)
+            replies = await pipeline.execute(raise_on_error=False)
+            generation, unheard = _read_write_many(self.endpoint, plan, replies)
+            if generation_key is not None and cluster:
                 generation = await self.client.get(generation_key)
-            unheard: list[str] = []
-            if announce is not None:
+            if announce is not None and cluster:
                 _, unheard = await _aattempt("PUBLISH", (), lambda: self._publish(announce, items[0][0]))
             return cast("bytes | None", generation), unheard
 
