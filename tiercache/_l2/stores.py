@@ -30,6 +30,7 @@ from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
+from tiercache._l2.wire import lean_command
 
 
 class Owner(Protocol):
@@ -413,8 +414,14 @@ class SyncStore:
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(RAISE_GENERATION)
         # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
-        # sends one MGET per node, pipelined. (Our reads never needed atomicity.)
-        self._mget = client.mget_nonatomic if endpoint.cluster else client.mget
+        # sends one MGET per node, pipelined. (Our reads never needed atomicity.) On one server,
+        # the reads of every L2 hit go out on the pool's connections directly (see wire).
+        lean = None if endpoint.cluster else lean_command(client)
+        self._send: Callable[..., Any] = lean or client.execute_command
+        self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
+
+    def _mget_one_server(self, names: Sequence[str]) -> Any:
+        return self._send("MGET", *names)
 
     def _publish(self, announce: tuple[str, bytes], near: str) -> Any:
         """Publish ``announce``; on a cluster through the primary of ``near``, the key just written.
@@ -458,9 +465,13 @@ class SyncStore:
         # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
         try:
             if generation_key is None:
-                payload: Any = self.client.get(key)
+                payload: Any = self.client.get(key) if self.endpoint.cluster else self._send("GET", key)
                 return None, payload
-            both: Any = self._mget([generation_key, key])
+            both: Any = (
+                self._mget([generation_key, key])
+                if self.endpoint.cluster
+                else self._send("MGET", generation_key, key)
+            )
             return both[0], both[1]
         except OversizedReply:
             self.guard.arm()

@@ -1,0 +1,128 @@
+"""The hot reads sent on pooled connections directly (``_l2.wire``), against a real redis-server.
+
+They skip redis-py's client layer, so what it did for them must still hold: a dropped
+connection is tried once more, a connection left with an unread reply is never read from, a
+forked child never shares its parent's sockets, and a timeout is an outage (no retry).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import tiercache
+from tiercache import tiered_cache
+from tiercache._decorator import config
+from tiercache._l2.pool import SyncWaitingConnectionPool
+from tiercache._l2.wire import lean_command
+from tiercache._tools.redis_process import RedisProcess
+
+pytestmark = pytest.mark.redis_server
+
+
+def cached(name: str, runs: list[int]) -> Any:
+    @tiered_cache(ttl_l1=None, ttl_l2=3600, name=name)
+    def lookup(key: str) -> dict[str, str]:
+        runs.append(1)
+        return {"key": key}
+
+    return lookup
+
+
+def pool_of_this_process() -> SyncWaitingConnectionPool:
+    pool = config.endpoint_for(config.current()).sync_store().client.connection_pool
+    assert isinstance(pool, SyncWaitingConnectionPool)
+    return pool
+
+
+def test_the_reads_of_an_l2_hit_take_the_lean_way(real_l2: str) -> None:
+    runs: list[int] = []
+    lookup = cached("wire.lean", runs)
+    lookup("a")
+    store = config.endpoint_for(config.current()).sync_store()
+    assert store._send is not store.client.execute_command  # (the lean sender, not the client's)
+    assert [lookup("a") for _ in range(5)] == [{"key": "a"}] * 5 and runs == [1]
+    assert lookup.cache_stats().l2_hits == 5
+
+
+def test_a_connection_redis_dropped_is_tried_once_more_and_the_read_is_a_hit(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    runs: list[int] = []
+    lookup = cached("wire.dropped", runs)
+    lookup("a")
+    admin = redis_server.client()
+    for _ in range(3):
+        ours = [c for c in admin.client_list() if c.get("cmd") in ("mget", "get", "set", "eval", "evalsha")]
+        assert ours
+        for client in ours:
+            admin.client_kill_filter(_id=client["id"])
+        assert lookup("a") == {"key": "a"}
+    stats = lookup.cache_stats()
+    assert runs == [1] and stats.l2_hits == 3 and stats.l2_errors == 0 and not stats.degraded
+
+
+def test_a_pooled_connection_with_an_unread_reply_is_never_read_from(real_l2: str) -> None:
+    """A reply left on a connection (a command sent, its caller gone) must not answer the next one."""
+    runs: list[int] = []
+    lookup = cached("wire.unread", runs)
+    lookup("a")
+    lookup("b")
+    pool = pool_of_this_process()
+    connection = pool.take()
+    connection.send_command("ECHO", "a reply nobody reads")
+    assert connection.can_read(timeout=5)  # (the reply is there, unread, when it goes back)
+    pool.give(connection)
+    for key in ("a", "b", "a"):
+        assert lookup(key) == {"key": key}
+    assert runs == [1, 1] and lookup.cache_stats().l2_errors == 0
+
+
+def test_a_forked_child_reads_on_connections_of_its_own(real_l2: str) -> None:
+    runs: list[int] = []
+    lookup = cached("wire.forked", runs)
+    lookup("a")
+    parent = {id(c) for c in pool_of_this_process()._available_connections}
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its reads must work, on new connections
+        try:
+            ok = lookup("a") == {"key": "a"} and lookup.cache_stats().l2_errors == 0
+            pool = pool_of_this_process()
+            ok = ok and not ({id(c) for c in pool._available_connections} & parent)
+            os.write(writer, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(writer)
+    assert os.read(reader, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert lookup("a") == {"key": "a"} and runs == [1]
+
+
+def test_a_slow_redis_is_an_outage_not_a_retry(redis_server: RedisProcess, tmp_path: Any) -> None:
+    """A read that times out is not sent again (a retry would double the wait): the breaker opens."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        tiercache.configure(redis_url=server.url, timeout=0.1)
+        runs: list[int] = []
+        lookup = cached("wire.slow", runs)
+        lookup("a")
+        server.pause()
+        try:
+            assert lookup("a") == {"key": "a"}
+        finally:
+            server.resume()
+        stats = lookup.cache_stats()
+        assert runs == [1, 1] and stats.l2_errors == 1 and stats.degraded
+    finally:
+        server.stop()
+
+
+def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
+    import redis  # noqa: PLC0415
+
+    assert lean_command(redis.Redis()) is None  # (an application's pool: its own retry and hooks)
+    single = redis.Redis(connection_pool=SyncWaitingConnectionPool(wait=1.0), single_connection_client=True)
+    assert lean_command(single) is None

@@ -1,0 +1,77 @@
+"""The hot reads on redis-py's connections, without its per-command client layer.
+
+``Redis.get`` runs a retry loop of lambdas, observability hooks, response callbacks and
+maintenance checks around every command: about 86k instructions of a bare ``r.get()``'s 136k.
+A cache that owns its timeouts, its breaker and its retry-once needs none of it for the
+command of every L2 hit, so that one (GET, MGET) is sent here on a pooled connection directly:
+redis-py still packs it, parses the reply (with the bounded parsers of ``replies``) and keeps
+the pool; what it no longer does per command is what tiercache does once around the call.
+
+Only for the clients tiercache builds from a URL (one server, Sentinel): a client the
+application passes in keeps its own behaviour, and a cluster its own routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.connection
+from redis._parsers.encoders import Encoder
+
+from tiercache._l2.pool import SyncWaitingConnectionPool
+
+__all__ = ["lean_command"]
+
+try:  # hiredis packs a command in C (redis-py's own packer is Python: ten times the cost)
+    from hiredis import pack_command as _hiredis_pack  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the hiredis extra is optional
+    _hiredis_pack = None
+
+_ENCODER = Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+_PACKER = redis.connection.PythonRespSerializer(6000, _ENCODER.encode)
+
+
+def _packed_in_c(command: tuple[Any, ...]) -> list[bytes]:
+    return [_hiredis_pack(command)]  # (send_packed_command sends each item of a list)
+
+
+def _packed_in_python(command: tuple[Any, ...]) -> list[bytes]:
+    packed: list[bytes] = _PACKER.pack(*command)  # type: ignore[no-untyped-call]
+    return packed
+
+
+pack: Callable[[tuple[Any, ...]], list[bytes]] = _packed_in_c if _hiredis_pack else _packed_in_python
+
+
+def lean_command(client: Any) -> Callable[..., Any] | None:
+    """Return ``send(*command)`` sending on ``client``'s pool directly, or None where it may not.
+
+    A dropped connection (ConnectionError, not a timeout) is tried once more on a fresh one,
+    as the clients tiercache builds are told to; any failure leaves the connection closed, so
+    no later command reads a reply that was not its own.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(pool, SyncWaitingConnectionPool) or getattr(client, "connection", None) is not None:
+        return None  # (not ours, or a single-connection client)
+    get_connection, release = pool.take, pool.give
+
+    def send(*command: Any) -> Any:
+        packed = pack(command)
+        connection = get_connection()
+        try:
+            try:
+                connection.send_packed_command(packed)
+                return connection.read_response()
+            except redis.ConnectionError:
+                connection.disconnect()  # (once more, on a connection made afresh)
+                connection.send_packed_command(packed)
+                return connection.read_response()
+        except BaseException:
+            connection.disconnect()  # (redis-py mostly has; a half-read reply must never be read)
+            raise
+        finally:
+            release(connection)  # (one a server's maintenance notice marked is reconnected there)
+
+    return send
