@@ -1,0 +1,140 @@
+"""Instructions per call under callgrind: what a shared machine's noise cannot move.
+
+``python -m benchmarks.instructions`` (valgrind must be installed). Each scenario runs in a
+child Python under ``valgrind --tool=callgrind`` twice, with two iteration counts; the
+difference of the two totals divided by the difference of the counts is one call's cost, with
+start-up, imports and set-up cancelled out. L2 scenarios use a redis-server started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from tiercache._tools.redis_process import RedisProcess
+
+#: name -> (set-up, the statement measured[, a check run after]); ``URL`` is the redis-server's.
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "raw redis.Redis.get + msgpack.unpackb": (
+        """
+        import msgpack, redis
+        client = redis.Redis.from_url(URL)
+        client.set("raw:hit", msgpack.packb({"name": "s3", "regions": ["eu-west-1"]}))
+        """,
+        'msgpack.unpackb(client.get("raw:hit"))',
+    ),
+    "raw Connection.send_command + read_response + unpackb": (
+        """
+        import msgpack, redis
+        client = redis.Redis.from_url(URL)
+        client.set("raw:hit", msgpack.packb({"name": "s3", "regions": ["eu-west-1"]}))
+        connection = client.connection_pool.get_connection()
+        def get():
+            connection.send_command("GET", "raw:hit")
+            return msgpack.unpackb(connection.read_response())
+        """,
+        "get()",
+    ),
+    "tiercache sync L2 hit (L1 off)": (
+        """
+        import tiercache
+        # (a generous timeout: under valgrind Python runs some fifty times slower)
+        tiercache.configure(redis_url=URL, namespace="instructions", timeout=5.0, connect_timeout=5.0)
+        runs = []
+        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=3600, name="instructions.hit")
+        def lookup(key):
+            runs.append(1)
+            return {"name": "s3", "regions": ["eu-west-1"]}
+        lookup("k")
+        """,
+        'lookup("k")',
+        "assert len(runs) <= 1 and lookup.cache_stats().l2_errors == 0, lookup.cache_stats()",
+    ),
+    "functools.lru_cache hit": (
+        """
+        import functools
+        @functools.lru_cache(maxsize=1000)
+        def lookup(key):
+            return key
+        lookup("k")
+        """,
+        'lookup("k")',
+    ),
+    "tiercache L1 hit": (
+        """
+        import tiercache
+        tiercache.configure(l2=False)
+        @tiercache.tiered_cache(ttl_l1=3600)
+        def lookup(key):
+            return key
+        lookup("k")
+        """,
+        'lookup("k")',
+    ),
+}
+
+
+def _child(scenario: tuple[str, ...], url: str, iterations: int) -> str:
+    setup, statement, *check = scenario
+    return "\n".join(
+        [
+            f"URL = {url!r}",
+            textwrap.dedent(setup),
+            f"for _ in range({iterations}):",
+            f"    {statement}",
+            *check,  # (a scenario that measured the wrong path fails, not reports)
+        ]
+    )
+
+
+def count(scenario: tuple[str, ...], url: str, iterations: int, folder: Path) -> int:
+    """Return the instructions a child running the scenario ``iterations`` times executes."""
+    script = folder / f"child-{iterations}.py"
+    script.write_text(_child(scenario, url, iterations))
+    out = folder / f"callgrind-{iterations}.out"
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    if done.returncode:
+        raise RuntimeError(f"the scenario failed under callgrind:\n{done.stderr[-3000:]}")
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind said no total:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--low", type=int, default=1000)
+    parser.add_argument("--high", type=int, default=3000)
+    parser.add_argument("--only", help="scenarios whose name contains this")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tiercache-instructions-") as name:
+        folder = Path(name)
+        server = RedisProcess(folder / "redis").start()
+        try:
+            print(f"| scenario | instructions per call ({args.high} - {args.low} calls) |")
+            print("|---|---:|")
+            for label, scenario in SCENARIOS.items():
+                if args.only and args.only not in label:
+                    continue
+                low = count(scenario, server.url, args.low, folder)
+                high = count(scenario, server.url, args.high, folder)
+                print(f"| {label} | {(high - low) / (args.high - args.low):,.0f} |", flush=True)
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
