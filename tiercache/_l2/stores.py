@@ -465,7 +465,7 @@ class SyncStore:
         # The hot path of every L2 hit: try/except costs nothing here, a context manager would.
         try:
             if generation_key is None:
-                payload: Any = self.client.get(key) if self.endpoint.cluster else self._send("GET", key)
+                payload: Any = self._send("GET", key)  # (a cluster's execute_command routes it by key)
                 return None, payload
             both: Any = (
                 self._mget([generation_key, key])
