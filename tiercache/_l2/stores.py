@@ -243,6 +243,50 @@ def _read_write_many(owner: Owner, plan: _WritePlan, replies: list[Any]) -> tupl
     return generation, unheard
 
 
+def _queue_invalidation(
+    owner: Owner,
+    pipeline: Any,
+    keys: Sequence[str],
+    tombstone: bytes | None,
+    ttl_ms: int,
+    *,
+    announce: Announce,
+) -> bool:
+    """Queue an invalidation's whole round trip on one server: tombstones (or DEL), WAIT, PUBLISH.
+
+    One connection keeps the order: the announcement goes out once the keys are dropped (and,
+    with WAIT, once a replica has them). Return whether WAIT was queued.
+    """
+    if tombstone is None:
+        pipeline.delete(*keys)
+    else:
+        for key in keys:
+            pipeline.set(key, tombstone, px=ttl_ms)
+    confirm = _confirmed(owner, pipeline)
+    if announce is not None:
+        pipeline.execute_command("PUBLISH", *announce)
+    return confirm
+
+
+def _read_invalidation(
+    owner: Owner,
+    keys: Sequence[str],
+    replies: list[Any],
+    *,
+    tombstone: bool,
+    announced: bool,
+    confirm: bool,
+) -> tuple[Sequence[str], list[str], list[str], list[str]]:
+    """Return (keys whose tombstone Redis refused, why, what it refused to drop, to publish)."""
+    unheard = _answered("PUBLISH", replies.pop())[1] if announced else []
+    if confirm:
+        _check_confirmed(owner, "an invalidation", replies)
+    if tombstone:
+        left, why = _refused_in(keys, replies)
+        return left, why, [], unheard
+    return (), [], _answered("DEL", replies[0])[1], unheard
+
+
 def _generation_reply(reply: Any) -> tuple[int, bool]:
     new, changed = reply
     return int(new), bool(changed)
@@ -632,11 +676,27 @@ class SyncStore:
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
-            left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
+            if self.endpoint.cluster:  # (no order between a cluster pipeline's nodes: in steps)
+                left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
+            else:
+                pipeline = self.client.pipeline(transaction=False)
+                confirm = _queue_invalidation(
+                    self.endpoint, pipeline, keys, tombstone, ttl_ms, announce=announce
+                )
+                left, why, kept, unheard = _read_invalidation(
+                    self.endpoint,
+                    keys,
+                    pipeline.execute(raise_on_error=False),
+                    tombstone=tombstone is not None,
+                    announced=announce is not None,
+                    confirm=confirm,
+                )
             if left:
                 _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
-            if announce is not None:
+            # Announced after the keys are gone: on a cluster always here; on one server only
+            # again when a refused tombstone was replaced by a DEL after the first announcement.
+            if announce is not None and (self.endpoint.cluster or left):
                 _, unheard = _attempt("PUBLISH", (), lambda: self._publish(announce, keys[0]))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))
@@ -1074,11 +1134,25 @@ class AsyncStore:
         kept: list[str] = []
         unheard: list[str] = []
         with _TRANSLATED:
-            left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
+            if self.endpoint.cluster:  # (as in SyncStore)
+                left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
+            else:
+                pipeline = self.client.pipeline(transaction=False)
+                confirm = _queue_invalidation(
+                    self.endpoint, pipeline, keys, tombstone, ttl_ms, announce=announce
+                )
+                left, why, kept, unheard = _read_invalidation(
+                    self.endpoint,
+                    keys,
+                    await pipeline.execute(raise_on_error=False),
+                    tombstone=tombstone is not None,
+                    announced=announce is not None,
+                    confirm=confirm,
+                )
             if left:
                 _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
-            if announce is not None:
+            if announce is not None and (self.endpoint.cluster or left):  # (as in SyncStore)
                 _, unheard = await _aattempt("PUBLISH", (), lambda: self._publish(announce, keys[0]))
         if kept or unheard:
             raise RemoteRejected("; ".join(kept + unheard), kept_in_redis=bool(kept))

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.support.clock import Clock
+from tests.support.round_trips import count_sends
 from tiercache import (
     MemoryCache,
     MemoryCacheAdapter,
@@ -216,7 +217,7 @@ async def test_get_many_is_one_mget_and_set_many_one_round_trip(
     assert stats["cmdstat_get"]["calls"] == 1
 
 
-async def test_a_set_is_one_round_trip_even_long_after_the_generation_was_read(
+async def test_a_set_or_a_delete_is_one_round_trip_even_long_after_the_generation_was_read(
     make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SETs, the generation's GET and the announcement go out together: one send, one wait.
@@ -224,26 +225,19 @@ async def test_a_set_is_one_round_trip_even_long_after_the_generation_was_read(
     Before, a set sent PUBLISH after the pipeline, and read the generation first once the one
     it knew was half a second old: three round trips where Django's RedisCache takes one.
     """
-    import redis.asyncio.connection  # noqa: PLC0415
-    import redis.connection  # noqa: PLC0415
-
-    sends: list[int] = []
-    for module in (redis.connection, redis.asyncio.connection):
-        original = module.AbstractConnection.send_packed_command
-
-        def counted(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            sends.append(1)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(module.AbstractConnection, "send_packed_command", counted)
+    sends = count_sends(monkeypatch)
     cache = make()
     await cache.set("first", 1)  # (the generation, learned once)
     await asyncio.sleep(0.6)  # past the time reads trust a generation for
-    for write in (lambda: cache.set("k", 2), lambda: cache.set_many({"a": 1, "b": 2})):
+    for write in (
+        lambda: cache.set("k", 2),
+        lambda: cache.set_many({"a": 1, "b": 2, "gone": 3}),
+        lambda: cache.delete("gone"),  # (DEL and its announcement, in one pipeline)
+    ):
         sends.clear()
         await write()
         assert len(sends) == 1
-    assert await cache.get_many(["k", "a", "b"]) == {"k": 2, "a": 1, "b": 2}
+    assert await cache.get_many(["k", "a", "b", "gone"]) == {"k": 2, "a": 1, "b": 2}
 
 
 async def test_values_of_every_supported_type_round_trip(make: Any) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 import tiercache
+from tests.support.round_trips import count_sends
 from tiercache import tiered_cache
 from tiercache._decorator import config
+from tiercache._l2.coherence import channel_for
 from tiercache._l2.pool import SyncWaitingConnectionPool
 from tiercache._l2.wire import lean_command
 from tiercache._tools.redis_process import RedisProcess
@@ -126,3 +128,21 @@ def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
     assert lean_command(redis.Redis()) is None  # (an application's pool: its own retry and hooks)
     single = redis.Redis(connection_pool=SyncWaitingConnectionPool(wait=1.0), single_connection_client=True)
     assert lean_command(single) is None
+
+
+def test_an_invalidation_is_one_round_trip_and_other_processes_hear_it_after(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tombstone and its announcement go in one pipeline, in that order."""
+    runs: list[int] = []
+    lookup = cached("wire.invalidated", runs)
+    lookup("a")
+    listener = redis_server.client().pubsub()
+    listener.subscribe(channel_for(tiercache.configure().namespace))
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    sends = count_sends(monkeypatch)
+    lookup.cache_invalidate("a")
+    assert len(sends) == 1
+    message = listener.get_message(timeout=5)
+    assert message is not None and message["type"] == "message"
+    assert lookup("a") == {"key": "a"} and runs == [1, 1]
