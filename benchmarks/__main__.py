@@ -127,6 +127,7 @@ def main() -> int:
             l2.async_hit(server.url, loop),
             l2.miss_path(server.url),
             l2.concurrent_hits(server.url, loop),
+            l2.django_set(server.url),
         ]
         for scenario in scenarios:
             if args.quick:

@@ -189,3 +189,44 @@ def concurrent_hits(url: str, loop: asyncio.AbstractEventLoop) -> Scenario:
         target="throughput >= 3x raw (time <= 0.33x)",
         limit=1 / 3,
     )
+
+
+def django_set(url: str) -> Scenario:
+    """Django's low-level cache.set: its own RedisCache against TieredCache (coherent, and not)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()
+    from django.core.cache.backends.redis import RedisCache
+
+    from tiercache.contrib.django import TieredCache
+
+    backends = {
+        "Django RedisCache": RedisCache(url, {}),
+        "tiercache": TieredCache(url, {"OPTIONS": {"NAMESPACE": "bench-django"}}),
+        "tiercache, COHERENT=False": TieredCache(
+            url, {"OPTIONS": {"NAMESPACE": "bench-django-solo", "COHERENT": False}}
+        ),
+    }
+    keys = [f"session:{i}" for i in range(100)]
+
+    def stored_everywhere() -> None:
+        for label, backend in backends.items():
+            if backend.get(keys[0]) != VALUE:
+                raise AssertionError(f"{label}: cache.set did not store the value")
+
+    return Scenario(
+        "Django cache.set (one key; TieredCache announces it to other processes)",
+        "Django RedisCache",
+        [
+            Subject(
+                label,
+                timed_sync("s(next(k), V)", {"s": backend.set, "k": itertools.cycle(keys), "V": VALUE}),
+                stored_everywhere,
+            )
+            for label, backend in backends.items()
+        ],
+        operations=2000,
+        target="<= 1.5x RedisCache",
+        limit=1.5,
+    )
