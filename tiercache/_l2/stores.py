@@ -243,48 +243,41 @@ def _read_write_many(owner: Owner, plan: _WritePlan, replies: list[Any]) -> tupl
     return generation, unheard
 
 
-def _queue_invalidation(
-    owner: Owner,
-    pipeline: Any,
-    keys: Sequence[str],
-    tombstone: bytes | None,
-    ttl_ms: int,
-    *,
-    announce: Announce,
-) -> bool:
-    """Queue an invalidation's whole round trip on one server: tombstones (or DEL), WAIT, PUBLISH.
+@dataclass(slots=True)
+class _Invalidation:
+    """An invalidation's whole round trip on one server: tombstones (or DEL), WAIT, PUBLISH.
 
     One connection keeps the order: the announcement goes out once the keys are dropped (and,
-    with WAIT, once a replica has them). Return whether WAIT was queued.
+    with WAIT, once a replica has them).
     """
-    if tombstone is None:
-        pipeline.delete(*keys)
-    else:
-        for key in keys:
-            pipeline.set(key, tombstone, px=ttl_ms)
-    confirm = _confirmed(owner, pipeline)
-    if announce is not None:
-        pipeline.execute_command("PUBLISH", *announce)
-    return confirm
 
+    owner: Owner
+    keys: Sequence[str]
+    tombstone: bytes | None
+    announce: Announce
+    confirm: bool = False
 
-def _read_invalidation(
-    owner: Owner,
-    keys: Sequence[str],
-    replies: list[Any],
-    *,
-    tombstone: bool,
-    announced: bool,
-    confirm: bool,
-) -> tuple[Sequence[str], list[str], list[str], list[str]]:
-    """Return (keys whose tombstone Redis refused, why, what it refused to drop, to publish)."""
-    unheard = _answered("PUBLISH", replies.pop())[1] if announced else []
-    if confirm:
-        _check_confirmed(owner, "an invalidation", replies)
-    if tombstone:
-        left, why = _refused_in(keys, replies)
-        return left, why, [], unheard
-    return (), [], _answered("DEL", replies[0])[1], unheard
+    def queue(self, pipeline: Any, ttl_ms: int) -> Any:
+        """Queue the commands on ``pipeline``; return it."""
+        if self.tombstone is None:
+            pipeline.delete(*self.keys)
+        else:
+            for key in self.keys:
+                pipeline.set(key, self.tombstone, px=ttl_ms)
+        self.confirm = _confirmed(self.owner, pipeline)
+        if self.announce is not None:
+            pipeline.execute_command("PUBLISH", *self.announce)
+        return pipeline
+
+    def read(self, replies: list[Any]) -> tuple[Sequence[str], list[str], list[str], list[str]]:
+        """Return (keys whose tombstone Redis refused, why, what it refused to drop, to publish)."""
+        unheard = _answered("PUBLISH", replies.pop())[1] if self.announce is not None else []
+        if self.confirm:
+            _check_confirmed(self.owner, "an invalidation", replies)
+        if self.tombstone is not None:
+            left, why = _refused_in(self.keys, replies)
+            return left, why, [], unheard
+        return (), [], _answered("DEL", replies[0])[1], unheard
 
 
 def _generation_reply(reply: Any) -> tuple[int, bool]:
@@ -679,18 +672,9 @@ class SyncStore:
             if self.endpoint.cluster:  # (no order between a cluster pipeline's nodes: in steps)
                 left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             else:
-                pipeline = self.client.pipeline(transaction=False)
-                confirm = _queue_invalidation(
-                    self.endpoint, pipeline, keys, tombstone, ttl_ms, announce=announce
-                )
-                left, why, kept, unheard = _read_invalidation(
-                    self.endpoint,
-                    keys,
-                    pipeline.execute(raise_on_error=False),
-                    tombstone=tombstone is not None,
-                    announced=announce is not None,
-                    confirm=confirm,
-                )
+                plan = _Invalidation(self.endpoint, keys, tombstone, announce)
+                pipeline = plan.queue(self.client.pipeline(transaction=False), ttl_ms)
+                left, why, kept, unheard = plan.read(pipeline.execute(raise_on_error=False))
             if left:
                 _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
@@ -1137,18 +1121,9 @@ class AsyncStore:
             if self.endpoint.cluster:  # (as in SyncStore)
                 left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             else:
-                pipeline = self.client.pipeline(transaction=False)
-                confirm = _queue_invalidation(
-                    self.endpoint, pipeline, keys, tombstone, ttl_ms, announce=announce
-                )
-                left, why, kept, unheard = _read_invalidation(
-                    self.endpoint,
-                    keys,
-                    await pipeline.execute(raise_on_error=False),
-                    tombstone=tombstone is not None,
-                    announced=announce is not None,
-                    confirm=confirm,
-                )
+                plan = _Invalidation(self.endpoint, keys, tombstone, announce)
+                pipeline = plan.queue(self.client.pipeline(transaction=False), ttl_ms)
+                left, why, kept, unheard = plan.read(await pipeline.execute(raise_on_error=False))
             if left:
                 _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))
                 kept = why + kept if kept else []
