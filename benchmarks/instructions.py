@@ -56,6 +56,34 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         'lookup("k")',
         "assert len(runs) <= 1 and lookup.cache_stats().l2_errors == 0, lookup.cache_stats()",
     ),
+    "raw redis.Redis GET + SET + packb (a miss by hand)": (
+        """
+        import itertools, msgpack, redis
+        client = redis.Redis.from_url(URL)
+        numbers = itertools.count()
+        def miss():
+            key = f"raw:miss:{next(numbers)}"
+            if client.get(key) is None:
+                client.set(key, msgpack.packb({"name": "s3", "regions": ["eu-west-1"]}), px=3_600_000)
+        """,
+        "miss()",
+    ),
+    "tiercache sync miss (L1 off)": (
+        """
+        import itertools, tiercache
+        tiercache.configure(redis_url=URL, namespace="instructions", timeout=5.0, connect_timeout=5.0)
+        runs = []
+        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=3600, name="instructions.miss")
+        def lookup(key):
+            runs.append(1)
+            return {"name": "s3", "regions": ["eu-west-1"]}
+        numbers = itertools.count()
+        """,
+        "lookup(str(next(numbers)))",
+        # (every call ran the body, and what it wrote is in L2: the first key is a hit now)
+        "stats = lookup.cache_stats()\nlookup('0')\n"
+        "assert len(runs) == stats.misses == lookup.cache_stats().misses and stats.l2_errors == 0, stats",
+    ),
     "functools.lru_cache hit": (
         """
         import functools

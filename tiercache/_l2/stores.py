@@ -456,6 +456,12 @@ class SyncStore:
         lean = None if endpoint.cluster else lean_command(client)
         self._send: Callable[..., Any] = lean or client.execute_command
         self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
+        # The write of every miss too; redis-py's SET needs get=True to return the reply as is.
+        self._set_nx_get: Callable[[str, bytes, int], Any] = (
+            (lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET"))
+            if lean is not None
+            else (lambda key, payload, ttl_ms: client.set(key, payload, px=ttl_ms, nx=True, get=True))
+        )
 
     def _mget_one_server(self, names: Sequence[str]) -> Any:
         return self._send("MGET", *names)
@@ -582,7 +588,7 @@ class SyncStore:
         """
         try:  # the hot path of every miss, as read()
             if token == ABSENT and self._nx_get:
-                found = self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
+                found = self._set_nx_get(key, payload, ttl_ms)
                 return found is None or fresh_since_absent(found)
             return bool(self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
         except redis.ResponseError as exc:

@@ -146,20 +146,21 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: Redi
     """Redis < 7.0 answers SET ... NX GET with a syntax error: the script does the same check."""
     endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
     sync = endpoint.sync_store()
-    real_set = sync.client.set
+    sent: list[str] = []
 
-    def old_set(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("nx") and kwargs.get("get"):
-            raise redis.ResponseError("syntax error")
-        return real_set(*args, **kwargs)
+    def old_set(key: str, payload: bytes, ttl_ms: int) -> Any:  # what Redis < 7.0 answers
+        sent.append(key)
+        return sync._send("SET", key, payload, "PX", ttl_ms, "NX", "GET", "NOT-IN-REDIS-6")
 
-    sync.client.set = old_set
+    sync._set_nx_get = old_set
     try:
         redis_server.client().delete("cw:old")
         assert sync.write("cw:old", value(NO_TOKEN), 60_000, ABSENT) is True
+        assert sent == ["cw:old"] and sync._nx_get is False  # (refused once, never sent again)
         assert redis_server.client().get("cw:old") == value(NO_TOKEN)
         redis_server.client().set("cw:old", tombstone(new_token()))
         assert sync.write("cw:old", value(NO_TOKEN), 60_000, ABSENT) is False
+        assert sent == ["cw:old"]
     finally:
         endpoint.close()
 

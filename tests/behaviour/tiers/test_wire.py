@@ -66,6 +66,25 @@ def test_a_connection_redis_dropped_is_tried_once_more_and_the_read_is_a_hit(
     assert runs == [1] and stats.l2_hits == 3 and stats.l2_errors == 0 and not stats.degraded
 
 
+def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+    lookup = cached("wire.miss", runs)
+    lookup("warm")
+    store = config.endpoint_for(config.current()).sync_store()
+    monkeypatch.setattr(store.client, "set", None)  # (redis-py's client layer is not called)
+    admin = redis_server.client()
+    for key in ("a", "b", "c"):
+        for client in admin.client_list():
+            if client.get("cmd") in ("mget", "get", "set"):
+                admin.client_kill_filter(_id=client["id"])
+        assert lookup(key) == {"key": key}
+    assert [lookup(key) for key in ("a", "b", "c")] == [{"key": "a"}, {"key": "b"}, {"key": "c"}]
+    stats = lookup.cache_stats()
+    assert runs == [1] * 4 and stats.l2_hits == 3 and stats.l2_errors == 0 and stats.l2_writes_refused == 0
+
+
 def test_a_pooled_connection_with_an_unread_reply_is_never_read_from(real_l2: str) -> None:
     """A reply left on a connection (a command sent, its caller gone) must not answer the next one."""
     runs: list[int] = []
