@@ -56,6 +56,33 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         'lookup("k")',
         "assert len(runs) <= 1 and lookup.cache_stats().l2_errors == 0, lookup.cache_stats()",
     ),
+    "raw redis.asyncio get + msgpack.unpackb": (
+        """
+        import asyncio, msgpack, redis.asyncio
+        loop = asyncio.new_event_loop()
+        client = redis.asyncio.Redis.from_url(URL)
+        value = msgpack.packb({"name": "s3", "regions": ["eu-west-1"]})
+        loop.run_until_complete(client.set("raw:hit", value))
+        async def get():
+            return msgpack.unpackb(await client.get("raw:hit"))
+        """,
+        "loop.run_until_complete(get())",
+    ),
+    "tiercache async L2 hit (L1 off)": (
+        """
+        import asyncio, tiercache
+        loop = asyncio.new_event_loop()
+        tiercache.configure(redis_url=URL, namespace="instructions", timeout=5.0, connect_timeout=5.0)
+        runs = []
+        @tiercache.tiered_cache(ttl_l1=None, ttl_l2=3600, name="instructions.ahit")
+        async def lookup(key):
+            runs.append(1)
+            return {"name": "s3", "regions": ["eu-west-1"]}
+        loop.run_until_complete(lookup("k"))
+        """,
+        'loop.run_until_complete(lookup("k"))',
+        "assert len(runs) <= 1 and lookup.cache_stats().l2_errors == 0, lookup.cache_stats()",
+    ),
     "raw redis.Redis GET + SET + packb (a miss by hand)": (
         """
         import itertools, msgpack, redis

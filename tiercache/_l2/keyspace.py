@@ -31,6 +31,8 @@ __all__ = [
     "count_keys",
     "flush",
     "owner_of",
+    "pages",
+    "pattern_for",
     "usage",
 ]
 
@@ -105,14 +107,16 @@ def owner_of(key: str, namespace: str | None) -> tuple[str, str] | None:
     return None
 
 
-def _pattern(namespace: str | None, function: str | None) -> str:
+def pattern_for(namespace: str | None, function: str | None) -> str:
+    """Return the SCAN pattern of ``namespace``'s keys (of ``function``'s), its globs escaped."""
     if namespace is None:
         return "*"
     parts = [namespace] if function is None else [namespace, function]
     return ":".join(re.sub(r"([*?\[\]\\])", r"\\\1", part) for part in parts) + ":*"
 
 
-def _pages(client: Any, pattern: str) -> Iterator[list[str]]:
+def pages(client: Any, pattern: str) -> Iterator[list[str]]:
+    """SCAN for ``pattern``; yield the keys found, as text, a few hundred at a time."""
     page: list[str] = []
     for key in client.scan_iter(match=pattern, count=_PAGE):
         page.append(key.decode("utf-8", "replace") if isinstance(key, bytes) else key)
@@ -127,7 +131,7 @@ def usage(client: Any, namespace: str | None = None) -> tuple[list[Usage], int]:
     """Return key counts and memory per namespace and function, and the count of other keys."""
     found: dict[tuple[str, str], Usage] = {}
     others = 0
-    for page in _pages(client, _pattern(namespace, None)):
+    for page in pages(client, pattern_for(namespace, None)):
         owners = [owner_of(key, namespace) for key in page]
         ours = [(key, owner) for key, owner in zip(page, owners, strict=True) if owner is not None]
         others += len(page) - len(ours)
@@ -149,7 +153,7 @@ def _owned(client: Any, namespace: str, function: str | None) -> Iterator[list[t
     SCAN's pattern only narrows the walk: ``ns:f:*`` also matches a function labelled ``f:x``,
     so each key's owner decides.
     """
-    for page in _pages(client, _pattern(namespace, function)):
+    for page in pages(client, pattern_for(namespace, function)):
         owned = [(key, owner) for key in page if (owner := owner_of(key, namespace)) is not None]
         yield [(key, owner) for key, owner in owned if function is None or owner[1] == function]
 

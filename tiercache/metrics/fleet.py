@@ -34,10 +34,21 @@ from typing import Any, Final
 from tiercache._core.stats import LatencyHistogram
 from tiercache._decorator import registry as _registry
 from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.keyspace import pages, pattern_for
 from tiercache._l2.layout import STATS_SEGMENT
 from tiercache.metrics._source import COUNTERS
 
-__all__ = ["MAX_DOCUMENT_BYTES", "Figures", "Fleet", "Process", "publish", "publish_now", "read", "stop"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "PERIODS",
+    "Figures",
+    "Fleet",
+    "Process",
+    "publish",
+    "publish_now",
+    "read",
+    "stop",
+]
 
 logger = logging.getLogger("tiercache")
 
@@ -45,6 +56,8 @@ logger = logging.getLogger("tiercache")
 MAX_DOCUMENT_BYTES: Final = 1 << 20
 #: The document format; a reader skips (and counts) documents of another.
 FORMAT: Final = 1
+#: The periods publish() and ``tiercache top --every`` take, in seconds.
+PERIODS: Final = (0.05, 3600.0)
 _TOKEN: Final = re.compile(r"[0-9a-f]{16}")
 _MAX_COUNT: Final = 1 << 62
 _COUNTER_NAMES: Final = tuple(name for name, _ in COUNTERS)
@@ -211,9 +224,10 @@ def publish(every: float = 5.0) -> None:
     which expires ``3 * every`` seconds (at least 10) after the last write: a process that has
     ended leaves the sums within that time. See ``tiercache stats`` and ``tiercache top``.
     """
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0.05 <= every <= 3600:
+    low, high = PERIODS
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not low <= every <= high:
         raise ValueError(
-            f"tiercache.metrics.fleet.publish(): every must be 0.05 to 3600 seconds, not {every!r}"
+            f"tiercache.metrics.fleet.publish(): every must be {low:g} to {high:g} seconds, not {every!r}"
         )
     with _lock:
         _publisher.start(float(every))
@@ -278,21 +292,17 @@ def read(client: Any, namespace: str | None = None) -> Fleet:
 
 
 def _stats_keys(client: Any, namespace: str | None) -> Iterator[list[str]]:
-    pattern = "*" if namespace is None else re.sub(r"([*?\[\]\\])", r"\\\1", namespace)
-    page: list[str] = []
-    for raw in client.scan_iter(match=f"{pattern}:{STATS_SEGMENT}:*", count=500):
-        key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        head, _, token = key.rpartition(":")
-        if not (_TOKEN.fullmatch(token) and head.endswith(f":{STATS_SEGMENT}")):
-            continue
-        if namespace is not None and head != f"{namespace}:{STATS_SEGMENT}":
-            continue  # (a namespace with a colon matched the pattern's star)
-        page.append(key)
-        if len(page) >= 500:
-            yield page
-            page = []
-    if page:
-        yield page
+    match = f"*:{STATS_SEGMENT}:*" if namespace is None else pattern_for(namespace, STATS_SEGMENT)
+    for page in pages(client, match):
+        if keys := [key for key in page if _is_stats_key(key, namespace)]:
+            yield keys
+
+
+def _is_stats_key(key: str, namespace: str | None) -> bool:
+    head, _, token = key.rpartition(":")
+    if namespace is not None:  # (a namespace with a colon matches others' keys too)
+        return head == f"{namespace}:{STATS_SEGMENT}" and bool(_TOKEN.fullmatch(token))
+    return head.endswith(f":{STATS_SEGMENT}") and bool(_TOKEN.fullmatch(token))
 
 
 def _parse(raw: bytes) -> tuple[str, int, float, dict[str, dict[str, Any]]]:
