@@ -78,6 +78,34 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         if self._waiters:  # (checked here: every command releases, and few find a queue)
             self._wake_next()
 
+    async def take(self) -> Any:
+        """Return an idle connection, checked as ``get_connection`` checks it, without its extras.
+
+        redis-py's checkout and return record metrics and dispatch events on every command (as
+        the sync pool's; see ``SyncWaitingConnectionPool.take``). The check itself is redis-py's
+        own (``ensure_connection``: connected, nothing unread), whichever version is installed.
+        """
+        if not self._available_connections:
+            return await self.get_connection()
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.give(connection)
+            raise
+        return connection
+
+    async def give(self, connection: Any) -> None:
+        """Put back a connection from ``take`` (the full ``release`` if it must be reconnected)."""
+        if connection.should_reconnect() or connection not in self._in_use_connections:
+            await self.release(connection)  # (not ours, from before a reset: release says so)
+            return
+        self._in_use_connections.remove(connection)
+        self._available_connections.append(connection)
+        if self._waiters:
+            self._wake_next()
+
     def _wake_next(self) -> None:
         while self._waiters:
             turn = self._waiters.popleft()

@@ -30,7 +30,7 @@ from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
-from tiercache._l2.wire import lean_command
+from tiercache._l2.wire import lean_async_command, lean_command
 
 
 class Owner(Protocol):
@@ -846,7 +846,14 @@ class AsyncStore:
         self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(RAISE_GENERATION)
-        self._mget = client.mget_nonatomic if endpoint.cluster else client.mget  # as in SyncStore
+        lean = None if endpoint.cluster else lean_async_command(client)  # as in SyncStore
+        self._execute: Callable[..., Awaitable[Any]] = lean or client.execute_command
+        self._set_nx_get: Callable[[str, bytes, int], Awaitable[Any]] = (
+            (lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET"))
+            if lean is not None
+            else (lambda key, payload, ttl_ms: client.set(key, payload, px=ttl_ms, nx=True, get=True))
+        )
+        self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
         self._closer: AsyncGenerator[None, None] | None = None
         self._in_flight = 0
         self._batch: _ReadBatch | None = None
@@ -865,6 +872,9 @@ class AsyncStore:
                 "Awaitable[Any]", self.client.execute_command("PUBLISH", *announce, target_nodes=node)
             )
         return cast("Awaitable[Any]", self.client.execute_command("PUBLISH", *announce))
+
+    def _mget_one_server(self, names: Sequence[str]) -> Awaitable[Any]:
+        return self._execute("MGET", *names)
 
     async def drop_idle_connections(self) -> None:
         """Drop pooled connections made before the breaker last opened (see SyncStore's)."""
@@ -924,7 +934,7 @@ class AsyncStore:
             if self.guard.until and self.guard.active():
                 return _pair(await self.read_bounded(_names_of(key, generation_key)), generation_key)
             if generation_key is None:
-                payload: Any = await self.client.get(key)
+                payload: Any = await self._execute("GET", key)  # (on a cluster, routed by key)
                 return None, payload
             both: Any = await self._mget([generation_key, key])
             return both[0], both[1]
@@ -1027,7 +1037,7 @@ class AsyncStore:
     async def _write_one(self, key: str, payload: bytes, ttl_ms: int, token: bytes) -> bool:
         try:  # the hot path of every miss, as read()
             if token == ABSENT and self._nx_get:
-                found = await self.client.set(key, payload, px=ttl_ms, nx=True, get=True)
+                found = await self._set_nx_get(key, payload, ttl_ms)
                 return found is None or fresh_since_absent(found)
             return bool(await self._write_if_unchanged(keys=[key], args=[token, payload, ttl_ms]))
         except redis.ResponseError as exc:

@@ -13,16 +13,18 @@ application passes in keeps its own behaviour, and a cluster its own routing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
+import redis.asyncio
 import redis.connection
 from redis._parsers.encoders import Encoder
 
-from tiercache._l2.pool import SyncWaitingConnectionPool
+from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 
-__all__ = ["lean_command"]
+__all__ = ["lean_async_command", "lean_command"]
 
 try:  # hiredis packs a command in C (redis-py's own packer is Python: ten times the cost)
     from hiredis import pack_command as _hiredis_pack  # type: ignore[import-not-found]
@@ -75,3 +77,53 @@ def lean_command(client: Any) -> Callable[..., Any] | None:
             release(connection)  # (one a server's maintenance notice marked is reconnected there)
 
     return send
+
+
+def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
+    """Return ``send(*command)`` for ``client``, a redis.asyncio one, as ``lean_command`` does.
+
+    redis.asyncio also wraps every write in ``asyncio.wait_for`` (a task per command); here the
+    command goes to the connection's stream at once, and only a socket too full to take it
+    waits for it to drain, within the connection's timeout. The reply is read by redis-py,
+    within that timeout too; a read cut short (a timeout, a cancelled task) closes the connection.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(pool, WaitingConnectionPool) or getattr(client, "single_connection_client", True):
+        return None  # (not ours, or a single-connection client: it connects on first use)
+    take, give = pool.take, pool.give
+
+    async def send(*command: Any) -> Any:
+        packed = pack(command)
+        connection = await take()
+        try:
+            try:
+                return await _exchange(connection, packed)
+            except redis.ConnectionError:
+                await connection.disconnect()  # (once more, on a connection made afresh)
+                return await _exchange(connection, packed)
+        except BaseException:
+            await connection.disconnect(nowait=True)  # (a half-read reply must never be read)
+            raise
+        finally:
+            await give(connection)
+
+    return send
+
+
+async def _exchange(connection: Any, packed: list[bytes]) -> Any:
+    if not connection.is_connected:
+        await connection.connect()
+    writer = getattr(connection, "_writer", None)
+    if writer is None:  # pragma: no cover - a redis-py whose connections keep no StreamWriter
+        await connection.send_packed_command(packed, check_health=False)
+        return await connection.read_response()
+    if writer.transport.is_closing():
+        raise redis.ConnectionError("the connection was closed")
+    writer.writelines(packed)
+    if writer.transport.get_write_buffer_size():  # (the socket did not take it all at once)
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
+    return await connection.read_response()

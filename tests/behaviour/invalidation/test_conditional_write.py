@@ -165,6 +165,33 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: Redi
         endpoint.close()
 
 
+def test_an_old_redis_without_nx_get_falls_back_to_the_script_for_async_writes_too(
+    redis_server: RedisProcess,
+) -> None:
+    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    sent: list[str] = []
+
+    async def main() -> list[bool]:
+        store = endpoint.async_store()
+
+        def old_set(key: str, payload: bytes, ttl_ms: int) -> Any:  # what Redis < 7.0 answers
+            sent.append(key)
+            return store._execute("SET", key, payload, "PX", ttl_ms, "NX", "GET", "NOT-IN-REDIS-6")
+
+        store._set_nx_get = old_set
+        first = await store.write("cw:aold", value(NO_TOKEN), 60_000, ABSENT)
+        assert store._nx_get is False
+        redis_server.client().set("cw:aold", tombstone(new_token()))
+        return [first, await store.write("cw:aold", value(NO_TOKEN), 60_000, ABSENT)]
+
+    try:
+        redis_server.client().delete("cw:aold")
+        assert asyncio.run(main()) == [True, False]
+        assert sent == ["cw:aold"]  # (refused once, never sent again)
+    finally:
+        endpoint.close()
+
+
 def test_an_old_redis_takes_batched_conditional_writes_through_the_script(
     redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,171 @@
+"""The async hot reads sent on pooled redis.asyncio connections directly (``_l2.wire``).
+
+As for the sync ones (test_wire): a dropped connection is tried once more, a connection left
+with an unread reply is never read from, a timeout is an outage (no retry); and a task
+cancelled while it waits for its reply leaves no reply for the next command to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+import tiercache
+from tiercache import tiered_cache
+from tiercache._decorator import config
+from tiercache._l2.pool import WaitingConnectionPool
+from tiercache._l2.wire import lean_async_command
+from tiercache._tools.redis_process import RedisProcess
+
+pytestmark = pytest.mark.redis_server
+
+
+def cached(name: str, runs: list[str]) -> Any:
+    @tiered_cache(ttl_l1=None, ttl_l2=3600, name=name)
+    async def lookup(key: str) -> dict[str, str]:
+        runs.append(key)
+        return {"key": key}
+
+    return lookup
+
+
+def store_of_this_loop() -> Any:
+    return config.endpoint_for(config.current()).async_store()
+
+
+def test_the_reads_of_an_async_l2_hit_take_the_lean_way(real_l2: str) -> None:
+    runs: list[str] = []
+    lookup = cached("awire.lean", runs)
+
+    async def main() -> list[Any]:
+        await lookup("a")
+        store = store_of_this_loop()
+        assert store._execute is not store.client.execute_command
+        store.client.execute_command = store.client.mget = None  # (redis-py's client layer is not called)
+        return [await lookup("a") for _ in range(5)]
+
+    assert asyncio.run(main()) == [{"key": "a"}] * 5 and runs == ["a"]
+    assert lookup.cache_stats().l2_hits == 5 and lookup.cache_stats().l2_errors == 0
+
+
+def test_a_connection_redis_dropped_is_tried_once_more_and_the_read_is_a_hit(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    runs: list[str] = []
+    lookup = cached("awire.dropped", runs)
+    admin = redis_server.client()
+
+    async def main() -> None:
+        await lookup("a")
+        for _ in range(3):
+            ours = [c for c in admin.client_list() if c.get("cmd") in ("mget", "get", "set")]
+            assert ours
+            for client in ours:
+                admin.client_kill_filter(_id=client["id"])
+            assert await lookup("a") == {"key": "a"}
+
+    asyncio.run(main())
+    stats = lookup.cache_stats()
+    assert runs == ["a"] and stats.l2_hits == 3 and stats.l2_errors == 0 and not stats.degraded
+
+
+def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    runs: list[str] = []
+    lookup = cached("awire.miss", runs)
+    admin = redis_server.client()
+
+    async def main() -> list[Any]:
+        await lookup("warm")
+        store_of_this_loop().client.set = None  # (redis-py's client layer is not called)
+        for key in ("a", "b", "c"):
+            for client in admin.client_list():
+                if client.get("cmd") in ("mget", "get", "set"):
+                    admin.client_kill_filter(_id=client["id"])
+            assert await lookup(key) == {"key": key}
+        return [await lookup(key) for key in ("a", "b", "c")]
+
+    assert asyncio.run(main()) == [{"key": "a"}, {"key": "b"}, {"key": "c"}]
+    stats = lookup.cache_stats()
+    assert runs == ["warm", "a", "b", "c"] and stats.l2_hits == 3
+    assert stats.l2_errors == 0 and stats.l2_writes_refused == 0
+
+
+def test_a_pooled_connection_with_an_unread_reply_is_never_read_from(real_l2: str) -> None:
+    runs: list[str] = []
+    lookup = cached("awire.unread", runs)
+
+    async def main() -> list[Any]:
+        await lookup("a")
+        await lookup("b")
+        pool = store_of_this_loop().client.connection_pool
+        assert isinstance(pool, WaitingConnectionPool)
+        connection = await pool.take()
+        await connection.send_command("ECHO", "a reply nobody reads")
+        await asyncio.sleep(0.2)  # (the reply is on its way back, unread, when it goes back)
+        await pool.give(connection)
+        return [await lookup(key) for key in ("a", "b", "a")]
+
+    assert asyncio.run(main()) == [{"key": "a"}, {"key": "b"}, {"key": "a"}]
+    assert runs == ["a", "b"] and lookup.cache_stats().l2_errors == 0
+
+
+def test_a_read_cancelled_while_it_waits_leaves_no_reply_for_the_next(
+    redis_server: RedisProcess, tmp_path: Any
+) -> None:
+    """A task cancelled after its GET went out: the reply that comes later is never read as another's."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        tiercache.configure(redis_url=server.url, timeout=5.0)
+        runs: list[str] = []
+        lookup = cached("awire.cancelled", runs)
+
+        async def main() -> list[Any]:
+            await lookup("a")
+            await lookup("b")
+            server.pause()
+            try:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(lookup("a"), 0.2)
+            finally:
+                server.resume()
+            return [await lookup(key) for key in ("b", "a", "b")]
+
+        assert asyncio.run(main()) == [{"key": "b"}, {"key": "a"}, {"key": "b"}]
+        assert runs == ["a", "b"] and lookup.cache_stats().l2_errors == 0
+    finally:
+        server.stop()
+
+
+def test_a_slow_redis_is_an_outage_not_a_retry(redis_server: RedisProcess, tmp_path: Any) -> None:
+    server = RedisProcess(tmp_path).start()
+    try:
+        tiercache.configure(redis_url=server.url, timeout=0.1)
+        runs: list[str] = []
+        lookup = cached("awire.slow", runs)
+
+        async def main() -> Any:
+            await lookup("a")
+            server.pause()
+            try:
+                return await lookup("a")
+            finally:
+                server.resume()
+
+        assert asyncio.run(main()) == {"key": "a"}
+        stats = lookup.cache_stats()
+        assert runs == ["a", "a"] and stats.l2_errors == 1 and stats.degraded
+    finally:
+        server.stop()
+
+
+def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
+    assert lean_async_command(redis.asyncio.Redis()) is None
+    single = redis.asyncio.Redis(
+        connection_pool=WaitingConnectionPool(wait=1.0), single_connection_client=True
+    )
+    assert lean_async_command(single) is None
