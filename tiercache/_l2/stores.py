@@ -30,7 +30,7 @@ from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
-from tiercache._l2.wire import lean_async_command, lean_command
+from tiercache._l2.wire import lean_async_command, lean_command, lean_pipeline
 
 
 class Owner(Protocol):
@@ -455,6 +455,10 @@ class SyncStore:
         # the reads of every L2 hit go out on the pool's connections directly (see wire).
         lean = None if endpoint.cluster else lean_command(client)
         self._send: Callable[..., Any] = lean or client.execute_command
+        # (a set's and an invalidation's round trip too; a cluster's pipeline routes by node)
+        self._pipeline: Callable[[], Any] = (None if endpoint.cluster else lean_pipeline(client)) or (
+            lambda: client.pipeline(transaction=False)
+        )
         self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
         # The write of every miss too; redis-py's SET needs get=True to return the reply as is.
         self._set_nx_get: Callable[[str, bytes, int], Any] = (
@@ -628,7 +632,7 @@ class SyncStore:
         """
         cluster = self.endpoint.cluster
         with _TRANSLATED:
-            pipeline = self.client.pipeline(transaction=False)
+            pipeline = self._pipeline()
             plan = _queue_write_many(self.endpoint, pipeline, items, announce, generation_key)
             replies = pipeline.execute(raise_on_error=False)
             generation, unheard = _read_write_many(self.endpoint, plan, replies)
@@ -679,7 +683,7 @@ class SyncStore:
                 left, why = self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             else:
                 plan = _Invalidation(self.endpoint, keys, tombstone, announce)
-                pipeline = plan.queue(self.client.pipeline(transaction=False), ttl_ms)
+                pipeline = plan.queue(self._pipeline(), ttl_ms)
                 left, why, kept, unheard = plan.read(pipeline.execute(raise_on_error=False))
             if left:
                 _, kept = _attempt("DEL", left, lambda: self.client.delete(*left))

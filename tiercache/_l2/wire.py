@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -24,7 +24,7 @@ from redis._parsers.encoders import Encoder
 
 from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 
-__all__ = ["lean_async_command", "lean_command"]
+__all__ = ["LeanPipeline", "lean_async_command", "lean_command", "lean_pipeline"]
 
 try:  # hiredis packs a command in C (redis-py's own packer is Python: ten times the cost)
     from hiredis import pack_command as _hiredis_pack  # type: ignore[import-not-found]
@@ -54,29 +54,98 @@ def lean_command(client: Any) -> Callable[..., Any] | None:
     as the clients tiercache builds are told to; any failure leaves the connection closed, so
     no later command reads a reply that was not its own.
     """
+    exchange = _exchange_on(client)
+    if exchange is None:
+        return None
+
+    def send(*command: Any) -> Any:
+        return exchange(pack(command), _read_one)
+
+    return send
+
+
+def lean_pipeline(client: Any) -> Callable[[], LeanPipeline] | None:
+    """Return a maker of ``LeanPipeline``s sending on ``client``'s pool directly (see lean_command)."""
+    exchange = _exchange_on(client)
+    return None if exchange is None else (lambda: LeanPipeline(exchange))
+
+
+class LeanPipeline:
+    """The commands of a set or an invalidation, sent as one write, their replies read in order.
+
+    As redis-py's pipeline with ``raise_on_error=False``, an error reply is returned in its
+    place; replies are Redis's own (``b"OK"`` for a SET, not True).
+    """
+
+    __slots__ = ("_commands", "_exchange")
+
+    def __init__(self, exchange: Callable[[list[bytes], Callable[[Any], Any]], Any]) -> None:
+        self._exchange = exchange
+        self._commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *command: Any) -> None:
+        """Queue ``command``."""
+        self._commands.append(command)
+
+    def set(self, key: str, value: bytes, *, px: int) -> None:
+        """Queue SET ``key`` ``value`` PX ``px``."""
+        self._commands.append(("SET", key, value, "PX", px))
+
+    def get(self, key: str) -> None:
+        """Queue GET ``key``."""
+        self._commands.append(("GET", key))
+
+    def delete(self, *keys: str) -> None:
+        """Queue DEL ``keys``."""
+        self._commands.append(("DEL", *keys))
+
+    def execute(self, *, raise_on_error: bool = False) -> list[Any]:
+        """Send every queued command in one write; return their replies (errors among them)."""
+        if raise_on_error:
+            raise TypeError("LeanPipeline.execute(): only raise_on_error=False is supported")
+        packed = [b"".join([chunk for command in self._commands for chunk in pack(command)])]
+        count = len(self._commands)
+        return cast("list[Any]", self._exchange(packed, lambda connection: _replies(connection, count)))
+
+
+def _read_one(connection: Any) -> Any:
+    return connection.read_response()
+
+
+def _replies(connection: Any, count: int) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as error:  # (its reply read whole: the next one follows)
+            replies.append(error)
+    return replies
+
+
+def _exchange_on(client: Any) -> Callable[[list[bytes], Callable[[Any], Any]], Any] | None:
+    """Return ``exchange(packed, read)`` on ``client``'s pool, or None where it may not be used."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, SyncWaitingConnectionPool) or getattr(client, "connection", None) is not None:
         return None  # (not ours, or a single-connection client)
     get_connection, release = pool.take, pool.give
 
-    def send(*command: Any) -> Any:
-        packed = pack(command)
+    def exchange(packed: list[bytes], read: Callable[[Any], Any]) -> Any:
         connection = get_connection()
         try:
             try:
                 connection.send_packed_command(packed)
-                return connection.read_response()
+                return read(connection)
             except redis.ConnectionError:
                 connection.disconnect()  # (once more, on a connection made afresh)
                 connection.send_packed_command(packed)
-                return connection.read_response()
+                return read(connection)
         except BaseException:
             connection.disconnect()  # (redis-py mostly has; a half-read reply must never be read)
             raise
         finally:
             release(connection)  # (one a server's maintenance notice marked is reconnected there)
 
-    return send
+    return exchange
 
 
 def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import pytest
+import redis
 
 import tiercache
 from tests.support.round_trips import count_sends
@@ -18,7 +19,7 @@ from tiercache import tiered_cache
 from tiercache._decorator import config
 from tiercache._l2.coherence import channel_for
 from tiercache._l2.pool import SyncWaitingConnectionPool
-from tiercache._l2.wire import lean_command
+from tiercache._l2.wire import lean_command, lean_pipeline
 from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.redis_server
@@ -85,6 +86,46 @@ def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
     assert runs == [1] * 4 and stats.l2_hits == 3 and stats.l2_errors == 0 and stats.l2_writes_refused == 0
 
 
+def test_sets_and_invalidations_take_the_lean_way_even_after_a_dropped_connection(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+    lookup = cached("wire.sets", runs)
+    lookup("warm")
+    store = config.endpoint_for(config.current()).sync_store()
+    monkeypatch.setattr(store.client, "pipeline", None)  # (redis-py's pipeline is not used)
+    admin = redis_server.client()
+    for key in ("a", "b"):
+        for client in admin.client_list():
+            if client.get("cmd") in ("mget", "get", "set", "publish"):
+                admin.client_kill_filter(_id=client["id"])
+        lookup.cache_set({"key": "set by hand"}, key)
+        assert lookup(key) == {"key": "set by hand"}
+        for client in admin.client_list():
+            if client.get("cmd") in ("mget", "get", "set", "publish"):
+                admin.client_kill_filter(_id=client["id"])
+        lookup.cache_invalidate(key)
+        assert lookup(key) == {"key": key}
+    stats = lookup.cache_stats()
+    assert runs == [1] * 3 and stats.l2_errors == 0 and not stats.degraded
+
+
+def test_a_lean_pipeline_returns_an_error_reply_in_its_place(real_l2: str) -> None:
+    tiered_cache(ttl_l1=None, name="wire.pipeline")(lambda key: key)("warm")
+    client = config.endpoint_for(config.current()).sync_store().client
+    make = lean_pipeline(client)
+    assert make is not None
+    pipeline = make()
+    pipeline.set("wire:pipeline", b"not a number", px=60_000)
+    pipeline.execute_command("INCR", "wire:pipeline")
+    pipeline.get("wire:pipeline")
+    pipeline.delete("wire:pipeline", "wire:absent")
+    ok, refused, value, deleted = pipeline.execute(raise_on_error=False)
+    assert ok == b"OK" and isinstance(refused, redis.ResponseError) and "integer" in str(refused)
+    assert value == b"not a number" and deleted == 1
+    assert lean_pipeline(redis.Redis()) is None
+
+
 def test_a_pooled_connection_with_an_unread_reply_is_never_read_from(real_l2: str) -> None:
     """A reply left on a connection (a command sent, its caller gone) must not answer the next one."""
     runs: list[int] = []
@@ -143,8 +184,6 @@ def test_a_slow_redis_is_an_outage_not_a_retry(redis_server: RedisProcess, tmp_p
 
 
 def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
-    import redis  # noqa: PLC0415
-
     assert lean_command(redis.Redis()) is None  # (an application's pool: its own retry and hooks)
     single = redis.Redis(connection_pool=SyncWaitingConnectionPool(wait=1.0), single_connection_client=True)
     assert lean_command(single) is None
