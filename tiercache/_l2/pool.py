@@ -85,8 +85,8 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         the sync pool's; see ``SyncWaitingConnectionPool.take``). The check itself is redis-py's
         own (``ensure_connection``: connected, nothing unread), whichever version is installed.
         """
-        if not self._available_connections:
-            return await self.get_connection()
+        if not self._available_connections or self._lock.locked():
+            return await self.get_connection()  # (locked: disconnect() may be closing the idle ones)
         connection = self._available_connections.pop()
         self._in_use_connections.add(connection)
         try:
@@ -98,8 +98,10 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
 
     async def give(self, connection: Any) -> None:
         """Put back a connection from ``take`` (the full ``release`` if it must be reconnected)."""
-        if connection.should_reconnect() or connection not in self._in_use_connections:
-            await self.release(connection)  # (not ours, from before a reset: release says so)
+        if connection not in self._in_use_connections:
+            return  # (not ours: from before a reset)
+        if connection.should_reconnect():
+            await self.release(connection)
             return
         self._in_use_connections.remove(connection)
         self._available_connections.append(connection)

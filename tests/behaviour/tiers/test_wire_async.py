@@ -169,3 +169,23 @@ def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
         connection_pool=WaitingConnectionPool(wait=1.0), single_connection_client=True
     )
     assert lean_async_command(single) is None
+
+
+def test_idle_connections_dropped_while_reads_go_on_cost_no_read(real_l2: str) -> None:
+    """The breaker's drop of idle connections (pool.disconnect) racing lean reads on the same loop."""
+    runs: list[str] = []
+    lookup = cached("awire.dropping", runs)
+
+    async def main() -> list[Any]:
+        await asyncio.gather(*(lookup(str(n)) for n in range(20)))
+        pool = store_of_this_loop().client.connection_pool
+        found: list[Any] = []
+        for _ in range(5):
+            dropping = asyncio.ensure_future(pool.disconnect(inuse_connections=False))
+            found += await asyncio.gather(*(lookup(str(n)) for n in range(20)))
+            await dropping
+        return found
+
+    assert asyncio.run(main()) == [{"key": str(n)} for n in range(20)] * 5
+    stats = lookup.cache_stats()
+    assert sorted(runs) == sorted(str(n) for n in range(20)) and stats.l2_errors == 0
