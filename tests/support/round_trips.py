@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-import redis.asyncio.connection
 import redis.connection
 
 
 def count_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Return a list that gets an item for each packed command or pipeline sent, sync or async."""
+    """Return a list that gets an item for each packed command or pipeline sent, sync or async.
+
+    Sync: each ``send_packed_command``. Async: each write to a connection's stream, where both
+    redis.asyncio and tiercache's lean path (which skips send_packed_command) put a command.
+    """
     sends: list[int] = []
-    for module in (redis.connection, redis.asyncio.connection):
-        original = module.AbstractConnection.send_packed_command
+    for owner, name in (
+        (redis.connection.AbstractConnection, "send_packed_command"),
+        (asyncio.StreamWriter, "writelines"),
+    ):
+        original = getattr(owner, name)
 
         def counted(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             sends.append(1)
             return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(module.AbstractConnection, "send_packed_command", counted)
+        monkeypatch.setattr(owner, name, counted)
     return sends

@@ -852,6 +852,9 @@ class AsyncStore:
         self._raise_generation = client.register_script(RAISE_GENERATION)
         lean = None if endpoint.cluster else lean_async_command(client)  # as in SyncStore
         self._execute: Callable[..., Awaitable[Any]] = lean or client.execute_command
+        self._pipeline: Callable[[], Any] = (None if endpoint.cluster else lean_pipeline(client)) or (
+            lambda: client.pipeline(transaction=False)
+        )
         self._set_nx_get: Callable[[str, bytes, int], Awaitable[Any]] = (
             (lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET"))
             if lean is not None
@@ -1089,7 +1092,7 @@ class AsyncStore:
         """See ``SyncStore.write_many``."""
         cluster = self.endpoint.cluster
         with _TRANSLATED:
-            pipeline = self.client.pipeline(transaction=False)
+            pipeline = self._pipeline()
             plan = _queue_write_many(self.endpoint, pipeline, items, announce, generation_key)
             replies = await pipeline.execute(raise_on_error=False)
             generation, unheard = _read_write_many(self.endpoint, plan, replies)
@@ -1142,7 +1145,7 @@ class AsyncStore:
                 left, why = await self._leave_tombstones(keys, tombstone, ttl_ms) if tombstone else (keys, [])
             else:
                 plan = _Invalidation(self.endpoint, keys, tombstone, announce)
-                pipeline = plan.queue(self.client.pipeline(transaction=False), ttl_ms)
+                pipeline = plan.queue(self._pipeline(), ttl_ms)
                 left, why, kept, unheard = plan.read(await pipeline.execute(raise_on_error=False))
             if left:
                 _, kept = await _aattempt("DEL", left, lambda: self.client.delete(*left))

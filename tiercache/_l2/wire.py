@@ -65,9 +65,17 @@ def lean_command(client: Any) -> Callable[..., Any] | None:
 
 
 def lean_pipeline(client: Any) -> Callable[[], LeanPipeline] | None:
-    """Return a maker of ``LeanPipeline``s sending on ``client``'s pool directly (see lean_command)."""
-    exchange = _exchange_on(client)
-    return None if exchange is None else (lambda: LeanPipeline(exchange))
+    """Return a maker of ``LeanPipeline``s sending on ``client``'s pool directly (see lean_command).
+
+    ``client`` may be a redis.asyncio one (see lean_async_command): its pipelines' ``execute``
+    returns an awaitable.
+    """
+    replies: Callable[[Any, int], Any]
+    if isinstance(client, redis.asyncio.Redis):
+        exchange, replies = _async_exchange_on(client), _async_replies
+    else:
+        exchange, replies = _exchange_on(client), _replies
+    return None if exchange is None else (lambda: LeanPipeline(exchange, replies))
 
 
 class LeanPipeline:
@@ -77,10 +85,11 @@ class LeanPipeline:
     place; replies are Redis's own (``b"OK"`` for a SET, not True).
     """
 
-    __slots__ = ("_commands", "_exchange")
+    __slots__ = ("_commands", "_exchange", "_replies")
 
-    def __init__(self, exchange: Callable[[list[bytes], Callable[[Any], Any]], Any]) -> None:
+    def __init__(self, exchange: Exchange, replies: Callable[[Any, int], Any]) -> None:
         self._exchange = exchange
+        self._replies = replies  # (the sync reader or the async one)
         self._commands: list[tuple[Any, ...]] = []
 
     def execute_command(self, *command: Any) -> None:
@@ -99,13 +108,16 @@ class LeanPipeline:
         """Queue DEL ``keys``."""
         self._commands.append(("DEL", *keys))
 
-    def execute(self, *, raise_on_error: bool = False) -> list[Any]:
-        """Send every queued command in one write; return their replies (errors among them)."""
+    def execute(self, *, raise_on_error: bool = False) -> Any:
+        """Send every queued command in one write; return their replies (errors among them).
+
+        From an async client, the awaitable of them.
+        """
         if raise_on_error:
             raise TypeError("LeanPipeline.execute(): only raise_on_error=False is supported")
         packed = [b"".join([chunk for command in self._commands for chunk in pack(command)])]
-        count = len(self._commands)
-        return cast("list[Any]", self._exchange(packed, lambda connection: _replies(connection, count)))
+        count, replies = len(self._commands), self._replies
+        return self._exchange(packed, lambda connection: replies(connection, count))
 
 
 def _read_one(connection: Any) -> Any:
@@ -122,7 +134,11 @@ def _replies(connection: Any, count: int) -> list[Any]:
     return replies
 
 
-def _exchange_on(client: Any) -> Callable[[list[bytes], Callable[[Any], Any]], Any] | None:
+#: ``exchange(packed, read)``: send ``packed`` on a pooled connection, return ``read(connection)``.
+Exchange = Callable[[list[bytes], Callable[[Any], Any]], Any]
+
+
+def _exchange_on(client: Any) -> Exchange | None:
     """Return ``exchange(packed, read)`` on ``client``'s pool, or None where it may not be used."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, SyncWaitingConnectionPool) or getattr(client, "connection", None) is not None:
@@ -156,36 +172,57 @@ def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
     waits for it to drain, within the connection's timeout. The reply is read by redis-py,
     within that timeout too; a read cut short (a timeout, a cancelled task) closes the connection.
     """
+    exchange = _async_exchange_on(client)
+    if exchange is None:
+        return None
+
+    def send(*command: Any) -> Awaitable[Any]:
+        return cast("Awaitable[Any]", exchange(pack(command), _read_one))
+
+    return send
+
+
+async def _async_replies(connection: Any, count: int) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(await connection.read_response())
+        except redis.ResponseError as error:  # (as _replies)
+            replies.append(error)
+    return replies
+
+
+def _async_exchange_on(client: Any) -> Exchange | None:
+    """Return ``exchange(packed, read)`` (awaitable; ``read`` too) on ``client``'s pool, or None."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, WaitingConnectionPool) or getattr(client, "single_connection_client", True):
         return None  # (not ours, or a single-connection client: it connects on first use)
     take, give = pool.take, pool.give
 
-    async def send(*command: Any) -> Any:
-        packed = pack(command)
+    async def exchange(packed: list[bytes], read: Callable[[Any], Awaitable[Any]]) -> Any:
         connection = await take()
         try:
             try:
-                return await _exchange(connection, packed)
+                return await _round_trip(connection, packed, read)
             except redis.ConnectionError:
                 await connection.disconnect()  # (once more, on a connection made afresh)
-                return await _exchange(connection, packed)
+                return await _round_trip(connection, packed, read)
         except BaseException:
             await connection.disconnect(nowait=True)  # (a half-read reply must never be read)
             raise
         finally:
             await give(connection)
 
-    return send
+    return exchange
 
 
-async def _exchange(connection: Any, packed: list[bytes]) -> Any:
+async def _round_trip(connection: Any, packed: list[bytes], read: Callable[[Any], Awaitable[Any]]) -> Any:
     if not connection.is_connected:
         await connection.connect()
     writer = getattr(connection, "_writer", None)
     if writer is None:  # pragma: no cover - a redis-py whose connections keep no StreamWriter
         await connection.send_packed_command(packed, check_health=False)
-        return await connection.read_response()
+        return await read(connection)
     if writer.transport.is_closing():
         raise redis.ConnectionError("the connection was closed")
     writer.writelines(packed)
@@ -195,4 +232,4 @@ async def _exchange(connection: Any, packed: list[bytes]) -> Any:
                 await writer.drain()
         except TimeoutError:
             raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
-    return await connection.read_response()
+    return await read(connection)

@@ -11,13 +11,14 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio
 
 import tiercache
 from tiercache import tiered_cache
 from tiercache._decorator import config
 from tiercache._l2.pool import WaitingConnectionPool
-from tiercache._l2.wire import lean_async_command
+from tiercache._l2.wire import lean_async_command, lean_pipeline
 from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.redis_server
@@ -93,6 +94,54 @@ def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
     stats = lookup.cache_stats()
     assert runs == ["warm", "a", "b", "c"] and stats.l2_hits == 3
     assert stats.l2_errors == 0 and stats.l2_writes_refused == 0
+
+
+def test_async_sets_and_invalidations_take_the_lean_way_even_after_a_dropped_connection(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    runs: list[str] = []
+    lookup = cached("awire.sets", runs)
+    admin = redis_server.client()
+
+    def kill_ours() -> None:
+        for client in admin.client_list():
+            if client.get("cmd") in ("mget", "get", "set", "publish"):
+                admin.client_kill_filter(_id=client["id"])
+
+    async def main() -> list[Any]:
+        await lookup("warm")
+        store_of_this_loop().client.pipeline = None  # (redis.asyncio's pipeline is not used)
+        found = []
+        for key in ("a", "b"):
+            kill_ours()
+            await lookup.cache_set({"key": "set by hand"}, key)
+            found.append(await lookup(key))
+            kill_ours()
+            await lookup.cache_invalidate(key)
+            found.append(await lookup(key))
+        return found
+
+    assert asyncio.run(main()) == [{"key": "set by hand"}, {"key": "a"}, {"key": "set by hand"}, {"key": "b"}]
+    stats = lookup.cache_stats()
+    assert runs == ["warm", "a", "b"] and stats.l2_errors == 0 and not stats.degraded
+
+
+def test_an_async_lean_pipeline_returns_an_error_reply_in_its_place(real_l2: str) -> None:
+    async def main() -> list[Any]:
+        await cached("awire.pipeline", [])("warm")
+        make = lean_pipeline(store_of_this_loop().client)
+        assert make is not None
+        pipeline = make()
+        pipeline.set("awire:pipeline", b"not a number", px=60_000)
+        pipeline.execute_command("INCR", "awire:pipeline")
+        pipeline.get("awire:pipeline")
+        pipeline.delete("awire:pipeline", "awire:absent")
+        return list(await pipeline.execute(raise_on_error=False))
+
+    ok, refused, value, deleted = asyncio.run(main())
+    assert ok == b"OK" and isinstance(refused, redis.ResponseError) and "integer" in str(refused)
+    assert value == b"not a number" and deleted == 1
+    assert lean_pipeline(redis.asyncio.Redis()) is None
 
 
 def test_a_pooled_connection_with_an_unread_reply_is_never_read_from(real_l2: str) -> None:
