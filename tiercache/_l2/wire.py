@@ -59,7 +59,7 @@ def lean_command(client: Any) -> Callable[..., Any] | None:
         return None
 
     def send(*command: Any) -> Any:
-        return exchange(pack(command), _read_one)
+        return exchange(pack(command), 0)
 
     return send
 
@@ -70,12 +70,8 @@ def lean_pipeline(client: Any) -> Callable[[], LeanPipeline] | None:
     ``client`` may be a redis.asyncio one (see lean_async_command): its pipelines' ``execute``
     returns an awaitable.
     """
-    replies: Callable[[Any, int], Any]
-    if isinstance(client, redis.asyncio.Redis):
-        exchange, replies = _async_exchange_on(client), _async_replies
-    else:
-        exchange, replies = _exchange_on(client), _replies
-    return None if exchange is None else (lambda: LeanPipeline(exchange, replies))
+    exchange = _async_exchange_on(client) if isinstance(client, redis.asyncio.Redis) else _exchange_on(client)
+    return None if exchange is None else (lambda: LeanPipeline(exchange))
 
 
 class LeanPipeline:
@@ -85,11 +81,10 @@ class LeanPipeline:
     place; replies are Redis's own (``b"OK"`` for a SET, not True).
     """
 
-    __slots__ = ("_commands", "_exchange", "_replies")
+    __slots__ = ("_commands", "_exchange")
 
-    def __init__(self, exchange: Exchange, replies: Callable[[Any, int], Any]) -> None:
-        self._exchange = exchange
-        self._replies = replies  # (the sync reader or the async one)
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange  # (sync or async: see _exchange_on, _async_exchange_on)
         self._commands: list[tuple[Any, ...]] = []
 
     def execute_command(self, *command: Any) -> None:
@@ -116,12 +111,7 @@ class LeanPipeline:
         if raise_on_error:
             raise TypeError("LeanPipeline.execute(): only raise_on_error=False is supported")
         packed = [b"".join([chunk for command in self._commands for chunk in pack(command)])]
-        count, replies = len(self._commands), self._replies
-        return self._exchange(packed, lambda connection: replies(connection, count))
-
-
-def _read_one(connection: Any) -> Any:
-    return connection.read_response()
+        return self._exchange(packed, len(self._commands))
 
 
 def _replies(connection: Any, count: int) -> list[Any]:
@@ -134,27 +124,28 @@ def _replies(connection: Any, count: int) -> list[Any]:
     return replies
 
 
-#: ``exchange(packed, read)``: send ``packed`` on a pooled connection, return ``read(connection)``.
-Exchange = Callable[[list[bytes], Callable[[Any], Any]], Any]
+#: ``exchange(packed, count)``: send ``packed`` on a pooled connection; return its one reply
+#: (count 0: an error reply raised) or its ``count`` replies (error replies in their place).
+Exchange = Callable[[list[bytes], int], Any]
 
 
 def _exchange_on(client: Any) -> Exchange | None:
-    """Return ``exchange(packed, read)`` on ``client``'s pool, or None where it may not be used."""
+    """Return ``exchange(packed, count)`` on ``client``'s pool, or None where it may not be used."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, SyncWaitingConnectionPool) or getattr(client, "connection", None) is not None:
         return None  # (not ours, or a single-connection client)
     get_connection, release = pool.take, pool.give
 
-    def exchange(packed: list[bytes], read: Callable[[Any], Any]) -> Any:
+    def exchange(packed: list[bytes], count: int) -> Any:
         connection = get_connection()
         try:
             try:
                 connection.send_packed_command(packed)
-                return read(connection)
+                return _replies(connection, count) if count else connection.read_response()
             except redis.ConnectionError:
                 connection.disconnect()  # (once more, on a connection made afresh)
                 connection.send_packed_command(packed)
-                return read(connection)
+                return _replies(connection, count) if count else connection.read_response()
         except BaseException:
             connection.disconnect()  # (redis-py mostly has; a half-read reply must never be read)
             raise
@@ -177,7 +168,7 @@ def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
         return None
 
     def send(*command: Any) -> Awaitable[Any]:
-        return cast("Awaitable[Any]", exchange(pack(command), _read_one))
+        return cast("Awaitable[Any]", exchange(pack(command), 0))
 
     return send
 
@@ -193,20 +184,20 @@ async def _async_replies(connection: Any, count: int) -> list[Any]:
 
 
 def _async_exchange_on(client: Any) -> Exchange | None:
-    """Return ``exchange(packed, read)`` (awaitable; ``read`` too) on ``client``'s pool, or None."""
+    """Return ``exchange(packed, count)``, awaitable, on ``client``'s pool, or None (see Exchange)."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, WaitingConnectionPool) or getattr(client, "single_connection_client", True):
         return None  # (not ours, or a single-connection client: it connects on first use)
     take, give = pool.take, pool.give
 
-    async def exchange(packed: list[bytes], read: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def exchange(packed: list[bytes], count: int) -> Any:
         connection = await take()
         try:
             try:
-                return await _round_trip(connection, packed, read)
+                return await _round_trip(connection, packed, count)
             except redis.ConnectionError:
                 await connection.disconnect()  # (once more, on a connection made afresh)
-                return await _round_trip(connection, packed, read)
+                return await _round_trip(connection, packed, count)
         except BaseException:
             await connection.disconnect(nowait=True)  # (a half-read reply must never be read)
             raise
@@ -216,13 +207,13 @@ def _async_exchange_on(client: Any) -> Exchange | None:
     return exchange
 
 
-async def _round_trip(connection: Any, packed: list[bytes], read: Callable[[Any], Awaitable[Any]]) -> Any:
+async def _round_trip(connection: Any, packed: list[bytes], count: int) -> Any:
     if not connection.is_connected:
         await connection.connect()
     writer = getattr(connection, "_writer", None)
     if writer is None:  # pragma: no cover - a redis-py whose connections keep no StreamWriter
         await connection.send_packed_command(packed, check_health=False)
-        return await read(connection)
+        return await (_async_replies(connection, count) if count else connection.read_response())
     if writer.transport.is_closing():
         raise redis.ConnectionError("the connection was closed")
     writer.writelines(packed)
@@ -232,4 +223,4 @@ async def _round_trip(connection: Any, packed: list[bytes], read: Callable[[Any]
                 await writer.drain()
         except TimeoutError:
             raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
-    return await read(connection)
+    return await (_async_replies(connection, count) if count else connection.read_response())
