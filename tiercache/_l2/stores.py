@@ -30,7 +30,7 @@ from tiercache._l2.oversized import Guard, Oversized
 from tiercache._l2.pool import NO_CONNECTION
 from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_bounded_reads
 from tiercache._l2.scripts import RAISE_GENERATION, RELEASE_LOCK, SWAP_IF_EQUAL, WRITE_IF_UNCHANGED
-from tiercache._l2.wire import lean_async_command, lean_command, lean_pipeline
+from tiercache._l2.wire import ways_for
 
 
 class Owner(Protocol):
@@ -452,20 +452,11 @@ class SyncStore:
         self._raise_generation = client.register_script(RAISE_GENERATION)
         # A cluster's MGET must keep to one slot; its non-atomic twin groups keys by slot and
         # sends one MGET per node, pipelined. (Our reads never needed atomicity.) On one server,
-        # the reads of every L2 hit go out on the pool's connections directly (see wire).
-        lean = None if endpoint.cluster else lean_command(client)
-        self._send: Callable[..., Any] = lean or client.execute_command
-        # (a set's and an invalidation's round trip too; a cluster's pipeline routes by node)
-        self._pipeline: Callable[[], Any] = (None if endpoint.cluster else lean_pipeline(client)) or (
-            lambda: client.pipeline(transaction=False)
-        )
+        # every L2 hit's reads, a miss's write, a set's and an invalidation's pipeline go out on
+        # the pool's connections directly (see wire).
+        ways = ways_for(client, cluster=endpoint.cluster)
+        self._send, self._pipeline, self._set_nx_get = ways.send, ways.pipeline, ways.set_nx_get
         self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
-        # The write of every miss too; redis-py's SET needs get=True to return the reply as is.
-        self._set_nx_get: Callable[[str, bytes, int], Any] = (
-            (lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET"))
-            if lean is not None
-            else (lambda key, payload, ttl_ms: client.set(key, payload, px=ttl_ms, nx=True, get=True))
-        )
 
     def _mget_one_server(self, names: Sequence[str]) -> Any:
         return self._send("MGET", *names)
@@ -850,16 +841,9 @@ class AsyncStore:
         self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
         self._nx_get = True  # until a Redis older than 7.0 says otherwise
         self._raise_generation = client.register_script(RAISE_GENERATION)
-        lean = None if endpoint.cluster else lean_async_command(client)  # as in SyncStore
-        self._execute: Callable[..., Awaitable[Any]] = lean or client.execute_command
-        self._pipeline: Callable[[], Any] = (None if endpoint.cluster else lean_pipeline(client)) or (
-            lambda: client.pipeline(transaction=False)
-        )
-        self._set_nx_get: Callable[[str, bytes, int], Awaitable[Any]] = (
-            (lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET"))
-            if lean is not None
-            else (lambda key, payload, ttl_ms: client.set(key, payload, px=ttl_ms, nx=True, get=True))
-        )
+        ways = ways_for(client, cluster=endpoint.cluster)  # as in SyncStore
+        self._execute: Callable[..., Awaitable[Any]] = ways.send
+        self._pipeline, self._set_nx_get = ways.pipeline, ways.set_nx_get
         self._mget = client.mget_nonatomic if endpoint.cluster else self._mget_one_server
         self._closer: AsyncGenerator[None, None] | None = None
         self._in_flight = 0

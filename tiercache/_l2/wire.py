@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -24,7 +25,7 @@ from redis._parsers.encoders import Encoder
 
 from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 
-__all__ = ["LeanPipeline", "lean_async_command", "lean_command", "lean_pipeline"]
+__all__ = ["LeanPipeline", "Ways", "lean_async_command", "lean_command", "lean_pipeline", "ways_for"]
 
 try:  # hiredis packs a command in C (redis-py's own packer is Python: ten times the cost)
     from hiredis import pack_command as _hiredis_pack  # type: ignore[import-not-found]
@@ -45,6 +46,36 @@ def _packed_in_python(command: tuple[Any, ...]) -> list[bytes]:
 
 
 pack: Callable[[tuple[Any, ...]], list[bytes]] = _packed_in_c if _hiredis_pack else _packed_in_python
+
+
+@dataclass(frozen=True, slots=True)
+class Ways:
+    """How a store sends its hot commands: the lean way where it may, else through the client.
+
+    Each returns what redis-py would (from an async client, the awaitable of it).
+    """
+
+    send: Callable[..., Any]  # send(*command), as execute_command
+    pipeline: Callable[[], Any]  # a new pipeline, as pipeline(transaction=False)
+    set_nx_get: Callable[[str, bytes, int], Any]  # SET key payload PX ttl_ms NX GET
+
+
+def ways_for(client: Any, *, cluster: bool) -> Ways:
+    """Return the ways for ``client``, sync or async; a cluster's client routes by key or node."""
+    pipelines = (None if cluster else lean_pipeline(client)) or (lambda: client.pipeline(transaction=False))
+    if cluster:
+        lean = None
+    else:
+        lean = lean_async_command(client) if isinstance(client, redis.asyncio.Redis) else lean_command(client)
+    if lean is None:  # (redis-py's SET returns Redis's reply as it is only when told get=True)
+        return Ways(
+            client.execute_command,
+            pipelines,
+            lambda key, payload, ttl_ms: client.set(key, payload, px=ttl_ms, nx=True, get=True),
+        )
+    return Ways(
+        lean, pipelines, lambda key, payload, ttl_ms: lean("SET", key, payload, "PX", ttl_ms, "NX", "GET")
+    )
 
 
 def lean_command(client: Any) -> Callable[..., Any] | None:
