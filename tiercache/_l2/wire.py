@@ -1,14 +1,16 @@
-"""The hot reads on redis-py's connections, without its per-command client layer.
+"""L2's commands on redis-py's connections, without its per-command client layer.
 
 ``Redis.get`` runs a retry loop of lambdas, observability hooks, response callbacks and
-maintenance checks around every command: about 86k instructions of a bare ``r.get()``'s 136k.
-A cache that owns its timeouts, its breaker and its retry-once needs none of it for the
-command of every L2 hit, so that one (GET, MGET) is sent here on a pooled connection directly:
-redis-py still packs it, parses the reply (with the bounded parsers of ``replies``) and keeps
-the pool; what it no longer does per command is what tiercache does once around the call.
+maintenance checks around every command: about 86k instructions of a bare ``r.get()``'s 136k;
+redis.asyncio adds an ``asyncio.wait_for`` task around every write. A cache that owns its
+timeouts, its breaker and its retry-once needs none of it, so the commands of every L2 hit
+(GET, MGET), of every miss (SET NX GET) and the pipelines of sets and invalidations are sent here
+on a pooled connection directly, sync or async: redis-py still parses the replies (with the
+bounded parsers of ``replies``) and keeps the pool; what it no longer does per command is what
+tiercache does once around the call.
 
 Only for the clients tiercache builds from a URL (one server, Sentinel): a client the
-application passes in keeps its own behaviour, and a cluster its own routing.
+application passes in keeps its own behaviour, and a cluster its own routing (``ways_for``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ pack: Callable[[tuple[Any, ...]], list[bytes]] = _packed_in_c if _hiredis_pack e
 class Ways:
     """How a store sends its hot commands: the lean way where it may, else through the client.
 
-    Each returns what redis-py would (from an async client, the awaitable of it).
+    From an async client, each returns an awaitable. A lean pipeline's replies are Redis's own
+    (see LeanPipeline).
     """
 
     send: Callable[..., Any]  # send(*command), as execute_command
