@@ -86,14 +86,24 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         own (``ensure_connection``: connected, nothing unread), whichever version is installed.
         """
         if not self._available_connections or self._lock.locked():
-            return await self.get_connection()  # (locked: disconnect() may be closing the idle ones)
-        connection = self._available_connections.pop()
-        self._in_use_connections.add(connection)
-        try:
-            await self.ensure_connection(connection)
-        except BaseException:
-            await self.give(connection)
-            raise
+            connection = await self.get_connection()  # (locked: disconnect() may be closing them)
+        else:
+            connection = self._available_connections.pop()
+            self._in_use_connections.add(connection)
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await self.give(connection)
+                raise
+        # redis-py 7's Python parser looks for EOF only: bytes already in the stream pass its
+        # check, and would answer our command. (8's checks the stream's buffer too.)
+        if getattr(getattr(connection, "_reader", None), "_buffer", None):
+            try:
+                await connection.disconnect()
+                await self.ensure_connection(connection)
+            except BaseException:
+                await self.give(connection)
+                raise
         return connection
 
     async def give(self, connection: Any) -> None:
