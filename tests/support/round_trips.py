@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -14,8 +15,11 @@ def count_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     Sync: each ``send_packed_command``. Async: each write to a connection's stream, where both
     redis.asyncio and tiercache's lean path (which skips send_packed_command) put a command.
+    Only the calling thread's sends count: tiercache's listener thread may (re)subscribe or ping
+    on its own schedule, which is not the round trip a test measures.
     """
     sends: list[int] = []
+    caller = threading.get_ident()
     for owner, name in (
         (redis.connection.AbstractConnection, "send_packed_command"),
         (asyncio.StreamWriter, "writelines"),
@@ -23,7 +27,8 @@ def count_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         original = getattr(owner, name)
 
         def counted(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            sends.append(1)
+            if threading.get_ident() == caller:
+                sends.append(1)
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(owner, name, counted)
