@@ -111,6 +111,49 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         "stats = lookup.cache_stats()\nlookup('0')\n"
         "assert len(runs) == stats.misses == lookup.cache_stats().misses and stats.l2_errors == 0, stats",
     ),
+    "Django RedisCache set": (
+        """
+        import itertools
+        from django.conf import settings
+        settings.configure()
+        from django.core.cache.backends.redis import RedisCache
+        cache = RedisCache(URL, {})
+        keys = itertools.cycle([f"session:{i}" for i in range(100)])
+        """,
+        'cache.set(next(keys), {"name": "s3", "regions": ["eu-west-1"]})',
+    ),
+    "tiercache Django set (coherent: the listener hears its own announcement)": (
+        """
+        import itertools
+        from django.conf import settings
+        settings.configure()
+        from tiercache.contrib.django import TieredCache
+        cache = TieredCache(URL, {"OPTIONS": {
+            "NAMESPACE": "instructions-django", "SOCKET_TIMEOUT": 5, "SOCKET_CONNECT_TIMEOUT": 5,
+        }})
+        keys = itertools.cycle([f"session:{i}" for i in range(100)])
+        """,
+        'cache.set(next(keys), {"name": "s3", "regions": ["eu-west-1"]})',
+        # (the listener may be a few messages behind: let it catch up, so each set's
+        # announcement is counted; then check the sets reached Redis)
+        "import time, redis; time.sleep(2)\n"
+        'assert len(redis.Redis.from_url(URL).keys("instructions-django:*")) >= 100',
+    ),
+    "tiercache Django set (COHERENT=False: no announcement)": (
+        """
+        import itertools
+        from django.conf import settings
+        settings.configure()
+        from tiercache.contrib.django import TieredCache
+        cache = TieredCache(URL, {"OPTIONS": {
+            "NAMESPACE": "instructions-solo", "SOCKET_TIMEOUT": 5, "SOCKET_CONNECT_TIMEOUT": 5,
+            "COHERENT": False,
+        }})
+        keys = itertools.cycle([f"session:{i}" for i in range(100)])
+        """,
+        'cache.set(next(keys), {"name": "s3", "regions": ["eu-west-1"]})',
+        'import redis\nassert len(redis.Redis.from_url(URL).keys("instructions-solo:*")) >= 100',
+    ),
     "functools.lru_cache hit": (
         """
         import functools
