@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import tiercache
+import tiercache._l2.coherence
 from tests.support.faults import until
 from tiercache import tiered_cache
 from tiercache._l2.announcement import encode, parse
@@ -226,3 +228,48 @@ def test_without_an_l1_an_unknown_digest_forgets_lingering_runs(real_l2: str) ->
     assert flights._landed  # the run lingers
     f.__tiercache__.drop_announced(["0" * 32])
     assert not flights._landed
+
+
+class _Recorder:
+    """A member that writes down what it was told to drop."""
+
+    key_prefix = "tc:app.f"
+    origin = b"\x00" * 8
+    signer = None
+
+    def __init__(self) -> None:
+        self.dropped: list[Any] = []
+
+    def drop_local(self, keys: Any, *, keep_stale: bool = False) -> None:
+        self.dropped.append(keys)
+
+    def drop_announced(self, digests: Any) -> None:
+        self.dropped.append(digests)
+
+    def set_deaf(self, deaf: bool) -> None:
+        pass
+
+
+replies = st.recursive(
+    st.none() | st.integers() | st.binary(max_size=40) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(reply=replies)
+@example(reply=[b"message", b"\xff\xfe", b"tcA2"])  # (a channel that is not UTF-8)
+@example(reply=[b"subscribe", b"\xff", 1])
+@example(reply=[b"message", 5, None])
+def test_the_listener_ignores_any_reply_that_is_not_a_message(reply: Any) -> None:
+    """Its replies are read off the connection as they come (no get_message): whatever a hostile
+    server sends in their place is ignored, not raised in the listener, and drops nothing."""
+    bus = tiercache._l2.coherence.Bus("test", subscribe=lambda _attempt: None)
+    member = _Recorder()
+    bus._members["tc:invalidations"] = {member.key_prefix: weakref.WeakSet([member])}
+    bus._dispatch(reply)
+    assert member.dropped == []
+    digest = "0" * 32
+    announced = encode("tc:invalidations", b"\x01" * 8, member.key_prefix, [digest], None)
+    bus._dispatch([b"message", b"tc:invalidations", announced])
+    assert member.dropped == [[digest]]  # (a well-formed one, the same way, is obeyed)
