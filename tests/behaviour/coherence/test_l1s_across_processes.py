@@ -173,6 +173,25 @@ def test_a_lost_subscription_stops_trusting_l1(
     assert waited < 0.5
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_quiet_listener_hears_its_pings_answered_on_either_protocol(
+    protocol: int, redis_server: RedisProcess
+) -> None:
+    """The listener reads its subscription's replies itself: RESP2 lists and RESP3 pushes, and a
+    PING's answer (another shape again) counts as heard, so a quiet channel is not a lost one."""
+    tiercache.configure(redis_url=f"{redis_server.url}?protocol={protocol}")
+    source = {"a": 1}
+    one, other = process_like(source), process_like(source)
+    assert one("a") == other("a") == 1
+    bus = one.__tiercache__.endpoint().bus
+    until(lambda: bus.connected)
+    time.sleep(PING_AFTER + LOST_AFTER + 0.5)  # quiet: at least one PING goes, and is answered
+    assert bus.losses == 0 and bus.connected
+    source["a"] = 2
+    other.cache_invalidate("a")
+    until(lambda: one("a") == 2, timeout=1.0)
+
+
 def test_a_stalled_redis_is_noticed_by_ping(server: RedisProcess) -> None:
     source = {"a": 1}
     lookup = process_like(source)
