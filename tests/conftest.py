@@ -45,8 +45,8 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # still owe a Redis that is gone must not show in a later test's close() report.
     for tiers in live_tiers():
         if tiers.repairs_pending:
-            clears, floor, keys = tiers.pending_repairs()
-            tiers.repaired(clears=clears, floor=floor, keys=keys)
+            clears, floor, keys, mark = tiers.pending_repairs()
+            tiers.repaired(clears=clears, floor=floor, keys=keys, upto=mark)
 
 
 @pytest.fixture(scope="session")

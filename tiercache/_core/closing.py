@@ -55,7 +55,7 @@ def report(caches: Iterable[Tiers], owner: str, *, still_running: int = 0, dropp
     """Return (and log, when something is left) what ``owner`` could not finish for ``caches``."""
     pending: dict[str, int] = {}
     for tiers in caches:
-        clears, floor, keys = tiers.pending_repairs()
+        clears, floor, keys, _ = tiers.pending_repairs()
         count = clears + int(floor) + len(keys)
         if count:
             name, n = tiers.label, 1

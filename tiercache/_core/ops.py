@@ -530,13 +530,13 @@ def drop_keys(
     naming ``action``, if Redis refused.
     """
     if not endpoint.breaker.allow():
-        tiers.defer(keys=keys)
+        tiers.defer(endpoint, keys=keys)
         return
     ok, reply = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
     if ok:
         return
     if isinstance(reply, RemoteUnavailable):
-        tiers.defer(keys=keys)
+        tiers.defer(endpoint, keys=keys)
         return
     raise tiers.refusal(action, endpoint, reply)
 
@@ -558,7 +558,7 @@ def new_generation(
     refused.
     """
     if not endpoint.breaker.allow():
-        tiers.defer(clear=True)
+        tiers.defer(endpoint, clear=True)
         return
     op = RaiseGeneration(
         endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), tiers
@@ -568,14 +568,14 @@ def new_generation(
         tiers.learn_generation(endpoint, reply[0])
         return
     if isinstance(reply, RemoteUnavailable):
-        tiers.defer(clear=True)
+        tiers.defer(endpoint, clear=True)
         return
     raise tiers.refusal(action, endpoint, reply)
 
 
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
-    clears, floor, keys = tiers.pending_repairs()
+    clears, floor, keys, mark = tiers.pending_repairs()
     if clears or floor:
         announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
         op = RaiseGeneration(
@@ -594,10 +594,10 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
                 endpoint.name,
             )
         tiers.learn_generation(endpoint, generation)
-        tiers.repaired(clears=clears, floor=floor)
+        tiers.repaired(clears=clears, floor=floor, upto=mark)
     if keys:
         ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
         if not ok:
             return False
-        tiers.repaired(keys=keys)
+        tiers.repaired(keys=keys, upto=mark)
     return True

@@ -13,15 +13,18 @@ import pickle
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES, milliseconds
 from tiercache._core.clocks import Clocks
 from tiercache._core.interfaces import LocalTier
+from tiercache._core.ops import replay_repairs
+from tiercache._core.shells import run_sync
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
+from tiercache._l2.breaker import CLOSED
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
@@ -46,11 +49,23 @@ __all__ = [
     "GENERATION_RECHECK",
     "MAX_PENDING_KEYS",
     "TOMBSTONE_FLOOR",
+    "Repairs",
     "Tiers",
     "live_tiers",
+    "settle_in_background",
 ]
 
 logger = logging.getLogger("tiercache")
+
+
+class Repairs(NamedTuple):
+    """Invalidations waiting for L2 (see Tiers.pending_repairs)."""
+
+    clears: int
+    floor: bool  # whether Redis must be told our generation again (it went back)
+    keys: tuple[str, ...]
+    mark: int  # the number of the last deferral included: what repaired(upto=) forgets up to
+
 
 #: How long reads trust the generation they last read before fetching it again with the next
 #: look-up (sets read it in their own round trip: see write_in_generation).
@@ -117,8 +132,12 @@ class Tiers:
         self._generation_due = 0.0
         # Invalidations that could not reach L2 yet, replayed before the next L2 operation: keys
         # to drop, a clear, and whether Redis must be told our generation again (it went back).
-        self._pending_keys: set[str] = set()
-        self._pending_clears = 0
+        # Each deferral is numbered, so a replay forgets only what it covered: the keys and
+        # clears deferred before it looked (one deferred meanwhile, or a second replayer's
+        # copy of the same, is not taken as done).
+        self._deferrals = 0
+        self._pending_keys: dict[str, int] = {}  # key -> number of its latest deferral
+        self._pending_clears: list[int] = []  # the numbers of the clears deferred
         self._pending_floor = False
         #: Whether any of those wait (read without the lock on every call: a hint, kept exact
         #: under it by every change).
@@ -574,28 +593,44 @@ class Tiers:
 
     # -- invalidations that could not reach L2 --------------------------------------------
 
-    def defer(self, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
-        """Remember deletions (or a clear) to replay once L2 can be reached again."""
+    def defer(self, endpoint: Endpoint, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
+        """Remember deletions (or a clear) to replay at ``endpoint`` once it can be reached again.
+
+        Replayed in the background as soon as its breaker closes, and before this cache's next
+        L2 operation, whichever comes first.
+        """
         with self._lock:
+            self._deferrals += 1
             if clear or len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
-                self._pending_clears += 1  # too many keys to keep: a clear covers them all
+                self._pending_clears.append(self._deferrals)  # a clear covers any key
                 self._pending_keys.clear()  # a new generation stales those entries anyway
             else:
-                self._pending_keys.update(keys)
+                self._pending_keys.update(dict.fromkeys(keys, self._deferrals))
             self.repairs_pending = True
+        endpoint.owe(self, settle_in_background)
 
-    def pending_repairs(self) -> tuple[int, bool, tuple[str, ...]]:
-        """Return the clears waiting, whether Redis must be told our generation, and the keys."""
+    def pending_repairs(self) -> Repairs:
+        """Return the invalidations waiting for L2, marked with the last deferral they include."""
         with self._lock:
-            return self._pending_clears, self._pending_floor, tuple(self._pending_keys)
+            pending = tuple(self._pending_keys)
+            return Repairs(len(self._pending_clears), self._pending_floor, pending, self._deferrals)
 
-    def repaired(self, *, clears: int = 0, floor: bool = False, keys: tuple[str, ...] = ()) -> None:
-        """Forget repairs that reached L2 (any made since stay pending)."""
+    def repaired(
+        self, *, clears: int = 0, floor: bool = False, keys: tuple[str, ...] = (), upto: int
+    ) -> None:
+        """Forget the repairs that reached L2, of those deferred up to deferral ``upto``.
+
+        ``upto`` is the ``mark`` of the ``pending_repairs()`` replayed: anything deferred since
+        (or again) stays pending.
+        """
         with self._lock:
-            self._pending_clears = max(self._pending_clears - clears, 0)
+            if clears:
+                self._pending_clears = [number for number in self._pending_clears if number > upto]
             if floor or clears:
                 self._pending_floor = False
-            self._pending_keys.difference_update(keys)
+            for key in keys:
+                if self._pending_keys.get(key, upto + 1) <= upto:
+                    del self._pending_keys[key]
             self.repairs_pending = bool(self._pending_keys or self._pending_clears or self._pending_floor)
 
     def owes(self, key: str) -> bool:
@@ -605,7 +640,7 @@ class Tiers:
 
     def pending_count(self) -> int:
         """Return how many invalidations wait for L2 (a clear counts as one)."""
-        return len(self._pending_keys) + self._pending_clears
+        return len(self._pending_keys) + len(self._pending_clears)
 
     def refusal(self, action: str, endpoint: Endpoint, error: RemoteError) -> InvalidationError:
         """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
@@ -677,3 +712,25 @@ _live: weakref.WeakSet[Tiers] = weakref.WeakSet()
 def live_tiers() -> list[Tiers]:
     """Return every cache of this process still referenced: functions and adapters."""
     return list(_live)
+
+
+def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
+    """Replay what ``tiers`` owes ``endpoint`` (see Endpoint.owe), on a background thread.
+
+    The invalidations then reach Redis, and other processes' L1s, once Redis is back, not at
+    this cache's next call, which may never come. If Redis fails again, they wait for the next
+    time it is back; if it refuses them, for the cache's next call (which replays and raises
+    nothing, but keeps off L2 for what it owes).
+    """
+    if not tiers.repairs_pending or endpoint.closed:
+        return  # (closed: replayed at the cache's next call, which reopens it, not behind close())
+    if endpoint.breaker.state != CLOSED:
+        endpoint.owe(tiers, settle_in_background)  # (opened again meanwhile: when it is back)
+        return
+    try:
+        run_sync(replay_repairs(tiers, endpoint))
+    except Exception as exc:  # (no sync client can be made: an async-only one the app built)
+        logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
+        return
+    if tiers.repairs_pending and endpoint.breaker.state != CLOSED:
+        endpoint.owe(tiers, settle_in_background)

@@ -133,13 +133,13 @@ def _new_tokens(
     op = Invalidate(endpoint, keys, new_token(), ttl_ms, told)
     if caches:
         if not endpoint.breaker.allow():
-            _defer(caches)
+            _defer(endpoint, caches)
             return
         ok, reply = yield from l2_op(caches[0], endpoint, op)
         if ok:
             return
         if isinstance(reply, RemoteUnavailable):
-            _defer(caches)
+            _defer(endpoint, caches)
             return
         raise caches[0].refusal(_OWNER, endpoint, reply)
     # No function here may carry the tags on this endpoint: tell Redis all the same (others may).
@@ -182,11 +182,11 @@ def _new_tokens(
 _warned: set[tuple[str, str]] = set()
 
 
-def _defer(caches: list[FunctionCache]) -> None:
+def _defer(endpoint: Endpoint, caches: list[FunctionCache]) -> None:
     # Which entries carry the tags is known only to Redis: clear the functions that may, once
     # Redis is back (they stay off it until then).
     for cache in caches:
-        cache.defer(clear=True)
+        cache.defer(endpoint, clear=True)
 
 
 def _default_signer() -> Signer | None:

@@ -50,6 +50,7 @@ class CircuitBreaker:
         probe_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_open: Callable[[], None] = lambda: None,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
         self.threshold = threshold
@@ -59,6 +60,7 @@ class CircuitBreaker:
         self._probe = probe
         self._clock = clock
         self._on_open = on_open
+        self._on_close = on_close  # (called in the thread that closed it: keep it short)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.state = CLOSED
@@ -116,6 +118,7 @@ class CircuitBreaker:
         self._log_change(
             "tiercache: L2 at %s is back after %.1f s; using it again", self.name, outage, opening=False
         )
+        self._on_close()
 
     def failure(self, error: BaseException) -> None:
         """Record an operation that could not reach the endpoint or timed out."""

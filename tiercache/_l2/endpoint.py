@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tiercache import _background
-from tiercache._l2.breaker import CircuitBreaker
+from tiercache._l2.breaker import CLOSED, CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable, brief
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
@@ -155,7 +155,14 @@ class Endpoint:
         self.bus = Bus(name, subscribe) if subscribe is not None else None
         if self.bus is not None:
             weakref.finalize(self, self.bus.abandon)
-        self.breaker = CircuitBreaker(name, probe=probe, on_open=self._connections_went_bad)
+        # Caches owing this endpoint invalidations it could not take, and how each settles them
+        # (see owe()): weakly, so a cache that is gone owes nothing.
+        self._debtors: weakref.WeakKeyDictionary[Any, Callable[[Any, Endpoint], object]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.breaker = CircuitBreaker(
+            name, probe=probe, on_open=self._connections_went_bad, on_close=self._settle_debts
+        )
         # Counted whenever the breaker opens: pooled connections may all be dead now (a Redis
         # restart kills every one of them), so each store drops its idle ones before its next
         # operation (sync_store() sees to it; the async shell awaits it).
@@ -583,6 +590,35 @@ class Endpoint:
     def _connections_went_bad(self) -> None:
         self.openings += 1
 
+    def owe(self, debtor: Any, settle: Callable[[Any, Endpoint], object]) -> None:
+        """Have ``settle(debtor, self)`` run on a background thread once this endpoint is back.
+
+        For invalidations it could not take: they reach Redis (and other processes' L1s) when
+        the breaker closes, not at the debtor's next call, which may never come. At once if the
+        breaker is closed already. ``settle`` must not hold ``debtor`` (it is held weakly).
+        """
+        with self._lock:
+            self._debtors[debtor] = settle
+        if self.breaker.state == CLOSED:
+            self._settle_debts()
+
+    def _settle_debts(self) -> None:
+        with self._lock:
+            if self._closed:
+                return  # (kept: settled once it reopens and is back, or at the debtor's next call)
+            debts = list(self._debtors.items())
+            self._debtors.clear()
+        if debts:
+            _background.submit(
+                lambda: [settle(debtor, self) for debtor, settle in debts],
+                dropped=lambda: self._remember(debts),  # (tiercache closing: settled when back)
+            )
+
+    def _remember(self, debts: list[tuple[Any, Callable[[Any, Endpoint], object]]]) -> None:
+        with self._lock:
+            for debtor, settle in debts:
+                self._debtors.setdefault(debtor, settle)
+
     def sync_store(self) -> SyncStore:
         """Return the store for sync callers, its pool rid of connections from before an outage."""
         if self._closed:
@@ -621,6 +657,11 @@ class Endpoint:
             del self._async[loop]
         if self._last_store is store:
             self._last_loop, self._last_store = None, None
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called and no operation has reopened it since."""
+        return self._closed
 
     def close(self, timeout: float = CLOSE_WAIT) -> int:
         """Stop listening and probing, and close the idle connections this endpoint opened for threads.

@@ -336,6 +336,86 @@ def test_a_clear_waiting_for_redis_is_replayed_before_any_read_even_if_redis_ret
     assert f(1) == 2  # and Redis no longer answers with the old generation's value
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("action", ["invalidate", "clear"])
+def test_an_invalidation_redis_missed_reaches_it_once_back_with_no_further_call(
+    mode: str, action: str, tmp_path: Any
+) -> None:
+    """Redis stalls under the invalidation (it times out, and is remembered); once Redis answers
+    again it is replayed in the background: the process that made it may never call again, and
+    until the replay every other process reads the old value from Redis."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        tiercache.configure(redis_url=server.url)
+        db = {"v": 1}
+        name = unique("missed")
+        if mode == "sync":
+            f: Any = tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(lambda key: db["v"])
+            call, act = f, (f.cache_invalidate if action == "invalidate" else lambda _key: f.cache_clear())
+        else:
+
+            async def body(key: int) -> int:
+                return db["v"]
+
+            f = tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(body)
+
+            def call(key: int) -> int:
+                return asyncio.run(f(key))  # type: ignore[no-any-return]
+
+            def act(key: int) -> None:
+                asyncio.run(f.cache_invalidate(key) if action == "invalidate" else f.cache_clear())
+
+        assert call(1) == 1
+        assert server.client().get(f.cache_key(1)) is not None  # the old value, in Redis
+        server.pause()
+        try:
+            db["v"] = 2
+            act(1)  # times out: nothing raised, the invalidation remembered
+            assert f.cache_stats().pending_invalidations == 1
+        finally:
+            server.resume()
+        deadline = time.monotonic() + 5
+        while f.cache_stats().pending_invalidations:  # (and no call of f meanwhile)
+            assert time.monotonic() < deadline, "never replayed without a call"
+            time.sleep(0.01)
+        # Another process, which never held the value: it reads Redis, which no longer has it.
+        other: Any = tiered_cache(ttl_l1=600, ttl_l2=600, name=name)(lambda key: db["v"])
+        assert other(1) == 2
+    finally:
+        server.stop()
+
+
+def test_a_replay_forgets_only_the_invalidations_it_covered(
+    fake_l2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replays of the same deferred invalidations may overlap (a caller's, the background's),
+    and a key or a clear may be deferred again while one is under way: neither is lost."""
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=unique("numbered"))
+    def f(key: int) -> int:
+        return key
+
+    cache = f.__tiercache__
+    endpoint = cache.endpoint()
+    monkeypatch.setattr(endpoint, "owe", lambda debtor, settle: None)  # (replays by hand here)
+    cache.defer(endpoint, keys=("k1", "k2"))
+    first = cache.pending_repairs()
+    second = cache.pending_repairs()  # (a second replayer's copy of the same)
+    cache.defer(endpoint, keys=("k2",))  # deferred again while the replays are under way
+    cache.repaired(keys=first.keys, upto=first.mark)
+    cache.repaired(keys=second.keys, upto=second.mark)
+    assert cache.pending_repairs()[:3] == (0, False, ("k2",))
+    cache.defer(endpoint, clear=True)
+    third = cache.pending_repairs()
+    cache.defer(endpoint, clear=True)  # a clear after the replay looked
+    cache.repaired(clears=third.clears, upto=third.mark)
+    cache.repaired(clears=third.clears, upto=third.mark)  # (the same replay, twice)
+    assert cache.pending_repairs().clears == 1
+    last = cache.pending_repairs()
+    cache.repaired(clears=last.clears, keys=last.keys, upto=last.mark)
+    assert cache.pending_repairs()[:3] == (0, False, ()) and not cache.repairs_pending
+
+
 # -- 5. a clear is final for every other process's Redis read -----------------------------------
 
 
