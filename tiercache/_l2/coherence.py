@@ -339,7 +339,7 @@ class Bus:
             if wanted:
                 pubsub.subscribe(*sorted(wanted))
                 subscribed |= wanted
-            message = _next_reply(pubsub)
+            message = pubsub.get_message(timeout=POLL)
             now = time.monotonic()
             if message is not None:
                 last_heard, ping_sent = now, None
@@ -351,15 +351,12 @@ class Bus:
                 pubsub.ping()
                 ping_sent = now
 
-    def _dispatch(self, reply: Any) -> None:
-        # A subscription's replies are [kind, channel, data]: a "message", a "subscribe"
-        # confirmation, a "pong" (of two items). Redis's bytes, so any other shape is ignored.
-        if isinstance(reply, list) and len(reply) == 3:
-            kind = reply[0]
-            if kind == b"message":
-                self._apply(_text(reply[1]), reply[2])
-            elif kind == b"subscribe":
-                self._confirm(_text(reply[1]))
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "subscribe":
+            self._confirm(_text(message.get("channel")))
+        elif kind == "message":
+            self._apply(_text(message.get("channel")), message.get("data"))
 
     def _confirm(self, channel: str) -> None:
         with self._changed:
@@ -443,23 +440,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _next_reply(pubsub: Any) -> Any:
-    """Return the subscription's next reply, or None when none came within ``POLL`` seconds.
-
-    Read from its connection as ``get_message`` reads it, without what that adds on every call
-    (a retry layer, metrics, a dict per message): every set of a coherent adapter is heard by
-    its own process's listener too, and the caller waits while it reads (the GIL). A reply cut
-    short raises, which the listener takes for a lost subscription (flushing L1s, as it must).
-    """
-    connection = pubsub.connection
-    if connection is None:  # (nothing subscribed yet: nothing to hear)
-        time.sleep(POLL)
-        return None
-    if not connection.can_read(timeout=POLL):
-        return None
-    return connection.read_response(disconnect_on_error=False, push_request=True)
 
 
 def _text(value: Any) -> str:
