@@ -385,6 +385,34 @@ def test_an_invalidation_redis_missed_reaches_it_once_back_with_no_further_call(
         server.stop()
 
 
+@pytest.mark.parametrize("action", ["delete", "clear"])
+def test_an_adapter_delete_redis_missed_reaches_it_once_back_with_no_further_call(
+    action: str, tmp_path: Any
+) -> None:
+    """As for functions: Django's cache.delete() during a stall is in Redis once it answers."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        namespace = unique("missed-adapter")
+        writer = MultiTierCache(MultiTierCacheSettings(l2_url=server.url, namespace=namespace))
+        writer.set("k", "old")
+        server.pause()
+        try:
+            writer.delete("k") if action == "delete" else writer.clear()  # times out: remembered
+            assert writer.get_metrics()["pending_invalidations"] == 1
+        finally:
+            server.resume()
+        deadline = time.monotonic() + 5
+        while writer.get_metrics()["pending_invalidations"]:  # (no call of the writer meanwhile)
+            assert time.monotonic() < deadline, "never replayed without a call"
+            time.sleep(0.01)
+        reader = MultiTierCache(MultiTierCacheSettings(l2_url=server.url, namespace=namespace))
+        assert reader.get("k") is None
+        writer.close()
+        reader.close()
+    finally:
+        server.stop()
+
+
 def test_a_replay_forgets_only_the_invalidations_it_covered(
     fake_l2: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
