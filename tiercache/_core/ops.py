@@ -553,9 +553,9 @@ def new_generation(
 ) -> Generator[Op, Any, None]:
     """Stale every L2 entry of ``tiers`` by raising its generation, now or once L2 is back.
 
-    A clear that cannot reach Redis yet is replayed before this process's next L2 operation;
-    until then it does not use L2 at all. Raise InvalidationError, naming ``action``, if Redis
-    refused.
+    A clear that cannot reach Redis yet is replayed once it is back, or before this process's
+    next L2 operation if that comes first; until then it does not use L2 at all. Raise
+    InvalidationError, naming ``action``, if Redis refused.
     """
     if not endpoint.breaker.allow():
         tiers.defer(endpoint, clear=True)

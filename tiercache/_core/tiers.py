@@ -130,8 +130,9 @@ class Tiers:
         self._generation_endpoint: Endpoint | None = None
         self._generation_raw: bytes | int | None = None  # as Redis last sent the one followed
         self._generation_due = 0.0
-        # Invalidations that could not reach L2 yet, replayed before the next L2 operation: keys
-        # to drop, a clear, and whether Redis must be told our generation again (it went back).
+        # Invalidations that could not reach L2 yet, replayed once it is back (in the background)
+        # or before the next L2 operation, whichever comes first: keys to drop, a clear, and
+        # whether Redis must be told our generation again (it went back).
         # Each deferral is numbered, so a replay forgets only what it covered: the keys and
         # clears deferred before it looked (one deferred meanwhile, or a second replayer's
         # copy of the same, is not taken as done).
