@@ -24,7 +24,6 @@ from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
 from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.breaker import CLOSED
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
@@ -725,13 +724,11 @@ def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
     """
     if not tiers.repairs_pending or endpoint.closed:
         return  # (closed: replayed at the cache's next call, which reopens it, not behind close())
-    if endpoint.breaker.state != CLOSED:
-        endpoint.owe(tiers, settle_in_background)  # (opened again meanwhile: when it is back)
-        return
-    try:
-        run_sync(replay_repairs(tiers, endpoint))
-    except Exception as exc:  # (no sync client can be made: an async-only one the app built)
-        logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
-        return
-    if tiers.repairs_pending and endpoint.breaker.state != CLOSED:
+    if endpoint.breaker.closed:  # (else it opened again meanwhile: owed until it is back)
+        try:
+            run_sync(replay_repairs(tiers, endpoint))
+        except Exception as exc:  # (no sync client can be made: an async-only one the app built)
+            logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
+            return
+    if tiers.repairs_pending and endpoint.breaker.is_open:  # (refused: left to the next call)
         endpoint.owe(tiers, settle_in_background)

@@ -44,7 +44,6 @@ from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.tag_names import TOKENS
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
-from tiercache._l2.breaker import CLOSED
 from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, TOKEN_SIZE, carried, new_token
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
@@ -95,7 +94,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         endpoint = None
     # The breaker's state is read here, not asked (allow(), success()): a closed breaker with no
     # failures counted is the common case, and each call would be a frame on every L2 hit.
-    if endpoint is not None and (endpoint.breaker.state == CLOSED or endpoint.breaker.allow()):
+    if endpoint is not None and (endpoint.breaker.closed or endpoint.breaker.allow()):
         # Noted with the read: its generation, and when it went (real seconds: a value computed
         # from it may only be written while the key's tombstones last, and Redis times those).
         call.flags |= LOOKED_UP
@@ -111,7 +110,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         except RemoteError as exc:
             endpoint = _read_failed(cache, call, read, exc)
         else:
-            if endpoint.breaker.failures or endpoint.breaker.state != CLOSED:
+            if endpoint.breaker.failures or not endpoint.breaker.closed:
                 endpoint.breaker.success()
             answered = True
             learned, call.token, call.found = cache.take_read(

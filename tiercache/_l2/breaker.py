@@ -63,7 +63,10 @@ class CircuitBreaker:
         self._on_close = on_close  # (called in the thread that closed it: keep it short)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self.state = CLOSED
+        self.state: str = CLOSED
+        #: ``state == CLOSED``, kept beside it: what the hot path reads (callers need not know
+        #: the breaker's states, and a plain attribute costs no frame).
+        self.closed = True
         self.failures = 0  # consecutive
         self._backoff = first_backoff
         self._retry_at = 0.0  # half-open probing: when to let the next probe through
@@ -75,6 +78,10 @@ class CircuitBreaker:
         self._summary: threading.Timer | None = None
         self._prober: threading.Thread | None = None
         _breakers.add(self)
+
+    def _become(self, state: str) -> None:
+        self.state = state  # (the only place it changes after __init__: see closed)
+        self.closed = state == CLOSED
 
     @property
     def is_open(self) -> bool:
@@ -98,7 +105,7 @@ class CircuitBreaker:
                 return False
             # Half-open: this operation is the probe. One that never reports back (its caller
             # was cancelled) is replaced after probe_timeout.
-            self.state = HALF_OPEN
+            self._become(HALF_OPEN)
             self._retry_at = now + self.probe_timeout
             return True
 
@@ -112,7 +119,7 @@ class CircuitBreaker:
                 return
             outage = self._clock() - self._opened_at
             self._degraded += outage
-            self.state = CLOSED
+            self._become(CLOSED)
             self.failures = 0
             self._backoff = self.first_backoff
         self._log_change(
@@ -127,12 +134,12 @@ class CircuitBreaker:
             now = self._clock()
             if self.state == HALF_OPEN:
                 self._backoff = min(self._backoff * 2, self.max_backoff)
-                self.state = OPEN
+                self._become(OPEN)
                 self._retry_at = now + _jittered(self._backoff)
                 return
             if self.state == OPEN or self.failures < self.threshold:
                 return
-            self.state = OPEN
+            self._become(OPEN)
             self._opened_at = now
             self._retry_at = now + _jittered(self._backoff)
         self._log_change(
@@ -233,7 +240,7 @@ class CircuitBreaker:
     def _reset_after_fork(self) -> None:
         # The child has no prober thread; it learns about an outage again on its first call.
         self._lock = threading.Lock()
-        self.state = CLOSED
+        self._become(CLOSED)
         self.failures = 0
         self._backoff = self.first_backoff
         self._summary = None

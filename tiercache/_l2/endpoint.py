@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tiercache import _background
-from tiercache._l2.breaker import CLOSED, CircuitBreaker
+from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable, brief
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
@@ -599,7 +599,7 @@ class Endpoint:
         """
         with self._lock:
             self._debtors[debtor] = settle
-        if self.breaker.state == CLOSED:
+        if self.breaker.closed:
             self._settle_debts()
 
     def _settle_debts(self) -> None:
