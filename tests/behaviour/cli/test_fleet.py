@@ -206,6 +206,9 @@ def test_published_keys_expire_and_flush_deletes_them_without_announcing(
     real_l2: str, isolated_settings: str, redis_server: RedisProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = redis_server.client()
+    # (the write is a one-off client's connect and SET: on a loaded machine, past the default
+    # 0.1 s timeout it fails, and silently when an earlier test's write already did)
+    tiercache.configure(redis_url=real_l2, timeout=5.0, connect_timeout=5.0)
     tiered_cache(ttl_l1=60, name="fleet.expiring")(lambda n: n)(1)
     fleet.publish(every=0.5)
     try:
