@@ -18,13 +18,11 @@ from tiercache._core.ops import (
     Ping,
     ReadMany,
     Swap,
-    drop_keys,
     know_generation,
     l2_op,
-    new_generation,
-    replay_repairs,
     write_in_generation,
 )
+from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._l1.lru import MISSING
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import NO_TOKEN

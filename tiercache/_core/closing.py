@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tiercache._core.checks import check_seconds
-from tiercache._core.ops import Flow, replay_repairs
+from tiercache._core.ops import Flow
+from tiercache._core.repairs import replay_repairs
 from tiercache._core.tiers import Tiers
 
 __all__ = ["CloseReport", "checked_timeout", "last_repairs", "report"]

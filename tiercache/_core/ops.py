@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tiercache._core.flights import Settled
 from tiercache._core.interfaces import AsyncStore, Store
 from tiercache._l2.coherence import Announce
-from tiercache._l2.envelope import new_token, tombstone
-from tiercache._l2.errors import RemoteError, RemoteUnavailable
+from tiercache._l2.errors import RemoteError
 
 if TYPE_CHECKING:
     from tiercache._core.tiers import Tiers
@@ -48,11 +47,8 @@ __all__ = [
     "Write",
     "WriteMany",
     "WriteManyIfUnchanged",
-    "drop_keys",
     "know_generation",
     "l2_op",
-    "new_generation",
-    "replay_repairs",
     "write_in_generation",
 ]
 
@@ -519,85 +515,3 @@ def write_in_generation(
         if tiers.learn_generation(endpoint, raw) <= sealed_in:
             return True
     return False
-
-
-def drop_keys(
-    tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], action: str = "cache_invalidate()"
-) -> Generator[Op, Any, None]:
-    """Invalidate ``keys`` in L2 now, or remember to once it can be reached again.
-
-    Other processes are told to drop the same entries from their L1s. Raise InvalidationError,
-    naming ``action``, if Redis refused.
-    """
-    if not endpoint.breaker.allow():
-        tiers.defer(endpoint, keys=keys)
-        return
-    ok, reply = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
-    if ok:
-        return
-    if isinstance(reply, RemoteUnavailable):
-        tiers.defer(endpoint, keys=keys)
-        return
-    raise tiers.refusal(action, endpoint, reply)
-
-
-def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> Invalidate:
-    # One fresh token for the lot: it only has to differ from any token a writer read before.
-    if tiers.tombstone_ms is None:
-        return Invalidate(endpoint, keys, None, 0, announce, tiers)
-    return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce, tiers)
-
-
-def new_generation(
-    tiers: Tiers, endpoint: Endpoint, action: str = "cache_clear()"
-) -> Generator[Op, Any, None]:
-    """Stale every L2 entry of ``tiers`` by raising its generation, now or once L2 is back.
-
-    A clear that cannot reach Redis yet is replayed once it is back, or before this process's
-    next L2 operation if that comes first; until then it does not use L2 at all. Raise
-    InvalidationError, naming ``action``, if Redis refused.
-    """
-    if not endpoint.breaker.allow():
-        tiers.defer(endpoint, clear=True)
-        return
-    op = RaiseGeneration(
-        endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), tiers
-    )
-    ok, reply = yield from l2_op(tiers, endpoint, op)
-    if ok:
-        tiers.learn_generation(endpoint, reply[0])
-        return
-    if isinstance(reply, RemoteUnavailable):
-        tiers.defer(endpoint, clear=True)
-        return
-    raise tiers.refusal(action, endpoint, reply)
-
-
-def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
-    """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
-    clears, floor, keys, mark = tiers.pending_repairs()
-    if clears or floor:
-        announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
-        op = RaiseGeneration(
-            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce, tiers
-        )
-        ok, reply = yield from l2_op(tiers, endpoint, op)
-        if not ok:
-            return False
-        generation, went_back = reply
-        if went_back and not clears:
-            tiers.log_once(
-                "generation-back",
-                "%s: L2 at %s held an older generation than this process had seen (a restart, a "
-                "failover, or an old value planted back); restored it",
-                tiers.label,
-                endpoint.name,
-            )
-        tiers.learn_generation(endpoint, generation)
-        tiers.repaired(clears=clears, floor=floor, upto=mark)
-    if keys:
-        ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
-        if not ok:
-            return False
-        tiers.repaired(keys=keys, upto=mark)
-    return True

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES, milliseconds
 from tiercache._core.clocks import Clocks
 from tiercache._core.interfaces import LocalTier
-from tiercache._core.ops import replay_repairs
-from tiercache._core.shells import run_sync
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
@@ -51,7 +49,6 @@ __all__ = [
     "Repairs",
     "Tiers",
     "live_tiers",
-    "settle_in_background",
 ]
 
 logger = logging.getLogger("tiercache")
@@ -593,11 +590,11 @@ class Tiers:
 
     # -- invalidations that could not reach L2 --------------------------------------------
 
-    def defer(self, endpoint: Endpoint, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
-        """Remember deletions (or a clear) to replay at ``endpoint`` once it can be reached again.
+    def note_deferral(self, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
+        """Remember deletions (or a clear) that could not reach L2 (``repairs.defer`` does both).
 
-        Replayed in the background as soon as its breaker closes, and before this cache's next
-        L2 operation, whichever comes first.
+        Each deferral is numbered, so a replay forgets only the deferrals it covered (see
+        ``pending_repairs`` and ``repaired``).
         """
         with self._lock:
             self._deferrals += 1
@@ -607,7 +604,6 @@ class Tiers:
             else:
                 self._pending_keys.update(dict.fromkeys(keys, self._deferrals))
             self.repairs_pending = True
-        endpoint.owe(self, settle_in_background)
 
     def pending_repairs(self) -> Repairs:
         """Return the invalidations waiting for L2, marked with the last deferral they include."""
@@ -712,23 +708,3 @@ _live: weakref.WeakSet[Tiers] = weakref.WeakSet()
 def live_tiers() -> list[Tiers]:
     """Return every cache of this process still referenced: functions and adapters."""
     return list(_live)
-
-
-def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
-    """Replay what ``tiers`` owes ``endpoint`` (see Endpoint.owe), on a background thread.
-
-    The invalidations then reach Redis, and other processes' L1s, once Redis is back, not at
-    this cache's next call, which may never come. If Redis fails again, they wait for the next
-    time it is back; if it refuses them, for the cache's next call (which replays and raises
-    nothing, but keeps off L2 for what it owes).
-    """
-    if not tiers.repairs_pending or endpoint.closed:
-        return  # (closed: replayed at the cache's next call, which reopens it, not behind close())
-    if endpoint.breaker.closed:  # (else it opened again meanwhile: owed until it is back)
-        try:
-            run_sync(replay_repairs(tiers, endpoint))
-        except Exception as exc:  # (no sync client can be made: an async-only one the app built)
-            logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
-            return
-    if tiers.repairs_pending and endpoint.breaker.is_open:  # (refused: left to the next call)
-        endpoint.owe(tiers, settle_in_background)

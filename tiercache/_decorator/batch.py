@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any, Final
 
-from tiercache._core.ops import Compute, Flow, ReadMany, WriteManyIfUnchanged, l2_op, replay_repairs
+from tiercache._core.ops import Compute, Flow, ReadMany, WriteManyIfUnchanged, l2_op
+from tiercache._core.repairs import replay_repairs
 from tiercache._core.shells import run_async, run_sync, start_async
 from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow

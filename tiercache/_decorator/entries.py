@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from tiercache._core.ops import (
     Flow,
-    drop_keys,
     know_generation,
     l2_op,
-    replay_repairs,
     write_in_generation,
 )
+from tiercache._core.repairs import drop_keys, replay_repairs
 from tiercache._decorator.flow import claim_tokens, read_op
 from tiercache._decorator.function import Call
 from tiercache._l1.lru import MISSING

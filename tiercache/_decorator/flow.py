@@ -33,11 +33,9 @@ from tiercache._core.ops import (
     Spawn,
     Swap,
     Write,
-    drop_keys,
     l2_op,
-    new_generation,
-    replay_repairs,
 )
+from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._decorator.keys import UnkeyableArgumentError

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from tiercache._core.ops import Flow, Invalidate, l2_op
+from tiercache._core.repairs import defer
 from tiercache._core.shells import run_async, run_sync
 from tiercache._decorator import config as _config
 from tiercache._decorator import registry as _registry
@@ -186,7 +187,7 @@ def _defer(endpoint: Endpoint, caches: list[FunctionCache]) -> None:
     # Which entries carry the tags is known only to Redis: clear the functions that may, once
     # Redis is back (they stay off it until then).
     for cache in caches:
-        cache.defer(endpoint, clear=True)
+        defer(cache, endpoint, clear=True)
 
 
 def _default_signer() -> Signer | None:

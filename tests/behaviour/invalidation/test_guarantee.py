@@ -413,9 +413,7 @@ def test_an_adapter_delete_redis_missed_reaches_it_once_back_with_no_further_cal
         server.stop()
 
 
-def test_a_replay_forgets_only_the_invalidations_it_covered(
-    fake_l2: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_replay_forgets_only_the_invalidations_it_covered(fake_l2: Any) -> None:
     """Two replays of the same deferred invalidations may overlap (a caller's, the background's),
     and a key or a clear may be deferred again while one is under way: neither is lost."""
 
@@ -423,19 +421,17 @@ def test_a_replay_forgets_only_the_invalidations_it_covered(
     def f(key: int) -> int:
         return key
 
-    cache = f.__tiercache__
-    endpoint = cache.endpoint()
-    monkeypatch.setattr(endpoint, "owe", lambda debtor, settle: None)  # (replays by hand here)
-    cache.defer(endpoint, keys=("k1", "k2"))
+    cache = f.__tiercache__  # (deferrals noted and replays marked by hand: no Redis is owed)
+    cache.note_deferral(keys=("k1", "k2"))
     first = cache.pending_repairs()
     second = cache.pending_repairs()  # (a second replayer's copy of the same)
-    cache.defer(endpoint, keys=("k2",))  # deferred again while the replays are under way
+    cache.note_deferral(keys=("k2",))  # deferred again while the replays are under way
     cache.repaired(keys=first.keys, upto=first.mark)
     cache.repaired(keys=second.keys, upto=second.mark)
     assert cache.pending_repairs()[:3] == (0, False, ("k2",))
-    cache.defer(endpoint, clear=True)
+    cache.note_deferral(clear=True)
     third = cache.pending_repairs()
-    cache.defer(endpoint, clear=True)  # a clear after the replay looked
+    cache.note_deferral(clear=True)  # a clear after the replay looked
     cache.repaired(clears=third.clears, upto=third.mark)
     cache.repaired(clears=third.clears, upto=third.mark)  # (the same replay, twice)
     assert cache.pending_repairs().clears == 1
