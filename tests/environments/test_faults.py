@@ -68,9 +68,12 @@ def test_a_hanging_connect_costs_one_caller_one_connect_timeout(mode: str) -> No
         record = caller.calls(keys("k", 100))
     assert record.problems == []
     first, rest = record.latencies[0], record.latencies[1:]
-    # The first call also waits briefly for the invalidation channel (JOIN_WAIT), sync callers only.
-    assert CONNECT_TIMEOUT * 0.8 < first < CONNECT_TIMEOUT + JOIN_WAIT + 0.1
-    assert max(rest) < 0.02  # the circuit is open: nobody waits
+    # The first call also waits briefly for the invalidation channel (JOIN_WAIT), sync callers
+    # only. The bounds are the claim's own, not the machine's: one connect timeout, never two,
+    # and no other caller waits one (a loaded CI runner stalls a call for tens of ms anyway).
+    assert JOIN_WAIT < CONNECT_TIMEOUT / 2
+    assert CONNECT_TIMEOUT * 0.8 < first < 2 * CONNECT_TIMEOUT
+    assert max(rest) < CONNECT_TIMEOUT / 2  # the circuit is open: nobody waits
     assert caller.function.cache_stats().l2_errors == 1
 
 
