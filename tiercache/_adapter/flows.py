@@ -24,11 +24,10 @@ from tiercache._core.ops import (
 )
 from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._l1.lru import MISSING
-from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import NO_TOKEN
 
 if TYPE_CHECKING:
     from tiercache._adapter.tiers import AdapterTiers
+    from tiercache._l2.endpoint import Endpoint
 
 __all__ = ["UNCHANGED", "clear", "delete", "get_many", "ping", "set_many", "update"]
 
@@ -144,7 +143,7 @@ def _write_many(
 
     def seal() -> tuple[tuple[str, bytes, int], ...]:
         payloads.update(
-            (key, tiers.seal_value(endpoint, value, tiers.key(key), NO_TOKEN, ttl=l2_seconds * keep[key]))
+            (key, tiers.seal_value(endpoint, value, tiers.key(key), ttl=l2_seconds * keep[key]))
             for key, value in items.items()
         )
         return tuple(
@@ -241,7 +240,7 @@ def _swap(
         if new is UNCHANGED:
             return current, new, 0.0
         seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
-        sealed = tiers.seal_value(endpoint, new, redis_key, NO_TOKEN, ttl=seconds)
+        sealed = tiers.seal_value(endpoint, new, redis_key, ttl=seconds)
         if sealed is None:  # only L1 can hold it
             return None
         announce = tiers.announce((redis_key,))

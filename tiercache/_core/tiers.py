@@ -26,8 +26,11 @@ from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, enc
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
 from tiercache._l2.envelope import (
+    ABSENT,
     MAX_GENERATION,
+    carried,
     generation_from,
+    new_token,
     open_current,
     open_envelope,
     prefix_of,
@@ -513,18 +516,22 @@ class Tiers:
         endpoint: Endpoint,
         value: Any,
         key: str,
-        token: bytes,
         *,
+        read: bytes | None = ABSENT,
         ttl: float | None = None,
         generation: int | None = None,
         tags: bytes = b"",
     ) -> bytes | None:
         """Return the L2 payload for ``value`` under ``key``, or None when it can only live in L1.
 
-        It carries the key's ``token`` and ``generation`` (see ``_l2.envelope``; default: the one
-        known now) and stays fresh for ``ttl`` seconds, else for the cache's ``ttl_l2``; it is
-        signed when the cache has signing keys, refused beyond ``max_value_bytes`` (measured before
-        compression, as readers bound what they inflate by it), compressed from ``compress_min_bytes``.
+        ``read``: the key's token when the value was read for, which the payload carries on (a
+        write made conditional on it then tells an overtaking write or invalidation apart);
+        ABSENT, a value nobody read for (the adapters' sets); None, a value set over whatever is
+        there, with a new token (``cache_set``). It carries ``generation`` (default: the one
+        known now; see ``_l2.envelope``) and stays fresh for ``ttl`` seconds, else for the
+        cache's ``ttl_l2``; it is signed when the cache has signing keys, refused beyond
+        ``max_value_bytes`` (measured before compression, as readers bound what they inflate by
+        it), compressed from ``compress_min_bytes``.
         """
         if self._generation_endpoint is not endpoint or self._generation is None:
             return None
@@ -555,6 +562,7 @@ class Tiers:
         compression = 0
         if self.compress_min_bytes is not None and len(body) >= self.compress_min_bytes:
             compression, body = compress(body) or (0, body)
+        token = new_token() if read is None else carried(read)
         payload = seal(
             body, generation, token, fresh_until_ms, signed=signed, compression=compression, tags=tags
         )

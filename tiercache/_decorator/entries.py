@@ -14,10 +14,10 @@ from tiercache._core.ops import (
     write_in_generation,
 )
 from tiercache._core.repairs import drop_keys, replay_repairs
-from tiercache._decorator.flow import claim_tokens, read_op
+from tiercache._decorator.flow import read_op
 from tiercache._decorator.function import Call
+from tiercache._decorator.tags import claim_tokens
 from tiercache._l1.lru import MISSING
-from tiercache._l2.envelope import new_token
 
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
@@ -154,7 +154,7 @@ def _write(  # noqa: PLR0917 - one put's state
     ttl_ms = cache.l2_ttl_ms_for(seconds)
 
     def seal() -> tuple[tuple[str, bytes, int], ...]:
-        payload = cache.seal_value(endpoint, value, key, new_token(), ttl=seconds, tags=tags)
+        payload = cache.seal_value(endpoint, value, key, read=None, ttl=seconds, tags=tags)
         return () if payload is None else ((key, payload, ttl_ms),)
 
     return (yield from write_in_generation(cache, endpoint, seal, cache.announce((key,))))

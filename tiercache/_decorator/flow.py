@@ -3,8 +3,8 @@
 Each flow is a generator that decides, records and yields the I/O it wants done (``_core.ops``);
 it is sent the results, or has the I/O's exception thrown into it. ``_core.shells`` drives flows
 for sync and async callers. Nothing here waits on I/O or imports asyncio or redis (L2 appears as
-its endpoint's breaker, its envelope's tokens and its errors), so every decision can be tested
-by sending values in.
+its endpoint, whether its breaker allows a try, and its errors; what payloads and tokens are is
+the cache's business), so every decision can be tested by sending values in.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from tiercache._core.flights import Settled
 from tiercache._core.ops import (
     AcquireLock,
     Await,
-    ClaimTags,
     Compute,
     Flow,
     Join,
@@ -31,7 +30,6 @@ from tiercache._core.ops import (
     ReleaseLock,
     Sleep,
     Spawn,
-    Swap,
     Write,
     l2_op,
 )
@@ -39,10 +37,9 @@ from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
 from tiercache._decorator.keys import UnkeyableArgumentError
-from tiercache._decorator.tag_names import TOKENS
+from tiercache._decorator.tags import claim_tokens
 from tiercache._errors import ComputeTimeoutError
 from tiercache._l1.lru import MISSING
-from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, TOKEN_SIZE, carried, new_token
 from tiercache._l2.errors import RemoteError, RemoteUnavailable
 
 #: Seconds of a tombstone's life a write keeps clear of (Redis's clock and ours may differ).
@@ -52,7 +49,7 @@ if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["CHUNK", "claim_tokens", "clear", "invalidate", "refresh", "serve", "write_op"]
+__all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
 
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, PLR0915 - an exit per tier, see below
@@ -139,7 +136,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
                 # Past its TTL by our clock, not yet by Redis's (the two differ by their skew, or a
                 # test's clock moved on): a miss. Writers' clocks behind ours only make it early.
                 call.found = MISSING
-            elif stale is not None and call.token != ABSENT:
+            elif stale is not None and call.found_something:
                 # Redis holds a tombstone, an entry of a cleared generation or of an old tag token:
                 # what L1 keeps stale was invalidated (unheard here: a deaf process, a channel lost
                 # for a moment), so it is no fallback for a slow or failing run.
@@ -193,7 +190,7 @@ def _read_failed(
     cache.remote_failed(read.endpoint, error)
     if isinstance(error, RemoteUnavailable):
         return None  # one failed operation per call at most
-    call.token = FOREIGN_TOKEN  # refused (a key of another type): our write will replace it
+    call.read_refused()
     return read.endpoint
 
 
@@ -268,49 +265,6 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     for i, token in zip(missing, held, strict=True):
         found[i] = token
     cache.take_tags(call, found)
-
-
-def claim_tokens(
-    cache: FunctionCache, endpoint: Endpoint, keys: tuple[str, ...]
-) -> Generator[Op, Any, list[bytes | None] | None]:
-    """Claim a token for each tag key Redis holds none for; return what each holds (None: failed).
-
-    What a key holds that is no token, or a token an invalidation replaced, was planted: it is
-    replaced by a new one (see ``_reclaim``), for every claimant (a call's run, a cache_set).
-    """
-    ok, held = yield from l2_op(
-        cache, endpoint, ClaimTags(endpoint, keys, new_token(), cache.tag_ttl_ms, cache)
-    )
-    if not ok:
-        return None
-    found: list[bytes | None] = list(held)
-    for i, token in enumerate(found):
-        if token is not None and (len(token) != TOKEN_SIZE or TOKENS.planted_back(keys[i], token)):
-            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)
-    return found
-
-
-def _reclaim(
-    cache: FunctionCache, endpoint: Endpoint, key: str, held: bytes
-) -> Generator[Op, Any, bytes | None]:
-    """Replace what a tag key holds by a new token (it is planted); return the new token.
-
-    Safe as an invalidation of the tag is: a new token matches no entry written before. Left
-    there, something that is not a token kept every entry carrying the tag out of L2 for good,
-    with nothing said; an old token planted back brought back the entries written under it.
-    """
-    cache.stats.count("l2_corrupt")
-    cache.log_once(
-        "tag-token",
-        "%s: a tag key at %s held something that is not a tag token, or one an invalidation "
-        "replaced (planted?); replaced",
-        cache.label,
-        endpoint.name,
-    )
-    token = new_token()
-    swap = Swap(endpoint, key, held or None, token, cache.tag_ttl_ms, None, cache)
-    ok, swapped = yield from l2_op(cache, endpoint, swap)
-    return token if ok and swapped else None  # (else another claimant won: the next call reads its)
 
 
 def _failed(
@@ -478,7 +432,7 @@ def write_op(
             return None  # which tokens its tags had when it read is not known: nothing proves it fresh
     key = call.redis_key or cache.redis_key(call)
     payload = cache.seal_value(
-        endpoint, value, key, carried(call.token), ttl=seconds, generation=call.generation, tags=tags
+        endpoint, value, key, read=call.token, ttl=seconds, generation=call.generation, tags=tags
     )
     if payload is None:
         return None

@@ -37,7 +37,7 @@ from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import UnencodableError, encode_value
 from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import ABSENT, TOKEN_SIZE, tag_block
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, tag_block
 from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]
@@ -108,6 +108,15 @@ class Call:
         self.tag_keys: tuple[str, ...] | None = None  # ... their Redis keys, once asked for
         # ... and the tokens Redis held for them when we read (None: unknown, or one missing)
         self.tag_tokens: list[bytes | None] | None = None
+
+    @property
+    def found_something(self) -> bool:
+        """Whether Redis held anything under the key when read: an entry, a tombstone, not ours."""
+        return self.token != ABSENT
+
+    def read_refused(self) -> None:
+        """Note that Redis refused the read (a key of another type): our write replaces it."""
+        self.token = FOREIGN_TOKEN
 
 
 def entry_size(key: Hashable, value: Any) -> int:
@@ -563,11 +572,11 @@ class FunctionCache(Tiers):
         """
         kept: list[bytes | None] = []
         for key, token in zip(self.tag_keys(call), tokens, strict=True):
-            if not isinstance(token, bytes) or len(token) != TOKEN_SIZE or TOKENS.planted_back(key, token):
-                kept.append(None)
-            else:
+            if TOKENS.genuine(token, at=key):
                 TOKENS.read(key, token)
                 kept.append(token)
+            else:
+                kept.append(None)
         call.tag_tokens = kept
         return self.tag_block_of(call) or b""
 

@@ -12,10 +12,10 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.envelope import MAX_TAGS, new_token
+from tiercache._l2.envelope import MAX_TAGS, TOKEN_SIZE, new_token
 from tiercache._l2.layout import TAG_SEGMENT
 from tiercache._l2.signing import Signer
 
@@ -99,6 +99,10 @@ class TokenMemory:
         """Whether ``token`` is one an invalidation replaced at ``key``."""
         with self._lock:
             return token in self._replaced.get(key, ())
+
+    def genuine(self, token: object, *, at: str) -> TypeGuard[bytes]:
+        """Whether ``token``, read at tag key ``at``, can be its token: one, and not planted back."""
+        return isinstance(token, bytes) and len(token) == TOKEN_SIZE and not self.planted_back(at, token)
 
 
 #: An announcement that a tag changed retires the token read last only if it was first read at

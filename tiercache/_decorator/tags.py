@@ -22,10 +22,10 @@ namespace's channel naming the tags' digests (heard by each function's ``TagList
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
-from tiercache._core.ops import Flow, Invalidate, l2_op
+from tiercache._core.ops import ClaimTags, Flow, Invalidate, Op, Swap, l2_op
 from tiercache._core.repairs import defer
 from tiercache._core.shells import run_async, run_sync
 from tiercache._decorator import config as _config
@@ -188,6 +188,49 @@ def _defer(endpoint: Endpoint, caches: list[FunctionCache]) -> None:
     # Redis is back (they stay off it until then).
     for cache in caches:
         defer(cache, endpoint, clear=True)
+
+
+def claim_tokens(
+    cache: FunctionCache, endpoint: Endpoint, keys: tuple[str, ...]
+) -> Generator[Op, Any, list[bytes | None] | None]:
+    """Claim a token for each tag key Redis holds none for; return what each holds (None: failed).
+
+    What a key holds that is no token, or a token an invalidation replaced, was planted: it is
+    replaced by a new one (see ``_reclaim``), for every claimant (a call's run, a cache_set).
+    """
+    ok, held = yield from l2_op(
+        cache, endpoint, ClaimTags(endpoint, keys, new_token(), cache.tag_ttl_ms, cache)
+    )
+    if not ok:
+        return None
+    found: list[bytes | None] = list(held)
+    for i, token in enumerate(found):
+        if token is not None and not TOKENS.genuine(token, at=keys[i]):
+            found[i] = yield from _reclaim(cache, endpoint, keys[i], token)
+    return found
+
+
+def _reclaim(
+    cache: FunctionCache, endpoint: Endpoint, key: str, held: bytes
+) -> Generator[Op, Any, bytes | None]:
+    """Replace what a tag key holds by a new token (it is planted); return the new token.
+
+    Safe as an invalidation of the tag is: a new token matches no entry written before. Left
+    there, something that is not a token kept every entry carrying the tag out of L2 for good,
+    with nothing said; an old token planted back brought back the entries written under it.
+    """
+    cache.stats.count("l2_corrupt")
+    cache.log_once(
+        "tag-token",
+        "%s: a tag key at %s held something that is not a tag token, or one an invalidation "
+        "replaced (planted?); replaced",
+        cache.label,
+        endpoint.name,
+    )
+    token = new_token()
+    swap = Swap(endpoint, key, held or None, token, cache.tag_ttl_ms, None, cache)
+    ok, swapped = yield from l2_op(cache, endpoint, swap)
+    return token if ok and swapped else None  # (else another claimant won: the next call reads its)
 
 
 def _default_signer() -> Signer | None:

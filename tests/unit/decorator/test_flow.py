@@ -26,7 +26,7 @@ from tiercache._core.ops import (
 from tiercache._decorator import flow as _flow
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._l2.codec import encode_value
-from tiercache._l2.envelope import ABSENT, NO_TOKEN, prefix_of, seal, token_of, tombstone
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, prefix_of, seal, token_of, tombstone
 from tiercache._l2.errors import RemoteRejected, RemoteUnavailable
 
 Flow = Generator[Any, Any, Any]
@@ -121,8 +121,27 @@ def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
     assert read.generation_key == cache.generation_key  # every read fetches the generation too
     assert isinstance(flow.throw(RemoteRejected("NOPERM")), Join)
     flow.send(None)
-    assert isinstance(flow.send("value"), Write)
+    write = flow.send("value")
+    assert isinstance(write, Write)
+    assert write.token == FOREIGN_TOKEN  # (Redis replaces what it holds only if it is not ours)
+    assert token_of(write.payload) == NO_TOKEN
     assert not endpoint.breaker.is_open
+
+
+def test_what_a_value_carries_depends_on_what_was_read_for_it(cache: FunctionCache) -> None:
+    """Nothing read: no token; a token read: that one; a value set by hand: a new one each time."""
+    flow, _ = start(cache)
+    flow.send((b"0", None))
+    flow.send(None)
+    write = flow.send("v")
+    assert write.token == ABSENT and token_of(write.payload) == NO_TOKEN
+    endpoint = cache.endpoint()
+    assert endpoint is not None
+    carried = cache.seal_value(endpoint, "v", "k", read=b"12345678")
+    assert carried is not None and token_of(carried) == b"12345678"
+    assert token_of(cache.seal_value(endpoint, "v", "k") or b"") == NO_TOKEN
+    new = {token_of(cache.seal_value(endpoint, "v", "k", read=None) or b"") for _ in range(3)}
+    assert len(new) == 3 and NO_TOKEN not in new and all(len(token) == len(NO_TOKEN) for token in new)
 
 
 def test_unreachable_read_opens_the_breaker_and_skips_l2_for_the_rest_of_the_call(
