@@ -58,7 +58,7 @@ def _installed_pythons() -> list[str]:
 
 PYTHONS = _installed_pythons()
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-#: The Pythons between this one and the newest: the newest runs the suite in ``newest`` (at the
+#: The supported Pythons but this one and the newest: the newest runs the suite in ``newest`` (at the
 #: newest releases, which the lock trails by at most an update), so a third full run there would
 #: only repeat it; CI's time goes to what the other runs do not try.
 OTHER_PYTHONS = [version for version in PYTHONS[:-1] if version != THIS_PYTHON]

@@ -86,7 +86,7 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         """Whether L2 is being skipped (open, or half-open waiting on its probe)."""
-        return self.state != CLOSED
+        return not self.closed
 
     def degraded_seconds(self) -> float:
         """Return the total time spent not closed, the current outage included."""

@@ -85,25 +85,23 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         the sync pool's; see ``SyncWaitingConnectionPool.take``). The check itself is redis-py's
         own (``ensure_connection``: connected, nothing unread), whichever version is installed.
         """
-        if not self._available_connections or self._lock.locked():
+        checked = not self._available_connections or self._lock.locked()
+        if checked:
             connection = await self.get_connection()  # (locked: disconnect() may be closing them)
         else:
             connection = self._available_connections.pop()
             self._in_use_connections.add(connection)
-            try:
+        try:
+            if not checked:
                 await self.ensure_connection(connection)
-            except BaseException:
-                await self.give(connection)
-                raise
-        # redis-py 7's Python parser looks for EOF only: bytes already in the stream pass its
-        # check, and would answer our command. (8's checks the stream's buffer too.)
-        if getattr(getattr(connection, "_reader", None), "_buffer", None):
-            try:
+            # redis-py 7's Python parser looks for EOF only: bytes already in the stream pass its
+            # check, and would answer our command. (8's checks the stream's buffer too.)
+            if getattr(getattr(connection, "_reader", None), "_buffer", None):
                 await connection.disconnect()
                 await self.ensure_connection(connection)
-            except BaseException:
-                await self.give(connection)
-                raise
+        except BaseException:
+            await self.give(connection)
+            raise
         return connection
 
     async def give(self, connection: Any) -> None:
