@@ -7,13 +7,43 @@ awaitables). An op performs itself on either (see ``ops``); mypy holds the store
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
+from tiercache._core.flights import Flights
 from tiercache._l1.lru import Entry
 from tiercache._l2.coherence import Announce
 
-__all__ = ["AsyncStore", "LocalTier", "Store"]
+__all__ = ["Arguments", "AsyncStore", "FlightHolder", "LocalTier", "Store"]
+
+
+class FlightHolder(Protocol):
+    """What the shells ask of a cache to run its single flights (a ``Join``)."""
+
+    @property
+    def label(self) -> str:
+        """The cache's name, for a call that would wait on itself."""
+
+    @property
+    def thread_flights(self) -> Flights[threading.Event]:
+        """The flights of sync callers (threads)."""
+
+    def loop_flights(self) -> Flights[asyncio.Event]:
+        """Return the flights of the running event loop's callers."""
+
+
+class Arguments(Protocol):
+    """A call's arguments, as a ``Compute`` runs the function with them."""
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The positional arguments."""
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        """The keyword arguments (None: none)."""
 
 
 class LocalTier(Protocol):

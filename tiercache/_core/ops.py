@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tiercache._core.flights import Settled
-from tiercache._core.interfaces import AsyncStore, Store
+from tiercache._core.interfaces import Arguments, AsyncStore, FlightHolder, Store
 from tiercache._l2.coherence import Announce
 from tiercache._l2.errors import RemoteError
 
 if TYPE_CHECKING:
     from tiercache._core.tiers import Tiers
-    from tiercache._decorator.function import Call, FunctionCache
     from tiercache._l2.endpoint import Endpoint
 
 __all__ = [
@@ -328,7 +327,7 @@ class Join:
     """
 
     key: Hashable
-    cache: FunctionCache
+    cache: FlightHolder
 
 
 @dataclass(slots=True)
@@ -353,7 +352,7 @@ class Compute:
     """
 
     function: Callable[..., Any]
-    call: Call
+    call: Arguments
     timeout: float | None = None
     owner: Tiers | None = None
 
