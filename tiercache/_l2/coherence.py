@@ -29,6 +29,7 @@ from typing import Any, Final, Protocol
 
 from tiercache._l2.announcement import Announcement, encode, parse
 from tiercache._l2.errors import brief
+from tiercache._l2.inbox import PubSubInbox, SocketInbox, inbox_of
 from tiercache._l2.signing import Signer
 
 __all__ = ["Bus", "Member", "announcement", "channel_for"]
@@ -145,6 +146,7 @@ class Bus:
         self._abandoned = False  # its endpoint is gone: it listens no more, ever
         # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
         self._pubsub: Any = None
+        self._inbox: SocketInbox | PubSubInbox | None = None  # how _pubsub is read
         self._replays = Replays()
         self.losses = 0  # subscriptions lost (for tests and the log)
         self._warned = False  # that we cannot follow, since the last time we could
@@ -273,7 +275,7 @@ class Bus:
             else:
                 continue  # stopped, or nobody follows any more
             finally:
-                self._pubsub = None
+                self._pubsub = self._inbox = None
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # a dead connection may fail to close
                         pubsub.close()
@@ -328,7 +330,12 @@ class Bus:
 
     def _follow(self, pubsub: Any) -> None:
         """Subscribe and dispatch until stopped; raise when the subscription is lost."""
-        subscribed: set[str] = set()
+        with self._lock:
+            subscribed = set(self._members)
+        if not subscribed:
+            return  # (nobody follows any more)
+        pubsub.subscribe(*sorted(subscribed))  # (redis-py connects, authenticates, sends it)
+        inbox = self._inbox = inbox_of(pubsub)
         last_heard = time.monotonic()
         ping_sent: float | None = None
         while not self._stopped.is_set():
@@ -337,26 +344,29 @@ class Bus:
             with self._lock:
                 wanted = set(self._members) - subscribed
             if wanted:
-                pubsub.subscribe(*sorted(wanted))
+                inbox.subscribe(sorted(wanted))
                 subscribed |= wanted
-            message = pubsub.get_message(timeout=POLL)
+            reply = inbox.read(POLL)
             now = time.monotonic()
-            if message is not None:
+            if reply is not None:
                 last_heard, ping_sent = now, None
-                self._dispatch(message)
+                self._dispatch(reply)
             elif ping_sent is not None:
                 if now - ping_sent > LOST_AFTER:
                     raise TimeoutError(f"no answer to PING within {LOST_AFTER}s")
             elif now - last_heard > PING_AFTER:
-                pubsub.ping()
+                inbox.ping()
                 ping_sent = now
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "subscribe":
-            self._confirm(_text(message.get("channel")))
-        elif kind == "message":
-            self._apply(_text(message.get("channel")), message.get("data"))
+    def _dispatch(self, reply: Any) -> None:
+        """Act on one reply of the subscription: ``[kind, channel, data]`` (else a PONG)."""
+        if not isinstance(reply, list) or len(reply) != 3:  # (hiredis: RESP3 pushes are a list subclass)
+            return
+        kind, channel, data = reply
+        if kind == b"subscribe":
+            self._confirm(_text(channel))
+        elif kind == b"message":
+            self._apply(_text(channel), data)
 
     def _confirm(self, channel: str) -> None:
         with self._changed:

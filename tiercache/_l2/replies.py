@@ -32,6 +32,7 @@ __all__ = [
     "async_parser",
     "bound_async_cluster",
     "bound_cluster",
+    "check_unparsed",
     "from_bounded_reads",
     "queue_bounded_reads",
     "sync_parser",
@@ -141,6 +142,16 @@ _ASYNC: dict[tuple[bool, int], type] = {
 #: a string's header: not counted against the bound.
 _PARSED_ROOM: Final = 4096
 
+
+def check_unparsed(unparsed: int) -> None:
+    """Raise OversizedReply if a reader holding ``unparsed`` bytes holds a string past the bound.
+
+    For readers that buffer a string until it is whole (hiredis's): asked before each read
+    from the socket, while the reply so far is incomplete.
+    """
+    _check(unparsed - _PARSED_ROOM)
+
+
 if HIREDIS_AVAILABLE:
     from redis._parsers import _AsyncHiredisParser, _HiredisParser
 
@@ -149,12 +160,12 @@ if HIREDIS_AVAILABLE:
             # (Called only while the reply so far is incomplete: what hiredis holds unparsed
             # is the string still arriving, and at most a kilobyte it already parsed.)
             if self._reader is not None:
-                _check(self._reader.len() - _PARSED_ROOM)
+                check_unparsed(self._reader.len())
             return super().read_from_socket(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     class _AsyncBoundedHiredisParser(_AsyncHiredisParser):
         async def read_from_socket(self) -> Any:
-            _check(self._reader.len() - _PARSED_ROOM)  # type: ignore[attr-defined]
+            check_unparsed(self._reader.len())  # type: ignore[attr-defined]
             return await super().read_from_socket()  # type: ignore[no-untyped-call]
 
     for protocol in (2, 3):

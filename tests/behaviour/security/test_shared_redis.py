@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
 from tiercache._l2.errors import BRIEF_CHARS, brief
+from tiercache._l2.inbox import SocketInbox, inbox_of
 from tiercache._l2.signing import Signer
 from tiercache._tools.redis_process import RedisProcess, free_port
 
@@ -348,7 +350,8 @@ def test_a_certificate_for_another_host_is_refused(
 def test_tls_with_a_client_certificate(tls_server: tuple[RedisProcess, Path]) -> None:
     server, d = tls_server
     query = f"ssl_ca_certs={d / 'ca.crt'}&ssl_certfile={d / 'client.crt'}&ssl_keyfile={d / 'client.key'}"
-    tiercache.configure(redis_url=f"rediss://127.0.0.1:{server.port}/0?{query}", connect_timeout=2, timeout=2)
+    url = f"rediss://127.0.0.1:{server.port}/0?{query}"
+    tiercache.configure(redis_url=url, connect_timeout=2, timeout=2)
     lookup, runs = run_counter()
     lookup("a")
     lookup("a")
@@ -360,7 +363,30 @@ def test_tls_with_a_client_certificate(tls_server: tuple[RedisProcess, Path]) ->
     )  # fmt: skip
     cache = MultiTierCache(settings)
     cache.set("k", {"secure": True})
-    assert MultiTierCache(settings).get("k") == {"secure": True}
+    other = MultiTierCache(settings)  # (another process's, as coherence sees it: its own L1)
+    assert other.get("k") == {"secure": True}
+    # Announcements are heard over TLS too, read off the TLS socket.
+    bus = other._tiers.endpoint().bus  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while not bus.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(bus._inbox, SocketInbox)
+    for n in range(5):
+        cache.set("k", n)
+        while other.get("k") != n and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert other.get("k") == n
+    listener = redis.Redis.from_url(url).pubsub()
+    listener.subscribe("tls-burst")
+    inbox = inbox_of(listener)
+    assert isinstance(inbox, SocketInbox) and inbox.read(2) == [b"subscribe", b"tls-burst", 1]
+    publisher = redis.Redis.from_url(url).pipeline(transaction=False)
+    for n in range(50):
+        publisher.publish("tls-burst", b"%d" % n)
+    publisher.execute()
+    # (many TLS records arriving together: each is read, none waits for more traffic)
+    assert [inbox.read(1) for _ in range(50)] == [[b"message", b"tls-burst", b"%d" % n] for n in range(50)]
+    listener.close()
 
 
 def test_tls_without_a_client_certificate_degrades(tls_server: tuple[RedisProcess, Path]) -> None:
