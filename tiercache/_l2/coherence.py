@@ -29,7 +29,6 @@ from typing import Any, Final, Protocol
 
 from tiercache._l2.announcement import Announcement, encode, parse
 from tiercache._l2.errors import brief
-from tiercache._l2.inbox import PubSubInbox, SocketInbox, inbox_of
 from tiercache._l2.signing import Signer
 
 __all__ = ["Bus", "Member", "announcement", "channel_for"]
@@ -122,7 +121,26 @@ def announcement(member: Member, channel: str, digests: Sequence[str] | None) ->
     return encode(channel, member.origin, member.key_prefix, digests, member.signer)
 
 
-Subscribe = Callable[[int], Any]  # attempt number -> a fresh redis-py PubSub
+class Subscription(Protocol):
+    """A subscription as the listener uses it (``inbox.Subscription``: redis-py's, read off its socket)."""
+
+    def subscribe(self, channels: list[str]) -> None:
+        """Subscribe to more ``channels`` (the first call connects)."""
+
+    def ping(self) -> None:
+        """Ask for a PONG."""
+
+    def read(self, timeout: float) -> Any:
+        """Return the next reply (None: none within ``timeout``); raise if the subscription is lost."""
+
+    def close(self) -> None:
+        """Unsubscribe and close."""
+
+    def drop(self) -> None:
+        """Close this process's copy of the connection (a forked child's)."""
+
+
+Subscribe = Callable[[int], Subscription]  # attempt number -> a fresh subscription, not connected yet
 
 
 class Bus:
@@ -145,8 +163,7 @@ class Bus:
         self._stopped = threading.Event()
         self._abandoned = False  # its endpoint is gone: it listens no more, ever
         # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
-        self._pubsub: Any = None
-        self._inbox: SocketInbox | PubSubInbox | None = None  # how _pubsub is read
+        self._subscription: Subscription | None = None  # the listener's, while it listens
         self._replays = Replays()
         self.losses = 0  # subscriptions lost (for tests and the log)
         self._warned = False  # that we cannot follow, since the last time we could
@@ -238,11 +255,10 @@ class Bus:
         # the socket would stay open (and the server would keep a connection of the parent's
         # open after the parent closed it, filling its buffer with messages nobody reads).
         # redis-py shuts a socket down only in the process that opened it: this just closes ours.
-        pubsub, self._pubsub = self._pubsub, None
-        connection = getattr(pubsub, "connection", None)
-        if connection is not None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
             with contextlib.suppress(Exception):
-                connection.disconnect()
+                subscription.drop()
         if self._members and not self._abandoned:
             # The parent's L1 came with the fork, and what it will miss until we listen, we
             # cannot know: flush now and once the child's subscription is up.
@@ -262,10 +278,10 @@ class Bus:
         attempt, backoff = 0, 0.05
         # Listen while anyone follows: a bus whose caches are all gone lets its thread end.
         while self._keep_listening():
-            pubsub = None
+            subscription = None
             try:
-                pubsub = self._pubsub = self._subscribe(attempt)
-                self._follow(pubsub)
+                subscription = self._subscription = self._subscribe(attempt)
+                self._follow(subscription)
             except Exception as exc:  # any failure of the subscription means "lost"
                 if self._lost(exc):
                     backoff = 0.05
@@ -275,10 +291,10 @@ class Bus:
             else:
                 continue  # stopped, or nobody follows any more
             finally:
-                self._pubsub = self._inbox = None
-                if pubsub is not None:
+                self._subscription = None
+                if subscription is not None:
                     with contextlib.suppress(Exception):  # a dead connection may fail to close
-                        pubsub.close()
+                        subscription.close()
 
     def _keep_listening(self) -> bool:
         # Decided under the lock join() starts threads under: a cache joining now either sees
@@ -328,14 +344,13 @@ class Bus:
             )
         return was_up
 
-    def _follow(self, pubsub: Any) -> None:
+    def _follow(self, subscription: Subscription) -> None:
         """Subscribe and dispatch until stopped; raise when the subscription is lost."""
         with self._lock:
             subscribed = set(self._members)
         if not subscribed:
             return  # (nobody follows any more)
-        pubsub.subscribe(*sorted(subscribed))  # (redis-py connects, authenticates, sends it)
-        inbox = self._inbox = inbox_of(pubsub)
+        subscription.subscribe(sorted(subscribed))
         last_heard = time.monotonic()
         ping_sent: float | None = None
         while not self._stopped.is_set():
@@ -344,9 +359,9 @@ class Bus:
             with self._lock:
                 wanted = set(self._members) - subscribed
             if wanted:
-                inbox.subscribe(sorted(wanted))
+                subscription.subscribe(sorted(wanted))
                 subscribed |= wanted
-            reply = inbox.read(POLL)
+            reply = subscription.read(POLL)
             now = time.monotonic()
             if reply is not None:
                 last_heard, ping_sent = now, None
@@ -355,7 +370,7 @@ class Bus:
                 if now - ping_sent > LOST_AFTER:
                     raise TimeoutError(f"no answer to PING within {LOST_AFTER}s")
             elif now - last_heard > PING_AFTER:
-                inbox.ping()
+                subscription.ping()
                 ping_sent = now
 
     def _dispatch(self, reply: Any) -> None:

@@ -28,6 +28,7 @@ from tiercache import _background
 from tiercache._l2.breaker import CircuitBreaker
 from tiercache._l2.coherence import LOST_AFTER, Bus
 from tiercache._l2.errors import RemoteUnavailable, brief
+from tiercache._l2.inbox import Subscription
 from tiercache._l2.nodes import AsyncPing, ClusterNodes, Ping
 from tiercache._l2.oversized import Guard
 from tiercache._l2.pool import (
@@ -267,12 +268,14 @@ class Endpoint:
             except Exception:  # any failure means "not back yet"
                 return False
 
-        def subscribe(_attempt: int) -> Any:
+        def subscribe(_attempt: int) -> Subscription:
             # Its own client: a subscribed connection can do nothing else, and waits longer.
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
-            return redis.Redis.from_url(
-                url, retry=Retry(NoBackoff(), 0), parser_class=sync_parser(protocol), **listen
-            ).pubsub()
+            return Subscription(
+                redis.Redis.from_url(
+                    url, retry=Retry(NoBackoff(), 0), parser_class=sync_parser(protocol), **listen
+                ).pubsub()
+            )
 
         return cls(
             redact_url(url),
@@ -347,14 +350,15 @@ class Endpoint:
             # own (see _l2.nodes); a probe that waited for every primary kept all of it off L2.
             return any(ping_node(host, port) for host, port in known_nodes(primaries=True))
 
-        def subscribe(attempt: int) -> Any:
+        def subscribe(attempt: int) -> Subscription:
             # PUBLISH reaches every node of a cluster: listen on any reachable one, the next
             # one after each failure.
             nodes = known_nodes(primaries=False)
             host, port = nodes[attempt % len(nodes)]
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
             listen["parser_class"] = sync_parser(protocol)
-            return redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **listen).pubsub()
+            client = redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **listen)
+            return Subscription(client.pubsub())
 
         endpoint = cls(
             redact_url(url),
@@ -420,12 +424,12 @@ class Endpoint:
             except Exception:  # no primary named yet, or it does not answer: "not back yet"
                 return False
 
-        def subscribe(_attempt: int) -> Any:
+        def subscribe(_attempt: int) -> Subscription:
             # On the primary; a replica hears what its primary publishes as well, so a listener
             # left on a demoted primary still hears, and one on a dead primary reconnects here.
             listen = {**options, "retry": Retry(NoBackoff(), 0), "parser_class": sync_parser(protocol)}
             listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
-            return primary_client(target, listen).pubsub()
+            return Subscription(primary_client(target, listen).pubsub())
 
         endpoint = cls(
             redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off
@@ -469,11 +473,11 @@ class Endpoint:
             except Exception:  # any failure means "not back yet"
                 return False
 
-        def subscribe(attempt: int) -> Any:
+        def subscribe(attempt: int) -> Subscription:
             if isinstance(sync_client, redis.cluster.RedisCluster):
                 nodes = sync_client.get_nodes()  # type: ignore[no-untyped-call]
-                return nodes[attempt % len(nodes)].redis_connection.pubsub()
-            return cast("redis.Redis", sync_client).pubsub()
+                return Subscription(nodes[attempt % len(nodes)].redis_connection.pubsub())
+            return Subscription(cast("redis.Redis", sync_client).pubsub())
 
         # Without a sync client nothing can probe or listen from a thread: calls probe, one at a
         # time, and L1s follow TTLs only.

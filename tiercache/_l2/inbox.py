@@ -28,7 +28,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from tiercache._l2.replies import check_unparsed
 
-__all__ = ["PubSubInbox", "ReplyError", "RespReader", "SocketInbox", "inbox_of"]
+__all__ = ["PubSubInbox", "ReplyError", "RespReader", "SocketInbox", "Subscription", "inbox_of"]
 
 #: Bytes asked of the socket per read (redis-py's own figure).
 READ_SIZE: Final = 65536
@@ -187,3 +187,40 @@ def inbox_of(pubsub: Any) -> SocketInbox | PubSubInbox:
     if isinstance(getattr(connection, "_sock", None), socket.socket):
         return SocketInbox(connection)
     return PubSubInbox(pubsub)
+
+
+class Subscription:
+    """What the listener holds (``coherence.Bus``): a redis-py PubSub, read as above once subscribed."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+        self.inbox: SocketInbox | PubSubInbox | None = None
+
+    def subscribe(self, channels: list[str]) -> None:
+        """Subscribe to ``channels``; the first time, redis-py connects and authenticates too."""
+        if self.inbox is None:
+            self.pubsub.subscribe(*channels)
+            self.inbox = inbox_of(self.pubsub)
+        else:
+            self.inbox.subscribe(channels)
+
+    def ping(self) -> None:
+        """Ask for a PONG (once subscribed)."""
+        if self.inbox is not None:
+            self.inbox.ping()
+
+    def read(self, timeout: float) -> Any:
+        """Return the next reply (None: none within ``timeout`` seconds); raise if lost."""
+        if self.inbox is None:
+            raise ConnectionError("nothing is subscribed yet")
+        return self.inbox.read(timeout)
+
+    def close(self) -> None:
+        """Unsubscribe and close the connection."""
+        self.pubsub.close()
+
+    def drop(self) -> None:
+        """Close this process's copy of the socket only (in a forked child: it is the parent's)."""
+        connection = getattr(self.pubsub, "connection", None)
+        if connection is not None:
+            connection.disconnect()

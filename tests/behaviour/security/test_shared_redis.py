@@ -370,7 +370,7 @@ def test_tls_with_a_client_certificate(tls_server: tuple[RedisProcess, Path]) ->
     deadline = time.monotonic() + 5
     while not bus.connected and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert isinstance(bus._inbox, SocketInbox)
+    assert isinstance(bus._subscription.inbox, SocketInbox)  # type: ignore[union-attr]
     for n in range(5):
         cache.set("k", n)
         while other.get("k") != n and time.monotonic() < deadline:

@@ -216,11 +216,11 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     until(lambda: bus.connected, timeout=2.0)
     tiercache.configure(redis_url=real_l2)
     assert double(1) == 2 and double.__tiercache__.endpoint_in_use() is not endpoint()
-    inbox = bus._inbox
-    assert inbox is not None
-    poll = inbox.read
-    inbox.read = lambda timeout: (time.sleep(1.0), poll(timeout))[1]  # type: ignore[method-assign]  # a slow poll
-    del inbox
+    subscription = bus._subscription
+    assert subscription is not None
+    poll = subscription.read
+    subscription.read = lambda timeout: (time.sleep(1.0), poll(timeout))[1]  # type: ignore[method-assign]  # a slow poll
+    del subscription
     for worker in _background.stop()[1]:  # (a worker holds its last job: one was the endpoint's)
         worker.join(5)
     gc.collect()
