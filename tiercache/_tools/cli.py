@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import tiercache
 from tiercache._l2 import keyspace as _admin
@@ -294,7 +294,7 @@ def _fleet_table(now: fleet.Fleet, before: fleet.Fleet | None, every: float) -> 
             row.append(f"{max(done, 0) / every:,.0f}")
         row += [f"{shown['l1_hit_rate']:.0%}", f"{shown['l2_hit_rate']:.0%}", f"{shown['misses']:,}"]
         row.append(f"{shown['invalidations']:,}")
-        row += [_duration(shown["p50_ms"]), _duration(shown["p99_ms"])]
+        row += [duration(shown["p50_ms"]), duration(shown["p99_ms"])]
         table.add_row(*row)
     notes = []
     if not now.processes:
@@ -304,10 +304,21 @@ def _fleet_table(now: fleet.Fleet, before: fleet.Fleet | None, every: float) -> 
     return Group(table, *notes)
 
 
-def _duration(ms: float) -> str:
-    if ms < 0.001:
-        return f"{ms * 1e6:.0f}ns"
-    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.1f}ms"
+#: How durations read in the fleet table: each unit (per millisecond) below its limit, hours beyond.
+_UNITS: Final = (
+    ("ns", 1e6, 1000), ("us", 1e3, 1000), ("ms", 1.0, 1000), ("s", 1e-3, 10_000), ("h", 1 / 3.6e6, 0),
+)  # fmt: skip
+
+
+def duration(ms: float) -> str:
+    """Return ``ms`` milliseconds in five characters at most (a table column never cuts it short)."""
+    for unit, scale, limit in _UNITS:
+        shown = ms * scale
+        if unit in {"ms", "s"} and shown < 9.95:  # (below 10, one decimal fits)
+            return f"{shown:.1f}{unit}"
+        if round(shown) < limit or unit == "h":
+            break
+    return f"{shown:.0f}{unit}"
 
 
 def _size(n: int) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -280,3 +281,28 @@ def test_summed_histograms_give_the_quantiles_of_all_the_calls(processes: list[l
     for q in (0.5, 0.99):
         assert total.latency.quantile(q) == whole.quantile(q)
     assert total.latency.total_weight == whole.total_weight and total.latency.total_ns == whole.total_ns
+
+
+@given(st.floats(0, 1e10, allow_nan=False))
+def test_a_duration_reads_right_in_five_characters(ms: float) -> None:
+    shown = _cli.duration(ms)
+    read = re.fullmatch(r"([0-9.]+)(ns|us|ms|s|h)", shown)
+    assert read is not None, shown
+    number, unit = read.groups()
+    per_ms = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3, "h": 3.6e6}[unit]
+    assert len(shown) <= 5 and abs(float(number) * per_ms - ms) <= 0.051 * ms + 5e-7
+
+
+def test_the_fleet_table_fits_a_slow_p99_in_80_columns() -> None:
+    """A p99 of 120 ms read "119.5…" in an 80-column terminal: the table cut it short."""
+    from rich.console import Console  # noqa: PLC0415 - the CLI's extra
+
+    found = fleet.Fleet()
+    for function, ns in (("fleet.resolve_adapter", 119_500_000), ("fleet.get_session", 4_800_000)):
+        figures = found.functions[("test-namespace", function)] = fleet.Figures(processes=4)
+        figures.counters["calls"] = 280
+        figures.latency.record(ns, 100)
+    console = Console(width=80, record=True)
+    console.print(_cli._fleet_table(found, found, every=1.0))
+    out = console.export_text()
+    assert "fleet.resolve_adapter" in out and "120ms" in out and "\u2026" not in out, out
