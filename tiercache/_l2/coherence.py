@@ -162,8 +162,9 @@ class Bus:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._abandoned = False  # its endpoint is gone: it listens no more, ever
-        # The listener's subscription: a forked child closes its copy of the socket (see after_fork).
-        self._subscription: Subscription | None = None  # the listener's, while it listens
+        # The listener's subscription while it listens: a forked child closes its copy of the
+        # socket (see after_fork).
+        self._subscription: Subscription | None = None
         self._replays = Replays()
         self.losses = 0  # subscriptions lost (for tests and the log)
         self._warned = False  # that we cannot follow, since the last time we could

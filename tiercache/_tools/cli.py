@@ -311,10 +311,10 @@ _UNITS: Final = (
 
 
 def duration(ms: float) -> str:
-    """Return ``ms`` milliseconds in five characters at most (a table column never cuts it short)."""
+    """Return ``ms`` milliseconds within 5% in five characters (up to 9,999 hours): columns never cut it."""
     for unit, scale, limit in _UNITS:
         shown = ms * scale
-        if unit in {"ms", "s"} and shown < 9.95:  # (below 10, one decimal fits)
+        if unit != "ns" and shown < 9.95:  # (below 10, one decimal fits)
             return f"{shown:.1f}{unit}"
         if round(shown) < limit or unit == "h":
             break

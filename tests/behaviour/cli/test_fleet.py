@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import tiercache
@@ -284,6 +284,8 @@ def test_summed_histograms_give_the_quantiles_of_all_the_calls(processes: list[l
 
 
 @given(st.floats(0, 1e10, allow_nan=False))
+@example(9_999_500.0)  # (past 9,999 s: hours, which read "3h" for 2.8 h at first)
+@example(0.0013)  # (1.3 us, which read "1us" at first)
 def test_a_duration_reads_right_in_five_characters(ms: float) -> None:
     shown = _cli.duration(ms)
     read = re.fullmatch(r"([0-9.]+)(ns|us|ms|s|h)", shown)
