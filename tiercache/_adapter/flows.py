@@ -11,17 +11,9 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from tiercache._core import ops
 from tiercache._core.checks import milliseconds, shortening
-from tiercache._core.ops import (
-    Flow,
-    Op,
-    Ping,
-    ReadMany,
-    Swap,
-    know_generation,
-    l2_op,
-    write_in_generation,
-)
+from tiercache._core.ops import Flow, Op, know_generation, l2_op, write_in_generation
 from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._l1.lru import MISSING
 
@@ -69,7 +61,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     if endpoint is not None:
         tiers.stats.count("l2_lookups", len(wanted))
         generation_key: str | None = tiers.generation_key  # with every read: a clear is final at once
-        read = ReadMany(endpoint, tuple(tiers.key(k) for k in wanted), generation_key, owner=tiers)
+        read = ops.read_many(endpoint, tuple(tiers.key(k) for k in wanted), generation_key, owner=tiers)
         ok, reply = yield from l2_op(tiers, endpoint, read)
         if ok:
             generation, payloads = reply
@@ -229,7 +221,7 @@ def _swap(
     for _ in range(MAX_SWAPS):
         # The generation is read with the key, every time: with one learned a moment ago, an
         # entry another process wrote after a clear would look stale, and be overwritten.
-        read = ReadMany(endpoint, (redis_key,), tiers.generation_key, owner=tiers)
+        read = ops.read_many(endpoint, (redis_key,), tiers.generation_key, owner=tiers)
         ok, reply = yield from l2_op(tiers, endpoint, read)
         if not ok:
             return None
@@ -244,7 +236,9 @@ def _swap(
         if sealed is None:  # only L1 can hold it
             return None
         announce = tiers.announce((redis_key,))
-        swap = Swap(endpoint, redis_key, payload, sealed, milliseconds(seconds), announce, tiers)
+        swap = ops.swap(
+            endpoint, redis_key, payload, sealed, milliseconds(seconds), announce=announce, owner=tiers
+        )
         ok, swapped = yield from l2_op(tiers, endpoint, swap)
         if not ok:
             return None
@@ -290,5 +284,5 @@ def ping(tiers: AdapterTiers) -> Flow:
     endpoint = tiers.endpoint()
     if endpoint is None or not endpoint.breaker.allow():
         return False
-    ok, _ = yield from l2_op(tiers, endpoint, Ping(endpoint, owner=tiers))
+    ok, _ = yield from l2_op(tiers, endpoint, ops.ping(endpoint, owner=tiers))
     return bool(ok)

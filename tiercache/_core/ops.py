@@ -1,8 +1,10 @@
 """The I/O a flow can ask for, and the steps every flow's L2 work shares.
 
 A flow yields these operations; a shell (``shells``) performs them and sends back the result,
-or throws the operation's exception into the flow. Each names its ``owner``, the cache it is
-done for, which only tracing reads (None: no cache in particular).
+or throws the operation's exception into the flow. Work on L2 is one type, ``Command``: a
+store method and its arguments, made by the function of the same name here (``read``,
+``write``, ...). A new Redis command goes in two places besides: the sync and async stores'
+methods of that name (``_l2.stores``). The other operations drive single flights, runs and waits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tiercache._core.flights import Settled
-from tiercache._core.interfaces import Arguments, AsyncStore, FlightHolder, Store
+from tiercache._core.interfaces import Arguments, FlightHolder
 from tiercache._l2.coherence import Announce
 from tiercache._l2.errors import RemoteError
 
@@ -21,301 +23,293 @@ if TYPE_CHECKING:
     from tiercache._l2.endpoint import Endpoint
 
 __all__ = [
-    "REMOTE_OPS",
-    "AcquireLock",
+    "ACQUIRE_LOCK",
+    "CLAIM_TOKENS",
+    "INVALIDATE",
+    "KINDS",
+    "PING",
+    "RAISE_GENERATION",
+    "READ",
+    "READ_MANY",
+    "READ_TAGGED",
+    "RELEASE_LOCK",
+    "SWAP",
+    "WRITE",
+    "WRITE_MANY",
+    "WRITE_MANY_IF_UNCHANGED",
     "Await",
-    "ClaimTags",
+    "Command",
     "Compute",
     "Flow",
-    "Invalidate",
     "Join",
+    "Kind",
     "Land",
     "Op",
     "Outcome",
     "Overran",
-    "Ping",
-    "RaiseGeneration",
-    "Read",
-    "ReadMany",
-    "ReadTagged",
-    "ReleaseLock",
-    "RemoteOp",
     "Sleep",
     "Spawn",
-    "Swap",
-    "Write",
-    "WriteMany",
-    "WriteManyIfUnchanged",
+    "acquire_lock",
+    "claim_tokens",
+    "invalidate",
     "know_generation",
     "l2_op",
+    "ping",
+    "raise_generation",
+    "read",
+    "read_many",
+    "read_tagged",
+    "release_lock",
+    "swap",
+    "write",
     "write_in_generation",
+    "write_many",
+    "write_many_if_unchanged",
 ]
 
 
+def _found(command: Command, reply: Any) -> str:
+    return "hit" if reply[1] is not None else "miss"
+
+
+def _found_many(command: Command, reply: Any) -> str:
+    if not command.keys:  # (a read of the generation alone)
+        return "done"
+    found = sum(payload is not None for payload in reply[1])
+    return "hit" if found == len(command.keys) else "miss" if not found else "partial"
+
+
+def _stored(command: Command, reply: Any) -> str:
+    return "stored" if reply else "refused"
+
+
+def _stored_many(command: Command, reply: Any) -> str:
+    return "stored" if all(reply) else "refused" if not any(reply) else "partial"
+
+
+def _acquired(command: Command, reply: Any) -> str:
+    return "acquired" if reply else "held"
+
+
+def _done(command: Command, reply: Any) -> str:
+    return "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a command is: the store method that performs it, and what tracing makes of it.
+
+    ``method`` is also the name of the function here that makes the command, whose arguments
+    (after the endpoint) are the store method's ``params``; a unit test holds the two stores
+    and the maker to them.
+    """
+
+    method: str
+    params: tuple[str, ...]
+    #: What spans call it (``tiercache.l2.<span>``).
+    span: str
+    #: What its reply says happened (``tiercache.outcome``).
+    outcome: Callable[[Command, Any], str] = _done
+
+
 @dataclass(slots=True)
-class Read:
-    """Fetch ``key`` (and the generation, when ``generation_key`` is set): sent (gen, payload)."""
+class Command:
+    """One command on L2: the ``kind``'s store method, called with ``args``.
 
+    ``keys`` are the entries it is about (spans name one by its digest); ``also``, the other
+    keys it touches (the generation, tags' tokens). ``owner`` is the cache it is done for,
+    which only tracing reads (None: no cache in particular).
+    """
+
+    kind: Kind
     endpoint: Endpoint
-    key: str
-    generation_key: str | None
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.read(self.key, self.generation_key)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.key,) if self.generation_key is None else (self.generation_key, self.key)
-
-
-@dataclass(slots=True)
-class ReadMany:
-    """Fetch ``keys`` in one round trip: sent (generation or None, [payload or None, ...])."""
-
-    endpoint: Endpoint
+    args: tuple[Any, ...]
     keys: tuple[str, ...]
-    generation_key: str | None
+    also: tuple[str, ...] = ()
     owner: Tiers | None = None
 
-    def perform(self, store: Store | AsyncStore) -> Any:
+    def perform(self, store: Any) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.read_many(self.keys, self.generation_key)
+        return getattr(store, self.kind.method)(*self.args)
 
     def names(self) -> tuple[str, ...]:
         """Return the Redis keys it touches."""
-        return self.keys if self.generation_key is None else (self.generation_key, *self.keys)
+        return self.also + self.keys if self.also else self.keys
+
+    def arg(self, name: str) -> Any:
+        """Return the argument called ``name`` (see ``Kind.params``)."""
+        return self.args[self.kind.params.index(name)]
 
 
-@dataclass(slots=True)
-class ReadTagged:
+def _generation(generation_key: str | None) -> tuple[str, ...]:
+    return () if generation_key is None else (generation_key,)
+
+
+READ = Kind("read", ("key", "generation_key"), "read", _found)
+READ_TAGGED = Kind("read_tagged", ("key", "generation_key", "tag_keys"), "read", _found)
+READ_MANY = Kind("read_many", ("keys", "generation_key"), "read_many", _found_many)
+CLAIM_TOKENS = Kind("claim_tokens", ("keys", "token", "ttl_ms"), "claim_tags")
+WRITE = Kind("write", ("key", "payload", "ttl_ms", "token"), "write", _stored)
+SWAP = Kind("swap", ("key", "expected", "payload", "ttl_ms", "announce"), "swap", _stored)
+WRITE_MANY_IF_UNCHANGED = Kind("write_many_if_unchanged", ("items",), "write_many", _stored_many)
+WRITE_MANY = Kind("write_many", ("items", "announce", "generation_key"), "write_many")
+INVALIDATE = Kind("invalidate", ("keys", "tombstone", "ttl_ms", "announce"), "invalidate")
+RAISE_GENERATION = Kind("raise_generation", ("generation_key", "floor", "step", "announce"), "clear")
+PING = Kind("ping", (), "ping")
+ACQUIRE_LOCK = Kind("acquire_lock", ("key", "token", "ttl_ms"), "lock", _acquired)
+RELEASE_LOCK = Kind("release_lock", ("key", "token"), "unlock")
+#: Every kind of command, for the test that holds the stores to them.
+KINDS = (
+    READ,
+    READ_TAGGED,
+    READ_MANY,
+    CLAIM_TOKENS,
+    WRITE,
+    SWAP,
+    WRITE_MANY_IF_UNCHANGED,
+    WRITE_MANY,
+    INVALIDATE,
+    RAISE_GENERATION,
+    PING,
+    ACQUIRE_LOCK,
+    RELEASE_LOCK,
+)
+
+
+def read(endpoint: Endpoint, key: str, generation_key: str | None, *, owner: Tiers | None = None) -> Command:
+    """Fetch ``key`` (and the generation, when ``generation_key`` is set): sent (gen, payload)."""
+    return Command(READ, endpoint, (key, generation_key), (key,), _generation(generation_key), owner)
+
+
+def read_tagged(
+    endpoint: Endpoint,
+    key: str,
+    generation_key: str | None,
+    tag_keys: tuple[str, ...],
+    *,
+    owner: Tiers | None = None,
+) -> Command:
     """Fetch ``key`` and its tags' tokens (``tag_keys``) in one round trip.
 
     Sent ``(generation or None, payload, [token or None per tag key])``.
     """
-
-    endpoint: Endpoint
-    key: str
-    generation_key: str | None
-    tag_keys: tuple[str, ...]
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.read_tagged(self.key, self.generation_key, self.tag_keys)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (
-            (self.key, *self.tag_keys)
-            if self.generation_key is None
-            else (self.generation_key, self.key, *self.tag_keys)
-        )
+    also = (*_generation(generation_key), *tag_keys)
+    return Command(READ_TAGGED, endpoint, (key, generation_key, tag_keys), (key,), also, owner)
 
 
-@dataclass(slots=True)
-class ClaimTags:
+def read_many(
+    endpoint: Endpoint, keys: tuple[str, ...], generation_key: str | None, *, owner: Tiers | None = None
+) -> Command:
+    """Fetch ``keys`` in one round trip: sent (generation or None, [payload or None, ...])."""
+    return Command(READ_MANY, endpoint, (keys, generation_key), keys, _generation(generation_key), owner)
+
+
+def claim_tokens(
+    endpoint: Endpoint, keys: tuple[str, ...], token: bytes, ttl_ms: int, *, owner: Tiers | None = None
+) -> Command:
     """Give each of ``keys`` (tags Redis holds no token for) ``token`` unless one came meanwhile.
 
     Sent the token each holds now, ours or the one that came first.
     """
-
-    endpoint: Endpoint
-    keys: tuple[str, ...]
-    token: bytes
-    ttl_ms: int
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.claim_tokens(self.keys, self.token, self.ttl_ms)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return self.keys
+    return Command(CLAIM_TOKENS, endpoint, (keys, token, ttl_ms), keys, (), owner)
 
 
-@dataclass(slots=True)
-class Write:
+def write(
+    endpoint: Endpoint, key: str, payload: bytes, ttl_ms: int, token: bytes, *, owner: Tiers | None = None
+) -> Command:
     """Store ``payload`` under ``key`` for ``ttl_ms`` if the key's token is still ``token``.
 
     Sent whether Redis took it (see ``_l2.envelope``: a value read or computed before an
     invalidation is refused).
     """
-
-    endpoint: Endpoint
-    key: str
-    payload: bytes
-    ttl_ms: int
-    token: bytes
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.write(self.key, self.payload, self.ttl_ms, self.token)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.key,)
+    return Command(WRITE, endpoint, (key, payload, ttl_ms, token), (key,), (), owner)
 
 
-@dataclass(slots=True)
-class Swap:
+def swap(
+    endpoint: Endpoint,
+    key: str,
+    expected: bytes | None,
+    payload: bytes,
+    ttl_ms: int,
+    *,
+    announce: Announce = None,
+    owner: Tiers | None = None,
+) -> Command:
     """Store ``payload`` under ``key`` only if it still holds ``expected`` (None: nothing).
 
     Then announce. Sent whether it did (False: another writer changed the key since it was read).
     """
-
-    endpoint: Endpoint
-    key: str
-    expected: bytes | None
-    payload: bytes
-    ttl_ms: int
-    announce: Announce = None
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.swap(self.key, self.expected, self.payload, self.ttl_ms, self.announce)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.key,)
+    return Command(SWAP, endpoint, (key, expected, payload, ttl_ms, announce), (key,), (), owner)
 
 
-@dataclass(slots=True)
-class WriteManyIfUnchanged:
-    """``Write`` for each ``(key, payload, ttl_ms, token)``, in one round trip: sent which were taken."""
-
-    endpoint: Endpoint
-    items: tuple[tuple[str, bytes, int, bytes], ...]
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.write_many_if_unchanged(self.items)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return tuple(item[0] for item in self.items)
+def write_many_if_unchanged(
+    endpoint: Endpoint, items: tuple[tuple[str, bytes, int, bytes], ...], *, owner: Tiers | None = None
+) -> Command:
+    """``write`` for each ``(key, payload, ttl_ms, token)``, in one round trip: sent which were taken."""
+    keys = tuple(item[0] for item in items)
+    return Command(WRITE_MANY_IF_UNCHANGED, endpoint, (items,), keys, (), owner)
 
 
-@dataclass(slots=True)
-class WriteMany:
+def write_many(
+    endpoint: Endpoint,
+    items: tuple[tuple[str, bytes, int], ...],
+    announce: Announce = None,
+    generation_key: str | None = None,
+    *,
+    owner: Tiers | None = None,
+) -> Command:
     """Store ``(key, payload, ttl_ms)`` items in one round trip, whatever they held.
 
     Sent the generation (read from ``generation_key``) as it was once they had landed, if asked,
     and ``[why]`` if Redis refused to publish the announcement.
     """
-
-    endpoint: Endpoint
-    items: tuple[tuple[str, bytes, int], ...]
-    announce: Announce = None
-    owner: Tiers | None = None
-    generation_key: str | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.write_many(self.items, self.announce, self.generation_key)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        keys = tuple(item[0] for item in self.items)
-        return keys if self.generation_key is None else (*keys, self.generation_key)
+    keys = tuple(item[0] for item in items)
+    args = (items, announce, generation_key)
+    return Command(WRITE_MANY, endpoint, args, keys, _generation(generation_key), owner)
 
 
-@dataclass(slots=True)
-class Invalidate:
+def invalidate(
+    endpoint: Endpoint,
+    keys: tuple[str, ...],
+    tombstone: bytes | None,
+    ttl_ms: int,
+    announce: Announce = None,
+    *,
+    owner: Tiers | None = None,
+) -> Command:
     """Leave ``tombstone`` under ``keys`` for ``ttl_ms`` (None: delete them), then announce."""
-
-    endpoint: Endpoint
-    keys: tuple[str, ...]
-    tombstone: bytes | None
-    ttl_ms: int
-    announce: Announce = None
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.invalidate(self.keys, self.tombstone, self.ttl_ms, self.announce)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return self.keys
+    return Command(INVALIDATE, endpoint, (keys, tombstone, ttl_ms, announce), keys, (), owner)
 
 
-@dataclass(slots=True)
-class RaiseGeneration:
+def raise_generation(
+    endpoint: Endpoint,
+    generation_key: str,
+    floor: int,
+    step: int,
+    announce: Announce = None,
+    *,
+    owner: Tiers | None = None,
+) -> Command:
     """Set the generation to max(Redis's, ``floor``) + ``step``; sent it and whether it changed."""
-
-    endpoint: Endpoint
-    generation_key: str
-    floor: int
-    step: int
-    announce: Announce = None
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.raise_generation(self.generation_key, self.floor, self.step, self.announce)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.generation_key,)
+    args = (generation_key, floor, step, announce)
+    return Command(RAISE_GENERATION, endpoint, args, (), (generation_key,), owner)
 
 
-@dataclass(slots=True)
-class Ping:
+def ping(endpoint: Endpoint, *, owner: Tiers | None = None) -> Command:
     """Check that the endpoint answers."""
-
-    endpoint: Endpoint
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.ping()
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return ()
+    return Command(PING, endpoint, (), (), (), owner)
 
 
-@dataclass(slots=True)
-class AcquireLock:
+def acquire_lock(
+    endpoint: Endpoint, key: str, token: bytes, ttl_ms: int, *, owner: Tiers | None = None
+) -> Command:
     """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
-
-    endpoint: Endpoint
-    key: str
-    token: bytes
-    ttl_ms: int
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.acquire_lock(self.key, self.token, self.ttl_ms)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.key,)
+    return Command(ACQUIRE_LOCK, endpoint, (key, token, ttl_ms), (key,), (), owner)
 
 
-@dataclass(slots=True)
-class ReleaseLock:
+def release_lock(endpoint: Endpoint, key: str, token: bytes, *, owner: Tiers | None = None) -> Command:
     """Give ``key`` back if it still holds our ``token``."""
-
-    endpoint: Endpoint
-    key: str
-    token: bytes
-    owner: Tiers | None = None
-
-    def perform(self, store: Store | AsyncStore) -> Any:
-        """Do it on ``store``: the result, or from an async store the awaitable of it."""
-        return store.release_lock(self.key, self.token)
-
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return (self.key,)
+    return Command(RELEASE_LOCK, endpoint, (key, token), (key,), (), owner)
 
 
 @dataclass(slots=True)
@@ -410,38 +404,7 @@ class Spawn:
     dropped: Callable[[], object] | None = None
 
 
-#: The operations on L2; each performs itself on a store (``perform``; awaited for an async one).
-REMOTE_OPS = (
-    Read,
-    ReadMany,
-    ReadTagged,
-    ClaimTags,
-    Write,
-    Swap,
-    WriteManyIfUnchanged,
-    WriteMany,
-    Invalidate,
-    RaiseGeneration,
-    Ping,
-    AcquireLock,
-    ReleaseLock,
-)
-RemoteOp = (
-    Read
-    | ReadMany
-    | ReadTagged
-    | ClaimTags
-    | Write
-    | Swap
-    | WriteManyIfUnchanged
-    | WriteMany
-    | Invalidate
-    | RaiseGeneration
-    | Ping
-    | AcquireLock
-    | ReleaseLock
-)
-Op = RemoteOp | Join | Land | Compute | Await | Outcome | Sleep | Spawn
+Op = Command | Join | Land | Compute | Await | Outcome | Sleep | Spawn
 Flow = Generator[Op, Any, Any]
 
 
@@ -467,7 +430,7 @@ def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool
     """
     if tiers.knows_generation(endpoint):
         return True
-    ok, reply = yield from l2_op(tiers, endpoint, ReadMany(endpoint, (), tiers.generation_key, tiers))
+    ok, reply = yield from l2_op(tiers, endpoint, read_many(endpoint, (), tiers.generation_key, owner=tiers))
     if ok:
         tiers.learn_generation(endpoint, reply[0])
     return bool(ok)
@@ -495,7 +458,7 @@ def write_in_generation(
         items = seal()
         if not items:
             return False
-        op = WriteMany(endpoint, items, announce, tiers, tiers.generation_key)
+        op = write_many(endpoint, items, announce, tiers.generation_key, owner=tiers)
         ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:
             return False

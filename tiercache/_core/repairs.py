@@ -12,7 +12,8 @@ import logging
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from tiercache._core.ops import Invalidate, Op, RaiseGeneration, l2_op
+from tiercache._core import ops
+from tiercache._core.ops import Op, l2_op
 from tiercache._core.shells import run_sync
 from tiercache._l2.coherence import Announce
 from tiercache._l2.envelope import new_token, tombstone
@@ -57,11 +58,11 @@ def drop_keys(
     raise tiers.refusal(action, endpoint, reply)
 
 
-def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> Invalidate:
+def _invalidate(tiers: Tiers, endpoint: Endpoint, keys: tuple[str, ...], announce: Announce) -> ops.Command:
     # One fresh token for the lot: it only has to differ from any token a writer read before.
     if tiers.tombstone_ms is None:
-        return Invalidate(endpoint, keys, None, 0, announce, tiers)
-    return Invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce, tiers)
+        return ops.invalidate(endpoint, keys, None, 0, announce, owner=tiers)
+    return ops.invalidate(endpoint, keys, tombstone(new_token()), tiers.tombstone_ms, announce, owner=tiers)
 
 
 def new_generation(
@@ -76,8 +77,8 @@ def new_generation(
     if not endpoint.breaker.allow():
         defer(tiers, endpoint, clear=True)
         return
-    op = RaiseGeneration(
-        endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), tiers
+    op = ops.raise_generation(
+        endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), owner=tiers
     )
     ok, reply = yield from l2_op(tiers, endpoint, op)
     if ok:
@@ -94,8 +95,8 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
     clears, floor, keys, mark = tiers.pending_repairs()
     if clears or floor:
         announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
-        op = RaiseGeneration(
-            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce, tiers
+        op = ops.raise_generation(
+            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce, owner=tiers
         )
         ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:

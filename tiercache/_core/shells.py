@@ -21,8 +21,8 @@ from tiercache import _background
 from tiercache._core import tracing as _tracing
 from tiercache._core.flights import ABANDONED, Flight, Flights, Settled, waiting, waits_on_itself
 from tiercache._core.ops import (
-    REMOTE_OPS,
     Await,
+    Command,
     Compute,
     Flow,
     Join,
@@ -30,7 +30,6 @@ from tiercache._core.ops import (
     Op,
     Outcome,
     Overran,
-    RemoteOp,
     Sleep,
     Spawn,
 )
@@ -51,7 +50,6 @@ __all__ = [
 COMPUTE_THREAD = "tiercache-compute"
 
 
-_REMOTE: frozenset[type] = frozenset(REMOTE_OPS)
 #: What a computation runs inside while nobody traces.
 _NO_SPAN: Final = contextlib.nullcontext()
 
@@ -74,17 +72,17 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
         while True:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
-            if type(op) in _REMOTE:  # the common case first: L2 work (one set lookup, not nine checks)
+            if type(op) is Command:  # the common case first: L2 work
                 try:
-                    store = _sync_store_for(op)  # type: ignore[arg-type]
+                    store = _sync_store_for(op)
                     tracer = _tracing.tracer()
                     if tracer is None:
-                        reply = op.perform(store)  # type: ignore[union-attr]
+                        reply = op.perform(store)
                     else:
-                        with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
-                            reply = record(op.perform(store))  # type: ignore[union-attr]
+                        with _tracing.l2_span(tracer, op) as record:
+                            reply = record(op.perform(store))
                 except Exception as exc:
-                    error = _blamed_sync(op, exc)  # type: ignore[arg-type]
+                    error = _blamed_sync(op, exc)
                 continue
             if type(op) is Compute:  # here, not in a helper: each frame per level limits recursion
                 call, function = op.call, op.function
@@ -120,7 +118,7 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
             _abandon(flights, key, flight)
 
 
-def _sync_store_for(op: RemoteOp) -> Any:
+def _sync_store_for(op: Command) -> Any:
     """Return the sync store to perform ``op`` on; on a cluster, fail at once where a primary is down."""
     store = op.endpoint.sync_store()
     if op.endpoint.nodes is not None:  # (keys of a primary that failed lately: see _l2.nodes)
@@ -128,7 +126,7 @@ def _sync_store_for(op: RemoteOp) -> Any:
     return store
 
 
-def _blamed_sync(op: RemoteOp, error: Exception) -> Exception:
+def _blamed_sync(op: Command, error: Exception) -> Exception:
     """Return what a failed L2 operation raises: on a cluster, maybe that one primary is down."""
     nodes = op.endpoint.nodes
     if nodes is None or type(error) is not RemoteUnavailable:
@@ -136,7 +134,7 @@ def _blamed_sync(op: RemoteOp, error: Exception) -> Exception:
     return nodes.blame(op.endpoint.sync_store().client, op.names(), error, op.endpoint.ping_node)
 
 
-async def _async_store_for(op: RemoteOp) -> Any:
+async def _async_store_for(op: Command) -> Any:
     """Return the running loop's store to perform ``op`` on (see _sync_store_for)."""
     endpoint = op.endpoint
     store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
@@ -147,7 +145,7 @@ async def _async_store_for(op: RemoteOp) -> Any:
     return store
 
 
-async def _blamed_async(op: RemoteOp, error: Exception) -> Exception:
+async def _blamed_async(op: Command, error: Exception) -> Exception:
     """``_blamed_sync`` for coroutines."""
     nodes = op.endpoint.nodes
     if nodes is None or type(error) is not RemoteUnavailable:
@@ -263,17 +261,17 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
         while True:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
-            if type(op) in _REMOTE:  # the common case first, as in run_sync
+            if type(op) is Command:  # the common case first, as in run_sync
                 try:
-                    store = await _async_store_for(op)  # type: ignore[arg-type]
+                    store = await _async_store_for(op)
                     tracer = _tracing.tracer()
                     if tracer is None:
-                        reply = await op.perform(store)  # type: ignore[union-attr]
+                        reply = await op.perform(store)
                     else:
-                        with _tracing.l2_span(tracer, op) as record:  # type: ignore[arg-type]
-                            reply = record(await op.perform(store))  # type: ignore[union-attr]
+                        with _tracing.l2_span(tracer, op) as record:
+                            reply = record(await op.perform(store))
                 except Exception as exc:
-                    error = await _blamed_async(op, exc)  # type: ignore[arg-type]
+                    error = await _blamed_async(op, exc)
                 continue
             if isinstance(op, Join):
                 table = op.cache.loop_flights()

@@ -19,43 +19,9 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
-from tiercache._core.ops import (
-    AcquireLock,
-    ClaimTags,
-    Compute,
-    Invalidate,
-    Overran,
-    Ping,
-    RaiseGeneration,
-    Read,
-    ReadMany,
-    ReadTagged,
-    ReleaseLock,
-    RemoteOp,
-    Swap,
-    Write,
-    WriteMany,
-    WriteManyIfUnchanged,
-)
+from tiercache._core.ops import Command, Compute, Overran
 
 __all__ = ["choose_provider", "compute_span", "l2_span", "tracer"]
-
-#: What each L2 operation is called in span names (``tiercache.l2.<name>``).
-OPERATIONS: dict[type, str] = {
-    Read: "read",
-    ReadTagged: "read",
-    ReadMany: "read_many",
-    ClaimTags: "claim_tags",
-    Write: "write",
-    WriteMany: "write_many",
-    Swap: "swap",
-    WriteManyIfUnchanged: "write_many",
-    Invalidate: "invalidate",
-    RaiseGeneration: "clear",
-    Ping: "ping",
-    AcquireLock: "lock",
-    ReleaseLock: "unlock",
-}
 
 _chosen: Any = None  # a provider named by trace(); None: the global one
 _known: tuple[Any, Any] = (None, None)  # (provider, its tracer for us)
@@ -105,11 +71,11 @@ def _version() -> str | None:
 
 
 @contextmanager
-def l2_span(found: Any, op: RemoteOp) -> Iterator[Callable[[Any], Any]]:
+def l2_span(found: Any, op: Command) -> Iterator[Callable[[Any], Any]]:
     """Make the span of ``op``; yield what to pass its reply through, to record the outcome."""
     from opentelemetry.trace import SpanKind, Status, StatusCode  # noqa: PLC0415 - only once tracing
 
-    operation = OPERATIONS[type(op)]
+    operation = op.kind.span
     # Not made the current span: nothing runs inside an L2 operation, and attaching it to the
     # context would cost a third again of the span itself.
     span = found.start_span(f"tiercache.l2.{operation}", kind=SpanKind.CLIENT)
@@ -118,14 +84,14 @@ def l2_span(found: Any, op: RemoteOp) -> Iterator[Callable[[Any], Any]]:
     owner = op.owner
     if owner is not None:
         span.set_attribute("tiercache.function", owner.label)
-    keys = _keys_of(op)
+    keys = op.keys
     if len(keys) != 1:
         span.set_attribute("tiercache.keys", len(keys))
     elif owner is not None:
         span.set_attribute("tiercache.key_digest", owner.digest_for(keys[0]))
 
     def record(reply: Any) -> Any:
-        span.set_attribute("tiercache.outcome", _outcome_of(op, reply))
+        span.set_attribute("tiercache.outcome", op.kind.outcome(op, reply))
         return reply
 
     try:
@@ -155,28 +121,3 @@ def compute_span(found: Any, op: Compute) -> Iterator[None]:
             span.set_attribute("tiercache.outcome", "overran" if isinstance(exc, Overran) else "error")
             raise
         span.set_attribute("tiercache.outcome", "computed")
-
-
-def _keys_of(op: RemoteOp) -> tuple[str, ...]:
-    if isinstance(op, (Read, ReadTagged, Write, Swap, AcquireLock, ReleaseLock)):
-        return (op.key,)
-    if isinstance(op, (ReadMany, ClaimTags, Invalidate)):
-        return op.keys
-    if isinstance(op, (WriteMany, WriteManyIfUnchanged)):
-        return tuple(item[0] for item in op.items)
-    return ()
-
-
-def _outcome_of(op: RemoteOp, reply: Any) -> str:
-    if isinstance(op, (Read, ReadTagged)):
-        return "hit" if reply[1] is not None else "miss"
-    if isinstance(op, ReadMany) and op.keys:
-        found = sum(payload is not None for payload in reply[1])
-        return "hit" if found == len(op.keys) else "miss" if not found else "partial"
-    if isinstance(op, (Write, Swap)):
-        return "stored" if reply else "refused"
-    if isinstance(op, WriteManyIfUnchanged):
-        return "stored" if all(reply) else "refused" if not any(reply) else "partial"
-    if isinstance(op, AcquireLock):
-        return "acquired" if reply else "held"
-    return "done"

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import Any, Final
 
-from tiercache._core.ops import Compute, Flow, ReadMany, WriteManyIfUnchanged, l2_op
+from tiercache._core import ops
+from tiercache._core.ops import Compute, Flow, l2_op
 from tiercache._core.repairs import replay_repairs
 from tiercache._core.shells import run_async, run_sync, start_async
 from tiercache._core.stats import LOOKED_UP, CacheStats
@@ -163,7 +164,7 @@ def _read(
         call.redis_key, _, call.generation = cache.read_of(call)
         call.flags |= LOOKED_UP
         call.read_at = read_at
-    read = ReadMany(endpoint, tuple(call.redis_key for call in calls), generation_key, cache)
+    read = ops.read_many(endpoint, tuple(call.redis_key for call in calls), generation_key, owner=cache)
     ok, reply = yield from l2_op(cache, endpoint, read)
     if not ok:
         for call in calls:
@@ -216,7 +217,7 @@ def _run(
         l1_seconds, l2_seconds, to_l1, to_l2 = keep
         write = _flow.write_op(cache, call, endpoint, value, l2_seconds) if endpoint and to_l2 else None
         if write is not None:
-            writes.append((write.key, write.payload, write.ttl_ms, write.token))
+            writes.append(write.args)
             writers.append((call, value, l1_seconds if to_l1 else 0.0))
         elif to_l1 and cache.has_l1:
             if cache.channel is not None and not call.redis_key:
@@ -236,7 +237,9 @@ def _write_back(
         items = tuple(writes[start : start + CHUNK])
         taken: list[bool] = [True] * len(items)  # (L2 failed or gave up: L1 keeps them, as without L2)
         if endpoint is not None:
-            ok, reply = yield from l2_op(cache, endpoint, WriteManyIfUnchanged(endpoint, items, cache))
+            ok, reply = yield from l2_op(
+                cache, endpoint, ops.write_many_if_unchanged(endpoint, items, owner=cache)
+            )
             taken, endpoint = (reply, endpoint) if ok else (taken, None)
         for (call, value, l1_seconds), stored in zip(writers[start : start + CHUNK], taken, strict=True):
             if not stored:

@@ -14,25 +14,9 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
+from tiercache._core import ops
 from tiercache._core.flights import Settled
-from tiercache._core.ops import (
-    AcquireLock,
-    Await,
-    Compute,
-    Flow,
-    Join,
-    Land,
-    Op,
-    Outcome,
-    Overran,
-    Read,
-    ReadTagged,
-    ReleaseLock,
-    Sleep,
-    Spawn,
-    Write,
-    l2_op,
-)
+from tiercache._core.ops import Await, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn, l2_op
 from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._core.stats import LOOKED_UP
 from tiercache._decorator.function import Call
@@ -96,9 +80,9 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         call.read_at = time.monotonic()
         call.redis_key, generation_key, call.generation = cache.read_of(call)
         read = (  # (read_op(), spelt out: a frame less per hit)
-            ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), cache)
+            ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), owner=cache)
             if cache.tagged
-            else Read(endpoint, call.redis_key, generation_key, cache)
+            else ops.read(endpoint, call.redis_key, generation_key, owner=cache)
         )
         try:
             reply = yield read
@@ -164,28 +148,24 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
     return (yield from _run(cache, call, endpoint, stale, leading=True))
 
 
-def read_op(
-    cache: FunctionCache, call: Call, endpoint: Endpoint, generation_key: str | None
-) -> Read | ReadTagged:
+def read_op(cache: FunctionCache, call: Call, endpoint: Endpoint, generation_key: str | None) -> ops.Command:
     """Return the L2 read of ``call``: its entry (and generation), with its tags' tokens if it has tags."""
     if cache.tagged:
-        return ReadTagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), cache)
-    return Read(endpoint, call.redis_key, generation_key, cache)
+        return ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), owner=cache)
+    return ops.read(endpoint, call.redis_key, generation_key, owner=cache)
 
 
-def _read_done(cache: FunctionCache, call: Call, read: Read | ReadTagged, reply: tuple[Any, ...]) -> None:
+def _read_done(cache: FunctionCache, call: Call, read: ops.Command, reply: tuple[Any, ...]) -> None:
     """Leave what the read found in ``call.found``, and the key's token in ``call.token``."""
-    tags = cache.take_tags(call, reply[2]) if isinstance(read, ReadTagged) else None
+    tags = cache.take_tags(call, reply[2]) if read.kind is ops.READ_TAGGED else None
     learned, call.token, call.found = cache.take_read(
-        read.endpoint, read.generation_key, reply[0], reply[1], read.key, tags
+        read.endpoint, read.arg("generation_key"), reply[0], reply[1], read.arg("key"), tags
     )
     if learned is not None:
         call.generation = learned  # the read's: a value computed from it is of this generation
 
 
-def _read_failed(
-    cache: FunctionCache, call: Call, read: Read | ReadTagged, error: RemoteError
-) -> Endpoint | None:
+def _read_failed(cache: FunctionCache, call: Call, read: ops.Command, error: RemoteError) -> Endpoint | None:
     """Count a failed read; return the endpoint to go on with, None once it is unreachable."""
     cache.remote_failed(read.endpoint, error)
     if isinstance(error, RemoteUnavailable):
@@ -236,11 +216,13 @@ def _run(
         )
     except Exception as exc:
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
+            yield from l2_op(
+                cache, endpoint, ops.release_lock(endpoint, cache.lock_key(call), lock, owner=cache)
+            )
         return (yield from _failed(cache, call, stale, leading, exc))
     stored = yield from _store(cache, call, endpoint, value)
     if lock is not None and endpoint is not None:
-        yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
+        yield from l2_op(cache, endpoint, ops.release_lock(endpoint, cache.lock_key(call), lock, owner=cache))
     if leading:
         yield Land(call.l1_key, Settled(value, None), linger=stored)
     cache.record(call, "misses")
@@ -365,7 +347,9 @@ def _finish(
         else:
             yield from _store(cache, call, endpoint, value)
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
+            yield from l2_op(
+                cache, endpoint, ops.release_lock(endpoint, cache.lock_key(call), lock, owner=cache)
+            )
     finally:
         # Whatever ended the run (a cancelled task, SystemExit in its thread, a TTL function
         # that raised), the key must not stay claimed: its callers would get the stale value
@@ -414,7 +398,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
 
 def write_op(
     cache: FunctionCache, call: Call, endpoint: Endpoint, value: Any, seconds: float | None = None
-) -> Write | None:
+) -> ops.Command | None:
     """Return the conditional L2 write of ``call``'s value, or None if it may not go to L2 now.
 
     It stays fresh for ``seconds`` (None: the cache's ``ttl_l2``).
@@ -436,7 +420,7 @@ def write_op(
     )
     if payload is None:
         return None
-    return Write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token, cache)
+    return ops.write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token, owner=cache)
 
 
 def _serve_ahead(
@@ -468,7 +452,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
         lock = None
         if endpoint is not None and cache.lock_ttl_ms:
             lock = os.urandom(8)
-            acquire = AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, cache)
+            acquire = ops.acquire_lock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, owner=cache)
             ok, acquired = yield from l2_op(cache, endpoint, acquire)
             if ok and not acquired:
                 return  # another process is refreshing it
@@ -484,7 +468,9 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
             return
         yield from _store(cache, call, endpoint, value)
         if lock is not None and endpoint is not None:
-            yield from l2_op(cache, endpoint, ReleaseLock(endpoint, cache.lock_key(call), lock, cache))
+            yield from l2_op(
+                cache, endpoint, ops.release_lock(endpoint, cache.lock_key(call), lock, owner=cache)
+            )
     finally:
         cache.release_refresh(call.l1_key)
 
@@ -497,7 +483,9 @@ def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Gener
     """
     lock = os.urandom(8)
     ok, acquired = yield from l2_op(
-        cache, endpoint, AcquireLock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, cache)
+        cache,
+        endpoint,
+        ops.acquire_lock(endpoint, cache.lock_key(call), lock, cache.lock_ttl_ms, owner=cache),
     )
     if not ok:
         return None  # no coordination without Redis: compute ourselves

@@ -25,7 +25,8 @@ import logging
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from tiercache._core.ops import ClaimTags, Flow, Invalidate, Op, Swap, l2_op
+from tiercache._core import ops
+from tiercache._core.ops import Flow, Op, l2_op
 from tiercache._core.repairs import defer
 from tiercache._core.shells import run_async, run_sync
 from tiercache._decorator import config as _config
@@ -131,7 +132,7 @@ def _new_tokens(
     signer = caches[0].signer if caches else _default_signer()
     channel = channel_for(namespace)
     told = (channel, announcement(TagListener(namespace, _drop_tagged, signer), channel, digests))
-    op = Invalidate(endpoint, keys, new_token(), ttl_ms, told)
+    op = ops.invalidate(endpoint, keys, new_token(), ttl_ms, told)
     if caches:
         if not endpoint.breaker.allow():
             _defer(endpoint, caches)
@@ -199,7 +200,7 @@ def claim_tokens(
     replaced by a new one (see ``_reclaim``), for every claimant (a call's run, a cache_set).
     """
     ok, held = yield from l2_op(
-        cache, endpoint, ClaimTags(endpoint, keys, new_token(), cache.tag_ttl_ms, cache)
+        cache, endpoint, ops.claim_tokens(endpoint, keys, new_token(), cache.tag_ttl_ms, owner=cache)
     )
     if not ok:
         return None
@@ -228,7 +229,7 @@ def _reclaim(
         endpoint.name,
     )
     token = new_token()
-    swap = Swap(endpoint, key, held or None, token, cache.tag_ttl_ms, None, cache)
+    swap = ops.swap(endpoint, key, held or None, token, cache.tag_ttl_ms, owner=cache)
     ok, swapped = yield from l2_op(cache, endpoint, swap)
     return token if ok and swapped else None  # (else another claimant won: the next call reads its)
 

@@ -11,17 +11,19 @@ import pytest
 from tiercache import tiered_cache
 from tiercache._core.flights import Settled
 from tiercache._core.ops import (
-    AcquireLock,
+    ACQUIRE_LOCK,
+    INVALIDATE,
+    RAISE_GENERATION,
+    READ,
+    RELEASE_LOCK,
+    WRITE,
+    Command,
     Compute,
-    Invalidate,
     Join,
+    Kind,
     Land,
-    RaiseGeneration,
-    Read,
-    ReleaseLock,
     Sleep,
     Spawn,
-    Write,
 )
 from tiercache._decorator import flow as _flow
 from tiercache._decorator.function import Call, FunctionCache
@@ -30,6 +32,11 @@ from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, prefix_of, s
 from tiercache._l2.errors import RemoteRejected, RemoteUnavailable
 
 Flow = Generator[Any, Any, Any]
+
+
+def is_command(op: object, kind: Kind) -> bool:
+    """Whether ``op`` is an L2 command of ``kind``."""
+    return isinstance(op, Command) and op.kind is kind
 
 
 def make_cache(**options: Any) -> FunctionCache:
@@ -77,12 +84,14 @@ def test_l1_hit_needs_no_io(cache: FunctionCache) -> None:
 def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> None:
     flow, read = start(cache)
     assert (
-        isinstance(read, Read) and read.key == cache.redis_key_for(("k",)) and read.generation_key is not None
+        is_command(read, READ)
+        and read.arg("key") == cache.redis_key_for(("k",))
+        and read.arg("generation_key") is not None
     )
     assert isinstance(flow.send((None, None)), Join)
     assert isinstance(flow.send(None), Compute)
     write = flow.send("computed")
-    assert isinstance(write, Write) and write.ttl_ms == 86_400_000 and write.token == ABSENT
+    assert is_command(write, WRITE) and write.arg("ttl_ms") == 86_400_000 and write.arg("token") == ABSENT
     land = flow.send(True)
     assert isinstance(land, Land) and land.settled.value == "computed"
     assert land.linger  # in L2 now: callers whose read raced the write may take it from the flight
@@ -108,7 +117,7 @@ def test_unreadable_payload_is_a_counted_miss_and_gets_overwritten(cache: Functi
     flow, _ = start(cache)
     assert isinstance(flow.send((None, b"\x80\x04pickle?")), Join)
     flow.send(None)
-    assert isinstance(flow.send("fresh"), Write)
+    assert is_command(flow.send("fresh"), WRITE)
     assert cache.snapshot().l2_corrupt == 1
 
 
@@ -118,13 +127,13 @@ def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
     assert endpoint is not None
     cache.learn_generation(endpoint, b"0")  # known from an earlier read (a refused one learns none)
     flow, read = start(cache)
-    assert read.generation_key == cache.generation_key  # every read fetches the generation too
+    assert read.arg("generation_key") == cache.generation_key  # every read fetches the generation too
     assert isinstance(flow.throw(RemoteRejected("NOPERM")), Join)
     flow.send(None)
     write = flow.send("value")
-    assert isinstance(write, Write)
-    assert write.token == FOREIGN_TOKEN  # (Redis replaces what it holds only if it is not ours)
-    assert token_of(write.payload) == NO_TOKEN
+    assert is_command(write, WRITE)
+    assert write.arg("token") == FOREIGN_TOKEN  # (Redis replaces what it holds only if it is not ours)
+    assert token_of(write.arg("payload")) == NO_TOKEN
     assert not endpoint.breaker.is_open
 
 
@@ -134,7 +143,7 @@ def test_what_a_value_carries_depends_on_what_was_read_for_it(cache: FunctionCac
     flow.send((b"0", None))
     flow.send(None)
     write = flow.send("v")
-    assert write.token == ABSENT and token_of(write.payload) == NO_TOKEN
+    assert write.arg("token") == ABSENT and token_of(write.arg("payload")) == NO_TOKEN
     endpoint = cache.endpoint()
     assert endpoint is not None
     carried = cache.seal_value(endpoint, "v", "k", read=b"12345678")
@@ -202,9 +211,9 @@ def test_a_write_names_the_token_and_generation_its_read_saw(cache: FunctionCach
     flow.send((b"7", mark))
     flow.send(None)
     write = flow.send("v")
-    assert write.token == token_of(mark) == b"12345678"
-    assert token_of(write.payload) == b"12345678"  # the value carries the token on
-    assert write.payload.startswith(b"tc\x02\x00" + (7).to_bytes(8, "big"))
+    assert write.arg("token") == token_of(mark) == b"12345678"
+    assert token_of(write.arg("payload")) == b"12345678"  # the value carries the token on
+    assert write.arg("payload").startswith(b"tc\x02\x00" + (7).to_bytes(8, "big"))
 
 
 def test_a_value_computed_across_a_clear_is_of_the_generation_before_it(cache: FunctionCache) -> None:
@@ -216,7 +225,7 @@ def test_a_value_computed_across_a_clear_is_of_the_generation_before_it(cache: F
     assert endpoint is not None
     cache.learn_generation(endpoint, 5)  # the clear: this process knows generation 5 now
     write = flow.send("maybe-stale")
-    assert write.payload.startswith(prefix_of(4))
+    assert write.arg("payload").startswith(prefix_of(4))
     assert cache.known_generation() == 5
 
 
@@ -225,7 +234,7 @@ def test_a_value_redis_refuses_is_returned_but_kept_out_of_both_tiers(cache: Fun
     flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
-    assert isinstance(flow.send("maybe-stale"), Write)
+    assert is_command(flow.send("maybe-stale"), WRITE)
     land = flow.send(False)
     assert isinstance(land, Land) and not land.linger
     assert finish(flow) == "maybe-stale"
@@ -239,7 +248,7 @@ def test_an_invalidation_here_while_computing_keeps_the_value_out_of_l1(cache: F
     flow.send((None, None))
     flow.send(None)
     cache.drop_local((call(cache).l1_key,))  # invalidated while the function ran
-    assert isinstance(flow.send("maybe-stale"), Write)
+    assert is_command(flow.send("maybe-stale"), WRITE)
     flow.send(True)
     assert finish(flow) == "maybe-stale"
     assert len(cache.local) == 0
@@ -249,14 +258,14 @@ def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     cache.local.set("k", "v")
     flow = _flow.invalidate(cache, ("k",))
     invalidate = next(flow)
-    assert isinstance(invalidate, Invalidate) and invalidate.keys == (cache.redis_key_for(("k",)),)
-    assert invalidate.tombstone is not None and token_of(invalidate.tombstone) != NO_TOKEN
-    assert invalidate.ttl_ms >= cache.l2_ttl_ms
+    assert is_command(invalidate, INVALIDATE) and invalidate.keys == (cache.redis_key_for(("k",)),)
+    assert invalidate.arg("tombstone") is not None and token_of(invalidate.arg("tombstone")) != NO_TOKEN
+    assert invalidate.arg("ttl_ms") >= cache.l2_ttl_ms
     assert len(cache.local) == 0
     finish(flow)
     flow = _flow.clear(cache)
     raise_generation = next(flow)
-    assert isinstance(raise_generation, RaiseGeneration) and raise_generation.step == 1
+    assert is_command(raise_generation, RAISE_GENERATION) and raise_generation.arg("step") == 1
     finish(flow, (3, True))
     assert cache.known_generation() == 3
     assert cache.pending_repairs()[:3] == (0, False, ())
@@ -284,8 +293,8 @@ def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(
     assert cache.snapshot().pending_invalidations == 1
     endpoint.breaker.success()  # what the background prober does once Redis answers again
     flow, replay = start(cache)
-    assert isinstance(replay, RaiseGeneration) and replay.step == 1
-    assert isinstance(flow.send((1, True)), Read)
+    assert is_command(replay, RAISE_GENERATION) and replay.arg("step") == 1
+    assert is_command(flow.send((1, True)), READ)
     assert cache.pending_repairs()[:3] == (0, False, ())
 
 
@@ -298,7 +307,7 @@ def test_stale_l2_value_is_served_at_once_and_refreshed_in_the_background() -> N
     assert cache.snapshot().stale_served == 1
     refresh = spawn.flow
     assert isinstance(next(refresh), Compute)
-    assert isinstance(refresh.send("new"), Write)
+    assert is_command(refresh.send("new"), WRITE)
     finish(refresh, True)
     assert cache.local.get("k") == "new"
     # Only one refresh per key at a time.
@@ -349,11 +358,15 @@ def test_lock_holder_computes_and_releases() -> None:
     flow, _ = start(cache)
     flow.send((None, None))
     acquire = flow.send(None)
-    assert isinstance(acquire, AcquireLock) and acquire.ttl_ms == 1500 and acquire.key.endswith(":lock")
+    assert (
+        is_command(acquire, ACQUIRE_LOCK)
+        and acquire.arg("ttl_ms") == 1500
+        and acquire.arg("key").endswith(":lock")
+    )
     assert isinstance(flow.send(True), Compute)
-    assert isinstance(flow.send("v"), Write)
+    assert is_command(flow.send("v"), WRITE)
     release = flow.send(True)
-    assert isinstance(release, ReleaseLock) and release.token == acquire.token
+    assert is_command(release, RELEASE_LOCK) and release.arg("token") == acquire.arg("token")
     assert isinstance(flow.send(None), Land)
     assert finish(flow) == "v"
 
@@ -364,7 +377,7 @@ def test_lock_waiter_takes_the_holders_value_from_l2() -> None:
     flow.send((None, None))
     flow.send(None)
     assert isinstance(flow.send(False), Sleep)  # another process holds the lock
-    assert isinstance(flow.send(None), Read)
+    assert is_command(flow.send(None), READ)
     assert isinstance(flow.send((None, None)), Sleep)  # not there yet
     flow.send(None)
     land = flow.send((None, payload("theirs")))
@@ -385,7 +398,7 @@ def test_lock_waiter_computes_itself_when_the_holder_is_too_slow() -> None:
             op = flow.send(None)
         else:
             op = flow.send((None, None))
-    assert isinstance(flow.send("mine"), Write)
+    assert is_command(flow.send("mine"), WRITE)
 
 
 def test_a_caller_whose_read_crossed_a_refresh_starts_no_second_one(cache: FunctionCache) -> None:
