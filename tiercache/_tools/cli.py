@@ -304,10 +304,14 @@ def _fleet_table(now: fleet.Fleet, before: fleet.Fleet | None, every: float) -> 
     return Group(table, *notes)
 
 
-#: How durations read in the fleet table: each unit (per millisecond) below its limit, hours beyond.
+#: How durations read in the fleet table: each unit (per millisecond) below its limit.
 _UNITS: Final = (
-    ("ns", 1e6, 1000), ("us", 1e3, 1000), ("ms", 1.0, 1000), ("s", 1e-3, 10_000), ("h", 1 / 3.6e6, 0),
-)  # fmt: skip
+    ("ns", 1e6, 1000),
+    ("us", 1e3, 1000),
+    ("ms", 1.0, 1000),
+    ("s", 1e-3, 10_000),
+    ("h", 1 / 3.6e6, float("inf")),
+)
 
 
 def duration(ms: float) -> str:
@@ -316,7 +320,7 @@ def duration(ms: float) -> str:
         shown = ms * scale
         if unit != "ns" and shown < 9.95:  # (below 10, one decimal fits)
             return f"{shown:.1f}{unit}"
-        if round(shown) < limit or unit == "h":
+        if round(shown) < limit:
             break
     return f"{shown:.0f}{unit}"
 
