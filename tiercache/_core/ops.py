@@ -116,33 +116,42 @@ class Kind:
 class Command:
     """One command on L2: the ``kind``'s store method, called with ``args``.
 
-    ``keys`` are the entries it is about (spans name one by its digest); ``also``, the other
-    keys it touches (the generation, tags' tokens). ``owner`` is the cache it is done for,
-    which only tracing reads (None: no cache in particular).
+    ``owner`` is the cache it is done for, which only tracing reads (None: no cache in
+    particular). The Redis keys it touches are read off its arguments by their names (so a
+    command builds nothing more on the hot path): ``key``, ``keys`` and ``items``' keys are its
+    entries, ``generation_key`` and ``tag_keys`` the others.
     """
 
     kind: Kind
     endpoint: Endpoint
     args: tuple[Any, ...]
-    keys: tuple[str, ...]
-    also: tuple[str, ...] = ()
     owner: Tiers | None = None
 
     def perform(self, store: Any) -> Any:
         """Do it on ``store``: the result, or from an async store the awaitable of it."""
         return getattr(store, self.kind.method)(*self.args)
 
-    def names(self) -> tuple[str, ...]:
-        """Return the Redis keys it touches."""
-        return self.also + self.keys if self.also else self.keys
-
     def arg(self, name: str) -> Any:
         """Return the argument called ``name`` (see ``Kind.params``)."""
         return self.args[self.kind.params.index(name)]
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys of the entries it is about (spans name one by its digest)."""
+        for name, value in zip(self.kind.params, self.args, strict=True):
+            if name == "key":
+                return (value,)
+            if name == "keys":
+                return tuple(value)
+            if name == "items":
+                return tuple(item[0] for item in value)
+        return ()
 
-def _generation(generation_key: str | None) -> tuple[str, ...]:
-    return () if generation_key is None else (generation_key,)
+    def names(self) -> tuple[str, ...]:
+        """Return every Redis key it touches: its entries', the generation's, its tags'."""
+        named = dict(zip(self.kind.params, self.args, strict=True))
+        generation = named.get("generation_key")
+        return (*self.keys, *(() if generation is None else (generation,)), *named.get("tag_keys", ()))
 
 
 READ = Kind("read", ("key", "generation_key"), "read", _found)
@@ -178,7 +187,7 @@ KINDS = (
 
 def read(endpoint: Endpoint, key: str, generation_key: str | None, *, owner: Tiers | None = None) -> Command:
     """Fetch ``key`` (and the generation, when ``generation_key`` is set): sent (gen, payload)."""
-    return Command(READ, endpoint, (key, generation_key), (key,), _generation(generation_key), owner)
+    return Command(READ, endpoint, (key, generation_key), owner)
 
 
 def read_tagged(
@@ -193,15 +202,14 @@ def read_tagged(
 
     Sent ``(generation or None, payload, [token or None per tag key])``.
     """
-    also = (*_generation(generation_key), *tag_keys)
-    return Command(READ_TAGGED, endpoint, (key, generation_key, tag_keys), (key,), also, owner)
+    return Command(READ_TAGGED, endpoint, (key, generation_key, tag_keys), owner)
 
 
 def read_many(
     endpoint: Endpoint, keys: tuple[str, ...], generation_key: str | None, *, owner: Tiers | None = None
 ) -> Command:
     """Fetch ``keys`` in one round trip: sent (generation or None, [payload or None, ...])."""
-    return Command(READ_MANY, endpoint, (keys, generation_key), keys, _generation(generation_key), owner)
+    return Command(READ_MANY, endpoint, (keys, generation_key), owner)
 
 
 def claim_tokens(
@@ -211,7 +219,7 @@ def claim_tokens(
 
     Sent the token each holds now, ours or the one that came first.
     """
-    return Command(CLAIM_TOKENS, endpoint, (keys, token, ttl_ms), keys, (), owner)
+    return Command(CLAIM_TOKENS, endpoint, (keys, token, ttl_ms), owner)
 
 
 def write(
@@ -222,7 +230,7 @@ def write(
     Sent whether Redis took it (see ``_l2.envelope``: a value read or computed before an
     invalidation is refused).
     """
-    return Command(WRITE, endpoint, (key, payload, ttl_ms, token), (key,), (), owner)
+    return Command(WRITE, endpoint, (key, payload, ttl_ms, token), owner)
 
 
 def swap(
@@ -239,15 +247,14 @@ def swap(
 
     Then announce. Sent whether it did (False: another writer changed the key since it was read).
     """
-    return Command(SWAP, endpoint, (key, expected, payload, ttl_ms, announce), (key,), (), owner)
+    return Command(SWAP, endpoint, (key, expected, payload, ttl_ms, announce), owner)
 
 
 def write_many_if_unchanged(
     endpoint: Endpoint, items: tuple[tuple[str, bytes, int, bytes], ...], *, owner: Tiers | None = None
 ) -> Command:
     """``write`` for each ``(key, payload, ttl_ms, token)``, in one round trip: sent which were taken."""
-    keys = tuple(item[0] for item in items)
-    return Command(WRITE_MANY_IF_UNCHANGED, endpoint, (items,), keys, (), owner)
+    return Command(WRITE_MANY_IF_UNCHANGED, endpoint, (items,), owner)
 
 
 def write_many(
@@ -263,9 +270,7 @@ def write_many(
     Sent the generation (read from ``generation_key``) as it was once they had landed, if asked,
     and ``[why]`` if Redis refused to publish the announcement.
     """
-    keys = tuple(item[0] for item in items)
-    args = (items, announce, generation_key)
-    return Command(WRITE_MANY, endpoint, args, keys, _generation(generation_key), owner)
+    return Command(WRITE_MANY, endpoint, (items, announce, generation_key), owner)
 
 
 def invalidate(
@@ -278,7 +283,7 @@ def invalidate(
     owner: Tiers | None = None,
 ) -> Command:
     """Leave ``tombstone`` under ``keys`` for ``ttl_ms`` (None: delete them), then announce."""
-    return Command(INVALIDATE, endpoint, (keys, tombstone, ttl_ms, announce), keys, (), owner)
+    return Command(INVALIDATE, endpoint, (keys, tombstone, ttl_ms, announce), owner)
 
 
 def raise_generation(
@@ -291,25 +296,24 @@ def raise_generation(
     owner: Tiers | None = None,
 ) -> Command:
     """Set the generation to max(Redis's, ``floor``) + ``step``; sent it and whether it changed."""
-    args = (generation_key, floor, step, announce)
-    return Command(RAISE_GENERATION, endpoint, args, (), (generation_key,), owner)
+    return Command(RAISE_GENERATION, endpoint, (generation_key, floor, step, announce), owner)
 
 
 def ping(endpoint: Endpoint, *, owner: Tiers | None = None) -> Command:
     """Check that the endpoint answers."""
-    return Command(PING, endpoint, (), (), (), owner)
+    return Command(PING, endpoint, (), owner)
 
 
 def acquire_lock(
     endpoint: Endpoint, key: str, token: bytes, ttl_ms: int, *, owner: Tiers | None = None
 ) -> Command:
     """Take ``key`` for ``ttl_ms`` unless another process holds it; sent whether we got it."""
-    return Command(ACQUIRE_LOCK, endpoint, (key, token, ttl_ms), (key,), (), owner)
+    return Command(ACQUIRE_LOCK, endpoint, (key, token, ttl_ms), owner)
 
 
 def release_lock(endpoint: Endpoint, key: str, token: bytes, *, owner: Tiers | None = None) -> Command:
     """Give ``key`` back if it still holds our ``token``."""
-    return Command(RELEASE_LOCK, endpoint, (key, token), (key,), (), owner)
+    return Command(RELEASE_LOCK, endpoint, (key, token), owner)
 
 
 @dataclass(slots=True)

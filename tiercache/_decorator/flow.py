@@ -82,7 +82,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         read = (  # (read_op(), spelt out: a frame less per hit)
             ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), owner=cache)
             if cache.tagged
-            else ops.read(endpoint, call.redis_key, generation_key, owner=cache)
+            else ops.Command(ops.READ, endpoint, (call.redis_key, generation_key), cache)
         )
         try:
             reply = yield read
