@@ -154,6 +154,10 @@ class Bus:
         self._changed = threading.Condition(self._lock)
         # channel -> key prefix -> members
         self._members: dict[str, dict[str, weakref.WeakSet[Any]]] = {}
+        # Whom _apply tells, by (channel, key prefix): weak references read off _members under
+        # the lock, forgotten at every join. (Every process hears every other's announcements,
+        # and iterating a WeakSet cost a third of each.)
+        self._audiences: dict[tuple[str, str], tuple[weakref.ref[Any], ...]] = {}
         # Members that cannot hear announcements now (deaf: short-lived L1 entries) until their
         # channel is followed (again).
         self._unconfirmed: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -180,6 +184,7 @@ class Bus:
         """
         with self._changed:
             self._members.setdefault(channel, {}).setdefault(member.key_prefix, weakref.WeakSet()).add(member)
+            self._audiences.clear()
             if channel in self._confirmed:
                 self._unconfirmed.discard(member)
                 member.set_deaf(False)  # (it may have followed another channel, unheard)
@@ -357,9 +362,9 @@ class Bus:
         while not self._stopped.is_set():
             if ping_sent is not None and not self._all_members():
                 return  # (looked at once per quiet PING_AFTER, not on every poll)
-            with self._lock:
-                wanted = set(self._members) - subscribed
-            if wanted:
+            if len(self._members) != len(subscribed):  # (channels are only ever added)
+                with self._lock:
+                    wanted = set(self._members) - subscribed
                 subscription.subscribe(sorted(wanted))
                 subscribed |= wanted
             reply = subscription.read(POLL)
@@ -407,12 +412,14 @@ class Bus:
         message = parse(data)
         if message is None:
             return
-        with self._lock:
-            members = list(self._members.get(channel, {}).get(message.key_prefix, ()))
+        audience = self._audiences.get((channel, message.key_prefix))
+        if audience is None:
+            audience = self._audience(channel, message.key_prefix)
         first_heard: bool | None = None  # (asked once, when a signing member first verifies it)
-        for member in members:
-            if member.origin == message.origin:
-                continue  # our own change: already applied here
+        for reference in audience:
+            member = reference()
+            if member is None or member.origin == message.origin:
+                continue  # gone, or our own change: already applied here
             if member.signer is not None:
                 # A genuine announcement replayed is refused as a forged one is: sent too long
                 # ago (or too far ahead), or its nonce heard before.
@@ -426,6 +433,20 @@ class Bus:
                 member.drop_local(None)
             else:
                 member.drop_announced(message.digests)
+
+    def _audience(self, channel: str, key_prefix: str) -> tuple[weakref.ref[Any], ...]:
+        """Return (and remember) who follows ``key_prefix`` on ``channel``.
+
+        Taken and stored under the lock a join adds members under, so a join either comes
+        first (and is in it) or forgets it. A prefix nobody follows is not remembered: anyone
+        who can publish can name any number of them.
+        """
+        with self._lock:
+            group = self._members.get(channel, {})
+            if key_prefix not in group:
+                return ()
+            audience = self._audiences[channel, key_prefix] = tuple(weakref.ref(m) for m in group[key_prefix])
+        return audience
 
     @staticmethod
     def _verified(channel: str, data: bytes, message: Announcement, signer: Signer) -> bool:

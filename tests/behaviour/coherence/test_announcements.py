@@ -281,3 +281,43 @@ def test_the_listener_ignores_any_message_that_is_not_an_announcement(
     announced = encode("tc:invalidations", b"\x01" * 8, member.key_prefix, [digest], None)
     bus._dispatch([b"message", b"tc:invalidations", announced])
     assert member.dropped == [[digest]]  # (a well-formed one, the same way, is obeyed)
+
+
+def _unreachable(_attempt: int) -> Any:
+    raise ConnectionError("no Redis here")
+
+
+def test_a_member_that_joins_after_the_listener_heard_its_prefix_hears_what_comes_next() -> None:
+    """The listener remembers who follows each prefix; a join (and a member's death) changes that."""
+    bus = tiercache._l2.coherence.Bus("test", subscribe=_unreachable, join_timeout=0)
+    channel, digest = "tc:invalidations", "0" * 32
+    announced = encode(channel, b"\x01" * 8, _Recorder.key_prefix, [digest], None)
+    first, second = _Recorder(), _Recorder()
+    try:
+        bus.join(channel, first)
+        bus._dispatch([b"message", channel.encode(), announced])
+        assert first.dropped == [[digest]]
+        bus.join(channel, second)
+        bus._dispatch([b"message", channel.encode(), announced])
+        assert first.dropped == [[digest], [digest]] and second.dropped == [[digest]]
+        told = second.dropped
+        del second
+        bus._dispatch([b"message", channel.encode(), announced])  # (a member gone is skipped)
+        assert len(first.dropped) == 3 and len(told) == 1
+    finally:
+        bus.stop()
+
+
+def test_prefixes_nobody_follows_are_not_remembered() -> None:
+    """Anyone who can publish can name any number of prefixes: the listener keeps none of them."""
+    bus = tiercache._l2.coherence.Bus("test", subscribe=_unreachable, join_timeout=0)
+    channel = "tc:invalidations"
+    member = _Recorder()
+    try:
+        bus.join(channel, member)
+        for n in range(1000):
+            announced = encode(channel, b"\x01" * 8, f"tc:other{n}", ["0" * 32], None)
+            bus._dispatch([b"message", channel.encode(), announced])
+        assert member.dropped == [] and len(bus._audiences) == 0
+    finally:
+        bus.stop()
