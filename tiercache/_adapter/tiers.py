@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from tiercache._adapter.settings import MultiTierCacheSettings
 from tiercache._core.tiers import Tiers
 from tiercache._l1.lru import Clock, LocalCache
-from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.layout import ADAPTER_SEGMENT
+from tiercache._l2.layout import ADAPTER_SEGMENT, hex_digest
 from tiercache._l2.signing import Signer, signing_keys
 
 __all__ = ["AdapterTiers"]
@@ -64,7 +62,7 @@ class AdapterTiers(Tiers):
     def digest_for(self, redis_key: str) -> str:
         """Return the digest announcements name ``redis_key`` by (keyed when signing)."""
         secret = self.signer.naming_secret if self.signer is not None else b""
-        return hashlib.blake2b(redis_key.encode(), digest_size=DIGEST_LENGTH // 2, key=secret).hexdigest()
+        return hex_digest(redis_key.encode(), key=secret)
 
     def remember(self, key: str) -> None:
         """Note the digest of ``key``'s entry before writing it to L1 (see Tiers.note_digest)."""

@@ -21,7 +21,6 @@ from tiercache._core.interfaces import LocalTier
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
-from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
 from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.compression import compress, inflate
@@ -38,6 +37,7 @@ from tiercache._l2.envelope import (
     token_of,
 )
 from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable, printable
+from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.oversized import BOUND, Oversized
 from tiercache._l2.signing import MAC_SIZE, Signer
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import threading
 import time
 import weakref
@@ -17,6 +16,7 @@ from typing import Any, Final, Literal, overload
 
 from tiercache._core.checks import milliseconds
 from tiercache._core.flights import Flights
+from tiercache._core.sizing import entry_size
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
@@ -33,11 +33,10 @@ from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagSpec, tag_key
 from tiercache._l1.lru import MISSING, Clock, LocalCache
-from tiercache._l2.announcement import DIGEST_LENGTH
-from tiercache._l2.codec import UnencodableError, encode_value
 from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, tag_block
+from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]
@@ -49,8 +48,6 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
-#: What an L1 entry costs besides its key and value (the map's slot, the tuple, the expiry).
-ENTRY_OVERHEAD: Final = 150
 #: How to keep a value: L1 seconds, L2 seconds (None: the cache's TTL), into L1?, into L2?
 Keeping = tuple[float | None, float | None, bool, bool]
 #: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
@@ -117,67 +114,6 @@ class Call:
     def read_refused(self) -> None:
         """Note that Redis refused the read (a key of another type): our write replaces it."""
         self.token = FOREIGN_TOKEN
-
-
-def entry_size(key: Hashable, value: Any) -> int:
-    """Return what an L1 entry weighs for ``max_bytes``: its key's bytes and its value's encoding.
-
-    A value L2 cannot hold has no encoding: it weighs what its objects do (``deep_size``).
-    """
-    try:
-        value_size = len(encode_value(value))
-    except UnencodableError:
-        value_size = deep_size(value)
-    return _key_size(key, 0) + value_size + ENTRY_OVERHEAD
-
-
-#: Objects ``deep_size`` walks at most; a value with more weighs more than any bound.
-MAX_SIZED_OBJECTS: Final = 100_000
-
-
-def deep_size(value: Any) -> int:
-    """Return the bytes of ``value`` and of the objects it holds (containers, instances' fields).
-
-    sys.getsizeof of a list is its array of pointers: 300 values of 1 MiB each, in lists with an
-    object L2 cannot hold, weighed 72 bytes apiece under max_bytes=1 MiB (301 MB kept).
-    """
-    seen: set[int] = set()
-    stack = [value]
-    total = 0
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if len(seen) > MAX_SIZED_OBJECTS:
-            return sys.maxsize
-        total += sys.getsizeof(node)
-        if isinstance(node, (str, bytes, bytearray, int, float, complex, bool, type(None))):
-            continue
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple, set, frozenset)):
-            stack.extend(node)
-        else:
-            fields = getattr(node, "__dict__", None)
-            if isinstance(fields, dict):
-                stack.append(fields)
-            slots = getattr(type(node), "__slots__", ())
-            stack.extend(
-                getattr(node, name) for name in slots if isinstance(name, str) and hasattr(node, name)
-            )
-    return total
-
-
-def _key_size(part: Any, depth: int) -> int:
-    # A key's str and bytes by their length, anything else 8; into the containers of a shallow
-    # key (see shallow_key: a tuple of (type, items) pairs), three levels down at most.
-    if isinstance(part, (str, bytes)):
-        return len(part)
-    if depth < 3 and isinstance(part, (tuple, frozenset)):
-        return sum(_key_size(item, depth + 1) for item in part) + 8
-    return 8
 
 
 class FunctionCache(Tiers):

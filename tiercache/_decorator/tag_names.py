@@ -6,7 +6,6 @@ call carries, and keeps a listener that drops its entries when another process i
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import threading
 import time
@@ -14,9 +13,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeGuard
 
-from tiercache._l2.announcement import DIGEST_LENGTH
 from tiercache._l2.envelope import MAX_TAGS, TOKEN_SIZE, new_token
-from tiercache._l2.layout import TAG_SEGMENT
+from tiercache._l2.layout import TAG_SEGMENT, hex_digest
 from tiercache._l2.signing import Signer
 
 __all__ = [
@@ -42,10 +40,7 @@ def digest_of(tag: str, secret: bytes | None = None) -> str:
     Keyed by ``secret`` (the process's oldest signing key) when there is one, as argument
     digests are: unkeyed, ``user:742113`` was found among a million ids in a second.
     """
-    hashed = hashlib.blake2b(
-        tag.encode("utf-8"), digest_size=DIGEST_LENGTH // 2, person=b"tiercache-tag", key=secret or b""
-    )
-    return hashed.hexdigest()
+    return hex_digest(tag.encode("utf-8"), key=secret or b"", person=b"tiercache-tag")
 
 
 def tag_key(namespace: str, digest: str) -> str:

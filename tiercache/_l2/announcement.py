@@ -24,9 +24,10 @@ import time
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
+from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.signing import MAC_SIZE, Signer
 
-__all__ = ["DIGEST_LENGTH", "Announcement", "encode", "parse"]
+__all__ = ["Announcement", "encode", "parse"]
 
 MAGIC: Final = b"tcA2"
 _HEADER: Final = struct.Struct(">4sB8sH")
@@ -37,8 +38,6 @@ _FRESH: Final = struct.Struct(">Q8s")
 ALL: Final = 1
 SIGNED: Final = 2
 FRESH: Final = 4
-#: Hex characters of one digest (the tail of a Redis key name).
-DIGEST_LENGTH: Final = 32
 _HEX: Final = b"0123456789abcdef"
 
 
