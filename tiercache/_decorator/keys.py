@@ -17,6 +17,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from tiercache._l2.layout import DIGEST_LENGTH
+
 __all__ = [
     "DEFAULT_MAX_KEY_BYTES",
     "EXACT_TYPES",
@@ -371,6 +373,6 @@ def _explain(exc: _Unkeyable, name: str, function: str) -> UnkeyableArgumentErro
 
 def digest(canonical: bytes, prefix: bytes, secret: bytes | None = None) -> str:
     """Return the hex digest naming a call in Redis; keyed by ``secret`` when one is given."""
-    hasher = hashlib.blake2b(prefix, digest_size=16, key=secret or b"")
+    hasher = hashlib.blake2b(prefix, digest_size=DIGEST_LENGTH // 2, key=secret or b"")
     hasher.update(canonical)
     return hasher.hexdigest()
