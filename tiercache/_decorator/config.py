@@ -9,80 +9,55 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tiercache._core.checks import (
-    DEFAULT_MAX_VALUE_BYTES,
-    check_bool,
-    check_namespace,
-    check_optional_size,
-    check_seconds,
-    check_size,
-    parse_flag,
-    parse_number,
-    parse_optional_size,
-)
+from tiercache import _fields as fields
+from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
+from tiercache._fields import setting
 from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
-from tiercache._l2.signing import signing_keys
-from tiercache._l2.urls import DEFAULT_REDIS_URL, check_url, redact_url
+from tiercache._l2.urls import DEFAULT_REDIS_URL
 
 __all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "settings_version"]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The process-wide defaults every ``@tiered_cache`` function falls back on."""
+    """The process-wide defaults every ``@tiered_cache`` function falls back on.
 
-    redis_url: str = DEFAULT_REDIS_URL
-    namespace: str = "tiercache"
-    timeout: float = 0.1
-    connect_timeout: float = 0.25
-    enabled: bool = True
-    l2: bool = True
+    Each field is checked when the settings are made, and read from ``TIERCACHE_<FIELD>`` by
+    ``from_environment`` (``TIERCACHE_SIGNING_KEY`` for the keys; the clients from none).
+    """
+
+    redis_url: str = setting(DEFAULT_REDIS_URL, fields.URL)
+    namespace: str = setting("tiercache", fields.NAMESPACE)
+    timeout: float = setting(0.1, fields.SECONDS)
+    connect_timeout: float = setting(0.25, fields.SECONDS)
+    enabled: bool = setting(True, fields.FLAG)
+    l2: bool = setting(True, fields.FLAG)
     #: Client objects the application built; when set they are L2, and ``redis_url`` is unused.
     redis_client: Any = dataclasses.field(default=None, compare=False)
     async_redis_client: Any = dataclasses.field(default=None, compare=False)
     #: Keys (newest first) signing and checking every L2 value, as bytes; () signs nothing.
-    signing_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    signing_keys: tuple[bytes, ...] = setting((), fields.SIGNING_KEYS, variable="TIERCACHE_SIGNING_KEY")
+    max_value_bytes: int = setting(DEFAULT_MAX_VALUE_BYTES, fields.SIZE)
     #: L2 values whose encoding is at least this long are compressed; None: none are.
-    compress_min_bytes: int | None = DEFAULT_COMPRESS_MIN_BYTES
+    compress_min_bytes: int | None = setting(DEFAULT_COMPRESS_MIN_BYTES, fields.OPTIONAL_SIZE)
     #: The longest canonical encoding of a call's arguments; longer ones raise UnkeyableArgumentError.
-    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    max_key_bytes: int = setting(DEFAULT_MAX_KEY_BYTES, fields.SIZE)
     #: Connections per client (one client for threads, one per event loop); callers beyond it
     #: wait for one to come free rather than fail.
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections: int = setting(DEFAULT_MAX_CONNECTIONS, fields.SIZE)
+
+    def __post_init__(self) -> None:
+        fields.check_fields(self)
 
     def __repr__(self) -> str:
-        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        shown["redis_url"] = redact_url(self.redis_url)
-        shown["signing_keys"] = f"<{len(self.signing_keys)} key(s)>"
-        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
-        return f"Settings({fields})"
+        return fields.represent(self)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         """Return the defaults, overridden by any ``TIERCACHE_*`` variables in ``environ``."""
-        owner = "tiercache environment"
-        found: dict[str, Any] = {}
-        if url := environ.get("TIERCACHE_REDIS_URL"):
-            found["redis_url"] = check_url(url, owner)
-        if namespace := environ.get("TIERCACHE_NAMESPACE"):
-            found["namespace"] = check_namespace(namespace, owner)
-        for name in ("timeout", "connect_timeout"):
-            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
-                found[name] = check_seconds(parse_number(raw, variable, owner), name, owner)
-        for name in ("enabled", "l2"):
-            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
-                found[name] = parse_flag(raw, variable, owner)
-        for name in ("max_value_bytes", "max_key_bytes", "max_connections"):
-            if raw := environ.get(variable := f"TIERCACHE_{name.upper()}"):
-                found[name] = check_size(parse_number(raw, variable, owner), name, owner)
-        if raw := environ.get(variable := "TIERCACHE_COMPRESS_MIN_BYTES"):
-            found["compress_min_bytes"] = parse_optional_size(raw, variable, "compress_min_bytes", owner)
-        if raw := environ.get("TIERCACHE_SIGNING_KEY"):
-            found["signing_keys"] = signing_keys(raw, owner)
-        return cls(**found)
+        return cls(**fields.from_environment(cls, environ, "tiercache environment"))
 
 
 _lock = threading.Lock()
@@ -147,32 +122,16 @@ def configure(
     ``l2_saturated`` (never as an outage).
     """
     global _settings, settings_version
+    arguments = dict(locals())  # (first: nothing but the arguments is defined yet)
+    given = {name: value for name, value in arguments.items() if value is not _UNSET}
     owner = "tiercache.configure()"
-    changes: dict[str, object] = {}
-    if redis_url is None:
-        changes["redis_url"] = Settings.from_environment(os.environ).redis_url
-    elif redis_url is not _UNSET:
-        changes["redis_url"] = check_url(redis_url, owner)  # type: ignore[arg-type]
-    if namespace is not _UNSET:
-        changes["namespace"] = check_namespace(namespace, owner)
-    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-        if value is not _UNSET:
-            changes[name] = check_seconds(value, name, owner)
-    if signing_key is not _UNSET:
-        changes["signing_keys"] = () if signing_key is None else signing_keys(signing_key, owner)
-    sizes = (("max_value_bytes", max_value_bytes), ("max_key_bytes", max_key_bytes))
-    for name, size in (*sizes, ("max_connections", max_connections)):
-        if size is not _UNSET:
-            changes[name] = check_size(size, name, owner)
-    if compress_min_bytes is not _UNSET:
-        changes["compress_min_bytes"] = check_optional_size(compress_min_bytes, "compress_min_bytes", owner)
-    clients = {"redis_client": redis_client, "async_redis_client": async_redis_client}
-    changes.update({name: client for name, client in clients.items() if client is not _UNSET})
-    for name, value in (("enabled", enabled), ("l2", l2)):
-        if value is not _UNSET:
-            changes[name] = check_bool(value, name, owner)
+    if "signing_key" in given:
+        given["signing_keys"] = given.pop("signing_key")
+    if "redis_url" in given and given["redis_url"] is None:
+        given["redis_url"] = Settings.from_environment(os.environ).redis_url
+    changes = fields.checked(Settings, given, owner)
     with _lock:
-        settings = _settings = dataclasses.replace(current_unlocked(), **changes)  # type: ignore[arg-type]
+        settings = _settings = dataclasses.replace(current_unlocked(), **changes)
         settings_version += 1
     for hook in _hooks:
         hook(settings)

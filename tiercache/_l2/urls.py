@@ -31,21 +31,21 @@ def plain_cluster_url(url: str) -> str | None:
     return f"{scheme.removesuffix(_CLUSTER_SUFFIX)}{sep}{rest}" if scheme.endswith(_CLUSTER_SUFFIX) else None
 
 
-def check_url(url: str, owner: str) -> str:
-    """Return ``url`` if it is a Redis URL redis-py can connect with; else raise ValueError."""
+def check_url(url: str, owner: str, name: str = "redis_url") -> str:
+    """Return ``url`` if it is a Redis URL redis-py can connect with; else raise naming ``name``."""
     if not isinstance(url, str):
-        raise TypeError(f"{owner}: redis_url must be a str, not {type(url).__name__}")
+        raise TypeError(f"{owner}: {name} must be a str, not {type(url).__name__}")
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in _SCHEMES:
         raise ValueError(
-            f"{owner}: redis_url {redact_url(url)!r} must start with one of "
+            f"{owner}: {name} {redact_url(url)!r} must start with one of "
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     try:
         if sentinel_target(url) is None:
             redis.connection.parse_url(plain_cluster_url(url) or url)  # type: ignore[no-untyped-call]  # untyped
     except ValueError as exc:
-        raise ValueError(f"{owner}: redis_url {redact_url(url)!r} is invalid: {exc}") from None
+        raise ValueError(f"{owner}: {name} {redact_url(url)!r} is invalid: {exc}") from None
     return url
 
 

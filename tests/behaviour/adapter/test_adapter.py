@@ -352,7 +352,7 @@ async def test_memory_adapters_have_the_same_interface_and_no_redis() -> None:
         ({"l2_db": -1}, ValueError, r"l2_db must be between 0"),
         ({"l1_enabled": "yes"}, TypeError, r"l1_enabled must be a bool, not str"),
         ({"l2_host": ""}, TypeError, r"l2_host must be a non-empty str"),
-        ({"l2_url": "http://x"}, ValueError, r"MultiTierCacheSettings: redis_url 'http://x' must start with"),
+        ({"l2_url": "http://x"}, ValueError, r"MultiTierCacheSettings: l2_url 'http://x' must start with"),
         ({"namespace": "a b"}, ValueError, r"namespace"),
         ({"l2_timeout": 0}, ValueError, r"l2_timeout"),
         ({"l1_max_entrys": 5}, TypeError, r"unexpected keyword argument 'l1_max_entrys'"),
