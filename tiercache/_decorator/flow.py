@@ -110,7 +110,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
                             fresh_for if cache.l1_lifetime is None else cache.l1_seconds(value, fresh_for)
                         )
                         cache.l1.set(call.l1_key, value, seconds, call.lease)
-                    if cache.refresh_ahead and cache.due_in_l2(value, fresh_for):
+                    if cache.options.refresh_ahead and cache.due_in_l2(value, fresh_for):
                         return (yield from _serve_ahead(cache, call, value, endpoint, "l2_hits"))
                     cache.record(call, "l2_hits")
                     return value
@@ -184,15 +184,15 @@ def _run(
 ) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
     # With a stale value at hand, a caller waits ``timeout`` at most; else ``hard_timeout``.
-    soft = stale is not None and cache.timeout is not None
-    if soft and stale is not None and cache.refreshing(call.l1_key):
+    soft = stale is not None and cache.options.timeout is not None
+    if soft and stale is not None and cache.refreshes.running(call.l1_key):
         # A run of this key already outlasted its callers (or refreshes it): start no other.
         if leading:
             yield Land(call.l1_key, Settled(stale[0], None), linger=False)
         cache.record(call, "stale_served")
         return stale[0]
-    wait = cache.timeout if soft else cache.hard_timeout
-    overrun = cache.overrun_of(call.l1_key) if wait is not None else None
+    wait = cache.options.timeout if soft else cache.options.hard_timeout
+    overrun = cache.refreshes.overrun_of(call.l1_key) if wait is not None else None
     if overrun is not None and wait is not None:
         return (yield from _await_overrun(cache, call, overrun, wait, stale if soft else None, leading))
     lock = None
@@ -304,8 +304,8 @@ def _overran(  # noqa: PLR0917 - _run's state, handed on whole
     The run goes on; once it ends, its value is stored as any computed value is (under this
     call's lease and token: an invalidation meanwhile keeps it out of both tiers).
     """
-    claimed = cache.claim_refresh(call.l1_key, overrun=pending)  # (later callers wait for this run)
-    release = (lambda: cache.release_refresh(call.l1_key)) if claimed else None
+    claimed = cache.refreshes.claim(call.l1_key, overrun=pending)  # (later callers wait for this run)
+    release = (lambda: cache.refreshes.release(call.l1_key)) if claimed else None
     yield Spawn(_finish(cache, call, endpoint, lock, pending, claimed=claimed), pending, release)
     return (yield from _timed_out(cache, call, stale, leading))
 
@@ -314,14 +314,13 @@ def _timed_out(cache: FunctionCache, call: Call, stale: tuple[Any, float] | None
     """Answer a caller a run outlasted: with ``stale``, else ComputeTimeoutError."""
     cache.stats.count("timeouts")
     if stale is not None:
-        cache.log_once(
-            "timeout", "%s outlasted timeout=%g s; serving its stale value", cache.label, cache.timeout
-        )
+        timeout = cache.options.timeout
+        cache.log_once("timeout", "%s outlasted timeout=%g s; serving its stale value", cache.label, timeout)
         if leading:
             yield Land(call.l1_key, Settled(stale[0], None), linger=False)
         cache.record(call, "stale_served")
         return stale[0]
-    error = ComputeTimeoutError(cache.label, cache.hard_timeout or 0.0)
+    error = ComputeTimeoutError(cache.label, cache.options.hard_timeout or 0.0)
     if leading:
         yield Land(call.l1_key, Settled(None, error), linger=False)
     cache.record(call, "misses", error=True)
@@ -355,7 +354,7 @@ def _finish(
         # that raised), the key must not stay claimed: its callers would get the stale value
         # for good and never run the function again. (No yield here: see refresh().)
         if claimed:
-            cache.release_refresh(call.l1_key)
+            cache.refreshes.release(call.l1_key)
 
 
 def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: Any) -> Flow:
@@ -427,17 +426,17 @@ def _serve_ahead(
     cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None, outcome: str
 ) -> Flow:
     """Serve a hit near the end of its life; start one background refresh of it (per key, per process)."""
-    if cache.claim_refresh(call.l1_key, call.started_ns):
+    if cache.refreshes.claim(call.l1_key, call.started_ns):
         cache.stats.count("refreshes_ahead")
-        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
+        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.refreshes.release(call.l1_key))
     cache.record(call, outcome)
     return value
 
 
 def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoint | None) -> Flow:
     """Return a stale value at once; start one background refresh of it (per key, per process)."""
-    if cache.claim_refresh(call.l1_key, call.started_ns):
-        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.release_refresh(call.l1_key))
+    if cache.refreshes.claim(call.l1_key, call.started_ns):
+        yield Spawn(refresh(cache, call, endpoint), dropped=lambda: cache.refreshes.release(call.l1_key))
     cache.record(call, "stale_served")
     return value
 
@@ -472,7 +471,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
                 cache, endpoint, ops.release_lock(endpoint, cache.lock_key(call), lock, owner=cache)
             )
     finally:
-        cache.release_refresh(call.l1_key)
+        cache.refreshes.release(call.l1_key)
 
 
 def _lock_or_wait(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, bytes | None]:

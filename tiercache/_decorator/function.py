@@ -31,6 +31,7 @@ from tiercache._decorator.keys import (
 )
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
+from tiercache._decorator.refreshes import Refreshes
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagSpec, tag_key
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.coherence import channel_for
@@ -52,8 +53,6 @@ LINGER: Final = 0.1
 Keeping = tuple[float | None, float | None, bool, bool]
 #: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
 REDIS_KEY_MEMO: Final = 1024
-#: Keys whose last background refresh's end is remembered (see claim_refresh).
-REFRESHES_REMEMBERED: Final = 1024
 
 
 class Call:
@@ -155,8 +154,9 @@ class FunctionCache(Tiers):
         self._tag_notes = 0  # (tag, key) notes made since the notes were last pruned
         self.tag_namespace = ""
         self._tag_listener: TagListener | None = None
+        #: The options as checked, read where needed (never copied under other names).
+        self.options = options
         self.key_names = key_names
-        self.ttl_l1 = ttl_l1
         self.uses_l2 = ttl_l2 is not None
         #: What each computed result decides of its own caching (None: nothing, the cache's TTLs).
         self.policy = (
@@ -166,22 +166,12 @@ class FunctionCache(Tiers):
         )
         #: ttl_l1 as a function of the result, for values L1 takes from L2 (None: a fixed TTL).
         self.l1_lifetime = ttl_l1 if callable(ttl_l1) else None
-        self._l2_lifetime = ttl_l2
-        self.refresh_ahead = options.refresh_ahead or 0.0
-        self.timeout = options.timeout
-        self.hard_timeout = options.hard_timeout
         self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
-        self.namespace = options.namespace
-        self.redis_url = options.redis_url
-        self._signing_keys = options.signing_key  # None: the process setting
-        self._max_value_bytes = options.max_value_bytes
-        self.coherent = options.coherent
-        enabled = options.enabled
-        self._enabled_here = enabled
+        self.coherent = options.coherent  # (the tiers' own: the adapters' follow their settings)
         self._identify(closure or Closure())
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
-        self._enabled = enabled
+        self._enabled = options.enabled
         self._endpoint: Endpoint | None = None
         self.generation_key = ""
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
@@ -193,9 +183,7 @@ class FunctionCache(Tiers):
         self._loop_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
             weakref.WeakKeyDictionary()
         )
-        self._refreshing: set[Hashable] = set()
-        self._refreshed: dict[Hashable, int] = {}  # when each key's last refresh ended (see claim_refresh)
-        self._overruns: dict[Hashable, Any] = {}  # runs that outlasted their callers, by key
+        self.refreshes = Refreshes()
         self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
@@ -252,9 +240,7 @@ class FunctionCache(Tiers):
     def after_fork(self) -> None:
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
-        self._refreshing.clear()
-        self._refreshed.clear()
-        self._overruns.clear()
+        self.refreshes = Refreshes()
         self._tags_lock = threading.Lock()  # (a parent's thread may have held it when it forked)
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
@@ -293,19 +279,20 @@ class FunctionCache(Tiers):
             self._identify(self._pending_closure())
         self._redis_keys.clear()  # the namespace may have changed
         settings = _config.current()
-        namespace = self.namespace if self.namespace is not None else settings.namespace
+        options = self.options
+        namespace = options.namespace if options.namespace is not None else settings.namespace
         self.key_prefix = f"{namespace}:{self.key_label}"
         if self.generation_key != f"{self.key_prefix}:gen":
             self.forget_generation()  # another namespace: another generation, known only once read
         self.generation_key = f"{self.key_prefix}:gen"
         self.tag_namespace = namespace
-        self._enabled = self._enabled_here and settings.enabled
+        self._enabled = options.enabled and settings.enabled
         use_l2 = self.uses_l2 and settings.l2
-        self._endpoint = _config.endpoint_for(settings, self.redis_url) if use_l2 else None
+        self._endpoint = _config.endpoint_for(settings, options.redis_url) if use_l2 else None
         self.follow(self._endpoint, namespace)
         self.max_key_bytes = settings.max_key_bytes
-        keys = self._signing_keys if self._signing_keys is not None else settings.signing_keys
-        size = self._max_value_bytes if self._max_value_bytes is not None else settings.max_value_bytes
+        keys = options.signing_key if options.signing_key is not None else settings.signing_keys
+        size = options.max_value_bytes if options.max_value_bytes is not None else settings.max_value_bytes
         self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
         if self.tags is not None:
             # Tags are the namespace's, shared by every function: keyed by the process's key
@@ -565,56 +552,11 @@ class FunctionCache(Tiers):
 
     def due_in_l2(self, value: Any, fresh_for: float) -> bool:
         """Whether an L2 hit with ``fresh_for`` seconds left is in the refresh-ahead part of its life."""
-        ttl = self._l2_lifetime
+        ttl = self.options.ttl_l2
         if callable(ttl):
             seconds = ttl(value)
             ttl = seconds if isinstance(seconds, (int, float)) else 0.0
-        return fresh_for < self.refresh_ahead * (ttl or 0.0)
-
-    def claim_refresh(self, l1_key: Hashable, seen_ns: int | None = None, *, overrun: Any = None) -> bool:
-        """Return True (once) if no background refresh of this key runs in this process yet.
-
-        ``seen_ns``: when the caller found the value it would refresh (``perf_counter_ns``). A
-        refresh of the key that ended since replaced that value already: a caller whose read
-        crossed its write does not start another. ``overrun``: the claim is for a run that
-        outlasted its caller (a future, or a task), which later callers wait for (overrun_of).
-        """
-        with self._lock:
-            if l1_key in self._refreshing:
-                return False
-            if seen_ns is not None and self._refreshed.get(l1_key, seen_ns) > seen_ns:
-                return False
-            self._refreshing.add(l1_key)
-            if overrun is not None:
-                self._overruns[l1_key] = overrun
-            return True
-
-    def overrun_of(self, l1_key: Hashable) -> Any:
-        """Return the run of this key that outlasted its caller and goes on, if this caller can wait for it.
-
-        A task can be waited for on its own event loop only (None elsewhere: a run of its own).
-        """
-        pending = self._overruns.get(l1_key)
-        if isinstance(pending, asyncio.Future):
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return None
-            return pending if pending.get_loop() is loop else None
-        return pending
-
-    def refreshing(self, l1_key: Hashable) -> bool:
-        """Whether a background run of this key (a refresh, or a run that overran) is under way."""
-        return l1_key in self._refreshing
-
-    def release_refresh(self, l1_key: Hashable) -> None:
-        """Mark the background refresh of this key as finished."""
-        with self._lock:
-            self._refreshing.discard(l1_key)
-            self._overruns.pop(l1_key, None)
-            if len(self._refreshed) >= REFRESHES_REMEMBERED:
-                self._refreshed.clear()  # (a read that crossed a refresh then may start one more)
-            self._refreshed[l1_key] = time.perf_counter_ns()
+        return fresh_for < (self.options.refresh_ahead or 0.0) * (ttl or 0.0)
 
     # -- outcomes -------------------------------------------------------------------------
 

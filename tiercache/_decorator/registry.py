@@ -71,7 +71,7 @@ def _twins_of(cache: FunctionCache) -> list[FunctionCache]:
         for other in _caches
         if other.uses_l2
         and other.key_label == cache.key_label
-        and other.namespace == cache.namespace
+        and other.options.namespace == cache.options.namespace
         and not other.identity_pending
     ]
 

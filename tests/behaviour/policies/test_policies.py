@@ -317,7 +317,7 @@ def test_an_invalidation_during_a_refresh_ahead_keeps_its_value_out(
     assert gate.entered.wait(5)
     hot.cache_invalidate("k")
     gate.open.set()
-    wait_until(lambda: not hot.__tiercache__.refreshing("k"))
+    wait_until(lambda: not hot.__tiercache__.refreshes.running("k"))
     assert not stored(hot, client, "k") or (client is not None and hot.cache_get("k") is tiercache.NO_VALUE)
     assert hot("k") == "k#3"  # computed anew, not the refresh's k#2
 
@@ -484,7 +484,7 @@ def test_an_invalidation_while_a_run_overruns_keeps_its_value_out(
         lookup("k")
     lookup.cache_invalidate("k")
     gate.open.set()
-    wait_until(lambda: not lookup.__tiercache__.refreshing("k"))
+    wait_until(lambda: not lookup.__tiercache__.refreshes.running("k"))
     assert lookup.cache_get("k") is tiercache.NO_VALUE
     assert lookup.__tiercache__.local.get("k") is MISSING
     assert client.get(lookup.cache_key("k")) is None or lookup.cache_get("k") is tiercache.NO_VALUE
@@ -537,7 +537,7 @@ def test_a_run_that_overran_and_then_died_does_not_keep_its_key_claimed(fake_l2:
     client.delete(lookup.cache_key("k"))
     assert lookup("k") == "k#1"  # stale after the timeout; the run goes on
     release.set()
-    wait_until(lambda: not lookup.__tiercache__.refreshing("k"))
+    wait_until(lambda: not lookup.__tiercache__.refreshes.running("k"))
     assert lookup("k") == "k#3"  # a new run, not the stale value again
 
 
@@ -562,7 +562,7 @@ async def test_a_cancelled_run_that_overran_does_not_keep_its_key_claimed(fake_l
     assert await lookup("k") == "k#1"
     release.set()
     deadline = time.monotonic() + 5
-    while lookup.__tiercache__.refreshing("k"):
+    while lookup.__tiercache__.refreshes.running("k"):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.005)
     assert await lookup("k") == "k#3"

@@ -327,7 +327,7 @@ def test_a_failing_refresh_keeps_serving_the_stale_value() -> None:
     with pytest.raises(StopIteration):
         refresh.throw(ConnectionError("backend down"))
     assert cache.snapshot().refresh_errors == 1
-    assert cache.claim_refresh(call(cache).l1_key)  # released for the next attempt
+    assert cache.refreshes.claim(call(cache).l1_key)  # released for the next attempt
 
 
 def test_fail_safe_serves_the_expired_l1_copy_when_the_function_raises() -> None:
@@ -404,8 +404,8 @@ def test_lock_waiter_computes_itself_when_the_holder_is_too_slow() -> None:
 def test_a_caller_whose_read_crossed_a_refresh_starts_no_second_one(cache: FunctionCache) -> None:
     """One background refresh per key, even for a hit that read the old value as it was replaced."""
     seen = time.perf_counter_ns()  # a hit read the value, due for a refresh...
-    assert cache.claim_refresh("k", seen)  # ...another hit started that refresh...
-    assert not cache.claim_refresh("k", seen)  # ...which is under way,
-    cache.release_refresh("k")  # ...and has replaced the value by the time the first hit asks:
-    assert not cache.claim_refresh("k", seen)
-    assert cache.claim_refresh("k", time.perf_counter_ns())  # a value read afterwards may be refreshed
+    assert cache.refreshes.claim("k", seen)  # ...another hit started that refresh...
+    assert not cache.refreshes.claim("k", seen)  # ...which is under way,
+    cache.refreshes.release("k")  # ...and has replaced the value by the time the first hit asks:
+    assert not cache.refreshes.claim("k", seen)
+    assert cache.refreshes.claim("k", time.perf_counter_ns())  # a value read afterwards may be refreshed
