@@ -32,7 +32,7 @@ from tiercache._decorator.keys import (
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
 from tiercache._decorator.refreshes import Refreshes
-from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagSpec, tag_key
+from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagNotes, TagSpec, tag_key
 from tiercache._l1.lru import MISSING, Clock, LocalCache
 from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
@@ -149,9 +149,7 @@ class FunctionCache(Tiers):
         #: What ``tags=`` says (None: no tags), and which L1 keys were noted under each digest.
         self.tags = TagSpec(options.tags, label) if options.tags is not None else None
         self.tagged = self.tags is not None
-        self._keys_by_tag: dict[str, set[Hashable]] = {}
-        self._tags_lock = threading.Lock()
-        self._tag_notes = 0  # (tag, key) notes made since the notes were last pruned
+        self.tag_notes = TagNotes(local)
         self.tag_namespace = ""
         self._tag_listener: TagListener | None = None
         #: The options as checked, read where needed (never copied under other names).
@@ -241,7 +239,7 @@ class FunctionCache(Tiers):
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
         self.refreshes = Refreshes()
-        self._tags_lock = threading.Lock()  # (a parent's thread may have held it when it forked)
+        self.tag_notes.after_fork()
         self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
         self._loop_flights = weakref.WeakKeyDictionary()
 
@@ -439,30 +437,12 @@ class FunctionCache(Tiers):
         """
         if self.tags is None:
             return
-        call.tags = tags = self.tags.digests(call.args, call.kwargs)
-        # Under the lock: a note made while an invalidation takes the notes away must land
-        # either in what it takes (dropped now) or in what is left (dropped by its second look).
-        with self._tags_lock:
-            notes = self._keys_by_tag
-            for tag in tags:
-                keys = notes.get(tag)
-                if keys is None:
-                    keys = notes[tag] = set()
-                if call.l1_key not in keys:
-                    keys.add(call.l1_key)
-                    self._tag_notes += 1
-            if self._tag_notes > 2 * self.local.max_entries + 1024:  # (keys L1 let go stay noted)
-                held = self.local.data
-                self._keys_by_tag = {d: kept for d, keys in notes.items() if (kept := keys & held.keys())}
-                self._tag_notes = sum(map(len, self._keys_by_tag.values()))
-                self.lose_track()
+        call.tags = self.tags.digests(call.args, call.kwargs)
+        self.tag_notes.note(call.tags, call.l1_key, self.lose_track)
 
     def drop_tagged(self, digests: Sequence[str]) -> None:
         """Drop the L1 entries, and cut loose the runs, noted under any of ``digests``."""
-        keys: set[Hashable] = set()
-        with self._tags_lock:
-            for tag in digests:
-                keys |= self._keys_by_tag.pop(tag, set())
+        keys = self.tag_notes.take(digests)
         if keys:
             self.drop_local(list(keys))
         if not self.has_l1:  # runs that just ended linger for late callers: not under a note

@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeGuard
 
+from tiercache._l1.lru import LocalCache
 from tiercache._l2.envelope import MAX_TAGS, TOKEN_SIZE, new_token
 from tiercache._l2.layout import TAG_SEGMENT, hex_digest
 from tiercache._l2.signing import Signer
@@ -21,6 +22,7 @@ __all__ = [
     "TAG_FLOOR",
     "TOKENS",
     "TagListener",
+    "TagNotes",
     "TagSpec",
     "TokenMemory",
     "checked_names",
@@ -173,6 +175,61 @@ class TagSpec:
     def may_carry(self, digests: Sequence[str]) -> bool:
         """Whether entries of this function may carry any of ``digests``."""
         return self._function is not None or any(d in self._digests for d in digests)
+
+
+class TagNotes:
+    """Which L1 keys were noted under each tag digest, so that an invalidation finds them.
+
+    A note made while an invalidation takes the notes away lands either in what it takes
+    (dropped now) or in what is left (dropped by its second look): both happen under one lock.
+    Past a bound the notes keep only the keys L1 holds, and ``lose_track`` runs before the lock
+    is let go, so no invalidation can look between the pruning and the voiding of the leases
+    of calls under way whose notes were let go.
+    """
+
+    __slots__ = ("_by_tag", "_count", "_local", "_lock")
+
+    def __init__(self, local: LocalCache) -> None:
+        self._by_tag: dict[str, set[Hashable]] = {}
+        self._count = 0  # notes made since the last pruning (keys L1 let go stay noted till then)
+        self._lock = threading.Lock()
+        self._local = local  # (what it holds is what pruning keeps)
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_tag.values()))
+
+    def after_fork(self) -> None:
+        """Replace the lock a thread of the parent may have held when it forked."""
+        self._lock = threading.Lock()
+
+    def note(self, tags: Sequence[str], l1_key: Hashable, lose_track: Callable[[], None]) -> None:
+        """Note ``l1_key`` under each of ``tags``; past the bound, prune and call ``lose_track``."""
+        with self._lock:
+            notes = self._by_tag
+            for tag in tags:
+                keys = notes.get(tag)
+                if keys is None:
+                    keys = notes[tag] = set()
+                if l1_key not in keys:
+                    keys.add(l1_key)
+                    self._count += 1
+            if self._count > 2 * self._local.max_entries + 1024:
+                held = self._local.data
+                self._by_tag = {d: kept for d, keys in notes.items() if (kept := keys & held.keys())}
+                self._count = sum(map(len, self._by_tag.values()))
+                lose_track()
+
+    def noted(self, tag: str, l1_key: Hashable) -> bool:
+        """Whether ``l1_key`` is noted under ``tag``."""
+        return l1_key in self._by_tag.get(tag, ())
+
+    def take(self, tags: Sequence[str]) -> set[Hashable]:
+        """Return the keys noted under any of ``tags``, forgetting those notes."""
+        keys: set[Hashable] = set()
+        with self._lock:
+            for tag in tags:
+                keys |= self._by_tag.pop(tag, set())
+        return keys
 
 
 class TagListener:

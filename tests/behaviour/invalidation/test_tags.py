@@ -318,7 +318,7 @@ def test_a_call_after_invalidate_tags_never_joins_a_run_an_earlier_invalidation_
     early: list[str] = []
     first = threading.Thread(target=lambda: early.append(lookup("x")))
     first.start()
-    _until(lambda: "x" in cache._keys_by_tag.get(digest_of("t"), ()))  # noted; its read waits
+    _until(lambda: cache.tag_notes.noted(digest_of("t"), "x"))  # noted; its read waits
     tiercache.invalidate_tags("t")  # waits for Redis too; its local drop took the note at once
     assert running.wait(5)  # the stalled call now runs the function, which read v1
     db["x"] = "v2"
@@ -584,7 +584,7 @@ def test_notes_of_keys_l1_let_go_are_bounded(backend: str) -> None:
     for n in range(5000):
         lookup(n)
     cache = lookup.__tiercache__
-    assert sum(map(len, cache._keys_by_tag.values())) <= 2 * 10 + 1024 + 1
+    assert len(cache.tag_notes) <= 2 * 10 + 1024 + 1
     held = [n for n in range(4990, 5000) if lookup(n) == n]
     assert len(runs) == 5000 and len(held) == 10  # the last ten are L1 hits
     tiercache.invalidate_tags("t")
