@@ -44,9 +44,9 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # A test's functions may outlive it (a traceback or hypothesis keeps their frames): what they
     # still owe a Redis that is gone must not show in a later test's close() report.
     for tiers in live_tiers():
-        if tiers.repairs_pending:
-            clears, floor, keys, mark = tiers.pending_repairs()
-            tiers.repaired(clears=clears, floor=floor, keys=keys, upto=mark)
+        if tiers.owed.any:
+            clears, floor, keys, mark = tiers.owed.pending()
+            tiers.owed.repaired(clears=clears, floor=floor, keys=keys, upto=mark)
 
 
 @pytest.fixture(scope="session")

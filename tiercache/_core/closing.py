@@ -48,7 +48,7 @@ def checked_timeout(timeout: object, owner: str) -> float:
 def last_repairs(tiers: Tiers) -> Flow:
     """Replay ``tiers``' deferred invalidations if its Redis seems reachable (else leave them)."""
     endpoint = tiers.endpoint_in_use()
-    if endpoint is not None and tiers.repairs_pending and endpoint.breaker.allow():
+    if endpoint is not None and tiers.owed.any and endpoint.breaker.allow():
         yield from replay_repairs(tiers, endpoint)
 
 
@@ -56,7 +56,7 @@ def report(caches: Iterable[Tiers], owner: str, *, still_running: int = 0, dropp
     """Return (and log, when something is left) what ``owner`` could not finish for ``caches``."""
     pending: dict[str, int] = {}
     for tiers in caches:
-        clears, floor, keys, _ = tiers.pending_repairs()
+        clears, floor, keys, _ = tiers.owed.pending()
         count = clears + int(floor) + len(keys)
         if count:
             name, n = tiers.label, 1

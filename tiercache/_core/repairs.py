@@ -1,6 +1,6 @@
 """Invalidations and clears: sent to L2 now, or remembered and replayed once it is back.
 
-A cache that cannot reach Redis keeps what it owes (``Tiers.note_deferral``) and registers with
+A cache that cannot reach Redis keeps what it owes (``Tiers.owed``, see ``_core.owed``) and registers with
 the endpoint (``Endpoint.owe``): the debt is settled in the background when the breaker closes,
 or before the cache's next L2 operation, whichever comes first. Until then the cache keeps off
 L2 for what it owes.
@@ -34,7 +34,7 @@ def defer(tiers: Tiers, endpoint: Endpoint, *, keys: tuple[str, ...] = (), clear
     Replayed in the background as soon as its breaker closes, and before this cache's next
     L2 operation, whichever comes first.
     """
-    tiers.note_deferral(keys=keys, clear=clear)
+    tiers.owed.defer(keys=keys, clear=clear)
     endpoint.owe(tiers, settle_in_background)
 
 
@@ -92,7 +92,7 @@ def new_generation(
 
 def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]:
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
-    clears, floor, keys, mark = tiers.pending_repairs()
+    clears, floor, keys, mark = tiers.owed.pending()
     if clears or floor:
         announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
         op = ops.raise_generation(
@@ -111,12 +111,12 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
                 endpoint.name,
             )
         tiers.learn_generation(endpoint, generation)
-        tiers.repaired(clears=clears, floor=floor, upto=mark)
+        tiers.owed.repaired(clears=clears, floor=floor, upto=mark)
     if keys:
         ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
         if not ok:
             return False
-        tiers.repaired(keys=keys, upto=mark)
+        tiers.owed.repaired(keys=keys, upto=mark)
     return True
 
 
@@ -128,7 +128,7 @@ def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
     time it is back; if it refuses them, for the cache's next call (which replays and raises
     nothing, but keeps off L2 for what it owes).
     """
-    if not tiers.repairs_pending or endpoint.closed:
+    if not tiers.owed.any or endpoint.closed:
         return  # (closed: replayed at the cache's next call, which reopens it, not behind close())
     if endpoint.breaker.closed:  # (else it opened again meanwhile: owed until it is back)
         try:
@@ -136,5 +136,5 @@ def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
         except Exception as exc:  # (no sync client can be made: an async-only one the app built)
             logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
             return
-    if tiers.repairs_pending and endpoint.breaker.is_open:  # (refused: left to the next call)
+    if tiers.owed.any and endpoint.breaker.is_open:  # (refused: left to the next call)
         endpoint.owe(tiers, settle_in_background)

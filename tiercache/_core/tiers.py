@@ -13,11 +13,12 @@ import pickle
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES, milliseconds
 from tiercache._core.clocks import Clocks
 from tiercache._core.interfaces import LocalTier
+from tiercache._core.owed import Owed
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import MISSING, LocalCache
@@ -47,9 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE_SLACK",
     "GENERATION_RECHECK",
-    "MAX_PENDING_KEYS",
     "TOMBSTONE_FLOOR",
-    "Repairs",
     "Tiers",
     "live_tiers",
 ]
@@ -57,20 +56,9 @@ __all__ = [
 logger = logging.getLogger("tiercache")
 
 
-class Repairs(NamedTuple):
-    """Invalidations waiting for L2 (see Tiers.pending_repairs)."""
-
-    clears: int
-    floor: bool  # whether Redis must be told our generation again (it went back)
-    keys: tuple[str, ...]
-    mark: int  # the number of the last deferral included: what repaired(upto=) forgets up to
-
-
 #: How long reads trust the generation they last read before fetching it again with the next
 #: look-up (sets read it in their own round trip: see write_in_generation).
 GENERATION_RECHECK: Final = 0.5
-#: Deletions kept for replay while L2 is unreachable; past this many a new generation replaces them.
-MAX_PENDING_KEYS: Final = 10_000
 # The envelope around a value (header, timestamp, MAC): a payload longer than max_value_bytes
 # plus this is refused before decoding.
 _ENVELOPE_ROOM: Final = 512
@@ -129,19 +117,9 @@ class Tiers:
         self._generation_endpoint: Endpoint | None = None
         self._generation_raw: bytes | int | None = None  # as Redis last sent the one followed
         self._generation_due = 0.0
-        # Invalidations that could not reach L2 yet, replayed once it is back (in the background)
-        # or before the next L2 operation, whichever comes first: keys to drop, a clear, and
-        # whether Redis must be told our generation again (it went back).
-        # Each deferral is numbered, so a replay forgets only what it covered: the keys and
-        # clears deferred before it looked (one deferred meanwhile, or a second replayer's
-        # copy of the same, is not taken as done).
-        self._deferrals = 0
-        self._pending_keys: dict[str, int] = {}  # key -> number of its latest deferral
-        self._pending_clears: list[int] = []  # the numbers of the clears deferred
-        self._pending_floor = False
-        #: Whether any of those wait (read without the lock on every call: a hint, kept exact
-        #: under it by every change).
-        self.repairs_pending = False
+        #: Invalidations that could not reach L2 yet, replayed once it is back (in the
+        #: background) or before the next L2 operation, whichever comes first.
+        self.owed = Owed()
         #: Whether this cache has an L1 at all (an L1-less one skips its leases and look-ups).
         self.has_l1 = local.max_entries > 0
         self.signer: Signer | None = None
@@ -183,6 +161,7 @@ class Tiers:
         self._lock = threading.Lock()
         self.local.after_fork()
         self.stats.after_fork()
+        self.owed.after_fork()
 
     # -- coherence ------------------------------------------------------------------------
 
@@ -307,8 +286,7 @@ class Tiers:
                 "generation", "%s: unreadable generation in L2, read as none; rewritten", self.label
             )
             generation = 0
-            with self._lock:  # (rewritten with ours, as one gone back is: else read again and again)
-                self._pending_floor = self.repairs_pending = True
+            self.owed.floor()  # (rewritten with ours, as one gone back is: else read again and again)
         elif generation >= MAX_GENERATION:
             self.stats.count("l2_corrupt")
             self.log_once(
@@ -320,8 +298,7 @@ class Tiers:
             )
         known = self._generation if self._generation_endpoint is endpoint else None
         if known is not None and generation < known:
-            with self._lock:
-                self._pending_floor = self.repairs_pending = True
+            self.owed.floor()
         else:
             self._set_generation(generation)
             self._generation_raw = raw  # (only a generation followed: one that went back is repaired)
@@ -596,56 +573,6 @@ class Tiers:
             else:
                 keep()
 
-    # -- invalidations that could not reach L2 --------------------------------------------
-
-    def note_deferral(self, *, keys: tuple[str, ...] = (), clear: bool = False) -> None:
-        """Remember deletions (or a clear) that could not reach L2 (``repairs.defer`` does both).
-
-        Each deferral is numbered, so a replay forgets only the deferrals it covered (see
-        ``pending_repairs`` and ``repaired``).
-        """
-        with self._lock:
-            self._deferrals += 1
-            if clear or len(self._pending_keys) + len(keys) > MAX_PENDING_KEYS:
-                self._pending_clears.append(self._deferrals)  # a clear covers any key
-                self._pending_keys.clear()  # a new generation stales those entries anyway
-            else:
-                self._pending_keys.update(dict.fromkeys(keys, self._deferrals))
-            self.repairs_pending = True
-
-    def pending_repairs(self) -> Repairs:
-        """Return the invalidations waiting for L2, marked with the last deferral they include."""
-        with self._lock:
-            pending = tuple(self._pending_keys)
-            return Repairs(len(self._pending_clears), self._pending_floor, pending, self._deferrals)
-
-    def repaired(
-        self, *, clears: int = 0, floor: bool = False, keys: tuple[str, ...] = (), upto: int
-    ) -> None:
-        """Forget the repairs that reached L2, of those deferred up to deferral ``upto``.
-
-        ``upto`` is the ``mark`` of the ``pending_repairs()`` replayed: anything deferred since
-        (or again) stays pending.
-        """
-        with self._lock:
-            if clears:
-                self._pending_clears = [number for number in self._pending_clears if number > upto]
-            if floor or clears:
-                self._pending_floor = False
-            for key in keys:
-                if self._pending_keys.get(key, upto + 1) <= upto:
-                    del self._pending_keys[key]
-            self.repairs_pending = bool(self._pending_keys or self._pending_clears or self._pending_floor)
-
-    def owes(self, key: str) -> bool:
-        """Whether an invalidation waiting for L2 covers ``key`` (a clear covers every key)."""
-        with self._lock:
-            return bool(self._pending_clears or self._pending_floor or key in self._pending_keys)
-
-    def pending_count(self) -> int:
-        """Return how many invalidations wait for L2 (a clear counts as one)."""
-        return len(self._pending_keys) + len(self._pending_clears)
-
     def refusal(self, action: str, endpoint: Endpoint, error: RemoteError) -> InvalidationError:
         """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
         cleared = action.endswith("clear()")
@@ -704,7 +631,7 @@ class Tiers:
             degraded=breaker is not None and breaker.is_open,
             degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
             l1_size=len(self.local),
-            pending_invalidations=self.pending_count(),
+            pending_invalidations=len(self.owed),
             coherent=self.hears_others,
             reset=reset,
         )

@@ -138,7 +138,7 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
                 cache.record(call, "l1_hits")
     wanted = [key for key in ids if key not in found]
     if wanted and endpoint is not None and endpoint.breaker.allow():
-        if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+        if cache.owed.any and not (yield from replay_repairs(cache, endpoint)):
             endpoint = None
         for start in range(0, len(wanted), CHUNK):
             if endpoint is None:

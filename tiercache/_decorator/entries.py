@@ -52,7 +52,7 @@ def peek(
 
 
 def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
-    if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+    if cache.owed.any and not (yield from replay_repairs(cache, endpoint)):
         return MISSING
     call.redis_key, generation_key, call.generation = cache.read_of(call)
     ok, reply = yield from l2_op(cache, endpoint, read_op(cache, call, endpoint, generation_key))
@@ -135,7 +135,7 @@ def _write(  # noqa: PLR0917 - one put's state
     """Write ``value`` under ``key`` unconditionally, and announce it; return whether Redis took it."""
     if not endpoint.breaker.allow():
         return False
-    if cache.repairs_pending and not (yield from replay_repairs(cache, endpoint)):
+    if cache.owed.any and not (yield from replay_repairs(cache, endpoint)):
         return False
     if not (yield from know_generation(cache, endpoint)):
         return False

@@ -63,9 +63,9 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         return (yield from _run(cache, call, None, stale, leading=False))
     if (
         endpoint is not None
-        and cache.repairs_pending
+        and cache.owed.any
         and (not endpoint.breaker.allow() or not (yield from replay_repairs(cache, endpoint)))
-        and cache.owes(cache.redis_key(call))
+        and cache.owed.covers(cache.redis_key(call))
     ):
         # Invalidations wait for Redis: until they are replayed there, Redis may still hold what
         # they dropped, so this call does not read it (not even if the breaker closes meanwhile).
@@ -373,7 +373,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
         return False
     l1_seconds, l2_seconds, keep_l1, keep_l2 = keeping
     write = write_op(cache, call, endpoint, value, l2_seconds) if endpoint is not None and keep_l2 else None
-    if write is not None and cache.repairs_pending and not (yield from replay_repairs(cache, write.endpoint)):
+    if write is not None and cache.owed.any and not (yield from replay_repairs(cache, write.endpoint)):
         write = None
     stored = False
     if write is not None:

@@ -320,7 +320,7 @@ def test_a_clear_waiting_for_redis_is_replayed_before_any_read_even_if_redis_ret
     fake_l2.connected = False
     db["v"] = 2
     f.cache_clear()  # cannot reach Redis: L1 dropped, the clear waits for Redis
-    assert f.__tiercache__.pending_count() == 1
+    assert len(f.__tiercache__.owed) == 1
     fake_l2.connected = True
     allow = breaker.allow
 
@@ -331,7 +331,7 @@ def test_a_clear_waiting_for_redis_is_replayed_before_any_read_even_if_redis_ret
 
     monkeypatch.setattr(breaker, "allow", refuses_once_then_closes)
     assert f(1) == 2
-    assert f(2) == 2 and f.__tiercache__.pending_count() == 0  # (the next read replayed the clear)
+    assert f(2) == 2 and len(f.__tiercache__.owed) == 0  # (the next read replayed the clear)
     f.__tiercache__.local.clear()
     assert f(1) == 2  # and Redis no longer answers with the old generation's value
 
@@ -422,22 +422,22 @@ def test_a_replay_forgets_only_the_invalidations_it_covered(fake_l2: Any) -> Non
         return key
 
     cache = f.__tiercache__  # (deferrals noted and replays marked by hand: no Redis is owed)
-    cache.note_deferral(keys=("k1", "k2"))
-    first = cache.pending_repairs()
-    second = cache.pending_repairs()  # (a second replayer's copy of the same)
-    cache.note_deferral(keys=("k2",))  # deferred again while the replays are under way
-    cache.repaired(keys=first.keys, upto=first.mark)
-    cache.repaired(keys=second.keys, upto=second.mark)
-    assert cache.pending_repairs()[:3] == (0, False, ("k2",))
-    cache.note_deferral(clear=True)
-    third = cache.pending_repairs()
-    cache.note_deferral(clear=True)  # a clear after the replay looked
-    cache.repaired(clears=third.clears, upto=third.mark)
-    cache.repaired(clears=third.clears, upto=third.mark)  # (the same replay, twice)
-    assert cache.pending_repairs().clears == 1
-    last = cache.pending_repairs()
-    cache.repaired(clears=last.clears, keys=last.keys, upto=last.mark)
-    assert cache.pending_repairs()[:3] == (0, False, ()) and not cache.repairs_pending
+    cache.owed.defer(keys=("k1", "k2"))
+    first = cache.owed.pending()
+    second = cache.owed.pending()  # (a second replayer's copy of the same)
+    cache.owed.defer(keys=("k2",))  # deferred again while the replays are under way
+    cache.owed.repaired(keys=first.keys, upto=first.mark)
+    cache.owed.repaired(keys=second.keys, upto=second.mark)
+    assert cache.owed.pending()[:3] == (0, False, ("k2",))
+    cache.owed.defer(clear=True)
+    third = cache.owed.pending()
+    cache.owed.defer(clear=True)  # a clear after the replay looked
+    cache.owed.repaired(clears=third.clears, upto=third.mark)
+    cache.owed.repaired(clears=third.clears, upto=third.mark)  # (the same replay, twice)
+    assert cache.owed.pending().clears == 1
+    last = cache.owed.pending()
+    cache.owed.repaired(clears=last.clears, keys=last.keys, upto=last.mark)
+    assert cache.owed.pending()[:3] == (0, False, ()) and not cache.owed.any
 
 
 # -- 5. a clear is final for every other process's Redis read -----------------------------------

@@ -268,7 +268,7 @@ def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     assert is_command(raise_generation, RAISE_GENERATION) and raise_generation.arg("step") == 1
     finish(flow, (3, True))
     assert cache.known_generation() == 3
-    assert cache.pending_repairs()[:3] == (0, False, ())
+    assert cache.owed.pending()[:3] == (0, False, ())
 
 
 def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(
@@ -288,14 +288,14 @@ def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(
     flow = _flow.clear(cache)
     with pytest.raises(StopIteration):
         next(flow)
-    clears, _, keys, _ = cache.pending_repairs()
+    clears, _, keys, _ = cache.owed.pending()
     assert clears == 1 and keys == ()  # the clear covers the deletions
     assert cache.snapshot().pending_invalidations == 1
     endpoint.breaker.success()  # what the background prober does once Redis answers again
     flow, replay = start(cache)
     assert is_command(replay, RAISE_GENERATION) and replay.arg("step") == 1
     assert is_command(flow.send((1, True)), READ)
-    assert cache.pending_repairs()[:3] == (0, False, ())
+    assert cache.owed.pending()[:3] == (0, False, ())
 
 
 def test_stale_l2_value_is_served_at_once_and_refreshed_in_the_background() -> None:
