@@ -133,3 +133,15 @@ def test_configure_takes_every_setting() -> None:
     parameters = set(inspect.signature(tiercache.configure).parameters)
     names = {f.name for f in dataclasses.fields(Settings)} - {"signing_keys"} | {"signing_key"}
     assert parameters == names
+
+
+def test_the_configuration_table_lists_every_setting() -> None:
+    """docs/tiers.md's table names each configure() keyword and each TIERCACHE_* variable."""
+    table = (Path(__file__).parents[2] / "docs" / "tiers.md").read_text().split("## Configuration")[1]
+    table = table.split("\n\n")[1]
+    for name in inspect.signature(tiercache.configure).parameters:
+        assert f"`{name}=`" in table, name
+    for field in dataclasses.fields(Settings):
+        variable = field.metadata.get("variable", None)
+        if variable is not None:
+            assert f"`{variable or f'TIERCACHE_{field.name.upper()}'}`" in table, field.name
