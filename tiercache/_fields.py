@@ -193,14 +193,10 @@ def checked(cls: type, given: Mapping[str, Any], owner: str) -> dict[str, Any]:
 
 def check_fields(instance: Any) -> None:
     """Check every field of a frozen settings dataclass in place (its ``__post_init__``)."""
-    owner = type(instance).__name__
-    for field in dataclasses.fields(instance):
-        kind = field.metadata.get("kind")
-        if kind is not None:
-            value = getattr(instance, field.name)
-            kept = kind.check(value, field.name, owner)
-            if kept is not value:  # a timedelta kept as seconds, a list of keys as a tuple
-                object.__setattr__(instance, field.name, kept)
+    given = {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
+    for name, kept in checked(type(instance), given, type(instance).__name__).items():
+        if kept is not given[name]:  # a timedelta kept as seconds, a list of keys as a tuple
+            object.__setattr__(instance, name, kept)
 
 
 def from_environment(cls: type, environ: Mapping[str, str], owner: str) -> dict[str, Any]:
