@@ -6,13 +6,15 @@ One table serves threads and coroutines alike; only the signal a follower waits 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable
+import weakref
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Flight", "Flights", "Settled", "waiting", "waits_on_itself"]
+__all__ = ["Flight", "FlightTables", "Flights", "Settled", "waiting", "waits_on_itself"]
 
 
 class _Signal(Protocol):
@@ -168,3 +170,50 @@ class Flights(Generic[SignalT]):
             if landed[key].settled_at > deadline:
                 return
             del landed[key]
+
+
+class FlightTables:
+    """One cache's single flights: one table for threads, one per event loop for coroutines.
+
+    A table of a loop is made on first use there and forgotten with the loop.
+    """
+
+    __slots__ = ("_clock", "_linger", "_loops", "label", "thread")
+
+    def __init__(self, label: str, *, linger: float, clock: Callable[[], float]) -> None:
+        self.label = label  # (whose flights: named when a call would wait on itself)
+        self._linger = linger
+        self._clock = clock
+        self.thread: Flights[threading.Event] = Flights(threading.Event, linger, clock)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def of_loop(self) -> Flights[asyncio.Event]:
+        """Return the table of the running event loop."""
+        loop = asyncio.get_running_loop()
+        flights = self._loops.get(loop)
+        if flights is None:
+            flights = self._loops.setdefault(loop, Flights(asyncio.Event, self._linger, self._clock))
+        return flights
+
+    def detach(self, keys: Iterable[Hashable] | None) -> None:
+        """Cut the runs of ``keys`` (None: of every key) loose from later callers, in every table."""
+        for flights in self._all():
+            if keys is None:
+                flights.detach_all()
+            else:
+                for key in keys:
+                    flights.detach(key)
+
+    def after_fork(self) -> None:
+        """Start the child of a fork() with empty tables: no parent thread will settle a flight."""
+        self.thread = Flights(threading.Event, self._linger, self._clock)
+        self._loops = weakref.WeakKeyDictionary()
+
+    def _all(self) -> list[Flights[Any]]:
+        while True:
+            try:  # an event loop on another thread may add its table while we copy
+                return [self.thread, *self._loops.values()]
+            except RuntimeError:
+                continue

@@ -1,4 +1,4 @@
-"""What the core asks of the parts around it: L1, a cache's flights, a call's arguments.
+"""What the core asks of the parts around it: L1, and a call's arguments.
 
 ``_l1.lru.LocalCache`` is the one L1 (the flows reach it as ``tiers.l1``). L2 is reached
 through commands (``ops.Command``), each a method of ``_l2.stores``'s two stores, one per
@@ -7,30 +7,12 @@ kind of caller; a unit test holds the stores to the commands.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from tiercache._core.flights import Flights
 from tiercache._l1.lru import Entry
 
-__all__ = ["Arguments", "FlightHolder", "LocalTier"]
-
-
-class FlightHolder(Protocol):
-    """What the shells ask of a cache to run its single flights (a ``Join``)."""
-
-    @property
-    def label(self) -> str:
-        """The cache's name, for a call that would wait on itself."""
-
-    @property
-    def thread_flights(self) -> Flights[threading.Event]:
-        """The flights of sync callers (threads)."""
-
-    def loop_flights(self) -> Flights[asyncio.Event]:
-        """Return the flights of the running event loop's callers."""
+__all__ = ["Arguments", "LocalTier"]
 
 
 class Arguments(Protocol):

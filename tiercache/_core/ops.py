@@ -13,8 +13,8 @@ from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tiercache._core.flights import Settled
-from tiercache._core.interfaces import Arguments, FlightHolder
+from tiercache._core.flights import FlightTables, Settled
+from tiercache._core.interfaces import Arguments
 from tiercache._l2.coherence import Announce
 from tiercache._l2.errors import RemoteError
 
@@ -318,14 +318,14 @@ def release_lock(endpoint: Endpoint, key: str, token: bytes, *, owner: Tiers | N
 
 @dataclass(slots=True)
 class Join:
-    """Join the single flight for ``key`` among ``cache``'s.
+    """Join the single flight for ``key`` among a cache's ``flights``.
 
     Sent None to lead it, or how another run settled. (Threads and each event loop have
     flights of their own.)
     """
 
     key: Hashable
-    cache: FlightHolder
+    flights: FlightTables
 
 
 @dataclass(slots=True)

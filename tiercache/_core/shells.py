@@ -100,8 +100,8 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
                     error = exc
                 continue
             if isinstance(op, Join):
-                flights, key = op.cache.thread_flights, op.key
-                flight, reply = _join_sync(flights, key, op.cache.label)
+                flights, key = op.flights.thread, op.key
+                flight, reply = _join_sync(flights, key, op.flights.label)
                 continue
             if isinstance(op, Land):
                 if flights is not None and flight is not None:
@@ -274,8 +274,8 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
                     error = await _blamed_async(op, exc)
                 continue
             if isinstance(op, Join):
-                table = op.cache.loop_flights()
-                led, reply = await _join_async(table, op.key, op.cache.label)
+                table = op.flights.of_loop()
+                led, reply = await _join_async(table, op.key, op.flights.label)
                 if led is None:
                     continue
                 # Lead from a task of its own: cancelling this caller must not cancel the run

@@ -133,7 +133,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         return (yield from _serve_ahead(cache, call, stale[0], endpoint, "l1_hits"))
     if stale is not None and cache.endpoint() is None:
         return (yield from _serve_stale(cache, call, stale[0], None))  # L1 is the only tier
-    settled: Settled | None = yield Join(call.l1_key, cache)
+    settled: Settled | None = yield Join(call.l1_key, cache.flights)
     if settled is not None:
         cache.record(call, "coalesced", error=settled.error is not None)
         return settled.unwrap()

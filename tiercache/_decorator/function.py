@@ -6,16 +6,13 @@ L2 for this function now) and holds the state those answers need.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 import time
-import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Literal, overload
 
 from tiercache._core.checks import milliseconds
-from tiercache._core.flights import Flights
+from tiercache._core.flights import FlightTables
 from tiercache._core.sizing import entry_size
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
@@ -174,13 +171,8 @@ class FunctionCache(Tiers):
         self.generation_key = ""
         # Single flights: one table for threads, one per event loop for coroutines. Without an L1
         # to catch a run that just ended, its result lingers briefly in the table instead.
-        self.linger = 0.0 if self.has_l1 else LINGER
-        self.thread_flights: Flights[threading.Event] = Flights(
-            threading.Event, linger=self.linger, clock=self.clocks.monotonic
-        )
-        self._loop_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flights[asyncio.Event]] = (
-            weakref.WeakKeyDictionary()
-        )
+        linger = 0.0 if self.has_l1 else LINGER
+        self.flights = FlightTables(self.label, linger=linger, clock=self.clocks.monotonic)
         self.refreshes = Refreshes()
         self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
@@ -240,8 +232,7 @@ class FunctionCache(Tiers):
         super().after_fork()
         self.refreshes = Refreshes()
         self.tag_notes.after_fork()
-        self.thread_flights = Flights(threading.Event, linger=self.linger, clock=self.clocks.monotonic)
-        self._loop_flights = weakref.WeakKeyDictionary()
+        self.flights.after_fork()
 
     def lose_track(self) -> None:
         """Refuse what calls under way would write to L1, and cut their runs loose.
@@ -250,25 +241,12 @@ class FunctionCache(Tiers):
         must not join them (see keep_findable).
         """
         super().lose_track()
-        for flights in self._flight_tables():
-            flights.detach_all()
+        self.flights.detach(None)
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` (None: all) from L1 and cut their runs loose: they were invalidated."""
         super().drop_local(keys, keep_stale=keep_stale)
-        for flights in self._flight_tables():
-            if keys is None:
-                flights.detach_all()
-            else:
-                for key in keys:
-                    flights.detach(key)
-
-    def _flight_tables(self) -> list[Flights[Any]]:
-        while True:
-            try:  # an event loop on another thread may add its table while we copy
-                return [self.thread_flights, *self._loop_flights.values()]
-            except RuntimeError:
-                continue
+        self.flights.detach(keys)
 
     # -- settings -------------------------------------------------------------------------
 
@@ -321,16 +299,6 @@ class FunctionCache(Tiers):
     def endpoint(self) -> Endpoint | None:
         """Return the L2 endpoint this function uses now, or None when it keeps to L1."""
         return self.route()[1]
-
-    def loop_flights(self) -> Flights[asyncio.Event]:
-        """Return the single-flight table of the running event loop."""
-        loop = asyncio.get_running_loop()
-        flights = self._loop_flights.get(loop)
-        if flights is None:
-            flights = self._loop_flights.setdefault(
-                loop, Flights(asyncio.Event, linger=self.linger, clock=self.clocks.monotonic)
-            )
-        return flights
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -457,8 +425,7 @@ class FunctionCache(Tiers):
         have read the data before it changed. (An untagged key is dropped by name: always found.)
         """
         if self.tagged and self.has_l1 and not self.local.valid(call.l1_key, call.lease):
-            for flights in self._flight_tables():
-                flights.detach(call.l1_key)
+            self.flights.detach((call.l1_key,))
 
     def tag_keys(self, call: Call) -> tuple[str, ...]:
         """Return the Redis keys of ``call``'s tags, made once a call (read, tokens, claim)."""

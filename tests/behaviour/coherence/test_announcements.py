@@ -224,7 +224,7 @@ def test_without_an_l1_an_unknown_digest_forgets_lingering_runs(real_l2: str) ->
     cannot place (its note pruned) drops them all, rather than let one hand out an old value."""
     f = tiered_cache(ttl_l1=None, name="announce.linger")(lambda key: key)
     f("a")
-    flights = f.__tiercache__.thread_flights
+    flights = f.__tiercache__.flights.thread
     assert flights._landed  # the run lingers
     f.__tiercache__.drop_announced(["0" * 32])
     assert not flights._landed

@@ -84,4 +84,4 @@ def test_flights_linger_by_the_injected_clock(fake_l2: object) -> None:
         return key
 
     cache = lookup.__tiercache__
-    assert cache.thread_flights._clock is clock
+    assert cache.flights.thread._clock is clock

@@ -537,7 +537,7 @@ class TaggedUsers(RuleBasedStateMachine):
         self.cached.cache_set(self.db[user], user)
         # The L2-only reader is another process here: a run of it that just ended lingers for
         # late callers until the set's announcement reaches it (the documented window).
-        flights = self.uncached.__tiercache__.thread_flights
+        flights = self.uncached.__tiercache__.flights.thread
         deadline = time.monotonic() + 2
         while flights._landed:
             assert time.monotonic() < deadline, "the announcement never arrived"
