@@ -133,6 +133,8 @@ class SyncWaitingConnectionPool(redis.ConnectionPool):
 
     def reset(self) -> None:
         """Start afresh (redis-py calls this when made, and in a forked child)."""
+        if getattr(self, "pid", os.getpid()) != os.getpid():
+            _close_inherited([*self._available_connections, *self._in_use_connections])
         super().reset()
         # A parent's thread may have held the condition when it forked: the child gets its own.
         self._freed = threading.Condition()
@@ -220,6 +222,20 @@ class SyncWaitingConnectionPool(redis.ConnectionPool):
             self._in_use_connections.remove(connection)
             self._available_connections.append(connection)
         self._released()
+
+
+def _close_inherited(connections: list[Any]) -> None:
+    """Close a forked child's copies of its parent's sockets (the parent's stay open).
+
+    redis-py's reset() in a child only forgets them. A connection whose maintenance handlers
+    point back at it (RESP3) is then freed by the garbage collector, which may finalize its
+    socket before the connection's own close: a ResourceWarning for every inherited socket,
+    and the fds open until then. disconnect() shuts a socket down only in the process that
+    opened it, so here it just closes this process's copy.
+    """
+    for connection in connections:
+        with contextlib.suppress(Exception):
+            connection.disconnect()
 
 
 class SyncWaitingSentinelPool(SyncWaitingConnectionPool, redis.sentinel.SentinelConnectionPool):

@@ -155,13 +155,17 @@ def test_a_forked_child_reads_on_connections_of_its_own(real_l2: str) -> None:
             ok = lookup("a") == {"key": "a"} and lookup.cache_stats().l2_errors == 0
             pool = pool_of_this_process()
             ok = ok and not (set(pool._available_connections) & parent)
+            # ...and its copies of the parent's sockets are closed, not left to the collector
+            ok = ok and all(connection._sock is None for connection in parent)
             os.write(writer, b"1" if ok else b"0")
         finally:
             os._exit(0)
     os.close(writer)
     assert os.read(reader, 1) == b"1"
     os.waitpid(pid, 0)
-    assert lookup("a") == {"key": "a"} and runs == [1]
+    # The child closed its copies only: the parent's connections still read, unbroken.
+    assert all(connection._sock is not None for connection in parent)
+    assert lookup("a") == {"key": "a"} and runs == [1] and lookup.cache_stats().l2_errors == 0
 
 
 def test_a_slow_redis_is_an_outage_not_a_retry(redis_server: RedisProcess, tmp_path: Any) -> None:
