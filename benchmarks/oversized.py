@@ -46,7 +46,7 @@ def main(mib: int) -> None:
             client.set(value.cache_key(n), planted)
         client.set(value.__tiercache__.generation_key, planted)
         client.set(tag_key(tagged.__tiercache__.tag_namespace, digest_of("n:9")), planted)
-        value.__tiercache__.forget_generation()
+        value.__tiercache__.remote.forget_generation()
         before = peak_rss_mib()
         for round_ in range(1, 4):
             start = time.perf_counter()

@@ -174,13 +174,9 @@ def setting(
     return dataclasses.field(default=default, repr=not secret, compare=compare, metadata=metadata)
 
 
-def _kinds(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
 def checked(cls: type, given: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """Return ``given`` checked against ``cls``'s fields; an unknown name raises TypeError."""
-    fields = _kinds(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
     unknown = set(given) - set(fields)
     if unknown:
         raise TypeError(f"{owner}: unknown option(s) {sorted(unknown)}; the options are {sorted(fields)}")

@@ -66,7 +66,9 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
         if ok:
             generation, payloads = reply
             for key, payload in zip(wanted, payloads, strict=True):
-                _, _, hit = tiers.take_read(endpoint, generation_key, generation, payload, tiers.key(key))
+                _, _, hit = tiers.remote.take_read(
+                    endpoint, generation_key, generation, payload, tiers.key(key)
+                )
                 generation_key = None  # (learned with the first)
                 if hit is not MISSING:
                     found[key], fresh_for = hit
@@ -135,7 +137,7 @@ def _write_many(
 
     def seal() -> tuple[tuple[str, bytes, int], ...]:
         payloads.update(
-            (key, tiers.seal_value(endpoint, value, tiers.key(key), ttl=l2_seconds * keep[key]))
+            (key, tiers.remote.seal_value(endpoint, value, tiers.key(key), ttl=l2_seconds * keep[key]))
             for key, value in items.items()
         )
         return tuple(
@@ -226,13 +228,13 @@ def _swap(
         if not ok:
             return None
         generation, (payload,) = reply
-        _, _, hit = tiers.take_read(endpoint, tiers.generation_key, generation, payload, redis_key)
+        _, _, hit = tiers.remote.take_read(endpoint, tiers.generation_key, generation, payload, redis_key)
         current, left = (MISSING, 0.0) if hit is MISSING else hit
         new = change(current)
         if new is UNCHANGED:
             return current, new, 0.0
         seconds = left if keep_ttl and left > 0 else ttl or tiers.settings.l2_ttl_seconds
-        sealed = tiers.seal_value(endpoint, new, redis_key, ttl=seconds)
+        sealed = tiers.remote.seal_value(endpoint, new, redis_key, ttl=seconds)
         if sealed is None:  # only L1 can hold it
             return None
         announce = tiers.announce((redis_key,))

@@ -44,8 +44,8 @@ class AdapterTiers(Tiers):
             else None
         )
         keys = signing_keys(settings.signing_key, label) if settings.signing_key else ()
-        self.pickles = settings.pickle_signed_values  # (set_payload_rules keeps it to signing caches)
-        self.set_payload_rules(
+        self.remote.pickles = settings.pickle_signed_values  # (set_payload_rules keeps it to signing caches)
+        self.remote.set_payload_rules(
             Signer(keys) if keys else None, settings.max_value_bytes, settings.compress_min_bytes
         )
         self.coherent = settings.coherent

@@ -432,11 +432,11 @@ def know_generation(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool
     One known is enough, however old: write_in_generation() reads it again in the writes' own
     round trip and writes again if a clear came first, so a set is one round trip.
     """
-    if tiers.knows_generation(endpoint):
+    if tiers.remote.knows_generation(endpoint):
         return True
     ok, reply = yield from l2_op(tiers, endpoint, read_many(endpoint, (), tiers.generation_key, owner=tiers))
     if ok:
-        tiers.learn_generation(endpoint, reply[0])
+        tiers.remote.learn_generation(endpoint, reply[0])
     return bool(ok)
 
 
@@ -458,7 +458,7 @@ def write_in_generation(
     is sealed again in the new generation and written again.
     """
     for _ in range(MAX_REWRITES):
-        sealed_in = tiers.known_generation()
+        sealed_in = tiers.remote.known_generation()
         items = seal()
         if not items:
             return False
@@ -478,6 +478,6 @@ def write_in_generation(
                 endpoint.name,
                 "; ".join(unheard),
             )
-        if tiers.learn_generation(endpoint, raw) <= sealed_in:
+        if tiers.remote.learn_generation(endpoint, raw) <= sealed_in:
             return True
     return False

@@ -78,11 +78,11 @@ def new_generation(
         defer(tiers, endpoint, clear=True)
         return
     op = ops.raise_generation(
-        endpoint, tiers.generation_key, tiers.known_generation(), 1, tiers.announce(None), owner=tiers
+        endpoint, tiers.generation_key, tiers.remote.known_generation(), 1, tiers.announce(None), owner=tiers
     )
     ok, reply = yield from l2_op(tiers, endpoint, op)
     if ok:
-        tiers.learn_generation(endpoint, reply[0])
+        tiers.remote.learn_generation(endpoint, reply[0])
         return
     if isinstance(reply, RemoteUnavailable):
         defer(tiers, endpoint, clear=True)
@@ -96,7 +96,12 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
     if clears or floor:
         announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
         op = ops.raise_generation(
-            endpoint, tiers.generation_key, tiers.known_generation(), int(clears > 0), announce, owner=tiers
+            endpoint,
+            tiers.generation_key,
+            tiers.remote.known_generation(),
+            int(clears > 0),
+            announce,
+            owner=tiers,
         )
         ok, reply = yield from l2_op(tiers, endpoint, op)
         if not ok:
@@ -110,7 +115,7 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
                 tiers.label,
                 endpoint.name,
             )
-        tiers.learn_generation(endpoint, generation)
+        tiers.remote.learn_generation(endpoint, generation)
         tiers.owed.repaired(clears=clears, floor=floor, upto=mark)
     if keys:
         ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))

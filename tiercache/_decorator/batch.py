@@ -173,7 +173,9 @@ def _read(
     generation, payloads = reply
     asked: str | None = generation_key
     for key, call, payload in zip(wanted, calls, payloads, strict=True):
-        learned, call.token, hit = cache.take_read(endpoint, asked, generation, payload, call.redis_key)
+        learned, call.token, hit = cache.remote.take_read(
+            endpoint, asked, generation, payload, call.redis_key
+        )
         if learned is not None:
             for other in calls:
                 other.generation = learned  # the read's, for every id it read

@@ -59,7 +59,7 @@ def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
     if not ok:
         return MISSING
     tags = cache.take_tags(call, reply[2]) if cache.tagged else None
-    _, _, found = cache.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key, tags)
+    _, _, found = cache.remote.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key, tags)
     if found is MISSING or found[1] <= 0:
         return MISSING
     value, fresh_for = found
@@ -149,7 +149,7 @@ def _write(  # noqa: PLR0917 - one put's state
     ttl_ms = cache.l2_ttl_ms_for(seconds)
 
     def seal() -> tuple[tuple[str, bytes, int], ...]:
-        payload = cache.seal_value(endpoint, value, key, read=None, ttl=seconds, tags=tags)
+        payload = cache.remote.seal_value(endpoint, value, key, read=None, ttl=seconds, tags=tags)
         return () if payload is None else ((key, payload, ttl_ms),)
 
     return (yield from write_in_generation(cache, endpoint, seal, cache.announce((key,))))

@@ -92,7 +92,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
             if endpoint.breaker.failures or not endpoint.breaker.closed:
                 endpoint.breaker.success()
             answered = True
-            learned, call.token, call.found = cache.take_read(
+            learned, call.token, call.found = cache.remote.take_read(
                 endpoint,
                 generation_key,
                 reply[0],
@@ -158,7 +158,7 @@ def read_op(cache: FunctionCache, call: Call, endpoint: Endpoint, generation_key
 def _read_done(cache: FunctionCache, call: Call, read: ops.Command, reply: tuple[Any, ...]) -> None:
     """Leave what the read found in ``call.found``, and the key's token in ``call.token``."""
     tags = cache.take_tags(call, reply[2]) if read.kind is ops.READ_TAGGED else None
-    learned, call.token, call.found = cache.take_read(
+    learned, call.token, call.found = cache.remote.take_read(
         read.endpoint, read.arg("generation_key"), reply[0], reply[1], read.arg("key"), tags
     )
     if learned is not None:
@@ -414,7 +414,7 @@ def write_op(
         if not tags:
             return None  # which tokens its tags had when it read is not known: nothing proves it fresh
     key = call.redis_key or cache.redis_key(call)
-    payload = cache.seal_value(
+    payload = cache.remote.seal_value(
         endpoint, value, key, read=call.token, ttl=seconds, generation=call.generation, tags=tags
     )
     if payload is None:

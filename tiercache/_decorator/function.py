@@ -139,13 +139,16 @@ class FunctionCache(Tiers):
         )
         label = name if options.version is None else f"{name}@{options.version}"
         super().__init__(
-            label, local, ttl_l2=None if callable(ttl_l2) else ttl_l2, stale_ttl=options.stale_ttl or 0.0
+            label,
+            local,
+            ttl_l2=None if callable(ttl_l2) else ttl_l2,
+            stale_ttl=options.stale_ttl or 0.0,
+            tagged=options.tags is not None,
         )
         self.function = function
         self.name = name
         #: What ``tags=`` says (None: no tags), and which L1 keys were noted under each digest.
         self.tags = TagSpec(options.tags, label) if options.tags is not None else None
-        self.tagged = self.tags is not None
         self.tag_notes = TagNotes(local)
         self.tag_namespace = ""
         self._tag_listener: TagListener | None = None
@@ -259,7 +262,7 @@ class FunctionCache(Tiers):
         namespace = options.namespace if options.namespace is not None else settings.namespace
         self.key_prefix = f"{namespace}:{self.key_label}"
         if self.generation_key != f"{self.key_prefix}:gen":
-            self.forget_generation()  # another namespace: another generation, known only once read
+            self.remote.forget_generation()  # another namespace: another generation, known only once read
         self.generation_key = f"{self.key_prefix}:gen"
         self.tag_namespace = namespace
         self._enabled = options.enabled and settings.enabled
@@ -269,7 +272,7 @@ class FunctionCache(Tiers):
         self.max_key_bytes = settings.max_key_bytes
         keys = options.signing_key if options.signing_key is not None else settings.signing_keys
         size = options.max_value_bytes if options.max_value_bytes is not None else settings.max_value_bytes
-        self.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
+        self.remote.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
         if self.tags is not None:
             # Tags are the namespace's, shared by every function: keyed by the process's key
             # (configure(), TIERCACHE_SIGNING_KEY), which invalidate_tags() uses too; by its
@@ -392,7 +395,7 @@ class FunctionCache(Tiers):
         key = self._redis_keys.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
         if key is None or (self.has_l1 and self.channel is not None):
             key = self.redis_key(call)
-        return key, self.generation_key, self._generation or 0
+        return key, self.generation_key, self.remote.generation or 0
 
     # -- tags (see tags) ----------------------------------------------------------------------
 

@@ -56,7 +56,10 @@ class Member(Protocol):
 
     key_prefix: str
     origin: bytes
-    signer: Signer | None
+
+    @property
+    def signer(self) -> Signer | None:
+        """What signs and verifies its announcements (None: they are neither signed nor verified)."""
 
     def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
         """Drop ``keys`` from L1 (None: everything), as if invalidated here."""

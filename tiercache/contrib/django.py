@@ -69,7 +69,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         self._cache = _shared_cache(_location(server), dict(params.get("OPTIONS") or {}))
         self._tiers = self._cache._tiers  # (add, incr and touch run the adapters' update flow)
         # As every Django backend: a value pickle cannot store either raises pickle's error.
-        self._tiers.refuse_unpicklable = True
+        self._tiers.remote.refuse_unpicklable = True
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -249,7 +249,7 @@ def test_a_planted_generation_past_the_bound_is_rewritten(real_l2: str, redis_se
     generation_key = lookup.__tiercache__.generation_key
     client = redis_server.client()
     client.set(generation_key, b"7" * BIG)
-    lookup.__tiercache__.forget_generation()  # (a process that starts now reads it at once)
+    lookup.__tiercache__.remote.forget_generation()  # (a process that starts now reads it at once)
     assert lookup("ann") == "role of ann"
     assert lookup("bob") == "role of bob"
     held = client.get(generation_key) or b""
@@ -386,7 +386,7 @@ def test_strings_too_long_to_send_in_time_are_repaired_all_the_same(own_server: 
     generation_key = lookup.__tiercache__.generation_key
     for key in [lookup.cache_key(n) for n in range(4)] + [generation_key]:
         client.setrange(key, (256 << 20) - 1, b"7")
-    lookup.__tiercache__.forget_generation()
+    lookup.__tiercache__.remote.forget_generation()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         answers: list[Any] = [None] * 4

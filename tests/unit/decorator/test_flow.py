@@ -125,7 +125,7 @@ def test_a_refused_read_is_garbage_not_an_outage(cache: FunctionCache) -> None:
     """Redis refused the read (an ACL that denies the key, say): a miss, and our write replaces it."""
     endpoint = cache.endpoint()
     assert endpoint is not None
-    cache.learn_generation(endpoint, b"0")  # known from an earlier read (a refused one learns none)
+    cache.remote.learn_generation(endpoint, b"0")  # known from an earlier read (a refused one learns none)
     flow, read = start(cache)
     assert read.arg("generation_key") == cache.generation_key  # every read fetches the generation too
     assert isinstance(flow.throw(RemoteRejected("NOPERM")), Join)
@@ -146,10 +146,10 @@ def test_what_a_value_carries_depends_on_what_was_read_for_it(cache: FunctionCac
     assert write.arg("token") == ABSENT and token_of(write.arg("payload")) == NO_TOKEN
     endpoint = cache.endpoint()
     assert endpoint is not None
-    carried = cache.seal_value(endpoint, "v", "k", read=b"12345678")
+    carried = cache.remote.seal_value(endpoint, "v", "k", read=b"12345678")
     assert carried is not None and token_of(carried) == b"12345678"
-    assert token_of(cache.seal_value(endpoint, "v", "k") or b"") == NO_TOKEN
-    new = {token_of(cache.seal_value(endpoint, "v", "k", read=None) or b"") for _ in range(3)}
+    assert token_of(cache.remote.seal_value(endpoint, "v", "k") or b"") == NO_TOKEN
+    new = {token_of(cache.remote.seal_value(endpoint, "v", "k", read=None) or b"") for _ in range(3)}
     assert len(new) == 3 and NO_TOKEN not in new and all(len(token) == len(NO_TOKEN) for token in new)
 
 
@@ -223,10 +223,10 @@ def test_a_value_computed_across_a_clear_is_of_the_generation_before_it(cache: F
     flow.send(None)
     endpoint = cache.endpoint()
     assert endpoint is not None
-    cache.learn_generation(endpoint, 5)  # the clear: this process knows generation 5 now
+    cache.remote.learn_generation(endpoint, 5)  # the clear: this process knows generation 5 now
     write = flow.send("maybe-stale")
     assert write.arg("payload").startswith(prefix_of(4))
-    assert cache.known_generation() == 5
+    assert cache.remote.known_generation() == 5
 
 
 def test_a_value_redis_refuses_is_returned_but_kept_out_of_both_tiers(cache: FunctionCache) -> None:
@@ -267,7 +267,7 @@ def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     raise_generation = next(flow)
     assert is_command(raise_generation, RAISE_GENERATION) and raise_generation.arg("step") == 1
     finish(flow, (3, True))
-    assert cache.known_generation() == 3
+    assert cache.remote.known_generation() == 3
     assert cache.owed.pending()[:3] == (0, False, ())
 
 
