@@ -22,6 +22,7 @@ import redis
 
 import tiercache
 from tiercache import tiered_cache
+from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2 import compression
 
 SIZES = {"1 KB": 1_000, "100 KB": 100_000, "1 MB": 1_000_000}
@@ -65,7 +66,7 @@ def _mode(mode: str) -> Iterator[None]:
         yield
     finally:
         compression._zstd = saved
-        tiercache.configure(compress_min_bytes=compression.DEFAULT_COMPRESS_MIN_BYTES)
+        tiercache.configure(compress_min_bytes=DEFAULT_COMPRESS_MIN_BYTES)
 
 
 def _returning(value: Any) -> Callable[[str], Any]:

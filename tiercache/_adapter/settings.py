@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tiercache import _fields as fields
-from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
+from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES
 from tiercache._fields import setting
-from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]

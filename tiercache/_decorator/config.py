@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tiercache import _fields as fields
-from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
+from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_URL
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
 from tiercache._fields import setting
-from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
-from tiercache._l2.urls import DEFAULT_REDIS_URL
 
 __all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "settings_version"]
 

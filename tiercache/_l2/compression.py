@@ -19,7 +19,7 @@ from typing import Any, Final
 from tiercache._l2.codec import DecodeError
 from tiercache._l2.envelope import ZLIB, ZSTD
 
-__all__ = ["DEFAULT_COMPRESS_MIN_BYTES", "compress", "has_zstd", "inflate"]
+__all__ = ["compress", "has_zstd", "inflate"]
 
 _zstd: ModuleType | None
 try:  # pragma: no cover - which one exists depends on the Python
@@ -30,10 +30,6 @@ except ImportError:  # pragma: no cover
     except ImportError:
         _zstd = None
 
-#: Bodies at least this long are compressed by default. Measured (docs/benchmarks.md): below
-#: about 1 KB a JSON-like value shrinks by a few hundred bytes at most, while inflating costs a
-#: fixed 3-4 µs, some 5% of a loopback hit; from 1 KB on it saves 60% and more of the bytes.
-DEFAULT_COMPRESS_MIN_BYTES: Final = 1024
 _ZSTD_LEVEL: Final = 3  # zstd's default: ~10 µs for 1 KB, 150 µs for 60 KB, ratios 2.6-5.5x
 _ZLIB_LEVEL: Final = 1  # zlib's fastest: its default (6) costs 3x the time for 5% fewer bytes
 

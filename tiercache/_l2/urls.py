@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import urllib.parse
-from typing import Final
 
 import redis
 import redis.asyncio
@@ -13,14 +12,11 @@ import redis.cluster
 from tiercache._l2.sentinel import sentinel_target
 
 __all__ = [
-    "DEFAULT_REDIS_URL",
     "check_url",
     "plain_cluster_url",
     "redact_url",
 ]
 
-#: Where L2 lives unless configured otherwise.
-DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 _CLUSTER_SUFFIX = "+cluster"
 

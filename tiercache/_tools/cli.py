@@ -27,7 +27,7 @@ import tiercache
 from tiercache._l2 import keyspace as _admin
 from tiercache._l2.errors import printable
 from tiercache._l2.signing import Signer, signing_keys
-from tiercache._l2.urls import DEFAULT_REDIS_URL, redact_url
+from tiercache._l2.urls import redact_url
 from tiercache.metrics import fleet
 
 __all__ = ["main"]
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", type=Path, metavar="PNG", help="draw a latency chart into this file")
     demo.set_defaults(run=_demo)
 
-    default_url = os.environ.get("TIERCACHE_REDIS_URL") or DEFAULT_REDIS_URL
+    default_url = os.environ.get("TIERCACHE_REDIS_URL") or tiercache.Settings().redis_url
     stats = commands.add_parser("stats", help="key counts and memory per namespace and function (SCAN)")
     stats.add_argument("--redis-url", default=default_url, help=_URL_HELP)
     stats.add_argument("--namespace", help="only this namespace (exact; else up to the first colon)")

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import tiercache
 from tests.support.stacks import in_small_stack
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
-from tiercache._core.checks import DEFAULT_MAX_VALUE_BYTES
+from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES
 from tiercache._l2 import compression
 from tiercache._l2.codec import DecodeError, encode_value
-from tiercache._l2.compression import DEFAULT_COMPRESS_MIN_BYTES, compress, has_zstd, inflate
+from tiercache._l2.compression import compress, has_zstd, inflate
 from tiercache._l2.envelope import COMPRESSED, NO_TOKEN, SIGNED, ZLIB, ZSTD, open_envelope, seal
 from tiercache._tools.redis_process import RedisProcess
 
