@@ -184,10 +184,10 @@ class Remote:
     ) -> tuple[int | None, bytes, Any]:
         """Take in an L2 read's answer for ``key``, the one way every flow does.
 
-        ``asked``: the generation key the read named (``generation_key_if_due()``), if any; the
-        generation it brought back is then learned. Return that generation (None if not asked),
-        the key's token (what a later conditional write compares) and ``(value, seconds fresh)``
-        or MISSING.
+        ``asked``: the generation key the read named, or None (the later keys of a batch read,
+        whose first key learned it); the generation it brought back is then learned. Return that
+        generation (None if not asked), the key's token (what a later conditional write
+        compares) and ``(value, seconds fresh)`` or MISSING.
         """
         learned = self.learn_generation(endpoint, generation) if asked is not None else None
         return learned, token_of(payload), self.open_payload(endpoint, payload, key, tags)

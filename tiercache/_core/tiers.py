@@ -1,7 +1,8 @@
-"""One cache's two tiers: its L1, its L2 endpoint and generation, its stats, its pending repairs.
+"""One cache's two tiers: its L1, its L2 endpoint, its coherence, its stats, its pending repairs.
 
 Shared by the decorator's per-function caches and the adapters: the flows decide, and ask this
-object where L2 is, whether a payload is ours and current, and what to record.
+object where L2 is and what to record; its ``remote`` (``_core.remote``) says whether a payload
+is ours and current, in the generation it follows.
 """
 
 from __future__ import annotations

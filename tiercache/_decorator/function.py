@@ -388,7 +388,7 @@ class FunctionCache(Tiers):
     def read_of(self, call: Call) -> tuple[str, str, int]:
         """Return what an L2 read of ``call`` needs: its key, the generation's key, the generation now.
 
-        Every read fetches the generation with the entry (see Tiers.take_read): a clear is final
+        Every read fetches the generation with the entry (see Remote.take_read): a clear is final
         for every process's next read, heard of or not. The generation returned is the one the
         read is made in: a clear landing from now on makes the value computed from it a miss.
         """
