@@ -133,9 +133,18 @@ def newest(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff, and the package's layers with import-linter."""
     sync(session, "lint")
-    session.run("ruff", "check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
-    session.run("ruff", "format", "--check", "tiercache", "tests", "benchmarks", "docs", "noxfile.py")
+    session.run("ruff", "check", "tiercache", "tests", "benchmarks", "docs", "scripts", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "tiercache", "tests", "benchmarks", "docs", "scripts", "noxfile.py"
+    )
+    session.run("python", "scripts/unasync.py", "--check")
     session.run("lint-imports", "--no-cache")
+
+
+@nox.session(venv_backend="none")
+def unasync(session: nox.Session) -> None:
+    """Write the sync store (tiercache/_l2/sync_store.py) from the async commands it mirrors."""
+    session.run("python", "scripts/unasync.py")
 
 
 @nox.session

@@ -176,7 +176,7 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script_for_async_writes_t
 
         def old_set(key: str, payload: bytes, ttl_ms: int) -> Any:  # what Redis < 7.0 answers
             sent.append(key)
-            return store._execute("SET", key, payload, "PX", ttl_ms, "NX", "GET", "NOT-IN-REDIS-6")
+            return store._send("SET", key, payload, "PX", ttl_ms, "NX", "GET", "NOT-IN-REDIS-6")
 
         store._set_nx_get = old_set
         first = await store.write("cw:aold", value(NO_TOKEN), 60_000, ABSENT)

@@ -44,7 +44,7 @@ def test_the_reads_of_an_async_l2_hit_take_the_lean_way(real_l2: str) -> None:
     async def main() -> list[Any]:
         await lookup("a")
         store = store_of_this_loop()
-        assert store._execute is not store.client.execute_command
+        assert store._send is not store.client.execute_command
         store.client.execute_command = store.client.mget = None  # (redis-py's client layer is not called)
         return [await lookup("a") for _ in range(5)]
 
