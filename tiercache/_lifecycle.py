@@ -16,7 +16,7 @@ import time
 
 from tiercache import _background
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
-from tiercache._core.shells import run_async, run_sync, running_computations, settle_background
+from tiercache._core.shells import arun, run, running_computations, settle_background
 from tiercache._core.tiers import live_tiers
 from tiercache._l2.coherence import wait_for_abandoned
 from tiercache._l2.endpoint import CLOSE_WAIT, live_endpoints
@@ -43,7 +43,7 @@ def close(timeout: float = CLOSE_WAIT) -> CloseReport:
         worker.join(max(deadline - time.monotonic(), 0.0))
     caches = live_tiers()
     for tiers in caches:
-        run_sync(last_repairs(tiers))
+        run(last_repairs(tiers))
     running = sum(endpoint.close(timeout) for endpoint in live_endpoints())
     running += wait_for_abandoned(timeout)
     running += sum(worker.is_alive() for worker in others) + running_computations()
@@ -63,7 +63,7 @@ async def aclose(timeout: float = CLOSE_WAIT) -> CloseReport:
         await asyncio.sleep(0.01)  # (not join(): the loop's other tasks go on meanwhile)
     caches = live_tiers()
     for tiers in caches:
-        await run_async(last_repairs(tiers))
+        await arun(last_repairs(tiers))
     running = 0
     for endpoint in live_endpoints():
         running += await endpoint.aclose(timeout)

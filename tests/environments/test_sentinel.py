@@ -188,10 +188,10 @@ def test_no_client_tiercache_makes_retries_a_sentinel() -> None:
     endpoint = doubler(f"sentinel.retries.{next(_names)}", []).__tiercache__.endpoint()
 
     async def async_manager() -> Any:
-        return endpoint.async_store().client.connection_pool.sentinel_manager
+        return endpoint.astore().client.connection_pool.sentinel_manager
 
     managers = [
-        endpoint.sync_store().client.connection_pool.sentinel_manager,
+        endpoint.store().client.connection_pool.sentinel_manager,
         asyncio.run(async_manager()),
         endpoint._checker().thing.connection_pool.sentinel_manager,  # the probe's and the check's
     ]
@@ -411,7 +411,7 @@ def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_primary(
         return 2 * n
 
     assert asyncio.run(double_async(4)) == 8 and runs == [4]
-    pool = double.__tiercache__.endpoint().sync_store().client.connection_pool
+    pool = double.__tiercache__.endpoint().store().client.connection_pool
     assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
     assert all(
         sentinel.connection_pool.connection_kwargs["ssl_check_hostname"]

@@ -17,7 +17,7 @@ from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSetti
 from tiercache._adapter.tiers import AdapterTiers
 from tiercache._core.checks import MAX_SECONDS, Duration, as_seconds
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
-from tiercache._core.shells import run_async, run_sync
+from tiercache._core.shells import arun, run
 from tiercache._l1.lru import Clock
 from tiercache._l2.endpoint import CLOSE_WAIT
 
@@ -90,34 +90,34 @@ class MultiTierCacheAdapter(_Base):
 
     async def init(self) -> None:
         """Connect to L2 now rather than on first use; an unreachable Redis is logged, not raised."""
-        await run_async(flows.ping(self._tiers))
+        await arun(flows.ping(self._tiers))
 
     async def get(self, key: str) -> Any:
         """Return the value of ``key`` from L1, else L2 (filling L1), else None."""
-        found = await run_async(flows.get_many(self._tiers, (self._key("get", key),)))
+        found = await arun(flows.get_many(self._tiers, (self._key("get", key),)))
         return found.get(key)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
-        return dict(await run_async(flows.get_many(self._tiers, self._keys("get_many", keys))))
+        return dict(await arun(flows.get_many(self._tiers, self._keys("get_many", keys))))
 
     async def set(self, key: str, value: Any, ttl: Duration | None = None) -> None:
         """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
         items = {self._key("set", key): value}
-        await run_async(flows.set_many(self._tiers, items, self._ttl("set", ttl)))
+        await arun(flows.set_many(self._tiers, items, self._ttl("set", ttl)))
 
     async def set_many(self, mapping: Mapping[str, Any], ttl: Duration | None = None) -> None:
         """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
         items = self._items("set_many", mapping)
-        await run_async(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)))
+        await arun(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)))
 
     async def delete(self, key: str) -> None:
         """Drop ``key`` from both tiers."""
-        await run_async(flows.delete(self._tiers, (self._key("delete", key),)))
+        await arun(flows.delete(self._tiers, (self._key("delete", key),)))
 
     async def clear(self) -> None:
         """Drop every entry of this adapter's namespace from both tiers (no key scan)."""
-        await run_async(flows.clear(self._tiers))
+        await arun(flows.clear(self._tiers))
 
     async def get_metrics(self) -> dict[str, Any]:
         """Return hit counts and rates per tier, latency, L1 size and L2 health."""
@@ -135,7 +135,7 @@ class MultiTierCacheAdapter(_Base):
         """
         owner = f"{type(self).__name__}.close()"
         seconds = checked_timeout(timeout, owner)
-        await run_async(last_repairs(self._tiers))
+        await arun(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
         running = await endpoint.aclose(seconds) if endpoint is not None else 0
         return report((self._tiers,), owner, still_running=running)
@@ -159,31 +159,31 @@ class MultiTierCache(_Base):
 
     def init(self) -> None:
         """Connect to L2 now rather than on first use; an unreachable Redis is logged, not raised."""
-        run_sync(flows.ping(self._tiers))
+        run(flows.ping(self._tiers))
 
     def get(self, key: str) -> Any:
         """Return the value of ``key`` from L1, else L2 (filling L1), else None."""
-        return run_sync(flows.get_many(self._tiers, (self._key("get", key),))).get(key)
+        return run(flows.get_many(self._tiers, (self._key("get", key),))).get(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys found; one MGET fetches those L1 lacks."""
-        return dict(run_sync(flows.get_many(self._tiers, self._keys("get_many", keys))))
+        return dict(run(flows.get_many(self._tiers, self._keys("get_many", keys))))
 
     def set(self, key: str, value: Any, ttl: Duration | None = None) -> None:
         """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
-        run_sync(flows.set_many(self._tiers, {self._key("set", key): value}, self._ttl("set", ttl)))
+        run(flows.set_many(self._tiers, {self._key("set", key): value}, self._ttl("set", ttl)))
 
     def set_many(self, mapping: Mapping[str, Any], ttl: Duration | None = None) -> None:
         """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
-        run_sync(flows.set_many(self._tiers, self._items("set_many", mapping), self._ttl("set_many", ttl)))
+        run(flows.set_many(self._tiers, self._items("set_many", mapping), self._ttl("set_many", ttl)))
 
     def delete(self, key: str) -> None:
         """Drop ``key`` from both tiers."""
-        run_sync(flows.delete(self._tiers, (self._key("delete", key),)))
+        run(flows.delete(self._tiers, (self._key("delete", key),)))
 
     def clear(self) -> None:
         """Drop every entry of this cache's namespace from both tiers (no key scan)."""
-        run_sync(flows.clear(self._tiers))
+        run(flows.clear(self._tiers))
 
     def get_metrics(self) -> dict[str, Any]:
         """Return hit counts and rates per tier, latency, L1 size and L2 health."""
@@ -201,7 +201,7 @@ class MultiTierCache(_Base):
         """
         owner = f"{type(self).__name__}.close()"
         seconds = checked_timeout(timeout, owner)
-        run_sync(last_repairs(self._tiers))
+        run(last_repairs(self._tiers))
         endpoint = self._tiers.endpoint()
         running = endpoint.close(seconds) if endpoint is not None else 0
         return report((self._tiers,), owner, still_running=running)

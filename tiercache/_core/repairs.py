@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiercache._core import ops
 from tiercache._core.ops import Op, l2_op
-from tiercache._core.shells import run_sync
+from tiercache._core.shells import run
 from tiercache._l2.coherence import Announce
 from tiercache._l2.envelope import new_token, tombstone
 from tiercache._l2.errors import RemoteUnavailable
@@ -137,7 +137,7 @@ def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
         return  # (closed: replayed at the cache's next call, which reopens it, not behind close())
     if endpoint.breaker.closed:  # (else it opened again meanwhile: owed until it is back)
         try:
-            run_sync(replay_repairs(tiers, endpoint))
+            run(replay_repairs(tiers, endpoint))
         except Exception as exc:  # (no sync client can be made: an async-only one the app built)
             logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
             return

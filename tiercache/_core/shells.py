@@ -39,11 +39,11 @@ from tiercache._l2.errors import RemoteUnavailable
 __all__ = [
     "COMPUTE_THREAD",
     "Started",
-    "run_async",
-    "run_sync",
+    "arun",
+    "astart",
+    "run",
     "running_computations",
     "settle_background",
-    "start_async",
 ]
 
 #: The name of the threads that run sync functions with a ``compute_timeout``.
@@ -61,7 +61,7 @@ def _abandon(flights: Flights[Any] | None, key: Hashable, flight: Flight[Any] | 
         flights.settle(key, flight, ABANDONED)
 
 
-def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no helpers
+def run(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no helpers
     """Drive ``flow`` to its end in the calling thread and return its result."""
     flights: Flights[threading.Event] | None = None
     flight: Flight[threading.Event] | None = None
@@ -74,7 +74,7 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
             reply, error = None, None
             if type(op) is Command:  # the common case first: L2 work
                 try:
-                    store = _sync_store_for(op)
+                    store = _store_for(op)
                     tracer = _tracing.tracer()
                     if tracer is None:
                         reply = getattr(store, op.kind.method)(*op.args)  # (op.perform(store), a frame less)
@@ -82,7 +82,7 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
                         with _tracing.l2_span(tracer, op) as record:
                             reply = record(op.perform(store))
                 except Exception as exc:
-                    error = _blamed_sync(op, exc)
+                    error = _blamed(op, exc)
                 continue
             if type(op) is Compute:  # here, not in a helper: each frame per level limits recursion
                 call, function = op.call, op.function
@@ -101,14 +101,14 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
                 continue
             if isinstance(op, Join):
                 flights, key = op.flights.thread, op.key
-                flight, reply = _join_sync(flights, key, op.flights.label)
+                flight, reply = _join(flights, key, op.flights.label)
                 continue
             if isinstance(op, Land):
                 if flights is not None and flight is not None:
                     flights.settle(op.key, flight, op.settled, linger=op.linger)
                 continue
             try:
-                reply = _perform_sync(op)
+                reply = _perform(op)
             except Exception as exc:
                 error = exc
     except StopIteration as stop:
@@ -118,45 +118,45 @@ def run_sync(flow: Flow) -> Any:  # noqa: PLR0912 - one frame for every op: no h
             _abandon(flights, key, flight)
 
 
-def _sync_store_for(op: Command) -> Any:
+def _store_for(op: Command) -> Any:
     """Return the sync store to perform ``op`` on; on a cluster, fail at once where a primary is down."""
-    store = op.endpoint.sync_store()
+    store = op.endpoint.store()
     if op.endpoint.nodes is not None:  # (keys of a primary that failed lately: see _l2.nodes)
         op.endpoint.nodes.check(store.client, op.names())
     return store
 
 
-def _blamed_sync(op: Command, error: Exception) -> Exception:
+def _blamed(op: Command, error: Exception) -> Exception:
     """Return what a failed L2 operation raises: on a cluster, maybe that one primary is down."""
     nodes = op.endpoint.nodes
     if nodes is None or type(error) is not RemoteUnavailable:
         return error
-    return nodes.blame(op.endpoint.sync_store().client, op.names(), error, op.endpoint.ping_node)
+    return nodes.blame(op.endpoint.store().client, op.names(), error, op.endpoint.ping_node)
 
 
-async def _async_store_for(op: Command) -> Any:
-    """Return the running loop's store to perform ``op`` on (see _sync_store_for)."""
+async def _astore_for(op: Command) -> Any:
+    """Return the running loop's store to perform ``op`` on (see _store_for)."""
     endpoint = op.endpoint
-    store = endpoint.async_store()  # (may fail too: an endpoint with no async client)
-    if store.openings_seen != endpoint.openings:  # (sync_store() checks this itself)
+    store = endpoint.astore()  # (may fail too: an endpoint with no async client)
+    if store.openings_seen != endpoint.openings:  # (store() checks this itself)
         await store.drop_idle_connections()  # the breaker opened: they may be dead
     if endpoint.nodes is not None:
         endpoint.nodes.check(store.client, op.names())
     return store
 
 
-async def _blamed_async(op: Command, error: Exception) -> Exception:
-    """``_blamed_sync`` for coroutines."""
+async def _ablamed(op: Command, error: Exception) -> Exception:
+    """``_blamed`` for coroutines."""
     nodes = op.endpoint.nodes
     if nodes is None or type(error) is not RemoteUnavailable:
         return error
     blamed: Exception = await nodes.ablame(
-        op.endpoint.async_store().client, op.names(), error, op.endpoint.aping_node
+        op.endpoint.astore().client, op.names(), error, op.endpoint.aping_node
     )
     return blamed
 
 
-def _join_sync(
+def _join(
     flights: Flights[threading.Event], key: Hashable, label: str
 ) -> tuple[Flight[threading.Event] | None, Settled | None]:
     me = threading.get_ident()
@@ -197,7 +197,7 @@ def _compute_within(
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     context = contextvars.copy_context()
 
-    def run() -> None:
+    def compute() -> None:  # (the thread's body)
         future.set_running_or_notify_cancel()
         try:
             result = context.run(function, *args, **(kwargs or {}))
@@ -206,23 +206,23 @@ def _compute_within(
         else:
             future.set_result(result)
 
-    threading.Thread(target=run, name=COMPUTE_THREAD, daemon=True).start()
+    threading.Thread(target=compute, name=COMPUTE_THREAD, daemon=True).start()
     done, _ = concurrent.futures.wait((future,), timeout)
     if not done:  # (not future.result(timeout): the function may raise TimeoutError itself)
         raise Overran(future)
     return future.result()
 
 
-def _perform_sync(op: Op) -> Any:
-    # (L2 operations and Compute never get here: run_sync performs them itself, first.)
+def _perform(op: Op) -> Any:
+    # (L2 operations and Compute never get here: ``run()`` performs them itself, first.)
     if isinstance(op, Sleep):
         return time.sleep(op.seconds)
     if isinstance(op, Spawn):
         flow = op.flow
         if op.after is not None:  # no background thread waits for the run: it starts when it ends
-            op.after.add_done_callback(lambda _: _background.submit(lambda: run_sync(flow), op.dropped))
+            op.after.add_done_callback(lambda _: _background.submit(lambda: run(flow), op.dropped))
             return None
-        return _background.submit(lambda: run_sync(flow), op.dropped)
+        return _background.submit(lambda: run(flow), op.dropped)
     if isinstance(op, Outcome):
         return _outcome(op.pending)  # (done: its flow was spawned after it)
     if isinstance(op, Await):
@@ -230,7 +230,7 @@ def _perform_sync(op: Op) -> Any:
         if not done:
             raise Overran(op.pending)
         return _outcome(op.pending)
-    raise TypeError(f"{op!r} belongs to the loop, not to _perform_sync")
+    raise TypeError(f"{op!r} belongs to the loop, not to _perform")
 
 
 def _outcome(pending: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> Any:
@@ -248,7 +248,7 @@ def _outcome(pending: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> A
     return pending.result()
 
 
-async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
+async def arun(  # noqa: PLR0912 - one branch per kind of op, as in run()
     flow: Flow,
     flights: Flights[asyncio.Event] | None = None,
     flight: Flight[asyncio.Event] | None = None,
@@ -261,26 +261,26 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
         while True:
             op = flow.send(reply) if error is None else flow.throw(error)
             reply, error = None, None
-            if type(op) is Command:  # the common case first, as in run_sync
+            if type(op) is Command:  # the common case first, as in run()
                 try:
-                    store = await _async_store_for(op)
+                    store = await _astore_for(op)
                     tracer = _tracing.tracer()
                     if tracer is None:
-                        reply = await getattr(store, op.kind.method)(*op.args)  # (as in run_sync)
+                        reply = await getattr(store, op.kind.method)(*op.args)  # (as in run())
                     else:
                         with _tracing.l2_span(tracer, op) as record:
                             reply = record(await op.perform(store))
                 except Exception as exc:
-                    error = await _blamed_async(op, exc)
+                    error = await _ablamed(op, exc)
                 continue
             if isinstance(op, Join):
                 table = op.flights.of_loop()
-                led, reply = await _join_async(table, op.key, op.flights.label)
+                led, reply = await _ajoin(table, op.key, op.flights.label)
                 if led is None:
                     continue
                 # Lead from a task of its own: cancelling this caller must not cancel the run
                 # that its followers are waiting for.
-                task = asyncio.ensure_future(run_async(flow, table, led, op.key))
+                task = asyncio.ensure_future(arun(flow, table, led, op.key))
                 task.add_done_callback(_retrieve_exception)
                 led.leader = task
                 me = asyncio.current_task()
@@ -294,7 +294,7 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
                     flights.settle(op.key, flight, op.settled, linger=op.linger)
                 continue
             try:
-                reply = await _perform_async(op)
+                reply = await _aperform(op)
             except Exception as exc:
                 error = exc
     except StopIteration as stop:
@@ -304,7 +304,7 @@ async def run_async(  # noqa: PLR0912 - one branch per kind of op, as run_sync's
             _abandon(flights, key, flight)
 
 
-async def _join_async(
+async def _ajoin(
     flights: Flights[asyncio.Event], key: Hashable, label: str
 ) -> tuple[Flight[asyncio.Event] | None, Settled | None]:
     me = asyncio.current_task()
@@ -322,8 +322,8 @@ async def _join_async(
             return None, flight.settled
 
 
-async def _perform_async(op: Op) -> Any:
-    # (L2 operations never get here: run_async performs them itself, first.)
+async def _aperform(op: Op) -> Any:
+    # (L2 operations never get here: ``arun()`` performs them itself, first.)
     if isinstance(op, Compute):
         call = op.call
         tracer = _tracing.tracer()
@@ -333,11 +333,11 @@ async def _perform_async(op: Op) -> Any:
             )
             if op.timeout is None:
                 return await running
-            return await _compute_within_async(running, op.timeout)
+            return await _acompute_within(running, op.timeout)
     if isinstance(op, Sleep):
         return await asyncio.sleep(op.seconds)
     if isinstance(op, Spawn):
-        _keep(asyncio.ensure_future(run_async(op.flow)))  # (after a run: its flow awaits the Outcome)
+        _keep(asyncio.ensure_future(arun(op.flow)))  # (after a run: its flow awaits the Outcome)
         return None
     if isinstance(op, Outcome):
         await asyncio.wait((op.pending,))  # (never raises: the outcome is read below)
@@ -347,10 +347,10 @@ async def _perform_async(op: Op) -> Any:
         if not done:
             raise Overran(op.pending)
         return _outcome(op.pending)
-    raise TypeError(f"{op!r} belongs to the loop, not to _perform_async")
+    raise TypeError(f"{op!r} belongs to the loop, not to _aperform")
 
 
-async def _compute_within_async(running: Any, timeout: float) -> Any:
+async def _acompute_within(running: Any, timeout: float) -> Any:
     """Await ``running`` for ``timeout`` seconds; past it raise Overran, holding its task."""
     task = asyncio.ensure_future(running)
     try:
@@ -364,7 +364,7 @@ async def _compute_within_async(running: Any, timeout: float) -> Any:
     return task.result()
 
 
-def start_async(flow: Flow) -> Started:
+def astart(flow: Flow) -> Started:
     """Start ``flow`` now and return what to await for its end (an async ``cache_clear()``...).
 
     Its local part (an L1 drop) runs before this returns; what follows runs as a task of the
@@ -374,12 +374,12 @@ def start_async(flow: Flow) -> Started:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return Started(None, run_sync(flow))
+        return Started(None, run(flow))
     try:
         first = next(flow)
     except StopIteration as stop:
         return Started(None, stop.value)
-    task = asyncio.ensure_future(run_async(_resumed(first, flow)))
+    task = asyncio.ensure_future(arun(_resumed(first, flow)))
     _keep(task)
     return Started(task)
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from tiercache._core import ops
 from tiercache._core.ops import Compute, Flow, l2_op
 from tiercache._core.repairs import replay_repairs
-from tiercache._core.shells import run_async, run_sync, start_async
+from tiercache._core.shells import arun, astart, run
 from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
@@ -260,32 +260,32 @@ def _decorate(function: Any, *, options: Options) -> Any:
     if is_async:
 
         async def wrapper(*args: Any, **kwargs: Any) -> dict[Hashable, Any]:
-            return await run_async(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
+            return await arun(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
 
         # Started at the call, awaited for the end: a forgotten await loses nothing (see
-        # start_async).
+        # astart).
         def cache_invalidate(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
             """Drop the entries of the ids in these arguments from L1 and L2 (await the end)."""
-            return start_async(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
+            return astart(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
         def cache_clear() -> Coroutine[Any, Any, None]:
             """Drop every entry of this function from L1 and L2 (await the end); zero its stats."""
             cache.snapshot(reset=True)
-            return start_async(_flow.clear(cache))
+            return astart(_flow.clear(cache))
 
     else:
 
         def wrapper(*args: Any, **kwargs: Any) -> dict[Hashable, Any]:  # type: ignore[misc]
-            return run_sync(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
+            return run(serve_many(cache, batch, batch.bind(args, kwargs)))  # type: ignore[no-any-return]
 
         def cache_invalidate(*args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
             """Drop the entries of the ids in these arguments from L1 and L2."""
-            run_sync(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
+            run(_flow.invalidate(cache, *_key_values(batch, args, kwargs)))
 
         def cache_clear() -> None:  # type: ignore[misc]
             """Drop every entry of this function from L1 and L2, and zero its stats."""
             cache.snapshot(reset=True)
-            run_sync(_flow.clear(cache))
+            run(_flow.clear(cache))
 
     def cache_stats(*, reset: bool = False) -> CacheStats:
         """Return this function's stats (each id counts as a call); ``reset=True`` zeroes them."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from tiercache._core.checks import Duration
-from tiercache._core.shells import run_async, run_sync, start_async
+from tiercache._core.shells import arun, astart, run
 from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
@@ -23,7 +23,7 @@ from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.methods import CachedMethod, is_method
 from tiercache._decorator.options import OWNER, POSITIONAL, Options
 from tiercache._decorator.protocols import NO_VALUE, AsyncCachedFunction, CachedFunction, CacheInfo, Decorator
-from tiercache._decorator.warming import Progress, WarmReport, warm, warm_async
+from tiercache._decorator.warming import Progress, WarmReport, awarm, warm
 from tiercache._l1.lru import MISSING, Clock
 
 __all__ = ["examined", "tiered_cache"]
@@ -254,9 +254,9 @@ def _qualified_name(function: Any, label: str) -> str:
 def _entry_points(
     cache: FunctionCache, is_async: bool, copier: Callable[[Any], Any] | None = None
 ) -> EntryPoints:
-    run: Callable[..., Any] = run_async if is_async else run_sync
+    runner: Callable[..., Any] = arun if is_async else run
     if copier is not None:
-        run = _copying(run, copier, is_async)
+        runner = _copying(runner, copier, is_async)
 
     serve = _flow.serve
 
@@ -282,20 +282,20 @@ def _entry_points(
     def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         return serve(cache, Call(l1_key, key_values, args, kwargs))
 
-    return EntryPoints(run, miss, cache.timed_l1_hit, slow, canonical, keyed)
+    return EntryPoints(runner, miss, cache.timed_l1_hit, slow, canonical, keyed)
 
 
-def _copying(run: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:
-    """Return ``run``, handing back a copy of what the flow returns (L1 keeps the original)."""
+def _copying(runner: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:
+    """Return ``runner``, handing back a copy of what the flow returns (L1 keeps the original)."""
     if is_async:
 
-        async def run_copy_async(flow: Any) -> Any:
-            return copier(await run(flow))
+        async def arun_copy(flow: Any) -> Any:
+            return copier(await runner(flow))
 
-        return run_copy_async
+        return arun_copy
 
     def run_copy(flow: Any) -> Any:
-        return copier(run(flow))
+        return copier(runner(flow))
 
     return run_copy
 
@@ -328,7 +328,7 @@ def _attach_methods(
         return shown
 
     copier = options.copy or (lambda value: value)
-    make_methods = _async_methods if is_async else _sync_methods
+    make_methods = _amethods if is_async else _methods
     for attribute, method in make_methods(wrapper, cache, bind, copier).items():
         setattr(wrapper, attribute, method)
 
@@ -343,7 +343,7 @@ def _attach_methods(
     wrapper.__tiercache__ = cache
 
 
-def _async_methods(
+def _amethods(
     wrapper: Any,
     cache: FunctionCache,
     bind: Callable[..., tuple[Any, ...]],
@@ -364,34 +364,34 @@ def _async_methods(
 
     def cache_invalidate(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Drop the entry of the call with these arguments from L1 and L2 (await the end)."""
-        return start_async(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
+        return astart(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
 
     def cache_clear() -> Coroutine[Any, Any, None]:
         """Drop every entry of this function from L1 and L2 (await the end); zero its stats."""
         cache.snapshot(reset=True)  # (as functools.lru_cache's cache_clear() does)
-        return start_async(_flow.clear(cache))
+        return astart(_flow.clear(cache))
 
     async def cache_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
         args = (*receiver, *args)
-        value = await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
+        value = await arun(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
     async def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
         args = (*receiver, *args)
-        return await run_async(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
+        return await arun(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
     def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
         args = (*receiver, *args)
-        return start_async(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
+        return astart(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
     async def cache_warm(
         items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
     ) -> WarmReport:
         """Cache the result of each call in ``items`` (argument tuples, dicts, or single arguments)."""
-        return await warm_async(
+        return await awarm(
             items, cache_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
         )
 
@@ -406,7 +406,7 @@ def _async_methods(
     }
 
 
-def _sync_methods(
+def _methods(
     wrapper: Any,
     cache: FunctionCache,
     bind: Callable[..., tuple[Any, ...]],
@@ -420,45 +420,45 @@ def _sync_methods(
         """Return the Redis key the call with these arguments uses."""
         return cache.redis_key_for(bind(*receiver, *args, **kwargs))
 
-    def sync_invalidate(*args: Any, **kwargs: Any) -> None:
+    def cache_invalidate(*args: Any, **kwargs: Any) -> None:
         """Drop the entry of the call with these arguments from L1 and L2."""
-        run_sync(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
+        run(_flow.invalidate(cache, bind(*receiver, *args, **kwargs)))
 
-    def sync_clear() -> None:
+    def cache_clear() -> None:
         """Drop every entry of this function from L1 and L2, and zero its stats (as functools)."""
         cache.snapshot(reset=True)
-        run_sync(_flow.clear(cache))
+        run(_flow.clear(cache))
 
-    def sync_get(*args: Any, **kwargs: Any) -> Any:
+    def cache_get(*args: Any, **kwargs: Any) -> Any:
         """Return the cached result of the call with these arguments, or NO_VALUE; never run it."""
         args = (*receiver, *args)
-        value = run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
+        value = run(_entries.peek(cache, bind(*args, **kwargs), args, kwargs))
         return NO_VALUE if value is MISSING else copier(value)
 
-    def sync_contains(*args: Any, **kwargs: Any) -> bool:
+    def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """Return whether a live result of the call with these arguments is cached."""
         args = (*receiver, *args)
-        return run_sync(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
+        return run(_entries.peek(cache, bind(*args, **kwargs), args, kwargs)) is not MISSING
 
-    def sync_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
+    def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Make ``value`` the cached result of the call with these arguments, in both tiers."""
         args = (*receiver, *args)
-        run_sync(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
+        run(_entries.put(cache, bind(*args, **kwargs), value, args, kwargs))
 
-    def sync_warm(
+    def cache_warm(
         items: Iterable[Any], *, concurrency: int = 8, progress: Progress | None = None
     ) -> WarmReport:
         """Cache the result of each call in ``items`` (argument tuples, dicts, or single arguments)."""
         return warm(
-            items, sync_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
+            items, cache_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
         )
 
     return {
         "cache_key": cache_key,
-        "cache_invalidate": sync_invalidate,
-        "cache_clear": sync_clear,
-        "cache_get": sync_get,
-        "cache_contains": sync_contains,
-        "cache_set": sync_set,
-        "cache_warm": sync_warm,
+        "cache_invalidate": cache_invalidate,
+        "cache_clear": cache_clear,
+        "cache_get": cache_get,
+        "cache_contains": cache_contains,
+        "cache_set": cache_set,
+        "cache_warm": cache_warm,
     }

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tiercache._core import ops
 from tiercache._core.ops import Flow, Op, l2_op
 from tiercache._core.repairs import defer
-from tiercache._core.shells import run_async, run_sync
+from tiercache._core.shells import arun, run
 from tiercache._decorator import config as _config
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, checked_names, digest_of, tag_key
@@ -68,12 +68,12 @@ def invalidate_tags(*tags: str) -> None:
     unreachable: the functions here that may carry the tags are cleared once it is back, and
     stay off Redis until then. Raise InvalidationError if Redis refuses.
     """
-    run_sync(_invalidate_flow(checked_names(tags, _OWNER)))
+    run(_invalidate_flow(checked_names(tags, _OWNER)))
 
 
 async def ainvalidate_tags(*tags: str) -> None:
     """``invalidate_tags()`` for coroutines: the same guarantee, without blocking the loop."""
-    await run_async(_invalidate_flow(checked_names(tags, _OWNER)))
+    await arun(_invalidate_flow(checked_names(tags, _OWNER)))
 
 
 def _targets(digests: Sequence[str]) -> list[tuple[Endpoint, str, list[FunctionCache]]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["Progress", "WarmReport", "arguments_of", "warm", "warm_async"]
+__all__ = ["Progress", "WarmReport", "arguments_of", "awarm", "warm"]
 
 #: ``progress(done, total)`` after each item; ``total`` is None for an iterable of unknown length.
 Progress = Callable[[int, "int | None"], object]
@@ -118,7 +118,7 @@ def _settle(running: dict[concurrent.futures.Future[bool], Any], tally: _Tally, 
         tally.add(item, error if error is not None else future.result())
 
 
-async def warm_async(
+async def awarm(
     items: Iterable[Any],
     cached: Callable[..., Any],
     call: Callable[..., Any],

@@ -37,7 +37,7 @@ from tiercache._l2.pool import (
     WaitingConnectionPool,
     WaitingSentinelPool,
 )
-from tiercache._l2.replies import async_parser, bound_async_cluster, bound_cluster, sync_parser
+from tiercache._l2.replies import abound_cluster, abounded_parser, bound_cluster, bounded_parser
 from tiercache._l2.sentinel import (
     SentinelTarget,
     asking_sentinels,
@@ -76,7 +76,7 @@ def _retry_once() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
-def _async_retry_once() -> AsyncRetry:
+def _aretry_once() -> AsyncRetry:
     return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
@@ -135,8 +135,8 @@ class Endpoint:
     def __init__(
         self,
         name: str,
-        make_sync: Callable[[], Any],
-        make_async: AsyncClientSource,
+        make: Callable[[], Any],
+        amake: AsyncClientSource,
         *,
         async_per_loop: bool = True,
         probe: Callable[[], bool] | None = None,
@@ -148,8 +148,8 @@ class Endpoint:
         # A client for the start-up permission check, closed after it when it was made for it:
         # the sync store's pool would stay open in a process that only awaits.
         self._checker = checker
-        self._make_sync = make_sync
-        self._make_async = make_async
+        self._make_sync = make
+        self._make_async = amake
         self._async_per_loop = async_per_loop
         self.cluster = cluster
         # Cross-process invalidations; None when no sync connection can be made to listen on.
@@ -166,7 +166,7 @@ class Endpoint:
         )
         # Counted whenever the breaker opens: pooled connections may all be dead now (a Redis
         # restart kills every one of them), so each store drops its idle ones before its next
-        # operation (sync_store() sees to it; the async shell awaits it).
+        # operation (store() sees to it; the async shell awaits it).
         self.openings = 0
         self._lock = threading.Lock()
         self._sync: SyncStore | None = None
@@ -234,24 +234,24 @@ class Endpoint:
 
         protocol = _protocol(url)
 
-        def make_sync() -> redis.Redis:
+        def make() -> redis.Redis:
             pool = SyncWaitingConnectionPool.from_url(
                 url,
                 retry=_retry_once(),
                 max_connections=max_connections,
                 wait=wait,
-                parser_class=sync_parser(protocol),
+                parser_class=bounded_parser(protocol),
                 **options,
             )
             return redis.Redis.from_pool(pool)
 
-        def make_async() -> redis.asyncio.Redis:
+        def amake() -> redis.asyncio.Redis:
             pool = WaitingConnectionPool.from_url(
                 url,
-                retry=_async_retry_once(),
+                retry=_aretry_once(),
                 max_connections=max_connections,
                 wait=wait,
-                parser_class=async_parser(protocol),
+                parser_class=abounded_parser(protocol),
                 **options,
             )
             return redis.asyncio.Redis.from_pool(pool)
@@ -273,14 +273,14 @@ class Endpoint:
             listen = {**options, "socket_timeout": max(timeout, LOST_AFTER)}
             return Subscription(
                 redis.Redis.from_url(
-                    url, retry=Retry(NoBackoff(), 0), parser_class=sync_parser(protocol), **listen
+                    url, retry=Retry(NoBackoff(), 0), parser_class=bounded_parser(protocol), **listen
                 ).pubsub()
             )
 
         return cls(
             redact_url(url),
-            make_sync,
-            make_async,
+            make,
+            amake,
             probe=probe,
             subscribe=subscribe,
             checker=one_off,
@@ -295,20 +295,20 @@ class Endpoint:
 
         protocol = _protocol(cluster_url)
 
-        def make_sync() -> redis.cluster.RedisCluster:
+        def make() -> redis.cluster.RedisCluster:
             client = redis.cluster.RedisCluster.from_url(cluster_url, retry=Retry(NoBackoff(), 0), **options)
             bound_cluster(client, protocol)
             return client
 
-        def make_async() -> redis.asyncio.cluster.RedisCluster:
+        def amake() -> redis.asyncio.cluster.RedisCluster:
             client = redis.asyncio.cluster.RedisCluster.from_url(
                 cluster_url, retry=AsyncRetry(NoBackoff(), 0), **options
             )
-            bound_async_cluster(client, protocol)
+            abound_cluster(client, protocol)
             return client
 
         def one_off() -> contextlib.closing[redis.cluster.RedisCluster]:
-            return contextlib.closing(make_sync())  # (closed after use, as for a single server)
+            return contextlib.closing(make())  # (closed after use, as for a single server)
 
         parts = urllib.parse.urlsplit(cluster_url)
         credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
@@ -318,7 +318,7 @@ class Endpoint:
 
         def known_nodes(primaries: bool) -> list[tuple[str, int]]:
             try:
-                client = endpoint.sync_store().client
+                client = endpoint.store().client
                 nodes = client.get_primaries() if primaries else client.get_nodes()
             except Exception:  # (no slot map yet: the URL's node is all we know)
                 nodes = []
@@ -356,14 +356,14 @@ class Endpoint:
             nodes = known_nodes(primaries=False)
             host, port = nodes[attempt % len(nodes)]
             listen = {**options, "socket_timeout": max(options["socket_timeout"], LOST_AFTER)}
-            listen["parser_class"] = sync_parser(protocol)
+            listen["parser_class"] = bounded_parser(protocol)
             client = redis.Redis.from_url(node_url(host, port), retry=Retry(NoBackoff(), 0), **listen)
             return Subscription(client.pubsub())
 
         endpoint = cls(
             redact_url(url),
-            make_sync,
-            make_async,
+            make,
+            amake,
             probe=probe,
             subscribe=subscribe,
             cluster=True,
@@ -390,26 +390,26 @@ class Endpoint:
             **primary_options(target, options),
         }
 
-        def make_sync() -> redis.Redis:
+        def make() -> redis.Redis:
             asking = asking_sentinels(target, options, Retry(NoBackoff(), 0))
             manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.Redis.from_pool(
                 SyncWaitingSentinelPool(
                     sentinel_manager=manager,
                     retry=_retry_once(),
-                    parser_class=sync_parser(protocol),
+                    parser_class=bounded_parser(protocol),
                     **pooled,
                 )
             )
 
-        def make_async() -> redis.asyncio.Redis:
+        def amake() -> redis.asyncio.Redis:
             asking = asking_sentinels(target, options, AsyncRetry(NoBackoff(), 0))
             manager = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=asking)
             return redis.asyncio.Redis.from_pool(
                 WaitingSentinelPool(
                     sentinel_manager=manager,
-                    retry=_async_retry_once(),
-                    parser_class=async_parser(protocol),
+                    retry=_aretry_once(),
+                    parser_class=abounded_parser(protocol),
                     **pooled,
                 )
             )
@@ -427,13 +427,11 @@ class Endpoint:
         def subscribe(_attempt: int) -> Subscription:
             # On the primary; a replica hears what its primary publishes as well, so a listener
             # left on a demoted primary still hears, and one on a dead primary reconnects here.
-            listen = {**options, "retry": Retry(NoBackoff(), 0), "parser_class": sync_parser(protocol)}
+            listen = {**options, "retry": Retry(NoBackoff(), 0), "parser_class": bounded_parser(protocol)}
             listen["socket_timeout"] = max(options["socket_timeout"], LOST_AFTER)
             return Subscription(primary_client(target, listen).pubsub())
 
-        endpoint = cls(
-            redact_url(url), make_sync, make_async, probe=probe, subscribe=subscribe, checker=one_off
-        )
+        endpoint = cls(redact_url(url), make, amake, probe=probe, subscribe=subscribe, checker=one_off)
         # Invalidations, clears and sets wait for a replica (WAIT), within the L2 timeout: a
         # failover promoting a replica that had not received them would bring old values back.
         endpoint.confirm_ms = max(1, round(options["socket_timeout"] * 1000 * CONFIRM_SHARE))
@@ -454,14 +452,14 @@ class Endpoint:
         def missing() -> Any:
             raise RemoteUnavailable("this endpoint was configured without a client for this kind of caller")
 
-        make_async: AsyncClientSource
+        amake: AsyncClientSource
         if async_client is None:
-            make_async, per_loop = missing, False
+            amake, per_loop = missing, False
         elif isinstance(async_client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
-            make_async, per_loop = (lambda: async_client), False
+            amake, per_loop = (lambda: async_client), False
         else:
-            make_async, per_loop = async_client, True
-        make_sync = missing if sync_client is None else (lambda: sync_client)
+            amake, per_loop = async_client, True
+        make = missing if sync_client is None else (lambda: sync_client)
         kind = type(sync_client if sync_client is not None else async_client).__qualname__
         cluster = isinstance(sync_client, redis.cluster.RedisCluster) or isinstance(
             async_client, redis.asyncio.cluster.RedisCluster
@@ -483,8 +481,8 @@ class Endpoint:
         # time, and L1s follow TTLs only.
         endpoint = cls(
             f"client {kind}",
-            make_sync,
-            make_async,
+            make,
+            amake,
             async_per_loop=per_loop,
             probe=probe if sync_client is not None else None,
             subscribe=subscribe if sync_client is not None else None,
@@ -623,7 +621,7 @@ class Endpoint:
             for debtor, settle in debts:
                 self._debtors.setdefault(debtor, settle)
 
-    def sync_store(self) -> SyncStore:
+    def store(self) -> SyncStore:
         """Return the store for sync callers, its pool rid of connections from before an outage."""
         if self._closed:
             self._reopen()
@@ -637,7 +635,7 @@ class Endpoint:
             store.drop_idle_connections()
         return store
 
-    def async_store(self) -> AsyncStore:
+    def astore(self) -> AsyncStore:
         """Return the store for coroutines running on the current event loop."""
         if self._closed:
             self._reopen()

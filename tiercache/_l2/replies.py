@@ -29,13 +29,13 @@ from tiercache._l2.oversized import BOUND, OVERSIZED_PREFIX, Oversized
 __all__ = [
     "READ_BOUNDED",
     "OversizedReply",
-    "async_parser",
-    "bound_async_cluster",
+    "abound_cluster",
+    "abounded_parser",
     "bound_cluster",
+    "bounded_parser",
     "check_unparsed",
     "from_bounded_reads",
     "queue_bounded_reads",
-    "sync_parser",
 ]
 
 
@@ -172,12 +172,12 @@ if HIREDIS_AVAILABLE:
         _SYNC[True, protocol], _ASYNC[True, protocol] = _BoundedHiredisParser, _AsyncBoundedHiredisParser
 
 
-def sync_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
+def bounded_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
     """Return the bounded parser for redis-py's sync connections speaking RESP ``protocol``."""
     return _SYNC[hiredis, protocol]
 
 
-def async_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
+def abounded_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:
     """Return the bounded parser for redis.asyncio's connections speaking RESP ``protocol``."""
     return _ASYNC[hiredis, protocol]
 
@@ -189,7 +189,7 @@ def bound_cluster(client: Any, protocol: int) -> None:
     options every node is made with, and on the nodes made already (whose connections, opened
     to read the slot map, are closed: the next ones are made bounded).
     """
-    parser = sync_parser(protocol)
+    parser = bounded_parser(protocol)
     manager = client.nodes_manager
     manager.connection_kwargs["parser_class"] = parser
     for node in manager.nodes_cache.values():
@@ -199,13 +199,13 @@ def bound_cluster(client: Any, protocol: int) -> None:
         pool.reset()
 
 
-def bound_async_cluster(client: Any, protocol: int) -> None:
+def abound_cluster(client: Any, protocol: int) -> None:
     """Have a new asyncio RedisCluster's connections parse with the bound.
 
     As redis-py itself wires its maintenance notifications in: the options every node is made
     with, and the start-up nodes made already (they connect only when first used).
     """
-    parser = async_parser(protocol)
+    parser = abounded_parser(protocol)
     manager = client.nodes_manager
     manager.connection_kwargs["parser_class"] = parser
     for node in manager.startup_nodes.values():

@@ -27,7 +27,7 @@ from redis._parsers.encoders import Encoder
 
 from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 
-__all__ = ["LeanPipeline", "Ways", "lean_async_command", "lean_command", "lean_pipeline", "ways_for"]
+__all__ = ["LeanPipeline", "Ways", "alean_command", "lean_command", "lean_pipeline", "ways_for"]
 
 try:  # hiredis packs a command in C (redis-py's own packer is Python: ten times the cost)
     from hiredis import pack_command as _hiredis_pack  # type: ignore[import-not-found]
@@ -69,7 +69,7 @@ def ways_for(client: Any, *, cluster: bool) -> Ways:
     if cluster:
         lean = None
     else:
-        lean = lean_async_command(client) if isinstance(client, redis.asyncio.Redis) else lean_command(client)
+        lean = alean_command(client) if isinstance(client, redis.asyncio.Redis) else lean_command(client)
     if lean is None:  # (redis-py's SET returns Redis's reply as it is only when told get=True)
         return Ways(
             client.execute_command,
@@ -101,10 +101,10 @@ def lean_command(client: Any) -> Callable[..., Any] | None:
 def lean_pipeline(client: Any) -> Callable[[], LeanPipeline] | None:
     """Return a maker of ``LeanPipeline``s sending on ``client``'s pool directly (see lean_command).
 
-    ``client`` may be a redis.asyncio one (see lean_async_command): its pipelines' ``execute``
+    ``client`` may be a redis.asyncio one (see alean_command): its pipelines' ``execute``
     returns an awaitable.
     """
-    exchange = _async_exchange_on(client) if isinstance(client, redis.asyncio.Redis) else _exchange_on(client)
+    exchange = _aexchange_on(client) if isinstance(client, redis.asyncio.Redis) else _exchange_on(client)
     return None if exchange is None else (lambda: LeanPipeline(exchange))
 
 
@@ -118,7 +118,7 @@ class LeanPipeline:
     __slots__ = ("_commands", "_exchange")
 
     def __init__(self, exchange: Exchange) -> None:
-        self._exchange = exchange  # (sync or async: see _exchange_on, _async_exchange_on)
+        self._exchange = exchange  # (sync or async: see _exchange_on, _aexchange_on)
         self._commands: list[tuple[Any, ...]] = []
 
     def execute_command(self, *command: Any) -> None:
@@ -192,7 +192,7 @@ def _exchange_on(client: Any) -> Exchange | None:
     return exchange
 
 
-def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
+def alean_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
     """Return ``send(*command)`` for ``client``, a redis.asyncio one, as ``lean_command`` does.
 
     redis.asyncio also wraps every write in ``asyncio.wait_for`` (a task per command); here the
@@ -200,7 +200,7 @@ def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
     waits for it to drain, within the connection's timeout. The reply is read by redis-py,
     within that timeout too; a read cut short (a timeout, a cancelled task) closes the connection.
     """
-    exchange = _async_exchange_on(client)
+    exchange = _aexchange_on(client)
     if exchange is None:
         return None
 
@@ -210,7 +210,7 @@ def lean_async_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
     return send
 
 
-async def _async_replies(connection: Any, count: int) -> list[Any]:
+async def _areplies(connection: Any, count: int) -> list[Any]:
     replies: list[Any] = []
     for _ in range(count):
         try:
@@ -220,7 +220,7 @@ async def _async_replies(connection: Any, count: int) -> list[Any]:
     return replies
 
 
-def _async_exchange_on(client: Any) -> Exchange | None:
+def _aexchange_on(client: Any) -> Exchange | None:
     """Return ``exchange(packed, count)``, awaitable, on ``client``'s pool, or None (see Exchange)."""
     pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, WaitingConnectionPool) or getattr(client, "single_connection_client", True):
@@ -260,4 +260,4 @@ async def _round_trip(connection: Any, packed: list[bytes], count: int) -> Any:
                     await writer.drain()
             except TimeoutError:
                 raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
-    return await (_async_replies(connection, count) if count else connection.read_response())
+    return await (_areplies(connection, count) if count else connection.read_response())

@@ -39,7 +39,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from tiercache._adapter import flows
 from tiercache._adapter.adapter import MultiTierCache
 from tiercache._adapter.settings import MultiTierCacheSettings
-from tiercache._core.shells import run_sync
+from tiercache._core.shells import run
 from tiercache._l1.lru import MISSING
 from tiercache.contrib._django_options import from_other_backends
 from tiercache.contrib._django_values import register_django_types
@@ -119,7 +119,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         items = {self.make_and_validate_key(key, version=version): value for key, value in data.items()}
         seconds = self._seconds(timeout)
         if seconds is None:
-            run_sync(flows.delete(self._tiers, tuple(items)))
+            run(flows.delete(self._tiers, tuple(items)))
         elif items:
             self._cache.set_many(items, ttl=seconds)
         return []
@@ -130,7 +130,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         seconds = self._seconds(timeout)
         if seconds is None:  # added and gone at once, as Django's Redis backend has it
             return key not in self._cache.get_many((key,))
-        _, added = run_sync(
+        _, added = run(
             flows.update(self._tiers, key, lambda old: value if old is MISSING else flows.UNCHANGED, seconds)
         )
         return added is not flows.UNCHANGED
@@ -141,7 +141,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         seconds = self._seconds(timeout)
         if seconds is None:
             return self._delete(key)
-        old, _ = run_sync(
+        old, _ = run(
             flows.update(self._tiers, key, lambda old: flows.UNCHANGED if old is MISSING else old, seconds)
         )
         return old is not MISSING
@@ -155,7 +155,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
                 raise ValueError(f"Key '{key}' not found")
             return old + delta
 
-        _, new = run_sync(flows.update(self._tiers, name, add_delta, None, keep_ttl=True))
+        _, new = run(flows.update(self._tiers, name, add_delta, None, keep_ttl=True))
         return new
 
     # (decr, incr_version, decr_version, get_or_set: BaseCache's, over the methods here.)
@@ -170,7 +170,7 @@ class TieredCache(BaseCache):  # type: ignore[misc]  # (Django ships no types)
         """Drop every key, in one round trip to Redis."""
         names = tuple(self.make_and_validate_key(key, version=version) for key in keys)
         if names:
-            run_sync(flows.delete(self._tiers, names))
+            run(flows.delete(self._tiers, names))
 
     def clear(self) -> None:
         """Drop every entry of this cache's namespace, in every process (no key scan)."""

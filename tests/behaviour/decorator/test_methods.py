@@ -353,3 +353,19 @@ async def test_async_cache_methods_await_as_coroutines_do(tiers: dict[str, Any])
     await asyncio.create_task(load.cache_clear())  # type: ignore[arg-type]
     assert not await load.cache_contains("b")
     assert await asyncio.wait_for(load.cache_invalidate("b"), 5) is None
+
+
+def test_cache_methods_bear_their_own_names_sync_and_async() -> None:
+    # (A traceback or a profiler shows `cache_get`, whichever kind of function it belongs to.)
+    @tiered_cache(ttl_l2=None)
+    def lookup(key: str) -> str:
+        return key
+
+    @tiered_cache(ttl_l2=None)
+    async def alookup(key: str) -> str:
+        return key
+
+    names = ("cache_invalidate", "cache_clear", "cache_get", "cache_contains", "cache_set", "cache_warm")
+    for wrapper in (lookup, alookup, Stored("eu").lookup):
+        for name in names:
+            assert getattr(wrapper, name).__name__ == name, (wrapper, name)

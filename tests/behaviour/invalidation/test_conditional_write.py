@@ -31,11 +31,11 @@ class Store:
 
     def __getattr__(self, name: str) -> Any:
         if self.loop is None:
-            return getattr(self.endpoint.sync_store(), name)
+            return getattr(self.endpoint.store(), name)
 
         def run(*args: Any) -> Any:
             async def call() -> Any:
-                return await getattr(self.endpoint.async_store(), name)(*args)
+                return await getattr(self.endpoint.astore(), name)(*args)
 
             return self.loop.run_until_complete(call())  # type: ignore[union-attr]
 
@@ -145,7 +145,7 @@ def test_tombstones_replace_values_and_plain_deletes_remove_them(store: Store, c
 def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: RedisProcess) -> None:
     """Redis < 7.0 answers SET ... NX GET with a syntax error: the script does the same check."""
     endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
-    sync = endpoint.sync_store()
+    sync = endpoint.store()
     sent: list[str] = []
 
     def old_set(key: str, payload: bytes, ttl_ms: int) -> Any:  # what Redis < 7.0 answers
@@ -172,7 +172,7 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script_for_async_writes_t
     sent: list[str] = []
 
     async def main() -> list[bool]:
-        store = endpoint.async_store()
+        store = endpoint.astore()
 
         def old_set(key: str, payload: bytes, ttl_ms: int) -> Any:  # what Redis < 7.0 answers
             sent.append(key)
@@ -206,7 +206,7 @@ def test_an_old_redis_takes_batched_conditional_writes_through_the_script(
 
     monkeypatch.setattr(redis.client.Pipeline, "set", old_set)
     endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
-    store = endpoint.sync_store()
+    store = endpoint.store()
     client = redis_server.client()
     try:
         client.delete("cw:b1", "cw:b2")

@@ -31,7 +31,7 @@ from tiercache._l2 import oversized
 from tiercache._l2.endpoint import live_endpoints
 from tiercache._l2.envelope import HEADER_SIZE, generation_from, token_of
 from tiercache._l2.oversized import BOUND, OVERSIZED_PREFIX, Oversized
-from tiercache._l2.replies import OversizedReply, async_parser, sync_parser
+from tiercache._l2.replies import OversizedReply, abounded_parser, bounded_parser
 from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.redis_server
@@ -79,7 +79,7 @@ def test_sync_parsers_stop_at_the_bound_and_the_client_goes_on(
 ) -> None:
     hiredis, protocol = planted(kind, small_bound, redis_server)
     client = redis.Redis.from_url(
-        redis_server.url, protocol=protocol, parser_class=sync_parser(protocol, hiredis=hiredis)
+        redis_server.url, protocol=protocol, parser_class=bounded_parser(protocol, hiredis=hiredis)
     )
     try:
         outcome, peak = traced_peak(lambda: client.get("bomb"))
@@ -101,7 +101,7 @@ async def test_async_parsers_stop_at_the_bound_and_the_client_goes_on(
 ) -> None:
     hiredis, protocol = planted(kind, small_bound, redis_server)
     client = redis.asyncio.Redis.from_url(
-        redis_server.url, protocol=protocol, parser_class=async_parser(protocol, hiredis=hiredis)
+        redis_server.url, protocol=protocol, parser_class=abounded_parser(protocol, hiredis=hiredis)
     )
     try:
         tracemalloc.start()
@@ -419,7 +419,7 @@ def test_the_bounded_parser_speaks_the_protocol_of_its_connection(
 
     endpoint = Endpoint.from_url(f"{redis_server.url}{asked}", timeout=1.0, connect_timeout=1.0)
     try:
-        client = endpoint.sync_store().client
+        client = endpoint.store().client
         assert client.set("protocol-check", b"x") and client.get("protocol-check") == b"x"
         connection = client.connection_pool.get_connection()
         try:
@@ -431,7 +431,7 @@ def test_the_bounded_parser_speaks_the_protocol_of_its_connection(
             client.connection_pool.release(connection)
 
         async def async_check() -> None:
-            store = endpoint.async_store()
+            store = endpoint.astore()
             assert await store.client.get("protocol-check") == b"x"
             connection = await store.client.connection_pool.get_connection()
             try:

@@ -336,7 +336,7 @@ def test_a_certificate_for_another_host_is_refused(
     query = f"ssl_ca_certs={d / 'ca.crt'}&ssl_certfile={d / 'client.crt'}&ssl_keyfile={d / 'client.key'}"
     url = f"rediss://127.0.0.1:{server.port}/0?{query}"
     endpoint = Endpoint.from_url(url, timeout=2, connect_timeout=2)
-    assert endpoint.sync_store().client.connection_pool.connection_kwargs["ssl_check_hostname"] is True
+    assert endpoint.store().client.connection_pool.connection_kwargs["ssl_check_hostname"] is True
     tiercache.configure(redis_url=url, connect_timeout=2, timeout=2)
     lookup, runs = run_counter()
     lookup("a")

@@ -209,7 +209,7 @@ def test_a_listener_left_on_an_endpoint_nobody_uses_stops(real_l2: str) -> None:
     def reopened_behind_a_reset() -> tuple[Any, Bus, weakref.ref[Endpoint]]:
         double, endpoint = listening_double()
         _config.reset()  # closes the endpoint and forgets it
-        endpoint.sync_store()  # the racing call: reopened, so listening again
+        endpoint.store()  # the racing call: reopened, so listening again
         return double, endpoint.bus, weakref.ref(endpoint)
 
     double, bus, endpoint = reopened_behind_a_reset()
@@ -417,7 +417,7 @@ def test_a_call_that_reopens_during_close_leaves_it_open_and_listening(real_l2: 
 
     def stop_then_a_call_comes(timeout: float = 5.0) -> None:
         stop_prober(timeout)
-        endpoint.sync_store()  # what a call racing with close() does: reopen
+        endpoint.store()  # what a call racing with close() does: reopen
 
     endpoint.breaker.stop = stop_then_a_call_comes  # type: ignore[method-assign]
     try:

@@ -35,7 +35,7 @@ def cached(name: str, runs: list[int]) -> Any:
 
 
 def pool_of_this_process() -> SyncWaitingConnectionPool:
-    pool = config.endpoint_for(config.current()).sync_store().client.connection_pool
+    pool = config.endpoint_for(config.current()).store().client.connection_pool
     assert isinstance(pool, SyncWaitingConnectionPool)
     return pool
 
@@ -44,7 +44,7 @@ def test_the_reads_of_an_l2_hit_take_the_lean_way(real_l2: str) -> None:
     runs: list[int] = []
     lookup = cached("wire.lean", runs)
     lookup("a")
-    store = config.endpoint_for(config.current()).sync_store()
+    store = config.endpoint_for(config.current()).store()
     assert store._send is not store.client.execute_command  # (the lean sender, not the client's)
     assert [lookup("a") for _ in range(5)] == [{"key": "a"}] * 5 and runs == [1]
     assert lookup.cache_stats().l2_hits == 5
@@ -73,7 +73,7 @@ def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
     runs: list[int] = []
     lookup = cached("wire.miss", runs)
     lookup("warm")
-    store = config.endpoint_for(config.current()).sync_store()
+    store = config.endpoint_for(config.current()).store()
     monkeypatch.setattr(store.client, "set", None)  # (redis-py's client layer is not called)
     admin = redis_server.client()
     for key in ("a", "b", "c"):
@@ -92,7 +92,7 @@ def test_sets_and_invalidations_take_the_lean_way_even_after_a_dropped_connectio
     runs: list[int] = []
     lookup = cached("wire.sets", runs)
     lookup("warm")
-    store = config.endpoint_for(config.current()).sync_store()
+    store = config.endpoint_for(config.current()).store()
     monkeypatch.setattr(store.client, "pipeline", None)  # (redis-py's pipeline is not used)
     admin = redis_server.client()
     for key in ("a", "b"):
@@ -112,7 +112,7 @@ def test_sets_and_invalidations_take_the_lean_way_even_after_a_dropped_connectio
 
 def test_a_lean_pipeline_returns_an_error_reply_in_its_place(real_l2: str) -> None:
     tiered_cache(ttl_l1=None, name="wire.pipeline")(lambda key: key)("warm")
-    client = config.endpoint_for(config.current()).sync_store().client
+    client = config.endpoint_for(config.current()).store().client
     make = lean_pipeline(client)
     assert make is not None
     pipeline = make()

@@ -18,7 +18,7 @@ import tiercache
 from tiercache import tiered_cache
 from tiercache._decorator import config
 from tiercache._l2.pool import WaitingConnectionPool
-from tiercache._l2.wire import lean_async_command, lean_pipeline
+from tiercache._l2.wire import alean_command, lean_pipeline
 from tiercache._tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.redis_server
@@ -34,7 +34,7 @@ def cached(name: str, runs: list[str]) -> Any:
 
 
 def store_of_this_loop() -> Any:
-    return config.endpoint_for(config.current()).async_store()
+    return config.endpoint_for(config.current()).astore()
 
 
 def test_the_reads_of_an_async_l2_hit_take_the_lean_way(real_l2: str) -> None:
@@ -220,11 +220,11 @@ def test_a_slow_redis_is_an_outage_not_a_retry(redis_server: RedisProcess, tmp_p
 
 
 def test_clients_tiercache_did_not_build_keep_their_own_way() -> None:
-    assert lean_async_command(redis.asyncio.Redis()) is None
+    assert alean_command(redis.asyncio.Redis()) is None
     single = redis.asyncio.Redis(
         connection_pool=WaitingConnectionPool(wait=1.0), single_connection_client=True
     )
-    assert lean_async_command(single) is None
+    assert alean_command(single) is None
 
 
 def test_idle_connections_dropped_while_reads_go_on_cost_no_read(real_l2: str) -> None:
