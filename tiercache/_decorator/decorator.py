@@ -343,6 +343,11 @@ def _attach_methods(
     wrapper.__tiercache__ = cache
 
 
+def _by_name(*methods: Callable[..., Any]) -> dict[str, Any]:
+    """Return ``methods`` by their names: the wrapper's attributes they become."""
+    return {method.__name__: method for method in methods}
+
+
 def _amethods(
     wrapper: Any,
     cache: FunctionCache,
@@ -395,15 +400,9 @@ def _amethods(
             items, cache_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
         )
 
-    return {
-        "cache_key": cache_key,
-        "cache_invalidate": cache_invalidate,
-        "cache_clear": cache_clear,
-        "cache_get": cache_get,
-        "cache_contains": cache_contains,
-        "cache_set": cache_set,
-        "cache_warm": cache_warm,
-    }
+    return _by_name(
+        cache_key, cache_invalidate, cache_clear, cache_get, cache_contains, cache_set, cache_warm
+    )
 
 
 def _methods(
@@ -453,12 +452,6 @@ def _methods(
             items, cache_contains, wrapper, concurrency=concurrency, progress=progress, owner=warm_owner
         )
 
-    return {
-        "cache_key": cache_key,
-        "cache_invalidate": cache_invalidate,
-        "cache_clear": cache_clear,
-        "cache_get": cache_get,
-        "cache_contains": cache_contains,
-        "cache_set": cache_set,
-        "cache_warm": cache_warm,
-    }
+    return _by_name(
+        cache_key, cache_invalidate, cache_clear, cache_get, cache_contains, cache_set, cache_warm
+    )
