@@ -69,8 +69,8 @@ class AsyncCommands:
         """Close the idle connections now; the store stays usable (it connects again when used).
 
         Connections in use belong to calls in flight: they finish, and the connection goes back
-        to the pool, where the next close finds it. (An async store's event loop, when it shuts
-        down, closes the rest: see ``AsyncStore.close_with_loop``.)
+        to the pool, where the next close finds it (an async store's, or the end of its event
+        loop: see ``AsyncStore.close_with_loop``).
         """
         if getattr(self.client, "connection_pool", None) is not None:
             await self.drop_idle_connections()  # (the idle ones, as after an outage)
