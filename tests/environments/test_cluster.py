@@ -223,7 +223,7 @@ def test_batch_reads_and_writes_group_by_slot(on_cluster: str, cluster: RedisClu
     assert asked == [ids]
     stats = load.cache_stats()
     assert (stats.misses, stats.l2_hits, stats.l2_errors) == (40, 40, 0)
-    holders = {cluster.primary_of(load.__tiercache__.redis_key_for((n,))).port for n in ids}
+    holders = {cluster.primary_of(load.__tiercache__.keys.redis_key_for((n,))).port for n in ids}
     assert len(holders) == 3
     load.cache_invalidate([5, 6])
     assert load([5, 6, 7]) == {5: 15, 6: 18, 7: 21}

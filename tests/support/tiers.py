@@ -54,6 +54,6 @@ async def await_until(check: Callable[[], Any], seconds: float = 5.0) -> None:
 def stored(function: Any, client: Any, *args: Any) -> bool:
     """Whether either tier holds an entry for the call (Redis: the key exists)."""
     cache = function.__tiercache__
-    in_l1 = cache.has_l1 and cache.l1_key(args)[0] in cache.local.data
+    in_l1 = cache.has_l1 and cache.keys.l1_key(args)[0] in cache.local.data
     in_l2 = client is not None and bool(client.exists(function.cache_key(*args)))
     return in_l1 or in_l2

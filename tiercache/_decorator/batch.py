@@ -126,9 +126,9 @@ def serve_many(cache: FunctionCache, batch: _Batch, bound: inspect.BoundArgument
     found: dict[Hashable, Any] = {}
     lease = cache.l1.lease() if cache.has_l1 else 0
     for key in ids:
-        l1_key, canonical = cache.l1_key((key, *others))
+        l1_key, canonical = cache.keys.l1_key((key, *others))
         if endpoint is None and canonical is None:
-            cache.check_raw_key((key, *others))  # (with L2, redis_key() encodes and checks it)
+            cache.keys.check_raw((key, *others))  # (with L2, redis_key() encodes and checks it)
         call = calls[key] = Call(l1_key, (key, *others), (), None, canonical=canonical)
         call.lease = lease
         if cache.has_l1:

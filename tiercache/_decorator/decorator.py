@@ -258,14 +258,14 @@ def _entry_points(
     if copier is not None:
         runner = _copying(runner, copier, is_async)
 
-    serve = _flow.serve
+    serve, keys = _flow.serve, cache.keys
 
     def miss(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         return serve(cache, Call(l1_key, key_values, args, kwargs, fast=True))
 
     def slow(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         try:
-            l1_key, canonical = cache.l1_key(key_values)
+            l1_key, canonical = keys.l1_key(key_values)
         except UnkeyableArgumentError:
             cache.stats.add("misses", 0, 1, ERROR)  # (a call all the same: an error, as serve() counts it)
             raise
@@ -273,7 +273,7 @@ def _entry_points(
 
     def canonical(key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         try:
-            l1_key, encoded = cache.canonical_l1_key(key_values)
+            l1_key, encoded = keys.canonical_l1_key(key_values)
         except UnkeyableArgumentError:
             cache.stats.add("misses", 0, 1, ERROR)
             raise
@@ -365,7 +365,7 @@ def _amethods(
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         """Return the Redis key the call with these arguments uses."""
-        return cache.redis_key_for(bind(*receiver, *args, **kwargs))
+        return cache.keys.redis_key_for(bind(*receiver, *args, **kwargs))
 
     def cache_invalidate(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         """Drop the entry of the call with these arguments from L1 and L2 (await the end)."""
@@ -417,7 +417,7 @@ def _methods(
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         """Return the Redis key the call with these arguments uses."""
-        return cache.redis_key_for(bind(*receiver, *args, **kwargs))
+        return cache.keys.redis_key_for(bind(*receiver, *args, **kwargs))
 
     def cache_invalidate(*args: Any, **kwargs: Any) -> None:
         """Drop the entry of the call with these arguments from L1 and L2."""

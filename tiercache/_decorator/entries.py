@@ -35,7 +35,7 @@ def peek(
     enabled, endpoint = cache.route()
     if not enabled:
         return MISSING
-    l1_key, canonical = cache.l1_key(key_values)
+    l1_key, canonical = cache.keys.l1_key(key_values)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.has_l1:
         call.lease = cache.l1.lease()
@@ -84,9 +84,9 @@ def put(
     jitter apply; ``cache_if`` does not (the caller asked for this value).
     """
     enabled, endpoint = cache.route()
-    l1_key, canonical = cache.l1_key(key_values)
+    l1_key, canonical = cache.keys.l1_key(key_values)
     if endpoint is None and canonical is None:
-        cache.check_raw_key(key_values)  # (with L2, redis_key() encodes the key, and checks it)
+        cache.keys.check_raw(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.drop_local((l1_key,))  # runs under way here write nothing from now on
     l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)

@@ -45,7 +45,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
     enabled, endpoint = cache.route()  # resolves settings (and joins the channel) before the lease
     if call.canonical is None:
         try:  # (raw keys, as the fast path took them: only their size can be wrong)
-            cache.check_raw_key(call.key_values)
+            cache.keys.check_raw(call.key_values)
         except UnkeyableArgumentError:
             cache.record(call, "misses", error=True)  # an error, not the L1 hit its tick counted
             raise
@@ -389,7 +389,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     if cache.channel is not None and not call.redis_key:
         call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
     elif not call.redis_key and call.canonical is None:
-        cache.check_raw_key(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
+        cache.keys.check_raw(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
     if cache.has_l1 and keep_l1:
         cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
     return stored
@@ -519,14 +519,14 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
 
     Raise InvalidationError (after the local drop) if Redis refused.
     """
-    keys = [cache.l1_key(key_values) for key_values in calls]
+    keys = [cache.keys.l1_key(key_values) for key_values in calls]
     l1_keys = tuple(l1_key for l1_key, _ in keys)
     cache.drop_local(l1_keys)
     cache.stats.count("invalidations", len(calls))
     endpoint = cache.endpoint()
     if endpoint is not None and calls:
         redis_keys = tuple(
-            cache.redis_key_for(key_values, canonical)
+            cache.keys.redis_key_for(key_values, canonical)
             for key_values, (_, canonical) in zip(calls, keys, strict=True)
         )
         try:

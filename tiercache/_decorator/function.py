@@ -18,14 +18,8 @@ from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
 from tiercache._decorator.identity import Closure, closure_tag, identity_of
-from tiercache._decorator.keys import (
-    DEFAULT_MAX_KEY_BYTES,
-    EXACT_TYPES,
-    KEY_FORMAT,
-    canonical_bytes,
-    digest,
-    shallow_key,
-)
+from tiercache._decorator.key_maker import KeyMaker
+from tiercache._decorator.keys import KEY_FORMAT
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
 from tiercache._decorator.refreshes import Refreshes
@@ -48,8 +42,6 @@ SAMPLE_EVERY: Final = 128
 LINGER: Final = 0.1
 #: How to keep a value: L1 seconds, L2 seconds (None: the cache's TTL), into L1?, into L2?
 Keeping = tuple[float | None, float | None, bool, bool]
-#: Redis keys remembered per function (by L1 key), so repeated L1 misses skip the hashing.
-REDIS_KEY_MEMO: Final = 1024
 
 
 class Call:
@@ -154,7 +146,6 @@ class FunctionCache(Tiers):
         self._tag_listener: TagListener | None = None
         #: The options as checked, read where needed (never copied under other names).
         self.options = options
-        self.key_names = key_names
         self.uses_l2 = ttl_l2 is not None
         #: What each computed result decides of its own caching (None: nothing, the cache's TTLs).
         self.policy = (
@@ -166,6 +157,8 @@ class FunctionCache(Tiers):
         self.l1_lifetime = ttl_l1 if callable(ttl_l1) else None
         self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
         self.coherent = options.coherent  # (the tiers' own: the adapters' follow their settings)
+        #: How its calls are named, in L1 and in Redis.
+        self.keys = KeyMaker(name, key_names, self._resolve)
         self._identify(closure or Closure())
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
@@ -177,11 +170,9 @@ class FunctionCache(Tiers):
         linger = 0.0 if self.has_l1 else LINGER
         self.flights = FlightTables(self.label, linger=linger, clock=self.clocks.monotonic)
         self.refreshes = Refreshes()
-        self._redis_keys: dict[Hashable, str] = {}
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
         self.refill: Callable[[int], None] = lambda n: None
-        self.max_key_bytes = DEFAULT_MAX_KEY_BYTES  # (the process setting, once resolved)
 
     @classmethod
     def of(
@@ -211,9 +202,8 @@ class FunctionCache(Tiers):
         self.closure = Closure() if callable(closure) else closure
         known = self.closure.encoding
         self.key_label = f"{self.label}~{closure_tag(known)}" if known else self.label
-        self._digest_prefix = f"{KEY_FORMAT}|{self.key_label}|{','.join(self.key_names)}|".encode()
-        if known:
-            self._digest_prefix += known + b"|"
+        prefix = f"{KEY_FORMAT}|{self.key_label}|{','.join(self.keys.names)}|".encode()
+        self.keys.digest_prefix = prefix + known + b"|" if known else prefix
         for looks in self.closure.per_process:
             self.log_once(
                 f"per-process:{looks[:40]}",
@@ -256,7 +246,6 @@ class FunctionCache(Tiers):
     def _resolve(self) -> None:
         if self._pending_closure is not None:
             self._identify(self._pending_closure())
-        self._redis_keys.clear()  # the namespace may have changed
         settings = _config.current()
         options = self.options
         namespace = options.namespace if options.namespace is not None else settings.namespace
@@ -269,10 +258,12 @@ class FunctionCache(Tiers):
         use_l2 = self.uses_l2 and settings.l2
         self._endpoint = _config.endpoint_for(settings, options.redis_url) if use_l2 else None
         self.follow(self._endpoint, namespace)
-        self.max_key_bytes = settings.max_key_bytes
         keys = options.signing_key if options.signing_key is not None else settings.signing_keys
+        signer = Signer(keys) if keys else None
         size = options.max_value_bytes if options.max_value_bytes is not None else settings.max_value_bytes
-        self.remote.set_payload_rules(Signer(keys) if keys else None, size, settings.compress_min_bytes)
+        self.remote.set_payload_rules(signer, size, settings.compress_min_bytes)
+        # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
+        self.keys.settle(self.key_prefix, settings.max_key_bytes, signer.naming_secret if signer else None)
         if self.tags is not None:
             # Tags are the namespace's, shared by every function: keyed by the process's key
             # (configure(), TIERCACHE_SIGNING_KEY), which invalidate_tags() uses too; by its
@@ -303,68 +294,7 @@ class FunctionCache(Tiers):
         """Return the L2 endpoint this function uses now, or None when it keeps to L1."""
         return self.route()[1]
 
-    # -- keys -----------------------------------------------------------------------------
-
-    def l1_key(self, key_values: tuple[Any, ...]) -> tuple[Hashable, bytes | None]:
-        """Return a call's L1 key as the generated fast path builds it, and its encoding.
-
-        The canonical encoding is None when the key did not need one (all exact types, or flat
-        containers of them: see shallow_key).
-        """
-        for value in key_values:
-            if type(value) not in EXACT_TYPES:
-                break
-        else:  # (a call checks such a key's size: see check_raw_key)
-            return (key_values[0] if len(key_values) == 1 else key_values), None
-        shallow = shallow_key(key_values)
-        if shallow is not None:
-            return shallow, None
-        return self.canonical_l1_key(key_values)
-
-    def canonical_l1_key(self, key_values: tuple[Any, ...]) -> tuple[Hashable, bytes]:
-        """Return the L1 key of a call whose key values are neither exact nor shallow, and its encoding.
-
-        (The fast path calls this once it has found so itself: l1_key would look again.)
-        """
-        canonical = self.canonical(key_values)
-        # Raw keys are scalars (one key value) or tuples (several): bytes and 1-tuples never
-        # compare equal to those, so canonical keys cannot collide with raw ones.
-        return ((canonical,) if len(key_values) == 1 else canonical), canonical
-
-    def canonical(self, key_values: tuple[Any, ...]) -> bytes:
-        """Return the canonical encoding of a call's key values (raises for unkeyable ones)."""
-        if self._resolved != _config.settings_version:
-            self._resolve()
-        return canonical_bytes(key_values, self.key_names, self.name, self.max_key_bytes)
-
-    def check_raw_key(self, key_values: tuple[Any, ...]) -> None:
-        """Raise UnkeyableArgumentError if key values used as they are (str, bytes...) are too long.
-
-        (A raw L1 key is never encoded, so its size is checked here, before anything is kept.)
-        """
-        if self._resolved != _config.settings_version:
-            self._resolve()
-        size = 0
-        for value in key_values:
-            if type(value) is str or type(value) is bytes:
-                size += len(value)
-            elif type(value) is not int and value is not None:
-                self.canonical(key_values)  # a container (a shallow key): its encoding decides
-                return
-        if size > self.max_key_bytes:
-            self.canonical(key_values)  # raises, naming the argument at fault
-
-    def redis_key_for(self, key_values: tuple[Any, ...], canonical: bytes | None = None) -> str:
-        """Return the Redis key of the call with these key values."""
-        if self._resolved != _config.settings_version:
-            self._resolve()
-        if canonical is None:
-            canonical = self.canonical(key_values)
-        return f"{self.key_prefix}:{digest(canonical, self._digest_prefix, self._naming_secret())}"
-
-    def _naming_secret(self) -> bytes | None:
-        # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
-        return self.signer.naming_secret if self.signer is not None else None
+    # -- keys (made by self.keys: see key_maker) -------------------------------------------
 
     def redis_key(self, call: Call) -> str:
         """Return the Redis key of ``call``, encoding and hashing its arguments at most once.
@@ -373,14 +303,12 @@ class FunctionCache(Tiers):
         encodings), so a miss or an L1-less function skips encoding and BLAKE2b next time.
         Call it after ``route()``, which resolved the settings the key is made from.
         """
-        key = self._redis_keys.get(call.l1_key)
+        keys = self.keys
+        key = keys.memo.get(call.l1_key)
         if key is None:
             if call.canonical is None:
-                call.canonical = self.canonical(call.key_values)
-            key = f"{self.key_prefix}:{digest(call.canonical, self._digest_prefix, self._naming_secret())}"
-            if len(self._redis_keys) >= REDIS_KEY_MEMO:
-                self._redis_keys.clear()
-            self._redis_keys[call.l1_key] = key
+                call.canonical = keys.canonical(call.key_values)
+            key = keys.remember(call.l1_key, call.canonical)
         if self.channel is not None and self.has_l1:  # announcements will name this entry by its digest
             self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
@@ -392,7 +320,7 @@ class FunctionCache(Tiers):
         for every process's next read, heard of or not. The generation returned is the one the
         read is made in: a clear landing from now on makes the value computed from it a miss.
         """
-        key = self._redis_keys.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
+        key = self.keys.memo.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
         if key is None or (self.has_l1 and self.channel is not None):
             key = self.redis_key(call)
         return key, self.generation_key, self.remote.generation or 0

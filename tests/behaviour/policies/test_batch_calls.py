@@ -199,9 +199,9 @@ def test_planted_bytes_under_an_id_are_a_miss_and_get_replaced(
 
     cache = load.__tiercache__
     load([0])  # learn the generation
-    client.set(cache.redis_key_for((1,)), b"\x00garbage\xff" * 20)
-    client.set(cache.redis_key_for((2,)), b"\x92\xdd\xff\xff\xff\xff")  # msgpack claiming 4 G items
-    client.rpush(cache.redis_key_for((3,)), b"a list, not a string")
+    client.set(cache.keys.redis_key_for((1,)), b"\x00garbage\xff" * 20)
+    client.set(cache.keys.redis_key_for((2,)), b"\x92\xdd\xff\xff\xff\xff")  # msgpack claiming 4 G items
+    client.rpush(cache.keys.redis_key_for((3,)), b"a list, not a string")
     assert load([1, 2, 3, 4]) == {1: 101, 2: 102, 3: 103, 4: 104}
     assert load([1, 2, 3, 4]) == {1: 101, 2: 102, 3: 103, 4: 104}
     stats = load.cache_stats()

@@ -53,7 +53,7 @@ def cache() -> FunctionCache:
 
 
 def call(cache: FunctionCache, key: str = "k") -> Call:
-    l1_key, canonical = cache.l1_key((key,))
+    l1_key, canonical = cache.keys.l1_key((key,))
     return Call(l1_key, (key,), (key,), None, fast=False, canonical=canonical)
 
 
@@ -85,7 +85,7 @@ def test_miss_reads_l2_joins_computes_and_writes_back(cache: FunctionCache) -> N
     flow, read = start(cache)
     assert (
         is_command(read, READ)
-        and read.arg("key") == cache.redis_key_for(("k",))
+        and read.arg("key") == cache.keys.redis_key_for(("k",))
         and read.arg("generation_key") is not None
     )
     assert isinstance(flow.send((None, None)), Join)
@@ -258,7 +258,7 @@ def test_invalidate_and_clear_reach_l2(cache: FunctionCache) -> None:
     cache.local.set("k", "v")
     flow = _flow.invalidate(cache, ("k",))
     invalidate = next(flow)
-    assert is_command(invalidate, INVALIDATE) and invalidate.keys == (cache.redis_key_for(("k",)),)
+    assert is_command(invalidate, INVALIDATE) and invalidate.keys == (cache.keys.redis_key_for(("k",)),)
     assert invalidate.arg("tombstone") is not None and token_of(invalidate.arg("tombstone")) != NO_TOKEN
     assert invalidate.arg("ttl_ms") >= cache.l2_ttl_ms
     assert len(cache.local) == 0
