@@ -25,8 +25,8 @@ REDIS_KEY_MEMO: Final = 1024
 class KeyMaker:
     """Make the keys of one function's calls from their key values (the arguments that key them).
 
-    Invariants: ``memo`` maps an L1 key to the Redis key of the same call, under the settings of
-    ``resolved`` (``settle`` empties it); equal L1 keys have equal canonical encodings, so the
+    Invariants: ``memo`` maps an L1 key to the Redis key of the same call, made from the parts
+    settled last (``settle`` replaces it); equal L1 keys have equal canonical encodings, so the
     memo is a faithful stand-in for encoding and hashing again.
     """
 
@@ -56,8 +56,10 @@ class KeyMaker:
 
     def settle(self, prefix: str, max_bytes: int, secret: bytes | None) -> None:
         """Take the parts the process settings now give keys (the cache calls this as it resolves)."""
-        self.memo.clear()  # (the namespace or the secret may have changed)
         self.prefix, self.max_bytes, self.secret = prefix, max_bytes, secret
+        # A new memo, after the parts: a key another thread is making from the old parts goes
+        # into the old memo (see remember), never into this one.
+        self.memo = {}
         self.resolved = _config.settings_version
 
     def _refresh(self) -> None:
@@ -126,8 +128,9 @@ class KeyMaker:
 
     def remember(self, l1_key: Hashable, canonical: bytes) -> str:
         """Return the Redis key of the call of ``l1_key`` (encoded: ``canonical``), memoized by it."""
+        memo = self.memo  # (taken before the parts are read: see settle)
         key = self.named(canonical)
-        if len(self.memo) >= REDIS_KEY_MEMO:
-            self.memo.clear()
-        self.memo[l1_key] = key
+        if len(memo) >= REDIS_KEY_MEMO:
+            memo.clear()
+        memo[l1_key] = key
         return key

@@ -75,3 +75,26 @@ def test_the_key_maker_does_not_keep_its_cache_alive() -> None:
         gc.enable()
     config.configure(namespace="after-the-owner")  # (the autouse fixture puts them back)
     assert keys.canonical(("k",))  # (nobody left to ask: the parts stay as they were)
+
+
+def test_a_key_made_from_the_old_parts_while_they_change_is_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The interleaving forced: another thread settles new parts (configure(namespace=) landing)
+    # between this thread taking the memo and reading the prefix to name the key.
+    owner = Owner()
+    canonical = owner.keys.canonical(("k",))
+    named = KeyMaker.named
+
+    def settled_meanwhile(self: KeyMaker, encoded: bytes) -> str:
+        key = named(self, encoded)  # (made from the old parts)
+        monkeypatch.setattr(KeyMaker, "named", named)
+        owner.parts = ("new:f", 1024, None)
+        owner.resolve()
+        return key
+
+    monkeypatch.setattr(KeyMaker, "named", settled_meanwhile)
+    old = owner.keys.remember("k", canonical)
+    assert old.startswith("ns:f:")
+    assert "k" not in owner.keys.memo  # (it went into the memo the settle replaced)
+    assert owner.keys.redis_key_for(("k",)).startswith("new:f:")
