@@ -68,6 +68,44 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         """,
         "loop.run_until_complete(get())",
     ),
+    # Floors under the async hit: the loop alone, then a GET read off a socket by hiredis with no
+    # client around it. (The benchmark calls run_until_complete once per hit, as these do.)
+    "floor: asyncio run_until_complete of a future another callback sets": (
+        """
+        import asyncio
+        loop = asyncio.new_event_loop()
+        async def turn():
+            done = loop.create_future()
+            loop.call_soon(done.set_result, 1)
+            return await done
+        """,
+        "loop.run_until_complete(turn())",
+    ),
+    "floor: asyncio.Protocol + hiredis.Reader GET + msgpack.unpackb": (
+        """
+        import asyncio, hiredis, msgpack, redis
+        redis.Redis.from_url(URL).set("raw:hit", msgpack.packb({"name": "s3", "regions": ["eu-west-1"]}))
+        loop = asyncio.new_event_loop()
+        class Replies(asyncio.Protocol):
+            def __init__(self):
+                self.reader, self.waiter = hiredis.Reader(), None
+            def connection_made(self, transport):
+                self.transport = transport
+            def data_received(self, data):
+                self.reader.feed(data)
+                reply = self.reader.gets()
+                if reply is not False:
+                    self.waiter.set_result(reply)
+        host, port = URL.split("//")[1].split("/")[0].split(":")
+        _, replies = loop.run_until_complete(loop.create_connection(Replies, host, int(port)))
+        packed = hiredis.pack_command(("GET", "raw:hit"))
+        async def get():
+            replies.waiter = loop.create_future()
+            replies.transport.write(packed)
+            return msgpack.unpackb(await replies.waiter)
+        """,
+        "loop.run_until_complete(get())",
+    ),
     "tiercache async L2 hit (L1 off)": (
         """
         import asyncio, tiercache
