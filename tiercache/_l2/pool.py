@@ -23,6 +23,8 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.exceptions import MaxConnectionsError
 
+from tiercache._l2.async_replies import is_clean, reads_here
+
 __all__ = [
     "NO_CONNECTION",
     "SyncWaitingConnectionPool",
@@ -91,6 +93,8 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         else:
             connection = self._available_connections.pop()
             self._in_use_connections.add(connection)
+            if reads_here(connection) and is_clean(connection):
+                return connection  # (what ensure_connection would find, seen without its frames)
         try:
             if not checked:
                 await self.ensure_connection(connection)

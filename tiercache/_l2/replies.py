@@ -27,6 +27,8 @@ from redis.utils import HIREDIS_AVAILABLE
 from tiercache._l2.oversized import BOUND, OVERSIZED_PREFIX, Oversized
 
 __all__ = [
+    "HIREDIS_PARSER",
+    "NOT_ENOUGH_DATA",
     "READ_BOUNDED",
     "OversizedReply",
     "abound_cluster",
@@ -152,6 +154,9 @@ def check_unparsed(unparsed: int) -> None:
     _check(unparsed - _PARSED_ROOM)
 
 
+#: The bounded parser of redis.asyncio's connections reading with hiredis (None without it).
+HIREDIS_PARSER: type | None = None
+
 if HIREDIS_AVAILABLE:
     from redis._parsers import _AsyncHiredisParser, _HiredisParser
 
@@ -170,6 +175,10 @@ if HIREDIS_AVAILABLE:
 
     for protocol in (2, 3):
         _SYNC[True, protocol], _ASYNC[True, protocol] = _BoundedHiredisParser, _AsyncBoundedHiredisParser
+    HIREDIS_PARSER = _AsyncBoundedHiredisParser
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA  # (what redis-py's readers say, not False)
+else:  # pragma: no cover - the hiredis extra is optional
+    NOT_ENOUGH_DATA = object()
 
 
 def bounded_parser(protocol: int, *, hiredis: bool = HIREDIS_AVAILABLE) -> type:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 import redis.asyncio
 import redis.connection
 from redis._parsers.encoders import Encoder
 
+from tiercache._l2.async_replies import ReadTimer, read_reply, reads_here
 from tiercache._l2.pool import SyncWaitingConnectionPool, WaitingConnectionPool
 
 __all__ = ["LeanPipeline", "Ways", "alean_command", "lean_command", "lean_pipeline", "ways_for"]
@@ -197,24 +198,24 @@ def alean_command(client: Any) -> Callable[..., Awaitable[Any]] | None:
 
     redis.asyncio also wraps every write in ``asyncio.wait_for`` (a task per command); here the
     command goes to the connection's stream at once, and only a socket too full to take it
-    waits for it to drain, within the connection's timeout. The reply is read by redis-py,
-    within that timeout too; a read cut short (a timeout, a cancelled task) closes the connection.
+    waits for it to drain, within the connection's timeout. The reply is read by the
+    connection's hiredis reader (see async_replies; without hiredis, by redis-py), within that
+    timeout too; a read cut short (a timeout, a cancelled task) closes the connection.
     """
     exchange = _aexchange_on(client)
     if exchange is None:
         return None
-
-    def send(*command: Any) -> Awaitable[Any]:
-        return cast("Awaitable[Any]", exchange(pack(command), 0))
-
-    return send
+    if _hiredis_pack is None:
+        return lambda *command: exchange(pack(command), 0)
+    return lambda *command: exchange([_hiredis_pack(command)], 0)
 
 
-async def _areplies(connection: Any, count: int) -> list[Any]:
+async def _areplies(connection: Any, count: int, timer: ReadTimer | None) -> list[Any]:
+    lean = reads_here(connection)
     replies: list[Any] = []
     for _ in range(count):
         try:
-            replies.append(await connection.read_response())
+            replies.append(await (read_reply(connection, timer) if lean else connection.read_response()))
         except redis.ResponseError as error:  # (as _replies)
             replies.append(error)
     return replies
@@ -226,15 +227,17 @@ def _aexchange_on(client: Any) -> Exchange | None:
     if not isinstance(pool, WaitingConnectionPool) or getattr(client, "single_connection_client", True):
         return None  # (not ours, or a single-connection client: it connects on first use)
     take, give = pool.take, pool.give
+    timeout = pool.connection_kwargs.get("socket_timeout")
+    timer = None if timeout is None else ReadTimer(timeout)  # (the pool's connections share it)
 
     async def exchange(packed: list[bytes], count: int) -> Any:
         connection = await take()
         try:
             try:
-                return await _round_trip(connection, packed, count)
+                return await _round_trip(connection, packed, count, timer)
             except redis.ConnectionError:
                 await connection.disconnect()  # (once more, on a connection made afresh)
-                return await _round_trip(connection, packed, count)
+                return await _round_trip(connection, packed, count, timer)
         except BaseException:
             await connection.disconnect(nowait=True)  # (a half-read reply must never be read)
             raise
@@ -244,20 +247,21 @@ def _aexchange_on(client: Any) -> Exchange | None:
     return exchange
 
 
-async def _round_trip(connection: Any, packed: list[bytes], count: int) -> Any:
-    if not connection.is_connected:
+async def _round_trip(connection: Any, packed: list[bytes], count: int, timer: ReadTimer | None) -> Any:
+    writer = connection._writer
+    if writer is None or connection._reader is None:
         await connection.connect()
-    writer = getattr(connection, "_writer", None)
-    if writer is None:  # pragma: no cover - a redis-py whose connections keep no StreamWriter
-        await connection.send_packed_command(packed, check_health=False)
-    elif writer.transport.is_closing():
+        writer = connection._writer
+    transport = writer.transport
+    if transport.is_closing():
         raise redis.ConnectionError("the connection was closed")
-    else:
-        writer.writelines(packed)
-        if writer.transport.get_write_buffer_size():  # (the socket did not take it all at once)
-            try:
-                async with asyncio.timeout(connection.socket_timeout):
-                    await writer.drain()
-            except TimeoutError:
-                raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
-    return await (_areplies(connection, count) if count else connection.read_response())
+    transport.write(packed[0] if len(packed) == 1 else b"".join(packed))
+    if transport.get_write_buffer_size():  # (the socket did not take it all at once)
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise redis.TimeoutError("Timeout writing to socket") from None  # (as redis-py says)
+    if count:
+        return await _areplies(connection, count, timer)
+    return await (read_reply(connection, timer) if reads_here(connection) else connection.read_response())

@@ -245,3 +245,63 @@ def test_idle_connections_dropped_while_reads_go_on_cost_no_read(real_l2: str) -
     assert asyncio.run(main()) == [{"key": str(n)} for n in range(20)] * 5
     stats = lookup.cache_stats()
     assert sorted(runs) == sorted(str(n) for n in range(20)) and stats.l2_errors == 0
+
+
+def test_a_resp3_push_among_the_replies_is_handed_to_redis_py_not_read_as_one(
+    redis_server: RedisProcess,
+) -> None:
+    """Client tracking makes Redis push an invalidation into the replies of a RESP3 connection.
+
+    Each reply must still be its own command's: the push goes to redis-py's handler.
+    """
+    hiredis = pytest.importorskip("hiredis")
+    if not hasattr(hiredis, "PushNotification"):
+        pytest.skip("a hiredis older than 3.2 hands pushes over as replies (redis-py's own read too)")
+    tiercache.configure(redis_url=f"{redis_server.url}?protocol=3")
+
+    async def main() -> list[Any]:
+        await cached("awire.push", [])("warm")
+        make = lean_pipeline(store_of_this_loop().client)
+        assert make is not None
+        pipeline = make()
+        pipeline.execute_command("CLIENT", "TRACKING", "ON")
+        pipeline.set("awire:tracked", b"one", px=60_000)
+        pipeline.get("awire:tracked")  # (tracked from now on, on this connection)
+        pipeline.set("awire:tracked", b"two", px=60_000)  # (so Redis pushes its invalidation here)
+        pipeline.get("awire:tracked")
+        pipeline.execute_command("CLIENT", "TRACKING", "OFF")
+        replies = list(await pipeline.execute(raise_on_error=False))
+        send = alean_command(store_of_this_loop().client)
+        assert send is not None
+        replies.append(await send("ECHO", "after"))
+        return replies
+
+    assert asyncio.run(main()) == [b"OK", b"OK", b"one", b"OK", b"two", b"OK", b"after"]
+
+
+def test_a_paused_redis_times_out_after_the_timeout_never_before(
+    redis_server: RedisProcess, tmp_path: Any
+) -> None:
+    server = RedisProcess(tmp_path).start()
+    try:
+        tiercache.configure(redis_url=server.url, timeout=0.2)
+        runs: list[str] = []
+        lookup = cached("awire.bounded", runs)
+
+        async def main() -> float:
+            await lookup("a")
+            server.pause()
+            try:
+                started = asyncio.get_running_loop().time()
+                await lookup("a")
+                return asyncio.get_running_loop().time() - started
+            finally:
+                server.resume()
+
+        took = asyncio.run(main())
+        # One timeout (no retry) and the call itself: never early, late by a tick of the read
+        # timer (a quarter of the timeout) and what a busy machine adds.
+        assert 0.2 <= took < 0.2 * 1.25 + 1.0
+        assert runs == ["a", "a"] and lookup.cache_stats().l2_errors == 1
+    finally:
+        server.stop()
