@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
 
 
-def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, PLR0915 - an exit per tier, see below
+def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch per tier, see below
     """Answer a call the fast path could not: from L1, else L2, else one run per key.
 
     The L2 read is yielded from here, not from a helper generator: every L2 hit takes this
@@ -50,7 +50,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
             cache.record(call, "misses", error=True)  # an error, not the L1 hit its tick counted
             raise
     stale = None
-    answered = False  # whether L2 answered our read (a miss there outranks a due L1 entry)
+    answered = False  # whether L2 answered our read (see _unanswered)
     if cache.has_l1:
         call.lease = cache.l1.lease()  # before any slow read: an invalidation from now on voids it
         value, stale = cache.l1.lookup(call.l1_key)
@@ -61,16 +61,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
         cache.note_tags(call)  # before the read: invalidate_tags() from now on voids the lease
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
-    if (
-        endpoint is not None
-        and cache.owed.any
-        and (not endpoint.breaker.allow() or not (yield from replay_repairs(cache, endpoint)))
-        and cache.owed.covers(cache.redis_key(call))
-    ):
-        # Invalidations wait for Redis: until they are replayed there, Redis may still hold what
-        # they dropped, so this call does not read it (not even if the breaker closes meanwhile).
-        # Other keys' entries are not theirs to hide (on a cluster, their primary may be up).
-        endpoint = None
+    if endpoint is not None and cache.owed.any:
+        endpoint = yield from _unless_owed(cache, call, endpoint)
     # The breaker's state is read here, not asked (allow(), success()): a closed breaker with no
     # failures counted is the common case, and each call would be a frame on every L2 hit.
     if endpoint is not None and (endpoint.breaker.closed or endpoint.breaker.allow()):
@@ -102,32 +94,70 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0911, PLR0912, 
             )
             if learned is not None:  # (as _read_done does; spelt out here, a frame less per hit)
                 call.generation = learned
-            if call.found is not MISSING:
+            if call.found is not MISSING and call.found[1] > 0:
                 value, fresh_for = call.found
-                if fresh_for > 0:
-                    if cache.has_l1:
-                        seconds = (
-                            fresh_for if cache.l1_lifetime is None else cache.l1_seconds(value, fresh_for)
-                        )
-                        cache.l1.set(call.l1_key, value, seconds, call.lease)
-                    if cache.options.refresh_ahead and cache.due_in_l2(value, fresh_for):
-                        return (yield from _serve_ahead(cache, call, value, endpoint, "l2_hits"))
-                    cache.record(call, "l2_hits")
+                if cache.has_l1:
+                    seconds = fresh_for if cache.l1_lifetime is None else cache.l1_seconds(value, fresh_for)
+                    cache.l1.set(call.l1_key, value, seconds, call.lease)
+                if cache.options.refresh_ahead and cache.due_in_l2(value, fresh_for):
+                    return (yield from _serve_ahead(cache, call, value, endpoint, "l2_hits"))
+                cache.record(call, "l2_hits")
+                return value
+            if call.found is not MISSING or (stale is not None and call.found_something):
+                value, stale = yield from _not_fresh(cache, call, endpoint, stale)
+                if value is not MISSING:
                     return value
-                if cache.stale_ttl:
-                    # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
-                    return (yield from _serve_stale(cache, call, value, endpoint))
-                # Past its TTL by our clock, not yet by Redis's (the two differ by their skew, or a
-                # test's clock moved on): a miss. Writers' clocks behind ours only make it early.
-                call.found = MISSING
-            elif stale is not None and call.found_something:
-                # Redis holds a tombstone, an entry of a cleared generation or of an old tag token:
-                # what L1 keeps stale was invalidated (unheard here: a deaf process, a channel lost
-                # for a moment), so it is no fallback for a slow or failing run.
-                cache.l1.discard(call.l1_key, stale)
-                stale = None
     else:
         endpoint = None  # the breaker keeps this call off L2
+    return (yield from _unanswered(cache, call, endpoint, stale, answered))
+
+
+def _not_fresh(
+    cache: FunctionCache, call: Call, endpoint: Endpoint, stale: tuple[Any, float] | None
+) -> Generator[Op, Any, tuple[Any, tuple[Any, float] | None]]:
+    """Take in what L2 found that is no fresh value: return the answer (else MISSING) and ``stale``.
+
+    ``stale`` comes back None where Redis says the L1 entry was invalidated.
+    """
+    if call.found is not MISSING:
+        if cache.stale_ttl:
+            # Stale in L2, within stale_ttl: serve it now and have it refreshed behind our back.
+            return (yield from _serve_stale(cache, call, call.found[0], endpoint)), stale
+        # Past its TTL by our clock, not yet by Redis's (the two differ by their skew, or a
+        # test's clock moved on): a miss. Writers' clocks behind ours only make it early.
+        call.found = MISSING
+        return MISSING, stale
+    # Redis holds a tombstone, an entry of a cleared generation or of an old tag token: what L1
+    # keeps stale was invalidated (unheard here: a deaf process, a channel lost for a moment),
+    # so it is no fallback for a slow or failing run.
+    if stale is not None:
+        cache.l1.discard(call.l1_key, stale)
+    return MISSING, None
+
+
+def _unless_owed(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, Endpoint | None]:
+    """Return ``endpoint``, or None while invalidations owed to it cover the call's key.
+
+    Invalidations wait for Redis: until they are replayed there, Redis may still hold what they
+    dropped, so the call does not read it (not even if the breaker closes meanwhile). Other keys'
+    entries are not theirs to hide (on a cluster, their primary may be up).
+    """
+    if endpoint.breaker.allow() and (yield from replay_repairs(cache, endpoint)):
+        return endpoint
+    return None if cache.owed.covers(cache.redis_key(call)) else endpoint
+
+
+def _unanswered(
+    cache: FunctionCache,
+    call: Call,
+    endpoint: Endpoint | None,
+    stale: tuple[Any, float] | None,
+    answered: bool,
+) -> Flow:
+    """Answer a call neither tier could: from a stale L1 entry where one may, else one run per key.
+
+    ``answered``: whether L2 answered the read (a miss there outranks a due L1 entry).
+    """
     if stale is not None and not answered and cache.l1.due(stale):
         # Still within its life, near its end, and L2 has nothing newer to say: a hit.
         return (yield from _serve_ahead(cache, call, stale[0], endpoint, "l1_hits"))

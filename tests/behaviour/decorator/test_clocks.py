@@ -75,6 +75,27 @@ async def test_async_l2_freshness_follows_the_injected_clock(l2: str, request: p
     assert await lookup("a") == "a#2"
 
 
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_an_entry_past_its_ttl_by_our_clock_is_a_miss_even_under_the_stampede_lock(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """Redis still holds it (its clock is behind ours); the lock's path must not serve it as found."""
+    request.getfixturevalue(l2)
+    tiercache.configure(timeout=5.0)  # (as above)
+    clock = Clock()
+    runs: list[str] = []
+
+    @tiered_cache(ttl_l1=None, ttl_l2=60, lock=True, clock=clock)
+    def lookup(key: str) -> str:
+        runs.append(key)
+        return f"{key}#{len(runs)}"
+
+    assert lookup("a") == "a#1"
+    clock.now += 60.5  # past ttl_l2 by our clock, within the deadline's slack for clock skew
+    assert lookup("a") == "a#2"
+    assert lookup.cache_stats().l2_hits == 0 and lookup.cache_stats().misses == 2
+
+
 def test_flights_linger_by_the_injected_clock(fake_l2: object) -> None:
     """A function without L1 lingers its settled flights by the cache's clock."""
     clock = Clock()
