@@ -23,6 +23,7 @@ import time
 from typing import Any, Final, NoReturn
 
 import redis
+import redis.asyncio
 
 from tiercache._l2.oversized import BOUND
 from tiercache._l2.replies import HIREDIS_PARSER, NOT_ENOUGH_DATA, check_unparsed
@@ -33,6 +34,8 @@ try:  # (hiredis 3.2 and later hand RESP3 pushes over as this type)
     from hiredis import PushNotification as _Push  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - an older hiredis, or none
     _Push = None
+
+_PLAIN_READ: Final = redis.asyncio.Connection.read_response
 
 #: What one read from the socket asks for (redis-py's own read size).
 READ_SIZE: Final = 65536
@@ -80,8 +83,15 @@ def _closed() -> NoReturn:
 
 
 def reads_here(connection: Any) -> bool:
-    """Whether ``connection``'s replies may be read here (its parser is the bounded hiredis one)."""
-    return type(connection._parser) is HIREDIS_PARSER
+    """Whether ``connection``'s replies may be read here, not by its ``read_response``.
+
+    Its parser must be the bounded hiredis one, and its class must read replies as redis-py's
+    plain Connection does: a Sentinel-managed one turns a READONLY reply (a primary demoted under
+    it) into a dropped connection and a ConnectionError, so the command is tried once more on
+    the new primary; read here, it would be an error reply, and a pipeline would go on writing
+    to the replica.
+    """
+    return type(connection._parser) is HIREDIS_PARSER and type(connection).read_response is _PLAIN_READ
 
 
 def is_clean(connection: Any) -> bool:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 
 from tiercache._l2 import async_replies
-from tiercache._l2.async_replies import ReadTimer, read_reply
+from tiercache._l2.async_replies import ReadTimer, read_reply, reads_here
 from tiercache._l2.oversized import BOUND
-from tiercache._l2.replies import NOT_ENOUGH_DATA, OversizedReply
+from tiercache._l2.replies import NOT_ENOUGH_DATA, OversizedReply, abounded_parser
 
 hiredis = pytest.importorskip("hiredis")
 
@@ -160,3 +162,15 @@ def test_a_timer_left_armed_on_a_loop_that_stopped_still_times_out_reads_on_the_
     asyncio.run(cut_short())
     assert timer._handle is not None
     asyncio.run(asyncio.wait_for(never_answered(), 5))
+
+
+def test_only_connections_that_read_as_redis_py_plainly_does_are_read_here() -> None:
+    """A Sentinel-managed connection keeps its read_response: it turns READONLY into a failover."""
+    hiredis_parser = abounded_parser(2, hiredis=True)
+    plain = redis.asyncio.Connection(parser_class=hiredis_parser)
+    pool = redis.asyncio.sentinel.SentinelConnectionPool("mymaster", None)  # type: ignore[arg-type]
+    managed = redis.asyncio.sentinel.SentinelManagedConnection(
+        connection_pool=pool, parser_class=hiredis_parser
+    )
+    python_parsed = redis.asyncio.Connection(parser_class=abounded_parser(2, hiredis=False))
+    assert [reads_here(c) for c in (plain, managed, python_parsed)] == [True, False, False]
