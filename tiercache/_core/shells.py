@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Hashable
 from typing import Any, Final
 
@@ -379,9 +380,36 @@ def astart(flow: Flow) -> Started:
         first = next(flow)
     except StopIteration as stop:
         return Started(None, stop.value)
-    task = asyncio.ensure_future(arun(_resumed(first, flow)))
+    # The Redis parts of one owner's started flows go in the order they were started: each task
+    # would otherwise race the last, and a set started after a clear could reach Redis first
+    # (and be cleared) when the clear's first command happens to be the slower one.
+    owner = getattr(first, "owner", None)
+    previous = None if owner is None else _last_started.get(owner)
+    task = asyncio.ensure_future(
+        arun(_resumed(first, flow)) if previous is None or previous.done() else _after(previous, first, flow)
+    )
+    if owner is not None:
+        _last_started[owner] = task
+        task.add_done_callback(lambda done: _forget_started(owner, done))
     _keep(task)
     return Started(task)
+
+
+#: The last flow each owner (a cache) started, while it runs: the next one waits for its end.
+_last_started: weakref.WeakKeyDictionary[Any, asyncio.Future[Any]] = weakref.WeakKeyDictionary()
+
+
+def _forget_started(owner: Any, task: asyncio.Future[Any]) -> None:
+    # (A task kept after its end would keep its owner: a value the weak key cannot outlive.)
+    if _last_started.get(owner) is task:
+        del _last_started[owner]
+
+
+async def _after(previous: asyncio.Future[Any], first: Op, flow: Flow) -> Any:
+    """Drive ``flow`` (its ``first`` op taken) once ``previous`` ended, however it ended."""
+    if not previous.done() and previous.get_loop() is asyncio.get_running_loop():
+        await asyncio.wait([previous])  # (its outcome is its own caller's)
+    return await arun(_resumed(first, flow))
 
 
 def _resumed(first: Op, flow: Flow) -> Flow:

@@ -318,6 +318,36 @@ async def test_a_clear_and_a_set_not_awaited_still_happen(tiers: dict[str, Any])
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+async def test_a_set_started_after_a_clear_reaches_redis_after_it_however_slow_the_clear(
+    l2: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each starts a task: were they to race, the set would land first and be cleared.
+
+    The clear's first command is made the slower one (as it was, by chance, on redis-py 7.4
+    with hiredis); the set must still come after it, in L1 and in Redis.
+    """
+    from tiercache._l2.stores import AsyncStore  # noqa: PLC0415
+
+    client_for(request, l2)
+    original = AsyncStore.raise_generation
+
+    async def slow_raise(self: Any, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncStore, "raise_generation", slow_raise)
+    load = async_counter({})
+    await load("a")
+    load.cache_clear()
+    load.cache_set("planted", "b")
+    await settled()
+    assert await load.cache_get("b") == "planted"
+    load.__tiercache__.l1.clear()  # (and in Redis: read there now)
+    assert await load("b") == "planted" and load.runs == ["a"]
+
+
+@pytest.mark.asyncio
 async def test_not_awaited_invalidation_reaches_redis(request: pytest.FixtureRequest) -> None:
     client = client_for(request, "real_l2")
     load = async_counter({})
