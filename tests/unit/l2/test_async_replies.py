@@ -17,6 +17,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.sentinel
+from redis.utils import HIREDIS_AVAILABLE
 
 from tiercache._l2 import async_replies
 from tiercache._l2.async_replies import ReadTimer, read_reply, reads_here
@@ -164,6 +165,7 @@ def test_a_timer_left_armed_on_a_loop_that_stopped_still_times_out_reads_on_the_
     asyncio.run(asyncio.wait_for(never_answered(), 5))
 
 
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="redis-py does not take this hiredis (older than 3.2)")
 def test_only_connections_that_read_as_redis_py_plainly_does_are_read_here() -> None:
     """A Sentinel-managed connection keeps its read_response: it turns READONLY into a failover."""
     hiredis_parser = abounded_parser(2, hiredis=True)
