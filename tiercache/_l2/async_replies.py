@@ -37,8 +37,6 @@ except ImportError:  # pragma: no cover - an older hiredis, or none
 
 _PLAIN_READ: Final = redis.asyncio.Connection.read_response
 
-#: What one read from the socket asks for (redis-py's own read size).
-READ_SIZE: Final = 65536
 #: The timer never ticks more often than this, however short the timeout.
 MIN_TICK: Final = 0.001
 
@@ -131,7 +129,7 @@ async def read_reply(connection: Any, timer: ReadTimer | None) -> Any:
                 while reply is NOT_ENOUGH_DATA:
                     if reader.len() > BOUND.bytes:  # (the first check: the rest is check_unparsed's)
                         check_unparsed(reader.len())
-                    reader.feed(await stream.read(READ_SIZE) or _closed())
+                    reader.feed(await stream.read(parser._read_size) or _closed())  # (socket_read_size)
                     reply = reader.gets()
             except BaseException:
                 if timer is not None:

@@ -32,7 +32,7 @@ def connection_on(stream: asyncio.StreamReader) -> Any:
         return redis.ResponseError(message)
 
     reader = hiredis.Reader(replyError=parse_error, notEnoughData=NOT_ENOUGH_DATA)
-    parser = SimpleNamespace(_reader=reader, _stream=stream, _connected=True)
+    parser = SimpleNamespace(_reader=reader, _stream=stream, _connected=True, _read_size=65536)
     return SimpleNamespace(_parser=parser, _reader=stream, _writer=object())
 
 
