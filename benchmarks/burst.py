@@ -40,7 +40,7 @@ def measure(url: str, size: int, run: int) -> str:
 
     elapsed, opened = asyncio.run(burst())
     stats = get.cache_stats()
-    stored = sum(1 for key in client.scan_iter(f"{get.__tiercache__.key_prefix}*", count=1000))
+    stored = sum(1 for key in client.scan_iter(f"{get.__tiercache__.coherence.key_prefix}*", count=1000))
     client.close()
     tiercache.close()
     return (

@@ -54,7 +54,15 @@ def rows(url: str, seconds: float = 2.0) -> list[Row]:
             lookup(key)
         cache = lookup.__tiercache__
         publisher = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, url, cache.channel, cache.key_prefix, str(seconds)],
+            [
+                sys.executable,
+                "-c",
+                PUBLISHER,
+                url,
+                cache.coherence.channel,
+                cache.coherence.key_prefix,
+                str(seconds),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

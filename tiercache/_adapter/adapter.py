@@ -77,7 +77,7 @@ class _Base:
 
     def invalidate_l1(self) -> None:
         """Drop every L1 entry: the next gets go to L2 (for data changed behind L2's back)."""
-        self._tiers.drop_local(None)
+        self._tiers.coherence.drop_local(None)
 
 
 class MultiTierCacheAdapter(_Base):

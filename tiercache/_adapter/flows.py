@@ -88,7 +88,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
     A delete of one of them while the write is under way wins in L1 as it does in Redis's order.
     A key Redis did not take (unreachable, refusing, a value only L1 can hold) is invalidated
     there, now or once Redis is back, so the value this set replaced is not read again; sets of
-    one key at once leave it out of L1 (see Tiers.begin_set).
+    one key at once leave it out of L1 (see SetsUnderWay).
     """
     tiers.sets += len(items)
     lease = tiers.l1.lease()
@@ -102,7 +102,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
             _keep_local(tiers, key, value, l1_seconds * keep[key], lease, stored=False)
         return
     for key in items:
-        tiers.begin_set(key)
+        tiers.sets_under_way.begin(key)
     refused = True  # (until the flow ends: a value refused while sealed raises, and is kept nowhere)
     try:
         stored = yield from _write_many(tiers, endpoint, items, ttl, keep)
@@ -119,7 +119,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
                 if refused
                 else functools.partial(_keep_local, tiers, key, value, seconds, lease, stored=key in stored)
             )
-            tiers.end_set(key, kept)
+            tiers.sets_under_way.end(key, kept)
 
 
 def _write_many(
@@ -146,7 +146,7 @@ def _write_many(
             if payload is not None
         )
 
-    announce = tiers.announce([tiers.key(key) for key in items])
+    announce = tiers.coherence.announce([tiers.key(key) for key in items])
     if not (yield from write_in_generation(tiers, endpoint, seal, announce)):
         return set()
     return {key for key, payload in payloads.items() if payload is not None}
@@ -184,7 +184,7 @@ def update(
             _keep_local(tiers, key, new, l1_default, lease, stored=False)
         return current, new
     kept: Callable[[], object] = lambda: None  # noqa: E731 - what end_set() keeps in L1: nothing yet
-    tiers.begin_set(key)
+    tiers.sets_under_way.begin(key)
     try:
         swapped = yield from _swap(tiers, endpoint, key, change, ttl, keep_ttl=keep_ttl)
         if swapped is not None:
@@ -199,7 +199,7 @@ def update(
             kept = functools.partial(_keep_local, tiers, key, new, l1_default, lease, stored=False)
         return current, new
     finally:
-        tiers.end_set(key, kept)
+        tiers.sets_under_way.end(key, kept)
 
 
 def _change_locally(tiers: AdapterTiers, key: str, change: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -237,7 +237,7 @@ def _swap(
         sealed = tiers.remote.seal_value(endpoint, new, redis_key, ttl=seconds)
         if sealed is None:  # only L1 can hold it
             return None
-        announce = tiers.announce((redis_key,))
+        announce = tiers.coherence.announce((redis_key,))
         swap = ops.swap(
             endpoint, redis_key, payload, sealed, milliseconds(seconds), announce=announce, owner=tiers
         )
@@ -255,7 +255,7 @@ def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     Raise InvalidationError (after the local drop) if Redis refused.
     """
     tiers.deletes += len(keys)
-    tiers.drop_local(keys)
+    tiers.coherence.drop_local(keys)
     endpoint = tiers.endpoint()
     if endpoint is not None:
         try:
@@ -264,7 +264,7 @@ def delete(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
         finally:
             # Again: a get that missed L1 after the first drop may have read the old value from
             # L2 before it was gone there, and be about to put it in L1.
-            tiers.drop_local(keys)
+            tiers.coherence.drop_local(keys)
 
 
 def clear(tiers: AdapterTiers) -> Flow:
@@ -272,13 +272,13 @@ def clear(tiers: AdapterTiers) -> Flow:
 
     Raise InvalidationError (after the local drop) if Redis refused.
     """
-    tiers.drop_local(None)
+    tiers.coherence.drop_local(None)
     endpoint = tiers.endpoint()
     if endpoint is not None:
         try:
             yield from new_generation(tiers, endpoint, action="clear()")
         finally:
-            tiers.drop_local(None)  # again, as in delete()
+            tiers.coherence.drop_local(None)  # again, as in delete()
 
 
 def ping(tiers: AdapterTiers) -> Flow:

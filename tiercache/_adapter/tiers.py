@@ -28,7 +28,7 @@ class AdapterTiers(Tiers):
         ttl_l2 = settings.l2_ttl_seconds if settings.l2_enabled else None
         super().__init__(label, local, ttl_l2=ttl_l2, stale_ttl=0.0, tombstones=False)
         self.settings = settings
-        self.key_prefix = settings.namespace
+        self.namespace = settings.namespace
         self.generation_key = f"{settings.namespace}:gen"
         self.sets = 0
         self.deletes = 0
@@ -48,8 +48,17 @@ class AdapterTiers(Tiers):
         self.remote.set_payload_rules(
             Signer(keys) if keys else None, settings.max_value_bytes, settings.compress_min_bytes
         )
-        self.coherent = settings.coherent
-        self.follow(self._endpoint, settings.namespace)
+        remote = self.remote  # (not self: see Tiers)
+
+        def digest_for(redis_key: str) -> str:
+            # Keyed when signing: adapter keys are the user's own, often guessable.
+            secret = remote.signer.naming_secret if remote.signer is not None else b""
+            return hex_digest(redis_key.encode(), key=secret)
+
+        self.coherence.digest_for = digest_for
+        self.coherence.key_prefix = settings.namespace
+        self.coherence.coherent = settings.coherent
+        self.coherence.follow(self._endpoint, settings.namespace)
 
     def endpoint(self) -> Endpoint | None:
         """Return this adapter's L2 endpoint, or None with L2 off."""
@@ -57,17 +66,13 @@ class AdapterTiers(Tiers):
 
     def key(self, key: str) -> str:
         """Return the Redis key of the adapter key ``key``."""
-        return f"{self.key_prefix}:{ADAPTER_SEGMENT}:{key}"
-
-    def digest_for(self, redis_key: str) -> str:
-        """Return the digest announcements name ``redis_key`` by (keyed when signing)."""
-        secret = self.signer.naming_secret if self.signer is not None else b""
-        return hex_digest(redis_key.encode(), key=secret)
+        return f"{self.namespace}:{ADAPTER_SEGMENT}:{key}"
 
     def remember(self, key: str) -> None:
-        """Note the digest of ``key``'s entry before writing it to L1 (see Tiers.note_digest)."""
-        if self.channel is not None:
-            self.note_digest(self.digest_for(self.key(key)), key)
+        """Note the digest of ``key``'s entry before writing it to L1 (see L1Coherence.note_digest)."""
+        coherence = self.coherence
+        if coherence.channel is not None:
+            coherence.note_digest(coherence.digest_for(self.key(key)), key)
 
     def record(self, started_ns: int, outcome: str) -> None:
         """Record one get's outcome and latency (unless metrics are off)."""

@@ -49,7 +49,9 @@ def drop_keys(
     if not endpoint.breaker.allow():
         defer(tiers, endpoint, keys=keys)
         return
-    ok, reply = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
+    ok, reply = yield from l2_op(
+        tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.coherence.announce(keys))
+    )
     if ok:
         return
     if isinstance(reply, RemoteUnavailable):
@@ -78,7 +80,12 @@ def new_generation(
         defer(tiers, endpoint, clear=True)
         return
     op = ops.raise_generation(
-        endpoint, tiers.generation_key, tiers.remote.known_generation(), 1, tiers.announce(None), owner=tiers
+        endpoint,
+        tiers.generation_key,
+        tiers.remote.known_generation(),
+        1,
+        tiers.coherence.announce(None),
+        owner=tiers,
     )
     ok, reply = yield from l2_op(tiers, endpoint, op)
     if ok:
@@ -94,7 +101,7 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
     """Replay invalidations that could not reach L2 when they were made; False if L2 failed."""
     clears, floor, keys, mark = tiers.owed.pending()
     if clears or floor:
-        announce = tiers.announce(None) if clears else None  # (restating ours changes nothing)
+        announce = tiers.coherence.announce(None) if clears else None  # (restating ours changes nothing)
         op = ops.raise_generation(
             endpoint,
             tiers.generation_key,
@@ -118,7 +125,9 @@ def replay_repairs(tiers: Tiers, endpoint: Endpoint) -> Generator[Op, Any, bool]
         tiers.remote.learn_generation(endpoint, generation)
         tiers.owed.repaired(clears=clears, floor=floor, upto=mark)
     if keys:
-        ok, _ = yield from l2_op(tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.announce(keys)))
+        ok, _ = yield from l2_op(
+            tiers, endpoint, _invalidate(tiers, endpoint, keys, tiers.coherence.announce(keys))
+        )
         if not ok:
             return False
         tiers.owed.repaired(keys=keys, upto=mark)

@@ -7,27 +7,22 @@ is ours and current, in the generation it follows.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import threading
 import weakref
-from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tiercache._core.checks import milliseconds
 from tiercache._core.clocks import Clocks
 from tiercache._core.interfaces import LocalTier
+from tiercache._core.l1_coherence import L1Coherence
 from tiercache._core.notices import Notices
+from tiercache._core.overlapping_sets import SetsUnderWay
 from tiercache._core.owed import Owed
 from tiercache._core.remote import Remote
 from tiercache._core.stats import CacheStats, StatsRecorder
 from tiercache._errors import InvalidationError
 from tiercache._l1.lru import LocalCache
-from tiercache._l2.coherence import DEAF_L1_SECONDS, announcement, channel_for
 from tiercache._l2.errors import RemoteError, RemotePartlyDown, RemoteSaturated, RemoteUnavailable
-from tiercache._l2.layout import DIGEST_LENGTH
-from tiercache._l2.signing import Signer
 
 if TYPE_CHECKING:
     from tiercache._l2.endpoint import Endpoint
@@ -67,7 +62,6 @@ class Tiers:
         # Invalidations leave tombstones (see _l2.envelope) where values are computed and written
         # conditionally; None: plain deletes (the adapters, whose values are set, not computed).
         self.tombstone_ms = max(self.l2_ttl_ms, round(TOMBSTONE_FLOOR * 1000)) if tombstones else None
-        self._lock = threading.Lock()
         self.log_once = Notices().once
         #: Invalidations that could not reach L2 yet, replayed once it is back (in the
         #: background) or before the next L2 operation, whichever comes first.
@@ -87,17 +81,13 @@ class Tiers:
         self.has_l1 = local.max_entries > 0
         #: Whether entries carry tag blocks (a function with ``tags=``; see ``_l2.envelope``).
         self.tagged = tagged
-        # Cross-process coherence (see _l2.coherence): where our changes are announced (None: they
-        # are not, and this L1 follows its TTL alone), and who we are in those announcements.
-        self.coherent = True
-        self.channel: str | None = None
-        self.origin = os.urandom(8)
-        self.key_prefix = ""
+        #: Cross-process coherence (see _l2.coherence): what we announce, what L1 hears and drops.
+        remote = self.remote  # (not self: the bus holds its members weakly, and so must they us)
+        self.coherence = L1Coherence(label, local, lambda: remote.signer, self.log_once)
+        #: Sets of one key at once (see overlapping_sets).
+        self.sets_under_way = SetsUnderWay(local)
         self._endpoint: Endpoint | None = None  # set by subclasses, as they resolve where L2 is
         _live.add(self)
-        self._by_digest: dict[str, Hashable] = {}  # see note_digest()
-        # Sets under way, by L1 key: how many, and whether two ever overlapped (see begin_set).
-        self._sets: dict[Hashable, list[int]] = {}
 
     def enabled(self) -> bool:
         """Whether caching is on at all."""
@@ -113,136 +103,13 @@ class Tiers:
 
     def after_fork(self) -> None:
         """Replace locks a thread of the parent may have held when it forked."""
-        self.origin = os.urandom(8)  # the child is another process to the others
-        self._lock = threading.Lock()
+        self.coherence.after_fork()
+        self.sets_under_way.after_fork()
         self.local.after_fork()
         self.stats.after_fork()
         self.owed.after_fork()
 
-    # -- coherence ------------------------------------------------------------------------
-
-    def follow(self, endpoint: Endpoint | None, namespace: str) -> None:
-        """Announce our changes on ``namespace``'s channel and follow everyone else's there."""
-        if endpoint is not None:
-            endpoint.check_access(namespace, channel_for(namespace))
-        if not self.coherent or endpoint is None:
-            self.channel = None
-            self.set_deaf(False)  # nothing to hear: L1 follows ttl_l1, as documented
-            return
-        if endpoint.bus is None:
-            self.channel = None
-            self.set_deaf(False)
-            self.log_once(
-                "incoherent",
-                "%s: no sync Redis client to listen with; its L1 follows ttl_l1 only",
-                self.label,
-                level=logging.INFO,
-            )
-            return
-        self.channel = channel_for(namespace)
-        endpoint.bus.join(self.channel, self)
-
-    def announce(self, redis_keys: Sequence[str] | None) -> tuple[str, bytes] | None:
-        """Return what to publish after changing ``redis_keys`` (None: all), or None if nothing.
-
-        Announcements name digests, never arguments (see ``_l2.announcement``).
-        """
-        if self.channel is None:
-            return None
-        digests = None if redis_keys is None else [self.digest_for(key) for key in redis_keys]
-        return self.channel, announcement(self, self.channel, digests)
-
-    def digest_for(self, redis_key: str) -> str:
-        """Return the digest other processes know ``redis_key``'s entry by (its key name's tail)."""
-        return redis_key[-DIGEST_LENGTH:]
-
-    def note_digest(self, digest: str, l1_key: Hashable) -> None:
-        """Remember which L1 key ``digest`` stands for, so announcements can name it.
-
-        Every L1 write, and every read that may lead to one, of a cache that follows a channel
-        is noted. Past a bound the notes keep only the keys L1 holds; calls under way then lose
-        their note, so their L1 writes are refused (their leases voided), never left unheard.
-        """
-        notes = self._by_digest
-        notes[digest] = l1_key
-        if len(notes) > 2 * self.local.max_entries + 1024:
-            held = self.local.data
-            self._by_digest = {d: key for d, key in list(notes.items()) if key in held}
-            self.lose_track()
-
-    def lose_track(self) -> None:
-        """Refuse what calls under way would write to L1: their notes were let go (see note_digest)."""
-        self.local.void_leases()
-
-    def drop_announced(self, digests: Sequence[str]) -> None:
-        """Drop the L1 entries another process invalidated, known here by their digests.
-
-        A digest not noted here names nothing in L1. Without an L1, though, runs that just
-        ended linger briefly for late callers, and their notes may be gone: drop them all.
-        """
-        notes = self._by_digest
-        keys = [notes[digest] for digest in digests if digest in notes]
-        if len(keys) < len(digests) and self.local.max_entries == 0:
-            self.drop_local(None)
-        elif keys:
-            self.drop_local(keys)
-
-    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
-        """Drop ``keys`` (None: every entry) from L1: invalidated here or in another process.
-
-        Writes of values read or computed before now are refused from now on (L1 leases).
-        ``keep_stale`` (after a lost subscription, when nothing is known to have changed) keeps
-        entries as stale ones instead: never served as fresh, still there for fail-safe.
-        """
-        if keys is None and keep_stale:
-            self.local.expire_all()
-        elif keys is None:
-            self.local.clear()
-        else:
-            for key in keys:
-                self.local.delete(key)
-
-    def set_deaf(self, deaf: bool) -> None:
-        """Bound L1 lifetimes while other processes' invalidations cannot be heard (or lift it)."""
-        self.local.set_cap(DEAF_L1_SECONDS if deaf else math.inf)
-
-    @property
-    def signer(self) -> Signer | None:
-        """What signs this cache's payloads, announcements and digests (None: nothing is signed)."""
-        return self.remote.signer
-
-    @property
-    def hears_others(self) -> bool:
-        """Whether this L1 follows other processes' invalidations right now."""
-        return self.channel is not None and self.local.cap == math.inf
-
-    # -- sets of one key at once -----------------------------------------------------------
-
-    def begin_set(self, key: Hashable) -> None:
-        """Note that a set of ``key`` (its L1 key) begins writing Redis; ``end_set`` must follow.
-
-        Which of two sets' writes Redis took last is not known here, so neither may decide what
-        L1 keeps: sets that overlapped leave the key out of L1, and the next read asks Redis.
-        """
-        with self._lock:
-            under_way = self._sets.get(key)
-            if under_way is None:
-                self._sets[key] = [1, 0]
-            else:
-                under_way[0] += 1
-                under_way[1] = 1  # overlapped
-
-    def end_set(self, key: Hashable, keep: Callable[[], object]) -> None:
-        """End a set of ``key`` begun by ``begin_set``: ``keep()`` its value in L1, unless sets overlapped."""
-        with self._lock:
-            under_way = self._sets[key]
-            under_way[0] -= 1
-            if not under_way[0]:
-                del self._sets[key]
-            if under_way[1]:
-                self.local.delete(key)
-            else:
-                keep()
+    # -- outcomes -------------------------------------------------------------------------
 
     def refusal(self, action: str, endpoint: Endpoint, error: RemoteError) -> InvalidationError:
         """Return the error for an invalidation Redis refused, saying what may still serve the old value."""
@@ -256,8 +123,6 @@ class Tiers:
         else:
             remains = f"Redis dropped {old}, but refused the announcement: {others}"
         return InvalidationError(self.label, action, endpoint.name, str(error), remains)
-
-    # -- outcomes -------------------------------------------------------------------------
 
     def remote_failed(self, endpoint: Endpoint, exc: RemoteError) -> None:
         """Count a failed L2 operation and tell the endpoint's breaker if Redis is unreachable.
@@ -297,7 +162,7 @@ class Tiers:
             degraded_seconds=breaker.degraded_seconds() if breaker is not None else 0.0,
             l1_size=len(self.local),
             pending_invalidations=len(self.owed),
-            coherent=self.hears_others,
+            coherent=self.coherence.hears_others,
             reset=reset,
         )
 

@@ -88,7 +88,7 @@ def l2_span(found: Any, op: Command) -> Iterator[Callable[[Any], Any]]:
     if len(keys) != 1:
         span.set_attribute("tiercache.keys", len(keys))
     elif owner is not None:
-        span.set_attribute("tiercache.key_digest", owner.digest_for(keys[0]))
+        span.set_attribute("tiercache.key_digest", owner.coherence.digest_for(keys[0]))
 
     def record(reply: Any) -> Any:
         span.set_attribute("tiercache.outcome", op.kind.outcome(op, reply))
@@ -114,7 +114,7 @@ def compute_span(found: Any, op: Compute) -> Iterator[None]:
             span.set_attribute("tiercache.function", owner.label)
             redis_key = getattr(op.call, "redis_key", None)
             if redis_key is not None:
-                span.set_attribute("tiercache.key_digest", owner.digest_for(redis_key))
+                span.set_attribute("tiercache.key_digest", owner.coherence.digest_for(redis_key))
         try:
             yield
         except BaseException as exc:

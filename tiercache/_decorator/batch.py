@@ -222,7 +222,7 @@ def _run(
             writes.append(write.args)
             writers.append((call, value, l1_seconds if to_l1 else 0.0))
         elif to_l1 and cache.has_l1:
-            if cache.channel is not None and not call.redis_key:
+            if cache.coherence.channel is not None and not call.redis_key:
                 cache.redis_key(call)  # (notes its digest, so that announcements reach this entry)
             cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
     yield from _write_back(cache, endpoint, writes, writers)

@@ -87,7 +87,7 @@ def put(
     l1_key, canonical = cache.keys.l1_key(key_values)
     if endpoint is None and canonical is None:
         cache.keys.check_raw(key_values)  # (with L2, redis_key() encodes the key, and checks it)
-    cache.drop_local((l1_key,))  # runs under way here write nothing from now on
+    cache.coherence.drop_local((l1_key,))  # runs under way here write nothing from now on
     l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.tagged:
@@ -99,7 +99,9 @@ def put(
     # the entry we are about to keep in L1)
     key = cache.redis_key(call)
     kept = False
-    cache.begin_set(l1_key)  # another set of the key at once: which one Redis kept is not known here
+    cache.sets_under_way.begin(
+        l1_key
+    )  # another set of the key at once: which one Redis kept is not known here
     try:
         written = False
         try:
@@ -110,10 +112,10 @@ def put(
         finally:
             # Again, as invalidate() does: a caller that missed L1 after the first drop may have
             # read the old value from Redis before our write, and be about to keep it in L1.
-            cache.drop_local((l1_key,))
+            cache.coherence.drop_local((l1_key,))
         kept = enabled and to_l1
     finally:
-        cache.end_set(l1_key, lambda: _keep(cache, call, value, l1_seconds, keep=kept))
+        cache.sets_under_way.end(l1_key, lambda: _keep(cache, call, value, l1_seconds, keep=kept))
 
 
 def _keep(cache: FunctionCache, call: Call, value: Any, seconds: float | None, *, keep: bool) -> None:
@@ -152,4 +154,4 @@ def _write(  # noqa: PLR0917 - one put's state
         payload = cache.remote.seal_value(endpoint, value, key, read=None, ttl=seconds, tags=tags)
         return () if payload is None else ((key, payload, ttl_ms),)
 
-    return (yield from write_in_generation(cache, endpoint, seal, cache.announce((key,))))
+    return (yield from write_in_generation(cache, endpoint, seal, cache.coherence.announce((key,))))

@@ -416,7 +416,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
             if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
-    if cache.channel is not None and not call.redis_key:
+    if cache.coherence.channel is not None and not call.redis_key:
         call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
     elif not call.redis_key and call.canonical is None:
         cache.keys.check_raw(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
@@ -551,7 +551,7 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
     """
     keys = [cache.keys.l1_key(key_values) for key_values in calls]
     l1_keys = tuple(l1_key for l1_key, _ in keys)
-    cache.drop_local(l1_keys)
+    cache.coherence.drop_local(l1_keys)
     cache.stats.count("invalidations", len(calls))
     endpoint = cache.endpoint()
     if endpoint is not None and calls:
@@ -565,16 +565,16 @@ def invalidate(cache: FunctionCache, *calls: tuple[Any, ...]) -> Flow:
         finally:
             # Again: a thread that missed L1 after the first drop may have read the old value
             # from L2 before it was gone there, and be about to put it in L1.
-            cache.drop_local(l1_keys)
+            cache.coherence.drop_local(l1_keys)
 
 
 def clear(cache: FunctionCache) -> Flow:
     """Drop every entry of the function: L1 and runs in flight at once, L2 by a new generation."""
-    cache.drop_local(None)
+    cache.coherence.drop_local(None)
     cache.stats.count("invalidations")
     endpoint = cache.endpoint()
     if endpoint is not None:
         try:
             yield from new_generation(cache, endpoint)
         finally:
-            cache.drop_local(None)  # again, as in invalidate()
+            cache.coherence.drop_local(None)  # again, as in invalidate()

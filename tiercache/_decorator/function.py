@@ -156,7 +156,7 @@ class FunctionCache(Tiers):
         #: ttl_l1 as a function of the result, for values L1 takes from L2 (None: a fixed TTL).
         self.l1_lifetime = ttl_l1 if callable(ttl_l1) else None
         self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
-        self.coherent = options.coherent  # (the tiers' own: the adapters' follow their settings)
+        self.coherence.coherent = options.coherent
         #: How its calls are named, in L1 and in Redis.
         self.keys = KeyMaker(name, key_names, self._resolve)
         self._identify(closure or Closure())
@@ -169,6 +169,7 @@ class FunctionCache(Tiers):
         # to catch a run that just ended, its result lingers briefly in the table instead.
         linger = 0.0 if self.has_l1 else LINGER
         self.flights = FlightTables(self.label, linger=linger, clock=self.clocks.monotonic)
+        self.coherence.detach = self.flights.detach  # a dropped key's run is joined no more
         self.refreshes = Refreshes()
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
@@ -227,20 +228,6 @@ class FunctionCache(Tiers):
         self.tag_notes.after_fork()
         self.flights.after_fork()
 
-    def lose_track(self) -> None:
-        """Refuse what calls under way would write to L1, and cut their runs loose.
-
-        Their notes were let go: an invalidation would not find them, so calls made after one
-        must not join them (see keep_findable).
-        """
-        super().lose_track()
-        self.flights.detach(None)
-
-    def drop_local(self, keys: Sequence[Hashable] | None, *, keep_stale: bool = False) -> None:
-        """Drop ``keys`` (None: all) from L1 and cut their runs loose: they were invalidated."""
-        super().drop_local(keys, keep_stale=keep_stale)
-        self.flights.detach(keys)
-
     # -- settings -------------------------------------------------------------------------
 
     def _resolve(self) -> None:
@@ -249,21 +236,21 @@ class FunctionCache(Tiers):
         settings = _config.current()
         options = self.options
         namespace = options.namespace if options.namespace is not None else settings.namespace
-        self.key_prefix = f"{namespace}:{self.key_label}"
-        if self.generation_key != f"{self.key_prefix}:gen":
+        key_prefix = self.coherence.key_prefix = f"{namespace}:{self.key_label}"
+        if self.generation_key != f"{key_prefix}:gen":
             self.remote.forget_generation()  # another namespace: another generation, known only once read
-        self.generation_key = f"{self.key_prefix}:gen"
+        self.generation_key = f"{key_prefix}:gen"
         self.tag_namespace = namespace
         self._enabled = options.enabled and settings.enabled
         use_l2 = self.uses_l2 and settings.l2
         self._endpoint = _config.endpoint_for(settings, options.redis_url) if use_l2 else None
-        self.follow(self._endpoint, namespace)
+        self.coherence.follow(self._endpoint, namespace)
         keys = options.signing_key if options.signing_key is not None else settings.signing_keys
         signer = Signer(keys) if keys else None
         size = options.max_value_bytes if options.max_value_bytes is not None else settings.max_value_bytes
         self.remote.set_payload_rules(signer, size, settings.compress_min_bytes)
         # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
-        self.keys.settle(self.key_prefix, settings.max_key_bytes, signer.naming_secret if signer else None)
+        self.keys.settle(key_prefix, settings.max_key_bytes, signer.naming_secret if signer else None)
         if self.tags is not None:
             # Tags are the namespace's, shared by every function: keyed by the process's key
             # (configure(), TIERCACHE_SIGNING_KEY), which invalidate_tags() uses too; by its
@@ -271,12 +258,12 @@ class FunctionCache(Tiers):
             self.tags.key_with(settings.signing_keys[-1] if settings.signing_keys else None)
         if (
             self.tags is not None
-            and self.coherent
+            and self.coherence.coherent
             and self._endpoint is not None
             and self._endpoint.bus is not None
         ):
             # Its ear for other processes' tag invalidations (the bus holds members weakly)
-            self._tag_listener = TagListener(namespace, self.drop_tagged, self.signer)
+            self._tag_listener = TagListener(namespace, self.drop_tagged, signer)
             self._endpoint.bus.join(channel_for(namespace), self._tag_listener)
         self._resolved = _config.settings_version
 
@@ -309,8 +296,8 @@ class FunctionCache(Tiers):
             if call.canonical is None:
                 call.canonical = keys.canonical(call.key_values)
             key = keys.remember(call.l1_key, call.canonical)
-        if self.channel is not None and self.has_l1:  # announcements will name this entry by its digest
-            self.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
+        if self.has_l1 and self.coherence.channel is not None:  # announcements will name it by its digest
+            self.coherence.note_digest(key[-DIGEST_LENGTH:], call.l1_key)
         return key
 
     def read_of(self, call: Call) -> tuple[str, str, int]:
@@ -321,7 +308,7 @@ class FunctionCache(Tiers):
         read is made in: a clear landing from now on makes the value computed from it a miss.
         """
         key = self.keys.memo.get(call.l1_key)  # (redis_key()'s memo, read here: one frame less)
-        if key is None or (self.has_l1 and self.channel is not None):
+        if key is None or (self.has_l1 and self.coherence.channel is not None):
             key = self.redis_key(call)
         return key, self.generation_key, self.remote.generation or 0
 
@@ -337,15 +324,15 @@ class FunctionCache(Tiers):
         if self.tags is None:
             return
         call.tags = self.tags.digests(call.args, call.kwargs)
-        self.tag_notes.note(call.tags, call.l1_key, self.lose_track)
+        self.tag_notes.note(call.tags, call.l1_key, self.coherence.lose_track)
 
     def drop_tagged(self, digests: Sequence[str]) -> None:
         """Drop the L1 entries, and cut loose the runs, noted under any of ``digests``."""
         keys = self.tag_notes.take(digests)
         if keys:
-            self.drop_local(list(keys))
+            self.coherence.drop_local(list(keys))
         if not self.has_l1:  # runs that just ended linger for late callers: not under a note
-            self.drop_local(None)
+            self.coherence.drop_local(None)
 
     def keep_findable(self, call: Call) -> None:
         """Cut the run ``call`` has just begun loose if its key was dropped since it was noted.

@@ -112,7 +112,7 @@ def stats(*, reset: bool = False) -> dict[str, CacheStats]:
 def forget_all() -> None:
     """Empty every function's L1 and zero its stats, as if the process had just started."""
     for cache in all_caches():
-        cache.drop_local(None)
+        cache.coherence.drop_local(None)
         cache.stats.snapshot(reset=True)
 
 

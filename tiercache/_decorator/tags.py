@@ -129,7 +129,7 @@ def _new_tokens(
     for key in keys:  # (read before this changes them in Redis: gone for good, see TokenMemory)
         TOKENS.replaced(key)
     ttl_ms = max((cache.tag_ttl_ms for cache in caches), default=round(TAG_FLOOR * 1000))
-    signer = caches[0].signer if caches else _default_signer()
+    signer = caches[0].remote.signer if caches else _default_signer()
     channel = channel_for(namespace)
     told = (channel, announcement(TagListener(namespace, _drop_tagged, signer), channel, digests))
     op = ops.invalidate(endpoint, keys, new_token(), ttl_ms, told)

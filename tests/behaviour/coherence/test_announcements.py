@@ -111,7 +111,7 @@ def signing_pair(name: str, source: dict[str, int]) -> tuple[Any, Any, str]:
     one = tiered_cache(ttl_l1=3600, name=name, signing_key=SIGNING_KEY)(lambda k: source[k])
     other = tiered_cache(ttl_l1=3600, name=name, signing_key=SIGNING_KEY)(lambda k: source[k])
     assert one("a") == other("a") == source["a"]
-    channel = one.__tiercache__.channel
+    channel = one.__tiercache__.coherence.channel
     assert channel is not None
     return one, other, channel
 
@@ -124,8 +124,10 @@ def test_a_signing_cache_ignores_what_it_cannot_verify(real_l2: str, redis_serve
     digest = one.cache_key("a")[-32:]
     client = redis_server.client()
     for signer in (None, Signer((b"not-the-key-at-all!!",))):
-        client.publish(channel, encode(channel, b"stranger", cache.key_prefix, [digest], signer))
-    client.publish(channel, encode(channel, b"stranger", cache.key_prefix, None, None))  # a forged clear
+        client.publish(channel, encode(channel, b"stranger", cache.coherence.key_prefix, [digest], signer))
+    client.publish(
+        channel, encode(channel, b"stranger", cache.coherence.key_prefix, None, None)
+    )  # a forged clear
     source["a"] = 2
     time.sleep(0.2)
     assert one("a") == 1  # nothing it could verify arrived: the entry stands
@@ -168,12 +170,12 @@ def test_a_signed_announcement_from_outside_the_window_is_ignored(
     key = SIGNING_KEY
     real_ns = time.time_ns
     monkeypatch.setattr(time, "time_ns", lambda: real_ns() - (ANNOUNCEMENT_WINDOW_MS + 5_000) * 1_000_000)
-    old = encode(channel, b"stranger", cache.key_prefix, None, Signer((key.encode(),)))
+    old = encode(channel, b"stranger", cache.coherence.key_prefix, None, Signer((key.encode(),)))
     monkeypatch.setattr(time, "time_ns", real_ns)
     redis_server.client().publish(channel, old)
     time.sleep(0.3)
     assert one("a") == 1 and one.cache_stats().l2_hits == 0  # an L1 hit: ignored
-    fresh = encode(channel, b"stranger", cache.key_prefix, None, Signer((key.encode(),)))
+    fresh = encode(channel, b"stranger", cache.coherence.key_prefix, None, Signer((key.encode(),)))
     redis_server.client().publish(channel, fresh)
     until(lambda: one("a") == 1 and one.cache_stats().l2_hits == 1, timeout=2)  # obeyed: L1 dropped
 
@@ -183,7 +185,7 @@ def test_the_listener_survives_hostile_announcements(real_l2: str, redis_server:
     one = tiered_cache(ttl_l1=3600, name="announce.hostile")(lambda k: source[k])
     other = tiered_cache(ttl_l1=3600, name="announce.hostile")(lambda k: source[k])
     assert one("a") == other("a") == 1
-    channel = one.__tiercache__.channel
+    channel = one.__tiercache__.coherence.channel
     nested = msgpack.packb([])
     for _ in range(64):
         nested = msgpack.packb(msgpack.ExtType(1, nested))
@@ -205,9 +207,9 @@ def test_a_megabyte_of_announcement_does_not_stall_the_listener(
     other = tiered_cache(ttl_l1=3600, name="announce.big")(lambda k: source[k])
     assert one("a") == other("a") == 1
     cache = one.__tiercache__
-    channel = cache.channel
+    channel = cache.coherence.channel
     flood = [f"{i:032x}" for i in range(((1 << 20) - 200) // 32)]
-    big = encode(channel, b"stranger", cache.key_prefix, flood, None)
+    big = encode(channel, b"stranger", cache.coherence.key_prefix, flood, None)
     assert len(big) <= 1 << 20
     client = redis_server.client()
     for _ in range(5):
@@ -226,7 +228,7 @@ def test_without_an_l1_an_unknown_digest_forgets_lingering_runs(real_l2: str) ->
     f("a")
     flights = f.__tiercache__.flights.thread
     assert flights._landed  # the run lingers
-    f.__tiercache__.drop_announced(["0" * 32])
+    f.__tiercache__.coherence.drop_announced(["0" * 32])
     assert not flights._landed
 
 

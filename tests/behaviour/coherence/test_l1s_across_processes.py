@@ -138,7 +138,7 @@ def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_ser
     assert lookup("a") == 1  # nothing well-formed arrived: the entry stands
 
     class Stranger:
-        key_prefix = lookup.__tiercache__.key_prefix
+        key_prefix = lookup.__tiercache__.coherence.key_prefix
         origin = b"stranger"
         signer = None
 

@@ -64,7 +64,7 @@ def test_a_miss_then_an_l1_hit(real_l2: str, spans: InMemorySpanExporter) -> Non
     assert lookup(SECRET) == SECRET.upper()
     assert named(spans) == []  # an L1 hit makes no span
     digest = lookup.cache_key(SECRET)[-32:]
-    lookup.__tiercache__.drop_local(None)  # (as if another process had cached it)
+    lookup.__tiercache__.coherence.drop_local(None)  # (as if another process had cached it)
     lookup(SECRET)
     [read] = spans.get_finished_spans()
     assert (read.name, read.kind) == ("tiercache.l2.read", SpanKind.CLIENT)

@@ -166,7 +166,7 @@ def test_signing_is_configurable_process_wide_and_validated(
     tiercache.configure(signing_key=KEY_1)
     lookup, _ = run_counter()
     lookup("alice")
-    assert lookup.__tiercache__.signer is not None
+    assert lookup.__tiercache__.remote.signer is not None
     with pytest.raises(ValueError, match=r"at least 16 bytes"):
         tiercache.configure(signing_key="short")
     with pytest.raises(TypeError, match=r"tiered_cache\(\): signing_key must be"):

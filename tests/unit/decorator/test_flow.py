@@ -247,7 +247,7 @@ def test_an_invalidation_here_while_computing_keeps_the_value_out_of_l1(cache: F
     flow, _ = start(cache)
     flow.send((None, None))
     flow.send(None)
-    cache.drop_local((call(cache).l1_key,))  # invalidated while the function ran
+    cache.coherence.drop_local((call(cache).l1_key,))  # invalidated while the function ran
     assert is_command(flow.send("maybe-stale"), WRITE)
     flow.send(True)
     assert finish(flow) == "maybe-stale"
