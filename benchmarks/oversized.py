@@ -45,7 +45,7 @@ def main(mib: int) -> None:
         for n in range(4):
             client.set(value.cache_key(n), planted)
         client.set(value.__tiercache__.generation_key, planted)
-        client.set(tag_key(tagged.__tiercache__.tag_namespace, digest_of("n:9")), planted)
+        client.set(tag_key(tagged.__tiercache__.namespace, digest_of("n:9")), planted)
         value.__tiercache__.remote.forget_generation()
         before = peak_rss_mib()
         for round_ in range(1, 4):
@@ -59,7 +59,7 @@ def main(mib: int) -> None:
             elapsed = time.perf_counter() - start
             sizes = [client.strlen(value.cache_key(n)) for n in range(4)]
             generation = client.strlen(value.__tiercache__.generation_key)
-            token = client.strlen(tag_key(tagged.__tiercache__.tag_namespace, digest_of("n:9")))
+            token = client.strlen(tag_key(tagged.__tiercache__.namespace, digest_of("n:9")))
             print(
                 f"round {round_}: wall {elapsed:.3f} s, peak RSS +{peak_rss_mib() - before:.0f} MiB; now "
                 f"value keys {sizes} bytes, generation {generation}, tag key {token}"

@@ -370,7 +370,7 @@ def test_strings_planted_past_the_bound_are_refused_as_they_arrive(
     client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
     client.set(square.cache_key(7), b"\xa7" * huge)
     client.set(acube.cache_key(7), b"\xa7" * huge)
-    client.set(tag_key(tagged.__tiercache__.tag_namespace, digest_of("n:7")), b"t" * huge)
+    client.set(tag_key(tagged.__tiercache__.namespace, digest_of("n:7")), b"t" * huge)
     tracemalloc.start()
     assert (square(7), asyncio.run(acube(7)), tagged(7)) == (49, 343, 7)
     peak = tracemalloc.get_traced_memory()[1]

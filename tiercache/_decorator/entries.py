@@ -44,8 +44,8 @@ def peek(
             return value
         if due is not None and cache.l1.due(due):
             return due[0]  # still within its life
-    if cache.tagged:
-        cache.note_tags(call)  # (what we keep in L1 below, invalidate_tags() must find)
+    if cache.tags is not None:
+        cache.tags.note(call)  # (what we keep in L1 below, invalidate_tags() must find)
     if endpoint is None or not endpoint.breaker.allow():
         return MISSING
     return (yield from _peek_l2(cache, call, endpoint))
@@ -58,7 +58,7 @@ def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
     ok, reply = yield from l2_op(cache, endpoint, read_op(cache, call, endpoint, generation_key))
     if not ok:
         return MISSING
-    tags = cache.take_tags(call, reply[2]) if cache.tagged else None
+    tags = cache.tags.take(call, reply[2]) if cache.tags is not None else None
     _, _, found = cache.remote.take_read(endpoint, generation_key, reply[0], reply[1], call.redis_key, tags)
     if found is MISSING or found[1] <= 0:
         return MISSING
@@ -90,8 +90,8 @@ def put(
     cache.coherence.drop_local((l1_key,))  # runs under way here write nothing from now on
     l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
-    if cache.tagged:
-        cache.note_tags(call)  # (the value we keep in L1, invalidate_tags() must find)
+    if cache.tags is not None:
+        cache.tags.note(call)  # (the value we keep in L1, invalidate_tags() must find)
     if endpoint is None:  # L1 is the only store there is: the last set wins
         _keep(cache, call, value, l1_seconds, keep=enabled and to_l1)
         return
@@ -99,9 +99,8 @@ def put(
     # the entry we are about to keep in L1)
     key = cache.redis_key(call)
     kept = False
-    cache.sets_under_way.begin(
-        l1_key
-    )  # another set of the key at once: which one Redis kept is not known here
+    # Another set of the key at once: which one Redis kept is not known here.
+    cache.sets_under_way.begin(l1_key)
     try:
         written = False
         try:
@@ -121,12 +120,12 @@ def put(
 def _keep(cache: FunctionCache, call: Call, value: Any, seconds: float | None, *, keep: bool) -> None:
     """Keep a set's value in L1 (``keep``), under a lease taken after the set's last drop."""
     lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
-    if cache.tagged:
+    if cache.tags is not None:
         # Noted again, after the lease: a drop of these tags since the first note (another
         # process's, or the echo of one made here before) took that note away, and our entry
         # would have been kept where no invalidation of its tags could find it. From the lease
         # on, such a drop voids it instead (and keeps this value out of L1: a miss, not stale).
-        cache.note_tags(call)
+        cache.tags.note(call)
     if keep and cache.has_l1:
         cache.l1.set(call.l1_key, value, seconds, lease)
 
@@ -142,10 +141,10 @@ def _write(  # noqa: PLR0917 - one put's state
     if not (yield from know_generation(cache, endpoint)):
         return False
     tags = b""
-    if cache.tagged:  # the tokens the tags hold now (claimed where none): an invalidation from
-        # now on makes this value a miss, as it would any value set before it
-        held = yield from claim_tokens(cache, endpoint, cache.tag_keys(call))
-        tags = (cache.take_tags(call, held) if held is not None else b"") or b""
+    if cache.tags is not None:  # the tokens the tags hold now (claimed where none): an invalidation
+        # from now on makes this value a miss, as it would any value set before it
+        held = yield from claim_tokens(cache, endpoint, cache.tags.keys_of(call))
+        tags = (cache.tags.take(call, held) if held is not None else b"") or b""
         if not tags:
             return False
     ttl_ms = cache.l2_ttl_ms_for(seconds)

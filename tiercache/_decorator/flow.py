@@ -31,6 +31,7 @@ TOMBSTONE_MARGIN: Final = 1.0
 
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
+    from tiercache._decorator.function_tags import FunctionTags
     from tiercache._l2.endpoint import Endpoint
 
 __all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
@@ -57,8 +58,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch
         if value is not MISSING:
             cache.record(call, "l1_hits")
             return value
-    if cache.tagged:
-        cache.note_tags(call)  # before the read: invalidate_tags() from now on voids the lease
+    if cache.tags is not None:
+        cache.tags.note(call)  # before the read: invalidate_tags() from now on voids the lease
     if not enabled:
         return (yield from _run(cache, call, None, stale, leading=False))
     if endpoint is not None and cache.owed.any:
@@ -72,8 +73,8 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch
         call.read_at = time.monotonic()
         call.redis_key, generation_key, call.generation = cache.read_of(call)
         read = (  # (read_op(), spelt out: a frame less per hit)
-            ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), owner=cache)
-            if cache.tagged
+            ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tags.keys_of(call), owner=cache)
+            if cache.tags is not None
             else ops.Command(ops.READ, endpoint, (call.redis_key, generation_key), cache)
         )
         try:
@@ -90,7 +91,7 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch
                 reply[0],
                 reply[1],
                 call.redis_key,
-                cache.take_tags(call, reply[2]) if cache.tagged else None,
+                cache.tags.take(call, reply[2]) if cache.tags is not None else None,
             )
             if learned is not None:  # (as _read_done does; spelt out here, a frame less per hit)
                 call.generation = learned
@@ -167,7 +168,8 @@ def _unanswered(
     if settled is not None:
         cache.record(call, "coalesced", error=settled.error is not None)
         return settled.unwrap()
-    cache.keep_findable(call)
+    if cache.tags is not None:
+        cache.tags.keep_findable(call)
     # Leading now: a run that ended while our L2 read was under way wrote L1 before it let go
     # of the key, so this look catches it and we do not run the function a second time.
     value = cache.l1.get(call.l1_key) if cache.has_l1 else MISSING
@@ -180,14 +182,18 @@ def _unanswered(
 
 def read_op(cache: FunctionCache, call: Call, endpoint: Endpoint, generation_key: str | None) -> ops.Command:
     """Return the L2 read of ``call``: its entry (and generation), with its tags' tokens if it has tags."""
-    if cache.tagged:
-        return ops.read_tagged(endpoint, call.redis_key, generation_key, cache.tag_keys(call), owner=cache)
+    if cache.tags is not None:
+        return ops.read_tagged(
+            endpoint, call.redis_key, generation_key, cache.tags.keys_of(call), owner=cache
+        )
     return ops.read(endpoint, call.redis_key, generation_key, owner=cache)
 
 
 def _read_done(cache: FunctionCache, call: Call, read: ops.Command, reply: tuple[Any, ...]) -> None:
     """Leave what the read found in ``call.found``, and the key's token in ``call.token``."""
-    tags = cache.take_tags(call, reply[2]) if read.kind is ops.READ_TAGGED else None
+    tags = (
+        cache.tags.take(call, reply[2]) if cache.tags is not None and read.kind is ops.READ_TAGGED else None
+    )
     learned, call.token, call.found = cache.remote.take_read(
         read.endpoint, read.arg("generation_key"), reply[0], reply[1], read.arg("key"), tags
     )
@@ -234,8 +240,13 @@ def _run(
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.record(call, "l2_hits")
             return value
-    if cache.tagged and endpoint is not None and call.tag_tokens is not None and None in call.tag_tokens:
-        yield from _claim_tags(cache, call, endpoint)
+    if (
+        cache.tags is not None
+        and endpoint is not None
+        and call.tag_tokens is not None
+        and None in call.tag_tokens
+    ):
+        yield from _claim_tags(cache, cache.tags, call, endpoint)
     try:
         value = yield Compute(cache.function, call, wait, cache)
     except Overran as overran:
@@ -259,7 +270,9 @@ def _run(
     return value
 
 
-def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generator[Op, Any, None]:
+def _claim_tags(
+    cache: FunctionCache, tags: FunctionTags, call: Call, endpoint: Endpoint
+) -> Generator[Op, Any, None]:
     """Give the call's tags Redis holds no token for one, before the function runs.
 
     An entry never carries "no token" (a tag key that expired would otherwise bring entries
@@ -269,14 +282,14 @@ def _claim_tags(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Generat
     """
     tokens = call.tag_tokens or []
     missing = [i for i, token in enumerate(tokens) if token is None]
-    keys = cache.tag_keys(call)
+    keys = tags.keys_of(call)
     held = yield from claim_tokens(cache, endpoint, tuple(keys[i] for i in missing))
     if held is None:
         return
     found = list(tokens)
     for i, token in zip(missing, held, strict=True):
         found[i] = token
-    cache.take_tags(call, found)
+    tags.take(call, found)
 
 
 def _failed(
@@ -439,8 +452,8 @@ def write_op(
     if time.monotonic() - call.read_at > (cache.tombstone_ms or 0) / 1000 - TOMBSTONE_MARGIN:
         return None
     tags = b""
-    if cache.tagged:
-        tags = cache.tag_block_of(call) or b""
+    if cache.tags is not None:
+        tags = cache.tags.block_of(call) or b""
         if not tags:
             return None  # which tokens its tags had when it read is not known: nothing proves it fresh
     key = call.redis_key or cache.redis_key(call)

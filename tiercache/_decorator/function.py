@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from typing import Any, Final, Literal, overload
 
 from tiercache._core.checks import milliseconds
@@ -17,17 +17,17 @@ from tiercache._core.sizing import entry_size
 from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
+from tiercache._decorator.function_tags import FunctionTags
 from tiercache._decorator.identity import Closure, closure_tag, identity_of
 from tiercache._decorator.key_maker import KeyMaker
 from tiercache._decorator.keys import KEY_FORMAT
 from tiercache._decorator.options import Options
 from tiercache._decorator.policies import ResultPolicy
 from tiercache._decorator.refreshes import Refreshes
-from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagNotes, TagSpec, tag_key
+from tiercache._decorator.tag_names import TagSpec
 from tiercache._l1.lru import MISSING, Clock, LocalCache
-from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, tag_block
+from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN
 from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.signing import Signer
 
@@ -139,11 +139,8 @@ class FunctionCache(Tiers):
         )
         self.function = function
         self.name = name
-        #: What ``tags=`` says (None: no tags), and which L1 keys were noted under each digest.
-        self.tags = TagSpec(options.tags, label) if options.tags is not None else None
-        self.tag_notes = TagNotes(local)
-        self.tag_namespace = ""
-        self._tag_listener: TagListener | None = None
+        #: The namespace its keys are in (its own, or the configured one).
+        self.namespace = ""
         #: The options as checked, read where needed (never copied under other names).
         self.options = options
         self.uses_l2 = ttl_l2 is not None
@@ -170,6 +167,12 @@ class FunctionCache(Tiers):
         linger = 0.0 if self.has_l1 else LINGER
         self.flights = FlightTables(self.label, linger=linger, clock=self.clocks.monotonic)
         self.coherence.detach = self.flights.detach  # a dropped key's run is joined no more
+        #: Its tags (None: no ``tags=``): which a call carries, and what was noted under each.
+        self.tags = (
+            FunctionTags(TagSpec(options.tags, label), local, self.coherence, self.flights, self.l2_ttl_ms)
+            if options.tags is not None
+            else None
+        )
         self.refreshes = Refreshes()
         # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
         self.window = 1
@@ -225,7 +228,8 @@ class FunctionCache(Tiers):
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
         super().after_fork()
         self.refreshes = Refreshes()
-        self.tag_notes.after_fork()
+        if self.tags is not None:
+            self.tags.after_fork()
         self.flights.after_fork()
 
     # -- settings -------------------------------------------------------------------------
@@ -240,7 +244,7 @@ class FunctionCache(Tiers):
         if self.generation_key != f"{key_prefix}:gen":
             self.remote.forget_generation()  # another namespace: another generation, known only once read
         self.generation_key = f"{key_prefix}:gen"
-        self.tag_namespace = namespace
+        self.namespace = namespace
         self._enabled = options.enabled and settings.enabled
         use_l2 = self.uses_l2 and settings.l2
         self._endpoint = _config.endpoint_for(settings, options.redis_url) if use_l2 else None
@@ -252,19 +256,8 @@ class FunctionCache(Tiers):
         # With signing keys, digests are keyed too: low-entropy ids cannot be guessed from names.
         self.keys.settle(key_prefix, settings.max_key_bytes, signer.naming_secret if signer else None)
         if self.tags is not None:
-            # Tags are the namespace's, shared by every function: keyed by the process's key
-            # (configure(), TIERCACHE_SIGNING_KEY), which invalidate_tags() uses too; by its
-            # oldest, as key names are, so that adding a key renames nothing.
-            self.tags.key_with(settings.signing_keys[-1] if settings.signing_keys else None)
-        if (
-            self.tags is not None
-            and self.coherence.coherent
-            and self._endpoint is not None
-            and self._endpoint.bus is not None
-        ):
-            # Its ear for other processes' tag invalidations (the bus holds members weakly)
-            self._tag_listener = TagListener(namespace, self.drop_tagged, signer)
-            self._endpoint.bus.join(channel_for(namespace), self._tag_listener)
+            secret = settings.signing_keys[-1] if settings.signing_keys else None
+            self.tags.settle(namespace, secret, self._endpoint, signer)
         self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:
@@ -311,74 +304,6 @@ class FunctionCache(Tiers):
         if key is None or (self.has_l1 and self.coherence.channel is not None):
             key = self.redis_key(call)
         return key, self.generation_key, self.remote.generation or 0
-
-    # -- tags (see tags) ----------------------------------------------------------------------
-
-    def note_tags(self, call: Call) -> None:
-        """Work out ``call``'s tags, and note its L1 key under each (before its L2 read).
-
-        An invalidation of a tag then drops the key, voiding the call's lease: a value it read
-        or computed before is kept out of L1. Past a bound the notes keep only the keys L1
-        holds, and every lease taken before is voided (as ``note_digest`` does).
-        """
-        if self.tags is None:
-            return
-        call.tags = self.tags.digests(call.args, call.kwargs)
-        self.tag_notes.note(call.tags, call.l1_key, self.coherence.lose_track)
-
-    def drop_tagged(self, digests: Sequence[str]) -> None:
-        """Drop the L1 entries, and cut loose the runs, noted under any of ``digests``."""
-        keys = self.tag_notes.take(digests)
-        if keys:
-            self.coherence.drop_local(list(keys))
-        if not self.has_l1:  # runs that just ended linger for late callers: not under a note
-            self.coherence.drop_local(None)
-
-    def keep_findable(self, call: Call) -> None:
-        """Cut the run ``call`` has just begun loose if its key was dropped since it was noted.
-
-        A tag drop takes the notes it finds: one that came between this call's ``note_tags()``
-        and its run took the note before the run existed, so the next ``invalidate_tags()``
-        would not find the run, and calls made after it returned would join a run that may
-        have read the data before it changed. (An untagged key is dropped by name: always found.)
-        """
-        if self.tagged and self.has_l1 and not self.local.valid(call.l1_key, call.lease):
-            self.flights.detach((call.l1_key,))
-
-    def tag_keys(self, call: Call) -> tuple[str, ...]:
-        """Return the Redis keys of ``call``'s tags, made once a call (read, tokens, claim)."""
-        keys = call.tag_keys
-        if keys is None:
-            keys = call.tag_keys = tuple(tag_key(self.tag_namespace, tag) for tag in call.tags)
-        return keys
-
-    def take_tags(self, call: Call, tokens: Sequence[bytes | None]) -> bytes:
-        """Keep the tokens a read found for ``call``'s tags; return the tag block its entry must carry.
-
-        Empty (matching no entry) when one is missing, not a token, or one an invalidation this
-        process saw replaced (planted back): no entry carries none, and the claim replaces it.
-        """
-        kept: list[bytes | None] = []
-        for key, token in zip(self.tag_keys(call), tokens, strict=True):
-            if TOKENS.genuine(token, at=key):
-                TOKENS.read(key, token)
-                kept.append(token)
-            else:
-                kept.append(None)
-        call.tag_tokens = kept
-        return self.tag_block_of(call) or b""
-
-    def tag_block_of(self, call: Call) -> bytes | None:
-        """Return the tag block a value computed for ``call`` is written with (None: not known)."""
-        tokens = call.tag_tokens
-        if tokens is None or None in tokens:
-            return None
-        return tag_block(tokens)  # type: ignore[arg-type]
-
-    @property
-    def tag_ttl_ms(self) -> int:
-        """How long a tag's token claimed by this function lives in Redis."""
-        return max(self.l2_ttl_ms, round(TAG_FLOOR * 1000))
 
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""

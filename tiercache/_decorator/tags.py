@@ -51,8 +51,8 @@ logger = logging.getLogger("tiercache")
 def _drop_tagged(digests: Sequence[str]) -> None:
     """Drop what every function of this process keeps under ``digests``: L1 entries, runs under way."""
     for cache in _registry.all_caches():
-        if cache.tags is not None and cache.tags.may_carry(digests):
-            cache.drop_tagged(digests)
+        if cache.tags is not None and cache.tags.spec.may_carry(digests):
+            cache.tags.drop(digests)
 
 
 # -- invalidating ---------------------------------------------------------------------------
@@ -89,11 +89,11 @@ def _targets(digests: Sequence[str]) -> list[tuple[Endpoint, str, list[FunctionC
         endpoint = _config.endpoint_for(settings)
         groups[(id(endpoint), settings.namespace)] = (endpoint, settings.namespace, [])
     for cache in _registry.all_caches():
-        if cache.tags is None or not cache.tags.may_carry(digests):
+        if cache.tags is None or not cache.tags.spec.may_carry(digests):
             continue
         where = cache.endpoint()
         if where is not None:
-            group = groups.setdefault((id(where), cache.tag_namespace), (where, cache.tag_namespace, []))
+            group = groups.setdefault((id(where), cache.namespace), (where, cache.namespace, []))
             group[2].append(cache)
     return list(groups.values())
 
@@ -128,7 +128,7 @@ def _new_tokens(
     keys = tuple(tag_key(namespace, digest) for digest in digests)
     for key in keys:  # (read before this changes them in Redis: gone for good, see TokenMemory)
         TOKENS.replaced(key)
-    ttl_ms = max((cache.tag_ttl_ms for cache in caches), default=round(TAG_FLOOR * 1000))
+    ttl_ms = max(map(_ttl_ms, caches), default=round(TAG_FLOOR * 1000))
     signer = caches[0].remote.signer if caches else _default_signer()
     channel = channel_for(namespace)
     told = (channel, announcement(TagListener(namespace, _drop_tagged, signer), channel, digests))
@@ -200,7 +200,7 @@ def claim_tokens(
     replaced by a new one (see ``_reclaim``), for every claimant (a call's run, a cache_set).
     """
     ok, held = yield from l2_op(
-        cache, endpoint, ops.claim_tokens(endpoint, keys, new_token(), cache.tag_ttl_ms, owner=cache)
+        cache, endpoint, ops.claim_tokens(endpoint, keys, new_token(), _ttl_ms(cache), owner=cache)
     )
     if not ok:
         return None
@@ -229,9 +229,14 @@ def _reclaim(
         endpoint.name,
     )
     token = new_token()
-    swap = ops.swap(endpoint, key, held or None, token, cache.tag_ttl_ms, owner=cache)
+    swap = ops.swap(endpoint, key, held or None, token, _ttl_ms(cache), owner=cache)
     ok, swapped = yield from l2_op(cache, endpoint, swap)
     return token if ok and swapped else None  # (else another claimant won: the next call reads its)
+
+
+def _ttl_ms(cache: FunctionCache) -> int:
+    """Return how long a tag token ``cache`` claims lives in Redis, in ms."""
+    return cache.tags.ttl_ms if cache.tags is not None else round(TAG_FLOOR * 1000)
 
 
 def _default_signer() -> Signer | None:

@@ -193,8 +193,7 @@ def _documents() -> dict[tuple[Endpoint, str], bytes]:
             continue  # (L1 only, or has not reached Redis yet)
         stats = cache.snapshot()
         latency = cache.stats.latency()
-        # (tag_namespace: the namespace the function's keys are in, its own or the configured one)
-        groups.setdefault((endpoint, cache.tag_namespace), {})[name] = {
+        groups.setdefault((endpoint, cache.namespace), {})[name] = {
             "counters": {counter: getattr(stats, counter) for counter in _COUNTER_NAMES},
             "l1_hits": stats.l1_hits,
             "l2_hits": stats.l2_hits,

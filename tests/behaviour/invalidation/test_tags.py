@@ -318,7 +318,7 @@ def test_a_call_after_invalidate_tags_never_joins_a_run_an_earlier_invalidation_
     early: list[str] = []
     first = threading.Thread(target=lambda: early.append(lookup("x")))
     first.start()
-    _until(lambda: cache.tag_notes.noted(digest_of("t"), "x"))  # noted; its read waits
+    _until(lambda: cache.tags.notes.noted(digest_of("t"), "x"))  # noted; its read waits
     tiercache.invalidate_tags("t")  # waits for Redis too; its local drop took the note at once
     assert running.wait(5)  # the stalled call now runs the function, which read v1
     db["x"] = "v2"
@@ -584,7 +584,7 @@ def test_notes_of_keys_l1_let_go_are_bounded(backend: str) -> None:
     for n in range(5000):
         lookup(n)
     cache = lookup.__tiercache__
-    assert len(cache.tag_notes) <= 2 * 10 + 1024 + 1
+    assert len(cache.tags.notes) <= 2 * 10 + 1024 + 1
     held = [n for n in range(4990, 5000) if lookup(n) == n]
     assert len(runs) == 5000 and len(held) == 10  # the last ten are L1 hits
     tiercache.invalidate_tags("t")
@@ -629,7 +629,7 @@ def test_a_tag_drop_during_cache_set_cannot_hide_its_entry_from_later_invalidati
     original = cache.redis_key
 
     def echo_then_key(call: Any) -> str:
-        cache.drop_tagged([digest_of("all")])  # an earlier invalidation's echo, arriving now
+        cache.tags.drop([digest_of("all")])  # an earlier invalidation's echo, arriving now
         return original(call)
 
     cache.redis_key = echo_then_key  # type: ignore[method-assign]

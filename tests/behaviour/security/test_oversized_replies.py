@@ -287,7 +287,7 @@ def test_a_planted_tag_token_past_the_bound_is_reclaimed(
             return asyncio.run(profile(user))
 
     profile.cache_key("x")  # (resolves the function's settings)
-    key = tag_key(profile.__tiercache__.tag_namespace, digest_of("user:ann"))
+    key = tag_key(profile.__tiercache__.namespace, digest_of("user:ann"))
     client = redis_server.client()
     client.set(key, b"t" * HUGE)
     answer, peak = traced_peak(lambda: call("ann"))

@@ -552,7 +552,7 @@ def test_a_malformed_tag_token_is_reclaimed_counted_and_logged(
         return f"profile of {user}"
 
     profile.cache_key("x")  # (resolves the function's settings)
-    key = tag_key(profile.__tiercache__.tag_namespace, digest_of("user:ann"))
+    key = tag_key(profile.__tiercache__.namespace, digest_of("user:ann"))
     client = redis_server.client()
     if plant == "garbage":
         client.set(key, b"garbage!!")
@@ -615,7 +615,7 @@ def test_an_old_tag_token_planted_back_does_not_revive_what_an_invalidation_revo
 
     assert [role(user) for user in users] == ["admin"] * 20
     client = redis_server.client()
-    key = tag_key(role.__tiercache__.tag_namespace, digest_of("roles"))
+    key = tag_key(role.__tiercache__.namespace, digest_of("roles"))
     saved_token = client.get(key)
     saved = {user: client.get(role.cache_key(user)) for user in users}
     grant["on"] = False
@@ -643,7 +643,7 @@ def test_a_tag_token_another_process_replaced_is_refused_when_planted_back(
 
     assert role("ann") == "admin"
     client = redis_server.client()
-    namespace = role.__tiercache__.tag_namespace
+    namespace = role.__tiercache__.namespace
     key = tag_key(namespace, digest_of("roles"))
     saved_token, saved_entry = client.get(key), client.get(role.cache_key("ann"))
     monkeypatch.setattr(tag_names, "ANNOUNCED_WITHIN", 0.0)  # (as if the token was read long ago)
