@@ -184,7 +184,7 @@ def _read(
             value, fresh_for = hit
             found[key] = value
             if cache.has_l1:
-                cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
+                cache.l1.set(call.l1_key, value, cache.lifetimes.l1_seconds(value, fresh_for), call.lease)
             cache.record(call, "l2_hits")
     return endpoint
 
@@ -213,7 +213,7 @@ def _run(
         if key not in result:
             continue
         value = found[key] = result[key]
-        keep = cache.keeping(value)
+        keep = cache.lifetimes.keeping(value)
         if keep is None:
             continue
         l1_seconds, l2_seconds, to_l1, to_l2 = keep

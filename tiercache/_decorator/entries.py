@@ -64,7 +64,7 @@ def _peek_l2(cache: FunctionCache, call: Call, endpoint: Endpoint) -> Flow:
         return MISSING
     value, fresh_for = found
     if cache.has_l1:
-        cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
+        cache.l1.set(call.l1_key, value, cache.lifetimes.l1_seconds(value, fresh_for), call.lease)
     return value
 
 
@@ -88,7 +88,7 @@ def put(
     if endpoint is None and canonical is None:
         cache.keys.check_raw(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.coherence.drop_local((l1_key,))  # runs under way here write nothing from now on
-    l1_seconds, l2_seconds, to_l1, to_l2 = cache.keeping(value, asked=True)
+    l1_seconds, l2_seconds, to_l1, to_l2 = cache.lifetimes.keeping(value, asked=True)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.tags is not None:
         cache.tags.note(call)  # (the value we keep in L1, invalidate_tags() must find)
@@ -147,7 +147,7 @@ def _write(  # noqa: PLR0917 - one put's state
         tags = (cache.tags.take(call, held) if held is not None else b"") or b""
         if not tags:
             return False
-    ttl_ms = cache.l2_ttl_ms_for(seconds)
+    ttl_ms = cache.lifetimes.l2_ttl_ms(seconds)
 
     def seal() -> tuple[tuple[str, bytes, int], ...]:
         payload = cache.remote.seal_value(endpoint, value, key, read=None, ttl=seconds, tags=tags)

@@ -97,10 +97,11 @@ def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch
                 call.generation = learned
             if call.found is not MISSING and call.found[1] > 0:
                 value, fresh_for = call.found
+                lifetimes = cache.lifetimes
                 if cache.has_l1:
-                    seconds = fresh_for if cache.l1_lifetime is None else cache.l1_seconds(value, fresh_for)
+                    seconds = lifetimes.l1_seconds(value, fresh_for) if lifetimes.l1_varies else fresh_for
                     cache.l1.set(call.l1_key, value, seconds, call.lease)
-                if cache.options.refresh_ahead and cache.due_in_l2(value, fresh_for):
+                if cache.options.refresh_ahead and lifetimes.due_in_l2(value, fresh_for):
                     return (yield from _serve_ahead(cache, call, value, endpoint, "l2_hits"))
                 cache.record(call, "l2_hits")
                 return value
@@ -236,7 +237,7 @@ def _run(
         lock = yield from _lock_or_wait(cache, call, endpoint)
         if call.found is not MISSING:  # another process filled L2 while we waited
             value, fresh_for = call.found
-            cache.l1.set(call.l1_key, value, cache.l1_seconds(value, fresh_for), call.lease)
+            cache.l1.set(call.l1_key, value, cache.lifetimes.l1_seconds(value, fresh_for), call.lease)
             yield Land(call.l1_key, Settled(value, None), linger=False)
             cache.record(call, "l2_hits")
             return value
@@ -411,7 +412,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
     """
     if not cache.enabled():
         return False
-    keeping = cache.keeping(value)
+    keeping = cache.lifetimes.keeping(value)
     if keeping is None:
         return False
     l1_seconds, l2_seconds, keep_l1, keep_l2 = keeping
@@ -462,7 +463,7 @@ def write_op(
     )
     if payload is None:
         return None
-    return ops.write(endpoint, key, payload, cache.l2_ttl_ms_for(seconds), call.token, owner=cache)
+    return ops.write(endpoint, key, payload, cache.lifetimes.l2_ttl_ms(seconds), call.token, owner=cache)
 
 
 def _serve_ahead(

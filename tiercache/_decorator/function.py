@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, Final, Literal, overload
+from typing import Any, Final
 
-from tiercache._core.checks import milliseconds
 from tiercache._core.flights import FlightTables
 from tiercache._core.sizing import entry_size
 from tiercache._core.stats import ERROR, FAST
@@ -21,8 +20,8 @@ from tiercache._decorator.function_tags import FunctionTags
 from tiercache._decorator.identity import Closure, closure_tag, identity_of
 from tiercache._decorator.key_maker import KeyMaker
 from tiercache._decorator.keys import KEY_FORMAT
+from tiercache._decorator.lifetimes import ResultLifetimes
 from tiercache._decorator.options import Options
-from tiercache._decorator.policies import ResultPolicy
 from tiercache._decorator.refreshes import Refreshes
 from tiercache._decorator.tag_names import TagSpec
 from tiercache._l1.lru import MISSING, Clock, LocalCache
@@ -40,8 +39,6 @@ EXACT_WARMUP: Final = 1024
 SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
-#: How to keep a value: L1 seconds, L2 seconds (None: the cache's TTL), into L1?, into L2?
-Keeping = tuple[float | None, float | None, bool, bool]
 
 
 class Call:
@@ -144,14 +141,8 @@ class FunctionCache(Tiers):
         #: The options as checked, read where needed (never copied under other names).
         self.options = options
         self.uses_l2 = ttl_l2 is not None
-        #: What each computed result decides of its own caching (None: nothing, the cache's TTLs).
-        self.policy = (
-            ResultPolicy(label, options.cache_if, ttl_l1, ttl_l2, options.ttl_jitter)
-            if options.cache_if is not None or callable(ttl_l1) or callable(ttl_l2) or options.ttl_jitter
-            else None
-        )
-        #: ttl_l1 as a function of the result, for values L1 takes from L2 (None: a fixed TTL).
-        self.l1_lifetime = ttl_l1 if callable(ttl_l1) else None
+        #: How long each value is kept in each tier, as its function's TTLs and results decide.
+        self.lifetimes = ResultLifetimes(label, options, self.stats, self.l2_ttl_ms)
         self.lock_ttl_ms = round(options.lock * 1000) if options.lock else 0
         self.coherence.coherent = options.coherent
         #: How its calls are named, in L1 and in Redis.
@@ -308,45 +299,6 @@ class FunctionCache(Tiers):
     def lock_key(self, call: Call) -> str:
         """Return the Redis key of the cross-process lock for ``call``'s entry."""
         return self.redis_key(call) + ":lock"
-
-    @overload
-    def keeping(self, value: Any, *, asked: Literal[True]) -> Keeping: ...
-    @overload
-    def keeping(self, value: Any, *, asked: bool = False) -> Keeping | None: ...
-    def keeping(self, value: Any, *, asked: bool = False) -> Keeping | None:
-        """Return how to keep a value to store (see Keeping), or None to keep it nowhere.
-
-        ``asked``: the caller put the value in itself (``cache_set``), so ``cache_if`` is not
-        asked; a value it rejects is counted as not cached.
-        """
-        if self.policy is None:
-            return None, None, True, True
-        lifetimes = self.policy.lifetimes(value, asked=asked)
-        if lifetimes is None:
-            self.stats.count("not_cached")
-            return None
-        l1_seconds, l2_seconds = lifetimes
-        return l1_seconds, l2_seconds, l1_seconds is not None, l2_seconds is not None
-
-    def l2_ttl_ms_for(self, seconds: float | None) -> int:
-        """Return Redis's TTL for a value fresh for ``seconds`` (None: ``ttl_l2``), stale period and all."""
-        return self.l2_ttl_ms if seconds is None else milliseconds(seconds + self.stale_ttl)
-
-    def l1_seconds(self, value: Any, fresh_for: float) -> float | None:
-        """Return how long L1 keeps ``value``, which L2 holds fresh for ``fresh_for`` more seconds."""
-        fresh_for = max(fresh_for, 0.0)
-        if self.l1_lifetime is None or self.policy is None:
-            return fresh_for
-        seconds = self.policy.lifetimes(value)
-        return 0.0 if seconds is None or seconds[0] is None else min(seconds[0], fresh_for)
-
-    def due_in_l2(self, value: Any, fresh_for: float) -> bool:
-        """Whether an L2 hit with ``fresh_for`` seconds left is in the refresh-ahead part of its life."""
-        ttl = self.options.ttl_l2
-        if callable(ttl):
-            seconds = ttl(value)
-            ttl = seconds if isinstance(seconds, (int, float)) else 0.0
-        return fresh_for < (self.options.refresh_ahead or 0.0) * (ttl or 0.0)
 
     # -- outcomes -------------------------------------------------------------------------
 
