@@ -17,7 +17,7 @@ from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
-from tiercache._decorator.fastpath import EntryPoints, generate
+from tiercache._decorator.fastpath import EntryPoints, SampledLookup, generate
 from tiercache._decorator.function import Call, FunctionCache
 from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.methods import CachedMethod, is_method
@@ -195,6 +195,7 @@ def _decorate(function: Any, *, options: Options, binding: str = "") -> Any:
         else tuple(p for p in signature.parameters if p not in options.ignore)
     )
     cache = FunctionCache.of(function, options, label=label, name=name, key_names=key_names)
+    sample = SampledLookup(cache.local, cache.stats)
     fast = generate(
         function,
         signature,
@@ -203,11 +204,11 @@ def _decorate(function: Any, *, options: Options, binding: str = "") -> Any:
         key_function=options.key,
         is_async=is_async,
         local=cache.local,
-        entry=_entry_points(cache, is_async, options.copy),
+        entry=_entry_points(cache, sample, is_async, options.copy),
         copier=options.copy,
     )
     cache.stats.ticks = fast.ticks
-    cache.refill = fast.refill
+    sample.refill = fast.refill
     wrapper = fast.wrapper
     functools.update_wrapper(wrapper, function)
     fast.bind.__qualname__ = getattr(function, "__qualname__", name)  # binding errors read as the function's
@@ -252,7 +253,7 @@ def _qualified_name(function: Any, label: str) -> str:
 
 
 def _entry_points(
-    cache: FunctionCache, is_async: bool, copier: Callable[[Any], Any] | None = None
+    cache: FunctionCache, sample: SampledLookup, is_async: bool, copier: Callable[[Any], Any] | None = None
 ) -> EntryPoints:
     runner: Callable[..., Any] = arun if is_async else run
     if copier is not None:
@@ -282,7 +283,7 @@ def _entry_points(
     def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         return serve(cache, Call(l1_key, key_values, args, kwargs))
 
-    return EntryPoints(runner, miss, cache.timed_l1_hit, slow, canonical, keyed)
+    return EntryPoints(runner, miss, sample, slow, canonical, keyed)
 
 
 def _copying(runner: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:
@@ -323,8 +324,8 @@ def _attach_methods(
         ``free_variables_by_type``: those without an encoding, part of it by their type alone.
         """
         shown = options.shown(cache.name)
-        shown["free_variables"] = cache.closure.joined
-        shown["free_variables_by_type"] = cache.closure.opaque
+        shown["free_variables"] = cache.keys.closure.joined
+        shown["free_variables_by_type"] = cache.keys.closure.opaque
         return shown
 
     copier = options.copy or (lambda value: value)

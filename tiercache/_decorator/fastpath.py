@@ -12,17 +12,52 @@ from __future__ import annotations
 import inspect
 import keyword
 import linecache
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from tiercache._core.stats import StatsRecorder
 from tiercache._decorator.keys import EXACT_TYPES, shallow_key
 from tiercache._l1.lru import MISSING, LocalCache
 
-__all__ = ["EntryPoints", "FastPath", "generate"]
+__all__ = ["EXACT_WARMUP", "SAMPLE_EVERY", "EntryPoints", "FastPath", "SampledLookup", "generate"]
 
 _P = inspect.Parameter
+
+#: Calls timed one by one before sampling starts, so small call counts report exact latency.
+EXACT_WARMUP: Final = 1024
+#: Past warm-up, one fast-path hit in this many is timed, standing for the others: timing and
+#: keeping the sample cost well under 1 µs, a few ns per hit on average.
+SAMPLE_EVERY: Final = 128
+
+
+class SampledLookup:
+    """The fast path's timed call: one L1 look-up in each sampling window (see StatsRecorder)."""
+
+    def __init__(self, local: LocalCache, stats: StatsRecorder) -> None:
+        self._local = local
+        self._stats = stats
+        self._window = 1
+        #: The generated wrapper's: how many untimed hits until the next sampled one.
+        self.refill: Callable[[int], None] = lambda n: None
+
+    def __call__(self, l1_key: Hashable) -> Any:
+        """Answer the sampled call from L1 if it can, timing it; else MISSING.
+
+        The sampled call closes its window: a hit is recorded with the window's weight, standing
+        for the window's untimed hits; a miss leaves it to the slow path, recorded alone.
+        """
+        weight = self._window
+        if weight == 1 and self._stats.ticks() >= EXACT_WARMUP:
+            self._window = SAMPLE_EVERY
+        self.refill(self._window)
+        started = time.perf_counter_ns()
+        value, _ = self._local.lookup(l1_key)  # (a stale entry stays for the slow path)
+        if value is not MISSING:
+            self._stats.sampled_hit(time.perf_counter_ns() - started, weight)
+        return value
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from tiercache._core.stats import ERROR, FAST
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
 from tiercache._decorator.function_tags import FunctionTags
-from tiercache._decorator.identity import Closure, closure_tag, identity_of
+from tiercache._decorator.identity import Closure, identity_of
 from tiercache._decorator.key_maker import KeyMaker
-from tiercache._decorator.keys import KEY_FORMAT
 from tiercache._decorator.lifetimes import ResultLifetimes
 from tiercache._decorator.options import Options
 from tiercache._decorator.refreshes import Refreshes
@@ -32,11 +31,6 @@ from tiercache._l2.signing import Signer
 
 __all__ = ["Call", "FunctionCache"]
 
-#: Calls timed one by one before sampling starts, so small call counts report exact latency.
-EXACT_WARMUP: Final = 1024
-#: Past warm-up, one fast-path hit in this many is timed, standing for the others: timing and
-#: keeping the sample cost well under 1 µs, a few ns per hit on average.
-SAMPLE_EVERY: Final = 128
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
 
@@ -165,9 +159,6 @@ class FunctionCache(Tiers):
             else None
         )
         self.refreshes = Refreshes()
-        # Sampling window of the fast path (see StatsRecorder); wired by the decorator.
-        self.window = 1
-        self.refill: Callable[[int], None] = lambda n: None
 
     @classmethod
     def of(
@@ -187,19 +178,9 @@ class FunctionCache(Tiers):
         return cls(function, options, name=name, key_names=key_names, clock=clock, closure=closure)
 
     def _identify(self, closure: Closure | Callable[[], Closure]) -> None:
-        """Name this function in Redis: its label and, for a factory's function, its closure.
-
-        A factory's functions share a label; their free variables (see identity) tell them
-        apart: a tag in the key prefix, and the whole encoding in every digest. A closure that
-        cannot be read yet (a callable) is read when the first Redis key is needed.
-        """
-        self._pending_closure = closure if callable(closure) else None
-        self.closure = Closure() if callable(closure) else closure
-        known = self.closure.encoding
-        self.key_label = f"{self.label}~{closure_tag(known)}" if known else self.label
-        prefix = f"{KEY_FORMAT}|{self.key_label}|{','.join(self.keys.names)}|".encode()
-        self.keys.digest_prefix = prefix + known + b"|" if known else prefix
-        for looks in self.closure.per_process:
+        """Name this function in Redis (see KeyMaker.identify), and warn of what looks per-process."""
+        self.keys.identify(self.label, closure)
+        for looks in self.keys.closure.per_process:
             self.log_once(
                 f"per-process:{looks[:40]}",
                 "%s: its free variable %s, which looks like this process's own: it is part of the "
@@ -209,11 +190,6 @@ class FunctionCache(Tiers):
                 self.label,
                 looks,
             )
-
-    @property
-    def identity_pending(self) -> bool:
-        """Whether this function's closure is still to be read (at its first Redis key)."""
-        return self._pending_closure is not None
 
     def after_fork(self) -> None:
         """Start the child of a fork() clean: no parent thread will settle a flight or free a lock."""
@@ -226,12 +202,12 @@ class FunctionCache(Tiers):
     # -- settings -------------------------------------------------------------------------
 
     def _resolve(self) -> None:
-        if self._pending_closure is not None:
-            self._identify(self._pending_closure())
+        if self.keys.pending_closure is not None:
+            self._identify(self.keys.pending_closure())
         settings = _config.current()
         options = self.options
         namespace = options.namespace if options.namespace is not None else settings.namespace
-        key_prefix = self.coherence.key_prefix = f"{namespace}:{self.key_label}"
+        key_prefix = self.coherence.key_prefix = f"{namespace}:{self.keys.label}"
         if self.generation_key != f"{key_prefix}:gen":
             self.remote.forget_generation()  # another namespace: another generation, known only once read
         self.generation_key = f"{key_prefix}:gen"
@@ -306,19 +282,3 @@ class FunctionCache(Tiers):
         """Record how ``call`` ended and how long it took."""
         flags = (call.flags | ERROR) if error else call.flags
         self.stats.add(outcome, time.perf_counter_ns() - call.started_ns, 1, flags)
-
-    def timed_l1_hit(self, l1_key: Hashable) -> Any:
-        """Answer the fast path's sampled call from L1 if it can, timing it; else MISSING.
-
-        The sampled call closes its window: a hit is recorded with the window's weight, standing
-        for the window's untimed hits; a miss leaves it to the slow path, recorded alone.
-        """
-        weight = self.window
-        if weight == 1 and self.stats.ticks() >= EXACT_WARMUP:
-            self.window = SAMPLE_EVERY
-        self.refill(self.window)
-        started = time.perf_counter_ns()
-        value, _ = self.local.lookup(l1_key)  # (a stale entry stays for the slow path)
-        if value is not MISSING:
-            self.stats.sampled_hit(time.perf_counter_ns() - started, weight)
-        return value

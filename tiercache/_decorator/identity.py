@@ -179,7 +179,7 @@ def _closure_of(function: Any, depth: int, reading: _Reading, seen: set[int]) ->
 def _value_of(variable: str, value: Any, depth: int, reading: _Reading, seen: set[int]) -> bytes:
     cache = getattr(value, "__tiercache__", None)
     if cache is not None:  # another cached function: its key label carries its own identity
-        return b"c" + str(cache.key_label).encode()
+        return b"c" + str(cache.keys.label).encode()
     if isinstance(value, types.FunctionType):
         name = f"{value.__module__}.{value.__qualname__}".encode()
         if id(value) in seen or depth >= _MAX_NESTING:

@@ -14,7 +14,15 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from tiercache._decorator import config as _config
-from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES, EXACT_TYPES, canonical_bytes, digest, shallow_key
+from tiercache._decorator.identity import Closure, closure_tag
+from tiercache._decorator.keys import (
+    DEFAULT_MAX_KEY_BYTES,
+    EXACT_TYPES,
+    KEY_FORMAT,
+    canonical_bytes,
+    digest,
+    shallow_key,
+)
 
 __all__ = ["REDIS_KEY_MEMO", "KeyMaker"]
 
@@ -32,11 +40,14 @@ class KeyMaker:
 
     __slots__ = (
         "_resolve",
+        "closure",
         "digest_prefix",
+        "label",
         "max_bytes",
         "memo",
         "name",
         "names",
+        "pending_closure",
         "prefix",
         "resolved",
         "secret",
@@ -53,6 +64,25 @@ class KeyMaker:
         self.digest_prefix = b""  # what a digest covers besides the call: format, label, closure
         self.secret: bytes | None = None  # with signing keys, digests are keyed too (see digest)
         self.memo: dict[Hashable, str] = {}
+        #: How the function is named in Redis: its label, "~" and its closure's tag if it has one.
+        self.label = name
+        self.closure = Closure()
+        #: A closure that could not be read yet (see identity): read at the first Redis key.
+        self.pending_closure: Callable[[], Closure] | None = None
+
+    def identify(self, label: str, closure: Closure | Callable[[], Closure]) -> None:
+        """Name the function in Redis: ``label`` and, for a factory's function, its closure.
+
+        A factory's functions share a label; their free variables (see identity) tell them
+        apart: a tag in the key prefix, and the whole encoding in every digest. A closure that
+        cannot be read yet (a callable) is read when the first Redis key is needed.
+        """
+        self.pending_closure = closure if callable(closure) else None
+        self.closure = Closure() if callable(closure) else closure
+        known = self.closure.encoding
+        self.label = f"{label}~{closure_tag(known)}" if known else label
+        prefix = f"{KEY_FORMAT}|{self.label}|{','.join(self.names)}|".encode()
+        self.digest_prefix = prefix + known + b"|" if known else prefix
 
     def settle(self, prefix: str, max_bytes: int, secret: bytes | None) -> None:
         """Take the parts the process settings now give keys (the cache calls this as it resolves)."""

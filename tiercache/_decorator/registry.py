@@ -64,23 +64,23 @@ def register(cache: FunctionCache) -> None:
 
 def _twins_of(cache: FunctionCache) -> list[FunctionCache]:
     """Return the live functions whose Redis keys would be ``cache``'s (L1-only ones share none)."""
-    if not cache.uses_l2 or cache.identity_pending:
+    if not cache.uses_l2 or cache.keys.pending_closure is not None:
         return []
     return [
         other
         for other in _caches
         if other.uses_l2
-        and other.key_label == cache.key_label
+        and other.keys.label == cache.keys.label
         and other.options.namespace == cache.options.namespace
-        and not other.identity_pending
+        and other.keys.pending_closure is None
     ]
 
 
 def _told_apart(cache: FunctionCache, other: FunctionCache) -> tuple[str, object] | None:
     """Return the free variable and object where ``cache`` differs from its twin, if it does."""
-    theirs = dict(other.closure.objects)
+    theirs = dict(other.keys.closure.objects)
     return next(
-        ((name, value) for name, value in cache.closure.objects if theirs.get(name, value) is not value),
+        ((name, value) for name, value in cache.keys.closure.objects if theirs.get(name, value) is not value),
         None,
     )
 

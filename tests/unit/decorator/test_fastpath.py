@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tiercache import tiered_cache
-from tiercache._decorator.function import EXACT_WARMUP, SAMPLE_EVERY
+from tiercache._decorator.fastpath import EXACT_WARMUP, SAMPLE_EVERY
 
 
 def rich(
