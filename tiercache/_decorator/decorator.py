@@ -283,7 +283,7 @@ def _entry_points(
     def keyed(l1_key: Any, key_values: tuple[Any, ...], args: tuple[Any, ...], kwargs: Any) -> Any:
         return serve(cache, Call(l1_key, key_values, args, kwargs))
 
-    return EntryPoints(runner, miss, sample, slow, canonical, keyed)
+    return EntryPoints(runner, miss, sample.lookup, slow, canonical, keyed)
 
 
 def _copying(runner: Callable[..., Any], copier: Callable[[Any], Any], is_async: bool) -> Callable[..., Any]:

@@ -43,7 +43,7 @@ class SampledLookup:
         #: The generated wrapper's: how many untimed hits until the next sampled one.
         self.refill: Callable[[int], None] = lambda n: None
 
-    def __call__(self, l1_key: Hashable) -> Any:
+    def lookup(self, l1_key: Hashable) -> Any:
         """Answer the sampled call from L1 if it can, timing it; else MISSING.
 
         The sampled call closes its window: a hit is recorded with the window's weight, standing
