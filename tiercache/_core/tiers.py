@@ -8,6 +8,7 @@ is ours and current, in the generation it follows.
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from typing import TYPE_CHECKING, Final
 
@@ -173,3 +174,14 @@ _live: weakref.WeakSet[Tiers] = weakref.WeakSet()
 def live_tiers() -> list[Tiers]:
     """Return every cache of this process still referenced: functions and adapters."""
     return list(_live)
+
+
+def _after_fork_in_child() -> None:
+    # Every cache, adapters too: a worker forked from a preloading parent that goes on using
+    # the parent's adapter is another process to its siblings (its own origin: it hears
+    # theirs), and no parent thread will free the locks it held at the fork.
+    for tiers in list(_live):
+        tiers.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

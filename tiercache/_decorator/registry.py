@@ -125,9 +125,7 @@ def _on_settings_changed(settings: _config.Settings) -> None:
 
 def _after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()
-    for cache in list(_caches):
-        cache.after_fork()
+    _lock = threading.Lock()  # (each cache starts clean too: see _core.tiers)
 
 
 _config.on_change(_on_settings_changed)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -269,3 +272,15 @@ def test_the_listener_ends_with_its_caches_and_starts_again(real_l2: str) -> Non
     source["a"] = 2
     one.cache_invalidate("a")
     until(lambda: other("a") == 2)  # a new listener follows the channel again
+
+
+def test_workers_forked_from_one_adapter_hear_each_others_changes(redis_server: RedisProcess) -> None:
+    """A preloading parent's adapter, used on in its workers: each is another process to the others.
+
+    The workers inherit the adapter, and with it who it is in announcements: sharing that, each
+    ignored the other's as its own, and served a deleted or replaced value for ``l1_ttl_seconds``.
+    """
+    argv = [sys.executable, "-m", "tests.support.workers.forked_adapter", redis_server.url, "forked.adapter"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"before": ["old", "old"], "after": [None, "new"]}, done.stderr
