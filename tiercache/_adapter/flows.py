@@ -183,7 +183,7 @@ def update(
         if new is not UNCHANGED:
             _keep_local(tiers, key, new, l1_default, lease, stored=False)
         return current, new
-    kept: Callable[[], object] = lambda: None  # noqa: E731 - what end_set() keeps in L1: nothing yet
+    kept: Callable[[], object] = lambda: None  # noqa: E731 - what SetsUnderWay.end() keeps in L1: nothing yet
     tiers.sets_under_way.begin(key)
     try:
         swapped = yield from _swap(tiers, endpoint, key, change, ttl, keep_ttl=keep_ttl)

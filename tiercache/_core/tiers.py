@@ -1,8 +1,9 @@
-"""One cache's two tiers: its L1, its L2 endpoint, its coherence, its stats, its pending repairs.
+"""One cache's two tiers, as parts: L1, the L2 endpoint, remote, coherence, stats, owed repairs.
 
 Shared by the decorator's per-function caches and the adapters: the flows decide, and ask this
-object where L2 is and what to record; its ``remote`` (``_core.remote``) says whether a payload
-is ours and current, in the generation it follows.
+object where L2 is and what to record. Its parts answer the rest: ``remote`` (``_core.remote``)
+whether a payload is ours and current, in the generation it follows; ``coherence`` what L1
+announces, hears and drops; ``sets_under_way`` what overlapping sets of one key leave in L1.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""What one decorated function's cache knows beyond its tiers: keys, flights, refreshes, sampling.
+"""What one decorated function's cache adds to its tiers: its options, keys, flights, tags, TTLs.
 
 The flows in ``flow`` decide; this object answers their questions (what is the key, where is
-L2 for this function now) and holds the state those answers need.
+L2 for this function now) and holds the parts those answers come from: a ``KeyMaker`` (its
+name in Redis and its calls' keys), ``FlightTables``, ``FunctionTags`` (None without
+``tags=``), ``ResultLifetimes`` and ``Refreshes``, beside the tiers' own (see ``_core.tiers``).
 """
 
 from __future__ import annotations
