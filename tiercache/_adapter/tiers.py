@@ -69,7 +69,7 @@ class AdapterTiers(Tiers):
         return f"{self.namespace}:{ADAPTER_SEGMENT}:{key}"
 
     def remember(self, key: str) -> None:
-        """Note the digest of ``key``'s entry before writing it to L1 (see L1Coherence.note_digest)."""
+        """Note the digest of ``key``'s entry before asking Redis about it (see L1Coherence.note_digest)."""
         coherence = self.coherence
         if coherence.channel is not None:
             coherence.note_digest(coherence.digest_for(self.key(key)), key)

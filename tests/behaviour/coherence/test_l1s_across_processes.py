@@ -8,6 +8,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ import tiercache
 from tests.support.servers import configured_server
 from tests.support.staleness import staleness_ms
 from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache._adapter.flows import update
+from tiercache._core.shells import run
 from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
 from tiercache._tools.redis_process import RedisProcess
 
@@ -126,6 +129,83 @@ def test_adapter_set_delete_and_clear_reach_other_adapters(real_l2: str) -> None
     writer.set("q", 2)
     time.sleep(0.2)
     assert quiet.get("q") == 1
+
+
+def _hears(adapter: MultiTierCache) -> threading.Event:
+    """Return an event set once ``adapter``'s listener has handed it another adapter's announcement."""
+    coherence = adapter._tiers.coherence
+    heard = threading.Event()
+    drop_announced = coherence.drop_announced
+
+    def hear(digests: Any) -> None:
+        drop_announced(digests)
+        heard.set()
+
+    coherence.drop_announced = hear  # type: ignore[method-assign]
+    return heard
+
+
+def _changed_by(other: MultiTierCache, change: str) -> Any:
+    """Change ``k`` in ``other`` as ``change`` says; return what a get of it must answer after."""
+    if change == "delete":
+        other.delete("k")
+        return None
+    other.set("k", "theirs")
+    return "theirs"
+
+
+@pytest.mark.parametrize("change", ["delete", "set"])
+def test_a_change_announced_while_a_get_reads_redis_keeps_its_answer_out_of_l1(
+    real_l2: str, change: str
+) -> None:
+    """Forced: B's read is answered, then A changes the key and B hears of it, then B keeps the answer.
+
+    B noted the key only as it kept the answer in L1, after the announcement had found nothing
+    noted and dropped nothing: B then served the value A had deleted or replaced for its L1 TTL.
+    """
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-read-{time.monotonic_ns()}")
+    a, b = MultiTierCache(settings), MultiTierCache(settings)
+    a.set("k", "old")
+    heard = _hears(b)
+    take_read = b._tiers.remote.take_read
+
+    def answered_then_changed(*args: Any) -> Any:
+        b._tiers.remote.take_read = take_read  # type: ignore[method-assign]
+        expected.append(_changed_by(a, change))
+        assert heard.wait(2), "the announcement never reached the other adapter"
+        return take_read(*args)
+
+    expected: list[Any] = []
+    b._tiers.remote.take_read = answered_then_changed  # type: ignore[method-assign]
+    assert b.get("k") == "old"  # what Redis held when B read it
+    assert b.get("k") == expected[0]  # not the old value, kept in L1 after its change was heard
+
+
+@pytest.mark.parametrize("change", ["delete", "set"])
+@pytest.mark.parametrize("how", ["set", "update"])  # (update: Django's add, incr and touch)
+def test_a_change_announced_while_a_set_writes_redis_keeps_the_set_value_out_of_l1(
+    real_l2: str, change: str, how: str
+) -> None:
+    """Forced: B's write reaches Redis, then A changes the key and B hears of it, then B keeps its value."""
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-set-{time.monotonic_ns()}")
+    a, b = MultiTierCache(settings), MultiTierCache(settings)
+    heard = _hears(b)
+    sets = b._tiers.sets_under_way
+    end = sets.end
+
+    def written_then_changed(key: Any, keep: Any) -> None:
+        expected.append(_changed_by(a, change))
+        assert heard.wait(2), "the announcement never reached the other adapter"
+        end(key, keep)
+
+    expected: list[Any] = []
+    sets.end = written_then_changed  # type: ignore[method-assign]
+    if how == "set":
+        b.set("k", "mine")
+    else:
+        run(update(b._tiers, "k", lambda current: "mine", None))
+    sets.end = end  # type: ignore[method-assign]
+    assert b.get("k") == expected[0]  # what A left, not the value B set before it
 
 
 def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_server: RedisProcess) -> None:
