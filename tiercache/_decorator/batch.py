@@ -200,6 +200,10 @@ def _run(
     found: dict[Hashable, Any],
 ) -> Flow:
     """Run the function once for ``missing``; store what it returned (pipelines); fill ``found``."""
+    if cache.has_l1 and cache.coherence.channel is not None:
+        for call in calls:  # noted before the run (see flow._run): those L2 did not read
+            if not call.redis_key:
+                call.redis_key = cache.redis_key(call)
     try:
         result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing), owner=cache)))
     except Exception:
@@ -222,8 +226,6 @@ def _run(
             writes.append(write.args)
             writers.append((call, value, l1_seconds if to_l1 else 0.0))
         elif to_l1 and cache.has_l1:
-            if cache.coherence.channel is not None and not call.redis_key:
-                cache.redis_key(call)  # (notes its digest, so that announcements reach this entry)
             cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
     yield from _write_back(cache, endpoint, writes, writers)
 

@@ -220,6 +220,7 @@ def _run(
     leading: bool,
 ) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
+    _note_before_run(cache, call)
     # With a stale value at hand, a caller waits ``timeout`` at most; else ``hard_timeout``.
     soft = stale is not None and cache.options.timeout is not None
     if soft and stale is not None and cache.refreshes.running(call.l1_key):
@@ -430,9 +431,7 @@ def _store(cache: FunctionCache, call: Call, endpoint: Endpoint | None, value: A
             if not stored:
                 cache.stats.count("l2_writes_refused")
                 return False  # invalidated elsewhere since we read it: keep it out of L1 too
-    if cache.coherence.channel is not None and not call.redis_key:
-        call.redis_key = cache.redis_key(call)  # so that announcements can name the L1 entry
-    elif not call.redis_key and call.canonical is None:
+    if not call.redis_key and call.canonical is None:
         cache.keys.check_raw(call.key_values)  # (L2 was skipped: nothing encoded the key yet)
     if cache.has_l1 and keep_l1:
         cache.l1.set(call.l1_key, value, l1_seconds, call.lease)
@@ -485,6 +484,17 @@ def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoin
     return value
 
 
+def _note_before_run(cache: FunctionCache, call: Call) -> None:
+    """Note ``call``'s key for announcements before its run, where no L2 read noted it.
+
+    As a read notes it before it goes: an invalidation another process announces while the
+    function reads its data must find the entry (and void the call's lease), not a key noted
+    only once the value is kept in L1, when the announcement has already dropped nothing.
+    """
+    if not call.redis_key and cache.has_l1 and cache.coherence.channel is not None:
+        call.redis_key = cache.redis_key(call)
+
+
 def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow:
     """Recompute a stale entry in the background; on failure keep serving the stale value.
 
@@ -492,6 +502,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
     invalidation since then keeps its value out of both tiers.
     """
     try:
+        _note_before_run(cache, call)
         lock = None
         if endpoint is not None and cache.lock_ttl_ms:
             lock = os.urandom(8)

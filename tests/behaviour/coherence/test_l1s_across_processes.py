@@ -19,7 +19,7 @@ import pytest
 import tiercache
 from tests.support.servers import configured_server
 from tests.support.staleness import staleness_ms
-from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache
+from tiercache import MultiTierCache, MultiTierCacheSettings, tiered_cache, tiered_cache_many
 from tiercache._adapter.flows import update
 from tiercache._core.shells import run
 from tiercache._l2.coherence import LOST_AFTER, PING_AFTER, announcement, channel_for
@@ -206,6 +206,90 @@ def test_a_change_announced_while_a_set_writes_redis_keeps_the_set_value_out_of_
         run(update(b._tiers, "k", lambda current: "mine", None))
     sets.end = end  # type: ignore[method-assign]
     assert b.get("k") == expected[0]  # what A left, not the value B set before it
+
+
+def test_a_change_announced_while_a_run_goes_without_l2_keeps_its_value_out_of_l1(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forced: B skips L2 (its breaker open) and runs; the data changes, A invalidates, B hears it.
+
+    A read of L2 notes the key before it goes; with none, B noted it only as it kept the run's
+    value in L1, after the announcement had found nothing noted: B then served the value
+    computed from the old data for ttl_l1, though it heard the invalidation.
+    """
+    name = f"coherence.skipped.{time.monotonic_ns()}"
+    source = {"k": 1, "w": 0}
+    # A on an endpoint of its own (the same server, named otherwise): its breaker stays closed.
+    elsewhere = f"redis://127.0.0.1:{redis_server.port}"
+    a = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name, redis_url=elsewhere)(lambda key: source[key])
+    changes: list[str] = []
+
+    def read_then_changed(key: str) -> int:
+        value = source[key]
+        if key in changes:
+            changes.remove(key)
+            source[key] = 2
+            a.cache_invalidate(key)
+            assert heard.wait(2), "the invalidation never reached B"
+        return value
+
+    b = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
+    b("w")  # joins the channel
+    until(lambda: b.cache_stats().coherent)
+    heard = _hears_function(b)
+    breaker = b.__tiercache__.endpoint().breaker
+    monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
+    monkeypatch.setattr(breaker, "allow", lambda: False)
+    changes.append("k")
+    assert b("k") == 1  # what the data held when B read it
+    assert b("k") == 2  # not the value computed before the invalidation B heard
+
+
+def test_a_change_announced_while_a_batch_runs_without_l2_keeps_its_values_out_of_l1(
+    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, for ``tiered_cache_many``: the ids L2 did not read are noted before the run."""
+    name = f"coherence.skipped-many.{time.monotonic_ns()}"
+    source = {1: 1, 2: 1, 9: 0}
+    elsewhere = f"redis://127.0.0.1:{redis_server.port}"
+    a = tiered_cache_many(ttl_l1=3600, ttl_l2=3600, name=name, redis_url=elsewhere)(
+        lambda ids: {i: source[i] for i in ids}
+    )
+    changing: list[bool] = []
+
+    def read_then_changed(ids: list[int]) -> dict[int, int]:
+        values = {i: source[i] for i in ids}
+        if changing:
+            changing.clear()
+            source[1] = 2
+            a.cache_invalidate([1])
+            assert heard.wait(2), "the invalidation never reached B"
+        return values
+
+    b = tiered_cache_many(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
+    b([9])  # joins the channel
+    until(lambda: b.cache_stats().coherent)
+    heard = _hears_function(b)
+    breaker = b.__tiercache__.endpoint().breaker
+    monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
+    monkeypatch.setattr(breaker, "allow", lambda: False)
+    changing.append(True)
+    assert b([1, 2]) == {1: 1, 2: 1}  # what the data held when B read it
+    assert b([1, 2]) == {1: 2, 2: 1}  # 1 run again; 2, never invalidated, kept in L1
+
+
+def _hears_function(function: Any) -> threading.Event:
+    """Return an event set once ``function``'s listener has handed it another process's announcement."""
+    coherence = function.__tiercache__.coherence
+    heard = threading.Event()
+    drop_announced = coherence.drop_announced
+
+    def hear(digests: Any) -> None:
+        drop_announced(digests)
+        heard.set()
+
+    coherence.drop_announced = hear
+    return heard
 
 
 def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_server: RedisProcess) -> None:
