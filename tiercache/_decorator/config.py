@@ -15,7 +15,7 @@ from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
 from tiercache._fields import setting
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 
-__all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "settings_version"]
+__all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "routing_of", "settings_version"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,19 @@ def configure(
     for hook in _hooks:
         hook(settings)
     return settings
+
+
+def routing_of(settings: Settings) -> tuple[Any, ...]:
+    """Return what of ``settings`` decides which Redis, channel and key names a function follows."""
+    clients = (id(settings.redis_client), id(settings.async_redis_client))
+    return (
+        settings.enabled,
+        settings.l2,
+        settings.redis_url,
+        clients,
+        settings.namespace,
+        settings.signing_keys,
+    )
 
 
 def current_unlocked() -> Settings:

@@ -146,6 +146,8 @@ class FunctionCache(Tiers):
         self._identify(closure or Closure())
         # Resolved from the process settings, again whenever they change.
         self._resolved = -1
+        #: What of the settings it last resolved decided its Redis, channel and key names.
+        self.routed: tuple[Any, ...] | None = None
         self._enabled = options.enabled
         self._endpoint: Endpoint | None = None
         self.generation_key = ""
@@ -227,6 +229,7 @@ class FunctionCache(Tiers):
         if self.tags is not None:
             secret = settings.signing_keys[-1] if settings.signing_keys else None
             self.tags.settle(namespace, secret, self._endpoint, signer)
+        self.routed = _config.routing_of(settings)
         self._resolved = _config.settings_version
 
     def route(self) -> tuple[bool, Endpoint | None]:

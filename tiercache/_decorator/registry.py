@@ -117,10 +117,17 @@ def forget_all() -> None:
 
 
 def _on_settings_changed(settings: _config.Settings) -> None:
-    # Disabling must take effect on the fast path too, which only ever reads L1.
-    if not settings.enabled:
-        for cache in all_caches():
-            cache.local.clear()
+    routing = _config.routing_of(settings)
+    for cache in all_caches():
+        if not settings.enabled:
+            cache.local.clear()  # disabling must take effect on the fast path, which reads L1 only
+        elif cache.uses_l2 and cache.routed is not None and cache.routed != routing:
+            # Another Redis, namespace or signing key: what L1 holds was cached hearing the old
+            # channel (or none), under the old digests. Calls that only hit L1 would never
+            # resolve the new settings, never follow the new channel, and serve what other
+            # processes there invalidate: stale from now on (kept for fail-safe), so the next
+            # call resolves and reads the new L2.
+            cache.coherence.drop_local(None, keep_stale=True)
 
 
 def _after_fork_in_child() -> None:

@@ -278,6 +278,33 @@ def test_a_change_announced_while_a_batch_runs_without_l2_keeps_its_values_out_o
     assert b([1, 2]) == {1: 2, 2: 1}  # 1 run again; 2, never invalidated, kept in L1
 
 
+def test_a_function_that_only_hits_l1_follows_the_channel_configure_moved_it_to(
+    real_l2: str, redis_server: RedisProcess
+) -> None:
+    """configure() moves the functions to another namespace: they hear its invalidations.
+
+    A function whose calls all hit L1 never resolved the new settings: it went on following
+    the old namespace's channel, and served what processes in the new one invalidated.
+    """
+    name = f"coherence.moved.{time.monotonic_ns()}"
+    source = {"k": 1}
+    b = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(lambda key: source[key])
+    assert b("k") == 1
+    moved = f"moved-{time.monotonic_ns()}"
+    tiercache.configure(namespace=moved)
+    assert b("k") == 1  # (from L2 in the new namespace, or run again: the data has not changed)
+    elsewhere = f"redis://127.0.0.1:{redis_server.port}"
+    a = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name, redis_url=elsewhere, namespace=moved)(
+        lambda key: source[key]
+    )
+    source["k"] = 2
+    a.cache_invalidate("k")
+    until(lambda: b("k") == 2)
+    hits = b.cache_stats().l1_hits
+    tiercache.configure(max_value_bytes=1 << 20)  # (nothing a function follows: L1 stays)
+    assert b("k") == 2 and b.cache_stats().l1_hits == hits + 1
+
+
 def _hears_function(function: Any) -> threading.Event:
     """Return an event set once ``function``'s listener has handed it another process's announcement."""
     coherence = function.__tiercache__.coherence
