@@ -131,9 +131,8 @@ def test_adapter_set_delete_and_clear_reach_other_adapters(real_l2: str) -> None
     assert quiet.get("q") == 1
 
 
-def _hears(adapter: MultiTierCache) -> threading.Event:
-    """Return an event set once ``adapter``'s listener has handed it another adapter's announcement."""
-    coherence = adapter._tiers.coherence
+def _hears(coherence: Any) -> threading.Event:
+    """Return an event set once this cache's listener has handed it another process's announcement."""
     heard = threading.Event()
     drop_announced = coherence.drop_announced
 
@@ -141,7 +140,7 @@ def _hears(adapter: MultiTierCache) -> threading.Event:
         drop_announced(digests)
         heard.set()
 
-    coherence.drop_announced = hear  # type: ignore[method-assign]
+    coherence.drop_announced = hear
     return heard
 
 
@@ -166,7 +165,7 @@ def test_a_change_announced_while_a_get_reads_redis_keeps_its_answer_out_of_l1(
     settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-read-{time.monotonic_ns()}")
     a, b = MultiTierCache(settings), MultiTierCache(settings)
     a.set("k", "old")
-    heard = _hears(b)
+    heard = _hears(b._tiers.coherence)
     take_read = b._tiers.remote.take_read
 
     def answered_then_changed(*args: Any) -> Any:
@@ -189,7 +188,7 @@ def test_a_change_announced_while_a_set_writes_redis_keeps_the_set_value_out_of_
     """Forced: B's write reaches Redis, then A changes the key and B hears of it, then B keeps its value."""
     settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-set-{time.monotonic_ns()}")
     a, b = MultiTierCache(settings), MultiTierCache(settings)
-    heard = _hears(b)
+    heard = _hears(b._tiers.coherence)
     sets = b._tiers.sets_under_way
     end = sets.end
 
@@ -236,7 +235,7 @@ def test_a_change_announced_while_a_run_goes_without_l2_keeps_its_value_out_of_l
     b = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
     b("w")  # joins the channel
     until(lambda: b.cache_stats().coherent)
-    heard = _hears_function(b)
+    heard = _hears(b.__tiercache__.coherence)
     breaker = b.__tiercache__.endpoint().breaker
     monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
     monkeypatch.setattr(breaker, "allow", lambda: False)
@@ -269,7 +268,7 @@ def test_a_change_announced_while_a_batch_runs_without_l2_keeps_its_values_out_o
     b = tiered_cache_many(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
     b([9])  # joins the channel
     until(lambda: b.cache_stats().coherent)
-    heard = _hears_function(b)
+    heard = _hears(b.__tiercache__.coherence)
     breaker = b.__tiercache__.endpoint().breaker
     monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
     monkeypatch.setattr(breaker, "allow", lambda: False)
@@ -303,20 +302,6 @@ def test_a_function_that_only_hits_l1_follows_the_channel_configure_moved_it_to(
     hits = b.cache_stats().l1_hits
     tiercache.configure(max_value_bytes=1 << 20)  # (nothing a function follows: L1 stays)
     assert b("k") == 2 and b.cache_stats().l1_hits == hits + 1
-
-
-def _hears_function(function: Any) -> threading.Event:
-    """Return an event set once ``function``'s listener has handed it another process's announcement."""
-    coherence = function.__tiercache__.coherence
-    heard = threading.Event()
-    drop_announced = coherence.drop_announced
-
-    def hear(digests: Any) -> None:
-        drop_announced(digests)
-        heard.set()
-
-    coherence.drop_announced = hear
-    return heard
 
 
 def test_forged_and_foreign_announcements_only_ever_drop(real_l2: str, redis_server: RedisProcess) -> None:
