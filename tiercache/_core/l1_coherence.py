@@ -37,15 +37,14 @@ class L1Coherence:
         local: LocalCache,
         signer: Callable[[], Signer | None],
         log_once: Callable[..., None],
-        *,
-        digest_for: Callable[[str], str] = _tail,
     ) -> None:
         self.label = label
         self.local = local
         self._signer = signer
         self._log_once = log_once
-        #: Return the digest other processes know a Redis key's entry by.
-        self.digest_for = digest_for
+        #: Return the digest other processes know a Redis key's entry by (its name's tail; an
+        #: adapter's, whose key names are the user's own, a keyed hash of it).
+        self.digest_for: Callable[[str], str] = _tail
         #: Whether this cache follows its channel at all (``coherent=``).
         self.coherent = True
         #: Where our changes are announced (None: they are not, and L1 follows its TTL alone).
