@@ -21,9 +21,10 @@ from tiercache._core.shells import arun, astart, run
 from tiercache._core.stats import LOOKED_UP, CacheStats
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
+from tiercache._decorator.call import Call
 from tiercache._decorator.decorator import examined
 from tiercache._decorator.flow import CHUNK
-from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.function import FunctionCache
 from tiercache._decorator.options import Options
 from tiercache._decorator.protocols import BatchDecorator
 from tiercache._l1.lru import MISSING

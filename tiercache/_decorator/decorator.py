@@ -17,8 +17,9 @@ from tiercache._core.stats import ERROR, CacheStats
 from tiercache._decorator import entries as _entries
 from tiercache._decorator import flow as _flow
 from tiercache._decorator import registry as _registry
+from tiercache._decorator.call import Call
 from tiercache._decorator.fastpath import EntryPoints, SampledLookup, generate
-from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.function import FunctionCache
 from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.methods import CachedMethod, is_method
 from tiercache._decorator.options import OWNER, POSITIONAL, Options

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from tiercache._core.ops import Flow, know_generation, l2_op, write_in_generation
 from tiercache._core.repairs import drop_keys, replay_repairs
+from tiercache._decorator.call import Call
 from tiercache._decorator.flow import read_op
-from tiercache._decorator.function import Call
 from tiercache._decorator.tags import claim_tokens
 from tiercache._l1.lru import MISSING
 

@@ -19,7 +19,7 @@ from tiercache._core.flights import Settled
 from tiercache._core.ops import Await, Compute, Flow, Join, Land, Op, Outcome, Overran, Sleep, Spawn, l2_op
 from tiercache._core.repairs import drop_keys, new_generation, replay_repairs
 from tiercache._core.stats import LOOKED_UP
-from tiercache._decorator.function import Call
+from tiercache._decorator.call import Call
 from tiercache._decorator.keys import UnkeyableArgumentError
 from tiercache._decorator.tags import claim_tokens
 from tiercache._errors import ComputeTimeoutError

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any, Final
 
 from tiercache._core.flights import FlightTables
 from tiercache._core.sizing import entry_size
-from tiercache._core.stats import ERROR, FAST
+from tiercache._core.stats import ERROR
 from tiercache._core.tiers import Tiers
 from tiercache._decorator import config as _config
+from tiercache._decorator.call import Call
 from tiercache._decorator.function_tags import FunctionTags
 from tiercache._decorator.identity import Closure, identity_of
 from tiercache._decorator.key_maker import KeyMaker
@@ -25,76 +26,15 @@ from tiercache._decorator.lifetimes import ResultLifetimes
 from tiercache._decorator.options import Options
 from tiercache._decorator.refreshes import Refreshes
 from tiercache._decorator.tag_names import TagSpec
-from tiercache._l1.lru import MISSING, Clock, LocalCache
+from tiercache._l1.lru import Clock, LocalCache
 from tiercache._l2.endpoint import Endpoint
-from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN
 from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.signing import Signer
 
-__all__ = ["Call", "FunctionCache"]
+__all__ = ["FunctionCache"]
 
 #: With no L1, how long a finished run's result answers callers whose L2 read raced its write.
 LINGER: Final = 0.1
-
-
-class Call:
-    """One call on its way through the slow path."""
-
-    __slots__ = (
-        "args",
-        "canonical",
-        "flags",
-        "found",
-        "generation",
-        "key_values",
-        "kwargs",
-        "l1_key",
-        "lease",
-        "read_at",
-        "redis_key",
-        "started_ns",
-        "tag_keys",
-        "tag_tokens",
-        "tags",
-        "token",
-    )
-
-    def __init__(
-        self,
-        l1_key: Hashable,
-        key_values: tuple[Any, ...],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        *,
-        fast: bool = False,
-        canonical: bytes | None = None,
-    ) -> None:
-        self.started_ns = time.perf_counter_ns()
-        self.l1_key = l1_key
-        self.key_values = key_values
-        self.args = args
-        self.kwargs = kwargs
-        self.flags = FAST if fast else 0  # FAST: it came through the fast path; LOOKED_UP: it asked L2
-        self.canonical = canonical
-        self.found: Any = MISSING  # what L2 answered: (value, seconds it stays fresh)
-        self.lease = 0  # the L1 lease taken before anything slow (see LocalCache)
-        self.token = ABSENT  # the key's token in L2 when we read it, and when (monotonic)
-        self.read_at = 0.0
-        self.redis_key = ""  # once known (the L2 read), for the write
-        self.generation = 0  # the generation our read was made in (a value computed from it is of it)
-        self.tags: tuple[str, ...] = ()  # a tagged function's: the digests of this call's tags
-        self.tag_keys: tuple[str, ...] | None = None  # ... their Redis keys, once asked for
-        # ... and the tokens Redis held for them when we read (None: unknown, or one missing)
-        self.tag_tokens: list[bytes | None] | None = None
-
-    @property
-    def found_something(self) -> bool:
-        """Whether Redis held anything under the key when read: an entry, a tombstone, not ours."""
-        return self.token != ABSENT
-
-    def read_refused(self) -> None:
-        """Note that Redis refused the read (a key of another type): our write replaces it."""
-        self.token = FOREIGN_TOKEN
 
 
 class FunctionCache(Tiers):

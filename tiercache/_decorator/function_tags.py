@@ -7,19 +7,16 @@ invalidation, here or in another process, finds every L1 entry and run it must.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from tiercache._core.flights import FlightTables
 from tiercache._core.l1_coherence import L1Coherence
+from tiercache._decorator.call import Call
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagNotes, TagSpec, tag_key
 from tiercache._l1.lru import LocalCache
 from tiercache._l2.coherence import channel_for
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.envelope import tag_block
 from tiercache._l2.signing import Signer
-
-if TYPE_CHECKING:
-    from tiercache._decorator.function import Call
 
 __all__ = ["FunctionTags"]
 

@@ -26,7 +26,8 @@ from tiercache._core.ops import (
     Spawn,
 )
 from tiercache._decorator import flow as _flow
-from tiercache._decorator.function import Call, FunctionCache
+from tiercache._decorator.call import Call
+from tiercache._decorator.function import FunctionCache
 from tiercache._l2.codec import encode_value
 from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, prefix_of, seal, token_of, tombstone
 from tiercache._l2.errors import RemoteRejected, RemoteUnavailable
