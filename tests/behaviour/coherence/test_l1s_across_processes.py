@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import statistics
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,23 @@ def test_adapter_set_delete_and_clear_reach_other_adapters(real_l2: str) -> None
     assert quiet.get("q") == 1
 
 
-def _hears(coherence: Any) -> threading.Event:
-    """Return an event set once this cache's listener has handed it another process's announcement."""
+@contextlib.contextmanager
+def _instead(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """Have ``obj.name`` be ``value`` for the block, over its class's method; then the method again.
+
+    (Deleted, not set back: a bound method kept on its own object is a reference cycle, and
+    what it holds would wait for the collector, to be closed in some later test.)
+    """
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        delattr(obj, name)
+
+
+@contextlib.contextmanager
+def _hearing(coherence: Any) -> Iterator[threading.Event]:
+    """Yield an event set once this cache's listener has handed it another process's announcement."""
     heard = threading.Event()
     drop_announced = coherence.drop_announced
 
@@ -140,8 +156,8 @@ def _hears(coherence: Any) -> threading.Event:
         drop_announced(digests)
         heard.set()
 
-    coherence.drop_announced = hear
-    return heard
+    with _instead(coherence, "drop_announced", hear):
+        yield heard
 
 
 def _changed_by(other: MultiTierCache, change: str) -> Any:
@@ -163,21 +179,21 @@ def test_a_change_announced_while_a_get_reads_redis_keeps_its_answer_out_of_l1(
     noted and dropped nothing: B then served the value A had deleted or replaced for its L1 TTL.
     """
     settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-read-{time.monotonic_ns()}")
-    a, b = MultiTierCache(settings), MultiTierCache(settings)
-    a.set("k", "old")
-    heard = _hears(b._tiers.coherence)
-    take_read = b._tiers.remote.take_read
+    with MultiTierCache(settings) as a, MultiTierCache(settings) as b:
+        a.set("k", "old")
+        remote = b._tiers.remote
+        take_read = remote.take_read
+        expected: list[Any] = []
 
-    def answered_then_changed(*args: Any) -> Any:
-        b._tiers.remote.take_read = take_read  # type: ignore[method-assign]
-        expected.append(_changed_by(a, change))
-        assert heard.wait(2), "the announcement never reached the other adapter"
-        return take_read(*args)
+        def answered_then_changed(*args: Any) -> Any:
+            if not expected:  # (the first read only)
+                expected.append(_changed_by(a, change))
+                assert heard.wait(2), "the announcement never reached the other adapter"
+            return take_read(*args)
 
-    expected: list[Any] = []
-    b._tiers.remote.take_read = answered_then_changed  # type: ignore[method-assign]
-    assert b.get("k") == "old"  # what Redis held when B read it
-    assert b.get("k") == expected[0]  # not the old value, kept in L1 after its change was heard
+        with _hearing(b._tiers.coherence) as heard, _instead(remote, "take_read", answered_then_changed):
+            assert b.get("k") == "old"  # what Redis held when B read it
+            assert b.get("k") == expected[0]  # not the old value, kept in L1 after its change was heard
 
 
 @pytest.mark.parametrize("change", ["delete", "set"])
@@ -187,28 +203,26 @@ def test_a_change_announced_while_a_set_writes_redis_keeps_the_set_value_out_of_
 ) -> None:
     """Forced: B's write reaches Redis, then A changes the key and B hears of it, then B keeps its value."""
     settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"coh-set-{time.monotonic_ns()}")
-    a, b = MultiTierCache(settings), MultiTierCache(settings)
-    heard = _hears(b._tiers.coherence)
-    sets = b._tiers.sets_under_way
-    end = sets.end
+    with MultiTierCache(settings) as a, MultiTierCache(settings) as b:
+        sets = b._tiers.sets_under_way
+        end = sets.end
+        expected: list[Any] = []
 
-    def written_then_changed(key: Any, keep: Any) -> None:
-        expected.append(_changed_by(a, change))
-        assert heard.wait(2), "the announcement never reached the other adapter"
-        end(key, keep)
+        def written_then_changed(key: Any, keep: Any) -> None:
+            expected.append(_changed_by(a, change))
+            assert heard.wait(2), "the announcement never reached the other adapter"
+            end(key, keep)
 
-    expected: list[Any] = []
-    sets.end = written_then_changed  # type: ignore[method-assign]
-    if how == "set":
-        b.set("k", "mine")
-    else:
-        run(update(b._tiers, "k", lambda current: "mine", None))
-    sets.end = end  # type: ignore[method-assign]
-    assert b.get("k") == expected[0]  # what A left, not the value B set before it
+        with _hearing(b._tiers.coherence) as heard, _instead(sets, "end", written_then_changed):
+            if how == "set":
+                b.set("k", "mine")
+            else:
+                run(update(b._tiers, "k", lambda current: "mine", None))
+        assert b.get("k") == expected[0]  # what A left, not the value B set before it
 
 
 def test_a_change_announced_while_a_run_goes_without_l2_keeps_its_value_out_of_l1(
-    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+    real_l2: str, redis_server: RedisProcess
 ) -> None:
     """Forced: B skips L2 (its breaker open) and runs; the data changes, A invalidates, B hears it.
 
@@ -235,17 +249,19 @@ def test_a_change_announced_while_a_run_goes_without_l2_keeps_its_value_out_of_l
     b = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
     b("w")  # joins the channel
     until(lambda: b.cache_stats().coherent)
-    heard = _hears(b.__tiercache__.coherence)
     breaker = b.__tiercache__.endpoint().breaker
-    monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
-    monkeypatch.setattr(breaker, "allow", lambda: False)
-    changes.append("k")
-    assert b("k") == 1  # what the data held when B read it
-    assert b("k") == 2  # not the value computed before the invalidation B heard
+    with _hearing(b.__tiercache__.coherence) as heard, _instead(breaker, "allow", lambda: False):
+        closed, breaker.closed = breaker.closed, False  # as if open: B's calls skip L2
+        try:
+            changes.append("k")
+            assert b("k") == 1  # what the data held when B read it
+            assert b("k") == 2  # not the value computed before the invalidation B heard
+        finally:
+            breaker.closed = closed
 
 
 def test_a_change_announced_while_a_batch_runs_without_l2_keeps_its_values_out_of_l1(
-    real_l2: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+    real_l2: str, redis_server: RedisProcess
 ) -> None:
     """As above, for ``tiered_cache_many``: the ids L2 did not read are noted before the run."""
     name = f"coherence.skipped-many.{time.monotonic_ns()}"
@@ -268,13 +284,15 @@ def test_a_change_announced_while_a_batch_runs_without_l2_keeps_its_values_out_o
     b = tiered_cache_many(ttl_l1=3600, ttl_l2=3600, name=name)(read_then_changed)
     b([9])  # joins the channel
     until(lambda: b.cache_stats().coherent)
-    heard = _hears(b.__tiercache__.coherence)
     breaker = b.__tiercache__.endpoint().breaker
-    monkeypatch.setattr(breaker, "closed", False)  # as if open: B's calls skip L2
-    monkeypatch.setattr(breaker, "allow", lambda: False)
-    changing.append(True)
-    assert b([1, 2]) == {1: 1, 2: 1}  # what the data held when B read it
-    assert b([1, 2]) == {1: 2, 2: 1}  # 1 run again; 2, never invalidated, kept in L1
+    with _hearing(b.__tiercache__.coherence) as heard, _instead(breaker, "allow", lambda: False):
+        closed, breaker.closed = breaker.closed, False  # as if open: B's calls skip L2
+        try:
+            changing.append(True)
+            assert b([1, 2]) == {1: 1, 2: 1}  # what the data held when B read it
+            assert b([1, 2]) == {1: 2, 2: 1}  # 1 run again; 2, never invalidated, kept in L1
+        finally:
+            breaker.closed = closed
 
 
 def test_a_function_that_only_hits_l1_follows_the_channel_configure_moved_it_to(
