@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from tiercache._core import ops
@@ -60,7 +60,7 @@ def get_many(tiers: AdapterTiers, keys: tuple[str, ...]) -> Flow:
     endpoint = (yield from _usable(tiers)) if wanted else None
     if endpoint is not None:
         if tiers.settings.write_back_l1_on_l2_hit:
-            _note(tiers, wanted)  # before the read: an invalidation from now on voids the lease
+            tiers.note(wanted)  # before the read: an invalidation from now on voids the lease
         tiers.stats.count("l2_lookups", len(wanted))
         generation_key: str | None = tiers.generation_key  # with every read: a clear is final at once
         read = ops.read_many(endpoint, tuple(tiers.key(k) for k in wanted), generation_key, owner=tiers)
@@ -102,7 +102,7 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
         for key, value in items.items():
             _keep_local(tiers, key, value, l1_seconds * keep[key], lease, stored=False)
         return
-    _note(tiers, items)  # before the write: another process's change from now on voids the lease
+    tiers.note(items)  # before the write: another process's change from now on voids the lease
     for key in items:
         tiers.sets_under_way.begin(key)
     refused = True  # (until the flow ends: a value refused while sealed raises, and is kept nowhere)
@@ -154,18 +154,6 @@ def _write_many(
     return {key for key, payload in payloads.items() if payload is not None}
 
 
-def _note(tiers: AdapterTiers, keys: Iterable[str]) -> None:
-    """Note the digests of ``keys``, which Redis is about to be asked about, for announcements.
-
-    Before, not after: another process's delete or set of a key, announced between the
-    moment Redis answers us and the moment we keep the answer in L1, must find the key noted,
-    or its announcement drops nothing and the value it replaced stays in our L1 for its TTL.
-    Found, it drops the key, and the lease taken before the read refuses our L1 write.
-    """
-    for key in keys:
-        tiers.remember(key)
-
-
 def _keep_local(
     tiers: AdapterTiers, key: str, value: Any, seconds: float, lease: int | None, *, stored: bool
 ) -> None:
@@ -197,7 +185,7 @@ def update(
             _keep_local(tiers, key, new, l1_default, lease, stored=False)
         return current, new
     kept: Callable[[], object] = lambda: None  # noqa: E731 - what SetsUnderWay.end() keeps in L1: nothing yet
-    _note(tiers, (key,))  # before the swap, as set_many() does
+    tiers.note((key,))  # before the swap, as set_many() does
     tiers.sets_under_way.begin(key)
     try:
         swapped = yield from _swap(tiers, endpoint, key, change, ttl, keep_ttl=keep_ttl)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from tiercache._adapter.settings import MultiTierCacheSettings
@@ -68,11 +69,19 @@ class AdapterTiers(Tiers):
         """Return the Redis key of the adapter key ``key``."""
         return f"{self.namespace}:{ADAPTER_SEGMENT}:{key}"
 
-    def remember(self, key: str) -> None:
-        """Note the digest of ``key``'s entry before asking Redis about it (see L1Coherence.note_digest)."""
+    def note(self, keys: Iterable[str]) -> None:
+        """Note the digests of ``keys``, which Redis is about to be asked about, for announcements.
+
+        Before, not after: another process's delete or set of a key, announced between the
+        moment Redis answers us and the moment we keep the answer in L1, must find the key
+        noted, or its announcement drops nothing and the value it replaced stays in our L1 for
+        its TTL. Found, it drops the key, and the lease taken before the read refuses our L1
+        write (see L1Coherence.note_digest).
+        """
         coherence = self.coherence
         if coherence.channel is not None:
-            coherence.note_digest(coherence.digest_for(self.key(key)), key)
+            for key in keys:
+                coherence.note_digest(coherence.digest_for(self.key(key)), key)
 
     def record(self, started_ns: int, outcome: str) -> None:
         """Record one get's outcome and latency (unless metrics are off)."""

@@ -201,10 +201,8 @@ def _run(
     found: dict[Hashable, Any],
 ) -> Flow:
     """Run the function once for ``missing``; store what it returned (pipelines); fill ``found``."""
-    if cache.has_l1 and cache.coherence.channel is not None:
-        for call in calls:  # noted before the run (see flow._run): those L2 did not read
-            if not call.redis_key:
-                call.redis_key = cache.redis_key(call)
+    for call in calls:  # (those L2 did not read are noted now: see note_before_run)
+        _flow.note_before_run(cache, call)
     try:
         result = batch.values((yield Compute(batch.function, batch.call_for(bound, missing), owner=cache)))
     except Exception:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from tiercache._decorator.function_tags import FunctionTags
     from tiercache._l2.endpoint import Endpoint
 
-__all__ = ["CHUNK", "clear", "invalidate", "refresh", "serve", "write_op"]
+__all__ = ["CHUNK", "clear", "invalidate", "note_before_run", "refresh", "serve", "write_op"]
 
 
 def serve(cache: FunctionCache, call: Call) -> Flow:  # noqa: PLR0912 - a branch per tier, see below
@@ -220,7 +220,7 @@ def _run(
     leading: bool,
 ) -> Flow:
     """Run the function once, write its value back to the tiers that are up, and share it."""
-    _note_before_run(cache, call)
+    note_before_run(cache, call)
     # With a stale value at hand, a caller waits ``timeout`` at most; else ``hard_timeout``.
     soft = stale is not None and cache.options.timeout is not None
     if soft and stale is not None and cache.refreshes.running(call.l1_key):
@@ -484,7 +484,7 @@ def _serve_stale(cache: FunctionCache, call: Call, value: Any, endpoint: Endpoin
     return value
 
 
-def _note_before_run(cache: FunctionCache, call: Call) -> None:
+def note_before_run(cache: FunctionCache, call: Call) -> None:
     """Note ``call``'s key for announcements before its run, where no L2 read noted it.
 
     As a read notes it before it goes: an invalidation another process announces while the
@@ -502,7 +502,7 @@ def refresh(cache: FunctionCache, call: Call, endpoint: Endpoint | None) -> Flow
     invalidation since then keeps its value out of both tiers.
     """
     try:
-        _note_before_run(cache, call)
+        note_before_run(cache, call)
         lock = None
         if endpoint is not None and cache.lock_ttl_ms:
             lock = os.urandom(8)
