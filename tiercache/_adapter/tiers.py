@@ -9,6 +9,7 @@ from typing import Any
 from tiercache._adapter.settings import MultiTierCacheSettings
 from tiercache._core.tiers import Tiers
 from tiercache._l1.lru import Clock, LocalCache
+from tiercache._l2.deployments import endpoint_for_url
 from tiercache._l2.endpoint import Endpoint
 from tiercache._l2.layout import ADAPTER_SEGMENT, hex_digest
 from tiercache._l2.signing import Signer, signing_keys
@@ -34,7 +35,7 @@ class AdapterTiers(Tiers):
         self.sets = 0
         self.deletes = 0
         self._endpoint = (
-            Endpoint.from_url(
+            endpoint_for_url(
                 settings.redis_url(),
                 timeout=settings.l2_timeout,
                 connect_timeout=settings.l2_connect_timeout,

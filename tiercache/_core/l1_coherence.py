@@ -75,7 +75,7 @@ class L1Coherence:
     def follow(self, endpoint: Endpoint | None, namespace: str) -> None:
         """Announce our changes on ``namespace``'s channel and follow everyone else's there."""
         if endpoint is not None:
-            endpoint.check_access(namespace, channel_for(namespace))
+            endpoint.checks.check_access(namespace, channel_for(namespace))
         if not self.coherent or endpoint is None:
             self.channel = None
             self.set_deaf(False)  # nothing to hear: L1 follows ttl_l1, as documented

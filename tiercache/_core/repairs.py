@@ -35,7 +35,7 @@ def defer(tiers: Tiers, endpoint: Endpoint, *, keys: tuple[str, ...] = (), clear
     L2 operation, whichever comes first.
     """
     tiers.owed.defer(keys=keys, clear=clear)
-    endpoint.owe(tiers, settle_in_background)
+    endpoint.debts.owe(tiers, settle_in_background)
 
 
 def drop_keys(
@@ -151,4 +151,4 @@ def settle_in_background(tiers: Tiers, endpoint: Endpoint) -> None:
             logger.debug("%s: invalidations to replay wait for the next call (%s)", tiers.label, exc)
             return
     if tiers.owed.any and endpoint.breaker.is_open:  # (refused: left to the next call)
-        endpoint.owe(tiers, settle_in_background)
+        endpoint.debts.owe(tiers, settle_in_background)

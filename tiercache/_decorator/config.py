@@ -13,6 +13,7 @@ from tiercache import _fields as fields
 from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_URL
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
 from tiercache._fields import setting
+from tiercache._l2.deployments import endpoint_for_clients, endpoint_for_url
 from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
 
 __all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "routing_of", "settings_version"]
@@ -191,9 +192,9 @@ def endpoint_for(settings: Settings, url: str | None = None) -> Endpoint:
             endpoint = _endpoints.get(key)
             if endpoint is None:
                 endpoint = _endpoints[key] = (
-                    Endpoint.from_clients(settings.redis_client, settings.async_redis_client)
+                    endpoint_for_clients(settings.redis_client, settings.async_redis_client)
                     if clients
-                    else Endpoint.from_url(
+                    else endpoint_for_url(
                         target,
                         timeout=settings.timeout,
                         connect_timeout=settings.connect_timeout,

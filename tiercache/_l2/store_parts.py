@@ -22,6 +22,16 @@ from tiercache._l2.replies import OversizedReply, from_bounded_reads, queue_boun
 from tiercache._l2.scripts import WRITE_IF_UNCHANGED
 
 
+class Checks(Protocol):
+    """What a store tells its endpoint's background checks (see deployment_checks)."""
+
+    def unconfirmed(self, what: str, reply: Any, within_ms: int) -> None:
+        """Say (once) that no replica acknowledged ``what`` in time (``reply``: WAIT's answer)."""
+
+    def suspect(self, names: Sequence[str]) -> None:
+        """Say that a read of ``names`` timed out (a string past the bound may be why)."""
+
+
 class Owner(Protocol):
     """What a store reads of the endpoint that made it."""
 
@@ -35,11 +45,9 @@ class Owner(Protocol):
     #: Whether reads ask each key's length first (see oversized.Guard).
     guard: Guard
 
-    def unconfirmed(self, what: str, reply: Any) -> None:
-        """Say (once) that no replica acknowledged ``what`` in time (``reply``: WAIT's answer)."""
-
-    def suspect(self, names: Sequence[str]) -> None:
-        """Say that a read of ``names`` timed out (a string past the bound may be why)."""
+    @property
+    def checks(self) -> Checks:
+        """Where unacknowledged writes and timed-out reads are told."""
 
 
 def translate(exc: BaseException) -> RemoteError:
@@ -174,7 +182,7 @@ def check_confirmed(owner: Owner, what: str, replies: list[Any]) -> list[Any]:
     """Take WAIT's reply off the end of ``replies`` (see confirmed); say if no replica had it."""
     reply = replies.pop()
     if isinstance(reply, Exception) or not reply:
-        owner.unconfirmed(what, reply)
+        owner.checks.unconfirmed(what, reply, owner.confirm_ms)
     return replies
 
 
@@ -308,7 +316,7 @@ def swap_args(expected: bytes | None, payload: bytes, ttl_ms: int) -> list[Any]:
 def failed_read(owner: Owner, exc: Exception, names: Sequence[str]) -> RemoteError:
     """Return the RemoteError a failed read of ``names`` raises; a timeout makes them suspects."""
     if isinstance(exc, redis.TimeoutError):
-        owner.suspect(names)
+        owner.checks.suspect(names)
     return translate(exc)
 
 

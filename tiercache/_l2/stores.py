@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any, Final
 
@@ -18,7 +20,7 @@ from tiercache._l2.errors import RemoteError, RemoteUnavailable
 from tiercache._l2.store_parts import Owner, missing_permissions, read_bounded_with
 from tiercache._l2.sync_store import SyncStore
 
-__all__ = ["AsyncStore", "Owner", "SyncStore", "missing_permissions", "read_bounded_with"]
+__all__ = ["AsyncStore", "Owner", "Stores", "SyncStore", "missing_permissions", "read_bounded_with"]
 
 
 #: Reads, or conditional writes, that one coalesced command carries at most: a burst of 20,000
@@ -214,3 +216,63 @@ class AsyncStore(AsyncCommands):
             batch.resolve(outcomes)
         finally:
             self._writing -= 1
+
+
+class Stores:
+    """An endpoint's stores: one for threads, one per event loop (or one shared by every loop).
+
+    The sync store's client is thread-safe and pooled. An asyncio connection belongs to the loop
+    that opened it and is never used from another; ``per_loop`` False: the application's own
+    async client, which it keeps to one loop. Made when first asked for, by ``owner``.
+    """
+
+    def __init__(self, make: Callable[[], Any], amake: Callable[[], Any], *, per_loop: bool) -> None:
+        self._make = make
+        self._amake = amake
+        self._per_loop = per_loop
+        self._lock = threading.Lock()
+        #: The store for threads, once one asked for it.
+        self.sync_store: SyncStore | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._shared: AsyncStore | None = None
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_store: AsyncStore | None = None
+
+    def sync(self, owner: Owner) -> SyncStore:
+        """Return the store for threads."""
+        store = self.sync_store
+        if store is None:
+            with self._lock:
+                if self.sync_store is None:
+                    self.sync_store = SyncStore(self._make(), owner)
+                store = self.sync_store
+        return store
+
+    def running(self, owner: Owner) -> AsyncStore:
+        """Return the store for coroutines on the running event loop."""
+        if not self._per_loop:
+            if self._shared is None:
+                self._shared = AsyncStore(self._amake(), owner)
+            return self._shared
+        loop = asyncio.get_running_loop()
+        if loop is self._last_loop and self._last_store is not None:
+            return self._last_store  # the common case, without a weakref lookup
+        store = self._async.get(loop)
+        if store is None:
+            store = self._async[loop] = AsyncStore(self._amake(), owner)
+            store.close_with_loop(lambda: self._forget(loop, store))
+        self._last_loop, self._last_store = loop, store
+        return store
+
+    def made_for_running_loop(self) -> AsyncStore | None:
+        """Return the running loop's store if it has its own, else None (nothing of ours to close)."""
+        return self._async.get(asyncio.get_running_loop()) if self._per_loop else None
+
+    def _forget(self, loop: asyncio.AbstractEventLoop, store: AsyncStore) -> None:
+        # Only that store: the loop may have a newer one by the time an old one closes.
+        if self._async.get(loop) is store:
+            del self._async[loop]
+        if self._last_store is store:
+            self._last_loop, self._last_store = None, None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.deployments import endpoint_for_url
 from tiercache._l2.envelope import ABSENT, FOREIGN_TOKEN, NO_TOKEN, new_token, seal, token_of, tombstone
 from tiercache._tools.redis_process import RedisProcess
 
@@ -25,7 +25,7 @@ class Store:
     """The sync or async store of a fresh endpoint, called the same way."""
 
     def __init__(self, server: RedisProcess, mode: str) -> None:
-        self.endpoint = Endpoint.from_url(server.url, timeout=1.0, connect_timeout=1.0)
+        self.endpoint = endpoint_for_url(server.url, timeout=1.0, connect_timeout=1.0)
         self.mode = mode
         self.loop = asyncio.new_event_loop() if mode == "async" else None
 
@@ -144,7 +144,7 @@ def test_tombstones_replace_values_and_plain_deletes_remove_them(store: Store, c
 
 def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: RedisProcess) -> None:
     """Redis < 7.0 answers SET ... NX GET with a syntax error: the script does the same check."""
-    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    endpoint = endpoint_for_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
     sync = endpoint.store()
     sent: list[str] = []
 
@@ -168,7 +168,7 @@ def test_an_old_redis_without_nx_get_falls_back_to_the_script(redis_server: Redi
 def test_an_old_redis_without_nx_get_falls_back_to_the_script_for_async_writes_too(
     redis_server: RedisProcess,
 ) -> None:
-    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    endpoint = endpoint_for_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
     sent: list[str] = []
 
     async def main() -> list[bool]:
@@ -205,7 +205,7 @@ def test_an_old_redis_takes_batched_conditional_writes_through_the_script(
         return real_set(self, name, value, *args, **kwargs)
 
     monkeypatch.setattr(redis.client.Pipeline, "set", old_set)
-    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    endpoint = endpoint_for_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
     store = endpoint.store()
     client = redis_server.client()
     try:

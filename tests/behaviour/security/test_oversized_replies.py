@@ -415,9 +415,9 @@ def test_the_bounded_parser_speaks_the_protocol_of_its_connection(
     protocol the connection speaks (the URL's, else redis-py's default: 3 from redis-py 8)."""
     from redis._parsers import _AsyncRESP3Parser, _RESP3Parser  # noqa: PLC0415
 
-    from tiercache._l2.endpoint import Endpoint  # noqa: PLC0415
+    from tiercache._l2.deployments import endpoint_for_url  # noqa: PLC0415
 
-    endpoint = Endpoint.from_url(f"{redis_server.url}{asked}", timeout=1.0, connect_timeout=1.0)
+    endpoint = endpoint_for_url(f"{redis_server.url}{asked}", timeout=1.0, connect_timeout=1.0)
     try:
         client = endpoint.store().client
         assert client.set("protocol-check", b"x") and client.get("protocol-check") == b"x"
@@ -452,24 +452,24 @@ def test_a_length_ask_leaves_no_store_behind_and_never_reopens_a_closed_endpoint
     """The ask runs on a client of its own, closed after: it made a sync store (a pool, kept
     open) in processes that only await, and reopened an endpoint closed meanwhile (a listener
     and a prober running on after tiercache.close())."""
-    from tiercache._l2.endpoint import Endpoint  # noqa: PLC0415
+    from tiercache._l2.deployments import endpoint_for_url  # noqa: PLC0415
 
     client = redis_server.client()
     client.setrange("asked", BIG - 1, b"x")
-    endpoint = Endpoint.from_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
+    endpoint = endpoint_for_url(redis_server.url, timeout=1.0, connect_timeout=1.0)
     try:
-        endpoint.suspect(["asked"])
+        endpoint.checks.suspect(["asked"])
         deadline = time.monotonic() + 5
-        while endpoint._asking and time.monotonic() < deadline:
+        while endpoint.checks.asking and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert endpoint.guard.until and endpoint._sync is None  # found, with no store made
+        assert endpoint.guard.until and endpoint.stores.sync_store is None  # found, with no store made
         endpoint.guard.until = 0.0
         endpoint.close()
-        endpoint._suspected_at = -10.0
-        endpoint.suspect(["asked"])
-        while endpoint._asking and time.monotonic() < deadline:
+        endpoint.checks._suspected_at = -10.0
+        endpoint.checks.suspect(["asked"])
+        while endpoint.checks.asking and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert endpoint._closed and endpoint._sync is None and not endpoint.guard.until
+        assert endpoint.closed and endpoint.stores.sync_store is None and not endpoint.guard.until
     finally:
         endpoint.close()
         client.delete("asked")

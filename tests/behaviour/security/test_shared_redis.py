@@ -31,7 +31,7 @@ from tiercache._decorator.tag_names import digest_of, tag_key
 from tiercache._l2.announcement import encode
 from tiercache._l2.codec import DecodeError, decode_value, encode_value
 from tiercache._l2.coherence import channel_for
-from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.deployments import endpoint_for_url
 from tiercache._l2.envelope import MAX_GENERATION, NO_TOKEN, seal
 from tiercache._l2.errors import BRIEF_CHARS, brief
 from tiercache._l2.inbox import SocketInbox, inbox_of
@@ -335,7 +335,7 @@ def test_a_certificate_for_another_host_is_refused(
     server, d = wrong_host_tls_server
     query = f"ssl_ca_certs={d / 'ca.crt'}&ssl_certfile={d / 'client.crt'}&ssl_keyfile={d / 'client.key'}"
     url = f"rediss://127.0.0.1:{server.port}/0?{query}"
-    endpoint = Endpoint.from_url(url, timeout=2, connect_timeout=2)
+    endpoint = endpoint_for_url(url, timeout=2, connect_timeout=2)
     assert endpoint.store().client.connection_pool.connection_kwargs["ssl_check_hostname"] is True
     tiercache.configure(redis_url=url, connect_timeout=2, timeout=2)
     lookup, runs = run_counter()

@@ -207,7 +207,7 @@ def test_each_event_loop_gets_its_own_connections_and_closes_them(
         time.sleep(0.05)
     assert len(client.client_list()) <= before + 1
     # Not even by the start-up permission check: it used a client of its own, and closed it.
-    assert g.__tiercache__.endpoint()._sync is None
+    assert g.__tiercache__.endpoint().stores.sync_store is None
 
 
 class ClosedUnderfoot(redis.Redis):
