@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from tiercache._core.stats import CacheStats
-from tiercache._decorator import registry as _registry
+from tiercache._core.tiers import live_tiers
 
 __all__ = ["assert_cache_stats", "forget_local_caches"]
 
@@ -54,8 +54,11 @@ def _same(actual: object, expected: object) -> bool:
 
 
 def forget_local_caches() -> None:
-    """Empty every cached function's L1 and zero its stats, as a newly started process has them.
+    """Empty every L1 and zero every counter, as a newly started process has them.
 
-    L2 keeps its entries, so the next call of a function reads what "another process" wrote.
+    Cached functions and adapters alike (``MultiTierCache``, ``MultiTierCacheAdapter``, the
+    Django backend): an adapter made at import time would otherwise carry one test's entries
+    into the next. L2 keeps its entries, so the next call reads what "another process" wrote.
     """
-    _registry.forget_all()
+    for cache in live_tiers():
+        cache.forget_local()

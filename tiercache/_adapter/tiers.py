@@ -123,3 +123,8 @@ class AdapterTiers(Tiers):
         """Start every counter again from zero."""
         self.snapshot(reset=True)
         self.sets = self.deletes = 0
+
+    def forget_local(self) -> None:
+        """Empty L1 and zero every counter, sets and deletes too (see Tiers.forget_local)."""
+        super().forget_local()
+        self.sets = self.deletes = 0

@@ -155,6 +155,11 @@ class Tiers:
             f"rejected:{exc}", "%s: L2 at %s refused an operation: %s", self.label, endpoint.name, exc
         )
 
+    def forget_local(self) -> None:
+        """Empty L1 and zero the counters, as a newly started process has them; L2 keeps its entries."""
+        self.coherence.drop_local(None)
+        self.stats.snapshot(reset=True)
+
     def snapshot(self, *, reset: bool = False) -> CacheStats:
         """Return this cache's stats (and zero them with ``reset``)."""
         endpoint = self.endpoint()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tiercache._core.stats import CacheStats
     from tiercache._decorator.function import FunctionCache
 
-__all__ = ["all_caches", "forget_all", "named_caches", "register", "stats"]
+__all__ = ["all_caches", "named_caches", "register", "stats"]
 
 logger = logging.getLogger("tiercache")
 _lock = threading.Lock()
@@ -107,13 +107,6 @@ def named_caches() -> list[tuple[str, FunctionCache]]:
 def stats(*, reset: bool = False) -> dict[str, CacheStats]:
     """Return a stats snapshot of every live cached function, by qualified name."""
     return {name: cache.snapshot(reset=reset) for name, cache in named_caches()}
-
-
-def forget_all() -> None:
-    """Empty every function's L1 and zero its stats, as if the process had just started."""
-    for cache in all_caches():
-        cache.coherence.drop_local(None)
-        cache.stats.snapshot(reset=True)
 
 
 def _on_settings_changed(settings: _config.Settings) -> None:

@@ -54,6 +54,29 @@ def test_isolated_fixture_gives_every_test_fresh_caches(pytester: pytest.Pyteste
     result.assert_outcomes(passed=3)
 
 
+def test_isolated_fixture_empties_an_adapter_made_at_import_too(pytester: pytest.Pytester) -> None:
+    """An adapter built at import time (as Django builds its backend) starts each test empty and
+    zeroed, as a cached function does: it carried one test's entries into the next."""
+    result = run(
+        pytester,
+        """
+    from tiercache import MultiTierCache, MultiTierCacheSettings
+
+    adapters = MultiTierCache(MultiTierCacheSettings(l2_enabled=False))
+
+    @pytest.mark.parametrize("round", [1, 2])
+    def test_adapter_starts_empty(tiercache_isolated, round):
+        assert adapters.get("storage") is None
+        adapters.set("storage", round)
+        assert adapters.get("storage") == round
+        metrics = adapters.get_metrics()
+        assert (metrics["gets"], metrics["sets"], metrics["l1_hits"], metrics["misses"]) == (2, 1, 1, 1)
+        assert metrics["l1_size"] == 1
+    """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_l2_fixture_defaults_to_fakeredis(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """tiercache_l2 without TIERCACHE_REDIS_URL is a fakeredis the function really writes to."""
     monkeypatch.delenv("TIERCACHE_REDIS_URL", raising=False)
