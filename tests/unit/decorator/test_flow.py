@@ -278,7 +278,7 @@ def test_invalidations_that_cannot_reach_l2_are_replayed_before_its_next_read(
     endpoint = cache.endpoint()
     assert endpoint is not None
     # (not in the background once the breaker closes: that is test_guarantee's; here the flow's)
-    monkeypatch.setattr(endpoint, "owe", lambda debtor, settle: None)
+    monkeypatch.setattr(endpoint.debts, "owe", lambda debtor, settle: None)
     flow = _flow.invalidate(cache, ("a",))
     next(flow)
     with pytest.raises(StopIteration):
