@@ -72,16 +72,16 @@ class CircuitBreaker:
         self._retry_at = 0.0  # half-open probing: when to let the next probe through
         self._opened_at = 0.0
         self._degraded = 0.0  # seconds spent not closed, before the current outage
-        self._quiet_until = -LOG_EVERY  # no state-change line before then; changes are counted
-        self._held_back = 0
-        self._open_logged = False  # whether the current outage was logged (then so is its end)
-        self._summary: threading.Timer | None = None
+        self._log = TransitionLog(name, clock, self._in_use)
         self._prober: threading.Thread | None = None
         _breakers.add(self)
 
     def _become(self, state: str) -> None:
         self.state = state  # (the only place it changes after __init__: see closed)
         self.closed = state == CLOSED
+
+    def _in_use(self) -> bool:
+        return self.closed
 
     @property
     def is_open(self) -> bool:
@@ -122,7 +122,7 @@ class CircuitBreaker:
             self._become(CLOSED)
             self.failures = 0
             self._backoff = self.first_backoff
-        self._log_change(
+        self._log.change(
             "tiercache: L2 at %s is back after %.1f s; using it again", self.name, outage, opening=False
         )
         self._on_close()
@@ -142,7 +142,7 @@ class CircuitBreaker:
             self._become(OPEN)
             self._opened_at = now
             self._retry_at = now + _jittered(self._backoff)
-        self._log_change(
+        self._log.change(
             "tiercache: L2 at %s is unavailable (%s); serving from L1 and the functions themselves, "
             "trying it again in %.2f s",
             self.name,
@@ -158,45 +158,6 @@ class CircuitBreaker:
             prober = threading.Thread(target=self._probe_until_back, name="tiercache-probe", daemon=True)
             prober.start()
             self._prober = prober  # (started first: stop() may join whatever it finds here)
-
-    def _log_change(self, message: str, *args: object, opening: bool) -> None:
-        """Log a state change, or count it as held back.
-
-        Held back: an outage that began less than LOG_EVERY seconds after the last one logged,
-        and then its end too.
-        """
-        with self._lock:
-            now = self._clock()
-            if opening and now >= self._quiet_until:
-                self._quiet_until = now + LOG_EVERY
-                self._open_logged, quiet = True, False
-            elif not opening and self._open_logged:
-                self._open_logged, quiet = False, False
-            else:
-                self._open_logged = False
-                self._held_back += 1
-                quiet = True
-                if self._summary is None:
-                    self._summary = threading.Timer(max(self._quiet_until - now, 0.0), self._log_summary)
-                    self._summary.daemon = True
-                    self._summary.start()
-        if not quiet:
-            logger.warning(message, *args)
-
-    def _log_summary(self) -> None:
-        with self._lock:
-            held_back, self._held_back, self._summary = self._held_back, 0, None
-            self._quiet_until = self._clock() + LOG_EVERY
-            state = self.state
-        if held_back:
-            logger.warning(
-                "tiercache: L2 at %s changed state %d more time(s) in the last %.0f s (not logged "
-                "one by one); it is %s now",
-                self.name,
-                held_back,
-                LOG_EVERY,
-                "in use" if state == CLOSED else "skipped (unavailable)",
-            )
 
     def _probe_until_back(self) -> None:
         backoff = self.first_backoff
@@ -220,11 +181,7 @@ class CircuitBreaker:
         returns whether the prober ended.
         """
         self._stopped.set()
-        summary = self._summary
-        if summary is not None:
-            summary.cancel()
-            self._log_summary()
-            summary.join(timeout)
+        self._log.stop(timeout)
         prober = self._prober
         if prober is not None and prober is not threading.current_thread():
             prober.join(timeout)
@@ -243,8 +200,74 @@ class CircuitBreaker:
         self._become(CLOSED)
         self.failures = 0
         self._backoff = self.first_backoff
-        self._summary = None
         self._prober = None
+        self._log.after_fork()
+
+
+class TransitionLog:
+    """A breaker's state changes, logged as they happen but one line per LOG_EVERY seconds at most.
+
+    An outage that began less than LOG_EVERY seconds after the last one logged is held back, and
+    then its end too; once the period is over, one line says how many were held back and the
+    state they ended in.
+    """
+
+    def __init__(self, name: str, clock: Callable[[], float], in_use: Callable[[], bool]) -> None:
+        self._name = name
+        self._clock = clock
+        self._in_use = in_use  # (the breaker's state when the summary is due)
+        self._lock = threading.Lock()
+        self._quiet_until = -LOG_EVERY  # no state-change line before then; changes are counted
+        self._held_back = 0
+        self._open_logged = False  # whether the current outage was logged (then so is its end)
+        self._summary: threading.Timer | None = None
+
+    def change(self, message: str, *args: object, opening: bool) -> None:
+        """Log a state change, or count it as held back (see the class)."""
+        with self._lock:
+            now = self._clock()
+            if opening and now >= self._quiet_until:
+                self._quiet_until = now + LOG_EVERY
+                self._open_logged, quiet = True, False
+            elif not opening and self._open_logged:
+                self._open_logged, quiet = False, False
+            else:
+                self._open_logged = False
+                self._held_back += 1
+                quiet = True
+                if self._summary is None:
+                    self._summary = threading.Timer(max(self._quiet_until - now, 0.0), self._sum_up)
+                    self._summary.daemon = True
+                    self._summary.start()
+        if not quiet:
+            logger.warning(message, *args)
+
+    def _sum_up(self) -> None:
+        with self._lock:
+            held_back, self._held_back, self._summary = self._held_back, 0, None
+            self._quiet_until = self._clock() + LOG_EVERY
+        if held_back:
+            logger.warning(
+                "tiercache: L2 at %s changed state %d more time(s) in the last %.0f s (not logged "
+                "one by one); it is %s now",
+                self._name,
+                held_back,
+                LOG_EVERY,
+                "in use" if self._in_use() else "skipped (unavailable)",
+            )
+
+    def stop(self, timeout: float) -> None:
+        """Say now what was held back (the breaker is being stopped)."""
+        summary = self._summary
+        if summary is not None:
+            summary.cancel()
+            self._sum_up()
+            summary.join(timeout)
+
+    def after_fork(self) -> None:
+        """In a child: no summary timer survived the fork, and the parent's lock may be held."""
+        self._lock = threading.Lock()
+        self._summary = None
         self._held_back = 0
 
 
