@@ -6,6 +6,7 @@ process, on every machine and under every ``PYTHONHASHSEED``; Python's ``hash()`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -13,6 +14,7 @@ import math
 import pathlib
 import struct
 import uuid
+import weakref
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -277,8 +279,35 @@ def _named(tag: bytes, cls: type, out: _Out) -> None:
     out += tag + _length(len(raw)) + raw
 
 
+#: The fields each dataclass compares (see _dataclass), read once per class.
+_COMPARED: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _dataclass(value: Any, out: _Out, depth: int) -> None:
+    """Encode a dataclass instance by the fields its ``__eq__`` compares, tagged with its type.
+
+    Two instances a dataclass finds equal (same class, equal compared fields) are one key, as
+    with ``functools.lru_cache``; frozen or not, as a dict argument is keyed as it is at the call.
+    """
+    cls = type(value)
+    names = _COMPARED.get(cls)
+    if names is None:
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is not None and not params.eq:
+            raise _Unkeyable(value, "a dataclass made with eq=False compares by identity: no key says which")
+        names = _COMPARED[cls] = tuple(field.name for field in dataclasses.fields(value) if field.compare)
+    _named(b"a", cls, out)
+    out += _length(len(names))
+    for name in names:
+        _str(name, out, depth)
+        try:
+            _encode(getattr(value, name), out, depth + 1)
+        except _Unkeyable as exc:
+            raise exc.at(f".{name}") from None
+
+
 def _encode_other(value: Any, out: _Out, depth: int) -> None:
-    """Encode what the exact-type table does not know: hooks, enums, classes and subclasses."""
+    """Encode what the exact-type table does not know: hooks, enums, classes, dataclasses, subclasses."""
     cls = type(value)
     hook = getattr(cls, "__cache_key__", None)
     if hook is not None and not isinstance(value, type):
@@ -295,6 +324,8 @@ def _encode_other(value: Any, out: _Out, depth: int) -> None:
     elif isinstance(value, pathlib.PurePath):
         _named(b"p", cls, out)
         _str(str(value), out, depth)
+    elif dataclasses.is_dataclass(cls):
+        _dataclass(value, out, depth)
     else:
         base = next((b for b in cls.__mro__[1:] if b in _ENCODERS), None)
         if base is None:

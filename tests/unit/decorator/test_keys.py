@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import os
 import pathlib
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from tests.support.strategies import hashables, normal_form, values
 from tiercache import UnkeyableArgumentError, tiered_cache
 from tiercache._decorator.keys import SHALLOW_MAX_ITEMS, canonical_bytes, digest, shallow_key
+from tiercache.testing import forget_local_caches
 
 
 def key_of(*values: Any) -> bytes:
@@ -153,6 +155,71 @@ def test_unkeyable_argument_error_names_function_parameter_type_and_remedies() -
     assert "config['opts'][1]" in message
     assert "builtins.object" in message
     assert "key=" in message and "ignore=('config',)" in message and "__cache_key__" in message
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: Any
+    y: Any
+
+
+@dataclasses.dataclass
+class Labelled:
+    item: Any
+    label: str = dataclasses.field(default="", compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherPoint:
+    x: Any
+    y: Any
+
+
+records = st.recursive(
+    values,
+    lambda inner: st.one_of(
+        st.builds(Point, inner, inner),
+        st.builds(Labelled, inner, st.text(max_size=3)),
+        st.lists(inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+def record_form(value: Any) -> Any:
+    """``normal_form``, and dataclasses by their class and compared fields (the oracle)."""
+    if type(value) is Point:
+        return ("Point", record_form(value.x), record_form(value.y))
+    if type(value) is Labelled:
+        return ("Labelled", record_form(value.item))
+    if type(value) is list:
+        return ("list", tuple(record_form(item) for item in value))
+    return normal_form(value)
+
+
+@given(records, records)
+@settings(max_examples=300)
+def test_dataclasses_share_a_key_exactly_when_they_compare_equal(a: Any, b: Any) -> None:
+    """As lru_cache keys them: same class and equal compared fields; compare=False fields aside."""
+    assert (key_of(a) == key_of(b)) == (record_form(a) == record_form(b))
+
+
+def test_dataclasses_of_other_classes_or_field_names_are_other_keys() -> None:
+    assert key_of(Point(1, 2)) != key_of(OtherPoint(1, 2))
+    assert key_of(Point(1, 2)) != key_of((1, 2))
+    assert key_of(Point(1, 2)) != key_of(Point(2, 1))
+    assert key_of(Labelled(1, "a")) == key_of(Labelled(1, "b"))
+
+
+def test_a_dataclass_that_compares_by_identity_or_holds_the_unkeyable_is_refused_by_name() -> None:
+    @dataclasses.dataclass(eq=False)
+    class Handle:
+        fd: int
+
+    with pytest.raises(UnkeyableArgumentError, match=r"argument 'p0'.*eq=False compares by identity"):
+        key_of(Handle(3))
+    with pytest.raises(UnkeyableArgumentError, match=r"argument 'p0' \(at p0\.x\[1\]\)"):
+        key_of(Point([1, object()], 2))
 
 
 def test_cyclic_argument_is_refused_not_a_recursion_error() -> None:
@@ -405,6 +472,29 @@ def test_invalidating_a_call_with_a_dict_argument_drops_its_entry(fake_l2: Any) 
     version[0] = 2
     search.cache_invalidate({"a": 1})
     assert search({"a": 1}) == 2
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_equal_dataclass_arguments_are_one_entry_in_both_tiers(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """A frozen dataclass (an lru_cache habit) keys by value: in L1, in Redis, and to invalidate."""
+    request.getfixturevalue(l2)
+    version = [1]
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"keys.resolve.{l2}")
+    def resolve(ref: Point) -> int:
+        return version[0]
+
+    assert resolve(Point("storage", "s3")) == 1
+    assert resolve(Point("storage", "s3")) == 1
+    assert resolve.cache_stats().l1_hits == 1
+    forget_local_caches()  # (as another process finds it: L2 only)
+    assert resolve(Point("storage", "s3")) == 1
+    assert resolve.cache_stats().l2_hits == 1
+    version[0] = 2
+    resolve.cache_invalidate(Point("storage", "s3"))
+    assert resolve(Point("storage", "s3")) == 2
 
 
 def test_containers_past_the_shallow_bound_key_canonically() -> None:
