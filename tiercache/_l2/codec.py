@@ -8,6 +8,7 @@ it only for bytes whose signature verified, in caches that chose it (``pickle_si
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import pickle
 import threading
@@ -70,16 +71,21 @@ _registry_lock = threading.Lock()
 
 def register_type(
     cls: type,
-    encode: Callable[[Any], Any],
-    decode: Callable[[Any], Any],
+    encode: Callable[[Any], Any] | None = None,
+    decode: Callable[[Any], Any] | None = None,
     *,
     name: str | None = None,
     subclasses: bool = False,
 ) -> None:
     """Let values of ``cls`` be stored in L2.
 
-    ``encode(obj)`` must return a value the codec already supports (which may contain other
-    registered types; a str or bytes subclass is stored as a plain str or bytes, so
+    A dataclass needs neither ``encode`` nor ``decode``: it is stored as the fields its
+    ``__init__`` takes, by name (each a value the codec supports, registered dataclasses
+    included), and rebuilt by calling the class with them, so an entry written before a field
+    with a default was added still reads.
+
+    Otherwise ``encode(obj)`` must return a value the codec already supports (which may contain
+    other registered types; a str or bytes subclass is stored as a plain str or bytes, so
     ``register_type(SafeString, str, mark_safe)`` works); ``decode(that_value)`` must rebuild an
     equal ``cls`` instance. The type is recorded on the wire by ``name`` (default
     ``"module.QualName"``), so every process that reads these values must register the same
@@ -89,8 +95,12 @@ def register_type(
     """
     if not isinstance(cls, type):
         raise TypeError(f"register_type(): cls must be a class, not {cls!r}")
+    if encode is None and decode is None and dataclasses.is_dataclass(cls):
+        encode, decode = _dataclass_codec(cls)
     if not callable(encode) or not callable(decode):
-        raise TypeError("register_type(): encode and decode must be callables")
+        raise TypeError(
+            "register_type(): encode and decode must be callables (both may be left out for a dataclass)"
+        )
     name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
     registration = _Registration(cls, name, encode, decode)
     with _registry_lock:
@@ -274,6 +284,23 @@ def _decode_datetime(fields: list[Any]) -> dt.datetime:
 def _decode_time(fields: list[Any]) -> dt.time:
     hour, minute, second, microsecond, fold, tz = fields
     return dt.time(hour, minute, second, microsecond, tzinfo=_tz_from_spec(tz), fold=fold)
+
+
+def _dataclass_codec(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Return the encode and decode of a dataclass registered without them (see register_type)."""
+    names = tuple(field.name for field in dataclasses.fields(cls) if field.init)
+
+    def encode(value: Any) -> dict[str, Any]:
+        return {name: getattr(value, name) for name in names}
+
+    def decode(fields: Any) -> Any:
+        if type(fields) is not dict:  # (what a foreign writer put under our type's name)
+            raise DecodeError(
+                f"a {cls.__qualname__} is stored as its fields by name, not as {type(fields).__name__}"
+            )
+        return cls(**fields)
+
+    return encode, decode
 
 
 def _decode_registered(fields: list[Any]) -> Any:

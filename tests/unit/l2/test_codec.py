@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import logging
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from tests.support.strategies import same_typed, values
 from tiercache import register_type, tiered_cache
 from tiercache._l2.codec import DecodeError, UnencodableError, decode_value, encode_pickled, encode_value
+from tiercache.testing import forget_local_caches
 
 
 @given(values)
@@ -187,6 +189,88 @@ def test_register_type_checks_its_arguments() -> None:
         register_type("Money", str, str)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="register_type"):
         register_type(Money, "x", str)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    amount: Decimal
+    currency: str
+
+
+@dataclasses.dataclass
+class Listing:
+    sku: str
+    price: Price
+    extra: Any = None
+    tag_count: int = dataclasses.field(init=False, default=0)  # (computed: not stored)
+
+    def __post_init__(self) -> None:
+        self.tag_count = len(self.sku)
+
+
+register_type(Price, name="test.Price")
+register_type(Listing, name="test.Listing")
+
+
+@given(st.text(), values)
+def test_a_dataclass_registers_without_an_encoder_and_round_trips_nested(sku: str, extra: Any) -> None:
+    """register_type(SomeDataclass): stored as its init fields by name, rebuilt by the class."""
+    value = [Listing(sku, Price(Decimal("9.99"), "EUR"), extra)]
+    (back,) = decode_value(encode_value(value))
+    assert type(back) is Listing and type(back.price) is Price
+    assert back.sku == sku and back.price == value[0].price and same_typed(back.extra, extra)
+    assert back.tag_count == len(sku)  # (rebuilt by __post_init__, as the class builds it)
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_function_returning_a_registered_dataclass_is_an_l2_hit_elsewhere(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(l2)
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"codec.listing.{l2}")
+    def listing(sku: str) -> Listing:
+        return Listing(sku, Price(Decimal("1.50"), "EUR"))
+
+    first = listing("a")
+    forget_local_caches()  # (as another process finds it: L2 only)
+    again = listing("a")
+    assert again == first and again is not first and type(again.price) is Price
+    assert listing.cache_stats().l2_hits == 1 and listing.cache_stats().unencodable == 0
+
+
+def test_a_registered_dataclass_reads_entries_written_before_a_field_was_added() -> None:
+    """A deploy adds a field with a default: the entries the old version wrote still read."""
+
+    @dataclasses.dataclass
+    class Before:
+        name: str
+
+    @dataclasses.dataclass
+    class After:
+        name: str
+        region: str = "eu"
+
+    register_type(Before, name="test.Versioned")
+    written = encode_value(Before("s3"))
+    register_type(After, name="test.Versioned")
+    assert decode_value(written) == After("s3", "eu")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [["9.99", "EUR"], {"amount": 1, "currency": "EUR", "planted": 1}, {"amount": 1}],
+)
+def test_foreign_fields_under_a_registered_dataclass_are_a_decode_error(fields: Any) -> None:
+    """What another writer put under the name (a list, a field the class lacks or needs): a miss."""
+    payload = msgpack.packb(msgpack.ExtType(11, msgpack.packb(["test.Price", fields])))
+    with pytest.raises(DecodeError):
+        decode_value(payload)
+
+
+def test_only_a_dataclass_registers_without_an_encoder() -> None:
+    with pytest.raises(TypeError, match=r"register_type\(\): encode and decode must be callables"):
+        register_type(Money)
 
 
 def test_unregistered_type_name_on_the_wire_is_a_decode_error_not_an_import() -> None:
