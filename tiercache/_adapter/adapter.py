@@ -19,7 +19,7 @@ from tiercache._core.checks import MAX_SECONDS, Duration, as_seconds
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
 from tiercache._core.shells import arun, run
 from tiercache._l1.lru import Clock
-from tiercache._l2.endpoint import CLOSE_WAIT
+from tiercache._l2.deployments import CLOSE_WAIT
 
 __all__ = ["MemoryCache", "MemoryCacheAdapter", "MultiTierCache", "MultiTierCacheAdapter"]
 

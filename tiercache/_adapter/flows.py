@@ -19,7 +19,7 @@ from tiercache._l1.lru import MISSING
 
 if TYPE_CHECKING:
     from tiercache._adapter.tiers import AdapterTiers
-    from tiercache._l2.endpoint import Endpoint
+    from tiercache._l2.deployments import Endpoint
 
 __all__ = ["UNCHANGED", "clear", "delete", "get_many", "ping", "set_many", "update"]
 

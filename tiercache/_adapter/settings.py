@@ -11,7 +11,7 @@ from typing import Any
 from tiercache import _fields as fields
 from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES
 from tiercache._fields import setting
-from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS
+from tiercache._l2.deployments import DEFAULT_MAX_CONNECTIONS
 
 __all__ = ["MemoryCacheSettings", "MultiTierCacheSettings"]
 

@@ -9,8 +9,7 @@ from typing import Any
 from tiercache._adapter.settings import MultiTierCacheSettings
 from tiercache._core.tiers import Tiers
 from tiercache._l1.lru import Clock, LocalCache
-from tiercache._l2.deployments import endpoint_for_url
-from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.deployments import Endpoint, endpoint_for_url
 from tiercache._l2.layout import ADAPTER_SEGMENT, hex_digest
 from tiercache._l2.signing import Signer, signing_keys
 

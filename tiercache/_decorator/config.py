@@ -13,8 +13,12 @@ from tiercache import _fields as fields
 from tiercache._core.checks import DEFAULT_COMPRESS_MIN_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_URL
 from tiercache._decorator.keys import DEFAULT_MAX_KEY_BYTES
 from tiercache._fields import setting
-from tiercache._l2.deployments import endpoint_for_clients, endpoint_for_url
-from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, Endpoint
+from tiercache._l2.deployments import (
+    DEFAULT_MAX_CONNECTIONS,
+    Endpoint,
+    endpoint_for_clients,
+    endpoint_for_url,
+)
 
 __all__ = ["Settings", "configure", "current", "endpoint_for", "restore", "routing_of", "settings_version"]
 

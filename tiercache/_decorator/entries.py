@@ -16,7 +16,7 @@ from tiercache._l1.lru import MISSING
 
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
-    from tiercache._l2.endpoint import Endpoint
+    from tiercache._l2.deployments import Endpoint
 
 __all__ = ["peek", "put"]
 

@@ -32,7 +32,7 @@ TOMBSTONE_MARGIN: Final = 1.0
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
     from tiercache._decorator.function_tags import FunctionTags
-    from tiercache._l2.endpoint import Endpoint
+    from tiercache._l2.deployments import Endpoint
 
 __all__ = ["CHUNK", "clear", "invalidate", "note_before_run", "refresh", "serve", "write_op"]
 

@@ -27,7 +27,7 @@ from tiercache._decorator.options import Options
 from tiercache._decorator.refreshes import Refreshes
 from tiercache._decorator.tag_names import TagSpec
 from tiercache._l1.lru import Clock, LocalCache
-from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.deployments import Endpoint
 from tiercache._l2.layout import DIGEST_LENGTH
 from tiercache._l2.signing import Signer
 

@@ -14,7 +14,7 @@ from tiercache._decorator.call import Call
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, TagNotes, TagSpec, tag_key
 from tiercache._l1.lru import LocalCache
 from tiercache._l2.coherence import channel_for
-from tiercache._l2.endpoint import Endpoint
+from tiercache._l2.deployments import Endpoint
 from tiercache._l2.envelope import tag_block
 from tiercache._l2.signing import Signer
 

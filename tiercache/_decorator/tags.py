@@ -40,7 +40,7 @@ from tiercache._l2.signing import Signer
 
 if TYPE_CHECKING:
     from tiercache._decorator.function import FunctionCache
-    from tiercache._l2.endpoint import Endpoint
+    from tiercache._l2.deployments import Endpoint
 
 __all__ = ["ainvalidate_tags", "invalidate_tags"]
 

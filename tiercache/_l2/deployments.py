@@ -1,7 +1,8 @@
 """How an endpoint is built: from a URL (one server, a Sentinel deployment, a cluster) or from clients.
 
 Each builder makes the client factories, the probe, the subscription and the one-off checking
-client of its kind of deployment, and hands them to an ``Endpoint``, which knows no URL.
+client of its kind of deployment, and hands them to an ``Endpoint``, which knows no URL. The
+front ends take what they need of a deployment from here: the builders, the type, its defaults.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tiercache._l2.coherence import LOST_AFTER
-from tiercache._l2.endpoint import DEFAULT_MAX_CONNECTIONS, AsyncClientSource, Endpoint
+from tiercache._l2.endpoint import CLOSE_WAIT, DEFAULT_MAX_CONNECTIONS, AsyncClientSource, Endpoint
 from tiercache._l2.errors import RemoteUnavailable
 from tiercache._l2.inbox import Subscription
 from tiercache._l2.nodes import ClusterNodes
@@ -43,7 +44,7 @@ from tiercache._l2.sentinel import (
 )
 from tiercache._l2.urls import plain_cluster_url, redact_url
 
-__all__ = ["endpoint_for_clients", "endpoint_for_url"]
+__all__ = ["CLOSE_WAIT", "DEFAULT_MAX_CONNECTIONS", "Endpoint", "endpoint_for_clients", "endpoint_for_url"]
 
 #: The least a caller waits for a pooled connection to come free before it skips L2.
 POOL_WAIT: Final = 1.0
