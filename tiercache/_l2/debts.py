@@ -5,14 +5,24 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tiercache import _background
+from tiercache._l2.breaker import CircuitBreaker
 
-if TYPE_CHECKING:
-    from tiercache._l2.endpoint import Endpoint
+__all__ = ["Creditor", "Debts"]
 
-__all__ = ["Debts"]
+
+class Creditor(Protocol):
+    """What the debts read of the endpoint they are owed to."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the endpoint was closed (debts then wait for it to reopen)."""
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """Whether Redis is back: the debts are settled as it closes."""
 
 
 class Debts:
@@ -22,14 +32,14 @@ class Debts:
     of the endpoint and a settling never cross (see ``settle``).
     """
 
-    def __init__(self, endpoint: Endpoint, lock: threading.Lock) -> None:
+    def __init__(self, endpoint: Creditor, lock: threading.Lock) -> None:
         self._endpoint = weakref.ref(endpoint)
         self._lock = lock
-        self._debtors: weakref.WeakKeyDictionary[Any, Callable[[Any, Endpoint], object]] = (
+        self._debtors: weakref.WeakKeyDictionary[Any, Callable[[Any, Any], object]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def owe(self, debtor: Any, settle: Callable[[Any, Endpoint], object]) -> None:
+    def owe(self, debtor: Any, settle: Callable[[Any, Any], object]) -> None:
         """Have ``settle(debtor, endpoint)`` run on a background thread once the endpoint is back.
 
         For invalidations it could not take: they reach Redis (and other processes' L1s) when
@@ -56,7 +66,7 @@ class Debts:
                 dropped=lambda: self._remember(debts),  # (tiercache closing: settled when back)
             )
 
-    def _remember(self, debts: list[tuple[Any, Callable[[Any, Endpoint], object]]]) -> None:
+    def _remember(self, debts: list[tuple[Any, Callable[[Any, Any], object]]]) -> None:
         with self._lock:
             for debtor, settle in debts:
                 self._debtors.setdefault(debtor, settle)
