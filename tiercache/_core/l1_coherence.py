@@ -155,6 +155,16 @@ class L1Coherence:
                 self.local.delete(key)
         self.detach(keys)
 
+    def drop_since(self, key: Hashable, lease: int) -> int | None:
+        """Drop ``key`` as ``drop_local`` does; return a lease for our own write of it after the drop.
+
+        None when the key was dropped since ``lease`` (another process changed it meanwhile):
+        see LocalCache.delete_since.
+        """
+        own = self.local.delete_since(key, lease)
+        self.detach((key,))
+        return own
+
     def set_deaf(self, deaf: bool) -> None:
         """Bound L1 lifetimes while other processes' invalidations cannot be heard (or lift it)."""
         self.local.set_cap(DEAF_L1_SECONDS if deaf else math.inf)

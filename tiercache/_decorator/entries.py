@@ -88,17 +88,21 @@ def put(
     if endpoint is None and canonical is None:
         cache.keys.check_raw(key_values)  # (with L2, redis_key() encodes the key, and checks it)
     cache.coherence.drop_local((l1_key,))  # runs under way here write nothing from now on
+    # Before the write: another process's change of the key from now on (heard as a drop)
+    # keeps our value out of L1, as it is after ours in Redis.
+    since = cache.l1.lease()
     l1_seconds, l2_seconds, to_l1, to_l2 = cache.lifetimes.keeping(value, asked=True)
     call = Call(l1_key, key_values, args, kwargs, canonical=canonical)
     if cache.tags is not None:
         cache.tags.note(call)  # (the value we keep in L1, invalidate_tags() must find)
     if endpoint is None:  # L1 is the only store there is: the last set wins
-        _keep(cache, call, value, l1_seconds, keep=enabled and to_l1)
+        _keep(cache, call, value, l1_seconds, cache.l1.lease(), keep=enabled and to_l1)
         return
     # (redis_key() notes the key's digest: other processes' announcements of it must find
     # the entry we are about to keep in L1)
     key = cache.redis_key(call)
     kept = False
+    lease: int | None = None
     # Another set of the key at once: which one Redis kept is not known here.
     cache.sets_under_way.begin(l1_key)
     try:
@@ -111,15 +115,23 @@ def put(
         finally:
             # Again, as invalidate() does: a caller that missed L1 after the first drop may have
             # read the old value from Redis before our write, and be about to keep it in L1.
-            cache.coherence.drop_local((l1_key,))
+            # Our own write keeps a lease, unless the key was dropped since ``since``.
+            lease = cache.coherence.drop_since(l1_key, since)
         kept = enabled and to_l1
     finally:
-        cache.sets_under_way.end(l1_key, lambda: _keep(cache, call, value, l1_seconds, keep=kept))
+        cache.sets_under_way.end(l1_key, lambda: _keep(cache, call, value, l1_seconds, lease, keep=kept))
 
 
-def _keep(cache: FunctionCache, call: Call, value: Any, seconds: float | None, *, keep: bool) -> None:
-    """Keep a set's value in L1 (``keep``), under a lease taken after the set's last drop."""
-    lease = cache.l1.lease()  # (after the last drop: ours is the one write it allows)
+def _keep(
+    cache: FunctionCache, call: Call, value: Any, seconds: float | None, lease: int | None, *, keep: bool
+) -> None:
+    """Keep a set's value in L1 (``keep``) under ``lease``, taken at the set's last drop (None: none).
+
+    None: the key was dropped while the set wrote Redis (another process's change, after ours
+    there), so L1 keeps nothing and the next read asks Redis.
+    """
+    if lease is None:
+        return
     if cache.tags is not None:
         # Noted again, after the lease: a drop of these tags since the first note (another
         # process's, or the echo of one made here before) took that note away, and our entry

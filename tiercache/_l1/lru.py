@@ -299,14 +299,31 @@ class LocalCache:
     def delete(self, key: Hashable) -> bool:
         """Drop ``key``; return whether it was present (expired or not)."""
         with self._lock:
-            self._drops += 1
-            if len(self._dropped) >= MAX_REMEMBERED_DROPS:
-                self._forget_drops()
-            self._dropped[key] = self._drops
-            entry = self.data.pop(key, None)
-            if entry is not None and self.max_bytes is not None:
-                self._bytes -= entry[2]
-            return entry is not None
+            return self._delete(key)
+
+    def delete_since(self, key: Hashable, lease: int) -> int | None:
+        """Drop ``key`` as ``delete`` does, and return a lease for the caller's own write after it.
+
+        None when ``key`` was dropped since ``lease`` was taken (or every lease was voided): a
+        writer that must void everyone else's leases (the set of a key, after its write) keeps
+        its own only if nothing else dropped the key meanwhile. Checked and dropped at once: a
+        drop can come neither between the two nor unseen after them.
+        """
+        with self._lock:
+            intact = self.valid(key, lease)
+            self._delete(key)
+            return self._drops if intact else None
+
+    def _delete(self, key: Hashable) -> bool:
+        # (With the lock held.)
+        self._drops += 1
+        if len(self._dropped) >= MAX_REMEMBERED_DROPS:
+            self._forget_drops()
+        self._dropped[key] = self._drops
+        entry = self.data.pop(key, None)
+        if entry is not None and self.max_bytes is not None:
+            self._bytes -= entry[2]
+        return entry is not None
 
     def clear(self) -> None:
         """Drop every entry."""

@@ -221,6 +221,53 @@ def test_a_change_announced_while_a_set_writes_redis_keeps_the_set_value_out_of_
         assert b.get("k") == expected[0]  # what A left, not the value B set before it
 
 
+@pytest.mark.parametrize("change", ["invalidate", "set"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_change_announced_while_cache_set_writes_redis_keeps_the_set_value_out_of_l1(
+    real_l2: str, change: str, kind: str
+) -> None:
+    """Forced: B's cache_set() reaches Redis, A changes the key and B hears of it, then B keeps its value.
+
+    B took the lease it kept its value under only after its write: the announcement, heard
+    between the two, dropped nothing and voided no lease, and B served the value A had
+    invalidated or replaced (in Redis, after B's) for ttl_l1.
+    """
+    name = f"coherence.set.{kind}.{time.monotonic_ns()}"
+    source = {"k": 1}
+
+    def lookup(key: str) -> int:
+        return source[key]
+
+    async def alookup(key: str) -> int:
+        return source[key]
+
+    a = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(lookup)  # (sync: it acts inside B's loop)
+    b = tiered_cache(ttl_l1=3600, ttl_l2=3600, name=name)(lookup if kind == "sync" else alookup)
+
+    def call(outcome: Any) -> Any:
+        return asyncio.run(outcome) if kind == "async" else outcome
+
+    assert a("k") == 1 and call(b("k")) == 1  # (both follow the channel)
+    sets = b.__tiercache__.sets_under_way
+    end = sets.end
+    expected: list[int] = []
+
+    def written_then_changed(key: Any, keep: Any) -> None:
+        source["k"] = 3
+        if change == "invalidate":
+            a.cache_invalidate("k")
+        else:
+            a.cache_set(4, "k")
+        expected.append(a("k"))
+        assert heard.wait(2), "the announcement never reached B"
+        end(key, keep)
+
+    with _hearing(b.__tiercache__.coherence) as heard, _instead(sets, "end", written_then_changed):
+        call(b.cache_set(2, "k"))
+    assert expected == [3 if change == "invalidate" else 4]
+    assert call(b("k")) == expected[0]  # what A left, not the value B set before it
+
+
 def test_a_change_announced_while_a_run_goes_without_l2_keeps_its_value_out_of_l1(
     real_l2: str, redis_server: RedisProcess
 ) -> None:

@@ -82,6 +82,29 @@ def test_expiry_is_measured_from_the_write() -> None:
     assert len(cache) == 0
 
 
+def test_a_drop_since_keeps_the_droppers_own_write_unless_another_came_between() -> None:
+    """delete_since: the set of a key voids every lease but its own, unless the key was dropped
+    (another process's change) since the set began; then it keeps nothing."""
+    cache = LocalCache(max_entries=10, ttl=60.0)
+    since, reader = cache.lease(), cache.lease()
+    own = cache.delete_since("k", since)
+    assert own is not None
+    assert not cache.set("k", "old", lease=reader)  # a read from before the set: refused
+    assert cache.set("k", "mine", lease=own) and cache.get("k") == "mine"
+    since = cache.lease()
+    cache.delete("k")  # heard while the set wrote Redis
+    assert cache.delete_since("k", since) is None
+    since = cache.lease()
+    cache.delete("other")  # another key's drop is not this one's
+    assert cache.delete_since("k", since) is not None
+    since = cache.lease()
+    cache.clear()
+    assert cache.delete_since("k", since) is None
+    own = cache.delete_since("k", cache.lease())
+    cache.delete("k")  # after the drop, before the write
+    assert own is not None and not cache.set("k", "mine", lease=own)
+
+
 def test_zero_entries_stores_nothing() -> None:
     cache = LocalCache(max_entries=0, ttl=5.0)
     cache.set("k", "v")
