@@ -119,7 +119,15 @@ def set_many(tiers: AdapterTiers, items: Mapping[str, Any], ttl: float | None) -
             kept = (
                 functools.partial(tiers.l1.delete, key)
                 if refused
-                else functools.partial(_keep_local, tiers, key, value, seconds, lease, stored=key in stored)
+                else functools.partial(
+                    _keep_local,
+                    tiers,
+                    key,
+                    value,
+                    seconds,
+                    _after_write(tiers, key, lease),
+                    stored=key in stored,
+                )
             )
             tiers.sets_under_way.end(key, kept)
 
@@ -154,9 +162,23 @@ def _write_many(
     return {key for key, payload in payloads.items() if payload is not None}
 
 
+def _after_write(tiers: AdapterTiers, key: str, lease: int) -> int | None:
+    """Drop ``key`` from L1 once our write of it is done; return the lease our own value keeps.
+
+    Gets under way here may have read Redis before our write: their leases go, or one would
+    keep its older answer over our value. Ours holds unless the key was dropped since ``lease``
+    (another process's change, after ours in Redis): None then, and L1 keeps nothing.
+    """
+    return tiers.coherence.drop_since(key, lease)
+
+
 def _keep_local(
     tiers: AdapterTiers, key: str, value: Any, seconds: float, lease: int | None, *, stored: bool
 ) -> None:
+    # (None: a change heard while we wrote Redis came after ours: nothing is kept)
+    if lease is None:
+        tiers.l1.delete(key)
+        return
     # Without write-through L1 fills on the next get; a value L2 could not take stays in L1.
     if tiers.settings.write_through or not stored:
         tiers.l1.set(key, value, seconds, lease)  # (its digest was noted before Redis was asked)
@@ -192,13 +214,15 @@ def update(
         if swapped is not None:
             current, new, l1_seconds = swapped
             if new is not UNCHANGED:
-                kept = functools.partial(_keep_local, tiers, key, new, l1_seconds, lease, stored=True)
+                own = _after_write(tiers, key, lease)
+                kept = functools.partial(_keep_local, tiers, key, new, l1_seconds, own, stored=True)
             return current, new
         # Redis could not take it: L1 alone, and Redis must not go on serving what it replaced.
         current, new = _change_locally(tiers, key, change)
         if new is not UNCHANGED:
             yield from drop_keys(tiers, endpoint, (tiers.key(key),), action="update()")
-            kept = functools.partial(_keep_local, tiers, key, new, l1_default, lease, stored=False)
+            own = _after_write(tiers, key, lease)
+            kept = functools.partial(_keep_local, tiers, key, new, l1_default, own, stored=False)
         return current, new
     finally:
         tiers.sets_under_way.end(key, kept)

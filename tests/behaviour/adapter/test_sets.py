@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from tests.support.concurrency import at_once
 from tiercache import MultiTierCache, MultiTierCacheSettings
+from tiercache._adapter.flows import update
+from tiercache._core.shells import run
 from tiercache._tools.redis_process import RedisProcess
 
 
@@ -32,6 +35,50 @@ def test_two_threads_setting_one_key_leave_this_adapter_answering_what_redis_hol
         at_once([lambda i=i: writer.set("k", f"{trial}-{i}") for i in range(2)])
         disagreed += writer.get("k") != redis_view.get("k")
     assert disagreed == 0, f"{disagreed} of 300 trials left L1 holding another value than Redis"
+
+
+@pytest.mark.parametrize("how", ["set", "set_many", "update"])  # (update: Django's add, incr and touch)
+def test_a_get_under_way_during_a_set_here_never_keeps_the_older_value_over_it(
+    real_l2: str, how: str
+) -> None:
+    """Forced: a get reads Redis ("old"), this adapter sets "new", then the get keeps its answer.
+
+    The get's lease was taken before the set, and the set voided none: the get kept "old" in L1
+    over "new", and this adapter answered "old" for l1_ttl_seconds, though Redis (and every other
+    process) held "new".
+    """
+    writer, redis_view = adapters(real_l2)
+    with writer, redis_view:
+        writer.set("k", "old")
+        writer._tiers.local.clear()  # (the next get reads Redis)
+        remote = writer._tiers.remote
+        take_read = remote.take_read
+        reading, read = threading.Event(), threading.Event()
+
+        def answered_then_held(*args: object) -> object:
+            reading.set()
+            assert read.wait(5)
+            return take_read(*args)
+
+        got: list[object] = []
+        setattr(remote, "take_read", answered_then_held)
+        try:
+            getter = threading.Thread(target=lambda: got.append(writer.get("k")))
+            getter.start()
+            assert reading.wait(5)
+        finally:
+            delattr(remote, "take_read")  # (the set's own reads go as they do)
+        if how == "set":
+            writer.set("k", "new")
+        elif how == "set_many":
+            writer.set_many({"k": "new"})
+        else:
+            run(update(writer._tiers, "k", lambda current: "new", None))
+        read.set()
+        getter.join(5)
+        assert got == ["old"]  # (what Redis held when it read)
+        assert redis_view.get("k") == "new"
+        assert writer.get("k") == "new"  # this adapter's own set, not the older read kept over it
 
 
 @pytest.fixture
