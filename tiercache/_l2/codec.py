@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import pickle
 import threading
 import uuid
@@ -289,6 +290,20 @@ def _decode_time(fields: list[Any]) -> dt.time:
 def _dataclass_codec(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """Return the encode and decode of a dataclass registered without them (see register_type)."""
     names = tuple(field.name for field in dataclasses.fields(cls) if field.init)
+    # An init-only argument (InitVar) is no field: nothing stores it, so no read could rebuild
+    # the value. Said now, not as a decode error on every read.
+    needed = [
+        parameter.name
+        for parameter in inspect.signature(cls).parameters.values()
+        if parameter.name not in names
+        and parameter.default is parameter.empty
+        and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    ]
+    if needed:
+        raise TypeError(
+            f"register_type(): {cls.__qualname__}() needs {', '.join(needed)}, which it does not keep "
+            "as fields (InitVar): give encode and decode"
+        )
 
     def encode(value: Any) -> dict[str, Any]:
         return {name: getattr(value, name) for name in names}

@@ -273,6 +273,18 @@ def test_only_a_dataclass_registers_without_an_encoder() -> None:
         register_type(Money)
 
 
+def test_a_dataclass_needing_an_init_only_argument_is_refused_at_registration() -> None:
+    """Nothing stores an InitVar: every read would fail to rebuild it. Refused when registered."""
+
+    @dataclasses.dataclass
+    class Salted:
+        digest: str
+        salt: dataclasses.InitVar[str]
+
+    with pytest.raises(TypeError, match=r"Salted\(\) needs salt, which it does not keep as fields"):
+        register_type(Salted, name="test.Salted")
+
+
 def test_unregistered_type_name_on_the_wire_is_a_decode_error_not_an_import() -> None:
     payload = msgpack.packb(msgpack.ExtType(11, msgpack.packb(["os.system", "echo pwned"])))
     with pytest.raises(DecodeError, match="not registered"):
