@@ -7,6 +7,7 @@ pointing at that server, so examples read the way users write them.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import tempfile
 import uuid
@@ -42,6 +43,10 @@ def _teardown(namespace: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(namespace["_saved_environ"])
     _config.reset()
+    # A page's functions die with it: pages share a module name, and a twin left alive by a page
+    # run earlier in the same worker would be the one tiercache.stats() names without "#2".
+    namespace.clear()
+    gc.collect()
 
 
 pytest_collect_file = Sybil(
