@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.concurrency import at_once
-from tiercache import MultiTierCache, MultiTierCacheSettings
+from tiercache import MultiTierCache, MultiTierCacheAdapter, MultiTierCacheSettings
 from tiercache._adapter.flows import update
 from tiercache._core.shells import run
 from tiercache._tools.redis_process import RedisProcess
@@ -79,6 +81,39 @@ def test_a_get_under_way_during_a_set_here_never_keeps_the_older_value_over_it(
         assert got == ["old"]  # (what Redis held when it read)
         assert redis_view.get("k") == "new"
         assert writer.get("k") == "new"  # this adapter's own set, not the older read kept over it
+
+
+@pytest.mark.asyncio
+async def test_a_get_awaiting_redis_during_a_set_here_never_keeps_the_older_value_over_it(
+    real_l2: str,
+) -> None:
+    """The async adapter, forced as above: a get's read of "old" is held until a set of "new" is done."""
+    settings = MultiTierCacheSettings(l2_url=real_l2, namespace=f"adapter-sets-async-{time.monotonic_ns()}")
+    async with MultiTierCacheAdapter(settings) as cache:
+        await cache.set("k", "old")
+        cache._tiers.local.clear()  # (the next get reads Redis)
+        endpoint = cache._tiers.endpoint()
+        assert endpoint is not None
+        store = endpoint.astore()
+        read_many = store.read_many
+        reading, read = asyncio.Event(), asyncio.Event()
+
+        async def answered_then_held(*args: Any) -> Any:
+            reply = await read_many(*args)
+            reading.set()
+            await read.wait()
+            return reply
+
+        setattr(store, "read_many", answered_then_held)
+        try:
+            getter = asyncio.create_task(cache.get("k"))
+            await asyncio.wait_for(reading.wait(), 5)
+        finally:
+            delattr(store, "read_many")  # (the set's own reads go as they do)
+        await cache.set("k", "new")
+        read.set()
+        assert await getter == "old"  # (what Redis held when it read)
+        assert await cache.get("k") == "new"  # this adapter's own set, not the older read kept over it
 
 
 @pytest.fixture
