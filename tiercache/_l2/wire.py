@@ -235,7 +235,9 @@ def _aexchange_on(client: Any) -> Exchange | None:
         try:
             try:
                 return await _round_trip(connection, packed, count, timer)
-            except redis.ConnectionError:
+            # (and the builtin one: a reset socket raises ConnectionResetError at our stream's
+            # read, where redis-py's own read would have raised its ConnectionError)
+            except (redis.ConnectionError, ConnectionError):
                 await connection.disconnect()  # (once more, on a connection made afresh)
                 return await _round_trip(connection, packed, count, timer)
         except BaseException:

@@ -73,6 +73,33 @@ def test_a_connection_redis_dropped_is_tried_once_more_and_the_read_is_a_hit(
     assert runs == ["a"] and stats.l2_hits == 3 and stats.l2_errors == 0 and not stats.degraded
 
 
+def test_a_connection_reset_under_a_read_is_tried_once_more_and_the_read_is_a_hit(real_l2: str) -> None:
+    """A reset (RST) where a close (FIN) is mostly seen: the socket raises ConnectionResetError.
+
+    Redis's kill of a connection with our command on its way in is answered by a reset. The
+    lean read let the builtin ConnectionResetError through, where a closed stream raises
+    redis.ConnectionError: no retry, an l2_error per killed connection, and the breaker opened
+    (seen once in CI under load, test_load's kill of every connection).
+    """
+    runs: list[str] = []
+    lookup = cached("awire.reset", runs)
+
+    async def reset(*args: Any) -> bytes:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    async def main() -> None:
+        await lookup("a")
+        pool = store_of_this_loop().client.connection_pool
+        assert pool._available_connections
+        for connection in pool._available_connections:
+            connection._reader.read = reset  # (its next read: the socket was reset under it)
+        assert await lookup("a") == {"key": "a"}
+
+    asyncio.run(main())
+    stats = lookup.cache_stats()
+    assert runs == ["a"] and stats.l2_hits == 1 and stats.l2_errors == 0 and not stats.degraded
+
+
 def test_the_write_of_a_miss_takes_the_lean_way_even_after_a_dropped_connection(
     real_l2: str, redis_server: RedisProcess
 ) -> None:
