@@ -17,7 +17,7 @@ from tiercache._adapter.settings import MemoryCacheSettings, MultiTierCacheSetti
 from tiercache._adapter.tiers import AdapterTiers
 from tiercache._core.checks import MAX_SECONDS, Duration, as_seconds
 from tiercache._core.closing import CloseReport, checked_timeout, last_repairs, report
-from tiercache._core.shells import arun, run
+from tiercache._core.shells import afinish, arun, run
 from tiercache._l1.lru import Clock
 from tiercache._l2.deployments import CLOSE_WAIT
 
@@ -104,20 +104,20 @@ class MultiTierCacheAdapter(_Base):
     async def set(self, key: str, value: Any, ttl: Duration | None = None) -> None:
         """Store ``value`` under ``key`` in both tiers, for ``ttl`` seconds if given."""
         items = {self._key("set", key): value}
-        await arun(flows.set_many(self._tiers, items, self._ttl("set", ttl)))
+        await afinish(flows.set_many(self._tiers, items, self._ttl("set", ttl)), self._tiers)
 
     async def set_many(self, mapping: Mapping[str, Any], ttl: Duration | None = None) -> None:
         """Store every item of ``mapping`` in both tiers, L2 in one pipelined round trip."""
         items = self._items("set_many", mapping)
-        await arun(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)))
+        await afinish(flows.set_many(self._tiers, items, self._ttl("set_many", ttl)), self._tiers)
 
     async def delete(self, key: str) -> None:
         """Drop ``key`` from both tiers."""
-        await arun(flows.delete(self._tiers, (self._key("delete", key),)))
+        await afinish(flows.delete(self._tiers, (self._key("delete", key),)), self._tiers)
 
     async def clear(self) -> None:
         """Drop every entry of this adapter's namespace from both tiers (no key scan)."""
-        await arun(flows.clear(self._tiers))
+        await afinish(flows.clear(self._tiers), self._tiers)
 
     async def get_metrics(self) -> dict[str, Any]:
         """Return hit counts and rates per tier, latency, L1 size and L2 health."""

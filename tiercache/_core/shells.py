@@ -40,6 +40,7 @@ from tiercache._l2.errors import RemoteUnavailable
 __all__ = [
     "COMPUTE_THREAD",
     "Started",
+    "afinish",
     "arun",
     "astart",
     "run",
@@ -399,6 +400,38 @@ def astart(flow: Flow) -> Started:
 _last_started: weakref.WeakKeyDictionary[Any, asyncio.Future[Any]] = weakref.WeakKeyDictionary()
 
 
+async def afinish(flow: Flow, owner: object) -> Any:
+    """Drive ``flow`` to its end even if the caller is cancelled meanwhile; return its result.
+
+    For the changes an awaiting caller makes (an adapter's set, delete, clear; invalidating a
+    tag): one stopped half-way has done its L1 part and not its Redis part, or written Redis and
+    not announced it, and a value the caller replaced or dropped is served again. A cancelled
+    caller stops waiting; its flow goes on as a task (as Django's async cache methods run on in
+    their thread), and the owner's later changes begin after it, in the order they were made.
+    Changes whose callers are still waiting run side by side, as they always did.
+    """
+    left = _left_running.get(owner)
+    task = asyncio.ensure_future(arun(flow) if not left else _after_all(tuple(left), flow))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _keep(task)
+            running = _left_running.setdefault(owner, set())
+            running.add(task)
+            task.add_done_callback(running.discard)
+        raise
+
+
+async def _after_all(previous: tuple[asyncio.Future[Any], ...], flow: Flow) -> Any:
+    await asyncio.wait(previous)  # (their outcomes are their own)
+    return await arun(flow)
+
+
+#: An owner's changes whose callers were cancelled, while they run: its next changes wait.
+_left_running: weakref.WeakKeyDictionary[Any, set[asyncio.Future[Any]]] = weakref.WeakKeyDictionary()
+
+
 def _forget_started(owner: Any, task: asyncio.Future[Any]) -> None:
     # (A task kept after its end would keep its owner: a value the weak key cannot outlive.)
     if _last_started.get(owner) is task:
@@ -447,7 +480,10 @@ class Started(collections.abc.Coroutine[Any, Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         if self._task is None:
             return self._value
-        return (yield from self._task)
+        # Shielded: a caller cancelled while it waits (a request timing out, a client gone)
+        # stops waiting, never the change, which would otherwise stop half-way (its L1 part
+        # done, Redis never told), leaving Redis, and this process's next call, the old value.
+        return (yield from asyncio.shield(self._task))
 
     def send(self, value: Any) -> Any:
         if self._steps is None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tiercache._core import ops
 from tiercache._core.ops import Flow, Op, l2_op
 from tiercache._core.repairs import defer
-from tiercache._core.shells import arun, run
+from tiercache._core.shells import afinish, run
 from tiercache._decorator import config as _config
 from tiercache._decorator import registry as _registry
 from tiercache._decorator.tag_names import TAG_FLOOR, TOKENS, TagListener, checked_names, digest_of, tag_key
@@ -72,8 +72,11 @@ def invalidate_tags(*tags: str) -> None:
 
 
 async def ainvalidate_tags(*tags: str) -> None:
-    """``invalidate_tags()`` for coroutines: the same guarantee, without blocking the loop."""
-    await arun(_invalidate_flow(checked_names(tags, _OWNER)))
+    """``invalidate_tags()`` for coroutines: the same guarantee, without blocking the loop.
+
+    Cancelling the caller stops its wait, not the invalidation: Redis still gets it, whole.
+    """
+    await afinish(_invalidate_flow(checked_names(tags, _OWNER)), ainvalidate_tags)  # (see afinish)
 
 
 def _targets(digests: Sequence[str]) -> list[tuple[Endpoint, str, list[FunctionCache]]]:
