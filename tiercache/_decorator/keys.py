@@ -306,8 +306,33 @@ def _dataclass(value: Any, out: _Out, depth: int) -> None:
             raise exc.at(f".{name}") from None
 
 
+def _pydantic_model(value: Any, out: _Out, depth: int) -> None:
+    """Encode a pydantic (v2) model by what its ``__eq__`` compares, tagged with its type.
+
+    Its fields, then its extra fields and private attributes (None where its class has none):
+    models a request handler passes on (FastAPI's) key by value, as frozen ones do in lru_cache.
+    """
+    cls = type(value)
+    names = _COMPARED.get(cls)
+    if names is None:
+        names = _COMPARED[cls] = tuple(cls.model_fields)  # (read on the class, as pydantic asks)
+    _named(b"P", cls, out)
+    out += _length(len(names))
+    for name in names:
+        _str(name, out, depth)
+        try:
+            _encode(getattr(value, name), out, depth + 1)
+        except _Unkeyable as exc:
+            raise exc.at(f".{name}") from None
+    for part in ("__pydantic_extra__", "__pydantic_private__"):
+        try:
+            _encode(getattr(value, part, None), out, depth + 1)
+        except _Unkeyable as exc:
+            raise exc.at(f".{part}") from None
+
+
 def _encode_other(value: Any, out: _Out, depth: int) -> None:
-    """Encode what the exact-type table does not know: hooks, enums, classes, dataclasses, subclasses."""
+    """Encode what the exact-type table does not know: hooks, enums, classes, records, subclasses."""
     cls = type(value)
     hook = getattr(cls, "__cache_key__", None)
     if hook is not None and not isinstance(value, type):
@@ -326,6 +351,8 @@ def _encode_other(value: Any, out: _Out, depth: int) -> None:
         _str(str(value), out, depth)
     elif dataclasses.is_dataclass(cls):
         _dataclass(value, out, depth)
+    elif hasattr(cls, "__pydantic_validator__") and hasattr(cls, "model_fields"):  # pydantic 2
+        _pydantic_model(value, out, depth)
     else:
         base = next((b for b in cls.__mro__[1:] if b in _ENCODERS), None)
         if base is None:

@@ -15,6 +15,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,11 +176,30 @@ class OtherPoint:
     y: Any
 
 
+class Query(pydantic.BaseModel):
+    """A request model as FastAPI hands it on (mutable: keyed as it is at the call)."""
+
+    text: Any
+    page: int = 1
+
+
+class Extra(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="allow")
+
+    item: Any
+
+
+def extra_model(item: Any, extra: dict[str, Any]) -> Extra:
+    return Extra(item=item, **extra)
+
+
 records = st.recursive(
     values,
     lambda inner: st.one_of(
         st.builds(Point, inner, inner),
         st.builds(Labelled, inner, st.text(max_size=3)),
+        st.builds(Query, text=inner, page=st.integers(0, 2)),
+        st.builds(extra_model, inner, st.dictionaries(st.sampled_from(["x", "y"]), inner, max_size=2)),
         st.lists(inner, max_size=3),
     ),
     max_leaves=6,
@@ -187,11 +207,16 @@ records = st.recursive(
 
 
 def record_form(value: Any) -> Any:
-    """``normal_form``, and dataclasses by their class and compared fields (the oracle)."""
+    """``normal_form``, and records by their class and compared fields (the oracle)."""
     if type(value) is Point:
         return ("Point", record_form(value.x), record_form(value.y))
     if type(value) is Labelled:
         return ("Labelled", record_form(value.item))
+    if type(value) is Query:
+        return ("Query", record_form(value.text), value.page)
+    if type(value) is Extra:
+        extra = value.model_extra or {}
+        return ("Extra", record_form(value.item), frozenset((k, record_form(v)) for k, v in extra.items()))
     if type(value) is list:
         return ("list", tuple(record_form(item) for item in value))
     return normal_form(value)
@@ -199,8 +224,9 @@ def record_form(value: Any) -> Any:
 
 @given(records, records)
 @settings(max_examples=300)
-def test_dataclasses_share_a_key_exactly_when_they_compare_equal(a: Any, b: Any) -> None:
-    """As lru_cache keys them: same class and equal compared fields; compare=False fields aside."""
+def test_dataclasses_and_pydantic_models_share_a_key_exactly_when_they_compare_equal(a: Any, b: Any) -> None:
+    """As lru_cache keys them: same class and equal compared fields (compare=False fields aside;
+    a model's extra fields count)."""
     assert (key_of(a) == key_of(b)) == (record_form(a) == record_form(b))
 
 
@@ -209,6 +235,21 @@ def test_dataclasses_of_other_classes_or_field_names_are_other_keys() -> None:
     assert key_of(Point(1, 2)) != key_of((1, 2))
     assert key_of(Point(1, 2)) != key_of(Point(2, 1))
     assert key_of(Labelled(1, "a")) == key_of(Labelled(1, "b"))
+
+
+def test_pydantic_models_of_other_classes_or_private_state_are_other_keys() -> None:
+    class Secret(pydantic.BaseModel):
+        x: int
+        _state: Any = pydantic.PrivateAttr(default=None)
+
+    first, second = Secret(x=1), Secret(x=1)
+    second._state = "t"
+    assert (first == second) is False and key_of(first) != key_of(second)
+    assert key_of(Query(text="a")) == key_of(Query(text="a", page=1)) != key_of({"text": "a", "page": 1})
+    with pytest.raises(UnkeyableArgumentError, match=r"argument 'p0' \(at p0\.text\[0\]\)"):
+        key_of(Query(text=[object()]))
+    with pytest.raises(UnkeyableArgumentError, match=r"\(at p0\.__pydantic_extra__\['x'\]\)"):
+        key_of(Extra(item=1, x=object()))
 
 
 def test_a_dataclass_that_compares_by_identity_or_holds_the_unkeyable_is_refused_by_name() -> None:
@@ -495,6 +536,30 @@ def test_equal_dataclass_arguments_are_one_entry_in_both_tiers(
     version[0] = 2
     resolve.cache_invalidate(Point("storage", "s3"))
     assert resolve(Point("storage", "s3")) == 2
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_equal_pydantic_arguments_are_one_entry_in_both_tiers(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    """A FastAPI handler passes its request model on: equal models are one entry everywhere."""
+    request.getfixturevalue(l2)
+    version = [1]
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"keys.search.{l2}")
+    def search(query: Query) -> int:
+        return version[0]
+
+    assert search(Query(text="shoes", page=2)) == 1
+    assert search(Query(text="shoes", page=2)) == 1
+    assert search.cache_stats().l1_hits == 1
+    forget_local_caches()
+    assert search(Query(text="shoes", page=2)) == 1
+    assert search.cache_stats().l2_hits == 1
+    version[0] = 2
+    search.cache_invalidate(Query(text="shoes", page=2))
+    assert search(Query(text="shoes", page=2)) == 2
+    assert search(Query(text="shoes", page=3)) == 2
 
 
 def test_containers_past_the_shallow_bound_key_canonically() -> None:
