@@ -83,7 +83,9 @@ def register_type(
     A dataclass needs neither ``encode`` nor ``decode``: it is stored as the fields its
     ``__init__`` takes, by name (each a value the codec supports, registered dataclasses
     included), and rebuilt by calling the class with them, so an entry written before a field
-    with a default was added still reads.
+    with a default was added still reads. Nor does a pydantic (v2) model: it is stored as its
+    JSON (``model_dump_json()``) and rebuilt by validating it (``model_validate_json()``), so
+    what pydantic can write, it reads back; private attributes are not stored.
 
     Otherwise ``encode(obj)`` must return a value the codec already supports (which may contain
     other registered types; a str or bytes subclass is stored as a plain str or bytes, so
@@ -98,9 +100,12 @@ def register_type(
         raise TypeError(f"register_type(): cls must be a class, not {cls!r}")
     if encode is None and decode is None and dataclasses.is_dataclass(cls):
         encode, decode = _dataclass_codec(cls)
+    elif encode is None and decode is None and hasattr(cls, "__pydantic_validator__"):
+        encode, decode = _model_codec(cls)
     if not callable(encode) or not callable(decode):
         raise TypeError(
-            "register_type(): encode and decode must be callables (both may be left out for a dataclass)"
+            "register_type(): encode and decode must be callables "
+            "(both may be left out for a dataclass or a pydantic model)"
         )
     name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
     registration = _Registration(cls, name, encode, decode)
@@ -314,6 +319,20 @@ def _dataclass_codec(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], A
                 f"a {cls.__qualname__} is stored as its fields by name, not as {type(fields).__name__}"
             )
         return cls(**fields)
+
+    return encode, decode
+
+
+def _model_codec(cls: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Return the encode and decode of a pydantic model registered without them (see register_type)."""
+
+    def encode(value: Any) -> str:
+        return str(value.model_dump_json())  # (pydantic's own errors are ValueErrors: unencodable)
+
+    def decode(text: Any) -> Any:
+        if type(text) is not str:  # (what a foreign writer put under our type's name)
+            raise DecodeError(f"a {cls.__qualname__} is stored as its JSON, not as {type(text).__name__}")
+        return cls.model_validate_json(text)  # (invalid: a ValueError, a decode error)
 
     return encode, decode
 

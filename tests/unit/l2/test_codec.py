@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import enum
 import logging
 import pickle
+import uuid
 import zoneinfo
 from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
 import msgpack
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -268,7 +271,71 @@ def test_foreign_fields_under_a_registered_dataclass_are_a_decode_error(fields: 
         decode_value(payload)
 
 
-def test_only_a_dataclass_registers_without_an_encoder() -> None:
+class Owner(pydantic.BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class Order(pydantic.BaseModel):
+    """What a FastAPI service returns: nested models, times, decimals, optional fields."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    owner: Owner
+    placed: dt.datetime
+    total: Decimal
+    lines: list[str] = []
+    note: str | None = None
+
+
+register_type(Order, name="test.Order")
+
+
+@given(
+    st.text(),
+    st.datetimes(timezones=st.just(dt.UTC)),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.none() | st.text(max_size=5),
+)
+def test_a_pydantic_model_registers_without_an_encoder_and_round_trips(
+    name: str, placed: dt.datetime, total: Decimal, lines: list[str], note: str | None
+) -> None:
+    """register_type(SomeModel): stored as its JSON, rebuilt by validating it."""
+    order = Order(owner=Owner(id=uuid.uuid4(), name=name), placed=placed, total=total, lines=lines, note=note)
+    (back,) = decode_value(encode_value([order]))
+    assert type(back) is Order and type(back.owner) is Owner and back == order
+
+
+def test_a_pydantic_model_keeps_its_extra_fields_and_refuses_foreign_payloads() -> None:
+    order = Order(
+        owner=Owner(id=uuid.uuid4(), name="ada"), placed=dt.datetime(2026, 12, 8), total=1, gift=True
+    )
+    assert decode_value(encode_value(order)).model_extra == {"gift": True}
+    for foreign in ({"owner": 1}, '{"owner": 1}', "not json"):
+        payload = msgpack.packb(msgpack.ExtType(11, msgpack.packb(["test.Order", foreign])))
+        with pytest.raises(DecodeError):
+            decode_value(payload)
+
+
+@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
+def test_a_function_returning_a_registered_pydantic_model_is_an_l2_hit_elsewhere(
+    l2: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(l2)
+
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"codec.order.{l2}")
+    async def order(name: str) -> Order:
+        return Order(owner=Owner(id=uuid.uuid4(), name=name), placed=dt.datetime.now(dt.UTC), total=3)
+
+    first = asyncio.run(order("a"))
+    forget_local_caches()  # (as another process finds it: L2 only)
+    again = asyncio.run(order("a"))
+    assert again == first and again is not first and type(again.owner) is Owner
+    assert order.cache_stats().l2_hits == 1 and order.cache_stats().unencodable == 0
+
+
+def test_only_a_dataclass_or_a_pydantic_model_registers_without_an_encoder() -> None:
     with pytest.raises(TypeError, match=r"register_type\(\): encode and decode must be callables"):
         register_type(Money)
 
