@@ -192,6 +192,34 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         'cache.set(next(keys), {"name": "s3", "regions": ["eu-west-1"]})',
         'import redis\nassert len(redis.Redis.from_url(URL).keys("instructions-solo:*")) >= 100',
     ),
+    "raw redis.asyncio SET + packb": (
+        """
+        import asyncio, itertools, msgpack, redis.asyncio
+        loop = asyncio.new_event_loop()
+        client = redis.asyncio.Redis.from_url(URL)
+        keys = itertools.cycle([f"raw:set:{i}" for i in range(100)])
+        async def put(key):
+            await client.set(key, msgpack.packb({"name": "s3", "regions": ["eu-west-1"]}), px=600_000)
+        """,
+        "loop.run_until_complete(put(next(keys)))",
+    ),
+    "tiercache async adapter set (coherent)": (
+        """
+        import asyncio, itertools
+        from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings
+        loop = asyncio.new_event_loop()
+        cache = MultiTierCacheAdapter(MultiTierCacheSettings(
+            l2_url=URL, namespace="instructions-aset", l2_timeout=5, l2_connect_timeout=5,
+        ))
+        loop.run_until_complete(cache.init())
+        keys = itertools.cycle([f"session:{i}" for i in range(100)])
+        async def put(key):
+            await cache.set(key, {"name": "s3", "regions": ["eu-west-1"]})
+        """,
+        "loop.run_until_complete(put(next(keys)))",
+        "import time, redis; time.sleep(2)\n"
+        'assert len(redis.Redis.from_url(URL).keys("instructions-aset:*")) >= 100',
+    ),
     "functools.lru_cache hit": (
         """
         import functools

@@ -12,10 +12,11 @@ import collections.abc
 import concurrent.futures
 import contextlib
 import contextvars
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Hashable
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from typing import Any, Final
 
 from tiercache import _background
@@ -405,15 +406,21 @@ async def afinish(flow: Flow, owner: object) -> Any:
 
     For the changes an awaiting caller makes (an adapter's set, delete, clear; invalidating a
     tag): one stopped half-way has done its L1 part and not its Redis part, or written Redis and
-    not announced it, and a value the caller replaced or dropped is served again. A cancelled
-    caller stops waiting; its flow goes on as a task (as Django's async cache methods run on in
-    their thread), and the owner's later changes begin after it, in the order they were made.
-    Changes whose callers are still waiting run side by side, as they always did.
+    not heard the reply (this process then keeps the value it replaced), and a value the caller
+    replaced or dropped is served again. A cancelled caller stops waiting; its flow goes on as a
+    task (as Django's async cache methods run on in their thread), and the owner's later changes
+    begin after it, in the order they were made. Changes whose callers are still waiting run
+    side by side, as they always did.
     """
+    loop = asyncio.get_running_loop()
     left = _left_running.get(owner)
-    task = asyncio.ensure_future(arun(flow) if not left else _after_all(tuple(left), flow))
+    outcome: asyncio.Future[Any] = loop.create_future()
+    # (The task hands its result to ``outcome`` itself: through asyncio.shield, a change took
+    # three loop turns more than awaited in the caller; this way one, where tasks start eagerly.)
+    work = arun(flow) if not left else _after_all(tuple(left), flow)
+    task = _start_task(loop, _settle(work, outcome))
     try:
-        return await asyncio.shield(task)
+        return await outcome  # (cancelling the caller cancels this future, never the task)
     except asyncio.CancelledError:
         if not task.done():
             _keep(task)
@@ -421,6 +428,31 @@ async def afinish(flow: Flow, owner: object) -> Any:
             running.add(task)
             task.add_done_callback(running.discard)
         raise
+
+
+async def _settle(work: Coroutine[Any, Any, Any], outcome: asyncio.Future[Any]) -> None:
+    try:
+        value = await work
+    except Exception as exc:  # (a cancelled caller's: nobody is left to raise it to)
+        if not outcome.done():
+            outcome.set_exception(exc)
+    except BaseException:  # the task was cancelled (the loop is closing): so is the wait
+        outcome.cancel()
+        raise
+    else:
+        if not outcome.done():
+            outcome.set_result(value)
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.Task(work, loop=loop, eager_start=True)  # (its first step runs now, here)
+
+else:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return loop.create_task(work)
 
 
 async def _after_all(previous: tuple[asyncio.Future[Any], ...], flow: Flow) -> Any:
