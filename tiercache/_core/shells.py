@@ -414,6 +414,8 @@ async def afinish(flow: Flow, owner: object) -> Any:
     """
     loop = asyncio.get_running_loop()
     left = _left_running.get(owner)
+    if left:  # (a task of a loop that was closed under it never ends: only this loop's count)
+        left = {task for task in left if task.get_loop() is loop}
     outcome: asyncio.Future[Any] = loop.create_future()
     # (The task hands its result to ``outcome`` itself: through asyncio.shield, a change took
     # three loop turns more than awaited in the caller; this way one, where tasks start eagerly.)

@@ -219,3 +219,34 @@ async def test_changes_whose_callers_wait_still_run_side_by_side(real_l2: str) -
             delattr(store, "write_many")
         await asyncio.gather(*sets)
         assert await cache.get_many(["a", "b"]) == {"a": 1, "b": 1}
+
+
+def test_a_change_left_running_on_a_loop_closed_under_it_holds_up_no_other_loop(real_l2: str) -> None:
+    """asyncio.run per request (sync code calling async code): a loop closed with the change
+    still held never ends it; the next loop's changes must not wait for it."""
+    cache = MultiTierCacheAdapter(MultiTierCacheSettings(l2_url=real_l2, namespace=f"closed-{next(_names)}"))
+    first = asyncio.new_event_loop()
+
+    async def left_held() -> None:
+        store = store_of(cache._tiers)
+        reached = asyncio.Event()
+
+        async def never(*args: Any) -> Any:
+            reached.set()
+            await asyncio.Event().wait()
+
+        setattr(store, "write_many", never)
+        setter = asyncio.create_task(cache.set("k", "new"))
+        await asyncio.wait_for(reached.wait(), 5)
+        setter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await setter
+
+    first.run_until_complete(left_held())
+    first.close()  # (the set's task still pending on it)
+
+    async def later() -> Any:
+        await asyncio.wait_for(cache.delete("k"), 5)
+        return await cache.get("k")
+
+    assert asyncio.run(later()) is None
