@@ -283,6 +283,18 @@ def _named(tag: bytes, cls: type, out: _Out) -> None:
 _COMPARED: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
+def _attributes(tag: bytes, value: Any, names: tuple[str, ...], out: _Out, depth: int) -> None:
+    """Encode ``value`` as its type and its attributes ``names``, each by name."""
+    _named(tag, type(value), out)
+    out += _length(len(names))
+    for name in names:
+        _str(name, out, depth)
+        try:
+            _encode(getattr(value, name), out, depth + 1)
+        except _Unkeyable as exc:
+            raise exc.at(f".{name}") from None
+
+
 def _dataclass(value: Any, out: _Out, depth: int) -> None:
     """Encode a dataclass instance by the fields its ``__eq__`` compares, tagged with its type.
 
@@ -296,14 +308,7 @@ def _dataclass(value: Any, out: _Out, depth: int) -> None:
         if params is not None and not params.eq:
             raise _Unkeyable(value, "a dataclass made with eq=False compares by identity: no key says which")
         names = _COMPARED[cls] = tuple(field.name for field in dataclasses.fields(value) if field.compare)
-    _named(b"a", cls, out)
-    out += _length(len(names))
-    for name in names:
-        _str(name, out, depth)
-        try:
-            _encode(getattr(value, name), out, depth + 1)
-        except _Unkeyable as exc:
-            raise exc.at(f".{name}") from None
+    _attributes(b"a", value, names, out, depth)
 
 
 def _pydantic_model(value: Any, out: _Out, depth: int) -> None:
@@ -316,14 +321,7 @@ def _pydantic_model(value: Any, out: _Out, depth: int) -> None:
     names = _COMPARED.get(cls)
     if names is None:
         names = _COMPARED[cls] = tuple(cls.model_fields)  # (read on the class, as pydantic asks)
-    _named(b"P", cls, out)
-    out += _length(len(names))
-    for name in names:
-        _str(name, out, depth)
-        try:
-            _encode(getattr(value, name), out, depth + 1)
-        except _Unkeyable as exc:
-            raise exc.at(f".{name}") from None
+    _attributes(b"P", value, names, out, depth)
     for part in ("__pydantic_extra__", "__pydantic_private__"):
         try:
             _encode(getattr(value, part, None), out, depth + 1)

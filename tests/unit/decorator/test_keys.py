@@ -13,6 +13,7 @@ import sys
 import textwrap
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -516,50 +517,34 @@ def test_invalidating_a_call_with_a_dict_argument_drops_its_entry(fake_l2: Any) 
 
 
 @pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
-def test_equal_dataclass_arguments_are_one_entry_in_both_tiers(
-    l2: str, request: pytest.FixtureRequest
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Point("storage", "s3"),  # a frozen dataclass: an lru_cache habit
+        lambda: Query(text="shoes", page=2),  # the request model a FastAPI handler passes on
+    ],
+    ids=["dataclass", "pydantic"],
+)
+def test_equal_record_arguments_are_one_entry_in_both_tiers(
+    l2: str, make: Callable[[], Any], request: pytest.FixtureRequest
 ) -> None:
-    """A frozen dataclass (an lru_cache habit) keys by value: in L1, in Redis, and to invalidate."""
+    """Records key by value: equal ones are one entry in L1, in Redis, and to invalidate."""
     request.getfixturevalue(l2)
     version = [1]
 
-    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"keys.resolve.{l2}")
-    def resolve(ref: Point) -> int:
+    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"keys.resolve.{l2}.{type(make()).__name__}")
+    def resolve(ref: Any) -> int:
         return version[0]
 
-    assert resolve(Point("storage", "s3")) == 1
-    assert resolve(Point("storage", "s3")) == 1
+    assert resolve(make()) == 1
+    assert resolve(make()) == 1
     assert resolve.cache_stats().l1_hits == 1
     forget_local_caches()  # (as another process finds it: L2 only)
-    assert resolve(Point("storage", "s3")) == 1
+    assert resolve(make()) == 1
     assert resolve.cache_stats().l2_hits == 1
     version[0] = 2
-    resolve.cache_invalidate(Point("storage", "s3"))
-    assert resolve(Point("storage", "s3")) == 2
-
-
-@pytest.mark.parametrize("l2", ["fake_l2", "real_l2"])
-def test_equal_pydantic_arguments_are_one_entry_in_both_tiers(
-    l2: str, request: pytest.FixtureRequest
-) -> None:
-    """A FastAPI handler passes its request model on: equal models are one entry everywhere."""
-    request.getfixturevalue(l2)
-    version = [1]
-
-    @tiered_cache(ttl_l1=60, ttl_l2=600, name=f"keys.search.{l2}")
-    def search(query: Query) -> int:
-        return version[0]
-
-    assert search(Query(text="shoes", page=2)) == 1
-    assert search(Query(text="shoes", page=2)) == 1
-    assert search.cache_stats().l1_hits == 1
-    forget_local_caches()
-    assert search(Query(text="shoes", page=2)) == 1
-    assert search.cache_stats().l2_hits == 1
-    version[0] = 2
-    search.cache_invalidate(Query(text="shoes", page=2))
-    assert search(Query(text="shoes", page=2)) == 2
-    assert search(Query(text="shoes", page=3)) == 2
+    resolve.cache_invalidate(make())
+    assert resolve(make()) == 2
 
 
 def test_containers_past_the_shallow_bound_key_canonically() -> None:
