@@ -415,6 +415,7 @@ async def afinish(flow: Flow, owner: object) -> Any:
     loop = asyncio.get_running_loop()
     left = _left_running.get(owner)
     if left:  # (a task of a loop that was closed under it never ends: only this loop's count)
+        left.difference_update([task for task in left if task.get_loop().is_closed()])
         left = {task for task in left if task.get_loop() is loop}
     outcome: asyncio.Future[Any] = loop.create_future()
     # (The task hands its result to ``outcome`` itself: through asyncio.shield, a change took

@@ -23,7 +23,7 @@ import redis
 import tiercache
 import tiercache.testing
 from tiercache import MultiTierCacheAdapter, MultiTierCacheSettings, tiered_cache
-from tiercache._core.shells import settle_background
+from tiercache._core.shells import _left_running, settle_background
 
 _names = itertools.count()
 
@@ -250,3 +250,4 @@ def test_a_change_left_running_on_a_loop_closed_under_it_holds_up_no_other_loop(
         return await cache.get("k")
 
     assert asyncio.run(later()) is None
+    assert not _left_running.get(cache._tiers)  # (nor is the orphan kept, nor the adapter with it)
